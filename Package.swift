@@ -1,0 +1,108 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let strictness: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "Gatepost",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "gatepost", targets: ["gatepost"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+    ],
+    targets: [
+        // Bytes in, structure out: no sockets, no files, no database.
+        .target(
+            name: "GatepostMIME",
+            swiftSettings: strictness
+        ),
+        // POP3 wire protocol: a pure parser/state machine plus a thin NIO transport.
+        .target(
+            name: "GatepostPOP3",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictness
+        ),
+        // Transfer records, committed UIDLs and site state in SQLite.
+        .target(
+            name: "GatepostCatalog",
+            dependencies: [
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            swiftSettings: strictness
+        ),
+        // Sites, spool, classification policy and the poll job.
+        .target(
+            name: "GatepostCore",
+            dependencies: [
+                "GatepostMIME", "GatepostPOP3", "GatepostCatalog",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: strictness
+        ),
+        // Scripted in-process servers (fault injection, demo) and real test-peer launchers.
+        .target(
+            name: "GatepostTestSupport",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: strictness
+        ),
+        .executableTarget(
+            name: "gatepost",
+            dependencies: [
+                "GatepostCore", "GatepostCatalog", "GatepostTestSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictness
+        ),
+        .testTarget(name: "GatepostMIMETests", dependencies: ["GatepostMIME"], swiftSettings: strictness),
+        .testTarget(
+            name: "GatepostPOP3Tests",
+            dependencies: [
+                "GatepostPOP3",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: strictness
+        ),
+        .testTarget(name: "GatepostCatalogTests", dependencies: ["GatepostCatalog"], swiftSettings: strictness),
+        .testTarget(
+            name: "GatepostCoreTests",
+            dependencies: ["GatepostCore", "GatepostCatalog", "GatepostTestSupport"],
+            swiftSettings: strictness
+        ),
+        .testTarget(
+            name: "GatepostTestSupportTests",
+            dependencies: ["GatepostTestSupport", "GatepostPOP3"],
+            swiftSettings: strictness
+        ),
+        .testTarget(
+            name: "GatepostIntegrationTests",
+            dependencies: ["GatepostCore", "GatepostCatalog", "GatepostTestSupport"],
+            swiftSettings: strictness
+        ),
+    ]
+)

@@ -1,0 +1,33 @@
+/// One node of a message's MIME tree. Index 0 is the message itself; bodies are not kept here,
+/// they stream to the ``MIMEPartHandler``.
+public struct MIMEPart: Sendable, Hashable {
+    public let index: Int
+    public let parent: Int?
+    /// 0 for the message, 1 for its parts, and so on.
+    public let depth: Int
+    public let header: MessageHeader
+    public let contentType: ContentType
+    public let disposition: ContentDisposition?
+    public let transferEncoding: TransferEncoding
+    /// True only for a multipart with a usable boundary; a multipart without one is a leaf.
+    public let isMultipart: Bool
+
+    /// The file name the sender gave: Content-Disposition `filename`, else Content-Type `name`
+    /// (older mailers), with RFC 2231 and RFC 2047 decoding applied. Not yet safe for a file
+    /// system: see the spool's sanitizer.
+    public var fileName: String? {
+        let raw = disposition?.fileName ?? contentType.parameters["name"]
+        guard let raw else { return nil }
+        let decoded = EncodedWords.decode(raw).trimmingCharacters(in: .whitespacesAndNewlines)
+        return decoded.isEmpty ? nil : decoded
+    }
+}
+
+/// Receives a message's parts as the parser finds them. Leaf parts get their decoded body
+/// (transfer encoding removed) in chunks; multiparts only begin and end.
+public protocol MIMEPartHandler {
+    mutating func partDidBegin(_ part: MIMEPart) throws
+    /// `bytes` is valid only during the call.
+    mutating func part(_ index: Int, didReceive bytes: UnsafeRawBufferPointer) throws
+    mutating func partDidEnd(_ index: Int) throws
+}
