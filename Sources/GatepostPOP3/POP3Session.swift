@@ -1,0 +1,335 @@
+import Logging
+import NIOCore
+import NIOPosix
+import NIOSSL
+
+/// One entry of a UIDL or LIST listing.
+public struct POP3ListingEntry: Sendable, Hashable {
+    public var number: Int
+    public var value: String
+}
+
+/// What CAPA reported (RFC 2449).
+public struct POP3Capabilities: Sendable, Hashable {
+    public var lines: [String]
+
+    public init(lines: [String]) {
+        self.lines = lines
+    }
+
+    private func has(_ name: String) -> Bool {
+        lines.contains { $0.split(separator: " ").first?.uppercased() == name }
+    }
+
+    public var supportsSTLS: Bool { has("STLS") }
+    public var supportsUIDL: Bool { has("UIDL") }
+    public var supportsPipelining: Bool { has("PIPELINING") }
+    public var supportsUSER: Bool { has("USER") }
+    public var saslMechanisms: [String] {
+        guard let line = lines.first(where: { $0.uppercased().hasPrefix("SASL") }) else { return [] }
+        return line.split(separator: " ").dropFirst().map { $0.uppercased() }
+    }
+}
+
+/// An open POP3 connection, driven from one task. Obtain one with ``POP3Client/withSession``.
+///
+/// Each method sends a command and waits for its answer; `-ERR` becomes a thrown `POP3Error`.
+/// Message data is handed to the caller's consumer as it arrives, so nothing is buffered whole.
+public final class POP3Session {
+    public let configuration: POP3ConnectionConfiguration
+    public private(set) var greeting: POP3Greeting?
+    public private(set) var capabilities: POP3Capabilities?
+    public private(set) var isEncrypted: Bool
+
+    private var machine = POP3ClientStateMachine()
+    private var inbound: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator
+    private let outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
+    private let channel: any Channel
+    private var events: [POP3ClientStateMachine.Event] = []
+    private var eventHead = 0
+    private let logger: Logger
+
+    init(
+        configuration: POP3ConnectionConfiguration,
+        channel: any Channel,
+        inbound: NIOAsyncChannelInboundStream<ByteBuffer>,
+        outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>,
+        logger: Logger
+    ) {
+        self.configuration = configuration
+        self.channel = channel
+        self.inbound = inbound.makeAsyncIterator()
+        self.outbound = outbound
+        self.logger = logger
+        isEncrypted = configuration.security == .tls
+    }
+
+    // MARK: - Events
+
+    private func nextEvent(during phase: @autoclosure () -> String) async throws(POP3Error) -> POP3ClientStateMachine.Event {
+        while eventHead == events.count {
+            events.removeAll(keepingCapacity: true)
+            eventHead = 0
+            let received: ByteBuffer?
+            do {
+                received = try await inbound.next()
+            } catch {
+                throw mapTransportError(error, during: phase())
+            }
+            guard var buffer = received else {
+                throw machine.connectionClosed() ?? POP3Error.connectionClosed(during: phase())
+            }
+            events = try machine.receive(&buffer)
+        }
+        defer { eventHead += 1 }
+        return events[eventHead]
+    }
+
+    private func mapTransportError(_ error: any Error, during phase: String) -> POP3Error {
+        if let error = error as? POP3Error { return error }
+        if error is ReadTimeoutHandler.Fired { return .timeout(during: phase) }
+        if let error = error as? NIOSSLError { return .tlsFailed("\(error)") }
+        if let error = error as? BoringSSLError { return .tlsFailed("\(error)") }
+        if let error = error as? IOError { return .connectionClosed(during: "\(phase) (\(error.description))") }
+        return .connectionClosed(during: "\(phase) (\(error))")
+    }
+
+    private func write(_ command: POP3Command) async throws(POP3Error) {
+        var buffer = channel.allocator.buffer(capacity: 64)
+        try machine.send(command, into: &buffer)
+        logger.trace("POP3 >", metadata: ["command": "\(command.logDescription)"])
+        do {
+            try await outbound.write(buffer)
+        } catch {
+            throw mapTransportError(error, during: command.logDescription)
+        }
+    }
+
+    /// Sends `command` and returns its `+OK` status line; `-ERR` throws.
+    @discardableResult
+    public func execute(_ command: POP3Command) async throws(POP3Error) -> POP3StatusLine {
+        precondition(!command.expectsMultilineData, "use executeMultiline for \(command.logDescription)")
+        try await write(command)
+        let status = try await awaitStatus(of: command)
+        guard status.isOK else { throw POP3Error.serverError(command: command.logDescription, status: status) }
+        return status
+    }
+
+    private func awaitStatus(of command: POP3Command) async throws(POP3Error) -> POP3StatusLine {
+        switch try await nextEvent(during: command.logDescription) {
+        case .status(_, let status):
+            return status
+        case .greeting, .challenge, .data, .dataEnd:
+            throw POP3Error.protocolViolation("unexpected response to \(command.logDescription)")
+        }
+    }
+
+    /// Sends a multi-line command and passes its data, dot-unstuffed, to `consumer` chunk by chunk.
+    public func executeMultiline(
+        _ command: POP3Command,
+        consumer: (ByteBuffer) async throws -> Void
+    ) async throws -> POP3StatusLine {
+        try await write(command)
+        let status = try await awaitStatus(of: command)
+        guard status.isOK else { throw POP3Error.serverError(command: command.logDescription, status: status) }
+        while true {
+            switch try await nextEvent(during: command.logDescription) {
+            case .data(_, let chunk):
+                try await consumer(chunk)
+            case .dataEnd:
+                return status
+            case .greeting, .status, .challenge:
+                throw POP3Error.protocolViolation("unexpected response inside \(command.logDescription) data")
+            }
+        }
+    }
+
+    /// A multi-line answer made of short lines (CAPA, UIDL, LIST), collected with a size cap.
+    private func collectLines(_ command: POP3Command, maxBytes: Int = 64 * 1024 * 1024) async throws(POP3Error) -> [String] {
+        var collected = ByteBuffer()
+        do {
+            _ = try await executeMultiline(command) { chunk in
+                var chunk = chunk
+                guard collected.readableBytes + chunk.readableBytes <= maxBytes else {
+                    throw POP3Error.protocolViolation("\(command.logDescription) answer larger than \(maxBytes) bytes")
+                }
+                collected.writeBuffer(&chunk)
+            }
+        } catch let error as POP3Error {
+            throw error
+        } catch {
+            throw POP3Error.protocolViolation("\(error)")
+        }
+        let text = String(decoding: collected.readableBytesView, as: UTF8.self)
+        return text.split(whereSeparator: { $0 == "\r\n" || $0 == "\n" || $0 == "\r" }).map(String.init)
+    }
+
+    // MARK: - Session steps
+
+    func readGreeting() async throws(POP3Error) {
+        switch try await nextEvent(during: "the greeting") {
+        case .greeting(let greeting):
+            self.greeting = greeting
+        default:
+            throw POP3Error.protocolViolation("expected a greeting")
+        }
+    }
+
+    /// CAPA; a server without it (RFC 1939 only) gets an empty capability list.
+    @discardableResult
+    public func loadCapabilities() async throws(POP3Error) -> POP3Capabilities {
+        do {
+            let capabilities = POP3Capabilities(lines: try await collectLines(.capa))
+            self.capabilities = capabilities
+            return capabilities
+        } catch .serverError {
+            let capabilities = POP3Capabilities(lines: [])
+            self.capabilities = capabilities
+            return capabilities
+        }
+    }
+
+    /// STLS and the TLS handshake; capabilities are read again afterwards, as RFC 2595 requires.
+    public func startTLS() async throws(POP3Error) {
+        try await execute(.stls)
+        try await POP3Transport.upgradeToTLS(channel, configuration: configuration)
+        try machine.tlsEstablished()
+        isEncrypted = true
+        try await loadCapabilities()
+    }
+
+    /// USER/PASS (RFC 1939 section 7).
+    public func login(user: String, password: String, allowPlaintext: Bool) async throws(POP3Error) {
+        guard isEncrypted || allowPlaintext else { throw POP3Error.plaintextRefused }
+        do {
+            try await execute(.user(user))
+            try await execute(.pass(password))
+        } catch .serverError(_, let status) {
+            throw Self.authenticationError(status)
+        }
+    }
+
+    /// SASL PLAIN (RFC 4616) with the initial response on the AUTH line (RFC 5034).
+    public func authenticatePlain(user: String, password: String, allowPlaintext: Bool) async throws(POP3Error) {
+        guard isEncrypted || allowPlaintext else { throw POP3Error.plaintextRefused }
+        let token = Base64.encode(Array("\0\(user)\0\(password)".utf8))
+        try await write(.auth(mechanism: "PLAIN", initialResponse: token))
+        while true {
+            switch try await nextEvent(during: "AUTH PLAIN") {
+            case .challenge:
+                // We already sent everything; a challenge means the server wants it again.
+                var buffer = channel.allocator.buffer(capacity: token.utf8.count + 2)
+                try machine.sendSASLResponse(token, into: &buffer)
+                do { try await outbound.write(buffer) } catch { throw mapTransportError(error, during: "AUTH PLAIN") }
+            case .status(_, let status):
+                guard status.isOK else { throw Self.authenticationError(status) }
+                return
+            default:
+                throw POP3Error.protocolViolation("unexpected response to AUTH PLAIN")
+            }
+        }
+    }
+
+    static func authenticationError(_ status: POP3StatusLine) -> POP3Error {
+        // [IN-USE], [LOGIN-DELAY] and [SYS/TEMP] are temporary conditions, not wrong credentials.
+        if let code = status.code, ["IN-USE", "LOGIN-DELAY", "SYS/TEMP", "SYS/PERM"].contains(code) {
+            return .serverError(command: "authentication", status: status)
+        }
+        return .authenticationFailed(status.text)
+    }
+
+    /// STAT: message count and total size in octets.
+    public func stat() async throws(POP3Error) -> (count: Int, size: Int) {
+        let status = try await execute(.stat)
+        let fields = status.text.split(separator: " ")
+        guard fields.count >= 2, let count = Int(fields[0]), let size = Int(fields[1]), count >= 0, size >= 0 else {
+            throw POP3Error.protocolViolation("STAT answer is not 'count size': \(status.text.prefix(80))")
+        }
+        return (count, size)
+    }
+
+    /// UIDL: message numbers and their unique ids (RFC 1939 section 7).
+    public func uniqueIDs() async throws(POP3Error) -> [POP3ListingEntry] {
+        try Self.parseListing(try await collectLines(.uidl(nil)), command: "UIDL") { value in
+            // RFC 1939: 1 to 70 characters in 0x21-0x7E.
+            !value.isEmpty && value.utf8.count <= 70 && value.utf8.allSatisfy { $0 >= 0x21 && $0 <= 0x7E }
+        }
+    }
+
+    /// LIST: message numbers and sizes.
+    public func sizes() async throws(POP3Error) -> [POP3ListingEntry] {
+        try Self.parseListing(try await collectLines(.list(nil)), command: "LIST") { Int($0) != nil }
+    }
+
+    static func parseListing(_ lines: [String], command: String, isValid: (String) -> Bool) throws(POP3Error) -> [POP3ListingEntry] {
+        var entries: [POP3ListingEntry] = []
+        entries.reserveCapacity(lines.count)
+        for line in lines {
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard fields.count >= 2, let number = Int(fields[0]), number > 0, isValid(String(fields[1])) else {
+                throw POP3Error.protocolViolation("malformed \(command) line: \(line.prefix(80))")
+            }
+            entries.append(POP3ListingEntry(number: number, value: String(fields[1])))
+        }
+        return entries
+    }
+
+    /// RETR: the message, dot-unstuffed, chunk by chunk.
+    public func retrieve(_ number: Int, consumer: (ByteBuffer) async throws -> Void) async throws {
+        _ = try await executeMultiline(.retr(number), consumer: consumer)
+    }
+
+    public func delete(_ number: Int) async throws(POP3Error) {
+        try await execute(.dele(number))
+    }
+
+    /// QUIT: the server applies the deletions (RFC 1939 UPDATE state) only after this succeeds.
+    public func quit() async throws(POP3Error) {
+        try await execute(.quit)
+    }
+}
+
+/// Entry point: connect, read the greeting, run `body`, close.
+public enum POP3Client {
+    public static func withSession<Result>(
+        _ configuration: POP3ConnectionConfiguration,
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger,
+        _ body: (POP3Session) async throws -> Result
+    ) async throws -> Result {
+        let connection = try await POP3Transport.connect(configuration, group: group)
+        let channel = connection.channel
+        return try await connection.executeThenClose { inbound, outbound in
+            let session = POP3Session(
+                configuration: configuration, channel: channel, inbound: inbound, outbound: outbound, logger: logger
+            )
+            try await session.readGreeting()
+            return try await body(session)
+        }
+    }
+}
+
+/// Base64 for SASL tokens; kept here so the POP3 module needs no Foundation.
+enum Base64 {
+    private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+
+    static func encode(_ bytes: [UInt8]) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity((bytes.count + 2) / 3 * 4)
+        var i = 0
+        while i + 3 <= bytes.count {
+            let n = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2])
+            out += [alphabet[Int(n >> 18 & 63)], alphabet[Int(n >> 12 & 63)], alphabet[Int(n >> 6 & 63)], alphabet[Int(n & 63)]]
+            i += 3
+        }
+        let rest = bytes.count - i
+        if rest == 1 {
+            let n = UInt32(bytes[i]) << 16
+            out += [alphabet[Int(n >> 18 & 63)], alphabet[Int(n >> 12 & 63)], UInt8(ascii: "="), UInt8(ascii: "=")]
+        } else if rest == 2 {
+            let n = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8
+            out += [alphabet[Int(n >> 18 & 63)], alphabet[Int(n >> 12 & 63)], alphabet[Int(n >> 6 & 63)], UInt8(ascii: "=")]
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}

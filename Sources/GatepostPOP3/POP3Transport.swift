@@ -1,0 +1,133 @@
+import NIOCore
+import NIOPosix
+import NIOSSL
+
+/// How to reach a POP3 server.
+public struct POP3ConnectionConfiguration: Sendable {
+    public enum Security: String, Sendable, Hashable, CaseIterable {
+        /// TLS from the first byte (pop3s, port 995).
+        case tls
+        /// Plain connection upgraded with STLS (RFC 2595) before authentication; refused if the
+        /// server does not offer STLS.
+        case starttls
+        /// No encryption at all.
+        case none
+    }
+
+    public var host: String
+    public var port: Int
+    public var security: Security
+    /// Certificate trust and client identity; verification is full (chain and host name) unless
+    /// the site turned it off explicitly.
+    public var tls: TLSConfiguration
+    public var connectTimeout: TimeAmount
+    /// How long the server may stay silent while we wait for an answer.
+    public var readTimeout: TimeAmount
+
+    public init(
+        host: String,
+        port: Int,
+        security: Security,
+        tls: TLSConfiguration = .makeClientConfiguration(),
+        connectTimeout: TimeAmount = .seconds(15),
+        readTimeout: TimeAmount = .seconds(60)
+    ) {
+        self.host = host
+        self.port = port
+        self.security = security
+        self.tls = tls
+        self.connectTimeout = connectTimeout
+        self.readTimeout = readTimeout
+    }
+
+    /// The name to send in SNI and check in the certificate; nil for an IP literal (NIOSSL then
+    /// checks the certificate against the connected address).
+    var tlsServerName: String? {
+        let isIPv4 = host.split(separator: ".").count == 4 && host.allSatisfy { $0.isNumber || $0 == "." }
+        return isIPv4 || host.contains(":") ? nil : host
+    }
+}
+
+/// Turns the idle event of `IdleStateHandler` into an error on the channel, which ends the inbound
+/// stream the session reads from: a silent server surfaces as `POP3Error.timeout`.
+final class ReadTimeoutHandler: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    struct Fired: Error {}
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
+            context.fireErrorCaught(Fired())
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+}
+
+enum POP3Transport {
+    typealias Connection = NIOAsyncChannel<ByteBuffer, ByteBuffer>
+
+    static func connect(
+        _ configuration: POP3ConnectionConfiguration,
+        group: any EventLoopGroup
+    ) async throws(POP3Error) -> Connection {
+        let sslContext: NIOSSLContext?
+        do {
+            sslContext = configuration.security == .none ? nil : try NIOSSLContext(configuration: configuration.tls)
+        } catch {
+            throw POP3Error.tlsFailed("cannot set up TLS: \(error)")
+        }
+        let implicitTLS = configuration.security == .tls
+        let serverName = configuration.tlsServerName
+        do {
+            return try await ClientBootstrap(group: group)
+                .connectTimeout(configuration.connectTimeout)
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .connect(host: configuration.host, port: configuration.port) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        let pipeline = channel.pipeline.syncOperations
+                        if implicitTLS, let sslContext {
+                            try pipeline.addHandler(NIOSSLClientHandler(context: sslContext, serverHostname: serverName))
+                        }
+                        try pipeline.addHandler(IdleStateHandler(readTimeout: configuration.readTimeout))
+                        try pipeline.addHandler(ReadTimeoutHandler())
+                        return try Connection(
+                            wrappingChannelSynchronously: channel,
+                            configuration: .init(backPressureStrategy: .init(lowWatermark: 4, highWatermark: 32))
+                        )
+                    }
+                }
+        } catch {
+            throw POP3Error.connectionFailed(host: configuration.host, port: configuration.port, reason: Self.describe(error))
+        }
+    }
+
+    /// Puts TLS in front of everything else after STLS was accepted.
+    static func upgradeToTLS(_ channel: any Channel, configuration: POP3ConnectionConfiguration) async throws(POP3Error) {
+        do {
+            let context = try NIOSSLContext(configuration: configuration.tls)
+            let serverName = configuration.tlsServerName
+            try await channel.eventLoop.submit {
+                let handler = try NIOSSLClientHandler(context: context, serverHostname: serverName)
+                try channel.pipeline.syncOperations.addHandler(handler, position: .first)
+            }.get()
+        } catch {
+            throw POP3Error.tlsFailed("cannot start TLS: \(error)")
+        }
+    }
+
+    static func describe(_ error: any Error) -> String {
+        if let error = error as? IOError {
+            return error.description
+        }
+        if error is ChannelError {
+            switch error as? ChannelError {
+            case .connectTimeout: return "connection timed out"
+            default: break
+            }
+        }
+        return "\(error)"
+    }
+}
