@@ -1,0 +1,219 @@
+import Foundation
+import GRDB
+
+/// The default catalog: one SQLite file in the spool, in WAL mode, synchronous=FULL so a
+/// committed transaction survives power loss before the server is told to delete.
+public final class SQLiteCatalog: Catalog {
+    public let path: String
+    private let database: DatabasePool
+
+    public enum OpenError: Error, CustomStringConvertible {
+        case cannotOpen(path: String, reason: String)
+
+        public var description: String {
+            switch self {
+            case .cannotOpen(let path, let reason): "cannot open the catalog \(path): \(reason)"
+            }
+        }
+    }
+
+    public init(path: String) throws {
+        self.path = path
+        var configuration = Configuration()
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+        }
+        configuration.busyMode = .timeout(10)
+        do {
+            // Created owner-only: the catalog names partners, files and senders.
+            if !FileManager.default.fileExists(atPath: path) {
+                let fd = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
+                if fd >= 0 { close(fd) }
+            }
+            database = try DatabasePool(path: path, configuration: configuration)
+            try Self.migrator.migrate(database)
+        } catch {
+            throw OpenError.cannotOpen(path: path, reason: "\(error)")
+        }
+    }
+
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.create(table: "transfer") { t in
+                t.primaryKey("id", .text)
+                t.column("direction", .text).notNull()
+                t.column("type", .text).notNull()
+                t.column("fileName", .text)
+                t.column("site", .text).notNull()
+                t.column("application", .text)
+                t.column("state", .text).notNull()
+                t.column("messageId", .text)
+                t.column("uidl", .text)
+                t.column("sender", .text)
+                t.column("recipients", .text).notNull()
+                t.column("subject", .text)
+                t.column("size", .integer).notNull()
+                t.column("sha256", .text)
+                t.column("path", .text)
+                t.column("receivedAt", .datetime).notNull()
+                t.column("ack", .text).notNull()
+                t.column("error", .text)
+                t.column("originalMessageId", .text)
+                t.column("disposition", .text)
+            }
+            try db.create(index: "transfer_site_messageId", on: "transfer", columns: ["site", "messageId"])
+            try db.create(index: "transfer_receivedAt", on: "transfer", columns: ["receivedAt"])
+            try db.create(table: "retrieved_message") { t in
+                t.column("site", .text).notNull()
+                t.column("uidl", .text).notNull()
+                t.column("transferId", .text).notNull().references("transfer", onDelete: .cascade)
+                t.column("deleted", .boolean).notNull().defaults(to: false)
+                t.primaryKey(["site", "uidl"])
+            }
+        }
+        return migrator
+    }
+
+    public func retrievedMessages(site: String) async throws -> [String: RetrievedMessage] {
+        try await database.read { db in
+            let rows = try Row.fetchAll(db, sql: "SELECT uidl, transferId, deleted FROM retrieved_message WHERE site = ?", arguments: [site])
+            var result: [String: RetrievedMessage] = [:]
+            result.reserveCapacity(rows.count)
+            for row in rows {
+                let uidl: String = row["uidl"]
+                result[uidl] = RetrievedMessage(uidl: uidl, transferID: row["transferId"], deleted: row["deleted"])
+            }
+            return result
+        }
+    }
+
+    public func commitReceived(_ record: TransferRecord, uidl: String?) async throws {
+        try await database.write { db in
+            try StoredTransfer(record).insert(db)
+            if let uidl {
+                try db.execute(
+                    sql: "INSERT INTO retrieved_message (site, uidl, transferId, deleted) VALUES (?, ?, ?, 0)",
+                    arguments: [record.site, uidl, record.id]
+                )
+            }
+        }
+    }
+
+    public func markDeleted(site: String, uidls: [String]) async throws {
+        guard !uidls.isEmpty else { return }
+        try await database.write { db in
+            let statement = try db.makeStatement(sql: "UPDATE retrieved_message SET deleted = 1 WHERE site = ? AND uidl = ?")
+            for uidl in uidls {
+                try statement.execute(arguments: [site, uidl])
+            }
+        }
+    }
+
+    public func transferID(site: String, messageId: String) async throws -> String? {
+        try await database.read { db in
+            try String.fetchOne(
+                db,
+                sql: "SELECT id FROM transfer WHERE site = ? AND messageId = ? AND direction = 'in' ORDER BY receivedAt LIMIT 1",
+                arguments: [site, messageId]
+            )
+        }
+    }
+
+    public func transfers(_ filter: TransferFilter) async throws -> [TransferRecord] {
+        try await database.read { db in
+            var request = StoredTransfer.all()
+            if let site = filter.site { request = request.filter(Column("site") == site) }
+            if let type = filter.type { request = request.filter(Column("type") == type.rawValue) }
+            if let state = filter.state { request = request.filter(Column("state") == state.rawValue) }
+            if let since = filter.since { request = request.filter(Column("receivedAt") >= since) }
+            request = request.order(Column("receivedAt"), Column("id"))
+            if let limit = filter.limit { request = request.limit(limit) }
+            return try request.fetchAll(db).map(\.record)
+        }
+    }
+
+    public func transfer(id: String) async throws -> TransferRecord? {
+        try await database.read { db in try StoredTransfer.fetchOne(db, key: id)?.record }
+    }
+
+    /// `PRAGMA integrity_check`, for tests and `gatepost` health checks.
+    public func integrityCheck() throws -> String {
+        try database.read { db in try String.fetchOne(db, sql: "PRAGMA integrity_check") ?? "no answer" }
+    }
+}
+
+/// The row form of a record: recipients as a JSON array in one column.
+struct StoredTransfer: Codable, FetchableRecord, PersistableRecord {
+    static let databaseTableName = "transfer"
+
+    var id: String
+    var direction: String
+    var type: String
+    var fileName: String?
+    var site: String
+    var application: String?
+    var state: String
+    var messageId: String?
+    var uidl: String?
+    var sender: String?
+    var recipients: String
+    var subject: String?
+    var size: Int64
+    var sha256: String?
+    var path: String?
+    var receivedAt: Date
+    var ack: String
+    var error: String?
+    var originalMessageId: String?
+    var disposition: String?
+
+    init(_ record: TransferRecord) {
+        id = record.id
+        direction = record.direction.rawValue
+        type = record.type.rawValue
+        fileName = record.fileName
+        site = record.site
+        application = record.application
+        state = record.state.rawValue
+        messageId = record.messageId
+        uidl = record.uidl
+        sender = record.sender
+        let encoded = (try? JSONEncoder().encode(record.recipients)) ?? Data("[]".utf8)
+        recipients = String(decoding: encoded, as: UTF8.self)
+        subject = record.subject
+        size = record.size
+        sha256 = record.sha256
+        path = record.path
+        receivedAt = record.receivedAt
+        ack = record.ack.rawValue
+        error = record.error
+        originalMessageId = record.originalMessageId
+        disposition = record.disposition
+    }
+
+    var record: TransferRecord {
+        TransferRecord(
+            id: id,
+            direction: TransferRecord.Direction(rawValue: direction) ?? .inbound,
+            type: TransferRecord.Kind(rawValue: type) ?? .xfer,
+            fileName: fileName,
+            site: site,
+            application: application,
+            state: TransferRecord.State(rawValue: state) ?? .received,
+            messageId: messageId,
+            uidl: uidl,
+            sender: sender,
+            recipients: (try? JSONDecoder().decode([String].self, from: Data(recipients.utf8))) ?? [],
+            subject: subject,
+            size: size,
+            sha256: sha256,
+            path: path,
+            receivedAt: receivedAt,
+            ack: TransferRecord.Acknowledgment(rawValue: ack) ?? .none,
+            error: error,
+            originalMessageId: originalMessageId,
+            disposition: disposition
+        )
+    }
+}

@@ -1,0 +1,156 @@
+import Foundation
+
+/// One transfer: a received message (direction in) or a file we sent (direction out).
+/// The JSON names are the contract of `--format json` and the REST API.
+public struct TransferRecord: Codable, Sendable, Hashable, Identifiable {
+    public enum Direction: String, Codable, Sendable, Hashable { case inbound = "in", outbound = "out" }
+
+    public enum Kind: String, Codable, Sendable, Hashable, CaseIterable {
+        /// A file transfer (or a message kept whole: FILE_NAME RECOVER or DUPLICATE).
+        case xfer = "XFER"
+        /// A text message for an application.
+        case msg = "MSG"
+        /// An end-to-end response: a delivery or disposition report closing an outbound transfer.
+        case eerp = "EERP"
+    }
+
+    public enum State: String, Codable, Sendable, Hashable, CaseIterable {
+        case received, routed, delivered, failed, sent, acknowledged
+    }
+
+    public enum Acknowledgment: String, Codable, Sendable, Hashable, CaseIterable {
+        case none, requested, sent, failed, received
+    }
+
+    /// The FILE_NAME of a message that did not fit a class and is kept whole.
+    public static let recoverFileName = "RECOVER"
+    /// The FILE_NAME of a message whose Message-ID this site already delivered.
+    public static let duplicateFileName = "DUPLICATE"
+
+    public var id: String
+    public var direction: Direction
+    public var type: Kind
+    public var fileName: String?
+    public var site: String
+    public var application: String?
+    public var state: State
+    public var messageId: String?
+    public var uidl: String?
+    public var sender: String?
+    public var recipients: [String]
+    public var subject: String?
+    /// Size in bytes of the file at `path`.
+    public var size: Int64
+    /// Hex SHA-256 of the file at `path`.
+    public var sha256: String?
+    /// The kept file (for XFER the received file, for MSG the text, for RECOVER the whole message).
+    public var path: String?
+    public var receivedAt: Date
+    public var ack: Acknowledgment
+    public var error: String?
+    /// For EERP: the Message-ID of the message the report is about.
+    public var originalMessageId: String?
+    /// For EERP: the Disposition (RFC 8098) or Action (RFC 3464) reported.
+    public var disposition: String?
+
+    public init(
+        id: String,
+        direction: Direction = .inbound,
+        type: Kind,
+        fileName: String?,
+        site: String,
+        application: String? = nil,
+        state: State = .received,
+        messageId: String? = nil,
+        uidl: String? = nil,
+        sender: String? = nil,
+        recipients: [String] = [],
+        subject: String? = nil,
+        size: Int64 = 0,
+        sha256: String? = nil,
+        path: String? = nil,
+        receivedAt: Date = Date(),
+        ack: Acknowledgment = .none,
+        error: String? = nil,
+        originalMessageId: String? = nil,
+        disposition: String? = nil
+    ) {
+        self.id = id
+        self.direction = direction
+        self.type = type
+        self.fileName = fileName
+        self.site = site
+        self.application = application
+        self.state = state
+        self.messageId = messageId
+        self.uidl = uidl
+        self.sender = sender
+        self.recipients = recipients
+        self.subject = subject
+        self.size = size
+        self.sha256 = sha256
+        self.path = path
+        self.receivedAt = receivedAt
+        self.ack = ack
+        self.error = error
+        self.originalMessageId = originalMessageId
+        self.disposition = disposition
+    }
+
+    /// A new, time-ordered, unguessable id: `T` + UTC timestamp to the millisecond + 8 random hex digits.
+    public static func newID(at date: Date = Date()) -> String {
+        let millis = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
+        let random = UInt32.random(in: .min ... .max)
+        let hex = String(random, radix: 16)
+        return "T" + String(millis, radix: 10) + "-" + String(repeating: "0", count: 8 - hex.count) + hex
+    }
+}
+
+/// Which transfers to list.
+public struct TransferFilter: Sendable, Hashable {
+    public var site: String?
+    public var type: TransferRecord.Kind?
+    public var state: TransferRecord.State?
+    public var since: Date?
+    public var limit: Int?
+
+    public init(site: String? = nil, type: TransferRecord.Kind? = nil, state: TransferRecord.State? = nil, since: Date? = nil, limit: Int? = nil) {
+        self.site = site
+        self.type = type
+        self.state = state
+        self.since = since
+        self.limit = limit
+    }
+}
+
+/// What the catalog knows about one message on a site's server.
+public struct RetrievedMessage: Sendable, Hashable {
+    public var uidl: String
+    public var transferID: String
+    /// True once a DELE for it was followed by a successful QUIT.
+    public var deleted: Bool
+
+    public init(uidl: String, transferID: String, deleted: Bool) {
+        self.uidl = uidl
+        self.transferID = transferID
+        self.deleted = deleted
+    }
+}
+
+/// The spool catalog: transfer records and, per site, which server messages are already safe.
+///
+/// The one rule every implementation keeps: ``commitReceived(_:uidl:)`` stores the record and
+/// marks the UIDL retrieved in one transaction, so a message is either fully recorded (and will
+/// only be deleted, never fetched again) or not at all (and will be fetched again).
+public protocol Catalog: Sendable {
+    /// Messages of `site` already recorded, by UIDL.
+    func retrievedMessages(site: String) async throws -> [String: RetrievedMessage]
+    /// Stores a received transfer and, if given, its UIDL, atomically.
+    func commitReceived(_ record: TransferRecord, uidl: String?) async throws
+    /// Records that the server applied our DELEs for these UIDLs (after QUIT succeeded).
+    func markDeleted(site: String, uidls: [String]) async throws
+    /// The id of an inbound transfer of `site` with this Message-ID, if any.
+    func transferID(site: String, messageId: String) async throws -> String?
+    func transfers(_ filter: TransferFilter) async throws -> [TransferRecord]
+    func transfer(id: String) async throws -> TransferRecord?
+}
