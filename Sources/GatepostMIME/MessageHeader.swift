@@ -51,7 +51,8 @@ public struct MessageHeader: Sendable, Hashable {
         self["Message-ID"].flatMap(MessageHeader.stripAngles)
     }
 
-    static func stripAngles(_ raw: String) -> String? {
+    /// `<id@host>` -> `id@host`; nil when nothing is left.
+    public static func stripAngles(_ raw: String) -> String? {
         var text = raw.trimmingCharacters(in: .whitespacesAndNewlines)
         if text.hasPrefix("<"), let close = text.firstIndex(of: ">") {
             text = String(text[text.index(after: text.startIndex)..<close])

@@ -1,0 +1,149 @@
+import Foundation
+import GatepostCatalog
+import GatepostMIME
+
+/// Turns an ingested message into a transfer record and the set of files to keep, renaming the
+/// kept files in the workspace to their final names and removing the rest.
+enum TransferAssembler {
+    struct Assembled {
+        var record: TransferRecord
+        /// File names in the workspace; `record.path` is one of them (relative, for now).
+        var keptFiles: [String]
+    }
+
+    static let textFileName = "message.txt"
+    static let htmlFileName = "message.html"
+    static let reportFileName = "report.txt"
+
+    static func assemble(
+        _ result: MessageIngest.Result,
+        site: RemoteSite,
+        id: String,
+        uidl: String?,
+        workspace: String,
+        duplicate: Bool
+    ) throws -> Assembled {
+        let header = result.parts.first?.header ?? MessageHeader()
+        var record = TransferRecord(
+            id: id,
+            type: .xfer,
+            fileName: nil,
+            site: site.name,
+            application: site.application,
+            messageId: header.messageID,
+            uidl: uidl,
+            sender: header["From"].map(EncodedWords.decode),
+            recipients: (header.all("To") + header.all("Cc")).flatMap(Self.addresses),
+            subject: header["Subject"].map(EncodedWords.decode),
+            ack: header["Disposition-Notification-To"] == nil ? .none : .requested
+        )
+
+        let messageClass: MessageClass
+        if duplicate {
+            messageClass = .recover(reason: "duplicate")
+        } else if let error = result.parseError {
+            messageClass = .recover(reason: error.description)
+        } else {
+            messageClass = Classifier.classify(result.parts)
+        }
+
+        // name in workspace -> final name
+        var keep: [(from: String, to: String)] = []
+        var main: PartFile
+        switch messageClass {
+        case .transfer(let file, let text):
+            guard let attachment = result.partFiles[file] else { return recover(result, record: record, reason: "attachment body missing") }
+            var taken: Set<String> = []
+            if let text, let textFile = result.partFiles[text] {
+                keep.append((textFile.name, textFileName))
+                taken.insert(textFileName)
+            }
+            let name = SafeFileName.unique(SafeFileName.make(result.parts[file].fileName ?? SafeFileName.fallback), avoiding: taken)
+            keep.append((attachment.name, name))
+            main = attachment
+            main.name = name
+            record.type = .xfer
+            record.fileName = name
+        case .message(let text, let html):
+            guard let textFile = result.partFiles[text] else { return recover(result, record: record, reason: "text body missing") }
+            keep.append((textFile.name, textFileName))
+            if let html, let htmlFile = result.partFiles[html] { keep.append((htmlFile.name, htmlFileName)) }
+            main = textFile
+            main.name = textFileName
+            record.type = .msg
+            record.fileName = site.application ?? "MSG"
+        case .report(let report):
+            record.type = .eerp
+            record.ack = .none  // RFC 8098 section 2.1: never acknowledge a report.
+            if let report, let reportFile = result.partFiles[report] {
+                keep.append((reportFile.name, reportFileName))
+                main = reportFile
+                main.name = reportFileName
+                let fields = ReportFields.parse(try readSmallFile(workspace + "/" + reportFile.name, limit: 256 * 1024))
+                record.originalMessageId = fields.originalMessageID
+                record.disposition = fields.disposition
+                if let recipient = fields.finalRecipient { record.recipients = [recipient] }
+            } else {
+                keep.append((result.raw.name, result.raw.name))
+                main = result.raw
+            }
+        case .recover(let reason):
+            var assembled = recover(result, record: record, reason: reason)
+            if duplicate {
+                assembled.record.fileName = TransferRecord.duplicateFileName
+                assembled.record.error = "already received as this site's transfer with the same Message-ID"
+            }
+            try finalizeFiles(workspace: workspace, keep: [(result.raw.name, result.raw.name)], result: result)
+            return assembled
+        }
+        try finalizeFiles(workspace: workspace, keep: keep, result: result)
+        record.size = main.size
+        record.sha256 = main.sha256
+        record.path = main.name
+        return Assembled(record: record, keptFiles: keep.map(\.to))
+    }
+
+    private static func recover(_ result: MessageIngest.Result, record: TransferRecord, reason: String) -> Assembled {
+        var record = record
+        record.type = .xfer
+        record.fileName = TransferRecord.recoverFileName
+        record.size = result.raw.size
+        record.sha256 = result.raw.sha256
+        record.path = result.raw.name
+        record.error = reason == "duplicate" ? nil : "kept whole: \(reason)"
+        return Assembled(record: record, keptFiles: [result.raw.name])
+    }
+
+    /// Renames kept files (via temporary names, so a kept name never clobbers a file not yet
+    /// moved) and deletes every other file of the workspace.
+    private static func finalizeFiles(workspace: String, keep: [(from: String, to: String)], result: MessageIngest.Result) throws {
+        let manager = FileManager.default
+        let keptSources = Set(keep.map(\.from))
+        for file in [result.raw] + result.partFiles.values where !keptSources.contains(file.name) {
+            try? manager.removeItem(atPath: workspace + "/" + file.name)
+        }
+        for (index, move) in keep.enumerated() where move.from != move.to {
+            try manager.moveItem(atPath: workspace + "/" + move.from, toPath: workspace + "/.keep-\(index)")
+        }
+        for (index, move) in keep.enumerated() where move.from != move.to {
+            try manager.moveItem(atPath: workspace + "/.keep-\(index)", toPath: workspace + "/" + move.to)
+        }
+    }
+
+    private static func readSmallFile(_ path: String, limit: Int) throws -> [UInt8] {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return [] }
+        defer { try? handle.close() }
+        return Array(try handle.read(upToCount: limit) ?? Data())
+    }
+
+    /// Addresses from an address-list header, loosely: `Name <a@b>, c@d` -> `a@b`, `c@d`.
+    static func addresses(_ field: String) -> [String] {
+        field.split(separator: ",").compactMap { item in
+            let text = item.trimmingCharacters(in: .whitespaces)
+            if let open = text.lastIndex(of: "<"), let close = text.lastIndex(of: ">"), open < close {
+                return String(text[text.index(after: open)..<close])
+            }
+            return text.contains("@") ? text : nil
+        }
+    }
+}

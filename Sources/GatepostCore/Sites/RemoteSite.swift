@@ -1,0 +1,77 @@
+import Foundation
+import GatepostCatalog
+import GatepostPOP3
+
+/// A secret from a site file. It prints as `****` everywhere, so it cannot leak into a log line,
+/// an error or `site show` by accident; only the connection code reads ``value``.
+public struct Secret: Sendable, Hashable, CustomStringConvertible, CustomDebugStringConvertible {
+    public let value: String
+
+    public init(_ value: String) {
+        self.value = value
+    }
+
+    public var description: String { "****" }
+    public var debugDescription: String { "****" }
+}
+
+/// One trading partner's mailbox: how to reach it, how often, and what to do with what arrives.
+/// Loaded from `sites/NAME.yaml` (or a BTP MAIL destination JSON) by ``SiteLoader``.
+public struct RemoteSite: Sendable, Hashable {
+    public struct POP3: Sendable, Hashable {
+        public var host: String
+        public var port: Int
+        public var security: POP3ConnectionConfiguration.Security
+        public var user: String
+        public var password: Secret?
+        /// Mechanisms in order of preference (`user`, `plain`, ...); empty means the strongest
+        /// the server offers.
+        public var auth: [String]
+        /// Sending a password over an unencrypted connection needs this explicit opt-in.
+        public var allowPlaintextPassword: Bool
+        public var tls: TLS
+        public var connectTimeout: Duration
+        public var readTimeout: Duration
+    }
+
+    public struct TLS: Sendable, Hashable {
+        public var caFile: String?
+        public var clientCertificate: String?
+        public var clientKey: String?
+        /// Certificate and host name verification. Off only when a site says `verify: false`.
+        public var verify: Bool
+    }
+
+    public struct Poll: Sendable, Hashable {
+        public var interval: Duration
+        public var deleteAfterRetrieve: Bool
+        public var maxMessageSize: Int64
+    }
+
+    public struct SMTP: Sendable, Hashable {
+        public var host: String
+        public var port: Int
+        public var security: POP3ConnectionConfiguration.Security
+        public var from: String?
+        public var user: String?
+        public var password: Secret?
+    }
+
+    public struct Route: Sendable, Hashable {
+        public var type: TransferRecord.Kind?
+        public var fileName: String?
+        public var application: String
+    }
+
+    public var name: String
+    public var description: String?
+    public var enabled: Bool
+    public var pop3: POP3
+    public var poll: Poll
+    public var smtp: SMTP?
+    /// The default application: the FILE_NAME of MSG transfers and the routing fallback.
+    public var application: String?
+    public var routes: [Route]
+    /// The file this site was read from, for error messages.
+    public var sourceFile: String
+}

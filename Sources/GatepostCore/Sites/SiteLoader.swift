@@ -1,0 +1,280 @@
+import Foundation
+import GatepostCatalog
+import GatepostPOP3
+import Yams
+
+/// What `sites/` holds: the usable sites, and an error for each file that is not usable. One bad
+/// file does not stop the others from being polled.
+public struct SiteDirectory: Sendable {
+    public var sites: [RemoteSite]
+    public var errors: [SiteConfigurationError]
+
+    public func site(named name: String) -> RemoteSite? {
+        sites.first { $0.name == name }
+    }
+}
+
+/// Reads Remote Site files: Gatepost YAML (`kind: remote-site`) or an SAP BTP-style MAIL
+/// destination (JSON with `"Type": "MAIL"` and `mail.*` properties), taken as it is.
+public struct SiteLoader: Sendable {
+    public var environment: [String: String]
+
+    public init(environment: [String: String] = ProcessInfo.processInfo.environment) {
+        self.environment = environment
+    }
+
+    static let siteFileExtensions: Set<String> = ["yaml", "yml", "json"]
+
+    public func loadDirectory(_ directory: String) throws -> SiteDirectory {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw SiteConfigurationError(file: directory, line: nil, field: nil, message: "the sites folder does not exist (use --sites DIR or GATEPOST_SITES)")
+        }
+        let names = try FileManager.default.contentsOfDirectory(atPath: directory)
+            .filter { Self.siteFileExtensions.contains(($0 as NSString).pathExtension.lowercased()) && !$0.hasPrefix(".") }
+            .sorted()
+        var sites: [RemoteSite] = []
+        var errors: [SiteConfigurationError] = []
+        var seen: [String: String] = [:]
+        for name in names {
+            let path = (directory as NSString).appendingPathComponent(name)
+            do {
+                guard let site = try loadFile(path) else { continue }
+                if let other = seen[site.name] {
+                    throw SiteConfigurationError(file: path, line: nil, field: "name", message: "site `\(site.name)` is already defined in \(other)")
+                }
+                seen[site.name] = path
+                sites.append(site)
+            } catch let error as SiteConfigurationError {
+                errors.append(error)
+            }
+        }
+        return SiteDirectory(sites: sites, errors: errors)
+    }
+
+    /// Loads one file; nil for files that are not Remote Sites (the Local Site, `kind: local-site`).
+    public func loadFile(_ path: String) throws(SiteConfigurationError) -> RemoteSite? {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw SiteConfigurationError(file: path, line: nil, field: nil, message: "cannot read the file: \(error.localizedDescription)")
+        }
+        do {
+            return try parse(text, file: path)
+        } catch let error as SiteConfigurationError {
+            throw error
+        } catch {
+            throw SiteConfigurationError(file: path, line: nil, field: nil, message: "\(error)")
+        }
+    }
+
+    public func parse(_ text: String, file: String) throws -> RemoteSite? {
+        let node: Node?
+        do {
+            node = try Yams.compose(yaml: text)
+        } catch let error as YamlError {
+            throw Self.syntaxError(error, file: file)
+        }
+        guard let node else {
+            throw SiteConfigurationError(file: file, line: nil, field: nil, message: "the file is empty")
+        }
+        let root = ConfigNode(node: node, path: "", file: file, environment: environment)
+        let mapping = try root.mapping()
+        let defaultName = ((file as NSString).lastPathComponent as NSString).deletingPathExtension
+        if let type = mapping["Type"], try type.rawString().uppercased() == "MAIL" {
+            return try BTPMailDestination.site(from: mapping, defaultName: defaultName, loader: self)
+        }
+        let kind = try mapping["kind"]?.string() ?? "remote-site"
+        switch kind {
+        case "remote-site":
+            return try remoteSite(mapping, defaultName: defaultName)
+        case "local-site":
+            return nil
+        default:
+            throw mapping["kind"]?.error("must be remote-site or local-site") ?? root.error("unknown kind")
+        }
+    }
+
+    private static func syntaxError(_ error: YamlError, file: String) -> SiteConfigurationError {
+        var line: Int?
+        var problem = "\(error)"
+        switch error {
+        case .scanner(let context, let reason, let mark, _):
+            line = mark.line
+            problem = [context?.text, reason].compactMap { $0 }.joined(separator: " ")
+        case .parser(let context, let reason, let mark, _):
+            line = mark.line
+            problem = [context?.text, reason].compactMap { $0 }.joined(separator: " ")
+        case .composer(let context, let reason, let mark, _):
+            line = mark.line
+            problem = [context?.text, reason].compactMap { $0 }.joined(separator: " ")
+        default:
+            break
+        }
+        return SiteConfigurationError(file: file, line: line, field: nil, message: "not valid YAML: \(problem)")
+    }
+
+    static let allowedAuth: Set<String> = ["user", "apop", "plain", "login", "cram-md5", "external", "xoauth2", "oauthbearer"]
+
+    func remoteSite(_ root: ConfigMapping, defaultName: String) throws -> RemoteSite {
+        try root.rejectUnknownKeys(["kind", "name", "description", "enabled", "pop3", "poll", "smtp", "application", "routes"])
+        let name = try root["name"]?.nonEmptyString() ?? defaultName
+        try Self.validateSiteName(name, node: root["name"] ?? root.owner)
+
+        let pop3Node = try root.require("pop3")
+        let pop3Map = try pop3Node.mapping()
+        try pop3Map.rejectUnknownKeys([
+            "host", "port", "security", "user", "password", "password_file", "auth", "allow_plaintext_password",
+            "tls", "oauth2", "connect_timeout", "read_timeout",
+        ])
+        let security = try securityValue(pop3Map["security"], default: .tls)
+        let defaultPort = security == .tls ? 995 : 110
+        let auth = try pop3Map["auth"]?.stringList().map { $0.lowercased() } ?? []
+        if let node = pop3Map["auth"], let bad = auth.first(where: { !Self.allowedAuth.contains($0) }) {
+            throw node.error("`\(bad)` is not a known mechanism (known: \(Self.allowedAuth.sorted().joined(separator: ", ")))")
+        }
+        let pop3 = RemoteSite.POP3(
+            host: try pop3Map.require("host").nonEmptyString(),
+            port: try pop3Map["port"]?.int(in: 1...65535) ?? defaultPort,
+            security: security,
+            user: try pop3Map.require("user").nonEmptyString(),
+            password: try secret(pop3Map, key: "password"),
+            auth: auth,
+            allowPlaintextPassword: try pop3Map["allow_plaintext_password"]?.bool() ?? false,
+            tls: try tlsSettings(pop3Map["tls"]),
+            connectTimeout: try pop3Map["connect_timeout"]?.duration() ?? .seconds(15),
+            readTimeout: try pop3Map["read_timeout"]?.duration() ?? .seconds(60)
+        )
+
+        var poll = RemoteSite.Poll(interval: .seconds(300), deleteAfterRetrieve: true, maxMessageSize: 200 << 20)
+        if let pollNode = root["poll"] {
+            let pollMap = try pollNode.mapping()
+            try pollMap.rejectUnknownKeys(["interval", "delete_after_retrieve", "max_message_size"])
+            poll.interval = try pollMap["interval"]?.duration() ?? poll.interval
+            poll.deleteAfterRetrieve = try pollMap["delete_after_retrieve"]?.bool() ?? poll.deleteAfterRetrieve
+            poll.maxMessageSize = try pollMap["max_message_size"]?.byteSize() ?? poll.maxMessageSize
+        }
+
+        var smtp: RemoteSite.SMTP?
+        if let smtpNode = root["smtp"] {
+            let smtpMap = try smtpNode.mapping()
+            try smtpMap.rejectUnknownKeys(["host", "port", "security", "from", "user", "password", "password_file", "tls"])
+            let smtpSecurity = try securityValue(smtpMap["security"], default: .tls)
+            smtp = RemoteSite.SMTP(
+                host: try smtpMap.require("host").nonEmptyString(),
+                port: try smtpMap["port"]?.int(in: 1...65535) ?? (smtpSecurity == .tls ? 465 : 587),
+                security: smtpSecurity,
+                from: try smtpMap["from"]?.nonEmptyString(),
+                user: try smtpMap["user"]?.nonEmptyString(),
+                password: try secret(smtpMap, key: "password")
+            )
+        }
+
+        var routes: [RemoteSite.Route] = []
+        if let routesNode = root["routes"] {
+            for routeNode in try routesNode.sequence() {
+                let routeMap = try routeNode.mapping()
+                try routeMap.rejectUnknownKeys(["type", "file_name", "application"])
+                var type: TransferRecord.Kind?
+                if let typeNode = routeMap["type"] {
+                    guard let kind = TransferRecord.Kind(rawValue: try typeNode.string().uppercased()) else {
+                        throw typeNode.error("must be XFER, MSG or EERP")
+                    }
+                    type = kind
+                }
+                routes.append(RemoteSite.Route(
+                    type: type,
+                    fileName: try routeMap["file_name"]?.nonEmptyString(),
+                    application: try routeMap.require("application").nonEmptyString()
+                ))
+            }
+        }
+
+        return RemoteSite(
+            name: name,
+            description: try root["description"]?.string(),
+            enabled: try root["enabled"]?.bool() ?? true,
+            pop3: pop3,
+            poll: poll,
+            smtp: smtp,
+            application: try root["application"]?.nonEmptyString(),
+            routes: routes,
+            sourceFile: root.owner.file
+        )
+    }
+
+    static func validateSiteName(_ name: String, node: ConfigNode) throws {
+        // The name becomes a folder under spool/in/: no separators, no dot-names, nothing exotic.
+        let allowed = name.unicodeScalars.allSatisfy {
+            ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "-" || $0 == "_" || $0 == ".") && $0.isASCII
+        }
+        guard allowed, !name.hasPrefix("."), name.count <= 64 else {
+            throw ConfigNode(node: node.node, path: "name", file: node.file, environment: [:])
+                .error("`\(name)` is not a valid site name (letters, digits, '-', '_', '.', at most 64, not starting with '.')")
+        }
+    }
+
+    func securityValue(_ node: ConfigNode?, default defaultValue: RemoteSite.POP3.SecurityMode) throws -> RemoteSite.POP3.SecurityMode {
+        guard let node else { return defaultValue }
+        let text = try node.string().lowercased()
+        switch text {
+        case "tls", "ssl", "implicit": return .tls
+        case "starttls", "stls": return .starttls
+        case "none", "plain": return .none
+        default: throw node.error("must be tls, starttls or none")
+        }
+    }
+
+    /// `key: ${ENV}` (or inline) or `key_file: path` (relative to the site file), not both.
+    func secret(_ mapping: ConfigMapping, key: String) throws -> Secret? {
+        let inline = mapping[key]
+        let fileNode = mapping["\(key)_file"]
+        if let inline, fileNode != nil {
+            throw inline.error("give either \(key) or \(key)_file, not both")
+        }
+        if let inline {
+            return Secret(try inline.string())
+        }
+        if let fileNode {
+            var path = try fileNode.nonEmptyString()
+            if !path.hasPrefix("/") {
+                path = ((fileNode.file as NSString).deletingLastPathComponent as NSString).appendingPathComponent(path)
+            }
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw fileNode.error("cannot read \(path)")
+            }
+            var text = String(decoding: data, as: UTF8.self)
+            while text.hasSuffix("\n") || text.hasSuffix("\r") { text.removeLast() }
+            return Secret(text)
+        }
+        return nil
+    }
+
+    func tlsSettings(_ node: ConfigNode?) throws -> RemoteSite.TLS {
+        var tls = RemoteSite.TLS(caFile: nil, clientCertificate: nil, clientKey: nil, verify: true)
+        guard let node else { return tls }
+        let map = try node.mapping()
+        try map.rejectUnknownKeys(["ca_file", "client_certificate", "client_key", "verify"])
+        let base = (node.file as NSString).deletingLastPathComponent
+        func path(_ key: String) throws -> String? {
+            guard let child = map[key] else { return nil }
+            var value = try child.nonEmptyString()
+            if !value.hasPrefix("/") { value = (base as NSString).appendingPathComponent(value) }
+            guard FileManager.default.isReadableFile(atPath: value) else { throw child.error("cannot read \(value)") }
+            return value
+        }
+        tls.caFile = try path("ca_file")
+        tls.clientCertificate = try path("client_certificate")
+        tls.clientKey = try path("client_key")
+        tls.verify = try map["verify"]?.bool() ?? true
+        if (tls.clientCertificate == nil) != (tls.clientKey == nil) {
+            throw node.error("client_certificate and client_key go together")
+        }
+        return tls
+    }
+}
+
+extension RemoteSite.POP3 {
+    public typealias SecurityMode = POP3ConnectionConfiguration.Security
+}

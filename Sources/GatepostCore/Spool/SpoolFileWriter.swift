@@ -1,0 +1,86 @@
+import Crypto
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Writes one spool file: created exclusively and owner-only, buffered, hashed (SHA-256) as it
+/// is written, so no second pass over the file is needed.
+final class SpoolFileWriter {
+    let path: String
+    private var descriptor: Int32
+    private var hasher = SHA256()
+    private var buffer: [UInt8] = []
+    private static let bufferSize = 256 * 1024
+    private(set) var size: Int64 = 0
+
+    init(path: String) throws(SpoolError) {
+        self.path = path
+        descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { throw SpoolError("create", path: path, errno: errno) }
+        buffer.reserveCapacity(Self.bufferSize)
+    }
+
+    deinit {
+        if descriptor >= 0 { close(descriptor) }
+    }
+
+    func write(_ bytes: UnsafeRawBufferPointer) throws(SpoolError) {
+        guard !bytes.isEmpty else { return }
+        hasher.update(bufferPointer: bytes)
+        size += Int64(bytes.count)
+        if buffer.count + bytes.count > Self.bufferSize {
+            try flush()
+        }
+        if bytes.count >= Self.bufferSize {
+            try writeFully(bytes)
+        } else {
+            buffer.append(contentsOf: bytes)
+        }
+    }
+
+    private func flush() throws(SpoolError) {
+        guard !buffer.isEmpty else { return }
+        var failure: SpoolError?
+        buffer.withUnsafeBytes { bytes in
+            do throws(SpoolError) { try writeFully(bytes) } catch { failure = error }
+        }
+        buffer.removeAll(keepingCapacity: true)
+        if let failure { throw failure }
+    }
+
+    private func writeFully(_ bytes: UnsafeRawBufferPointer) throws(SpoolError) {
+        guard let base = bytes.baseAddress else { return }
+        var offset = 0
+        while offset < bytes.count {
+            let written = Glibc.write(descriptor, base + offset, bytes.count - offset)
+            if written < 0 {
+                if errno == EINTR { continue }
+                throw SpoolError("write", path: path, errno: errno)
+            }
+            offset += written
+        }
+    }
+
+    /// Flushes and closes; returns the size and hex SHA-256. The file is not yet fsynced: the
+    /// spool does that only for files that are kept.
+    func finish() throws(SpoolError) -> (size: Int64, sha256: String) {
+        try flush()
+        if close(descriptor) != 0 {
+            let code = errno
+            descriptor = -1
+            throw SpoolError("close", path: path, errno: code)
+        }
+        descriptor = -1
+        let digest = hasher.finalize()
+        return (size, digest.map { String(format: "%02x", $0) }.joined())
+    }
+}
+
+private func String(format: String, _ byte: UInt8) -> String {
+    let hex = Array("0123456789abcdef".utf8)
+    return String(decoding: [hex[Int(byte >> 4)], hex[Int(byte & 0x0F)]], as: UTF8.self)
+}

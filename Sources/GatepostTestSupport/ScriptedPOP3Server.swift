@@ -1,0 +1,235 @@
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// An in-process POP3 server on 127.0.0.1 that serves a fixed mailbox and can misbehave on
+/// purpose. It is for the demo and for fault injection (resets, silence, odd answers) on top of
+/// the tests against real Dovecot, never instead of them.
+public final class ScriptedPOP3Server: Sendable {
+    public struct Message: Sendable, Hashable {
+        public var uidl: String
+        /// The message as RETR sends it (CRLF line endings), before dot-stuffing.
+        public var bytes: [UInt8]
+
+        public init(uidl: String, bytes: [UInt8]) {
+            self.uidl = uidl
+            self.bytes = bytes
+        }
+    }
+
+    /// Ways to deviate from a well-behaved server.
+    public struct Behavior: Sendable {
+        /// CAPA lines; nil makes CAPA fail (a server from before RFC 2449).
+        public var capabilities: [String]? = ["USER", "UIDL", "TOP", "SASL PLAIN", "PIPELINING"]
+        /// An answer to send instead of the normal one, by command line (e.g. "RETR 2").
+        public var override: @Sendable (String) -> String? = { _ in nil }
+        /// Close the connection after sending this many bytes of a RETR's data.
+        public var resetDuringRetrAfterBytes: Int?
+        /// Stop answering (but keep the connection open) once this command arrives.
+        public var silentFrom: String?
+
+        public init() {}
+    }
+
+    private struct Mailbox {
+        var messages: [Message]
+        var sessions = 0
+    }
+
+    public let user: String
+    public let password: String
+    private let behavior: Behavior
+    private let mailbox: NIOLockedValueBox<Mailbox>
+    private let channel: NIOLockedValueBox<(any Channel)?> = NIOLockedValueBox(nil)
+
+    public init(messages: [Message], user: String = "demo", password: String = "demo-password", behavior: Behavior = Behavior()) {
+        self.user = user
+        self.password = password
+        self.behavior = behavior
+        mailbox = NIOLockedValueBox(Mailbox(messages: messages))
+    }
+
+    /// What is still on the server (what QUIT did not delete).
+    public var messages: [Message] { mailbox.withLockedValue { $0.messages } }
+
+    /// Starts listening on a free port of 127.0.0.1 and returns it.
+    public func start(group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> Int {
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { [self] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ScriptedPOP3Handler(server: self))
+                }
+            }
+        let serverChannel = try await bootstrap.bind(host: "127.0.0.1", port: 0).get()
+        channel.withLockedValue { $0 = serverChannel }
+        guard let port = serverChannel.localAddress?.port else { throw ChannelError.unknownLocalAddress }
+        return port
+    }
+
+    public func stop() async {
+        let serverChannel = channel.withLockedValue { channel in
+            defer { channel = nil }
+            return channel
+        }
+        try? await serverChannel?.close()
+    }
+
+    // MARK: - Session logic, called by the handler on its event loop
+
+    fileprivate var currentBehavior: Behavior { behavior }
+
+    fileprivate func snapshot() -> [Message] {
+        mailbox.withLockedValue { $0.messages }
+    }
+
+    fileprivate func commitDeletions(_ uidls: Set<String>) {
+        mailbox.withLockedValue { $0.messages.removeAll { uidls.contains($0.uidl) } }
+    }
+}
+
+private final class ScriptedPOP3Handler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let server: ScriptedPOP3Server
+    private var pending = ByteBuffer()
+    private var snapshot: [ScriptedPOP3Server.Message] = []
+    private var deleted = Set<Int>()
+    private var authenticated = false
+    private var userGiven: String?
+    private var silent = false
+
+    init(server: ScriptedPOP3Server) {
+        self.server = server
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        send("+OK Gatepost scripted POP3 server ready <1.2@gatepost.test>", context: context)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var buffer = unwrapInboundIn(data)
+        pending.writeBuffer(&buffer)
+        while let lf = pending.readableBytesView.firstIndex(of: 0x0A) {
+            let length = lf - pending.readableBytesView.startIndex + 1
+            guard let bytes = pending.readBytes(length: length) else { break }
+            let line = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: ["\r", "\n"])
+            handle(line, context: context)
+        }
+        pending.discardReadBytes()
+    }
+
+    private func send(_ line: String, context: ChannelHandlerContext) {
+        var out = context.channel.allocator.buffer(capacity: line.utf8.count + 2)
+        out.writeString(line)
+        out.writeStaticString("\r\n")
+        context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+    }
+
+    private func handle(_ line: String, context: ChannelHandlerContext) {
+        guard !silent else { return }
+        let behavior = server.currentBehavior
+        if let silentFrom = behavior.silentFrom, line.uppercased().hasPrefix(silentFrom.uppercased()) {
+            silent = true
+            return
+        }
+        if let answer = behavior.override(line) {
+            send(answer, context: context)
+            return
+        }
+        let words = line.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
+        let verb = words.first?.uppercased() ?? ""
+        let argument = words.dropFirst().first.flatMap { Int($0) }
+
+        func message(_ number: Int?) -> ScriptedPOP3Server.Message? {
+            guard let number, number >= 1, number <= snapshot.count, !deleted.contains(number) else { return nil }
+            return snapshot[number - 1]
+        }
+
+        switch verb {
+        case "CAPA":
+            guard let capabilities = behavior.capabilities else { return send("-ERR unknown command", context: context) }
+            send("+OK capabilities follow", context: context)
+            capabilities.forEach { send($0, context: context) }
+            send(".", context: context)
+        case "USER":
+            userGiven = words.count > 1 ? words[1] : nil
+            send("+OK", context: context)
+        case "PASS":
+            let password = line.count > 5 ? String(line.dropFirst(5)) : ""
+            if userGiven == server.user, password == server.password {
+                login(context: context)
+            } else {
+                send("-ERR [AUTH] invalid user name or password", context: context)
+            }
+        case "AUTH" where words.count == 3 && words[1].uppercased() == "PLAIN":
+            let expected = DemoMailbox.base64("\0\(server.user)\0\(server.password)")
+            if words[2] == expected { login(context: context) } else { send("-ERR [AUTH] authentication failed", context: context) }
+        case "STAT" where authenticated:
+            let live = snapshot.indices.filter { !deleted.contains($0 + 1) }
+            send("+OK \(live.count) \(live.reduce(0) { $0 + snapshot[$1].bytes.count })", context: context)
+        case "LIST" where authenticated, "UIDL" where authenticated:
+            if words.count > 1 {
+                guard let found = message(argument), let number = argument else { return send("-ERR no such message", context: context) }
+                send("+OK \(number) \(verb == "LIST" ? String(found.bytes.count) : found.uidl)", context: context)
+                return
+            }
+            send("+OK", context: context)
+            for (offset, item) in snapshot.enumerated() where !deleted.contains(offset + 1) {
+                send("\(offset + 1) \(verb == "LIST" ? String(item.bytes.count) : item.uidl)", context: context)
+            }
+            send(".", context: context)
+        case "RETR" where authenticated:
+            guard let found = message(argument) else { return send("-ERR no such message", context: context) }
+            send("+OK \(found.bytes.count) octets", context: context)
+            var out = context.channel.allocator.buffer(capacity: found.bytes.count + 64)
+            Self.writeStuffed(found.bytes, into: &out)
+            if let limit = behavior.resetDuringRetrAfterBytes {
+                let slice = out.getSlice(at: out.readerIndex, length: min(limit, out.readableBytes)) ?? out
+                context.writeAndFlush(wrapOutboundOut(slice), promise: nil)
+                context.close(promise: nil)
+                return
+            }
+            out.writeStaticString(".\r\n")
+            context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+        case "DELE" where authenticated:
+            guard message(argument) != nil, let number = argument else { return send("-ERR no such message", context: context) }
+            deleted.insert(number)
+            send("+OK deleted", context: context)
+        case "RSET" where authenticated:
+            deleted.removeAll()
+            send("+OK", context: context)
+        case "NOOP" where authenticated:
+            send("+OK", context: context)
+        case "QUIT":
+            if authenticated {
+                server.commitDeletions(Set(deleted.map { snapshot[$0 - 1].uidl }))
+            }
+            send("+OK bye", context: context)
+            context.close(promise: nil)
+        default:
+            send("-ERR command not recognized or not allowed now", context: context)
+        }
+    }
+
+    private func login(context: ChannelHandlerContext) {
+        authenticated = true
+        snapshot = server.snapshot()
+        send("+OK logged in", context: context)
+    }
+
+    /// RFC 1939 byte-stuffing: a line starting with "." gets another ".".
+    static func writeStuffed(_ bytes: [UInt8], into out: inout ByteBuffer) {
+        var atLineStart = true
+        for byte in bytes {
+            if atLineStart, byte == UInt8(ascii: ".") { out.writeInteger(UInt8(ascii: ".")) }
+            out.writeInteger(byte)
+            atLineStart = byte == 0x0A
+        }
+        if !atLineStart { out.writeStaticString("\r\n") }
+    }
+
+}
+
+import Foundation

@@ -1,0 +1,93 @@
+import ArgumentParser
+import Foundation
+import GatepostCatalog
+import GatepostCore
+
+extension OutputFormat: ExpressibleByArgument {}
+extension TransferRecord.Kind: ExpressibleByArgument {}
+extension TransferRecord.State: ExpressibleByArgument {}
+
+struct CatalogCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "catalog",
+        abstract: "Inspect transfer records.",
+        subcommands: [List.self, Show.self]
+    )
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List transfers, oldest first.")
+
+        @OptionGroup var options: GlobalOptions
+        @Option(help: "Only this site.") var site: String?
+        @Option(help: "Only this type (XFER, MSG, EERP).") var type: TransferRecord.Kind?
+        @Option(help: "Only this state.") var state: TransferRecord.State?
+        @Option(help: "Only transfers received at or after this time (ISO 8601, or YYYY-MM-DD).") var since: String?
+        @Option(help: "table or json.") var format: OutputFormat = .table
+
+        func run() async throws {
+            var sinceDate: Date?
+            if let since {
+                guard let parsed = Self.parseDate(since) else {
+                    throw fail(.configuration("--since: `\(since)` is not a date (use 2026-11-25 or 2026-11-25T08:00:00Z)"))
+                }
+                sinceDate = parsed
+            }
+            let catalog = try openCatalog(options)
+            let records = try await catalog.transfers(TransferFilter(site: site, type: type, state: state, since: sinceDate))
+            switch format {
+            case .table: print(Formatting.transferTable(records))
+            case .json: print(try Formatting.json(records))
+            }
+        }
+
+        static func parseDate(_ text: String) -> Date? {
+            let full = ISO8601DateFormatter()
+            if let date = full.date(from: text) { return date }
+            let day = ISO8601DateFormatter()
+            day.formatOptions = [.withFullDate]
+            return day.date(from: text)
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show one transfer.")
+
+        @OptionGroup var options: GlobalOptions
+        @Argument(help: "The transfer id.") var id: String
+        @Option(help: "table or json.") var format: OutputFormat = .table
+
+        func run() async throws {
+            let catalog = try openCatalog(options)
+            guard let record = try await catalog.transfer(id: id) else {
+                throw fail(CommandFailure(description: "no transfer with id \(id)", exitCode: 1))
+            }
+            switch format {
+            case .json:
+                print(try Formatting.json(record))
+            case .table:
+                let fields: [(String, String?)] = [
+                    ("id", record.id), ("direction", record.direction.rawValue), ("type", record.type.rawValue),
+                    ("fileName", record.fileName), ("site", record.site), ("application", record.application),
+                    ("state", record.state.rawValue), ("messageId", record.messageId), ("uidl", record.uidl),
+                    ("sender", record.sender), ("recipients", record.recipients.joined(separator: ", ")),
+                    ("subject", record.subject), ("size", String(record.size)), ("sha256", record.sha256),
+                    ("path", record.path), ("receivedAt", Formatting.timestamp(record.receivedAt)),
+                    ("ack", record.ack.rawValue), ("originalMessageId", record.originalMessageId),
+                    ("disposition", record.disposition), ("error", record.error),
+                ]
+                var table = TextTable(headers: ["FIELD", "VALUE"])
+                table.rows = fields.map { [$0.0, $0.1 ?? "-"] }
+                print(table.render())
+            }
+        }
+    }
+}
+
+/// Opens the catalog for reading; a spool that does not exist yet is created empty.
+func openCatalog(_ options: GlobalOptions) throws -> SQLiteCatalog {
+    do {
+        return try Runtime.openSpool(options).1
+    } catch let failure as CommandFailure {
+        throw fail(failure)
+    }
+}

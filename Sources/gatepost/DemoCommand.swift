@@ -1,0 +1,72 @@
+import ArgumentParser
+import Foundation
+import GatepostCatalog
+import GatepostCore
+import GatepostTestSupport
+import Logging
+
+struct DemoCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "demo",
+        abstract: "Run the whole pipeline against an embedded sandbox POP3 server and print the catalog."
+    )
+
+    @Option(help: ArgumentHelp("Keep the demo's sites and spool in this folder (default: a temporary folder).", valueName: "dir"))
+    var into: String?
+
+    @Flag(name: .shortAndLong, help: "Log each step to standard error.")
+    var verbose = false
+
+    func run() async throws {
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = verbose ? .info : .warning
+            return handler
+        }
+        let root = into ?? (NSTemporaryDirectory() as NSString).appendingPathComponent("gatepost-demo-\(UUID().uuidString.prefix(8))")
+        let sitesFolder = (root as NSString).appendingPathComponent("sites")
+        let spoolFolder = (root as NSString).appendingPathComponent("spool")
+        try FileManager.default.createDirectory(atPath: sitesFolder, withIntermediateDirectories: true)
+
+        let server = ScriptedPOP3Server(messages: DemoMailbox.messages)
+        let port = try await server.start()
+        defer { Task { await server.stop() } }
+
+        let siteFile = (sitesFolder as NSString).appendingPathComponent("demo.yaml")
+        let siteText = """
+        # The demo partner: an in-process POP3 server on 127.0.0.1.
+        kind: remote-site
+        name: demo
+        description: Embedded sandbox mailbox
+        pop3:
+          host: 127.0.0.1
+          port: \(port)
+          security: none                  # the sandbox has no TLS; real sites use tls or starttls
+          allow_plaintext_password: true  # the explicit opt-in that security: none needs
+          user: \(server.user)
+          password: \(server.password)
+        poll:
+          interval: 1m
+          delete_after_retrieve: true
+        application: orders
+
+        """
+        try siteText.write(toFile: siteFile, atomically: true, encoding: .utf8)
+        guard let site = try SiteLoader().loadFile(siteFile) else { throw ExitCode(2) }
+
+        let spool = try Spool(root: spoolFolder)
+        let catalog = try SQLiteCatalog(path: spool.catalogPath)
+        print("Sandbox POP3 server on 127.0.0.1:\(port) with \(DemoMailbox.messages.count) messages")
+        print("Site file \(siteFile), spool \(spoolFolder)\n")
+        do {
+            let summary = try await PollJob(site: site, spool: spool, catalog: catalog, logger: Logger(label: "gatepost.demo")).run()
+            print(PollCommand.describe(summary) + "\n")
+        } catch {
+            FileHandle.standardError.write(Data("gatepost: \(error.description)\n".utf8))
+            throw ExitCode(1)
+        }
+        print(Formatting.transferTable(try await catalog.transfers(TransferFilter())))
+        print("\nMessages left on the sandbox server: \(server.messages.count)")
+        print("Try: swift run gatepost catalog list --spool \(spoolFolder) --format json")
+    }
+}

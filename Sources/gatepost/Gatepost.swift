@@ -1,0 +1,77 @@
+import ArgumentParser
+import Foundation
+import Logging
+
+@main
+struct Gatepost: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gatepost",
+        abstract: "Managed file transfer over POP3/SMTP: poll partners' mailboxes into a spool catalog.",
+        subcommands: [PollCommand.self, SiteCommand.self, CatalogCommand.self, DemoCommand.self]
+    )
+
+    /// Exit codes (ARCHITECTURE.md): 0 ok, 1 some site failed, 2 usage or configuration error.
+    static func main() async {
+        // Nothing Gatepost creates (spool folders, files, catalog) is readable by others.
+        umask(0o077)
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success {
+                print(fullMessage(for: error))
+                Foundation.exit(0)
+            }
+            if let exit = error as? ExitCode {
+                Foundation.exit(exit.rawValue)
+            }
+            let message = fullMessage(for: error)
+            FileHandle.standardError.write(Data("gatepost: \(message)\n".utf8))
+            // ArgumentParser's usage errors (64) and anything unforeseen count as usage errors.
+            Foundation.exit(code == .failure ? 1 : 2)
+        }
+    }
+}
+
+/// Options every command shares.
+struct GlobalOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("The folder of site files.", valueName: "dir"))
+    var sites: String = ProcessInfo.processInfo.environment["GATEPOST_SITES"] ?? "sites"
+
+    @Option(name: .long, help: ArgumentHelp("The spool folder: catalog and received files.", valueName: "dir"))
+    var spool: String = ProcessInfo.processInfo.environment["GATEPOST_SPOOL"] ?? "spool"
+
+    @Flag(name: .shortAndLong, help: "Log each step to standard error.")
+    var verbose = false
+
+    func bootstrapLogging() {
+        let level: Logger.Level = verbose ? .info : .warning
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+    }
+
+    var absoluteSpool: String {
+        URL(fileURLWithPath: spool).standardizedFileURL.path
+    }
+}
+
+/// An operator-facing failure: the message is printed as is, with the exit code given.
+struct CommandFailure: Error, CustomStringConvertible {
+    var description: String
+    var exitCode: Int32
+
+    static func configuration(_ message: String) -> CommandFailure { CommandFailure(description: message, exitCode: 2) }
+}
+
+func fail(_ failure: CommandFailure) -> ExitCode {
+    FileHandle.standardError.write(Data("gatepost: \(failure.description)\n".utf8))
+    return ExitCode(failure.exitCode)
+}

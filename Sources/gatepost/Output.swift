@@ -1,0 +1,75 @@
+import Foundation
+import GatepostCatalog
+
+/// Plain-text tables: columns as wide as their widest cell, no wrapping.
+struct TextTable {
+    var headers: [String]
+    var rows: [[String]] = []
+
+    func render() -> String {
+        var widths = headers.map(\.count)
+        for row in rows {
+            for (index, cell) in row.enumerated() where index < widths.count {
+                widths[index] = max(widths[index], cell.count)
+            }
+        }
+        func line(_ cells: [String]) -> String {
+            cells.enumerated().map { index, cell in
+                index == cells.count - 1 ? cell : cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
+            }.joined(separator: "  ")
+        }
+        return ([line(headers)] + rows.map(line)).joined(separator: "\n")
+    }
+}
+
+enum OutputFormat: String, CaseIterable {
+    case table, json
+}
+
+enum Formatting {
+    static func json<T: Encodable>(_ value: T) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .iso8601
+        return String(decoding: try encoder.encode(value), as: UTF8.self)
+    }
+
+    static func timestamp(_ date: Date) -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime]
+        return formatter.string(from: date)
+    }
+
+    static func bytes(_ count: Int64) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var value = Double(count)
+        var unit = 0
+        while value >= 1024, unit < units.count - 1 {
+            value /= 1024
+            unit += 1
+        }
+        return unit == 0 ? "\(count) B" : String(format: "%.1f %@", value, units[unit])
+    }
+
+    static func duration(_ duration: Duration) -> String {
+        let (seconds, attoseconds) = duration.components
+        return String(format: "%.2f s", Double(seconds) + Double(attoseconds) / 1e18)
+    }
+
+    static func transferTable(_ records: [TransferRecord]) -> String {
+        var table = TextTable(headers: ["ID", "TYPE", "FILE_NAME", "SITE", "STATE", "SIZE", "RECEIVED", "SUBJECT"])
+        for record in records {
+            table.rows.append([
+                record.id,
+                record.type.rawValue,
+                record.fileName ?? "-",
+                record.site,
+                record.state.rawValue,
+                String(record.size),
+                timestamp(record.receivedAt),
+                String((record.subject ?? "").prefix(50)),
+            ])
+        }
+        return table.render()
+    }
+}

@@ -1,0 +1,77 @@
+import ArgumentParser
+import Foundation
+import GatepostCatalog
+import GatepostCore
+import Logging
+
+struct PollCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "poll",
+        abstract: "Poll sites now, once, and print a summary (all enabled sites when none are named)."
+    )
+
+    @OptionGroup var options: GlobalOptions
+
+    @Argument(help: "The sites to poll.")
+    var sites: [String] = []
+
+    func run() async throws {
+        options.bootstrapLogging()
+        let directory = try Runtime.loadSites(options)
+        let selected: [RemoteSite]
+        do {
+            selected = try Runtime.selectSites(sites, from: directory)
+        } catch let failure as CommandFailure {
+            throw fail(failure)
+        }
+        if selected.isEmpty {
+            throw fail(.configuration("no enabled sites in \(options.sites)"))
+        }
+        let (spool, catalog): (Spool, SQLiteCatalog)
+        let lock: SpoolLock
+        do {
+            (spool, catalog) = try Runtime.openSpool(options)
+            lock = try SpoolLock(spool: spool)
+        } catch let failure as CommandFailure {
+            throw fail(failure)
+        } catch {
+            throw fail(CommandFailure(description: "\(error)", exitCode: 1))
+        }
+        spool.sweepTemporary()
+        let logger = Logger(label: "gatepost.poll")
+
+        var failed = false
+        for site in selected {
+            do {
+                let summary = try await PollJob(site: site, spool: spool, catalog: catalog, logger: logger).run()
+                print(Self.describe(summary))
+            } catch {
+                failed = true
+                FileHandle.standardError.write(Data("gatepost: \(error.description)\n".utf8))
+                if !error.partial.records.isEmpty {
+                    print(Self.describe(error.partial) + " before the failure")
+                }
+            }
+        }
+        withExtendedLifetime(lock) {}
+        if failed { throw ExitCode(1) }
+    }
+
+    static func describe(_ summary: PollSummary) -> String {
+        var counts: [String: Int] = [:]
+        for record in summary.records {
+            let label = record.fileName == TransferRecord.recoverFileName || record.fileName == TransferRecord.duplicateFileName
+                ? record.fileName ?? record.type.rawValue : record.type.rawValue
+            counts[label, default: 0] += 1
+        }
+        let breakdown = ["XFER", "MSG", "EERP", "RECOVER", "DUPLICATE"].compactMap { label in
+            counts[label].map { "\(label) \($0)" }
+        }.joined(separator: ", ")
+        var text = "\(summary.site): \(summary.records.count) new"
+        if !breakdown.isEmpty { text += " (\(breakdown))" }
+        text += ", \(summary.alreadyRetrieved) already retrieved, \(summary.deleted) deleted"
+        if summary.skippedTooLarge > 0 { text += ", \(summary.skippedTooLarge) left on the server (too large)" }
+        text += ", \(Formatting.bytes(summary.bytes)) in \(Formatting.duration(summary.duration))"
+        return text
+    }
+}

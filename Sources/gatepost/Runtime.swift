@@ -1,0 +1,40 @@
+import Foundation
+import GatepostCatalog
+import GatepostCore
+
+/// Loading what commands share: the sites folder, the spool and its catalog.
+enum Runtime {
+    static func loadSites(_ options: GlobalOptions) throws -> SiteDirectory {
+        do {
+            return try SiteLoader().loadDirectory(options.sites)
+        } catch let error as SiteConfigurationError {
+            throw CommandFailure.configuration(error.description)
+        }
+    }
+
+    /// The sites named, or all enabled ones when none are named. A named site whose file is
+    /// broken is a configuration error naming the file, line and field.
+    static func selectSites(_ names: [String], from directory: SiteDirectory) throws -> [RemoteSite] {
+        if names.isEmpty {
+            return directory.sites.filter(\.enabled)
+        }
+        return try names.map { name in
+            if let site = directory.site(named: name) { return site }
+            if let error = directory.errors.first(where: { ($0.file as NSString).lastPathComponent.hasPrefix(name + ".") }) {
+                throw CommandFailure.configuration(error.description)
+            }
+            let known = directory.sites.map(\.name).sorted().joined(separator: ", ")
+            throw CommandFailure.configuration("no site named `\(name)` (known: \(known.isEmpty ? "none" : known))")
+        }
+    }
+
+    static func openSpool(_ options: GlobalOptions) throws -> (Spool, SQLiteCatalog) {
+        do {
+            let spool = try Spool(root: options.absoluteSpool)
+            let catalog = try SQLiteCatalog(path: spool.catalogPath)
+            return (spool, catalog)
+        } catch {
+            throw CommandFailure(description: "\(error)", exitCode: 1)
+        }
+    }
+}
