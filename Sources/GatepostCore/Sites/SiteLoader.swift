@@ -109,6 +109,11 @@ public struct SiteLoader: Sendable {
         case .composer(let context, let reason, let mark, _):
             line = mark.line
             problem = [context?.text, reason].compactMap { $0 }.joined(separator: " ")
+        case .duplicatedKeysInMapping(let duplicates, let context):
+            return SiteConfigurationError(
+                file: file, line: context.mark.line, field: duplicates.first,
+                message: "appears twice in the same mapping"
+            )
         default:
             break
         }

@@ -1,0 +1,198 @@
+import Crypto
+import Foundation
+import GatepostCatalog
+import GatepostPOP3
+import GatepostTestSupport
+import Logging
+import Testing
+@testable import GatepostCore
+
+/// A spool, a catalog and a site pointing at a scripted server.
+struct PollFixture {
+    let spool: Spool
+    let catalog: SQLiteCatalog
+    let server: ScriptedPOP3Server
+    var site: RemoteSite
+
+    init(messages: [ScriptedPOP3Server.Message] = DemoMailbox.messages, behavior: ScriptedPOP3Server.Behavior = .init(), deleteAfterRetrieve: Bool = true) async throws {
+        let root = try makeTemporaryDirectory("poll")
+        spool = try Spool(root: root + "/spool")
+        catalog = try SQLiteCatalog(path: spool.catalogPath)
+        server = ScriptedPOP3Server(messages: messages, behavior: behavior)
+        let port = try await server.start()
+        let text = """
+        pop3:
+          host: 127.0.0.1
+          port: \(port)
+          security: none
+          allow_plaintext_password: true
+          user: \(server.user)
+          password: \(server.password)
+          read_timeout: 2s
+        poll:
+          delete_after_retrieve: \(deleteAfterRetrieve)
+        application: orders
+        """
+        site = try #require(try SiteLoader(environment: [:]).parse(text, file: root + "/scripted.yaml"))
+    }
+
+    func poll() async throws(SitePollError) -> PollSummary {
+        try await PollJob(site: site, spool: spool, catalog: catalog, logger: Logger(label: "test")).run()
+    }
+
+    func records() async throws -> [TransferRecord] {
+        try await catalog.transfers(TransferFilter())
+    }
+
+    func temporaryEntries() throws -> [String] {
+        try FileManager.default.contentsOfDirectory(atPath: spool.temporaryRoot)
+    }
+}
+
+func sha256Hex(ofFile path: String) throws -> String {
+    let data = try Data(contentsOf: URL(fileURLWithPath: path))
+    return SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
+}
+
+@Suite struct PollJobTests {
+    @Test func pollsEveryClassIntoTheSpoolAndCatalog() async throws {
+        let fixture = try await PollFixture()
+        let server = fixture.server
+        defer { Task { await server.stop() } }
+        let summary = try await fixture.poll()
+        #expect(summary.records.count == 4)
+        #expect(summary.deleted == 4)
+        #expect(fixture.server.messages.isEmpty)
+
+        let records = try await fixture.records()
+        #expect(records.map(\.type) == [.xfer, .msg, .eerp, .xfer])
+        #expect(records.map(\.fileName) == ["orders-2026-11-25.csv", "orders", nil, "RECOVER"])
+        let xfer = records[0]
+        let path = try #require(xfer.path)
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == DemoMailbox.orderCSV)
+        #expect(try sha256Hex(ofFile: path) == xfer.sha256)
+        #expect(xfer.ack == .requested)
+        #expect(xfer.messageId == "xfer-0001@acme.example")
+        #expect(FileManager.default.fileExists(atPath: (path as NSString).deletingLastPathComponent + "/message.txt"))
+        #expect(records[2].originalMessageId == "out-0001@ours.example")
+        #expect(records[2].disposition == "automatic-action/MDN-sent-automatically; processed")
+        // RECOVER keeps the message exactly as RETR delivered it, dot-unstuffed.
+        let recover = try #require(records[3].path)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: recover)) == Data(DemoMailbox.messages[3].bytes + [13, 10]))
+        #expect(try fixture.temporaryEntries().isEmpty)
+    }
+
+    @Test func aSecondPollFindsNothingNew() async throws {
+        let fixture = try await PollFixture(deleteAfterRetrieve: false)
+        let server = fixture.server
+        defer { Task { await server.stop() } }
+        _ = try await fixture.poll()
+        let second = try await fixture.poll()
+        #expect(second.records.isEmpty)
+        #expect(second.alreadyRetrieved == 4)
+        #expect(fixture.server.messages.count == 4)
+        #expect(try await fixture.records().count == 4)
+    }
+
+    @Test func aWrongPasswordFailsCleanly() async throws {
+        var fixture = try await PollFixture()
+        let server = fixture.server
+        defer { Task { await server.stop() } }
+        fixture.site.pop3.password = Secret("wrong")
+        await #expect {
+            try await fixture.poll()
+        } throws: { error in
+            let text = "\(error)"
+            return text.hasPrefix("scripted: authentication failed") && !text.contains("wrong")
+        }
+        #expect(try await fixture.records().isEmpty)
+        #expect(fixture.server.messages.count == 4)
+    }
+
+    @Test func noPasswordInClearTextWithoutTheOptIn() async throws {
+        var fixture = try await PollFixture()
+        let server = fixture.server
+        defer { Task { await server.stop() } }
+        fixture.site.pop3.allowPlaintextPassword = false
+        await #expect {
+            try await fixture.poll()
+        } throws: { error in
+            "\(error)".contains("refusing to send a password over an unencrypted connection")
+        }
+    }
+
+    @Test func aResetDuringRETRLosesNothing() async throws {
+        var behavior = ScriptedPOP3Server.Behavior()
+        behavior.resetDuringRetrAfterBytes = 100
+        let fixture = try await PollFixture(behavior: behavior)
+        let server = fixture.server
+        defer { Task { await server.stop() } }
+        await #expect(throws: SitePollError.self) { try await fixture.poll() }
+        #expect(try await fixture.records().isEmpty)
+        #expect(fixture.server.messages.count == 4)
+        #expect(try fixture.temporaryEntries().isEmpty)
+    }
+
+    @Test func aSilentServerTimesOut() async throws {
+        var behavior = ScriptedPOP3Server.Behavior()
+        behavior.silentFrom = "RETR"
+        let fixture = try await PollFixture(behavior: behavior)
+        let server = fixture.server
+        defer { Task { await server.stop() } }
+        await #expect {
+            try await fixture.poll()
+        } throws: { error in
+            "\(error)".contains("did not answer in time during RETR 1")
+        }
+        #expect(try await fixture.records().isEmpty)
+    }
+
+    @Test func committedButUndeletedMessagesAreDeletedNotFetchedAgain() async throws {
+        // The first poll's QUIT never arrives (DELE answered with -ERR after the commit).
+        var behavior = ScriptedPOP3Server.Behavior()
+        behavior.override = { $0.hasPrefix("DELE") ? "-ERR [SYS/TEMP] try later" : nil }
+        let failing = try await PollFixture(behavior: behavior)
+        let server = failing.server
+        defer { Task { await server.stop() } }
+        await #expect(throws: SitePollError.self) { try await failing.poll() }
+        #expect(try await failing.records().count == 1)
+        #expect(failing.server.messages.count == 4)
+
+        // Same catalog, a server that now accepts DELE: message 1 is deleted, not fetched again.
+        let healthy = ScriptedPOP3Server(messages: failing.server.messages, user: failing.server.user, password: failing.server.password)
+        let port = try await healthy.start()
+        defer { Task { await healthy.stop() } }
+        var site = failing.site
+        site.pop3.port = port
+        let summary = try await PollJob(site: site, spool: failing.spool, catalog: failing.catalog, logger: Logger(label: "test")).run()
+        #expect(summary.alreadyRetrieved == 1)
+        #expect(summary.records.count == 3)
+        #expect(summary.deleted == 4)
+        #expect(healthy.messages.isEmpty)
+        #expect(try await failing.records().count == 4)
+    }
+
+    @Test func theSameMessageIDTwiceIsADuplicate() async throws {
+        let message = DemoMailbox.messages[0]
+        let copy = ScriptedPOP3Server.Message(uidl: "copy", bytes: message.bytes)
+        let fixture = try await PollFixture(messages: [message, copy])
+        let server = fixture.server
+        defer { Task { await server.stop() } }
+        _ = try await fixture.poll()
+        let records = try await fixture.records()
+        #expect(records.map(\.fileName) == ["orders-2026-11-25.csv", "DUPLICATE"])
+        #expect(records[1].type == .xfer)
+    }
+
+    @Test func anUnreachableHostIsAOneLineError() async throws {
+        var fixture = try await PollFixture()
+        await fixture.server.stop()
+        fixture.site.pop3.connectTimeout = .seconds(2)
+        await #expect {
+            try await fixture.poll()
+        } throws: { error in
+            let text = "\(error)"
+            return text.hasPrefix("scripted: cannot connect to 127.0.0.1:") && !text.contains("\n")
+        }
+    }
+}

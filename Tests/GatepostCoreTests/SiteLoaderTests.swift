@@ -1,0 +1,178 @@
+import Foundation
+import Testing
+@testable import GatepostCore
+
+func makeTemporaryDirectory(_ label: String = "core") throws -> String {
+    let path = (NSTemporaryDirectory() as NSString).appendingPathComponent("gatepost-\(label)-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    return path
+}
+
+@Suite struct SiteLoaderTests {
+    let loader = SiteLoader(environment: ["ACME_PASSWORD": "s3cret"])
+
+    func load(_ text: String, name: String = "acme.yaml") throws -> RemoteSite? {
+        try loader.parse(text, file: "sites/\(name)")
+    }
+
+    func expectError(_ text: String, line: Int?, field: String?, containing message: String) {
+        do {
+            _ = try load(text)
+            Issue.record("expected an error for field \(field ?? "-")")
+        } catch let error as SiteConfigurationError {
+            #expect(error.file == "sites/acme.yaml")
+            #expect(error.line == line)
+            #expect(error.field == field)
+            #expect(error.message.contains(message), "\(error.message)")
+        } catch {
+            Issue.record("unexpected error \(error)")
+        }
+    }
+
+    @Test func fullSiteFile() throws {
+        let site = try #require(try load("""
+        kind: remote-site
+        description: ACME purchase orders
+        enabled: false
+        pop3:
+          host: pop.acme.example
+          security: starttls
+          user: orders
+          password: ${ACME_PASSWORD}
+          auth: [plain, user]
+        poll:
+          interval: 5m
+          delete_after_retrieve: false
+          max_message_size: 20MiB
+        smtp:
+          host: smtp.acme.example
+          from: gateway@ours.example
+        application: orders
+        routes:
+          - {type: XFER, file_name: "*.csv", application: billing}
+        """))
+        #expect(site.name == "acme")
+        #expect(site.enabled == false)
+        #expect(site.pop3.port == 110)
+        #expect(site.pop3.security == .starttls)
+        #expect(site.pop3.password?.value == "s3cret")
+        #expect("\(String(describing: site.pop3.password))".contains("s3cret") == false)
+        #expect(site.pop3.auth == ["plain", "user"])
+        #expect(site.poll.interval == .seconds(300))
+        #expect(site.poll.deleteAfterRetrieve == false)
+        #expect(site.poll.maxMessageSize == 20 << 20)
+        #expect(site.smtp?.port == 465)
+        #expect(site.routes.first?.application == "billing")
+        #expect(site.routes.first?.type == .xfer)
+    }
+
+    @Test func defaultsAreSecure() throws {
+        let site = try #require(try load("pop3: {host: h, user: u, password: p}"))
+        #expect(site.pop3.security == .tls)
+        #expect(site.pop3.port == 995)
+        #expect(site.pop3.tls.verify)
+        #expect(!site.pop3.allowPlaintextPassword)
+        #expect(site.enabled)
+    }
+
+    @Test func errorsNameFileLineAndField() {
+        expectError("pop3:\n  host: h\n  user: u\n  port: 99999\n", line: 4, field: "pop3.port", containing: "1 to 65535")
+        expectError("pop3:\n  host: h\n  user: u\n  prot: 995\n", line: 4, field: "pop3.prot", containing: "unknown field")
+        expectError("pop3:\n  host: h\n  user: u\n  password: ${MISSING}\n", line: 4, field: "pop3.password", containing: "MISSING is not set")
+        expectError("pop3:\n  user: u\n", line: 2, field: "pop3.host", containing: "required")
+        expectError("pop3:\n  host: h\n  user: u\n  security: ssl3\n", line: 4, field: "pop3.security", containing: "tls, starttls or none")
+        expectError("pop3:\n  host: h\n  user: u\npoll:\n  interval: soon\n", line: 5, field: "poll.interval", containing: "duration")
+        expectError("name: ../evil\npop3: {host: h, user: u}\n", line: 1, field: "name", containing: "not a valid site name")
+        expectError("pop3:\n  host: h\n  host: i\n  user: u\n", line: 2, field: "host", containing: "twice")
+        expectError("pop3: [\n", line: 2, field: nil, containing: "not valid YAML")
+    }
+
+    @Test func passwordFileIsReadRelativeToTheSiteFile() throws {
+        let dir = try makeTemporaryDirectory()
+        try "from-file\n".write(toFile: dir + "/acme.secret", atomically: true, encoding: .utf8)
+        try "pop3: {host: h, user: u, password_file: acme.secret}\n".write(toFile: dir + "/acme.yaml", atomically: true, encoding: .utf8)
+        let site = try #require(try loader.loadFile(dir + "/acme.yaml"))
+        #expect(site.pop3.password?.value == "from-file")
+    }
+
+    @Test func btpMailDestinationWorksAsIs() throws {
+        let site = try #require(try load("""
+        {
+          "Name": "partner-btp",
+          "Type": "MAIL",
+          "Authentication": "BasicAuthentication",
+          "ProxyType": "Internet",
+          "mail.user": "edi@partner.example",
+          "mail.password": "${ACME_PASSWORD}",
+          "mail.pop3s.host": "pop.partner.example",
+          "mail.pop3s.port": "995",
+          "mail.transport.protocol": "smtps",
+          "mail.smtps.host": "smtp.partner.example",
+          "mail.smtps.port": "465"
+        }
+        """, name: "partner.json"))
+        #expect(site.name == "partner-btp")
+        #expect(site.pop3.host == "pop.partner.example")
+        #expect(site.pop3.port == 995)
+        #expect(site.pop3.security == .tls)
+        #expect(site.pop3.user == "edi@partner.example")
+        #expect(site.pop3.password?.value == "s3cret")
+        #expect(site.smtp?.host == "smtp.partner.example")
+        #expect(site.smtp?.security == .tls)
+    }
+
+    @Test func localSiteIsNotARemoteSite() throws {
+        #expect(try load("kind: local-site\nname: ours\n") == nil)
+    }
+
+    @Test func directoryKeepsGoodSitesAndReportsBadFiles() throws {
+        let dir = try makeTemporaryDirectory()
+        try "pop3: {host: h, user: u}\n".write(toFile: dir + "/good.yaml", atomically: true, encoding: .utf8)
+        try "pop3: {host: h, user: u, port: x}\n".write(toFile: dir + "/bad.yaml", atomically: true, encoding: .utf8)
+        try "not a site".write(toFile: dir + "/README.txt", atomically: true, encoding: .utf8)
+        let directory = try loader.loadDirectory(dir)
+        #expect(directory.sites.map(\.name) == ["good"])
+        #expect(directory.errors.count == 1)
+        #expect(directory.errors.first?.description.contains("bad.yaml:1: pop3.port") == true)
+    }
+
+    @Test func theShippedExamplesLoad() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let loader = SiteLoader(environment: ["ACME_POP3_PASSWORD": "x", "ACME_SMTP_PASSWORD": "y", "PARTNER_PASSWORD": "z"])
+        let directory = try loader.loadDirectory(root.appendingPathComponent("sites").path)
+        #expect(directory.errors.isEmpty, "\(directory.errors)")
+        #expect(directory.sites.map(\.name) == ["acme"])
+        #expect(directory.sites.first?.enabled == false)
+        let btp = try #require(try loader.loadFile(root.appendingPathComponent("docs/examples/btp-mail-destination.json").path))
+        #expect(btp.name == "partner-btp")
+        #expect(btp.pop3.security == .tls)
+    }
+}
+
+@Suite struct SafeFileNameTests {
+    @Test(arguments: [
+        ("../../etc/passwd", "passwd"),
+        ("C:\\Windows\\system.ini", "system.ini"),
+        ("..", "attachment"),
+        ("", "attachment"),
+        (".bashrc", "bashrc"),
+        ("CON.txt", "_CON.txt"),
+        ("a\u{0}b\u{7}c.csv", "abc.csv"),
+        ("re\u{0301}sume\u{0301}.pdf", "r\u{e9}sum\u{e9}.pdf"),
+        ("what?.txt", "what.txt"),
+    ])
+    func sanitizes(input: String, expected: String) {
+        #expect(SafeFileName.make(input) == expected)
+    }
+
+    @Test func longNamesKeepTheirExtension() {
+        let name = SafeFileName.make(String(repeating: "ä", count: 300) + ".csv")
+        #expect(name.utf8.count <= 200)
+        #expect(name.hasSuffix(".csv"))
+    }
+
+    @Test func collisionsGetASuffix() {
+        #expect(SafeFileName.unique("a.csv", avoiding: ["a.csv", "a (2).csv"]) == "a (3).csv")
+        #expect(SafeFileName.unique("README", avoiding: ["README"]) == "README (2)")
+    }
+}
