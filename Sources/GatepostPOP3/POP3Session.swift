@@ -7,6 +7,11 @@ import NIOSSL
 public struct POP3ListingEntry: Sendable, Hashable {
     public var number: Int
     public var value: String
+
+    public init(number: Int, value: String) {
+        self.number = number
+        self.value = value
+    }
 }
 
 /// What CAPA reported (RFC 2449).
