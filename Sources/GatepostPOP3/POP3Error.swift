@@ -38,7 +38,7 @@ public enum POP3Error: Error, Sendable, Hashable, CustomStringConvertible {
         case .notSupported(let what):
             "the server does not support \(what)"
         case .authenticationFailed(let text):
-            "authentication failed: \(text.isEmpty ? "the server refused the credentials" : text) (check user and password)"
+            "authentication failed: \(text.isEmpty ? "the server refused the credentials" : "the server said \"\(text)\"") (check the user and password)"
         case .serverError(let command, let status):
             "the server answered \(command) with -ERR\(status.code.map { " [\($0)]" } ?? "") \(status.text)"
         case .protocolViolation(let what):

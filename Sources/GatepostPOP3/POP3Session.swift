@@ -93,8 +93,9 @@ public final class POP3Session {
     private func mapTransportError(_ error: any Error, during phase: String) -> POP3Error {
         if let error = error as? POP3Error { return error }
         if error is ReadTimeoutHandler.Fired { return .timeout(during: phase) }
-        if let error = error as? NIOSSLError { return .tlsFailed("\(error)") }
-        if let error = error as? BoringSSLError { return .tlsFailed("\(error)") }
+        if error is NIOSSLError || error is BoringSSLError || error is NIOSSLExtraError {
+            return .tlsFailed(POP3Transport.describeTLS(error))
+        }
         if let error = error as? IOError { return .connectionClosed(during: "\(phase) (\(error.description))") }
         return .connectionClosed(during: "\(phase) (\(error))")
     }

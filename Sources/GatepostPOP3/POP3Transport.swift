@@ -1,6 +1,9 @@
 import NIOCore
 import NIOPosix
 import NIOSSL
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// How to reach a POP3 server.
 public struct POP3ConnectionConfiguration: Sendable {
@@ -118,16 +121,41 @@ enum POP3Transport {
         }
     }
 
+    /// A short, operator-readable reason for a connection failure.
     static func describe(_ error: any Error) -> String {
-        if let error = error as? IOError {
-            return error.description
-        }
-        if error is ChannelError {
-            switch error as? ChannelError {
-            case .connectTimeout: return "connection timed out"
-            default: break
+        if let error = error as? NIOConnectionError {
+            if let first = error.connectionErrors.first {
+                return describe(first.error)
             }
+            if error.dnsAError != nil || error.dnsAAAAError != nil {
+                return "cannot resolve the host name"
+            }
+            return "no address to connect to"
+        }
+        if let error = error as? IOError {
+            return String(cString: strerror(error.errnoCode)).lowercased()
+        }
+        if let error = error as? ChannelError, case .connectTimeout = error {
+            return "connection timed out"
         }
         return "\(error)"
+    }
+
+    /// A short reason for a TLS failure; the library's text names source files and codes.
+    static func describeTLS(_ error: any Error) -> String {
+        if let extra = error as? NIOSSLExtraError, extra == .failedToValidateHostname {
+            return "the server certificate is not valid for this host name"
+        }
+        let text = "\(error)"
+        if text.contains("CERTIFICATE_VERIFY_FAILED") {
+            return "the server certificate could not be verified (untrusted issuer, expired, or not for this host)"
+        }
+        if text.contains("WRONG_VERSION_NUMBER") || text.contains("PACKET_LENGTH_TOO_LONG") {
+            return "the server did not answer with TLS (is the port a plain POP3 port? try security: starttls)"
+        }
+        if case .handshakeFailed(let inner)? = error as? NIOSSLError {
+            return "handshake failed: \(inner)"
+        }
+        return text
     }
 }

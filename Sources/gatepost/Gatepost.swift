@@ -50,7 +50,8 @@ struct GlobalOptions: ParsableArguments {
     var verbose = false
 
     func bootstrapLogging() {
-        let level: Logger.Level = verbose ? .info : .warning
+        // Quiet by default: commands print their own results and one line per error.
+        let level: Logger.Level = verbose ? .info : .error
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level

@@ -70,7 +70,7 @@ public struct PollJob: Sendable {
         } catch {
             summary.duration = ContinuousClock.now - start
             let transient = (error as? POP3Error)?.isTransient ?? false
-            logger.error("poll failed", metadata: ["error": "\(error)"])
+            // Not logged here: the caller reports the error (once) with the site's name.
             throw SitePollError(site: site.name, cause: "\(error)", isTransient: transient, partial: summary)
         }
         summary.duration = ContinuousClock.now - start

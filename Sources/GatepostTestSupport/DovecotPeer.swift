@@ -1,0 +1,131 @@
+import Foundation
+
+/// A private Dovecot POP3 server for integration tests, started by
+/// `scripts/peers/start-dovecot.sh` on free 127.0.0.1 ports with a plain+STLS listener, an
+/// implicit-TLS listener, a throwaway CA and passwd-file users. It stops when ``stop()`` is
+/// called or, through the script's watchdog, when the test process exits.
+public final class DovecotPeer: Sendable {
+    public struct Info: Decodable, Sendable {
+        public var pid: Int32
+        public var host: String
+        public var plainPort: Int
+        public var tlsPort: Int
+        public var caFile: String
+        public var clientCert: String
+        public var clientKey: String
+        public var mailUid: UInt32
+        public var mailGid: UInt32
+        public var log: String
+        public var users: [String: String]
+        public var maildirs: [String: String]
+    }
+
+    /// One message the generator wrote, with what Gatepost must make of it.
+    public struct ExpectedMessage: Decodable, Sendable {
+        public var type: String
+        /// The name as sent (decoded); "RECOVER" for messages kept whole.
+        public var fileName: String?
+        /// For XFER: the name Gatepost must save it under (the last path component).
+        public var expectedFileName: String?
+        public var sha256: String?
+        public var messageId: String
+        public var subject: String?
+        public var originalMessageId: String?
+        public var maildirFile: String?
+    }
+
+    public enum PeerError: Error, CustomStringConvertible {
+        case scriptFailed(String, status: Int32, output: String)
+
+        public var description: String {
+            switch self {
+            case .scriptFailed(let script, let status, let output): "\(script) exited with \(status): \(output)"
+            }
+        }
+    }
+
+    public let directory: String
+    public let info: Info
+    public let projectRoot: String
+
+    /// Starts Dovecot. `projectRoot` defaults to the checkout this file belongs to.
+    public init(projectRoot: String = DovecotPeer.defaultProjectRoot()) throws {
+        self.projectRoot = projectRoot
+        // Dovecot's socket paths must stay short: a short folder under /tmp.
+        let directory = "/tmp/gp-dovecot-\(UUID().uuidString.prefix(8).lowercased())"
+        self.directory = directory
+        let output = try Self.run(
+            projectRoot + "/scripts/peers/start-dovecot.sh",
+            [directory, "--stop-with", String(ProcessInfo.processInfo.processIdentifier)]
+        )
+        guard let line = output.split(separator: "\n").last else {
+            throw PeerError.scriptFailed("start-dovecot.sh", status: 0, output: "no JSON line")
+        }
+        info = try JSONDecoder().decode(Info.self, from: Data(line.utf8))
+    }
+
+    public func stop() {
+        kill(info.pid, SIGTERM)
+        // Give the master a moment to take its children down before the folder goes away. A
+        // zombie still answers kill(pid, 0), so look at its state instead.
+        for _ in 0..<100 where Self.isRunning(info.pid) {
+            usleep(20_000)
+        }
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    static func isRunning(_ pid: Int32) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return false }
+        let state = stat[stat.index(after: close)...].split(separator: " ").first
+        return state != "Z" && state != "X"
+    }
+
+    public static func defaultProjectRoot(file: String = #filePath) -> String {
+        // Sources/GatepostTestSupport/DovecotPeer.swift -> the checkout
+        URL(fileURLWithPath: file).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+    }
+
+    /// Fills `user`'s mailbox with `count` generated messages (Python's `email` package as an
+    /// independent MIME writer) and returns what each should become.
+    public func fillMailbox(
+        user: String, count: Int, seed: Int = 1, attachmentSize: Int? = nil, mix: String? = nil
+    ) throws -> [ExpectedMessage] {
+        guard let maildir = info.maildirs[user] else { throw PeerError.scriptFailed("fillMailbox", status: 1, output: "no user \(user)") }
+        let manifest = directory + "/manifest-\(user)-\(UUID().uuidString.prefix(6)).json"
+        var arguments = ["--count", String(count), "--seed", String(seed), "--out", maildir, "--manifest", manifest]
+        if let attachmentSize { arguments += ["--attachment-size", String(attachmentSize)] }
+        if let mix { arguments += ["--mix", mix] }
+        _ = try Self.run(projectRoot + "/scripts/peers/make-messages.py", arguments)
+        // Dovecot reads the Maildir as its mail user.
+        try Self.chownTree(maildir, uid: info.mailUid, gid: info.mailGid)
+        return try JSONDecoder().decode([ExpectedMessage].self, from: Data(contentsOf: URL(fileURLWithPath: manifest)))
+    }
+
+    /// Messages waiting in `user`'s Maildir (new and cur).
+    public func messageCount(user: String) -> Int {
+        guard let newFolder = info.maildirs[user] else { return 0 }
+        let curFolder = (newFolder as NSString).deletingLastPathComponent + "/cur"
+        let count = { (path: String) in
+            ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).filter { !$0.hasPrefix(".") }.count
+        }
+        return count(newFolder) + count(curFolder)
+    }
+
+    static func chownTree(_ path: String, uid: UInt32, gid: UInt32) throws {
+        guard getuid() == 0 else { return }
+        chown(path, uid, gid)
+        for entry in try FileManager.default.contentsOfDirectory(atPath: path) {
+            chown(path + "/" + entry, uid, gid)
+        }
+    }
+
+    @discardableResult
+    static func run(_ executable: String, _ arguments: [String]) throws -> String {
+        let result = try ChildProcess.run(executable, arguments)
+        guard result.status == 0 else {
+            throw PeerError.scriptFailed((executable as NSString).lastPathComponent, status: result.status, output: result.stderr + result.stdout)
+        }
+        return result.stdout
+    }
+}

@@ -1,0 +1,112 @@
+import Foundation
+import GatepostTestSupport
+import Testing
+
+/// The `gatepost` executable as an operator runs it: output, one-line errors, exit codes.
+struct GatepostProcess {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+
+    /// The binary built next to the test bundle (`swift build --build-tests` builds both).
+    static var binary: String {
+        if let explicit = ProcessInfo.processInfo.environment["GATEPOST_BINARY"] { return explicit }
+        let testBinary = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL
+        var folder = testBinary.deletingLastPathComponent()
+        // Inside an .xctest bundle on some platforms the executable sits deeper.
+        while folder.path != "/", !FileManager.default.isExecutableFile(atPath: folder.appendingPathComponent("gatepost").path) {
+            folder = folder.deletingLastPathComponent()
+        }
+        return folder.appendingPathComponent("gatepost").path
+    }
+
+    static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> GatepostProcess {
+        let result = try ChildProcess.run(
+            binary, arguments, environment: ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        )
+        return GatepostProcess(status: result.status, stdout: result.stdout, stderr: result.stderr)
+    }
+}
+
+@Suite(.serialized) struct CommandLineTests {
+    func scratch() throws -> String {
+        let path = (NSTemporaryDirectory() as NSString).appendingPathComponent("gatepost-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(atPath: path + "/sites", withIntermediateDirectories: true)
+        return path
+    }
+
+    @Test func demoPrintsOneRecordOfEachClass() throws {
+        let dir = try scratch()
+        let result = try GatepostProcess.run(["demo", "--into", dir])
+        #expect(result.status == 0, "\(result.stderr)")
+        for expected in ["XFER  orders-2026-11-25.csv", "MSG   orders", "EERP  -", "XFER  RECOVER"] {
+            #expect(result.stdout.contains(expected), "missing \(expected) in\n\(result.stdout)")
+        }
+        let json = try GatepostProcess.run(["catalog", "list", "--spool", dir + "/spool", "--format", "json"])
+        #expect(json.status == 0)
+        let records = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [[String: Any]]
+        #expect(records?.count == 4)
+        #expect(records?.first?["sha256"] as? String != nil)
+        let show = try GatepostProcess.run(["catalog", "show", (records?.first?["id"] as? String) ?? "", "--spool", dir + "/spool"])
+        #expect(show.status == 0)
+        #expect(show.stdout.contains("orders-2026-11-25.csv"))
+    }
+
+    @Test func aMalformedSiteFileNamesFileLineAndField() throws {
+        let dir = try scratch()
+        try "pop3:\n  host: 127.0.0.1\n  port: many\n  user: u\n".write(toFile: dir + "/sites/broken.yaml", atomically: true, encoding: .utf8)
+        let result = try GatepostProcess.run(["poll", "broken", "--sites", dir + "/sites", "--spool", dir + "/spool"])
+        #expect(result.status == 2)
+        #expect(result.stderr.trimmingCharacters(in: .newlines).split(separator: "\n").count == 1)
+        #expect(result.stderr.contains("broken.yaml:3: pop3.port: must be a number"), "\(result.stderr)")
+        let list = try GatepostProcess.run(["site", "list", "--sites", dir + "/sites"])
+        #expect(list.status == 2)
+    }
+
+    @Test func anUnreachableHostIsOneLineExitOneAndRecordsNothing() throws {
+        let dir = try scratch()
+        // A port nothing listens on: bind one and close it.
+        try """
+        pop3: {host: 127.0.0.1, port: 9, security: tls, user: u, password: p, connect_timeout: 3s}
+        """.write(toFile: dir + "/sites/gone.yaml", atomically: true, encoding: .utf8)
+        let result = try GatepostProcess.run(["poll", "gone", "--sites", dir + "/sites", "--spool", dir + "/spool"])
+        #expect(result.status == 1)
+        #expect(result.stderr.hasPrefix("gatepost: gone: cannot connect to 127.0.0.1:9"), "\(result.stderr)")
+        #expect(result.stderr.trimmingCharacters(in: .newlines).split(separator: "\n").count == 1)
+        let list = try GatepostProcess.run(["catalog", "list", "--spool", dir + "/spool", "--format", "json"])
+        #expect(list.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "[\n\n]" || list.stdout.contains("[]"))
+    }
+
+    @Test func aWrongPasswordAgainstDovecotIsOneLineExitOne() throws {
+        let dovecot = try DovecotPeer()
+        defer { dovecot.stop() }
+        _ = try dovecot.fillMailbox(user: "alice", count: 2)
+        let dir = try scratch()
+        try """
+        pop3:
+          host: 127.0.0.1
+          port: \(dovecot.info.tlsPort)
+          user: alice
+          password: ${PARTNER_PASSWORD}
+          tls: {ca_file: \(dovecot.info.caFile)}
+        """.write(toFile: dir + "/sites/partner.yaml", atomically: true, encoding: .utf8)
+        let wrong = try GatepostProcess.run(
+            ["poll", "partner", "--sites", dir + "/sites", "--spool", dir + "/spool"], environment: ["PARTNER_PASSWORD": "wrong-secret"]
+        )
+        #expect(wrong.status == 1)
+        #expect(wrong.stderr.hasPrefix("gatepost: partner: authentication failed"), "\(wrong.stderr)")
+        #expect(!wrong.stderr.contains("wrong-secret"))
+        #expect(wrong.stderr.trimmingCharacters(in: .newlines).split(separator: "\n").count == 1)
+
+        let right = try GatepostProcess.run(
+            ["poll", "partner", "--sites", dir + "/sites", "--spool", dir + "/spool"], environment: ["PARTNER_PASSWORD": "alice-secret"]
+        )
+        #expect(right.status == 0, "\(right.stderr)")
+        #expect(right.stdout.hasPrefix("partner: 2 new"), "\(right.stdout)")
+        // Spool and catalog are owner-only.
+        let attributes = try FileManager.default.attributesOfItem(atPath: dir + "/spool/catalog.sqlite")
+        #expect(((attributes[.posixPermissions] as? Int) ?? 0o777) & 0o077 == 0)
+        let spoolAttributes = try FileManager.default.attributesOfItem(atPath: dir + "/spool")
+        #expect(((spoolAttributes[.posixPermissions] as? Int) ?? 0o777) & 0o077 == 0)
+    }
+}

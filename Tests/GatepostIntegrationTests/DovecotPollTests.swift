@@ -1,0 +1,200 @@
+import Crypto
+import Foundation
+import GatepostCatalog
+import GatepostCore
+import GatepostTestSupport
+import Logging
+import Testing
+
+/// Gatepost against a real Dovecot, started by each test on 127.0.0.1, with mailboxes filled by
+/// an independent MIME writer (Python's `email` package).
+@Suite(.serialized) struct DovecotPollTests {
+    struct Setup {
+        let dovecot: DovecotPeer
+        let root: String
+        let spool: Spool
+        let catalog: SQLiteCatalog
+
+        init() throws {
+            dovecot = try DovecotPeer()
+            root = (NSTemporaryDirectory() as NSString).appendingPathComponent("gatepost-it-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(atPath: root + "/sites", withIntermediateDirectories: true)
+            spool = try Spool(root: root + "/spool")
+            catalog = try SQLiteCatalog(path: spool.catalogPath)
+        }
+
+        /// Writes `sites/NAME.yaml` and loads it.
+        func site(
+            _ name: String = "partner", user: String = "alice", password: String? = nil,
+            security: String = "tls", port: Int? = nil, caFile: Bool = true, delete: Bool = true,
+            extraPOP3: String = ""
+        ) throws -> RemoteSite {
+            let port = port ?? (security == "tls" ? dovecot.info.tlsPort : dovecot.info.plainPort)
+            let text = """
+            name: \(name)
+            pop3:
+              host: 127.0.0.1
+              port: \(port)
+              security: \(security)
+              user: \(user)
+              password: \(password ?? dovecot.info.users[user] ?? "")
+            \(caFile ? "  tls: {ca_file: \(dovecot.info.caFile)}" : "")
+            \(extraPOP3)
+            poll:
+              delete_after_retrieve: \(delete)
+            application: orders
+
+            """
+            let path = root + "/sites/\(name).yaml"
+            try text.write(toFile: path, atomically: true, encoding: .utf8)
+            return try #require(try SiteLoader(environment: [:]).loadFile(path))
+        }
+
+        func poll(_ site: RemoteSite) async throws(SitePollError) -> PollSummary {
+            try await PollJob(site: site, spool: spool, catalog: catalog, logger: Logger(label: "it")).run()
+        }
+
+        func records() async throws -> [TransferRecord] {
+            try await catalog.transfers(TransferFilter())
+        }
+
+        func tearDown() {
+            dovecot.stop()
+            try? FileManager.default.removeItem(atPath: root)
+        }
+    }
+
+    static func sha256(ofFile path: String) throws -> String {
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        return SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// Each record matches its generated message: type, file name and the saved file's SHA-256.
+    static func check(_ records: [TransferRecord], against expected: [DovecotPeer.ExpectedMessage]) throws {
+        #expect(records.count == expected.count)
+        let byMessageID = Dictionary(records.compactMap { record in record.messageId.map { ($0, record) } }, uniquingKeysWith: { a, _ in a })
+        for message in expected {
+            let id = message.messageId.trimmingCharacters(in: CharacterSet(charactersIn: "<>"))
+            guard let record = byMessageID[id] else {
+                Issue.record("no record for \(message.messageId) (\(message.type))")
+                continue
+            }
+            switch message.type {
+            case "XFER":
+                #expect(record.type == .xfer, "\(id)")
+                #expect(record.fileName == message.expectedFileName, "\(id)")
+            case "MSG":
+                #expect(record.type == .msg, "\(id)")
+                #expect(record.fileName == "orders", "\(id)")
+            case "EERP":
+                #expect(record.type == .eerp, "\(id)")
+                if let original = message.originalMessageId {
+                    #expect(record.originalMessageId == original.trimmingCharacters(in: CharacterSet(charactersIn: "<>")), "\(id)")
+                }
+            case "RECOVER":
+                #expect(record.type == .xfer, "\(id)")
+                #expect(record.fileName == "RECOVER", "\(id)")
+            default:
+                Issue.record("unknown expected type \(message.type)")
+            }
+            let path = try #require(record.path, "\(id)")
+            let onDisk = try sha256(ofFile: path)
+            #expect(onDisk == record.sha256, "\(id): the catalog's sha256 is the file's")
+            if let expectedHash = message.sha256 {
+                #expect(onDisk == expectedHash, "\(id) \(message.type) \(message.fileName ?? "")")
+            }
+        }
+    }
+
+    @Test func twoHundredMixedMessagesOverImplicitTLS() async throws {
+        let setup = try Setup()
+        defer { setup.tearDown() }
+        let expected = try setup.dovecot.fillMailbox(user: "alice", count: 200, seed: 7)
+        #expect(Set(expected.map(\.type)) == ["XFER", "MSG", "EERP", "RECOVER"])
+        let site = try setup.site()
+
+        let first = try await setup.poll(site)
+        #expect(first.records.count == 200)
+        #expect(first.deleted == 200)
+        try Self.check(try await setup.records(), against: expected)
+        #expect(setup.dovecot.messageCount(user: "alice") == 0)
+
+        let second = try await setup.poll(site)
+        #expect(second.records.isEmpty)
+        #expect(try await setup.records().count == 200)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: setup.spool.temporaryRoot).isEmpty)
+        #expect(try setup.catalog.integrityCheck() == "ok")
+    }
+
+    @Test func leaveOnServerNeverRetrievesAMessageTwice() async throws {
+        let setup = try Setup()
+        defer { setup.tearDown() }
+        let expected = try setup.dovecot.fillMailbox(user: "bob", count: 24, seed: 3)
+        let site = try setup.site(user: "bob", delete: false)
+        let first = try await setup.poll(site)
+        #expect(first.records.count == 24)
+        #expect(first.deleted == 0)
+        // New mail arrives between polls; only it is retrieved.
+        let more = try setup.dovecot.fillMailbox(user: "bob", count: 4, seed: 99)
+        let second = try await setup.poll(site)
+        #expect(second.records.count == 4)
+        #expect(second.alreadyRetrieved == 24)
+        let third = try await setup.poll(site)
+        #expect(third.records.isEmpty)
+        try Self.check(try await setup.records(), against: expected + more)
+        #expect(setup.dovecot.messageCount(user: "bob") == 28)
+    }
+
+    @Test func stlsUpgradesThePlainListener() async throws {
+        let setup = try Setup()
+        defer { setup.tearDown() }
+        let expected = try setup.dovecot.fillMailbox(user: "carol", count: 8, seed: 5)
+        let summary = try await setup.poll(try setup.site(user: "carol", security: "starttls"))
+        #expect(summary.records.count == 8)
+        try Self.check(try await setup.records(), against: expected)
+    }
+
+    @Test func aWrongPasswordIsOneLineAndRecordsNothing() async throws {
+        let setup = try Setup()
+        defer { setup.tearDown() }
+        _ = try setup.dovecot.fillMailbox(user: "alice", count: 3)
+        let site = try setup.site(password: "not-the-password")
+        await #expect {
+            try await setup.poll(site)
+        } throws: { error in
+            let text = "\(error)"
+            return text.hasPrefix("partner: authentication failed") && !text.contains("not-the-password") && !text.contains("\n")
+        }
+        #expect(try await setup.records().isEmpty)
+        #expect(setup.dovecot.messageCount(user: "alice") == 3)
+    }
+
+    @Test func aCertificateThatDoesNotVerifyIsRefused() async throws {
+        let setup = try Setup()
+        defer { setup.tearDown() }
+        _ = try setup.dovecot.fillMailbox(user: "alice", count: 3)
+        // No ca_file: the throwaway CA is not among the system roots.
+        let site = try setup.site(caFile: false)
+        await #expect {
+            try await setup.poll(site)
+        } throws: { error in
+            "\(error)".hasPrefix("partner: TLS failed")
+        }
+        #expect(try await setup.records().isEmpty)
+        #expect(setup.dovecot.messageCount(user: "alice") == 3)
+    }
+
+    @Test func noPasswordInClearTextUnlessTheSiteSaysSo() async throws {
+        let setup = try Setup()
+        defer { setup.tearDown() }
+        _ = try setup.dovecot.fillMailbox(user: "alice", count: 2)
+        await #expect {
+            try await setup.poll(try setup.site(security: "none", caFile: false))
+        } throws: { error in
+            "\(error)".contains("refusing to send a password over an unencrypted connection")
+        }
+        #expect(try await setup.records().isEmpty)
+        let allowed = try setup.site(security: "none", caFile: false, extraPOP3: "  allow_plaintext_password: true")
+        #expect(try await setup.poll(allowed).records.count == 2)
+    }
+}
