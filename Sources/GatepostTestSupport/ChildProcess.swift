@@ -9,6 +9,8 @@ import Glibc
 /// concurrent tests (the child stays a zombie and `waitUntilExit` never returns), so test
 /// peers and the `gatepost` binary are run through this instead.
 public enum ChildProcess {
+    private static let spawnLock = NSLock()
+
     public struct Result: Sendable {
         public var status: Int32
         public var stdout: String
@@ -21,10 +23,26 @@ public enum ChildProcess {
         public var description: String { "cannot run \(executable): \(String(cString: strerror(errno)))" }
     }
 
-    public static func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws -> Result {
+    /// Runs the program on a thread of its own, so an async test never blocks the cooperative pool.
+    public static func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) async throws -> Result {
+        try await offloaded { try runBlocking(executable, arguments, environment: environment) }
+    }
+
+    public static func runBlocking(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws -> Result {
         var stdoutPipe: [Int32] = [0, 0]
         var stderrPipe: [Int32] = [0, 0]
-        guard pipe(&stdoutPipe) == 0, pipe(&stderrPipe) == 0 else { throw SpawnError(executable: executable, errno: errno) }
+        // Close-on-exec: a child started concurrently by another test must not inherit our pipe
+        // ends, or this child's EOF would never come while that one lives (Dovecot lives long).
+        // dup2 onto 1 and 2 clears the flag for the one child meant to have them. The lock
+        // closes the window between pipe() and fcntl() for spawns made through here.
+        spawnLock.lock()
+        guard pipe(&stdoutPipe) == 0, pipe(&stderrPipe) == 0 else {
+            spawnLock.unlock()
+            throw SpawnError(executable: executable, errno: errno)
+        }
+        for fd in stdoutPipe + stderrPipe {
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        }
 
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -32,9 +50,6 @@ public enum ChildProcess {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_adddup2(&actions, stdoutPipe[1], 1)
         posix_spawn_file_actions_adddup2(&actions, stderrPipe[1], 2)
-        for fd in [stdoutPipe[0], stdoutPipe[1], stderrPipe[0], stderrPipe[1]] {
-            posix_spawn_file_actions_addclose(&actions, fd)
-        }
 
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         let environmentPairs = (environment ?? ProcessInfo.processInfo.environment).map { "\($0.key)=\($0.value)" }
@@ -47,6 +62,7 @@ public enum ChildProcess {
         let spawned = posix_spawn(&pid, executable, &actions, nil, argv, envp)
         close(stdoutPipe[1])
         close(stderrPipe[1])
+        spawnLock.unlock()
         guard spawned == 0 else {
             close(stdoutPipe[0])
             close(stderrPipe[0])
@@ -83,5 +99,15 @@ public enum ChildProcess {
             stdout: String(decoding: outputs[stdoutPipe[0]] ?? [], as: UTF8.self),
             stderr: String(decoding: outputs[stderrPipe[0]] ?? [], as: UTF8.self)
         )
+    }
+}
+
+/// Runs blocking work (waiting for a child process) on a dedicated thread.
+public func offloaded<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        let thread = Thread {
+            continuation.resume(with: Result { try work() })
+        }
+        thread.start()
     }
 }

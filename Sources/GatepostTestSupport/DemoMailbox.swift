@@ -96,20 +96,9 @@ public enum DemoMailbox {
 
     /// Base64, wrapped at 76 characters when `wrap` (MIME bodies), unwrapped for SASL.
     static func base64(_ text: String, wrap: Bool = false) -> String {
-        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
-        let bytes = Array(text.utf8)
-        var out = ""
-        var i = 0
-        while i < bytes.count {
-            let b0 = bytes[i], b1 = i + 1 < bytes.count ? bytes[i + 1] : 0, b2 = i + 2 < bytes.count ? bytes[i + 2] : 0
-            let n = UInt32(b0) << 16 | UInt32(b1) << 8 | UInt32(b2)
-            out.append(alphabet[Int(n >> 18 & 63)])
-            out.append(alphabet[Int(n >> 12 & 63)])
-            out.append(i + 1 < bytes.count ? alphabet[Int(n >> 6 & 63)] : "=")
-            out.append(i + 2 < bytes.count ? alphabet[Int(n & 63)] : "=")
-            i += 3
-            if wrap, i % 57 == 0, i < bytes.count { out.append("\n") }
-        }
-        return out
+        let encoded = Data(text.utf8).base64EncodedString(options: wrap ? [.lineLength76Characters, .endLineWithLineFeed] : [])
+        return encoded
     }
 }
+
+import Foundation

@@ -49,7 +49,11 @@ public final class DovecotPeer: Sendable {
     public let projectRoot: String
 
     /// Starts Dovecot. `projectRoot` defaults to the checkout this file belongs to.
-    public init(projectRoot: String = DovecotPeer.defaultProjectRoot()) throws {
+    public static func start(projectRoot: String = DovecotPeer.defaultProjectRoot()) async throws -> DovecotPeer {
+        try await offloaded { try DovecotPeer(projectRoot: projectRoot) }
+    }
+
+    private init(projectRoot: String) throws {
         self.projectRoot = projectRoot
         // Dovecot's socket paths must stay short: a short folder under /tmp.
         let directory = "/tmp/gp-dovecot-\(UUID().uuidString.prefix(8).lowercased())"
@@ -90,6 +94,14 @@ public final class DovecotPeer: Sendable {
     /// independent MIME writer) and returns what each should become.
     public func fillMailbox(
         user: String, count: Int, seed: Int = 1, attachmentSize: Int? = nil, mix: String? = nil
+    ) async throws -> [ExpectedMessage] {
+        try await offloaded { [self] in
+            try fillMailboxBlocking(user: user, count: count, seed: seed, attachmentSize: attachmentSize, mix: mix)
+        }
+    }
+
+    func fillMailboxBlocking(
+        user: String, count: Int, seed: Int, attachmentSize: Int?, mix: String?
     ) throws -> [ExpectedMessage] {
         guard let maildir = info.maildirs[user] else { throw PeerError.scriptFailed("fillMailbox", status: 1, output: "no user \(user)") }
         let manifest = directory + "/manifest-\(user)-\(UUID().uuidString.prefix(6)).json"
@@ -122,7 +134,7 @@ public final class DovecotPeer: Sendable {
 
     @discardableResult
     static func run(_ executable: String, _ arguments: [String]) throws -> String {
-        let result = try ChildProcess.run(executable, arguments)
+        let result = try ChildProcess.runBlocking(executable, arguments)
         guard result.status == 0 else {
             throw PeerError.scriptFailed((executable as NSString).lastPathComponent, status: result.status, output: result.stderr + result.stdout)
         }

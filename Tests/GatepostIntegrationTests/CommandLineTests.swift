@@ -20,8 +20,8 @@ struct GatepostProcess {
         return folder.appendingPathComponent("gatepost").path
     }
 
-    static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> GatepostProcess {
-        let result = try ChildProcess.run(
+    static func run(_ arguments: [String], environment: [String: String] = [:]) async throws -> GatepostProcess {
+        let result = try await ChildProcess.run(
             binary, arguments, environment: ProcessInfo.processInfo.environment.merging(environment) { $1 }
         )
         return GatepostProcess(status: result.status, stdout: result.stdout, stderr: result.stderr)
@@ -35,52 +35,52 @@ struct GatepostProcess {
         return path
     }
 
-    @Test func demoPrintsOneRecordOfEachClass() throws {
+    @Test func demoPrintsOneRecordOfEachClass() async throws {
         let dir = try scratch()
-        let result = try GatepostProcess.run(["demo", "--into", dir])
+        let result = try await GatepostProcess.run(["demo", "--into", dir])
         #expect(result.status == 0, "\(result.stderr)")
         for expected in ["XFER  orders-2026-11-25.csv", "MSG   orders", "EERP  -", "XFER  RECOVER"] {
             #expect(result.stdout.contains(expected), "missing \(expected) in\n\(result.stdout)")
         }
-        let json = try GatepostProcess.run(["catalog", "list", "--spool", dir + "/spool", "--format", "json"])
+        let json = try await GatepostProcess.run(["catalog", "list", "--spool", dir + "/spool", "--format", "json"])
         #expect(json.status == 0)
         let records = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [[String: Any]]
         #expect(records?.count == 4)
         #expect(records?.first?["sha256"] as? String != nil)
-        let show = try GatepostProcess.run(["catalog", "show", (records?.first?["id"] as? String) ?? "", "--spool", dir + "/spool"])
+        let show = try await GatepostProcess.run(["catalog", "show", (records?.first?["id"] as? String) ?? "", "--spool", dir + "/spool"])
         #expect(show.status == 0)
         #expect(show.stdout.contains("orders-2026-11-25.csv"))
     }
 
-    @Test func aMalformedSiteFileNamesFileLineAndField() throws {
+    @Test func aMalformedSiteFileNamesFileLineAndField() async throws {
         let dir = try scratch()
         try "pop3:\n  host: 127.0.0.1\n  port: many\n  user: u\n".write(toFile: dir + "/sites/broken.yaml", atomically: true, encoding: .utf8)
-        let result = try GatepostProcess.run(["poll", "broken", "--sites", dir + "/sites", "--spool", dir + "/spool"])
+        let result = try await GatepostProcess.run(["poll", "broken", "--sites", dir + "/sites", "--spool", dir + "/spool"])
         #expect(result.status == 2)
         #expect(result.stderr.trimmingCharacters(in: .newlines).split(separator: "\n").count == 1)
         #expect(result.stderr.contains("broken.yaml:3: pop3.port: must be a number"), "\(result.stderr)")
-        let list = try GatepostProcess.run(["site", "list", "--sites", dir + "/sites"])
+        let list = try await GatepostProcess.run(["site", "list", "--sites", dir + "/sites"])
         #expect(list.status == 2)
     }
 
-    @Test func anUnreachableHostIsOneLineExitOneAndRecordsNothing() throws {
+    @Test func anUnreachableHostIsOneLineExitOneAndRecordsNothing() async throws {
         let dir = try scratch()
         // A port nothing listens on: bind one and close it.
         try """
         pop3: {host: 127.0.0.1, port: 9, security: tls, user: u, password: p, connect_timeout: 3s}
         """.write(toFile: dir + "/sites/gone.yaml", atomically: true, encoding: .utf8)
-        let result = try GatepostProcess.run(["poll", "gone", "--sites", dir + "/sites", "--spool", dir + "/spool"])
+        let result = try await GatepostProcess.run(["poll", "gone", "--sites", dir + "/sites", "--spool", dir + "/spool"])
         #expect(result.status == 1)
         #expect(result.stderr.hasPrefix("gatepost: gone: cannot connect to 127.0.0.1:9"), "\(result.stderr)")
         #expect(result.stderr.trimmingCharacters(in: .newlines).split(separator: "\n").count == 1)
-        let list = try GatepostProcess.run(["catalog", "list", "--spool", dir + "/spool", "--format", "json"])
+        let list = try await GatepostProcess.run(["catalog", "list", "--spool", dir + "/spool", "--format", "json"])
         #expect(list.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "[\n\n]" || list.stdout.contains("[]"))
     }
 
-    @Test func aWrongPasswordAgainstDovecotIsOneLineExitOne() throws {
-        let dovecot = try DovecotPeer()
+    @Test func aWrongPasswordAgainstDovecotIsOneLineExitOne() async throws {
+        let dovecot = try await DovecotPeer.start()
         defer { dovecot.stop() }
-        _ = try dovecot.fillMailbox(user: "alice", count: 2)
+        _ = try await dovecot.fillMailbox(user: "alice", count: 2)
         let dir = try scratch()
         try """
         pop3:
@@ -90,7 +90,7 @@ struct GatepostProcess {
           password: ${PARTNER_PASSWORD}
           tls: {ca_file: \(dovecot.info.caFile)}
         """.write(toFile: dir + "/sites/partner.yaml", atomically: true, encoding: .utf8)
-        let wrong = try GatepostProcess.run(
+        let wrong = try await GatepostProcess.run(
             ["poll", "partner", "--sites", dir + "/sites", "--spool", dir + "/spool"], environment: ["PARTNER_PASSWORD": "wrong-secret"]
         )
         #expect(wrong.status == 1)
@@ -98,7 +98,7 @@ struct GatepostProcess {
         #expect(!wrong.stderr.contains("wrong-secret"))
         #expect(wrong.stderr.trimmingCharacters(in: .newlines).split(separator: "\n").count == 1)
 
-        let right = try GatepostProcess.run(
+        let right = try await GatepostProcess.run(
             ["poll", "partner", "--sites", dir + "/sites", "--spool", dir + "/spool"], environment: ["PARTNER_PASSWORD": "alice-secret"]
         )
         #expect(right.status == 0, "\(right.stderr)")

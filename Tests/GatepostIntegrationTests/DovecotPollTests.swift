@@ -15,8 +15,8 @@ import Testing
         let spool: Spool
         let catalog: SQLiteCatalog
 
-        init() throws {
-            dovecot = try DovecotPeer()
+        init() async throws {
+            dovecot = try await DovecotPeer.start()
             root = (NSTemporaryDirectory() as NSString).appendingPathComponent("gatepost-it-\(UUID().uuidString)")
             try FileManager.default.createDirectory(atPath: root + "/sites", withIntermediateDirectories: true)
             spool = try Spool(root: root + "/spool")
@@ -107,9 +107,9 @@ import Testing
     }
 
     @Test func twoHundredMixedMessagesOverImplicitTLS() async throws {
-        let setup = try Setup()
+        let setup = try await Setup()
         defer { setup.tearDown() }
-        let expected = try setup.dovecot.fillMailbox(user: "alice", count: 200, seed: 7)
+        let expected = try await setup.dovecot.fillMailbox(user: "alice", count: 200, seed: 7)
         #expect(Set(expected.map(\.type)) == ["XFER", "MSG", "EERP", "RECOVER"])
         let site = try setup.site()
 
@@ -127,15 +127,15 @@ import Testing
     }
 
     @Test func leaveOnServerNeverRetrievesAMessageTwice() async throws {
-        let setup = try Setup()
+        let setup = try await Setup()
         defer { setup.tearDown() }
-        let expected = try setup.dovecot.fillMailbox(user: "bob", count: 24, seed: 3)
+        let expected = try await setup.dovecot.fillMailbox(user: "bob", count: 24, seed: 3)
         let site = try setup.site(user: "bob", delete: false)
         let first = try await setup.poll(site)
         #expect(first.records.count == 24)
         #expect(first.deleted == 0)
         // New mail arrives between polls; only it is retrieved.
-        let more = try setup.dovecot.fillMailbox(user: "bob", count: 4, seed: 99)
+        let more = try await setup.dovecot.fillMailbox(user: "bob", count: 4, seed: 99)
         let second = try await setup.poll(site)
         #expect(second.records.count == 4)
         #expect(second.alreadyRetrieved == 24)
@@ -146,18 +146,18 @@ import Testing
     }
 
     @Test func stlsUpgradesThePlainListener() async throws {
-        let setup = try Setup()
+        let setup = try await Setup()
         defer { setup.tearDown() }
-        let expected = try setup.dovecot.fillMailbox(user: "carol", count: 8, seed: 5)
+        let expected = try await setup.dovecot.fillMailbox(user: "carol", count: 8, seed: 5)
         let summary = try await setup.poll(try setup.site(user: "carol", security: "starttls"))
         #expect(summary.records.count == 8)
         try Self.check(try await setup.records(), against: expected)
     }
 
     @Test func aWrongPasswordIsOneLineAndRecordsNothing() async throws {
-        let setup = try Setup()
+        let setup = try await Setup()
         defer { setup.tearDown() }
-        _ = try setup.dovecot.fillMailbox(user: "alice", count: 3)
+        _ = try await setup.dovecot.fillMailbox(user: "alice", count: 3)
         let site = try setup.site(password: "not-the-password")
         await #expect {
             try await setup.poll(site)
@@ -170,9 +170,9 @@ import Testing
     }
 
     @Test func aCertificateThatDoesNotVerifyIsRefused() async throws {
-        let setup = try Setup()
+        let setup = try await Setup()
         defer { setup.tearDown() }
-        _ = try setup.dovecot.fillMailbox(user: "alice", count: 3)
+        _ = try await setup.dovecot.fillMailbox(user: "alice", count: 3)
         // No ca_file: the throwaway CA is not among the system roots.
         let site = try setup.site(caFile: false)
         await #expect {
@@ -185,9 +185,9 @@ import Testing
     }
 
     @Test func noPasswordInClearTextUnlessTheSiteSaysSo() async throws {
-        let setup = try Setup()
+        let setup = try await Setup()
         defer { setup.tearDown() }
-        _ = try setup.dovecot.fillMailbox(user: "alice", count: 2)
+        _ = try await setup.dovecot.fillMailbox(user: "alice", count: 2)
         await #expect {
             try await setup.poll(try setup.site(security: "none", caFile: false))
         } throws: { error in
