@@ -63,6 +63,7 @@ let package = Package(
         .target(
             name: "GatepostTestSupport",
             dependencies: [
+                "GatepostCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -72,7 +72,56 @@ public final class SQLiteCatalog: Catalog {
                 t.primaryKey(["site", "uidl"])
             }
         }
+        migrator.registerMigration("v2-delivery") { db in
+            try db.alter(table: "transfer") { t in
+                t.add(column: "deliveredPath", .text)
+            }
+            try db.create(index: "transfer_state", on: "transfer", columns: ["state"])
+            try db.create(table: "delivery") { t in
+                t.primaryKey("transferId", .text).references("transfer", onDelete: .cascade)
+                t.column("application", .text).notNull()
+                t.column("target", .text).notNull()
+                t.column("updatedAt", .datetime).notNull()
+            }
+        }
         return migrator
+    }
+
+    public func transfersToDeliver() async throws -> [TransferRecord] {
+        try await database.read { db in
+            try StoredTransfer
+                .filter(Column("direction") == TransferRecord.Direction.inbound.rawValue)
+                .filter([TransferRecord.State.received.rawValue, TransferRecord.State.routed.rawValue].contains(Column("state")))
+                .order(Column("receivedAt"), Column("id"))
+                .fetchAll(db).map(\.record)
+        }
+    }
+
+    public func updateDelivery(id: String, state: TransferRecord.State, application: String?, error: String?, deliveredPath: String?) async throws {
+        try await database.write { db in
+            try db.execute(
+                sql: "UPDATE transfer SET state = ?, application = ?, error = ?, deliveredPath = ? WHERE id = ?",
+                arguments: [state.rawValue, application, error, deliveredPath, id]
+            )
+        }
+    }
+
+    public func deliveryTarget(id: String) async throws -> String? {
+        try await database.read { db in
+            try String.fetchOne(db, sql: "SELECT target FROM delivery WHERE transferId = ?", arguments: [id])
+        }
+    }
+
+    public func recordDeliveryTarget(id: String, application: String, target: String) async throws {
+        try await database.write { db in
+            try db.execute(
+                sql: """
+                INSERT INTO delivery (transferId, application, target, updatedAt) VALUES (?, ?, ?, ?)
+                ON CONFLICT(transferId) DO UPDATE SET application = excluded.application, target = excluded.target, updatedAt = excluded.updatedAt
+                """,
+                arguments: [id, application, target, Date()]
+            )
+        }
     }
 
     public func retrievedMessages(site: String) async throws -> [String: RetrievedMessage] {
@@ -167,6 +216,7 @@ struct StoredTransfer: Codable, FetchableRecord, PersistableRecord {
     var error: String?
     var originalMessageId: String?
     var disposition: String?
+    var deliveredPath: String?
 
     init(_ record: TransferRecord) {
         id = record.id
@@ -190,6 +240,7 @@ struct StoredTransfer: Codable, FetchableRecord, PersistableRecord {
         error = record.error
         originalMessageId = record.originalMessageId
         disposition = record.disposition
+        deliveredPath = record.deliveredPath
     }
 
     var record: TransferRecord {
@@ -213,7 +264,8 @@ struct StoredTransfer: Codable, FetchableRecord, PersistableRecord {
             ack: TransferRecord.Acknowledgment(rawValue: ack) ?? .none,
             error: error,
             originalMessageId: originalMessageId,
-            disposition: disposition
+            disposition: disposition,
+            deliveredPath: deliveredPath
         )
     }
 }

@@ -52,6 +52,8 @@ public struct TransferRecord: Codable, Sendable, Hashable, Identifiable {
     public var originalMessageId: String?
     /// For EERP: the Disposition (RFC 8098) or Action (RFC 3464) reported.
     public var disposition: String?
+    /// Where the file was delivered to its application, once delivered.
+    public var deliveredPath: String?
 
     public init(
         id: String,
@@ -73,7 +75,8 @@ public struct TransferRecord: Codable, Sendable, Hashable, Identifiable {
         ack: Acknowledgment = .none,
         error: String? = nil,
         originalMessageId: String? = nil,
-        disposition: String? = nil
+        disposition: String? = nil,
+        deliveredPath: String? = nil
     ) {
         self.id = id
         self.direction = direction
@@ -95,6 +98,7 @@ public struct TransferRecord: Codable, Sendable, Hashable, Identifiable {
         self.error = error
         self.originalMessageId = originalMessageId
         self.disposition = disposition
+        self.deliveredPath = deliveredPath
     }
 
     /// A new, time-ordered, unguessable id: `T` + UTC timestamp to the millisecond + 8 random hex digits.
@@ -147,6 +151,15 @@ public protocol Catalog: Sendable {
     func retrievedMessages(site: String) async throws -> [String: RetrievedMessage]
     /// Stores a received transfer and, if given, its UIDL, atomically.
     func commitReceived(_ record: TransferRecord, uidl: String?) async throws
+    /// Inbound transfers not yet delivered: state received (to route) or routed (to deliver).
+    func transfersToDeliver() async throws -> [TransferRecord]
+    /// Sets a transfer's state, application, error and delivered path in one update.
+    func updateDelivery(id: String, state: TransferRecord.State, application: String?, error: String?, deliveredPath: String?) async throws
+    /// The delivery target chosen for a transfer before its file was linked into place, so a
+    /// crash between the link and the state update is recognized and not delivered twice.
+    func deliveryTarget(id: String) async throws -> String?
+    func recordDeliveryTarget(id: String, application: String, target: String) async throws
+
     /// Records that the server applied our DELEs for these UIDLs (after QUIT succeeded).
     func markDeleted(site: String, uidls: [String]) async throws
     /// The id of an inbound transfer of `site` with this Message-ID, if any.

@@ -1,4 +1,5 @@
 import Foundation
+import GatepostCore
 
 /// A private Dovecot POP3 server for integration tests, started by
 /// `scripts/peers/start-dovecot.sh` on free 127.0.0.1 ports with a plain+STLS listener, an

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import GatepostCatalog
 import GatepostCore
+import Logging
 
 extension OutputFormat: ExpressibleByArgument {}
 extension TransferRecord.Kind: ExpressibleByArgument {}
@@ -11,7 +12,7 @@ struct CatalogCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "catalog",
         abstract: "Inspect transfer records.",
-        subcommands: [List.self, Show.self]
+        subcommands: [List.self, Show.self, Retry.self]
     )
 
     struct List: AsyncParsableCommand {
@@ -73,12 +74,49 @@ struct CatalogCommand: AsyncParsableCommand {
                     ("subject", record.subject), ("size", String(record.size)), ("sha256", record.sha256),
                     ("path", record.path), ("receivedAt", Formatting.timestamp(record.receivedAt)),
                     ("ack", record.ack.rawValue), ("originalMessageId", record.originalMessageId),
-                    ("disposition", record.disposition), ("error", record.error),
+                    ("disposition", record.disposition), ("deliveredPath", record.deliveredPath), ("error", record.error),
                 ]
                 var table = TextTable(headers: ["FIELD", "VALUE"])
                 table.rows = fields.map { [$0.0, $0.1 ?? "-"] }
                 print(table.render())
             }
+        }
+    }
+}
+
+extension CatalogCommand {
+    struct Retry: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Route and deliver a transfer again (a failed delivery, or one that was unrouted)."
+        )
+
+        @OptionGroup var options: GlobalOptions
+        @Argument(help: "The transfer id.") var id: String
+
+        func run() async throws {
+            options.bootstrapLogging()
+            let directory = try Runtime.loadSites(options)
+            let catalog = try openCatalog(options)
+            guard var record = try await catalog.transfer(id: id) else {
+                throw fail(CommandFailure(description: "no transfer with id \(id)", exitCode: 1))
+            }
+            guard let local = directory.local else {
+                throw fail(.configuration("nothing to deliver to: \(options.sites)/local.yaml defines no applications"))
+            }
+            switch record.state {
+            case .delivered, .acknowledged, .sent:
+                throw fail(CommandFailure(description: "transfer \(id) is already \(record.state.rawValue)", exitCode: 1))
+            case .failed, .routed, .received:
+                // Route again from scratch: the site's routes may have been fixed since.
+                record.state = .received
+                record.application = nil
+            }
+            let deliverer = Deliverer(local: local, catalog: catalog, logger: Logger(label: "gatepost.deliver"))
+            guard let outcome = try await deliverer.deliver(record, site: directory.site(named: record.site)) else {
+                throw fail(CommandFailure(description: "transfer \(id): no route of site `\(record.site)` applies; it stays received", exitCode: 1))
+            }
+            print(PollCommand.describe(outcome))
+            if outcome.state == .failed { throw ExitCode(1) }
         }
     }
 }

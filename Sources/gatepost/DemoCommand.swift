@@ -52,7 +52,22 @@ struct DemoCommand: AsyncParsableCommand {
 
         """
         try siteText.write(toFile: siteFile, atomically: true, encoding: .utf8)
-        guard let site = try SiteLoader().loadFile(siteFile) else { throw ExitCode(2) }
+        let localFile = (sitesFolder as NSString).appendingPathComponent("local.yaml")
+        try """
+        # Our side: the applications received files are delivered to.
+        kind: local-site
+        name: ours
+        applications:
+          - name: orders
+            folder: ../deliveries/orders      # relative to this file
+            rename: "${site}-${fileName}"
+
+        """.write(toFile: localFile, atomically: true, encoding: .utf8)
+        let directory = try SiteLoader().loadDirectory(sitesFolder)
+        guard let site = directory.site(named: "demo"), let local = directory.local else {
+            FileHandle.standardError.write(Data("gatepost: demo site files did not load: \(directory.errors)\n".utf8))
+            throw ExitCode(2)
+        }
 
         let spool = try Spool(root: spoolFolder)
         let catalog = try SQLiteCatalog(path: spool.catalogPath)
@@ -65,6 +80,11 @@ struct DemoCommand: AsyncParsableCommand {
             FileHandle.standardError.write(Data("gatepost: \(error.description)\n".utf8))
             throw ExitCode(1)
         }
+        let deliverer = Deliverer(local: local, catalog: catalog, logger: Logger(label: "gatepost.demo"))
+        for outcome in try await deliverer.deliverPending(sites: [site]) {
+            print(PollCommand.describe(outcome))
+        }
+        print("")
         print(Formatting.transferTable(try await catalog.transfers(TransferFilter())))
         print("\nMessages left on the sandbox server: \(server.messages.count)")
         print("Try: swift run gatepost catalog list --spool \(spoolFolder) --format json")

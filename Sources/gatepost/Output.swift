@@ -57,13 +57,14 @@ enum Formatting {
     }
 
     static func transferTable(_ records: [TransferRecord]) -> String {
-        var table = TextTable(headers: ["ID", "TYPE", "FILE_NAME", "SITE", "STATE", "SIZE", "RECEIVED", "SUBJECT"])
+        var table = TextTable(headers: ["ID", "TYPE", "FILE_NAME", "SITE", "APPLICATION", "STATE", "SIZE", "RECEIVED", "SUBJECT"])
         for record in records {
             table.rows.append([
                 record.id,
                 record.type.rawValue,
                 record.fileName ?? "-",
                 record.site,
+                record.application ?? "-",
                 record.state.rawValue,
                 String(record.size),
                 timestamp(record.receivedAt),

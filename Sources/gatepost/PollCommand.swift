@@ -53,8 +53,29 @@ struct PollCommand: AsyncParsableCommand {
                 }
             }
         }
+        if let local = directory.local {
+            let deliverer = Deliverer(local: local, catalog: catalog, logger: Logger(label: "gatepost.deliver"))
+            do {
+                let outcomes = try await deliverer.deliverPending(sites: directory.sites)
+                for outcome in outcomes {
+                    print(Self.describe(outcome))
+                    if outcome.state == .failed { failed = true }
+                }
+            } catch {
+                failed = true
+                FileHandle.standardError.write(Data("gatepost: delivery stopped: \(error)\n".utf8))
+            }
+        }
         withExtendedLifetime(lock) {}
         if failed { throw ExitCode(1) }
+    }
+
+    static func describe(_ outcome: DeliveryOutcome) -> String {
+        let application = outcome.application ?? "-"
+        switch outcome.state {
+        case .delivered: return "\(outcome.id) -> \(application): delivered \(outcome.deliveredPath ?? "")"
+        default: return "\(outcome.id) -> \(application): FAILED: \(outcome.error ?? "unknown error")"
+        }
     }
 
     static func describe(_ summary: PollSummary) -> String {

@@ -1,4 +1,5 @@
 import Foundation
+import GatepostCore
 import GatepostTestSupport
 import Testing
 
@@ -39,7 +40,7 @@ struct GatepostProcess {
         let dir = try scratch()
         let result = try await GatepostProcess.run(["demo", "--into", dir])
         #expect(result.status == 0, "\(result.stderr)")
-        for expected in ["XFER  orders-2026-11-25.csv", "MSG   orders", "EERP  -", "XFER  RECOVER"] {
+        for expected in ["XFER  orders-2026-11-25.csv", "MSG   orders", "EERP  -", "XFER  RECOVER", "-> orders: delivered"] {
             #expect(result.stdout.contains(expected), "missing \(expected) in\n\(result.stdout)")
         }
         let json = try await GatepostProcess.run(["catalog", "list", "--spool", dir + "/spool", "--format", "json"])

@@ -67,6 +67,7 @@ enum BTPMailDestination {
             poll: RemoteSite.Poll(interval: .seconds(300), deleteAfterRetrieve: true, maxMessageSize: 200 << 20),
             smtp: smtp,
             application: nil,
+            applicationLine: nil,
             routes: [],
             sourceFile: map.owner.file
         )

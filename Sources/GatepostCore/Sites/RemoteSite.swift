@@ -57,10 +57,32 @@ public struct RemoteSite: Sendable, Hashable {
         public var password: Secret?
     }
 
+    /// A routing rule: every condition given must hold; the first matching route wins.
     public struct Route: Sendable, Hashable {
         public var type: TransferRecord.Kind?
+        /// A shell glob over FILE_NAME, case-insensitive (`*.csv`, `RECOVER`).
         public var fileName: String?
+        /// A shell glob over the sender's address, case-insensitive (`*@acme.example`).
+        public var sender: String?
+        /// A regular expression searched in the subject.
+        public var subject: String?
         public var application: String
+        /// Where `application` was written, for error messages.
+        public var line: Int?
+        public var field: String?
+
+        public init(
+            type: TransferRecord.Kind? = nil, fileName: String? = nil, sender: String? = nil, subject: String? = nil,
+            application: String, line: Int? = nil, field: String? = nil
+        ) {
+            self.type = type
+            self.fileName = fileName
+            self.sender = sender
+            self.subject = subject
+            self.application = application
+            self.line = line
+            self.field = field
+        }
     }
 
     public var name: String
@@ -71,7 +93,15 @@ public struct RemoteSite: Sendable, Hashable {
     public var smtp: SMTP?
     /// The default application: the FILE_NAME of MSG transfers and the routing fallback.
     public var application: String?
+    public var applicationLine: Int?
     public var routes: [Route]
     /// The file this site was read from, for error messages.
     public var sourceFile: String
+
+    /// Every application this site names, with where, for checking against the Local Site.
+    var applicationReferences: [(name: String, line: Int?, field: String)] {
+        var references = routes.map { ($0.application, $0.line, $0.field ?? "routes") }
+        if let application { references.insert((application, applicationLine, "application"), at: 0) }
+        return references
+    }
 }

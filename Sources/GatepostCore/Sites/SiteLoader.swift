@@ -8,6 +8,8 @@ import Yams
 public struct SiteDirectory: Sendable {
     public var sites: [RemoteSite]
     public var errors: [SiteConfigurationError]
+    /// `sites/local.yaml`; nil when there is none, and then nothing is routed.
+    public var local: LocalSite?
 
     public func site(named name: String) -> RemoteSite? {
         sites.first { $0.name == name }
@@ -35,11 +37,22 @@ public struct SiteLoader: Sendable {
             .sorted()
         var sites: [RemoteSite] = []
         var errors: [SiteConfigurationError] = []
+        var local: LocalSite?
         var seen: [String: String] = [:]
         for name in names {
             let path = (directory as NSString).appendingPathComponent(name)
             do {
-                guard let site = try loadFile(path) else { continue }
+                let site: RemoteSite
+                switch try loadDocument(path) {
+                case .local(let localSite):
+                    if let local {
+                        throw SiteConfigurationError(file: path, line: nil, field: "kind", message: "a second local-site (the first is \(local.sourceFile))")
+                    }
+                    local = localSite
+                    continue
+                case .remote(let remote):
+                    site = remote
+                }
                 if let other = seen[site.name] {
                     throw SiteConfigurationError(file: path, line: nil, field: "name", message: "site `\(site.name)` is already defined in \(other)")
                 }
@@ -49,11 +62,35 @@ public struct SiteLoader: Sendable {
                 errors.append(error)
             }
         }
-        return SiteDirectory(sites: sites, errors: errors)
+        // With a Local Site in place, every application a site names must exist there.
+        if let local {
+            sites = sites.filter { site in
+                for reference in site.applicationReferences where local.application(named: reference.name) == nil {
+                    errors.append(SiteConfigurationError(
+                        file: site.sourceFile, line: reference.line, field: reference.field,
+                        message: "no application `\(reference.name)` in \(local.sourceFile)"
+                    ))
+                    return false
+                }
+                return true
+            }
+        }
+        return SiteDirectory(sites: sites, errors: errors, local: local)
     }
 
-    /// Loads one file; nil for files that are not Remote Sites (the Local Site, `kind: local-site`).
+    /// A site file holds a Remote Site or the Local Site.
+    public enum Document: Sendable {
+        case remote(RemoteSite)
+        case local(LocalSite)
+    }
+
+    /// Loads one Remote Site file; nil for the Local Site.
     public func loadFile(_ path: String) throws(SiteConfigurationError) -> RemoteSite? {
+        if case .remote(let site) = try loadDocument(path) { return site }
+        return nil
+    }
+
+    public func loadDocument(_ path: String) throws(SiteConfigurationError) -> Document {
         let text: String
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)
@@ -61,7 +98,7 @@ public struct SiteLoader: Sendable {
             throw SiteConfigurationError(file: path, line: nil, field: nil, message: "cannot read the file: \(error.localizedDescription)")
         }
         do {
-            return try parse(text, file: path)
+            return try parseDocument(text, file: path)
         } catch let error as SiteConfigurationError {
             throw error
         } catch {
@@ -69,7 +106,13 @@ public struct SiteLoader: Sendable {
         }
     }
 
+    /// Parses a Remote Site; nil for the Local Site.
     public func parse(_ text: String, file: String) throws -> RemoteSite? {
+        if case .remote(let site) = try parseDocument(text, file: file) { return site }
+        return nil
+    }
+
+    public func parseDocument(_ text: String, file: String) throws -> Document {
         let node: Node?
         do {
             node = try Yams.compose(yaml: text)
@@ -83,14 +126,14 @@ public struct SiteLoader: Sendable {
         let mapping = try root.mapping()
         let defaultName = ((file as NSString).lastPathComponent as NSString).deletingPathExtension
         if let type = mapping["Type"], try type.rawString().uppercased() == "MAIL" {
-            return try BTPMailDestination.site(from: mapping, defaultName: defaultName, loader: self)
+            return .remote(try BTPMailDestination.site(from: mapping, defaultName: defaultName, loader: self))
         }
         let kind = try mapping["kind"]?.string() ?? "remote-site"
         switch kind {
         case "remote-site":
-            return try remoteSite(mapping, defaultName: defaultName)
+            return .remote(try remoteSite(mapping, defaultName: defaultName))
         case "local-site":
-            return nil
+            return .local(try localSite(mapping, defaultName: defaultName))
         default:
             throw mapping["kind"]?.error("must be remote-site or local-site") ?? root.error("unknown kind")
         }
@@ -180,7 +223,7 @@ public struct SiteLoader: Sendable {
         if let routesNode = root["routes"] {
             for routeNode in try routesNode.sequence() {
                 let routeMap = try routeNode.mapping()
-                try routeMap.rejectUnknownKeys(["type", "file_name", "application"])
+                try routeMap.rejectUnknownKeys(["type", "file_name", "sender", "subject", "application"])
                 var type: TransferRecord.Kind?
                 if let typeNode = routeMap["type"] {
                     guard let kind = TransferRecord.Kind(rawValue: try typeNode.string().uppercased()) else {
@@ -188,10 +231,21 @@ public struct SiteLoader: Sendable {
                     }
                     type = kind
                 }
+                var subject: String?
+                if let subjectNode = routeMap["subject"] {
+                    let pattern = try subjectNode.nonEmptyString()
+                    guard (try? Regex(pattern)) != nil else { throw subjectNode.error("`\(pattern)` is not a valid regular expression") }
+                    subject = pattern
+                }
+                let applicationNode = try routeMap.require("application")
                 routes.append(RemoteSite.Route(
                     type: type,
                     fileName: try routeMap["file_name"]?.nonEmptyString(),
-                    application: try routeMap.require("application").nonEmptyString()
+                    sender: try routeMap["sender"]?.nonEmptyString(),
+                    subject: subject,
+                    application: try applicationNode.nonEmptyString(),
+                    line: applicationNode.line,
+                    field: applicationNode.path
                 ))
             }
         }
@@ -204,6 +258,7 @@ public struct SiteLoader: Sendable {
             poll: poll,
             smtp: smtp,
             application: try root["application"]?.nonEmptyString(),
+            applicationLine: root["application"]?.line,
             routes: routes,
             sourceFile: root.owner.file
         )

@@ -75,12 +75,17 @@ final class SpoolFileWriter {
             throw SpoolError("close", path: path, errno: code)
         }
         descriptor = -1
-        let digest = hasher.finalize()
-        return (size, digest.map { String(format: "%02x", $0) }.joined())
+        return (size, hexString(hasher.finalize()))
     }
 }
 
-private func String(format: String, _ byte: UInt8) -> String {
-    let hex = Array("0123456789abcdef".utf8)
-    return String(decoding: [hex[Int(byte >> 4)], hex[Int(byte & 0x0F)]], as: UTF8.self)
+/// Lower-case hex, as `sha256sum` prints it.
+func hexString<Bytes: Sequence>(_ bytes: Bytes) -> String where Bytes.Element == UInt8 {
+    let digits = Array("0123456789abcdef".utf8)
+    var out: [UInt8] = []
+    for byte in bytes {
+        out.append(digits[Int(byte >> 4)])
+        out.append(digits[Int(byte & 0x0F)])
+    }
+    return String(decoding: out, as: UTF8.self)
 }

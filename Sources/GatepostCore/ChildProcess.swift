@@ -3,32 +3,44 @@ import Foundation
 import Glibc
 #endif
 
-/// Runs a program to completion and captures its output, with posix_spawn and waitpid.
+/// Runs a program to completion and captures its output, with posix_spawn, poll and waitpid:
+/// application commands (with a timeout) and, in tests, the test peers and `gatepost` itself.
 ///
-/// Foundation's `Process` can miss a child's exit when several are launched at once from
-/// concurrent tests (the child stays a zombie and `waitUntilExit` never returns), so test
-/// peers and the `gatepost` binary are run through this instead.
+/// Foundation's `Process` can miss a child's exit when several are launched at once (the child
+/// stays a zombie and `waitUntilExit` never returns), hence this small runner. Output is kept
+/// up to `maxOutput` bytes per stream (the tail), so a chatty command cannot exhaust memory.
 public enum ChildProcess {
     private static let spawnLock = NSLock()
 
     public struct Result: Sendable {
+        /// The exit status, or 128 + the signal number when the program was killed.
         public var status: Int32
         public var stdout: String
         public var stderr: String
+        /// True when the program was killed for running past its timeout.
+        public var timedOut: Bool
     }
 
-    public struct SpawnError: Error, CustomStringConvertible {
+    public struct SpawnError: Error, Sendable, CustomStringConvertible {
         public var executable: String
         public var errno: Int32
         public var description: String { "cannot run \(executable): \(String(cString: strerror(errno)))" }
     }
 
     /// Runs the program on a thread of its own, so an async test never blocks the cooperative pool.
-    public static func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) async throws -> Result {
-        try await offloaded { try runBlocking(executable, arguments, environment: environment) }
+    public static func run(
+        _ executable: String, _ arguments: [String], environment: [String: String]? = nil,
+        timeout: Duration? = nil, maxOutput: Int = 16 << 20
+    ) async throws -> Result {
+        try await offloaded {
+            try runBlocking(executable, arguments, environment: environment, timeout: timeout, maxOutput: maxOutput)
+        }
     }
 
-    public static func runBlocking(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws -> Result {
+    public static func runBlocking(
+        _ executable: String, _ arguments: [String], environment: [String: String]? = nil,
+        timeout: Duration? = nil, maxOutput: Int = 16 << 20
+    ) throws -> Result {
         var stdoutPipe: [Int32] = [0, 0]
         var stderrPipe: [Int32] = [0, 0]
         // Close-on-exec: a child started concurrently by another test must not inherit our pipe
@@ -59,7 +71,17 @@ public enum ChildProcess {
             envp.forEach { free($0) }
         }
         var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, executable, &actions, nil, argv, envp)
+        // Its own process group, so a timeout kills what it started too (a shell's children
+        // would otherwise keep the pipes open).
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP))
+        posix_spawnattr_setpgroup(&attributes, 0)
+        // A program named without a slash is looked up in PATH, as a shell would.
+        let spawned = executable.contains("/")
+            ? posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
+            : posix_spawnp(&pid, executable, &actions, &attributes, argv, envp)
         close(stdoutPipe[1])
         close(stderrPipe[1])
         spawnLock.unlock()
@@ -73,9 +95,24 @@ public enum ChildProcess {
         var outputs: [Int32: [UInt8]] = [stdoutPipe[0]: [], stderrPipe[0]: []]
         var open = [stdoutPipe[0], stderrPipe[0]]
         var buffer = [UInt8](repeating: 0, count: 65536)
+        let deadline = timeout.map { ContinuousClock.now + $0 }
+        var timedOut = false
         while !open.isEmpty {
             var fds = open.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
-            let ready = poll(&fds, nfds_t(fds.count), -1)
+            var waitMilliseconds: Int32 = -1
+            if let deadline {
+                let left = deadline - ContinuousClock.now
+                if left <= .zero {
+                    // Past its time: kill it; the pipes then close and the loop ends.
+                    if !timedOut { kill(-pid, SIGKILL) }
+                    timedOut = true
+                    waitMilliseconds = 100
+                } else {
+                    let (seconds, attoseconds) = left.components
+                    waitMilliseconds = Int32(clamping: seconds * 1000 + attoseconds / 1_000_000_000_000_000 + 1)
+                }
+            }
+            let ready = poll(&fds, nfds_t(fds.count), waitMilliseconds)
             if ready < 0 {
                 if errno == EINTR { continue }
                 break
@@ -84,6 +121,9 @@ public enum ChildProcess {
                 let count = read(entry.fd, &buffer, buffer.count)
                 if count > 0 {
                     outputs[entry.fd, default: []].append(contentsOf: buffer[0..<count])
+                    if let kept = outputs[entry.fd], kept.count > maxOutput {
+                        outputs[entry.fd] = Array(kept.suffix(maxOutput))
+                    }
                 } else if count == 0 || (errno != EINTR && errno != EAGAIN) {
                     close(entry.fd)
                     open.removeAll { $0 == entry.fd }
@@ -97,7 +137,8 @@ public enum ChildProcess {
         return Result(
             status: exitStatus,
             stdout: String(decoding: outputs[stdoutPipe[0]] ?? [], as: UTF8.self),
-            stderr: String(decoding: outputs[stderrPipe[0]] ?? [], as: UTF8.self)
+            stderr: String(decoding: outputs[stderrPipe[0]] ?? [], as: UTF8.self),
+            timedOut: timedOut
         )
     }
 }

@@ -1,0 +1,217 @@
+import Crypto
+import Foundation
+import GatepostCatalog
+import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What happened to one transfer in a delivery run.
+public struct DeliveryOutcome: Sendable, Hashable {
+    public var id: String
+    public var application: String?
+    public var state: TransferRecord.State
+    public var deliveredPath: String?
+    public var error: String?
+}
+
+/// Routes received transfers to their applications and delivers them: the file is copied into
+/// the application's folder under a temporary name, fsynced, and linked to its final name (link
+/// never replaces, so nothing is overwritten), then the application's command runs.
+///
+/// Exactly-once: the chosen target is written to the catalog before the link. After a crash
+/// between the link and the state update, the next run finds the target in place with the
+/// record's SHA-256 and does not copy again. (A command that ran but whose success was not yet
+/// recorded runs again: commands should be idempotent.)
+public struct Deliverer: Sendable {
+    public var local: LocalSite
+    public var catalog: any Catalog
+    public var logger: Logger
+
+    public init(local: LocalSite, catalog: any Catalog, logger: Logger) {
+        self.local = local
+        self.catalog = catalog
+        self.logger = logger
+    }
+
+    /// Routes and delivers every inbound transfer still waiting; returns what happened to each
+    /// one that was routed (unrouted transfers stay `received` and are not listed).
+    public func deliverPending(sites: [RemoteSite]) async throws -> [DeliveryOutcome] {
+        let sitesByName = Dictionary(sites.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        var outcomes: [DeliveryOutcome] = []
+        for record in try await catalog.transfersToDeliver() {
+            if let outcome = try await deliver(record, site: sitesByName[record.site]) {
+                outcomes.append(outcome)
+            }
+        }
+        return outcomes
+    }
+
+    /// Routes (if still `received`) and delivers one transfer. Nil when no route applies.
+    public func deliver(_ record: TransferRecord, site: RemoteSite?) async throws -> DeliveryOutcome? {
+        var record = record
+        if record.state == .received {
+            guard let site, let applicationName = Router.application(for: record, site: site) else { return nil }
+            record.application = applicationName
+            record.state = .routed
+            try await catalog.updateDelivery(id: record.id, state: .routed, application: applicationName, error: nil, deliveredPath: nil)
+        }
+        guard let applicationName = record.application else { return nil }
+        var transferLogger = logger
+        transferLogger[metadataKey: "transfer"] = "\(record.id)"
+        transferLogger[metadataKey: "site"] = "\(record.site)"
+        transferLogger[metadataKey: "application"] = "\(applicationName)"
+
+        do {
+            guard let application = local.application(named: applicationName) else {
+                throw DeliveryError("no application `\(applicationName)` in \(local.sourceFile.isEmpty ? "sites/local.yaml" : local.sourceFile)")
+            }
+            let target = try await placeFile(record, application: application)
+            if let command = application.command {
+                try await run(command, for: record, deliveredPath: target, application: application)
+            }
+            try await catalog.updateDelivery(id: record.id, state: .delivered, application: applicationName, error: nil, deliveredPath: target)
+            transferLogger.info("delivered", metadata: ["path": "\(target)"])
+            return DeliveryOutcome(id: record.id, application: applicationName, state: .delivered, deliveredPath: target)
+        } catch {
+            let message = "\(error)"
+            try await catalog.updateDelivery(id: record.id, state: .failed, application: applicationName, error: message, deliveredPath: nil)
+            transferLogger.warning("delivery failed", metadata: ["error": "\(message)"])
+            return DeliveryOutcome(id: record.id, application: applicationName, state: .failed, error: message)
+        }
+    }
+
+    struct DeliveryError: Error, CustomStringConvertible {
+        var description: String
+        init(_ description: String) { self.description = description }
+    }
+
+    /// The delivered file's final path; copies only if an earlier attempt did not complete it.
+    private func placeFile(_ record: TransferRecord, application: LocalSite.Application) async throws -> String {
+        guard let source = record.path, FileManager.default.fileExists(atPath: source) else {
+            throw DeliveryError("the spool file \(record.path ?? "-") is missing")
+        }
+        try FileManager.default.createDirectory(atPath: application.folder, withIntermediateDirectories: true)
+        if let previous = try await catalog.deliveryTarget(id: record.id),
+           FileManager.default.fileExists(atPath: previous),
+           let sha256 = record.sha256, try Self.sha256(ofFile: previous) == sha256 {
+            return previous
+        }
+        let name = deliveryName(record, application: application)
+        let temporary = application.folder + "/.gatepost-\(record.id).part"
+        unlink(temporary)
+        try Self.copy(source, to: temporary)
+        defer { unlink(temporary) }
+        var taken = Set<String>()
+        while true {
+            let candidate = SafeFileName.unique(name, avoiding: taken)
+            let target = application.folder + "/" + candidate
+            if FileManager.default.fileExists(atPath: target) {
+                taken.insert(candidate)
+                continue
+            }
+            try await catalog.recordDeliveryTarget(id: record.id, application: application.name, target: target)
+            if link(temporary, target) == 0 {
+                try Spool.fsyncPath(application.folder, directory: true)
+                FailPoint.hit("deliver.after-link")
+                return target
+            }
+            guard errno == EEXIST else { throw SpoolError("link", path: target, errno: errno) }
+            taken.insert(candidate)
+        }
+    }
+
+    func deliveryName(_ record: TransferRecord, application: LocalSite.Application) -> String {
+        if let pattern = application.rename {
+            return RenamePattern.apply(pattern, to: record, application: application.name)
+        }
+        switch record.type {
+        case .msg: return SafeFileName.make("\(application.name)-\(record.id).txt")
+        case .xfer, .eerp: return SafeFileName.make(record.fileName ?? record.id)
+        }
+    }
+
+    private func run(_ command: [String], for record: TransferRecord, deliveredPath: String, application: LocalSite.Application) async throws {
+        guard let program = command.first else { return }
+        var environment = ProcessInfo.processInfo.environment
+        let fields: [String: String?] = [
+            "GATEPOST_ID": record.id, "GATEPOST_SITE": record.site, "GATEPOST_TYPE": record.type.rawValue,
+            "GATEPOST_FILE_NAME": record.fileName, "GATEPOST_APPLICATION": application.name,
+            "GATEPOST_SENDER": record.sender, "GATEPOST_SUBJECT": record.subject, "GATEPOST_MESSAGE_ID": record.messageId,
+            "GATEPOST_SHA256": record.sha256, "GATEPOST_SIZE": String(record.size), "GATEPOST_PATH": deliveredPath,
+            "GATEPOST_SPOOL_PATH": record.path,
+        ]
+        for (key, value) in fields {
+            // Received fields come from strangers: no control characters reach the environment.
+            environment[key] = value.map { String($0.unicodeScalars.filter { $0.value >= 0x20 && $0 != "\u{7F}" }.map(Character.init)) } ?? ""
+        }
+        let result: ChildProcess.Result
+        do {
+            result = try await ChildProcess.run(program, Array(command.dropFirst()) + [deliveredPath], environment: environment, timeout: application.commandTimeout, maxOutput: 64 * 1024)
+        } catch {
+            throw DeliveryError("cannot run the command `\(program)`: \(error)")
+        }
+        if result.timedOut {
+            throw DeliveryError("the command `\(program)` ran longer than \(application.commandTimeout) and was killed")
+        }
+        guard result.status == 0 else {
+            let tail = result.stderr.trimmingCharacters(in: .whitespacesAndNewlines).suffix(500)
+            throw DeliveryError("the command `\(program)` exited with \(result.status)\(tail.isEmpty ? "" : ": \(tail)")")
+        }
+    }
+
+    static func copy(_ source: String, to destination: String) throws {
+        let input = open(source, O_RDONLY | O_CLOEXEC)
+        guard input >= 0 else { throw SpoolError("open", path: source, errno: errno) }
+        defer { close(input) }
+        let output = open(destination, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o640)
+        guard output >= 0 else { throw SpoolError("create", path: destination, errno: errno) }
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        var failure: SpoolError?
+        while failure == nil {
+            let count = read(input, &buffer, buffer.count)
+            if count == 0 { break }
+            if count < 0 {
+                if errno == EINTR { continue }
+                failure = SpoolError("read", path: source, errno: errno)
+                break
+            }
+            var written = 0
+            while written < count {
+                let n = buffer.withUnsafeBytes { bytes in
+                    bytes.baseAddress.map { write(output, $0 + written, count - written) } ?? -1
+                }
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    failure = SpoolError("write", path: destination, errno: errno)
+                    break
+                }
+                written += n
+            }
+        }
+        if failure == nil, fsync(output) != 0 { failure = SpoolError("fsync", path: destination, errno: errno) }
+        close(output)
+        if let failure {
+            unlink(destination)
+            throw failure
+        }
+    }
+
+    static func sha256(ofFile path: String) throws -> String {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw SpoolError("open", path: path, errno: errno) }
+        defer { close(descriptor) }
+        var hasher = SHA256()
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        while true {
+            let count = read(descriptor, &buffer, buffer.count)
+            if count == 0 { break }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw SpoolError("read", path: path, errno: errno)
+            }
+            buffer.withUnsafeBytes { hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
+        }
+        return hexString(hasher.finalize())
+    }
+}

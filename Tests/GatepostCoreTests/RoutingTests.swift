@@ -1,0 +1,190 @@
+import Foundation
+import GatepostCatalog
+import Logging
+import Testing
+@testable import GatepostCore
+
+func site(_ yaml: String) throws -> RemoteSite {
+    try #require(try SiteLoader(environment: [:]).parse("pop3: {host: h, user: u}\n" + yaml, file: "sites/acme.yaml"))
+}
+
+func inbound(_ type: TransferRecord.Kind = .xfer, fileName: String? = "orders.csv", sender: String = "ACME <edi@acme.example>", subject: String = "Orders") -> TransferRecord {
+    TransferRecord(id: TransferRecord.newID(), type: type, fileName: fileName, site: "acme", sender: sender, subject: subject,
+                   receivedAt: Date(timeIntervalSince1970: 1_795_000_000))
+}
+
+@Suite struct RouterTests {
+    let rules = """
+    application: fallback
+    routes:
+      - {type: XFER, file_name: "*.CSV", application: billing}
+      - {sender: "*@partner.example", application: partner-desk}
+      - {subject: "^Invoice [0-9]+", application: invoices}
+      - {file_name: RECOVER, application: triage}
+    """
+
+    @Test func firstMatchingRouteWins() throws {
+        let site = try site(rules)
+        #expect(Router.application(for: inbound(fileName: "a.csv"), site: site) == "billing")
+        #expect(Router.application(for: inbound(fileName: "a.pdf", sender: "x@partner.example"), site: site) == "partner-desk")
+        #expect(Router.application(for: inbound(fileName: "a.pdf", subject: "Invoice 42 attached"), site: site) == "invoices")
+        #expect(Router.application(for: inbound(fileName: "a.pdf", subject: "Re: Invoice 42"), site: site) == "fallback")
+        #expect(Router.application(for: inbound(.msg, fileName: "fallback"), site: site) == "fallback")
+    }
+
+    @Test func recoverOnlyByExplicitRouteAndNeverReportsOrDuplicates() throws {
+        let site = try site(rules)
+        #expect(Router.application(for: inbound(fileName: "RECOVER"), site: site) == "triage")
+        let plain = try GatepostCoreTests.site("application: fallback\n")
+        #expect(Router.application(for: inbound(fileName: "RECOVER"), site: plain) == nil)
+        #expect(Router.application(for: inbound(fileName: "DUPLICATE"), site: site) == nil)
+        #expect(Router.application(for: inbound(.eerp, fileName: nil), site: site) == nil)
+    }
+
+    @Test func noRouteNoFallbackStaysUnrouted() throws {
+        #expect(Router.application(for: inbound(), site: try site("")) == nil)
+    }
+
+    @Test func renamePatterns() {
+        let record = inbound(fileName: "../x/orders.csv")
+        #expect(RenamePattern.apply("${site}-${date}-${fileName}", to: record, application: "billing") == "acme-20261118-.._x_orders.csv")
+        #expect(RenamePattern.apply("${id}/../${fileName}", to: record, application: "b") == "_x_orders.csv")
+        #expect(RenamePattern.unknownVariable(in: "${site}-${nope}") == "nope")
+    }
+
+    @Test func localSiteAndReferencesAreChecked() throws {
+        let dir = try makeTemporaryDirectory("routing")
+        try """
+        kind: local-site
+        applications:
+          - {name: billing, folder: out/billing, command: [/bin/true], command_timeout: 5s, rename: "${id}-${fileName}"}
+        """.write(toFile: dir + "/local.yaml", atomically: true, encoding: .utf8)
+        try "pop3: {host: h, user: u}\napplication: billing\n".write(toFile: dir + "/good.yaml", atomically: true, encoding: .utf8)
+        try "pop3: {host: h, user: u}\nroutes:\n  - {type: XFER, application: nowhere}\n".write(toFile: dir + "/bad.yaml", atomically: true, encoding: .utf8)
+        let directory = try SiteLoader(environment: [:]).loadDirectory(dir)
+        let local = try #require(directory.local)
+        #expect(local.applications.first?.folder == dir + "/out/billing")
+        #expect(local.applications.first?.command == ["/bin/true"])
+        #expect(directory.sites.map(\.name) == ["good"])
+        #expect(directory.errors.map(\.description) == ["\(dir)/bad.yaml:3: routes[0].application: no application `nowhere` in \(dir)/local.yaml"])
+    }
+
+    @Test func badRenameVariableIsAConfigurationError() throws {
+        #expect(throws: SiteConfigurationError.self) {
+            try SiteLoader(environment: [:]).parseDocument(
+                "kind: local-site\napplications:\n  - {name: a, folder: /tmp, rename: \"${nope}\"}\n", file: "sites/local.yaml"
+            )
+        }
+    }
+}
+
+/// Delivery against a real catalog and real folders.
+@Suite struct DelivererTests {
+    struct Fixture {
+        let dir: String
+        let catalog: SQLiteCatalog
+        let spoolFile: String
+
+        init() throws {
+            dir = try makeTemporaryDirectory("deliver")
+            catalog = try SQLiteCatalog(path: dir + "/catalog.sqlite")
+            spoolFile = dir + "/received.csv"
+            try "a,b\n1,2\n".write(toFile: spoolFile, atomically: true, encoding: .utf8)
+        }
+
+        func record(_ id: String = TransferRecord.newID(), fileName: String = "orders.csv") async throws -> TransferRecord {
+            var record = inbound(fileName: fileName)
+            record.id = id
+            record.path = spoolFile
+            record.size = 8
+            record.sha256 = try Deliverer.sha256(ofFile: spoolFile)
+            try await catalog.commitReceived(record, uidl: nil)
+            return record
+        }
+
+        func deliverer(_ applications: [LocalSite.Application]) -> Deliverer {
+            Deliverer(local: LocalSite(name: "ours", applications: applications, sourceFile: dir + "/local.yaml"), catalog: catalog, logger: Logger(label: "test"))
+        }
+
+        func application(_ name: String = "billing", command: [String]? = nil, timeout: Duration = .seconds(10)) -> LocalSite.Application {
+            LocalSite.Application(name: name, folder: dir + "/" + name, command: command, commandTimeout: timeout, rename: nil)
+        }
+    }
+
+    @Test func deliversAtomicallyAndNeverOverwrites() async throws {
+        let fixture = try Fixture()
+        let site = try site("application: billing\n")
+        let deliverer = fixture.deliverer([fixture.application()])
+        try FileManager.default.createDirectory(atPath: fixture.dir + "/billing", withIntermediateDirectories: true)
+        try "existing".write(toFile: fixture.dir + "/billing/orders.csv", atomically: true, encoding: .utf8)
+        _ = try await fixture.record()
+        let outcomes = try await deliverer.deliverPending(sites: [site])
+        #expect(outcomes.map(\.state) == [.delivered])
+        #expect(outcomes.first?.deliveredPath == fixture.dir + "/billing/orders (2).csv")
+        #expect(try String(contentsOfFile: fixture.dir + "/billing/orders.csv", encoding: .utf8) == "existing")
+        #expect(try String(contentsOfFile: fixture.dir + "/billing/orders (2).csv", encoding: .utf8) == "a,b\n1,2\n")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: fixture.dir + "/billing").sorted() == ["orders (2).csv", "orders.csv"])
+        // Delivered transfers are not delivered again.
+        #expect(try await deliverer.deliverPending(sites: [site]).isEmpty)
+    }
+
+    @Test func aFailingCommandFailsTheTransferWithItsExitCodeAndStderr() async throws {
+        let fixture = try Fixture()
+        let marker = fixture.dir + "/fail-once"
+        try "".write(toFile: marker, atomically: true, encoding: .utf8)
+        // Fails while the marker exists (and removes it): the first attempt fails, a retry succeeds.
+        let script = "if [ -e \(marker) ]; then rm \(marker); echo 'import refused' >&2; exit 3; fi; test \"$GATEPOST_FILE_NAME\" = orders.csv && test -f \"$1\""
+        let application = fixture.application(command: ["/bin/sh", "-c", script, "import"])
+        let deliverer = fixture.deliverer([application])
+        let site = try site("application: billing\n")
+        let record = try await fixture.record()
+        let first = try await deliverer.deliverPending(sites: [site])
+        #expect(first.first?.state == .failed)
+        #expect(first.first?.error == "the command `/bin/sh` exited with 3: import refused")
+        #expect(try await fixture.catalog.transfer(id: record.id)?.state == .failed)
+
+        var retry = try #require(try await fixture.catalog.transfer(id: record.id))
+        retry.state = .received
+        let second = try await deliverer.deliver(retry, site: site)
+        #expect(second?.state == .delivered)
+        // The retry reused the copy the first attempt made: still exactly one file.
+        #expect(try FileManager.default.contentsOfDirectory(atPath: fixture.dir + "/billing") == ["orders.csv"])
+    }
+
+    @Test func aCommandThatHangsIsKilled() async throws {
+        let fixture = try Fixture()
+        let deliverer = fixture.deliverer([fixture.application(command: ["/bin/sh", "-c", "sleep 30", "hang"], timeout: .milliseconds(300))])
+        _ = try await fixture.record()
+        let outcomes = try await deliverer.deliverPending(sites: [try site("application: billing\n")])
+        #expect(outcomes.first?.state == .failed)
+        #expect(outcomes.first?.error?.contains("ran longer than") == true)
+    }
+
+    @Test func aCrashAfterTheLinkDoesNotDeliverTwice() async throws {
+        let fixture = try Fixture()
+        let deliverer = fixture.deliverer([fixture.application()])
+        let record = try await fixture.record()
+        // What a crash right after link() leaves: the target recorded and in place, state routed.
+        try FileManager.default.createDirectory(atPath: fixture.dir + "/billing", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: fixture.spoolFile, toPath: fixture.dir + "/billing/orders.csv")
+        try await fixture.catalog.recordDeliveryTarget(id: record.id, application: "billing", target: fixture.dir + "/billing/orders.csv")
+        try await fixture.catalog.updateDelivery(id: record.id, state: .routed, application: "billing", error: nil, deliveredPath: nil)
+        let outcomes = try await deliverer.deliverPending(sites: [try site("application: billing\n")])
+        #expect(outcomes.map(\.state) == [.delivered])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: fixture.dir + "/billing") == ["orders.csv"])
+    }
+
+    @Test func unroutedTransfersStayReceived() async throws {
+        let fixture = try Fixture()
+        let record = try await fixture.record()
+        #expect(try await fixture.deliverer([fixture.application()]).deliverPending(sites: [try site("")]).isEmpty)
+        #expect(try await fixture.catalog.transfer(id: record.id)?.state == .received)
+    }
+
+    @Test func anUnknownApplicationFailsClearly() async throws {
+        let fixture = try Fixture()
+        _ = try await fixture.record()
+        let outcomes = try await fixture.deliverer([]).deliverPending(sites: [try site("application: ghost\n")])
+        #expect(outcomes.first?.error?.hasPrefix("no application `ghost`") == true)
+    }
+}
