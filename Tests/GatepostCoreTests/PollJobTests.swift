@@ -187,6 +187,8 @@ func sha256Hex(ofFile path: String) throws -> String {
     @Test func anUnreachableHostIsAOneLineError() async throws {
         var fixture = try await PollFixture()
         await fixture.server.stop()
+        // Port 9 (discard): privileged, so no concurrent test's server can take it.
+        fixture.site.pop3.port = 9
         fixture.site.pop3.connectTimeout = .seconds(2)
         await #expect {
             try await fixture.poll()

@@ -92,14 +92,15 @@ public struct Deliverer: Sendable {
             throw DeliveryError("the spool file \(record.path ?? "-") is missing")
         }
         try FileManager.default.createDirectory(atPath: application.folder, withIntermediateDirectories: true)
+        // A crash may have left the temporary copy behind; it is never anyone's file.
+        let temporary = application.folder + "/.gatepost-\(record.id).part"
+        unlink(temporary)
         if let previous = try await catalog.deliveryTarget(id: record.id),
            FileManager.default.fileExists(atPath: previous),
            let sha256 = record.sha256, try Self.sha256(ofFile: previous) == sha256 {
             return previous
         }
         let name = deliveryName(record, application: application)
-        let temporary = application.folder + "/.gatepost-\(record.id).part"
-        unlink(temporary)
         try Self.copy(source, to: temporary)
         defer { unlink(temporary) }
         var taken = Set<String>()
