@@ -37,7 +37,14 @@ struct PollCommand: AsyncParsableCommand {
         } catch {
             throw fail(CommandFailure(description: "\(error)", exitCode: 1))
         }
+        // Settle what an interrupted run left: unfinished messages in tmp/ (still on the server)
+        // and received folders waiting for their final name.
         spool.sweepTemporary()
+        do {
+            try await spool.recoverPending { id in try await catalog.transfer(id: id) != nil }
+        } catch {
+            throw fail(CommandFailure(description: "cannot settle the spool after an interruption: \(error)", exitCode: 1))
+        }
         let logger = Logger(label: "gatepost.poll")
 
         var failed = false

@@ -198,3 +198,22 @@ func sha256Hex(ofFile path: String) throws -> String {
         }
     }
 }
+
+@Suite struct SpoolRecoveryTests {
+    @Test func pendingFoldersArePublishedIfCommittedAndRemovedIfNot() async throws {
+        let root = try makeTemporaryDirectory("recover")
+        let spool = try Spool(root: root)
+        for id in ["T1", "T2"] {
+            let workspace = try spool.makeWorkspace(id: id)
+            try "x".write(toFile: workspace + "/f", atomically: true, encoding: .utf8)
+            _ = try spool.commitWorkspace(workspace, keeping: ["f"], site: "acme", id: id)
+        }
+        try FileManager.default.createDirectory(atPath: spool.temporaryRoot + "/T3", withIntermediateDirectories: true)
+        #expect(spool.sweepTemporary() == 1)
+        let result = try await spool.recoverPending { $0 == "T1" }
+        #expect(result.published == 1)
+        #expect(result.removed == 1)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: spool.inboundRoot + "/acme") == ["T1"])
+        #expect(FileManager.default.fileExists(atPath: spool.transferFolder(site: "acme", id: "T1") + "/f"))
+    }
+}

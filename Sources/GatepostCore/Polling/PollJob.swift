@@ -82,7 +82,10 @@ public struct PollJob: Sendable {
 
     private func poll(_ session: POP3Session, summary: inout PollSummary) async throws {
         try await SiteSessionSetup.prepare(session, for: site)
-        guard session.capabilities?.supportsUIDL ?? true else {
+        // A server without CAPA (RFC 1939 only) may still have UIDL: try it. One whose CAPA
+        // leaves UIDL out does not.
+        let capabilities = session.capabilities?.lines ?? []
+        guard capabilities.isEmpty || session.capabilities?.supportsUIDL == true else {
             throw POP3Error.notSupported("UIDL, which Gatepost needs to retrieve each message exactly once")
         }
         let listing = try await session.uniqueIDs()
@@ -97,6 +100,7 @@ public struct PollJob: Sendable {
                 if site.poll.deleteAfterRetrieve, !retrieved.deleted {
                     try await session.delete(entry.number)
                     deletions.append(entry.value)
+                    FailPoint.hit("poll.after-dele")
                 }
                 continue
             }
@@ -114,9 +118,11 @@ public struct PollJob: Sendable {
             if site.poll.deleteAfterRetrieve {
                 try await session.delete(entry.number)
                 deletions.append(entry.value)
+                FailPoint.hit("poll.after-dele")
             }
         }
         try await session.quit()
+        FailPoint.hit("poll.after-quit")
         try await catalog.markDeleted(site: site.name, uidls: deletions)
         summary.deleted = deletions.count
     }
@@ -129,6 +135,7 @@ public struct PollJob: Sendable {
             let ingest = try MessageIngest(workspace: workspace, limits: limits, maxSize: site.poll.maxMessageSize)
             try await session.retrieve(entry.number) { chunk in
                 try ingest.consume(chunk)
+                FailPoint.hit("poll.during-retr")
             }
             let result = try ingest.finish()
             let isDuplicate = try await isDuplicate(result)
@@ -136,14 +143,18 @@ public struct PollJob: Sendable {
             let folder = try spool.commitWorkspace(workspace, keeping: assembled.keptFiles, site: site.name, id: id)
             var record = assembled.record
             record.path = record.path.map { folder + "/" + $0 }
+            FailPoint.hit("poll.before-commit")
             try await catalog.commitReceived(record, uidl: entry.value)
+            FailPoint.hit("poll.after-commit")
+            try spool.publish(site: site.name, id: id)
             logger.info("received", metadata: [
                 "transfer": "\(id)", "type": "\(record.type.rawValue)", "fileName": "\(record.fileName ?? "-")",
                 "size": "\(record.size)", "uidl": "\(entry.value)",
             ])
             return record
         } catch {
-            // Nothing of this message is committed; it stays on the server for the next poll.
+            // Nothing of this message is committed (or, if the failure came after the commit, the
+            // pending folder is published at the next start); it stays on the server.
             try? FileManager.default.removeItem(atPath: workspace)
             throw error
         }

@@ -47,7 +47,19 @@ public struct Spool: Sendable {
         return path
     }
 
-    /// Makes the kept files durable and moves the workspace to `in/<site>/<id>/`; returns that path.
+    /// The folder a committed transfer's files live in.
+    public func transferFolder(site: String, id: String) -> String {
+        inboundRoot + "/" + site + "/" + id
+    }
+
+    /// Makes the kept files durable and moves the workspace to `in/<site>/.<id>/` (pending: not
+    /// yet in the catalog); ``publish(site:id:)`` gives it its final name once the record is
+    /// committed. Returns the final folder's path.
+    ///
+    /// Why two steps: a crash between the move and the commit leaves a hidden pending folder
+    /// that ``recoverPending(isCommitted:)`` removes (the message is still on the server); a
+    /// crash between the commit and the publish leaves one it publishes. Only pending folders
+    /// are ever examined at start, never the whole spool.
     func commitWorkspace(_ workspace: String, keeping files: [String], site: String, id: String) throws(SpoolError) -> String {
         for file in files {
             try Self.fsyncPath(workspace + "/" + file, directory: false)
@@ -55,13 +67,46 @@ public struct Spool: Sendable {
         try Self.fsyncPath(workspace, directory: true)
         let siteFolder = inboundRoot + "/" + site
         try Self.makeDirectory(siteFolder)
-        let destination = siteFolder + "/" + id
-        if rename(workspace, destination) != 0 {
-            throw SpoolError("move the received files to", path: destination, errno: errno)
+        let pending = siteFolder + "/." + id
+        if rename(workspace, pending) != 0 {
+            throw SpoolError("move the received files to", path: pending, errno: errno)
         }
         try Self.fsyncPath(siteFolder, directory: true)
         try Self.fsyncPath(inboundRoot, directory: true)
-        return destination
+        return transferFolder(site: site, id: id)
+    }
+
+    /// Gives a committed transfer's pending folder its final name.
+    func publish(site: String, id: String) throws(SpoolError) {
+        let siteFolder = inboundRoot + "/" + site
+        let final = siteFolder + "/" + id
+        if rename(siteFolder + "/." + id, final) != 0 {
+            throw SpoolError("publish the received files to", path: final, errno: errno)
+        }
+        try Self.fsyncPath(siteFolder, directory: true)
+    }
+
+    /// Settles what a crash left between receiving and publishing: pending folders whose
+    /// transfer is committed are published, the others removed. Returns (published, removed).
+    @discardableResult
+    public func recoverPending(isCommitted: (String) async throws -> Bool) async throws -> (published: Int, removed: Int) {
+        var published = 0
+        var removed = 0
+        let sites = (try? FileManager.default.contentsOfDirectory(atPath: inboundRoot)) ?? []
+        for site in sites where !site.hasPrefix(".") {
+            let entries = (try? FileManager.default.contentsOfDirectory(atPath: inboundRoot + "/" + site)) ?? []
+            for entry in entries where entry.hasPrefix(".") && entry.count > 1 {
+                let id = String(entry.dropFirst())
+                if try await isCommitted(id) {
+                    try publish(site: site, id: id)
+                    published += 1
+                } else {
+                    try? FileManager.default.removeItem(atPath: inboundRoot + "/" + site + "/" + entry)
+                    removed += 1
+                }
+            }
+        }
+        return (published, removed)
     }
 
     static func fsyncPath(_ path: String, directory: Bool) throws(SpoolError) {
