@@ -33,8 +33,24 @@ public final class SQLiteCatalog: Catalog {
             database = try DatabasePool(path: path, configuration: configuration)
             try Self.migrator.migrate(database)
         } catch {
-            throw OpenError.cannotOpen(path: path, reason: "\(error)")
+            throw OpenError.cannotOpen(path: path, reason: Self.explain(error, path: path))
         }
+    }
+
+    /// SQLite says "unable to open database file" for many causes; name the usual one.
+    static func explain(_ error: any Error, path: String) -> String {
+        let folder = (path as NSString).deletingLastPathComponent
+        var info = statvfs()
+        if statvfs(folder, &info) == 0, info.f_flag & UInt(ST_RDONLY) != 0 {
+            return "its file system is read-only"
+        }
+        if access(folder, W_OK) != 0 {
+            return "its folder \(folder) is not writable"
+        }
+        if let error = error as? DatabaseError {
+            return "SQLite error \(error.resultCode.rawValue): \(error.message ?? "unknown")"
+        }
+        return "\(error)"
     }
 
     static var migrator: DatabaseMigrator {

@@ -40,7 +40,7 @@ public enum POP3Error: Error, Sendable, Hashable, CustomStringConvertible {
         case .authenticationFailed(let text):
             "authentication failed: \(text.isEmpty ? "the server refused the credentials" : "the server said \"\(text)\"") (check the user and password)"
         case .serverError(let command, let status):
-            "the server answered \(command) with -ERR\(status.code.map { " [\($0)]" } ?? "") \(status.text)"
+            "the server answered \(command) with -ERR\(status.code.map { " [\($0)]" } ?? "") \(status.text)\(Self.hint(for: status.code))"
         case .protocolViolation(let what):
             "protocol violation by the server: \(what)"
         case .invalidArgument(let what):
@@ -48,6 +48,22 @@ public enum POP3Error: Error, Sendable, Hashable, CustomStringConvertible {
         case .invalidState(let what):
             "invalid POP3 session state: \(what)"
         }
+    }
+
+    static func hint(for code: String?) -> String {
+        switch code {
+        case "IN-USE": " (another session holds the mailbox)"
+        case "LOGIN-DELAY": " (the server limits how often we may log in; polling later)"
+        case "SYS/TEMP": " (a temporary problem on the server)"
+        case "SYS/PERM": " (a permanent problem on the server: ask the partner)"
+        default: ""
+        }
+    }
+
+    /// The server asked us not to log in again for a while (RFC 2449 LOGIN-DELAY).
+    public var isLoginDelay: Bool {
+        if case .serverError(_, let status) = self { return status.code == "LOGIN-DELAY" }
+        return false
     }
 
     /// Whether trying again later may succeed (network trouble, temporary server conditions).

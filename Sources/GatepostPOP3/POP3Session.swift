@@ -30,6 +30,12 @@ public struct POP3Capabilities: Sendable, Hashable {
     public var supportsUIDL: Bool { has("UIDL") }
     public var supportsPipelining: Bool { has("PIPELINING") }
     public var supportsUSER: Bool { has("USER") }
+    /// RFC 2449 LOGIN-DELAY: the minimum seconds the server wants between logins.
+    public var loginDelay: Int? {
+        guard let line = lines.first(where: { $0.uppercased().hasPrefix("LOGIN-DELAY") }) else { return nil }
+        return line.split(separator: " ").dropFirst().first.flatMap { Int($0) }
+    }
+
     public var saslMechanisms: [String] {
         guard let line = lines.first(where: { $0.uppercased().hasPrefix("SASL") }) else { return [] }
         return line.split(separator: " ").dropFirst().map { $0.uppercased() }
@@ -283,6 +289,24 @@ public final class POP3Session {
     /// RETR: the message, dot-unstuffed, chunk by chunk.
     public func retrieve(_ number: Int, consumer: (ByteBuffer) async throws -> Void) async throws {
         _ = try await executeMultiline(.retr(number), consumer: consumer)
+    }
+
+    /// TOP n lines: the header and the first lines of the body, collected up to `maxBytes`.
+    public func top(_ number: Int, lines: Int, maxBytes: Int = 256 * 1024) async throws(POP3Error) -> [UInt8] {
+        var collected: [UInt8] = []
+        do {
+            _ = try await executeMultiline(.top(number, lines: lines)) { chunk in
+                guard collected.count + chunk.readableBytes <= maxBytes else {
+                    throw POP3Error.protocolViolation("TOP \(number) answer larger than \(maxBytes) bytes")
+                }
+                collected += chunk.readableBytesView
+            }
+        } catch let error as POP3Error {
+            throw error
+        } catch {
+            throw POP3Error.protocolViolation("\(error)")
+        }
+        return collected
     }
 
     public func delete(_ number: Int) async throws(POP3Error) {

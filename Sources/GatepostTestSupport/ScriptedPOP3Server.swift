@@ -27,6 +27,14 @@ public final class ScriptedPOP3Server: Sendable {
         public var resetDuringRetrAfterBytes: Int?
         /// Stop answering (but keep the connection open) once this command arrives.
         public var silentFrom: String?
+        /// The greeting; nil sends none (a server that accepts and then hangs).
+        public var greeting: String? = "+OK Gatepost scripted POP3 server ready <1.2@gatepost.test>"
+        /// Answer this command with a line that never ends (bytes without CRLF, then silence).
+        public var endlessLineOn: String?
+        /// What LIST reports for a message, instead of its real size.
+        public var listedSize: @Sendable (Int) -> Int? = { _ in nil }
+        /// Whether UIDL works (a server from before RFC 1939's optional commands says -ERR).
+        public var supportsUIDL = true
 
         public init() {}
     }
@@ -105,7 +113,9 @@ private final class ScriptedPOP3Handler: ChannelInboundHandler {
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        send("+OK Gatepost scripted POP3 server ready <1.2@gatepost.test>", context: context)
+        if let greeting = server.currentBehavior.greeting {
+            send(greeting, context: context)
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -136,6 +146,13 @@ private final class ScriptedPOP3Handler: ChannelInboundHandler {
         }
         if let answer = behavior.override(line) {
             send(answer, context: context)
+            return
+        }
+        if let endless = behavior.endlessLineOn, line.uppercased().hasPrefix(endless.uppercased()) {
+            silent = true
+            var out = context.channel.allocator.buffer(capacity: 256 * 1024)
+            out.writeString("+OK " + String(repeating: "x", count: 256 * 1024))
+            context.writeAndFlush(wrapOutboundOut(out), promise: nil)
             return
         }
         let words = line.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
@@ -169,15 +186,26 @@ private final class ScriptedPOP3Handler: ChannelInboundHandler {
         case "STAT" where authenticated:
             let live = snapshot.indices.filter { !deleted.contains($0 + 1) }
             send("+OK \(live.count) \(live.reduce(0) { $0 + snapshot[$1].bytes.count })", context: context)
+        case "UIDL" where authenticated && !behavior.supportsUIDL:
+            send("-ERR command not recognized", context: context)
+        case "TOP" where authenticated:
+            guard let found = message(argument), words.count == 3, let lines = Int(words[2]), lines >= 0 else {
+                return send("-ERR no such message", context: context)
+            }
+            send("+OK top of message follows", context: context)
+            var out = context.channel.allocator.buffer(capacity: 4096)
+            Self.writeStuffed(Self.top(found.bytes, lines: lines), into: &out)
+            out.writeStaticString(".\r\n")
+            context.writeAndFlush(wrapOutboundOut(out), promise: nil)
         case "LIST" where authenticated, "UIDL" where authenticated:
             if words.count > 1 {
                 guard let found = message(argument), let number = argument else { return send("-ERR no such message", context: context) }
-                send("+OK \(number) \(verb == "LIST" ? String(found.bytes.count) : found.uidl)", context: context)
+                send("+OK \(number) \(verb == "LIST" ? String(behavior.listedSize(number) ?? found.bytes.count) : found.uidl)", context: context)
                 return
             }
             send("+OK", context: context)
             for (offset, item) in snapshot.enumerated() where !deleted.contains(offset + 1) {
-                send("\(offset + 1) \(verb == "LIST" ? String(item.bytes.count) : item.uidl)", context: context)
+                send("\(offset + 1) \(verb == "LIST" ? String(behavior.listedSize(offset + 1) ?? item.bytes.count) : item.uidl)", context: context)
             }
             send(".", context: context)
         case "RETR" where authenticated:
@@ -217,6 +245,26 @@ private final class ScriptedPOP3Handler: ChannelInboundHandler {
         authenticated = true
         snapshot = server.snapshot()
         send("+OK logged in", context: context)
+    }
+
+    /// The header and the first `lines` lines of the body, as TOP sends them.
+    static func top(_ bytes: [UInt8], lines: Int) -> [UInt8] {
+        var out: [UInt8] = []
+        var lineStart = 0
+        var inBody = false
+        var bodyLines = 0
+        for (index, byte) in bytes.enumerated() where byte == 0x0A {
+            let line = bytes[lineStart...index]
+            if inBody {
+                if bodyLines == lines { break }
+                bodyLines += 1
+            } else if line.count <= 2, line.allSatisfy({ $0 == 0x0D || $0 == 0x0A }) {
+                inBody = true
+            }
+            out += line
+            lineStart = index + 1
+        }
+        return out
     }
 
     /// RFC 1939 byte-stuffing: a line starting with "." gets another ".".

@@ -50,7 +50,7 @@ struct PollCommand: AsyncParsableCommand {
         var failed = false
         for site in selected {
             do {
-                let summary = try await PollJob(site: site, spool: spool, catalog: catalog, logger: logger).run()
+                let summary = try await PollJob(site: site, spool: spool, catalog: catalog, logger: logger).run(retrying: RetryPolicy())
                 print(Self.describe(summary))
             } catch {
                 failed = true

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import GatepostCatalog
 import GatepostMIME
@@ -29,10 +30,41 @@ public struct SitePollError: Error, Sendable, CustomStringConvertible {
     public var site: String
     public var cause: String
     public var isTransient: Bool
+    /// The server's wish (LOGIN-DELAY): do not log in again before this much time has passed.
+    public var retryAfter: Duration?
     /// What was achieved before the failure: records committed stay committed.
     public var partial: PollSummary
+    /// How many attempts were made.
+    public var attempts = 1
 
-    public var description: String { "\(site): \(cause)" }
+    public var description: String {
+        "\(site): \(cause)" + (attempts > 1 ? " (after \(attempts) attempts)" : "")
+    }
+}
+
+/// When to try a failed poll again within one run: transient failures only (network trouble,
+/// a server that is busy or says [IN-USE] or [SYS/TEMP]), exponential backoff with full jitter
+/// so that many sites failing together do not retry in lockstep. LOGIN-DELAY is never retried
+/// early: the server said how long to wait.
+public struct RetryPolicy: Sendable {
+    public var attempts: Int
+    public var baseDelay: Duration
+    public var maxDelay: Duration
+
+    public init(attempts: Int = 3, baseDelay: Duration = .seconds(2), maxDelay: Duration = .seconds(60)) {
+        self.attempts = max(1, attempts)
+        self.baseDelay = baseDelay
+        self.maxDelay = maxDelay
+    }
+
+    public static let none = RetryPolicy(attempts: 1)
+
+    /// The wait before attempt `attempt + 1` (attempt counts from 1): uniform in [0, base * 2^(attempt-1)], capped.
+    public func delay(after attempt: Int, using random: inout some RandomNumberGenerator) -> Duration {
+        let ceiling = min(maxDelay, baseDelay * (1 << min(attempt - 1, 20)))
+        let milliseconds = ceiling.components.seconds * 1000 + ceiling.components.attoseconds / 1_000_000_000_000_000
+        return .milliseconds(Int64.random(in: 0...max(0, milliseconds), using: &random))
+    }
 }
 
 /// Polls one site once: connect, authenticate, list, retrieve each new message into the spool
@@ -59,19 +91,53 @@ public struct PollJob: Sendable {
         self.logger = logger
     }
 
+    /// Runs the poll, trying again after transient failures as `policy` says. What earlier
+    /// attempts committed stays committed and is not fetched again.
+    public func run(retrying policy: RetryPolicy) async throws(SitePollError) -> PollSummary {
+        var generator = SystemRandomNumberGenerator()
+        var records: [TransferRecord] = []
+        var attempt = 1
+        while true {
+            do {
+                var summary = try await run()
+                summary.records = records + summary.records
+                return summary
+            } catch {
+                var failure = error
+                records += error.partial.records
+                failure.partial.records = records
+                failure.attempts = attempt
+                guard error.isTransient, error.retryAfter == nil, attempt < policy.attempts else { throw failure }
+                let wait = policy.delay(after: attempt, using: &generator)
+                logger.warning("poll failed, trying again", metadata: ["error": "\(error.cause)", "attempt": "\(attempt)", "wait": "\(wait)"])
+                try? await Task.sleep(for: wait)
+                attempt += 1
+            }
+        }
+    }
+
     public func run() async throws(SitePollError) -> PollSummary {
         let start = ContinuousClock.now
         var summary = PollSummary(site: site.name)
+        var loginDelay: Int?
         do {
             let configuration = try site.pop3Configuration()
             try await POP3Client.withSession(configuration, logger: logger) { session in
+                defer { loginDelay = session.capabilities?.loginDelay }
                 try await poll(session, summary: &summary)
             }
         } catch {
             summary.duration = ContinuousClock.now - start
-            let transient = (error as? POP3Error)?.isTransient ?? false
+            let pop3Error = error as? POP3Error
+            var retryAfter: Duration?
+            if pop3Error?.isLoginDelay == true {
+                retryAfter = .seconds(loginDelay ?? 300)
+            }
             // Not logged here: the caller reports the error (once) with the site's name.
-            throw SitePollError(site: site.name, cause: "\(error)", isTransient: transient, partial: summary)
+            throw SitePollError(
+                site: site.name, cause: "\(error)", isTransient: pop3Error?.isTransient ?? false,
+                retryAfter: retryAfter, partial: summary
+            )
         }
         summary.duration = ContinuousClock.now - start
         logger.info("poll finished", metadata: [
@@ -82,14 +148,9 @@ public struct PollJob: Sendable {
 
     private func poll(_ session: POP3Session, summary: inout PollSummary) async throws {
         try await SiteSessionSetup.prepare(session, for: site)
-        // A server without CAPA (RFC 1939 only) may still have UIDL: try it. One whose CAPA
-        // leaves UIDL out does not.
-        let capabilities = session.capabilities?.lines ?? []
-        guard capabilities.isEmpty || session.capabilities?.supportsUIDL == true else {
-            throw POP3Error.notSupported("UIDL, which Gatepost needs to retrieve each message exactly once")
-        }
-        let listing = try await session.uniqueIDs()
-        let sizes = Dictionary(try await session.sizes().map { ($0.number, Int64($0.value) ?? 0) }, uniquingKeysWith: { first, _ in first })
+        let sizeListing = try await session.sizes()
+        let sizes = Dictionary(sizeListing.map { ($0.number, Int64($0.value) ?? 0) }, uniquingKeysWith: { first, _ in first })
+        let listing = try await uniqueIDs(session, numbers: sizeListing.map(\.number))
         var known = try await catalog.retrievedMessages(site: site.name)
         var deletions: [String] = []
 
@@ -125,6 +186,38 @@ public struct PollJob: Sendable {
         FailPoint.hit("poll.after-quit")
         try await catalog.markDeleted(site: site.name, uidls: deletions)
         summary.deleted = deletions.count
+    }
+
+    /// UIDL, or for a server without it, a stand-in id per message from its header (TOP n 0):
+    /// its Message-ID, else the SHA-256 of the header block. Either way a message already in the
+    /// catalog is recognized and not fetched again.
+    private func uniqueIDs(_ session: POP3Session, numbers: [Int]) async throws -> [POP3ListingEntry] {
+        // A server without CAPA (RFC 1939 only) may still have UIDL: try it.
+        let capabilities = session.capabilities?.lines ?? []
+        if capabilities.isEmpty || session.capabilities?.supportsUIDL == true {
+            let result: Result<[POP3ListingEntry], POP3Error>
+            do {
+                result = .success(try await session.uniqueIDs())
+            } catch {
+                result = .failure(error)
+            }
+            switch result {
+            case .success(let entries):
+                return entries
+            case .failure(.serverError):
+                logger.notice("the server has no UIDL; identifying messages by their headers")
+            case .failure(let error):
+                throw error
+            }
+        }
+        var entries: [POP3ListingEntry] = []
+        for number in numbers {
+            let header = try await session.top(number, lines: 0)
+            let parsed = MessageHeader.parse(header)
+            let key = parsed.messageID.map { "message-id:\($0)" } ?? "header-sha256:\(hexString(SHA256.hash(data: header)))"
+            entries.append(POP3ListingEntry(number: number, value: key))
+        }
+        return entries
     }
 
     /// RETR one message into a workspace, classify it, make it durable, commit it.

@@ -1,0 +1,168 @@
+import Foundation
+import GatepostCatalog
+import GatepostPOP3
+import GatepostTestSupport
+import Logging
+import Testing
+@testable import GatepostCore
+
+/// Misbehaving servers (the scripted server on top of the Dovecot tests): each fault gives a
+/// clear per-site error, loses nothing, and is retried only when retrying makes sense.
+@Suite struct FaultInjectionTests {
+    static let fast = RetryPolicy(attempts: 3, baseDelay: .milliseconds(10), maxDelay: .milliseconds(50))
+
+    func fixture(_ configure: (inout ScriptedPOP3Server.Behavior) -> Void) async throws -> PollFixture {
+        var behavior = ScriptedPOP3Server.Behavior()
+        configure(&behavior)
+        return try await PollFixture(behavior: behavior)
+    }
+
+    /// Runs the poll expecting a failure; returns its text. Nothing may be recorded or deleted.
+    func expectFailure(_ fixture: PollFixture, policy: RetryPolicy = .none) async throws -> SitePollError {
+        let server = fixture.server
+        defer { Task { await server.stop() } }
+        do {
+            _ = try await PollJob(site: fixture.site, spool: fixture.spool, catalog: fixture.catalog, logger: Logger(label: "test"))
+                .run(retrying: policy)
+            Issue.record("the poll should have failed")
+            throw CancellationError()
+        } catch let error as SitePollError {
+            #expect(!error.description.contains("\n"))
+            #expect(error.description.hasPrefix("scripted: "))
+            #expect(try await fixture.records().isEmpty)
+            #expect(fixture.server.messages.count == DemoMailbox.messages.count)
+            #expect(try fixture.temporaryEntries().isEmpty)
+            return error
+        }
+    }
+
+    @Test func errOnRETR() async throws {
+        let error = try await expectFailure(try await fixture { $0.override = { $0 == "RETR 1" ? "-ERR [SYS/PERM] message unreadable" : nil } })
+        #expect(error.cause.contains("RETR 1 with -ERR [SYS/PERM] message unreadable"))
+        #expect(!error.isTransient)
+    }
+
+    @Test func inUseIsTransientAndRetriedWithBackoff() async throws {
+        let error = try await expectFailure(
+            try await fixture { $0.override = { ($0.hasPrefix("PASS") || $0.hasPrefix("AUTH")) ? "-ERR [IN-USE] mailbox locked" : nil } }, policy: Self.fast
+        )
+        #expect(error.isTransient)
+        #expect(error.attempts == 3)
+        #expect(error.description.contains("[IN-USE]") && error.description.contains("after 3 attempts"))
+    }
+
+    @Test func sysTempIsRetriedAndSysPermIsNot() async throws {
+        let temporary = try await expectFailure(
+            try await fixture { $0.override = { ($0.hasPrefix("PASS") || $0.hasPrefix("AUTH")) ? "-ERR [SYS/TEMP] storage offline" : nil } }, policy: Self.fast
+        )
+        #expect(temporary.attempts == 3)
+        let permanent = try await expectFailure(
+            try await fixture { $0.override = { ($0.hasPrefix("PASS") || $0.hasPrefix("AUTH")) ? "-ERR [SYS/PERM] account closed" : nil } }, policy: Self.fast
+        )
+        #expect(permanent.attempts == 1)
+        #expect(permanent.cause.contains("ask the partner"))
+    }
+
+    @Test func authCodeIsAnAuthenticationFailureNotRetried() async throws {
+        let error = try await expectFailure(
+            try await fixture { $0.override = { ($0.hasPrefix("PASS") || $0.hasPrefix("AUTH")) ? "-ERR [AUTH] invalid credentials" : nil } }, policy: Self.fast
+        )
+        #expect(error.cause.hasPrefix("authentication failed"))
+        #expect(error.attempts == 1)
+    }
+
+    @Test func loginDelayIsHonouredNotRetried() async throws {
+        let error = try await expectFailure(try await fixture { behavior in
+            behavior.capabilities = ["USER", "UIDL", "LOGIN-DELAY 900"]
+            behavior.override = { ($0.hasPrefix("PASS") || $0.hasPrefix("AUTH")) ? "-ERR [LOGIN-DELAY] wait a little" : nil }
+        }, policy: Self.fast)
+        #expect(error.attempts == 1)
+        #expect(error.retryAfter == .seconds(900))
+    }
+
+    @Test func aServerThatNeverGreetsTimesOut() async throws {
+        let error = try await expectFailure(try await fixture { $0.greeting = nil })
+        #expect(error.cause.contains("did not answer in time during the greeting"))
+        #expect(error.isTransient)
+    }
+
+    @Test func anEndlessLineIsAProtocolViolation() async throws {
+        let error = try await expectFailure(try await fixture { $0.endlessLineOn = "UIDL" })
+        #expect(error.cause.contains("a response line longer than"))
+    }
+
+    @Test func listSizesThatUnderstateTheMessageAreCaughtWhileStreaming() async throws {
+        var fixture = try await fixture { $0.listedSize = { _ in 10 } }
+        fixture.site.poll.maxMessageSize = 100
+        let error = try await expectFailure(fixture)
+        #expect(error.cause.contains("larger than max_message_size (100 bytes)"))
+    }
+
+    @Test func messagesListedAsTooLargeStayOnTheServer() async throws {
+        var fixture = try await fixture { $0.listedSize = { $0 == 1 ? 10_000_000 : nil } }
+        let server = fixture.server
+        defer { Task { await server.stop() } }
+        fixture.site.poll.maxMessageSize = 1_000_000
+        let summary = try await fixture.poll()
+        #expect(summary.skippedTooLarge == 1)
+        #expect(summary.records.count == 3)
+        #expect(fixture.server.messages.map(\.uidl) == ["demo-xfer-1"])
+    }
+
+    @Test func aServerWithoutUIDLIsDedupedByMessageID() async throws {
+        let fixture = try await PollFixture(
+            behavior: { var b = ScriptedPOP3Server.Behavior(); b.supportsUIDL = false; b.capabilities = ["USER", "TOP"]; return b }(),
+            deleteAfterRetrieve: false
+        )
+        let server = fixture.server
+        defer { Task { await server.stop() } }
+        let first = try await fixture.poll()
+        #expect(first.records.count == 4)
+        #expect(first.records.first?.uidl == "message-id:xfer-0001@acme.example")
+        let second = try await fixture.poll()
+        #expect(second.records.isEmpty)
+        #expect(second.alreadyRetrieved == 4)
+    }
+
+    @Test func aServerWithoutCAPAStillWorks() async throws {
+        let fixture = try await fixture { $0.capabilities = nil }
+        let server = fixture.server
+        defer { Task { await server.stop() } }
+        #expect(try await fixture.poll().records.count == 4)
+    }
+
+    @Test func aResetMidRETRIsRetriedAndLosesNothing() async throws {
+        // The server resets every RETR: each attempt fails the same way, and nothing is half-kept.
+        let first = ScriptedPOP3Server(messages: DemoMailbox.messages, behavior: {
+            var behavior = ScriptedPOP3Server.Behavior()
+            behavior.resetDuringRetrAfterBytes = 50
+            return behavior
+        }())
+        var fixture = try await PollFixture()
+        await fixture.server.stop()
+        let port = try await first.start()
+        defer { Task { await first.stop() } }
+        fixture.site.pop3.port = port
+        do {
+            _ = try await PollJob(site: fixture.site, spool: fixture.spool, catalog: fixture.catalog, logger: Logger(label: "t")).run(retrying: Self.fast)
+            Issue.record("the scripted server resets every time")
+        } catch {
+            #expect(error.attempts == 3)
+            #expect(error.isTransient)
+            // The reset arrives as a closed connection (or, on a loaded machine, may surface as
+            // the read timeout first); either way the attempt is transient and nothing is kept.
+            #expect(error.cause.contains("closed the connection during RETR 1") || error.cause.contains("during RETR 1"))
+        }
+        #expect(try await fixture.records().isEmpty)
+        #expect(first.messages.count == 4)
+    }
+
+    @Test func backoffGrowsAndIsCapped() {
+        var generator = SystemRandomNumberGenerator()
+        let policy = RetryPolicy(attempts: 10, baseDelay: .seconds(1), maxDelay: .seconds(8))
+        for attempt in 1...10 {
+            let wait = policy.delay(after: attempt, using: &generator)
+            #expect(wait >= .zero && wait <= min(.seconds(8), .seconds(1 << (attempt - 1))))
+        }
+    }
+}
