@@ -1,5 +1,9 @@
 import GatepostMIME
+import GatepostCatalog
 import NIOCore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A leaf part's body as written to the workspace.
 struct PartFile: Sendable, Hashable {
@@ -36,15 +40,56 @@ final class PartFileSink: MIMEPartHandler {
     }
 }
 
-/// The bytes of one RETR, taken in as they arrive: the whole message goes to `message.eml`
-/// (hashed), and through the streaming MIME parser into one file per part. Memory stays at a
+/// The raw bytes of the message being received, in one scratch file per poll that is reused
+/// for every message. Only a message kept whole (RECOVER, DUPLICATE) moves it into its transfer
+/// folder, and a new scratch file takes its place. Creating and deleting a file per message
+/// costs more than everything else the poll does (inode allocation in the file system).
+final class RawMessageScratch {
+    let path: String
+    private var writer: SpoolFileWriter
+
+    init(folder: String) throws(SpoolError) {
+        path = folder + "/raw-" + TransferRecord.newID() + ".eml"
+        writer = try SpoolFileWriter(path: path)
+    }
+
+    deinit {
+        unlink(path)
+    }
+
+    func begin() throws(SpoolError) {
+        try writer.reset()
+    }
+
+    func write(_ bytes: UnsafeRawBufferPointer) throws(SpoolError) {
+        try writer.write(bytes)
+    }
+
+    func checkpoint() throws(SpoolError) -> (size: Int64, sha256: String) {
+        try writer.checkpoint()
+    }
+
+    /// Gives the current message's bytes the name `destination` and starts a new scratch file.
+    func move(to destination: String) throws(SpoolError) {
+        _ = try writer.finish()
+        if rename(path, destination) != 0 {
+            throw SpoolError("move the message to", path: destination, errno: errno)
+        }
+        writer = try SpoolFileWriter(path: path)
+    }
+}
+
+/// The bytes of one RETR, taken in as they arrive: the whole message goes to the raw scratch
+/// file (hashed), and through the streaming MIME parser into one file per part. Memory stays at a
 /// few buffers whatever the message size. A message the parser rejects (a limit, a malformed
 /// header) is still complete in `message.eml`, to be kept whole as RECOVER.
 final class MessageIngest {
     static let rawFileName = "message.eml"
 
     struct Result {
+        /// The whole message; its bytes are in `scratch` until moved.
         var raw: PartFile
+        var scratch: RawMessageScratch
         var parts: [MIMEPart]
         var partFiles: [Int: PartFile]
         var parseError: MIMEError?
@@ -61,16 +106,17 @@ final class MessageIngest {
     }
 
     let workspace: String
-    private let raw: SpoolFileWriter
+    private let raw: RawMessageScratch
     private var parser: MIMEStreamParser
     private var sink: PartFileSink
     private var parseError: MIMEError?
     private let maxSize: Int64
     private var received: Int64 = 0
 
-    init(workspace: String, limits: MIMELimits, maxSize: Int64) throws {
+    init(workspace: String, raw: RawMessageScratch, limits: MIMELimits, maxSize: Int64) throws {
         self.workspace = workspace
-        raw = try SpoolFileWriter(path: "\(workspace)/\(Self.rawFileName)")
+        self.raw = raw
+        try raw.begin()
         parser = MIMEStreamParser(limits: limits)
         sink = PartFileSink(workspace: workspace)
         self.maxSize = maxSize
@@ -98,9 +144,10 @@ final class MessageIngest {
                 parseError = error
             }
         }
-        let (size, sha256) = try raw.finish()
+        let (size, sha256) = try raw.checkpoint()
         return Result(
             raw: PartFile(name: Self.rawFileName, size: size, sha256: sha256),
+            scratch: raw,
             parts: parser.parts,
             partFiles: sink.files,
             parseError: parseError

@@ -119,14 +119,19 @@ enum TransferAssembler {
     private static func finalizeFiles(workspace: String, keep: [(from: String, to: String)], result: MessageIngest.Result) throws {
         let manager = FileManager.default
         let keptSources = Set(keep.map(\.from))
-        for file in [result.raw] + result.partFiles.values where !keptSources.contains(file.name) {
+        for file in result.partFiles.values where !keptSources.contains(file.name) {
             try? manager.removeItem(atPath: workspace + "/" + file.name)
         }
-        for (index, move) in keep.enumerated() where move.from != move.to {
+        // The raw message lives outside the workspace until it is kept.
+        let parts = keep.filter { $0.from != result.raw.name }
+        for (index, move) in parts.enumerated() where move.from != move.to {
             try manager.moveItem(atPath: workspace + "/" + move.from, toPath: workspace + "/.keep-\(index)")
         }
-        for (index, move) in keep.enumerated() where move.from != move.to {
+        for (index, move) in parts.enumerated() where move.from != move.to {
             try manager.moveItem(atPath: workspace + "/.keep-\(index)", toPath: workspace + "/" + move.to)
+        }
+        if let raw = keep.first(where: { $0.from == result.raw.name }) {
+            try result.scratch.move(to: workspace + "/" + raw.to)
         }
     }
 

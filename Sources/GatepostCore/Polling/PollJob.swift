@@ -153,6 +153,7 @@ public struct PollJob: Sendable {
         let listing = try await uniqueIDs(session, numbers: sizeListing.map(\.number))
         var known = try await catalog.retrievedMessages(site: site.name)
         var deletions: [String] = []
+        let scratch = try RawMessageScratch(folder: spool.temporaryRoot)
 
         for entry in listing {
             if let retrieved = known[entry.value] {
@@ -172,7 +173,7 @@ public struct PollJob: Sendable {
                 ])
                 continue
             }
-            let record = try await retrieve(entry, from: session)
+            let record = try await retrieve(entry, from: session, scratch: scratch)
             known[entry.value] = RetrievedMessage(uidl: entry.value, transferID: record.id, deleted: false)
             summary.records.append(record)
             summary.bytes += sizes[entry.number] ?? record.size
@@ -221,11 +222,11 @@ public struct PollJob: Sendable {
     }
 
     /// RETR one message into a workspace, classify it, make it durable, commit it.
-    private func retrieve(_ entry: POP3ListingEntry, from session: POP3Session) async throws -> TransferRecord {
+    private func retrieve(_ entry: POP3ListingEntry, from session: POP3Session, scratch: RawMessageScratch) async throws -> TransferRecord {
         let id = TransferRecord.newID()
         let workspace = try spool.makeWorkspace(id: id)
         do {
-            let ingest = try MessageIngest(workspace: workspace, limits: limits, maxSize: site.poll.maxMessageSize)
+            let ingest = try MessageIngest(workspace: workspace, raw: scratch, limits: limits, maxSize: site.poll.maxMessageSize)
             try await session.retrieve(entry.number) { chunk in
                 try ingest.consume(chunk)
                 FailPoint.hit("poll.during-retr")

@@ -65,6 +65,22 @@ final class SpoolFileWriter {
         }
     }
 
+    /// Starts the file over, empty, keeping it open: for a scratch file reused per message.
+    func reset() throws(SpoolError) {
+        buffer.removeAll(keepingCapacity: true)
+        hasher = SHA256()
+        size = 0
+        guard ftruncate(descriptor, 0) == 0, lseek(descriptor, 0, SEEK_SET) == 0 else {
+            throw SpoolError("truncate", path: path, errno: errno)
+        }
+    }
+
+    /// Flushes, keeping the file open; returns the size and hex SHA-256 of what was written.
+    func checkpoint() throws(SpoolError) -> (size: Int64, sha256: String) {
+        try flush()
+        return (size, hexString(hasher.finalize()))
+    }
+
     /// Flushes and closes; returns the size and hex SHA-256. The file is not yet fsynced: the
     /// spool does that only for files that are kept.
     func finish() throws(SpoolError) -> (size: Int64, sha256: String) {
