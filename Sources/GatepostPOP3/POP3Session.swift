@@ -156,6 +156,38 @@ public final class POP3Session {
         }
     }
 
+    // MARK: - Pipelining (RFC 2449 PIPELINING)
+
+    /// Sends `command` without waiting for its answer. Answers come back in order: collect each
+    /// with ``awaitPipelinedStatus(of:)`` (and ``receivePipelinedData(of:consumer:)`` for RETR).
+    public func sendPipelined(_ command: POP3Command) async throws(POP3Error) {
+        try await write(command)
+    }
+
+    /// The status line answering the oldest pipelined command, which must be `command`.
+    public func awaitPipelinedStatus(of command: POP3Command) async throws(POP3Error) -> POP3StatusLine {
+        switch try await nextEvent(during: command.logDescription) {
+        case .status(let answered, let status) where answered == command:
+            return status
+        default:
+            throw POP3Error.protocolViolation("answers out of order while waiting for \(command.logDescription)")
+        }
+    }
+
+    /// The data after a positive answer to a pipelined multi-line command.
+    public func receivePipelinedData(of command: POP3Command, consumer: (ByteBuffer) async throws -> Void) async throws {
+        while true {
+            switch try await nextEvent(during: command.logDescription) {
+            case .data(_, let chunk):
+                try await consumer(chunk)
+            case .dataEnd:
+                return
+            case .greeting, .status, .challenge:
+                throw POP3Error.protocolViolation("unexpected response inside \(command.logDescription) data")
+            }
+        }
+    }
+
     /// A multi-line answer made of short lines (CAPA, UIDL, LIST), collected with a size cap.
     private func collectLines(_ command: POP3Command, maxBytes: Int = 64 * 1024 * 1024) async throws(POP3Error) -> [String] {
         var collected = ByteBuffer()

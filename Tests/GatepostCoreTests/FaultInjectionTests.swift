@@ -11,10 +11,10 @@ import Testing
 @Suite struct FaultInjectionTests {
     static let fast = RetryPolicy(attempts: 3, baseDelay: .milliseconds(10), maxDelay: .milliseconds(50))
 
-    func fixture(_ configure: (inout ScriptedPOP3Server.Behavior) -> Void) async throws -> PollFixture {
+    func fixture(readTimeout: String = "20s", _ configure: (inout ScriptedPOP3Server.Behavior) -> Void) async throws -> PollFixture {
         var behavior = ScriptedPOP3Server.Behavior()
         configure(&behavior)
-        return try await PollFixture(behavior: behavior)
+        return try await PollFixture(behavior: behavior, readTimeout: readTimeout)
     }
 
     /// Runs the poll expecting a failure; returns its text. Nothing may be recorded or deleted.
@@ -81,7 +81,7 @@ import Testing
     }
 
     @Test func aServerThatNeverGreetsTimesOut() async throws {
-        let error = try await expectFailure(try await fixture { $0.greeting = nil })
+        let error = try await expectFailure(try await fixture(readTimeout: "1s") { $0.greeting = nil })
         #expect(error.cause.contains("did not answer in time during the greeting"))
         #expect(error.isTransient)
     }
@@ -151,7 +151,7 @@ import Testing
             #expect(error.isTransient)
             // The reset arrives as a closed connection (or, on a loaded machine, may surface as
             // the read timeout first); either way the attempt is transient and nothing is kept.
-            #expect(error.cause.contains("closed the connection during RETR 1") || error.cause.contains("during RETR 1"))
+            #expect(error.cause.contains("closed the connection during RETR") || error.cause.contains("during RETR"), "\(error.cause)")
         }
         #expect(try await fixture.records().isEmpty)
         #expect(first.messages.count == 4)

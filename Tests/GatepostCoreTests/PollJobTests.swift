@@ -14,7 +14,12 @@ struct PollFixture {
     let server: ScriptedPOP3Server
     var site: RemoteSite
 
-    init(messages: [ScriptedPOP3Server.Message] = DemoMailbox.messages, behavior: ScriptedPOP3Server.Behavior = .init(), deleteAfterRetrieve: Bool = true) async throws {
+    /// `readTimeout` is generous by default: the full suite runs Dovecot and crash tests beside
+    /// these on two cores. Tests of timeouts pass a short one.
+    init(
+        messages: [ScriptedPOP3Server.Message] = DemoMailbox.messages, behavior: ScriptedPOP3Server.Behavior = .init(),
+        deleteAfterRetrieve: Bool = true, readTimeout: String = "20s"
+    ) async throws {
         let root = try makeTemporaryDirectory("poll")
         spool = try Spool(root: root + "/spool")
         catalog = try SQLiteCatalog(path: spool.catalogPath)
@@ -28,7 +33,7 @@ struct PollFixture {
           allow_plaintext_password: true
           user: \(server.user)
           password: \(server.password)
-          read_timeout: 2s
+          read_timeout: \(readTimeout)
         poll:
           delete_after_retrieve: \(deleteAfterRetrieve)
         application: orders
@@ -136,7 +141,7 @@ func sha256Hex(ofFile path: String) throws -> String {
     @Test func aSilentServerTimesOut() async throws {
         var behavior = ScriptedPOP3Server.Behavior()
         behavior.silentFrom = "RETR"
-        let fixture = try await PollFixture(behavior: behavior)
+        let fixture = try await PollFixture(behavior: behavior, readTimeout: "1s")
         let server = fixture.server
         defer { Task { await server.stop() } }
         await #expect {
@@ -148,14 +153,16 @@ func sha256Hex(ofFile path: String) throws -> String {
     }
 
     @Test func committedButUndeletedMessagesAreDeletedNotFetchedAgain() async throws {
-        // The first poll's QUIT never arrives (DELE answered with -ERR after the commit).
+        // The first poll's QUIT never arrives (DELE answered with -ERR after the commit). With
+        // pipelining, the RETRs already in flight are committed too before the -ERR is read.
         var behavior = ScriptedPOP3Server.Behavior()
         behavior.override = { $0.hasPrefix("DELE") ? "-ERR [SYS/TEMP] try later" : nil }
         let failing = try await PollFixture(behavior: behavior)
         let server = failing.server
         defer { Task { await server.stop() } }
         await #expect(throws: SitePollError.self) { try await failing.poll() }
-        #expect(try await failing.records().count == 1)
+        let committed = try await failing.records().count
+        #expect(committed >= 1)
         #expect(failing.server.messages.count == 4)
 
         // Same catalog, a server that now accepts DELE: message 1 is deleted, not fetched again.
@@ -165,8 +172,8 @@ func sha256Hex(ofFile path: String) throws -> String {
         var site = failing.site
         site.pop3.port = port
         let summary = try await PollJob(site: site, spool: failing.spool, catalog: failing.catalog, logger: Logger(label: "test")).run()
-        #expect(summary.alreadyRetrieved == 1)
-        #expect(summary.records.count == 3)
+        #expect(summary.alreadyRetrieved == committed)
+        #expect(summary.records.count == 4 - committed)
         #expect(summary.deleted == 4)
         #expect(healthy.messages.isEmpty)
         #expect(try await failing.records().count == 4)

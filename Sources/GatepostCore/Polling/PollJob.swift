@@ -155,15 +155,14 @@ public struct PollJob: Sendable {
         var deletions: [String] = []
         let scratch = try RawMessageScratch(folder: spool.temporaryRoot)
 
+        // What to do: delete what earlier polls committed but could not delete, retrieve the rest.
+        var toRetrieve: [POP3ListingEntry] = []
+        var toDelete: [POP3ListingEntry] = []
         for entry in listing {
             if let retrieved = known[entry.value] {
                 summary.alreadyRetrieved += 1
                 // Retrieved earlier but not deleted (a crash, or a QUIT that never came): delete now.
-                if site.poll.deleteAfterRetrieve, !retrieved.deleted {
-                    try await session.delete(entry.number)
-                    deletions.append(entry.value)
-                    FailPoint.hit("poll.after-dele")
-                }
+                if site.poll.deleteAfterRetrieve, !retrieved.deleted { toDelete.append(entry) }
                 continue
             }
             if let size = sizes[entry.number], size > site.poll.maxMessageSize {
@@ -173,14 +172,56 @@ public struct PollJob: Sendable {
                 ])
                 continue
             }
-            let record = try await retrieve(entry, from: session, scratch: scratch)
-            known[entry.value] = RetrievedMessage(uidl: entry.value, transferID: record.id, deleted: false)
-            summary.records.append(record)
-            summary.bytes += sizes[entry.number] ?? record.size
-            if site.poll.deleteAfterRetrieve {
-                try await session.delete(entry.number)
+            toRetrieve.append(entry)
+        }
+
+        // RETRs go out ahead, up to `window` unanswered, so the server is never idle while we
+        // write files; each DELE follows its message's commit. Answers arrive in order.
+        let window = session.capabilities?.supportsPipelining == true ? Self.pipelineWindow : 1
+        enum Expected { case retrieve(POP3ListingEntry), delete(POP3ListingEntry) }
+        var expected: [Expected] = []
+        var head = 0
+        var nextToSend = 0
+        var retrievesInFlight = 0
+        func send(_ command: POP3Command, _ expectation: Expected) async throws {
+            if window > 1 {
+                try await session.sendPipelined(command)
+                expected.append(expectation)
+            } else {
+                expected.append(expectation)
+            }
+        }
+        for entry in toDelete {
+            try await send(.dele(entry.number), .delete(entry))
+        }
+        while true {
+            while retrievesInFlight < window, nextToSend < toRetrieve.count {
+                try await send(.retr(toRetrieve[nextToSend].number), .retrieve(toRetrieve[nextToSend]))
+                nextToSend += 1
+                retrievesInFlight += 1
+            }
+            guard head < expected.count else { break }
+            let next = expected[head]
+            head += 1
+            switch next {
+            case .delete(let entry):
+                if window > 1 {
+                    let status = try await session.awaitPipelinedStatus(of: .dele(entry.number))
+                    guard status.isOK else { throw POP3Error.serverError(command: "DELE \(entry.number)", status: status) }
+                } else {
+                    try await session.delete(entry.number)
+                }
                 deletions.append(entry.value)
                 FailPoint.hit("poll.after-dele")
+            case .retrieve(let entry):
+                retrievesInFlight -= 1
+                let record = try await retrieve(entry, from: session, scratch: scratch, pipelined: window > 1)
+                known[entry.value] = RetrievedMessage(uidl: entry.value, transferID: record.id, deleted: false)
+                summary.records.append(record)
+                summary.bytes += sizes[entry.number] ?? record.size
+                if site.poll.deleteAfterRetrieve {
+                    try await send(.dele(entry.number), .delete(entry))
+                }
             }
         }
         try await session.quit()
@@ -222,14 +263,27 @@ public struct PollJob: Sendable {
     }
 
     /// RETR one message into a workspace, classify it, make it durable, commit it.
-    private func retrieve(_ entry: POP3ListingEntry, from session: POP3Session, scratch: RawMessageScratch) async throws -> TransferRecord {
+    /// How many RETRs may be unanswered at once when the server offers PIPELINING.
+    static let pipelineWindow = 8
+
+    private func retrieve(
+        _ entry: POP3ListingEntry, from session: POP3Session, scratch: RawMessageScratch, pipelined: Bool
+    ) async throws -> TransferRecord {
         let id = TransferRecord.newID()
         let workspace = try spool.makeWorkspace(id: id)
         do {
             let ingest = try MessageIngest(workspace: workspace, raw: scratch, limits: limits, maxSize: site.poll.maxMessageSize)
-            try await session.retrieve(entry.number) { chunk in
+            let consume: (ByteBuffer) async throws -> Void = { chunk in
                 try ingest.consume(chunk)
                 FailPoint.hit("poll.during-retr")
+            }
+            if pipelined {
+                let command = POP3Command.retr(entry.number)
+                let status = try await session.awaitPipelinedStatus(of: command)
+                guard status.isOK else { throw POP3Error.serverError(command: command.logDescription, status: status) }
+                try await session.receivePipelinedData(of: command, consumer: consume)
+            } else {
+                try await session.retrieve(entry.number, consumer: consume)
             }
             let result = try ingest.finish()
             let isDuplicate = try await isDuplicate(result)
