@@ -23,11 +23,15 @@ public struct Spool: Sendable {
         }
     }
 
-    static func makeDirectory(_ path: String) throws(SpoolError) {
+    /// Creates the folder if missing; returns whether it was created.
+    @discardableResult
+    static func makeDirectory(_ path: String) throws(SpoolError) -> Bool {
         if mkdir(path, 0o700) != 0 {
             let code = errno
             guard code == EEXIST else { throw SpoolError("create the folder", path: path, errno: code) }
+            return false
         }
+        return true
     }
 
     /// Removes what interrupted polls left in `tmp/`. Returns how many entries were removed.
@@ -66,24 +70,27 @@ public struct Spool: Sendable {
         }
         try Self.fsyncPath(workspace, directory: true)
         let siteFolder = inboundRoot + "/" + site
-        try Self.makeDirectory(siteFolder)
+        if try Self.makeDirectory(siteFolder) {
+            try Self.fsyncPath(inboundRoot, directory: true)
+        }
         let pending = siteFolder + "/." + id
         if rename(workspace, pending) != 0 {
             throw SpoolError("move the received files to", path: pending, errno: errno)
         }
+        // The move must be durable before the catalog says "committed": otherwise a crash
+        // could leave a record whose files are swept from tmp/.
         try Self.fsyncPath(siteFolder, directory: true)
-        try Self.fsyncPath(inboundRoot, directory: true)
         return transferFolder(site: site, id: id)
     }
 
-    /// Gives a committed transfer's pending folder its final name.
+    /// Gives a committed transfer's pending folder its final name. Not fsynced on purpose: if
+    /// a crash loses the rename, the next start publishes the pending folder again.
     func publish(site: String, id: String) throws(SpoolError) {
         let siteFolder = inboundRoot + "/" + site
         let final = siteFolder + "/" + id
         if rename(siteFolder + "/." + id, final) != 0 {
             throw SpoolError("publish the received files to", path: final, errno: errno)
         }
-        try Self.fsyncPath(siteFolder, directory: true)
     }
 
     /// Settles what a crash left between receiving and publishing: pending folders whose
