@@ -101,6 +101,38 @@ public struct TransferRecord: Codable, Sendable, Hashable, Identifiable {
         self.deliveredPath = deliveredPath
     }
 
+    private enum CodingKeys: String, CodingKey {
+        case id, direction, type, fileName, site, application, state, messageId, uidl, sender, recipients, subject
+        case size, sha256, path, receivedAt, ack, error, originalMessageId, disposition, deliveredPath
+    }
+
+    /// Every field is written, absent ones as `null`: a consumer of `--format json` sees the
+    /// same keys on every record.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(id, forKey: .id)
+        try container.encode(direction, forKey: .direction)
+        try container.encode(type, forKey: .type)
+        try container.encode(fileName, forKey: .fileName)
+        try container.encode(site, forKey: .site)
+        try container.encode(application, forKey: .application)
+        try container.encode(state, forKey: .state)
+        try container.encode(messageId, forKey: .messageId)
+        try container.encode(uidl, forKey: .uidl)
+        try container.encode(sender, forKey: .sender)
+        try container.encode(recipients, forKey: .recipients)
+        try container.encode(subject, forKey: .subject)
+        try container.encode(size, forKey: .size)
+        try container.encode(sha256, forKey: .sha256)
+        try container.encode(path, forKey: .path)
+        try container.encode(receivedAt, forKey: .receivedAt)
+        try container.encode(ack, forKey: .ack)
+        try container.encode(error, forKey: .error)
+        try container.encode(originalMessageId, forKey: .originalMessageId)
+        try container.encode(disposition, forKey: .disposition)
+        try container.encode(deliveredPath, forKey: .deliveredPath)
+    }
+
     /// A new, time-ordered, unguessable id: `T` + UTC timestamp to the millisecond + 8 random hex digits.
     public static func newID(at date: Date = Date()) -> String {
         let millis = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))

@@ -48,6 +48,8 @@ struct GatepostProcess {
         let records = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [[String: Any]]
         #expect(records?.count == 4)
         #expect(records?.first?["sha256"] as? String != nil)
+        // Every record has every key; absent values are null.
+        #expect(records?.allSatisfy { $0.keys.contains("error") && $0.keys.contains("deliveredPath") } == true)
         let show = try await GatepostProcess.run(["catalog", "show", (records?.first?["id"] as? String) ?? "", "--spool", dir + "/spool"])
         #expect(show.status == 0)
         #expect(show.stdout.contains("orders-2026-11-25.csv"))
