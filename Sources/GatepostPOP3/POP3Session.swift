@@ -257,19 +257,31 @@ public final class POP3Session {
     public func authenticatePlain(user: String, password: String, allowPlaintext: Bool) async throws(POP3Error) {
         guard isEncrypted || allowPlaintext else { throw POP3Error.plaintextRefused }
         let token = Base64.encode(Array("\0\(user)\0\(password)".utf8))
-        try await write(.auth(mechanism: "PLAIN", initialResponse: token))
+        // We already sent everything; a challenge means the server wants it again.
+        try await saslExchange(mechanism: "PLAIN", initialResponse: token) { _ in token }
+    }
+
+    /// One SASL exchange (RFC 5034): AUTH, then an answer to each `+ challenge` until the
+    /// server says +OK or -ERR. `respond` gets the challenge's base64 text.
+    func saslExchange(
+        mechanism: String, initialResponse: String?, respond: (String) -> String
+    ) async throws(POP3Error) {
+        try await write(.auth(mechanism: mechanism, initialResponse: initialResponse))
+        var rounds = 0
         while true {
-            switch try await nextEvent(during: "AUTH PLAIN") {
-            case .challenge:
-                // We already sent everything; a challenge means the server wants it again.
-                var buffer = channel.allocator.buffer(capacity: token.utf8.count + 2)
-                try machine.sendSASLResponse(token, into: &buffer)
-                do { try await outbound.write(buffer) } catch { throw mapTransportError(error, during: "AUTH PLAIN") }
+            switch try await nextEvent(during: "AUTH \(mechanism)") {
+            case .challenge(_, let challenge):
+                rounds += 1
+                // A server that keeps challenging is broken or hostile: give up (RFC 5034 "*").
+                let answer = rounds > 8 ? "*" : respond(challenge)
+                var buffer = channel.allocator.buffer(capacity: answer.utf8.count + 2)
+                try machine.sendSASLResponse(answer, into: &buffer)
+                do { try await outbound.write(buffer) } catch { throw mapTransportError(error, during: "AUTH \(mechanism)") }
             case .status(_, let status):
                 guard status.isOK else { throw Self.authenticationError(status) }
                 return
             default:
-                throw POP3Error.protocolViolation("unexpected response to AUTH PLAIN")
+                throw POP3Error.protocolViolation("unexpected response to AUTH \(mechanism)")
             }
         }
     }

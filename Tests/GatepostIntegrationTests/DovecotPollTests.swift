@@ -188,13 +188,49 @@ import Testing
         let setup = try await Setup()
         defer { setup.tearDown() }
         _ = try await setup.dovecot.fillMailbox(user: "alice", count: 2)
+        // Mechanisms that put the password on the wire (the default would pick CRAM-MD5).
         await #expect {
-            try await setup.poll(try setup.site(security: "none", caFile: false))
+            try await setup.poll(try setup.site(security: "none", caFile: false, extraPOP3: "  auth: [plain, login, user]"))
         } throws: { error in
             "\(error)".contains("refusing to send a password over an unencrypted connection")
         }
         #expect(try await setup.records().isEmpty)
         let allowed = try setup.site(security: "none", caFile: false, extraPOP3: "  allow_plaintext_password: true")
         #expect(try await setup.poll(allowed).records.count == 2)
+    }
+
+    @Test(arguments: ["user", "plain", "login", "cram-md5", "apop"])
+    func everyMechanismAuthenticatesAgainstDovecot(mechanism: String) async throws {
+        let setup = try await Setup()
+        defer { setup.tearDown() }
+        let expected = try await setup.dovecot.fillMailbox(user: "bob", count: 3, seed: 21)
+        let site = try setup.site(user: "bob", extraPOP3: "  auth: [\(mechanism)]")
+        #expect(try await setup.poll(site).records.count == 3)
+        try Self.check(try await setup.records(), against: expected)
+        let wrong = try setup.site("wrong", user: "bob", password: "nope", extraPOP3: "  auth: [\(mechanism)]")
+        _ = try await setup.dovecot.fillMailbox(user: "bob", count: 1, seed: 22)
+        await #expect {
+            try await setup.poll(wrong)
+        } throws: { error in
+            "\(error)".hasPrefix("wrong: authentication failed")
+        }
+    }
+
+    @Test func challengeResponseNeedsNoTLSButClearPasswordsDo() async throws {
+        let setup = try await Setup()
+        defer { setup.tearDown() }
+        _ = try await setup.dovecot.fillMailbox(user: "carol", count: 2, seed: 23)
+        // Neither CRAM-MD5 nor APOP puts the password on the wire.
+        let cram = try setup.site("cram", user: "carol", security: "none", caFile: false, delete: false, extraPOP3: "  auth: [cram-md5]")
+        #expect(try await setup.poll(cram).records.count == 2)
+        let apop = try setup.site("apop", user: "carol", security: "none", caFile: false, delete: false, extraPOP3: "  auth: [apop]")
+        #expect(try await setup.poll(apop).records.count == 2)
+        // LOGIN sends it base64-encoded, which is clear text: refused without TLS or opt-in.
+        let login = try setup.site("login", user: "carol", security: "none", caFile: false, delete: false, extraPOP3: "  auth: [login]")
+        await #expect {
+            try await setup.poll(login)
+        } throws: { error in
+            "\(error)".contains("refusing to send a password over an unencrypted connection")
+        }
     }
 }

@@ -169,3 +169,22 @@ struct Harness {
         #expect(Base64.encode(Array("\0user\0pass".utf8)) == "AHVzZXIAcGFzcw==")
     }
 }
+
+import Foundation
+
+@Suite struct POP3AuthenticationTests {
+    @Test func apopDigestMatchesRFC1939() {
+        #expect(POP3Session.apopDigest(timestamp: "<1896.697170952@dbc.mtview.ca.us>", password: "tanstaaf")
+            == "c4c9334bac560ecc979e58001b3e22fb")
+    }
+
+    @Test func cramMD5MatchesRFC2195() {
+        let challenge = Data("<1896.697170952@postoffice.reston.mci.net>".utf8)
+        #expect(POP3Session.cramMD5Response(user: "tim", password: "tanstaaftanstaaf", challenge: challenge)
+            == "tim b913a602c7eda7a495b4e6e7334d3890")
+    }
+
+    @Test func onlyChallengeResponseKeepsThePasswordOffTheWire() {
+        #expect(POP3AuthMechanism.allCases.filter { !$0.sendsPasswordInClear } == [.apop, .cramMD5])
+    }
+}

@@ -54,26 +54,41 @@ enum SiteSessionSetup {
         try await authenticate(session, site: site)
     }
 
-    static let implementedMechanisms = ["plain", "user"]
+    /// Without `auth:` in the site: the strongest mechanism the server offers. CRAM-MD5 keeps the
+    /// password off the wire even without TLS; APOP (no capability announces it) only when asked.
+    static let defaultPreference: [POP3AuthMechanism] = [.cramMD5, .plain, .login, .user]
 
     static func authenticate(_ session: POP3Session, site: RemoteSite) async throws(POP3Error) {
         guard let password = site.pop3.password?.value else {
             throw POP3Error.authenticationFailed("the site has no password (pop3.password or pop3.password_file)")
         }
         let offered = Set(session.capabilities?.saslMechanisms ?? [])
-        let wanted = site.pop3.auth.isEmpty ? implementedMechanisms : site.pop3.auth
+        let explicit = !site.pop3.auth.isEmpty
+        let wanted: [POP3AuthMechanism] = explicit
+            ? site.pop3.auth.compactMap(POP3AuthMechanism.init(rawValue:))
+            : defaultPreference
+        let user = site.pop3.user
+        let allowPlaintext = site.pop3.allowPlaintextPassword
         for mechanism in wanted {
             switch mechanism {
-            case "plain" where offered.contains("PLAIN"):
-                try await session.authenticatePlain(user: site.pop3.user, password: password, allowPlaintext: site.pop3.allowPlaintextPassword)
-                return
-            case "user":
-                try await session.login(user: site.pop3.user, password: password, allowPlaintext: site.pop3.allowPlaintextPassword)
-                return
+            case .cramMD5 where offered.contains("CRAM-MD5"):
+                return try await session.authenticateCRAMMD5(user: user, password: password)
+            case .plain where offered.contains("PLAIN"):
+                return try await session.authenticatePlain(user: user, password: password, allowPlaintext: allowPlaintext)
+            case .login where offered.contains("LOGIN"):
+                return try await session.authenticateLogin(user: user, password: password, allowPlaintext: allowPlaintext)
+            case .apop where session.greeting?.apopTimestamp != nil:
+                return try await session.authenticateAPOP(user: user, password: password)
+            case .user:
+                return try await session.login(user: user, password: password, allowPlaintext: allowPlaintext)
             default:
                 continue
             }
         }
-        throw POP3Error.notSupported("any of the site's authentication mechanisms (\(wanted.joined(separator: ", "))) that Gatepost implements here")
+        let known = site.pop3.auth.filter { POP3AuthMechanism(rawValue: $0) == nil }
+        if !known.isEmpty {
+            throw POP3Error.notSupported("\(known.joined(separator: ", ")) authentication yet (Gatepost speaks \(POP3AuthMechanism.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
+        throw POP3Error.notSupported("any of the site's authentication mechanisms (\(wanted.map(\.rawValue).joined(separator: ", "))); it offers SASL \(offered.sorted().joined(separator: " "))")
     }
 }
