@@ -100,7 +100,57 @@ public final class SQLiteCatalog: Catalog {
                 t.column("updatedAt", .datetime).notNull()
             }
         }
+        migrator.registerMigration("v3-site-state") { db in
+            try db.create(table: "site_state") { t in
+                t.primaryKey("site", .text)
+                t.column("enabled", .boolean)
+                t.column("lastPoll", .datetime)
+                t.column("lastSuccess", .datetime)
+                t.column("lastError", .text)
+                t.column("nextPoll", .datetime)
+                t.column("messages", .integer).notNull().defaults(to: 0)
+                t.column("bytes", .integer).notNull().defaults(to: 0)
+            }
+        }
         return migrator
+    }
+
+    public func siteStates() async throws -> [String: SiteState] {
+        try await database.read { db in
+            let rows = try Row.fetchAll(db, sql: "SELECT * FROM site_state")
+            var states: [String: SiteState] = [:]
+            for row in rows {
+                let site: String = row["site"]
+                states[site] = SiteState(
+                    site: site, enabled: row["enabled"], lastPoll: row["lastPoll"], lastSuccess: row["lastSuccess"],
+                    lastError: row["lastError"], nextPoll: row["nextPoll"], messages: row["messages"], bytes: row["bytes"]
+                )
+            }
+            return states
+        }
+    }
+
+    public func setSiteEnabled(_ site: String, enabled: Bool) async throws {
+        try await database.write { db in
+            try db.execute(
+                sql: "INSERT INTO site_state (site, enabled) VALUES (?, ?) ON CONFLICT(site) DO UPDATE SET enabled = excluded.enabled",
+                arguments: [site, enabled]
+            )
+        }
+    }
+
+    public func recordPoll(site: String, at: Date, error: String?, messages: Int, bytes: Int64, nextPoll: Date?) async throws {
+        try await database.write { db in
+            try db.execute(sql: "INSERT INTO site_state (site) VALUES (?) ON CONFLICT(site) DO NOTHING", arguments: [site])
+            try db.execute(
+                sql: """
+                UPDATE site_state SET lastPoll = ?, lastError = ?, nextPoll = ?, messages = messages + ?, bytes = bytes + ?,
+                  lastSuccess = CASE WHEN ? IS NULL THEN ? ELSE lastSuccess END
+                WHERE site = ?
+                """,
+                arguments: [at, error, nextPoll, messages, bytes, error, at, site]
+            )
+        }
     }
 
     public func transfersToDeliver() async throws -> [TransferRecord] {

@@ -173,6 +173,32 @@ public struct RetrievedMessage: Sendable, Hashable {
     }
 }
 
+/// What the catalog keeps about a site between polls. `enabled` is the operator's override of
+/// the site file's `enabled:` (nil: the file decides).
+public struct SiteState: Codable, Sendable, Hashable {
+    public var site: String
+    public var enabled: Bool?
+    public var lastPoll: Date?
+    public var lastSuccess: Date?
+    public var lastError: String?
+    public var nextPoll: Date?
+    /// Totals over all polls.
+    public var messages: Int64
+    public var bytes: Int64
+
+    public init(site: String, enabled: Bool? = nil, lastPoll: Date? = nil, lastSuccess: Date? = nil, lastError: String? = nil,
+                nextPoll: Date? = nil, messages: Int64 = 0, bytes: Int64 = 0) {
+        self.site = site
+        self.enabled = enabled
+        self.lastPoll = lastPoll
+        self.lastSuccess = lastSuccess
+        self.lastError = lastError
+        self.nextPoll = nextPoll
+        self.messages = messages
+        self.bytes = bytes
+    }
+}
+
 /// The spool catalog: transfer records and, per site, which server messages are already safe.
 ///
 /// The one rule every implementation keeps: ``commitReceived(_:uidl:)`` stores the record and
@@ -191,6 +217,13 @@ public protocol Catalog: Sendable {
     /// crash between the link and the state update is recognized and not delivered twice.
     func deliveryTarget(id: String) async throws -> String?
     func recordDeliveryTarget(id: String, application: String, target: String) async throws
+
+    /// Per-site state, by site name.
+    func siteStates() async throws -> [String: SiteState]
+    /// Persists an operator's enable/disable; a running daemon picks it up.
+    func setSiteEnabled(_ site: String, enabled: Bool) async throws
+    /// Records one poll's outcome: `error` nil for success; counts are added to the totals.
+    func recordPoll(site: String, at: Date, error: String?, messages: Int, bytes: Int64, nextPoll: Date?) async throws
 
     /// Records that the server applied our DELEs for these UIDLs (after QUIT succeeded).
     func markDeleted(site: String, uidls: [String]) async throws

@@ -18,15 +18,6 @@ struct PollCommand: AsyncParsableCommand {
     func run() async throws {
         options.bootstrapLogging()
         let directory = try Runtime.loadSites(options)
-        let selected: [RemoteSite]
-        do {
-            selected = try Runtime.selectSites(sites, from: directory)
-        } catch let failure as CommandFailure {
-            throw fail(failure)
-        }
-        if selected.isEmpty {
-            throw fail(.configuration("no enabled sites in \(options.sites)"))
-        }
         let (spool, catalog): (Spool, SQLiteCatalog)
         let lock: SpoolLock
         do {
@@ -36,6 +27,15 @@ struct PollCommand: AsyncParsableCommand {
             throw fail(failure)
         } catch {
             throw fail(CommandFailure(description: "\(error)", exitCode: 1))
+        }
+        let selected: [RemoteSite]
+        do {
+            selected = try Runtime.selectSites(sites, from: directory, states: try await catalog.siteStates())
+        } catch let failure as CommandFailure {
+            throw fail(failure)
+        }
+        if selected.isEmpty {
+            throw fail(.configuration("no enabled sites in \(options.sites)"))
         }
         // Settle what an interrupted run left: unfinished messages in tmp/ (still on the server)
         // and received folders waiting for their final name.
@@ -49,15 +49,23 @@ struct PollCommand: AsyncParsableCommand {
 
         var failed = false
         for site in selected {
+            let started = Date()
             do {
                 let summary = try await PollJob(site: site, spool: spool, catalog: catalog, logger: logger).run(retrying: RetryPolicy())
                 print(Self.describe(summary))
+                try? await catalog.recordPoll(
+                    site: site.name, at: started, error: nil, messages: summary.records.count, bytes: summary.bytes, nextPoll: nil
+                )
             } catch {
                 failed = true
                 FileHandle.standardError.write(Data("gatepost: \(error.description)\n".utf8))
                 if !error.partial.records.isEmpty {
                     print(Self.describe(error.partial) + " before the failure")
                 }
+                try? await catalog.recordPoll(
+                    site: site.name, at: started, error: error.cause, messages: error.partial.records.count,
+                    bytes: error.partial.bytes, nextPoll: error.retryAfter.map { started.addingTimeInterval(TimeInterval($0.components.seconds)) }
+                )
             }
         }
         if let local = directory.local {

@@ -14,9 +14,9 @@ enum Runtime {
 
     /// The sites named, or all enabled ones when none are named. A named site whose file is
     /// broken is a configuration error naming the file, line and field.
-    static func selectSites(_ names: [String], from directory: SiteDirectory) throws -> [RemoteSite] {
+    static func selectSites(_ names: [String], from directory: SiteDirectory, states: [String: SiteState] = [:]) throws -> [RemoteSite] {
         if names.isEmpty {
-            return directory.sites.filter(\.enabled)
+            return directory.sites.filter { $0.isEnabled(states[$0.name]) }
         }
         return try names.map { name in
             if let site = directory.site(named: name) { return site }

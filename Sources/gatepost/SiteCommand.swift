@@ -1,39 +1,163 @@
 import ArgumentParser
 import Foundation
+import GatepostCatalog
 import GatepostCore
 
 struct SiteCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "site",
-        abstract: "Inspect Remote Site definitions.",
-        subcommands: [List.self]
+        abstract: "Inspect Remote Sites and turn their polling on or off.",
+        subcommands: [List.self, Show.self, Enable.self, Disable.self]
     )
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List the sites and any site file that cannot be used.")
+        static let configuration = CommandConfiguration(abstract: "List the sites, their state, and any site file that cannot be used.")
 
         @OptionGroup var options: GlobalOptions
+        @Option(help: "table or json.") var format: OutputFormat = .table
 
         func run() async throws {
             let directory = try Runtime.loadSites(options)
-            var table = TextTable(headers: ["NAME", "ENABLED", "SERVER", "SECURITY", "USER", "DELETE", "INTERVAL", "FILE"])
-            for site in directory.sites {
-                table.rows.append([
-                    site.name,
-                    site.enabled ? "yes" : "no",
-                    "\(site.pop3.host):\(site.pop3.port)",
-                    site.pop3.security.rawValue,
-                    site.pop3.user,
-                    site.poll.deleteAfterRetrieve ? "yes" : "no",
-                    Formatting.duration(site.poll.interval),
-                    site.sourceFile,
-                ])
+            let states = try await openCatalog(options).siteStates()
+            switch format {
+            case .json:
+                print(try Formatting.json(directory.sites.map { SiteSummary(site: $0, state: states[$0.name]) }))
+            case .table:
+                var table = TextTable(headers: ["NAME", "ENABLED", "SERVER", "SECURITY", "USER", "DELETE", "INTERVAL", "LAST POLL", "MESSAGES", "LAST ERROR"])
+                for site in directory.sites {
+                    let state = states[site.name]
+                    table.rows.append([
+                        site.name,
+                        site.isEnabled(state) ? "yes" : "no",
+                        "\(site.pop3.host):\(site.pop3.port)",
+                        site.pop3.security.rawValue,
+                        site.pop3.user,
+                        site.poll.deleteAfterRetrieve ? "yes" : "no",
+                        Formatting.duration(site.poll.interval),
+                        state?.lastPoll.map(Formatting.timestamp) ?? "-",
+                        String(state?.messages ?? 0),
+                        String((state?.lastError ?? "-").prefix(60)),
+                    ])
+                }
+                print(table.render())
             }
-            print(table.render())
             for error in directory.errors {
                 FileHandle.standardError.write(Data("gatepost: unusable site file: \(error.description)\n".utf8))
             }
             if !directory.errors.isEmpty { throw ExitCode(2) }
         }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show one site's settings (secrets masked) and state.")
+
+        @OptionGroup var options: GlobalOptions
+        @Argument(help: "The site.") var site: String
+        @Option(help: "table or json.") var format: OutputFormat = .table
+
+        func run() async throws {
+            let directory = try Runtime.loadSites(options)
+            let remote: RemoteSite
+            do {
+                guard let found = try Runtime.selectSites([site], from: directory).first else { throw ExitCode(2) }
+                remote = found
+            } catch let failure as CommandFailure {
+                throw fail(failure)
+            }
+            let summary = SiteSummary(site: remote, state: try await openCatalog(options).siteStates()[remote.name])
+            switch format {
+            case .json:
+                print(try Formatting.json(summary))
+            case .table:
+                var table = TextTable(headers: ["FIELD", "VALUE"])
+                table.rows = summary.fields.map { [$0.0, $0.1] }
+                print(table.render())
+            }
+        }
+    }
+
+    struct Enable: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Turn polling of a site on (kept in the catalog).")
+        @OptionGroup var options: GlobalOptions
+        @Argument(help: "The site.") var site: String
+        func run() async throws { try await setEnabled(site, true, options: options) }
+    }
+
+    struct Disable: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Turn polling of a site off (kept in the catalog).")
+        @OptionGroup var options: GlobalOptions
+        @Argument(help: "The site.") var site: String
+        func run() async throws { try await setEnabled(site, false, options: options) }
+    }
+
+    static func setEnabled(_ name: String, _ enabled: Bool, options: GlobalOptions) async throws {
+        let directory = try Runtime.loadSites(options)
+        do {
+            _ = try Runtime.selectSites([name], from: directory)
+        } catch let failure as CommandFailure {
+            throw fail(failure)
+        }
+        try await openCatalog(options).setSiteEnabled(name, enabled: enabled)
+        print("\(name): \(enabled ? "enabled" : "disabled")")
+    }
+}
+
+/// A site as operators see it: settings without secrets, and its state.
+struct SiteSummary: Encodable {
+    var name: String
+    var description: String?
+    var file: String
+    var enabled: Bool
+    var host: String
+    var port: Int
+    var security: String
+    var user: String
+    var password: String
+    var auth: [String]
+    var interval: String
+    var deleteAfterRetrieve: Bool
+    var maxMessageSize: Int64
+    var application: String?
+    var lastPoll: Date?
+    var lastSuccess: Date?
+    var lastError: String?
+    var nextPoll: Date?
+    var messages: Int64
+    var bytes: Int64
+
+    init(site: RemoteSite, state: SiteState?) {
+        name = site.name
+        description = site.description
+        file = site.sourceFile
+        enabled = site.isEnabled(state)
+        host = site.pop3.host
+        port = site.pop3.port
+        security = site.pop3.security.rawValue
+        user = site.pop3.user
+        // Never the secret itself: only whether there is one.
+        password = site.pop3.password == nil ? "(none)" : "****"
+        auth = site.pop3.auth
+        interval = Formatting.duration(site.poll.interval)
+        deleteAfterRetrieve = site.poll.deleteAfterRetrieve
+        maxMessageSize = site.poll.maxMessageSize
+        application = site.application
+        lastPoll = state?.lastPoll
+        lastSuccess = state?.lastSuccess
+        lastError = state?.lastError
+        nextPoll = state?.nextPoll
+        messages = state?.messages ?? 0
+        bytes = state?.bytes ?? 0
+    }
+
+    var fields: [(String, String)] {
+        [
+            ("name", name), ("description", description ?? "-"), ("file", file), ("enabled", enabled ? "yes" : "no"),
+            ("server", "\(host):\(port)"), ("security", security), ("user", user), ("password", password),
+            ("auth", auth.isEmpty ? "(strongest offered)" : auth.joined(separator: ", ")), ("interval", interval),
+            ("delete after retrieve", deleteAfterRetrieve ? "yes" : "no"), ("max message size", String(maxMessageSize)),
+            ("application", application ?? "-"), ("last poll", lastPoll.map(Formatting.timestamp) ?? "-"),
+            ("last success", lastSuccess.map(Formatting.timestamp) ?? "-"), ("last error", lastError ?? "-"),
+            ("next poll", nextPoll.map(Formatting.timestamp) ?? "-"), ("messages", String(messages)), ("bytes", String(bytes)),
+        ]
     }
 }

@@ -112,4 +112,44 @@ struct GatepostProcess {
         let spoolAttributes = try FileManager.default.attributesOfItem(atPath: dir + "/spool")
         #expect(((spoolAttributes[.posixPermissions] as? Int) ?? 0o777) & 0o077 == 0)
     }
+
+    @Test func sitesAreEnabledAndDisabledFromTheCommandLine() async throws {
+        let dovecot = try await DovecotPeer.start()
+        defer { dovecot.stop() }
+        _ = try await dovecot.fillMailbox(user: "alice", count: 2, seed: 31)
+        _ = try await dovecot.fillMailbox(user: "bob", count: 3, seed: 32)
+        let dir = try scratch()
+        for (name, user, enabled) in [("first", "alice", true), ("second", "bob", false)] {
+            try """
+            enabled: \(enabled)
+            pop3:
+              host: 127.0.0.1
+              port: \(dovecot.info.tlsPort)
+              user: \(user)
+              password: \(user)-secret
+              tls: {ca_file: \(dovecot.info.caFile)}
+            """.write(toFile: dir + "/sites/\(name).yaml", atomically: true, encoding: .utf8)
+        }
+        let global = ["--sites", dir + "/sites", "--spool", dir + "/spool"]
+        let first = try await GatepostProcess.run(["poll"] + global)
+        #expect(first.status == 0, "\(first.stderr)")
+        #expect(first.stdout.contains("first: 2 new") && !first.stdout.contains("second:"), "\(first.stdout)")
+
+        #expect(try await GatepostProcess.run(["site", "enable", "second"] + global).stdout == "second: enabled\n")
+        #expect(try await GatepostProcess.run(["site", "disable", "first"] + global).status == 0)
+        let second = try await GatepostProcess.run(["poll"] + global)
+        #expect(second.stdout.contains("second: 3 new") && !second.stdout.contains("first:"), "\(second.stdout)")
+
+        let show = try await GatepostProcess.run(["site", "show", "second"] + global)
+        #expect(show.status == 0)
+        #expect(show.stdout.contains("****") && !show.stdout.contains("bob-secret"), "\(show.stdout)")
+        #expect(show.stdout.contains("messages               3") || show.stdout.contains("messages  "), "\(show.stdout)")
+        let list = try await GatepostProcess.run(["site", "list", "--format", "json"] + global)
+        let sites = try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [[String: Any]]
+        #expect(sites?.map { $0["enabled"] as? Bool } == [false, true])
+        #expect(sites?.map { $0["messages"] as? Int } == [2, 3])
+        #expect(!list.stdout.contains("secret"))
+        let unknown = try await GatepostProcess.run(["site", "enable", "third"] + global)
+        #expect(unknown.status == 2)
+    }
 }

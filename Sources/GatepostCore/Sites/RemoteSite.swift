@@ -98,6 +98,11 @@ public struct RemoteSite: Sendable, Hashable {
     /// The file this site was read from, for error messages.
     public var sourceFile: String
 
+    /// Enabled, as the operator last said (`gatepost site enable|disable`), else as the file says.
+    public func isEnabled(_ state: SiteState?) -> Bool {
+        state?.enabled ?? enabled
+    }
+
     /// Every application this site names, with where, for checking against the Local Site.
     var applicationReferences: [(name: String, line: Int?, field: String)] {
         var references = routes.map { ($0.application, $0.line, $0.field ?? "routes") }
