@@ -41,6 +41,88 @@ public enum ChildProcess {
         _ executable: String, _ arguments: [String], environment: [String: String]? = nil,
         timeout: Duration? = nil, maxOutput: Int = 16 << 20
     ) throws -> Result {
+        try start(executable, arguments, environment: environment).collect(timeout: timeout, maxOutput: maxOutput)
+    }
+
+    /// A started program: signal it, then collect its output and status.
+    public final class Running: Sendable {
+        public let pid: pid_t
+        let stdoutFD: Int32
+        let stderrFD: Int32
+
+        init(pid: pid_t, stdoutFD: Int32, stderrFD: Int32) {
+            self.pid = pid
+            self.stdoutFD = stdoutFD
+            self.stderrFD = stderrFD
+        }
+
+        public func signal(_ signal: Int32) {
+            kill(pid, signal)
+        }
+
+        /// Waits (on a thread of its own) for the program to end.
+        public func finish(timeout: Duration? = nil, maxOutput: Int = 16 << 20) async throws -> Result {
+            try await offloaded { [self] in collect(timeout: timeout, maxOutput: maxOutput) }
+        }
+
+        func collect(timeout: Duration?, maxOutput: Int) -> Result {
+            let pid = pid
+            let stdoutPipe = [stdoutFD]
+            let stderrPipe = [stderrFD]
+            // Drain both pipes together so a chatty child can never block on a full one.
+            var outputs: [Int32: [UInt8]] = [stdoutPipe[0]: [], stderrPipe[0]: []]
+            var open = [stdoutPipe[0], stderrPipe[0]]
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            let deadline = timeout.map { ContinuousClock.now + $0 }
+            var timedOut = false
+            while !open.isEmpty {
+                var fds = open.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+                var waitMilliseconds: Int32 = -1
+                if let deadline {
+                    let left = deadline - ContinuousClock.now
+                    if left <= .zero {
+                        // Past its time: kill it; the pipes then close and the loop ends.
+                        if !timedOut { kill(-pid, SIGKILL) }
+                        timedOut = true
+                        waitMilliseconds = 100
+                    } else {
+                        let (seconds, attoseconds) = left.components
+                        waitMilliseconds = Int32(clamping: seconds * 1000 + attoseconds / 1_000_000_000_000_000 + 1)
+                    }
+                }
+                let ready = poll(&fds, nfds_t(fds.count), waitMilliseconds)
+                if ready < 0 {
+                    if errno == EINTR { continue }
+                    break
+                }
+                for entry in fds where entry.revents != 0 {
+                    let count = read(entry.fd, &buffer, buffer.count)
+                    if count > 0 {
+                        outputs[entry.fd, default: []].append(contentsOf: buffer[0..<count])
+                        if let kept = outputs[entry.fd], kept.count > maxOutput {
+                            outputs[entry.fd] = Array(kept.suffix(maxOutput))
+                        }
+                    } else if count == 0 || (errno != EINTR && errno != EAGAIN) {
+                        close(entry.fd)
+                        open.removeAll { $0 == entry.fd }
+                    }
+                }
+            }
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) < 0, errno == EINTR {}
+            // WIFEXITED / WEXITSTATUS, spelled out (the C macros are not imported).
+            let exitStatus = (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
+            return Result(
+                status: exitStatus,
+                stdout: String(decoding: outputs[stdoutPipe[0]] ?? [], as: UTF8.self),
+                stderr: String(decoding: outputs[stderrPipe[0]] ?? [], as: UTF8.self),
+                timedOut: timedOut
+            )
+        }
+    }
+
+    /// Starts a program with its output captured; collect it with ``Running/finish(timeout:maxOutput:)``.
+    public static func start(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws -> Running {
         var stdoutPipe: [Int32] = [0, 0]
         var stderrPipe: [Int32] = [0, 0]
         // Close-on-exec: a child started concurrently by another test must not inherit our pipe
@@ -91,56 +173,9 @@ public enum ChildProcess {
             throw SpawnError(executable: executable, errno: spawned)
         }
 
-        // Drain both pipes together so a chatty child can never block on a full one.
-        var outputs: [Int32: [UInt8]] = [stdoutPipe[0]: [], stderrPipe[0]: []]
-        var open = [stdoutPipe[0], stderrPipe[0]]
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        let deadline = timeout.map { ContinuousClock.now + $0 }
-        var timedOut = false
-        while !open.isEmpty {
-            var fds = open.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
-            var waitMilliseconds: Int32 = -1
-            if let deadline {
-                let left = deadline - ContinuousClock.now
-                if left <= .zero {
-                    // Past its time: kill it; the pipes then close and the loop ends.
-                    if !timedOut { kill(-pid, SIGKILL) }
-                    timedOut = true
-                    waitMilliseconds = 100
-                } else {
-                    let (seconds, attoseconds) = left.components
-                    waitMilliseconds = Int32(clamping: seconds * 1000 + attoseconds / 1_000_000_000_000_000 + 1)
-                }
-            }
-            let ready = poll(&fds, nfds_t(fds.count), waitMilliseconds)
-            if ready < 0 {
-                if errno == EINTR { continue }
-                break
-            }
-            for entry in fds where entry.revents != 0 {
-                let count = read(entry.fd, &buffer, buffer.count)
-                if count > 0 {
-                    outputs[entry.fd, default: []].append(contentsOf: buffer[0..<count])
-                    if let kept = outputs[entry.fd], kept.count > maxOutput {
-                        outputs[entry.fd] = Array(kept.suffix(maxOutput))
-                    }
-                } else if count == 0 || (errno != EINTR && errno != EAGAIN) {
-                    close(entry.fd)
-                    open.removeAll { $0 == entry.fd }
-                }
-            }
-        }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0, errno == EINTR {}
-        // WIFEXITED / WEXITSTATUS, spelled out (the C macros are not imported).
-        let exitStatus = (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
-        return Result(
-            status: exitStatus,
-            stdout: String(decoding: outputs[stdoutPipe[0]] ?? [], as: UTF8.self),
-            stderr: String(decoding: outputs[stderrPipe[0]] ?? [], as: UTF8.self),
-            timedOut: timedOut
-        )
+        return Running(pid: pid, stdoutFD: stdoutPipe[0], stderrFD: stderrPipe[0])
     }
+
 }
 
 /// Runs blocking work (waiting for a child process) on a dedicated thread.

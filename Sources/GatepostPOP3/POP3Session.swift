@@ -365,7 +365,7 @@ public final class POP3Session {
 
 /// Entry point: connect, read the greeting, run `body`, close.
 public enum POP3Client {
-    public static func withSession<Result>(
+    public static func withSession<Result: Sendable>(
         _ configuration: POP3ConnectionConfiguration,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger,
@@ -377,8 +377,14 @@ public enum POP3Client {
             let session = POP3Session(
                 configuration: configuration, channel: channel, inbound: inbound, outbound: outbound, logger: logger
             )
-            try await session.readGreeting()
-            return try await body(session)
+            // A cancelled task (a daemon shutting down) closes the connection, which ends any
+            // read in progress at once; what was not committed stays on the server.
+            return try await withTaskCancellationHandler {
+                try await session.readGreeting()
+                return try await body(session)
+            } onCancel: {
+                channel.close(promise: nil)
+            }
         }
     }
 }

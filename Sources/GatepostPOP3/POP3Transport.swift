@@ -78,7 +78,7 @@ enum POP3Transport {
     ) async throws(POP3Error) -> Connection {
         let sslContext: NIOSSLContext?
         do {
-            sslContext = configuration.security == .none ? nil : try NIOSSLContext(configuration: configuration.tls)
+            sslContext = configuration.security == .none ? nil : try NIOSSLContext(configuration: Self.tls(configuration))
         } catch {
             throw POP3Error.tlsFailed("cannot set up TLS: \(error)")
         }
@@ -110,7 +110,7 @@ enum POP3Transport {
     /// Puts TLS in front of everything else after STLS was accepted.
     static func upgradeToTLS(_ channel: any Channel, configuration: POP3ConnectionConfiguration) async throws(POP3Error) {
         do {
-            let context = try NIOSSLContext(configuration: configuration.tls)
+            let context = try NIOSSLContext(configuration: Self.tls(configuration))
             let serverName = configuration.tlsServerName
             try await channel.eventLoop.submit {
                 let handler = try NIOSSLClientHandler(context: context, serverHostname: serverName)
@@ -119,6 +119,14 @@ enum POP3Transport {
         } catch {
             throw POP3Error.tlsFailed("cannot start TLS: \(error)")
         }
+    }
+
+    /// The site's TLS settings, with a short close_notify wait: a connection we abandon (a poll
+    /// cancelled at shutdown) must not linger while the server is still streaming to us.
+    static func tls(_ configuration: POP3ConnectionConfiguration) -> TLSConfiguration {
+        var tls = configuration.tls
+        tls.shutdownTimeout = min(tls.shutdownTimeout, .milliseconds(500))
+        return tls
     }
 
     /// A short, operator-readable reason for a connection failure.

@@ -107,7 +107,7 @@ public struct PollJob: Sendable {
                 records += error.partial.records
                 failure.partial.records = records
                 failure.attempts = attempt
-                guard error.isTransient, error.retryAfter == nil, attempt < policy.attempts else { throw failure }
+                guard error.isTransient, error.retryAfter == nil, attempt < policy.attempts, !Task.isCancelled else { throw failure }
                 let wait = policy.delay(after: attempt, using: &generator)
                 logger.warning("poll failed, trying again", metadata: ["error": "\(error.cause)", "attempt": "\(attempt)", "wait": "\(wait)"])
                 try? await Task.sleep(for: wait)

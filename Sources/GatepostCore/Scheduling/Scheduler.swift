@@ -1,0 +1,191 @@
+import Foundation
+import GatepostCatalog
+import Logging
+import ServiceLifecycle
+
+/// `gatepost run`: polls every enabled site on its interval, until a graceful shutdown.
+///
+/// Once a second it looks at the sites folder (reloading it when a file changed or SIGHUP
+/// asked) and at the catalog's site states (so `gatepost site enable|disable` takes effect
+/// within a second), and starts the polls that are due, within a global limit and a limit per
+/// server host. A failing site waits longer each time (exponential backoff, capped at an hour),
+/// a site whose server sent LOGIN-DELAY waits as long as asked, and every interval gets ±10 %
+/// jitter so sites configured alike do not poll in lockstep.
+///
+/// On shutdown no new poll starts and the running ones are cancelled: a message being received
+/// is abandoned (nothing of it is committed; it stays on the server), one already committed
+/// stays committed.
+public struct Scheduler: Service {
+    public struct Limits: Sendable {
+        public var concurrentPolls: Int
+        public var concurrentPollsPerHost: Int
+        public init(concurrentPolls: Int = 16, concurrentPollsPerHost: Int = 2) {
+            self.concurrentPolls = concurrentPolls
+            self.concurrentPollsPerHost = concurrentPollsPerHost
+        }
+    }
+
+    public var sitesFolder: String
+    public var spool: Spool
+    public var catalog: any Catalog
+    public var limits: Limits
+    public var retry: RetryPolicy
+    public var logger: Logger
+    /// Set (by a SIGHUP handler) to reload the sites folder at the next tick.
+    public var reloadRequested: @Sendable () -> Bool
+
+    public init(
+        sitesFolder: String, spool: Spool, catalog: any Catalog, limits: Limits = Limits(),
+        retry: RetryPolicy = RetryPolicy(), logger: Logger, reloadRequested: @escaping @Sendable () -> Bool = { false }
+    ) {
+        self.sitesFolder = sitesFolder
+        self.spool = spool
+        self.catalog = catalog
+        self.limits = limits
+        self.retry = retry
+        self.logger = logger
+        self.reloadRequested = reloadRequested
+    }
+
+    private struct Schedule {
+        var due: ContinuousClock.Instant
+        var failures = 0
+    }
+
+    private struct PollResult: Sendable {
+        var site: String
+        var host: String
+        var failed: Bool
+        var retryAfter: Duration?
+    }
+
+    public func run() async throws {
+        var directory = try SiteLoader().loadDirectory(sitesFolder)
+        var fingerprint = Self.fingerprint(sitesFolder)
+        report(directory)
+        var schedules: [String: Schedule] = [:]
+        var running: [String: String] = [:]  // site -> host
+        let clock = ContinuousClock()
+
+        await withTaskGroup(of: PollResult.self) { group in
+            while !Task.isShuttingDownGracefully {
+                let current = Self.fingerprint(sitesFolder)
+                if current != fingerprint || reloadRequested() {
+                    fingerprint = current
+                    if let reloaded = try? SiteLoader().loadDirectory(sitesFolder) {
+                        directory = reloaded
+                        report(directory)
+                    }
+                }
+                let states = (try? await catalog.siteStates()) ?? [:]
+                let now = clock.now
+                for site in directory.sites where site.isEnabled(states[site.name]) && running[site.name] == nil {
+                    let schedule = schedules[site.name] ?? Schedule(due: now)
+                    schedules[site.name] = schedule
+                    guard schedule.due <= now, running.count < limits.concurrentPolls,
+                          running.values.filter({ $0 == site.pop3.host }).count < limits.concurrentPollsPerHost else { continue }
+                    running[site.name] = site.pop3.host
+                    let local = directory.local
+                    let allSites = directory.sites
+                    group.addTask { await poll(site, local: local, sites: allSites) }
+                }
+                // Collect what finished; wait at most a second for it.
+                let deadline = clock.now + .seconds(1)
+                while clock.now < deadline, !Task.isShuttingDownGracefully {
+                    if let result = await nextFinished(&group, until: deadline) {
+                        running[result.site] = nil
+                        var schedule = schedules[result.site] ?? Schedule(due: clock.now)
+                        if let site = directory.site(named: result.site) {
+                            schedule.failures = result.failed ? schedule.failures + 1 : 0
+                            schedule.due = clock.now + nextDelay(site, failures: schedule.failures, retryAfter: result.retryAfter)
+                        }
+                        schedules[result.site] = schedule
+                    } else {
+                        break
+                    }
+                }
+            }
+            logger.info("shutting down: cancelling polls in progress", metadata: ["polls": "\(running.count)"])
+            group.cancelAll()
+            for await _ in group {}
+        }
+        logger.info("stopped")
+    }
+
+    /// The next result of a finished poll, or nil once `deadline` passes with none.
+    private func nextFinished(_ group: inout TaskGroup<PollResult>, until deadline: ContinuousClock.Instant) async -> PollResult? {
+        if group.isEmpty {
+            try? await Task.sleep(until: deadline, clock: .continuous)
+            return nil
+        }
+        // Race the group's next result against the deadline with a sleeping child that
+        // reports a sentinel; the sentinel is the empty site name.
+        group.addTask {
+            try? await Task.sleep(until: deadline, clock: .continuous)
+            return PollResult(site: "", host: "", failed: false, retryAfter: nil)
+        }
+        while let result = await group.next() {
+            if result.site.isEmpty { return nil }
+            return result
+        }
+        return nil
+    }
+
+    private func nextDelay(_ site: RemoteSite, failures: Int, retryAfter: Duration?) -> Duration {
+        if let retryAfter { return max(retryAfter, site.poll.interval) }
+        var delay = site.poll.interval
+        if failures > 0 {
+            delay = min(.seconds(3600), delay * (1 << min(failures, 10)))
+        }
+        let jitter = Double.random(in: -0.1...0.1)
+        return delay + delay * jitter
+    }
+
+    private func poll(_ site: RemoteSite, local: LocalSite?, sites: [RemoteSite]) async -> PollResult {
+        var siteLogger = logger
+        siteLogger[metadataKey: "site"] = "\(site.name)"
+        let started = Date()
+        let job = PollJob(site: site, spool: spool, catalog: catalog, logger: logger)
+        var result = PollResult(site: site.name, host: site.pop3.host, failed: false, retryAfter: nil)
+        do {
+            let summary = try await job.run(retrying: retry)
+            try? await catalog.recordPoll(site: site.name, at: started, error: nil, messages: summary.records.count, bytes: summary.bytes, nextPoll: nil)
+            if !summary.records.isEmpty {
+                siteLogger.info("poll", metadata: ["new": "\(summary.records.count)", "deleted": "\(summary.deleted)"])
+            }
+        } catch {
+            result.failed = true
+            result.retryAfter = error.retryAfter
+            siteLogger.error("poll failed", metadata: ["error": "\(error.cause)"])
+            try? await catalog.recordPoll(site: site.name, at: started, error: error.cause, messages: error.partial.records.count,
+                                          bytes: error.partial.bytes, nextPoll: nil)
+        }
+        if let local, !Task.isCancelled {
+            let deliverer = Deliverer(local: local, catalog: catalog, logger: logger)
+            if let outcomes = try? await deliverer.deliverPending(sites: sites) {
+                for outcome in outcomes where outcome.state == .failed {
+                    siteLogger.error("delivery failed", metadata: ["transfer": "\(outcome.id)", "error": "\(outcome.error ?? "")"])
+                }
+            }
+        }
+        return result
+    }
+
+    private func report(_ directory: SiteDirectory) {
+        logger.info("sites loaded", metadata: ["sites": "\(directory.sites.map(\.name).joined(separator: ","))"])
+        for error in directory.errors {
+            logger.error("unusable site file", metadata: ["error": "\(error.description)"])
+        }
+    }
+
+    /// Names, sizes and modification times of the site files: a change means reload.
+    static func fingerprint(_ folder: String) -> [String] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
+        return names.sorted().map { name in
+            let attributes = try? FileManager.default.attributesOfItem(atPath: folder + "/" + name)
+            let modified = (attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+            let size = (attributes?[.size] as? Int) ?? 0
+            return "\(name) \(size) \(modified)"
+        }
+    }
+}

@@ -1,0 +1,60 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import GatepostCatalog
+import GatepostCore
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Poll all enabled sites on their schedules until SIGTERM or SIGINT (SIGHUP reloads sites/)."
+    )
+
+    @OptionGroup var options: GlobalOptions
+
+    @Option(help: "Polls running at once, over all sites.") var concurrentPolls = 16
+    @Option(help: "Polls running at once against one server host.") var concurrentPollsPerHost = 2
+
+    func run() async throws {
+        // A daemon logs what it does; `-v` is for the one-shot commands.
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = options.verbose ? .debug : .info
+            return handler
+        }
+        let logger = Logger(label: "gatepost.run")
+        _ = try Runtime.loadSites(options)
+        let (spool, catalog): (Spool, SQLiteCatalog)
+        let lock: SpoolLock
+        do {
+            (spool, catalog) = try Runtime.openSpool(options)
+            lock = try SpoolLock(spool: spool)
+            spool.sweepTemporary()
+            try await spool.recoverPending { id in try await catalog.transfer(id: id) != nil }
+        } catch let failure as CommandFailure {
+            throw fail(failure)
+        } catch {
+            throw fail(CommandFailure(description: "\(error)", exitCode: 1))
+        }
+
+        let reload = Mutex(false)
+        signal(SIGHUP, SIG_IGN)
+        let hangup = DispatchSource.makeSignalSource(signal: SIGHUP)
+        hangup.setEventHandler { reload.withLock { $0 = true } }
+        hangup.resume()
+
+        let scheduler = Scheduler(
+            sitesFolder: options.sites, spool: spool, catalog: catalog,
+            limits: .init(concurrentPolls: concurrentPolls, concurrentPollsPerHost: concurrentPollsPerHost),
+            logger: logger,
+            reloadRequested: { reload.withLock { value in defer { value = false }; return value } }
+        )
+        let group = ServiceGroup(services: [scheduler], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        try await group.run()
+        hangup.cancel()
+        withExtendedLifetime(lock) {}
+    }
+}

@@ -1,0 +1,88 @@
+import Foundation
+import GatepostCatalog
+import GatepostCore
+import GatepostTestSupport
+import Testing
+
+/// `gatepost run` against Dovecot: schedules, enable/disable while running, graceful stop.
+@Suite(.serialized) struct DaemonTests {
+    static func waitUntil(_ seconds: Int, _ condition: () async throws -> Bool) async throws -> Bool {
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        while ContinuousClock.now < deadline {
+            if try await condition() { return true }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        return try await condition()
+    }
+
+    @Test func pollsEnabledSitesPicksUpEnableAndStopsGracefullyMidRETR() async throws {
+        let dovecot = try await DovecotPeer.start()
+        defer { dovecot.stop() }
+        let root = (NSTemporaryDirectory() as NSString).appendingPathComponent("gatepost-daemon-\(UUID().uuidString)")
+        let sites = root + "/sites", spool = root + "/spool"
+        try FileManager.default.createDirectory(atPath: sites, withIntermediateDirectories: true)
+        for (user, enabled) in [("alice", true), ("bob", true), ("carol", false)] {
+            _ = try await dovecot.fillMailbox(user: user, count: 3, seed: user.count)
+            try """
+            enabled: \(enabled)
+            pop3:
+              host: 127.0.0.1
+              port: \(dovecot.info.tlsPort)
+              user: \(user)
+              password: \(user)-secret
+              tls: {ca_file: \(dovecot.info.caFile)}
+            poll: {interval: 1s}
+            """.write(toFile: sites + "/\(user).yaml", atomically: true, encoding: .utf8)
+        }
+        let global = ["--sites", sites, "--spool", spool]
+        let daemon = try ChildProcess.start(GatepostProcess.binary, ["run"] + global)
+        var stopped = false
+        defer { if !stopped { daemon.signal(SIGKILL) } }
+
+        // The two enabled sites are polled; the disabled one is not.
+        let catalogPath = spool + "/catalog.sqlite"
+        func count(_ site: String) async throws -> Int {
+            guard FileManager.default.fileExists(atPath: catalogPath) else { return 0 }
+            return try await SQLiteCatalog(path: catalogPath).transfers(TransferFilter(site: site)).count
+        }
+        let bothPolled = try await Self.waitUntil(20) {
+            let alice = try await count("alice")
+            let bob = try await count("bob")
+            return alice == 3 && bob == 3
+        }
+        #expect(bothPolled)
+        #expect(try await count("carol") == 0)
+        #expect(dovecot.messageCount(user: "carol") == 3)
+
+        // Enabled while running: polled without a restart.
+        let enable = try await GatepostProcess.run(["site", "enable", "carol"] + global)
+        #expect(enable.status == 0, "\(enable.stderr)")
+        let carolPolled = try await Self.waitUntil(10) { try await count("carol") == 3 }
+        #expect(carolPolled)
+
+        // A large message arrives; SIGTERM while it is being received.
+        let big = try await dovecot.fillMailbox(user: "alice", count: 1, seed: 77, attachmentSize: 40 << 20, mix: "xfer")
+        let arriving = try await Self.waitUntil(20) {
+            ((try? FileManager.default.contentsOfDirectory(atPath: spool + "/tmp")) ?? []).contains { !$0.hasPrefix("raw-") }
+        }
+        #expect(arriving, "the big message never started arriving")
+        let signalled = ContinuousClock.now
+        daemon.signal(SIGTERM)
+        let result = try await daemon.finish(timeout: .seconds(30))
+        stopped = true
+        let took = ContinuousClock.now - signalled
+        #expect(result.status == 0, "\(result.stderr.suffix(2000))")
+        #expect(took < .seconds(5), "stopping took \(took): \(result.stderr.suffix(3000))")
+
+        // Nothing half-done: either the big message is recorded whole, or it is still on the
+        // server and a poll gets it now.
+        let poll = try await GatepostProcess.run(["poll", "alice"] + global)
+        #expect(poll.status == 0, "\(poll.stderr)")
+        let records = try await SQLiteCatalog(path: catalogPath).transfers(TransferFilter(site: "alice"))
+        #expect(records.count == 4)
+        let bigRecord = try #require(records.first { $0.messageId == big.first?.messageId })
+        #expect(bigRecord.sha256 == big.first?.sha256)
+        #expect(dovecot.messageCount(user: "alice") == 0)
+        try? FileManager.default.removeItem(atPath: root)
+    }
+}
