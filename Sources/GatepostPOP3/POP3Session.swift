@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import NIOCore
 import NIOPosix
@@ -12,6 +13,15 @@ public struct POP3ListingEntry: Sendable, Hashable {
         self.number = number
         self.value = value
     }
+}
+
+/// The server certificate as `gatepost site test` shows it.
+public struct POP3TLSSummary: Sendable {
+    public var subject: String
+    public var issuer: String?
+    /// Seconds since 1970.
+    public var notValidAfter: Int
+    public var version: String?
 }
 
 /// What CAPA reported (RFC 2449).
@@ -154,6 +164,43 @@ public final class POP3Session {
                 throw POP3Error.protocolViolation("unexpected response inside \(command.logDescription) data")
             }
         }
+    }
+
+    /// What the server's TLS certificate says, for `gatepost site test`: subject and names,
+    /// issuer (from the verified chain), expiry and protocol version. Nil without TLS.
+    public func tlsSummary() async -> POP3TLSSummary? {
+        guard isEncrypted else { return nil }
+        let certificate = try? await channel.nioSSL_peerCertificate().get()
+        let chain = try? await channel.nioSSL_peerValidatedCertificateChain().get()
+        let version = try? await channel.nioSSL_tlsVersion().get()
+        guard let certificate else { return nil }
+        var issuer: String?
+        if let chain, chain.count > 1 {
+            issuer = Self.commonName(of: chain[1])
+        }
+        return POP3TLSSummary(
+            subject: Self.subject(of: certificate),
+            issuer: issuer,
+            notValidAfter: certificate.notValidAfter,
+            version: version.map { "\($0)" }
+        )
+    }
+
+    /// `CN=name (alternative names)` from what NIOSSL exposes of a certificate.
+    static func subject(of certificate: NIOSSLCertificate) -> String {
+        let text = "\(certificate)"
+        var subject = "CN=" + commonName(of: certificate)
+        if let range = text.range(of: "alternative_names=") {
+            let names = text[range.upperBound...].prefix { $0 != ";" && $0 != ">" }
+            subject += " (\(names.replacingOccurrences(of: ",", with: ", ")))"
+        }
+        return subject
+    }
+
+    static func commonName(of certificate: NIOSSLCertificate) -> String {
+        let text = "\(certificate)"
+        guard let range = text.range(of: "common_name=") else { return text }
+        return String(text[range.upperBound...].prefix { $0 != ";" && $0 != ">" })
     }
 
     // MARK: - Pipelining (RFC 2449 PIPELINING)

@@ -2,12 +2,13 @@ import ArgumentParser
 import Foundation
 import GatepostCatalog
 import GatepostCore
+import Logging
 
 struct SiteCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "site",
         abstract: "Inspect Remote Sites and turn their polling on or off.",
-        subcommands: [List.self, Show.self, Enable.self, Disable.self]
+        subcommands: [List.self, Show.self, Test.self, Enable.self, Disable.self]
     )
 
     struct List: AsyncParsableCommand {
@@ -73,6 +74,34 @@ struct SiteCommand: AsyncParsableCommand {
                 table.rows = summary.fields.map { [$0.0, $0.1] }
                 print(table.render())
             }
+        }
+    }
+
+    struct Test: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Connect, check TLS, log in and count the mailbox, step by step; retrieves and deletes nothing."
+        )
+
+        @OptionGroup var options: GlobalOptions
+        @Argument(help: "The site.") var site: String
+
+        func run() async throws {
+            options.bootstrapLogging()
+            let directory = try Runtime.loadSites(options)
+            let remote: RemoteSite
+            do {
+                guard let found = try Runtime.selectSites([site], from: directory).first else { throw ExitCode(2) }
+                remote = found
+            } catch let failure as CommandFailure {
+                throw fail(failure)
+            }
+            let steps = await SiteTester.run(remote, logger: Logger(label: "gatepost.site-test"))
+            print("\(remote.name): site test")
+            let width = steps.map(\.name.count).max() ?? 0
+            for step in steps {
+                print("  \(step.passed ? "PASS" : "FAIL") \(step.name.padding(toLength: width, withPad: " ", startingAt: 0))  \(step.detail)")
+            }
+            if steps.contains(where: { !$0.passed }) { throw ExitCode(1) }
         }
     }
 

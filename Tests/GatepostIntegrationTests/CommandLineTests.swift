@@ -152,4 +152,35 @@ struct GatepostProcess {
         let unknown = try await GatepostProcess.run(["site", "enable", "third"] + global)
         #expect(unknown.status == 2)
     }
+
+    @Test func siteTestShowsEachStepAndTouchesNothing() async throws {
+        let dovecot = try await DovecotPeer.start()
+        defer { dovecot.stop() }
+        _ = try await dovecot.fillMailbox(user: "alice", count: 2, seed: 41)
+        let dir = try scratch()
+        for (name, password, security) in [("good", "alice-secret", "tls"), ("wrong", "nope", "starttls")] {
+            try """
+            pop3:
+              host: 127.0.0.1
+              port: \(security == "tls" ? dovecot.info.tlsPort : dovecot.info.plainPort)
+              security: \(security)
+              user: alice
+              password: \(password)
+              tls: {ca_file: \(dovecot.info.caFile)}
+            """.write(toFile: dir + "/sites/\(name).yaml", atomically: true, encoding: .utf8)
+        }
+        let global = ["--sites", dir + "/sites", "--spool", dir + "/spool"]
+        let good = try await GatepostProcess.run(["site", "test", "good"] + global)
+        #expect(good.status == 0, "\(good.stdout)\(good.stderr)")
+        for line in ["PASS connect", "PASS tls", "certificate CN=localhost (localhost, 127.0.0.1)", "valid until",
+                     "PASS capabilities", "PASS login", "PASS mailbox       2 messages"] {
+            #expect(good.stdout.contains(line), "missing \(line) in\n\(good.stdout)")
+        }
+        let wrong = try await GatepostProcess.run(["site", "test", "wrong"] + global)
+        #expect(wrong.status == 1)
+        #expect(wrong.stdout.contains("PASS starttls") && wrong.stdout.contains("FAIL login") && wrong.stdout.contains("authentication failed"),
+                "\(wrong.stdout)")
+        #expect(!wrong.stdout.contains("nope"))
+        #expect(dovecot.messageCount(user: "alice") == 2)
+    }
 }
