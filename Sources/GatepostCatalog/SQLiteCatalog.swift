@@ -112,6 +112,13 @@ public final class SQLiteCatalog: Catalog {
                 t.column("bytes", .integer).notNull().defaults(to: 0)
             }
         }
+        migrator.registerMigration("v4-delivery-retry") { db in
+            try db.create(table: "delivery_retry") { t in
+                t.primaryKey("transferId", .text).references("transfer", onDelete: .cascade)
+                t.column("attempts", .integer).notNull()
+                t.column("nextAttempt", .datetime).notNull()
+            }
+        }
         return migrator
     }
 
@@ -154,12 +161,36 @@ public final class SQLiteCatalog: Catalog {
     }
 
     public func transfersToDeliver() async throws -> [TransferRecord] {
+        let now = Date()
+        return try await database.read { db in
+            try StoredTransfer.fetchAll(db, sql: """
+                SELECT transfer.* FROM transfer LEFT JOIN delivery_retry ON delivery_retry.transferId = transfer.id
+                WHERE transfer.direction = 'in' AND transfer.state IN ('received', 'routed')
+                  AND (delivery_retry.nextAttempt IS NULL OR delivery_retry.nextAttempt <= ?)
+                ORDER BY transfer.receivedAt, transfer.id
+                """, arguments: [now]).map(\.record)
+        }
+    }
+
+    public func deliveryAttempts(id: String) async throws -> Int {
         try await database.read { db in
-            try StoredTransfer
-                .filter(Column("direction") == TransferRecord.Direction.inbound.rawValue)
-                .filter([TransferRecord.State.received.rawValue, TransferRecord.State.routed.rawValue].contains(Column("state")))
-                .order(Column("receivedAt"), Column("id"))
-                .fetchAll(db).map(\.record)
+            try Int.fetchOne(db, sql: "SELECT attempts FROM delivery_retry WHERE transferId = ?", arguments: [id]) ?? 0
+        }
+    }
+
+    public func scheduleDeliveryRetry(id: String, application: String, error: String, at: Date) async throws {
+        try await database.write { db in
+            try db.execute(
+                sql: """
+                INSERT INTO delivery_retry (transferId, attempts, nextAttempt) VALUES (?, 1, ?)
+                ON CONFLICT(transferId) DO UPDATE SET attempts = attempts + 1, nextAttempt = excluded.nextAttempt
+                """,
+                arguments: [id, at]
+            )
+            try db.execute(
+                sql: "UPDATE transfer SET state = 'routed', application = ?, error = ? WHERE id = ?",
+                arguments: [application, error, id]
+            )
         }
     }
 

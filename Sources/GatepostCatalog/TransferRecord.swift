@@ -209,8 +209,13 @@ public protocol Catalog: Sendable {
     func retrievedMessages(site: String) async throws -> [String: RetrievedMessage]
     /// Stores a received transfer and, if given, its UIDL, atomically.
     func commitReceived(_ record: TransferRecord, uidl: String?) async throws
-    /// Inbound transfers not yet delivered: state received (to route) or routed (to deliver).
+    /// Inbound transfers not yet delivered: state received (to route) or routed (to deliver),
+    /// except those whose next delivery attempt is still in the future.
     func transfersToDeliver() async throws -> [TransferRecord]
+    /// How many delivery attempts of this transfer have failed so far.
+    func deliveryAttempts(id: String) async throws -> Int
+    /// A failed attempt that will be tried again at `at`: the transfer stays routed, with the error.
+    func scheduleDeliveryRetry(id: String, application: String, error: String, at: Date) async throws
     /// Sets a transfer's state, application, error and delivered path in one update.
     func updateDelivery(id: String, state: TransferRecord.State, application: String?, error: String?, deliveredPath: String?) async throws
     /// The delivery target chosen for a transfer before its file was linked into place, so a

@@ -112,7 +112,7 @@ extension CatalogCommand {
                 record.application = nil
             }
             let deliverer = Deliverer(local: local, catalog: catalog, logger: Logger(label: "gatepost.deliver"))
-            guard let outcome = try await deliverer.deliver(record, site: directory.site(named: record.site)) else {
+            guard let outcome = try await deliverer.deliver(record, site: directory.site(named: record.site), retrying: false) else {
                 throw fail(CommandFailure(description: "transfer \(id): no route of site `\(record.site)` applies; it stays received", exitCode: 1))
             }
             print(PollCommand.describe(outcome))

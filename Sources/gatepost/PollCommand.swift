@@ -89,6 +89,7 @@ struct PollCommand: AsyncParsableCommand {
         let application = outcome.application ?? "-"
         switch outcome.state {
         case .delivered: return "\(outcome.id) -> \(application): delivered \(outcome.deliveredPath ?? "")"
+        case .routed: return "\(outcome.id) -> \(application): not delivered, trying again at \(outcome.retryAt.map(Formatting.timestamp) ?? "-"): \(outcome.error ?? "")"
         default: return "\(outcome.id) -> \(application): FAILED: \(outcome.error ?? "unknown error")"
         }
     }

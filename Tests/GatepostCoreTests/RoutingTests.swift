@@ -106,8 +106,13 @@ func inbound(_ type: TransferRecord.Kind = .xfer, fileName: String? = "orders.cs
             Deliverer(local: LocalSite(name: "ours", applications: applications, sourceFile: dir + "/local.yaml"), catalog: catalog, logger: Logger(label: "test"))
         }
 
-        func application(_ name: String = "billing", command: [String]? = nil, timeout: Duration = .seconds(10)) -> LocalSite.Application {
-            LocalSite.Application(name: name, folder: dir + "/" + name, command: command, commandTimeout: timeout, rename: nil)
+        func application(
+            _ name: String = "billing", command: [String]? = nil, timeout: Duration = .seconds(10), attempts: Int = 1
+        ) -> LocalSite.Application {
+            LocalSite.Application(
+                name: name, folder: dir + "/" + name, command: command, commandTimeout: timeout, rename: nil,
+                attempts: attempts, retryDelay: .milliseconds(50)
+            )
         }
     }
 
@@ -132,7 +137,8 @@ func inbound(_ type: TransferRecord.Kind = .xfer, fileName: String? = "orders.cs
         let fixture = try Fixture()
         let marker = fixture.dir + "/fail-once"
         try "".write(toFile: marker, atomically: true, encoding: .utf8)
-        // Fails while the marker exists (and removes it): the first attempt fails, a retry succeeds.
+        // Fails while the marker exists (and removes it): the first attempt fails (one attempt
+        // allowed: `failed`), the operator's retry succeeds.
         let script = "if [ -e \(marker) ]; then rm \(marker); echo 'import refused' >&2; exit 3; fi; test \"$GATEPOST_FILE_NAME\" = orders.csv && test -f \"$1\""
         let application = fixture.application(command: ["/bin/sh", "-c", script, "import"])
         let deliverer = fixture.deliverer([application])
@@ -148,6 +154,28 @@ func inbound(_ type: TransferRecord.Kind = .xfer, fileName: String? = "orders.cs
         let second = try await deliverer.deliver(retry, site: site)
         #expect(second?.state == .delivered)
         // The retry reused the copy the first attempt made: still exactly one file.
+        #expect(try FileManager.default.contentsOfDirectory(atPath: fixture.dir + "/billing") == ["orders.csv"])
+    }
+
+    @Test func failedAttemptsAreRetriedAutomaticallyWithBackoff() async throws {
+        let fixture = try Fixture()
+        let counter = fixture.dir + "/failures"
+        try "0".write(toFile: counter, atomically: true, encoding: .utf8)
+        // Fails twice, then succeeds: three attempts are enough.
+        let script = "n=$(cat \(counter)); if [ $n -lt 2 ]; then echo $((n+1)) > \(counter); echo busy >&2; exit 75; fi"
+        let deliverer = fixture.deliverer([fixture.application(command: ["/bin/sh", "-c", script, "import"], attempts: 3)])
+        let site = try site("application: billing\n")
+        let record = try await fixture.record()
+        let first = try await deliverer.deliverPending(sites: [site])
+        #expect(first.first?.state == .routed)
+        #expect(first.first?.retryAt != nil)
+        // Not due yet: nothing is attempted.
+        #expect(try await deliverer.deliverPending(sites: [site]).isEmpty)
+        try await Task.sleep(for: .milliseconds(80))
+        #expect(try await deliverer.deliverPending(sites: [site]).first?.state == .routed)
+        try await Task.sleep(for: .milliseconds(150))
+        #expect(try await deliverer.deliverPending(sites: [site]).first?.state == .delivered)
+        #expect(try await fixture.catalog.transfer(id: record.id)?.state == .delivered)
         #expect(try FileManager.default.contentsOfDirectory(atPath: fixture.dir + "/billing") == ["orders.csv"])
     }
 

@@ -36,15 +36,17 @@ import Testing
         let root = (NSTemporaryDirectory() as NSString).appendingPathComponent("gatepost-route-\(UUID().uuidString)")
         let sites = root + "/sites", spool = root + "/spool", out = root + "/out"
         try FileManager.default.createDirectory(atPath: sites, withIntermediateDirectories: true)
-        let marker = root + "/binary-fails-once"
-        try "".write(toFile: marker, atomically: true, encoding: .utf8)
+        let counter = root + "/binary-failures"
+        try "0".write(toFile: counter, atomically: true, encoding: .utf8)
         try """
         kind: local-site
         applications:
           - {name: csv, folder: \(out)/csv, rename: "${site}-${fileName}"}
           - name: binary
             folder: \(out)/binary
-            command: [/bin/sh, -c, 'if [ -e \(marker) ]; then rm \(marker); echo "import service down" >&2; exit 75; fi; echo "$GATEPOST_ID $1" >> \(root)/binary.log', import]
+            attempts: 2
+            retry_delay: 1s
+            command: [/bin/sh, -c, 'n=$(cat \(counter)); if [ $n -lt 2 ]; then echo $((n+1)) > \(counter); echo "import service down" >&2; exit 75; fi; echo "$GATEPOST_ID $1" >> \(root)/binary.log', import]
           - {name: text, folder: \(out)/text}
         """.write(toFile: sites + "/local.yaml", atomically: true, encoding: .utf8)
         try """
@@ -61,10 +63,15 @@ import Testing
         """.write(toFile: sites + "/partner.yaml", atomically: true, encoding: .utf8)
         let poll = ["poll", "--sites", sites, "--spool", spool]
 
-        // 1. The binary application's command fails: exit 1, the failure is named.
+        // 1. The binary application's command fails: tried again at the next run after the
+        // retry delay, fails again, and with its attempts used up is `failed` (exit 1).
         let first = try await GatepostProcess.run(poll)
-        #expect(first.status == 1, "\(first.stderr)")
-        #expect(first.stdout.contains("-> binary: FAILED: the command `/bin/sh` exited with 75: import service down"), "\(first.stdout)")
+        #expect(first.status == 0, "\(first.stderr)")
+        #expect(first.stdout.contains("-> binary: not delivered, trying again at"), "\(first.stdout)")
+        try await Task.sleep(for: .milliseconds(1100))
+        let again = try await GatepostProcess.run(poll)
+        #expect(again.status == 1, "\(again.stderr)")
+        #expect(again.stdout.contains("-> binary: FAILED: the command `/bin/sh` exited with 75: import service down"), "\(again.stdout)")
         var records = try await Self.records(spool)
         #expect(records.count == 12)
 
@@ -79,7 +86,7 @@ import Testing
         #expect(failed.application == "binary")
         #expect(failed.error?.contains("exited with 75") == true)
 
-        // 2. Retry: the command now succeeds; still exactly one copy of the file.
+        // 2. The operator retries: the command now succeeds; still exactly one copy of the file.
         let retry = try await GatepostProcess.run(["catalog", "retry", failed.id, "--sites", sites, "--spool", spool])
         #expect(retry.status == 0, "\(retry.stderr)")
         #expect(Self.files(out + "/binary") == ["payload-000.bin"])

@@ -13,6 +13,8 @@ public struct DeliveryOutcome: Sendable, Hashable {
     public var state: TransferRecord.State
     public var deliveredPath: String?
     public var error: String?
+    /// For a failed attempt that will be tried again: when.
+    public var retryAt: Date?
 }
 
 /// Routes received transfers to their applications and delivers them: the file is copied into
@@ -47,8 +49,10 @@ public struct Deliverer: Sendable {
         return outcomes
     }
 
-    /// Routes (if still `received`) and delivers one transfer. Nil when no route applies.
-    public func deliver(_ record: TransferRecord, site: RemoteSite?) async throws -> DeliveryOutcome? {
+    /// Routes (if still `received`) and delivers one transfer. Nil when no route applies. A
+    /// failed attempt is tried again later (the application's `attempts` and `retry_delay`)
+    /// unless `retrying` is false, as for an operator's `catalog retry`.
+    public func deliver(_ record: TransferRecord, site: RemoteSite?, retrying: Bool = true) async throws -> DeliveryOutcome? {
         var record = record
         if record.state == .received {
             guard let site, let applicationName = Router.application(for: record, site: site) else { return nil }
@@ -75,6 +79,16 @@ public struct Deliverer: Sendable {
             return DeliveryOutcome(id: record.id, application: applicationName, state: .delivered, deliveredPath: target)
         } catch {
             let message = "\(error)"
+            if retrying, let application = local.application(named: applicationName) {
+                let failures = try await catalog.deliveryAttempts(id: record.id) + 1
+                if failures < application.attempts {
+                    let wait = application.retryDelay * (1 << min(failures - 1, 16))
+                    let at = Date().addingTimeInterval(Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18)
+                    try await catalog.scheduleDeliveryRetry(id: record.id, application: applicationName, error: message, at: at)
+                    transferLogger.warning("delivery failed; will try again", metadata: ["error": "\(message)", "attempt": "\(failures)"])
+                    return DeliveryOutcome(id: record.id, application: applicationName, state: .routed, error: message, retryAt: at)
+                }
+            }
             try await catalog.updateDelivery(id: record.id, state: .failed, application: applicationName, error: message, deliveredPath: nil)
             transferLogger.warning("delivery failed", metadata: ["error": "\(message)"])
             return DeliveryOutcome(id: record.id, application: applicationName, state: .failed, error: message)

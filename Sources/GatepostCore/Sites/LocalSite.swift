@@ -13,6 +13,10 @@ public struct LocalSite: Sendable, Hashable {
         /// The delivered file's name: `${fileName}`, `${site}`, `${id}`, `${date}` (YYYYMMDD),
         /// `${time}` (HHMMSS), `${type}`, `${application}`. Default `${fileName}`.
         public var rename: String?
+        /// Attempts in all before a delivery is `failed` (a failing command, a full folder).
+        public var attempts: Int = 3
+        /// The wait before the second attempt; it doubles for each one after.
+        public var retryDelay: Duration = .seconds(60)
     }
 
     public var name: String
@@ -33,7 +37,7 @@ extension SiteLoader {
         let base = (root.owner.file as NSString).deletingLastPathComponent
         for node in try root["applications"]?.sequence() ?? [] {
             let map = try node.mapping()
-            try map.rejectUnknownKeys(["name", "folder", "command", "command_timeout", "rename"])
+            try map.rejectUnknownKeys(["name", "folder", "command", "command_timeout", "rename", "attempts", "retry_delay"])
             let nameNode = try map.require("name")
             let name = try nameNode.nonEmptyString()
             if applications.contains(where: { $0.name == name }) {
@@ -60,7 +64,9 @@ extension SiteLoader {
                 folder: (folder as NSString).standardizingPath,
                 command: command,
                 commandTimeout: try map["command_timeout"]?.duration() ?? .seconds(300),
-                rename: rename
+                rename: rename,
+                attempts: try map["attempts"]?.int(in: 1...100) ?? 3,
+                retryDelay: try map["retry_delay"]?.duration() ?? .seconds(60)
             ))
         }
         return LocalSite(
