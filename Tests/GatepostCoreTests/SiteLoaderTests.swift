@@ -121,6 +121,25 @@ func makeTemporaryDirectory(_ label: String = "core") throws -> String {
         #expect(site.smtp?.security == .tls)
     }
 
+    @Test func multitenantSitesBecomeOneSitePerTenant() throws {
+        let dir = try makeTemporaryDirectory()
+        try """
+        name: shop
+        tenants: [alpha, beta-2]
+        pop3:
+          host: pop.${tenant}.example
+          user: edi-${tenant}
+          password: ${ACME_PASSWORD}
+        """.write(toFile: dir + "/shop.yaml", atomically: true, encoding: .utf8)
+        let directory = try loader.loadDirectory(dir)
+        #expect(directory.errors.isEmpty, "\(directory.errors)")
+        #expect(directory.sites.map(\.name) == ["shop-alpha", "shop-beta-2"])
+        #expect(directory.sites.map(\.pop3.host) == ["pop.alpha.example", "pop.beta-2.example"])
+        #expect(directory.sites.map(\.pop3.user) == ["edi-alpha", "edi-beta-2"])
+        #expect(directory.sites.allSatisfy { $0.pop3.password?.value == "s3cret" })
+        expectError("tenants: [\"a/b\"]\npop3: {host: h, user: u}\n", line: 1, field: "tenants", containing: "not a valid tenant")
+    }
+
     @Test func localSiteIsNotARemoteSite() throws {
         #expect(try load("kind: local-site\nname: ours\n") == nil)
     }

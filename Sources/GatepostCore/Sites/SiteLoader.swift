@@ -42,7 +42,7 @@ public struct SiteLoader: Sendable {
         for name in names {
             let path = (directory as NSString).appendingPathComponent(name)
             do {
-                let site: RemoteSite
+                let remotes: [RemoteSite]
                 switch try loadDocument(path) {
                 case .local(let localSite):
                     if let local {
@@ -51,13 +51,17 @@ public struct SiteLoader: Sendable {
                     local = localSite
                     continue
                 case .remote(let remote):
-                    site = remote
+                    remotes = [remote]
+                case .tenants(let perTenant):
+                    remotes = perTenant
                 }
-                if let other = seen[site.name] {
-                    throw SiteConfigurationError(file: path, line: nil, field: "name", message: "site `\(site.name)` is already defined in \(other)")
+                for site in remotes {
+                    if let other = seen[site.name] {
+                        throw SiteConfigurationError(file: path, line: nil, field: "name", message: "site `\(site.name)` is already defined in \(other)")
+                    }
+                    seen[site.name] = path
                 }
-                seen[site.name] = path
-                sites.append(site)
+                sites += remotes
             } catch let error as SiteConfigurationError {
                 errors.append(error)
             }
@@ -81,13 +85,18 @@ public struct SiteLoader: Sendable {
     /// A site file holds a Remote Site or the Local Site.
     public enum Document: Sendable {
         case remote(RemoteSite)
+        /// A multitenant site: one Remote Site per tenant.
+        case tenants([RemoteSite])
         case local(LocalSite)
     }
 
-    /// Loads one Remote Site file; nil for the Local Site.
+    /// Loads one Remote Site file (the first tenant's site of a multitenant one); nil for the Local Site.
     public func loadFile(_ path: String) throws(SiteConfigurationError) -> RemoteSite? {
-        if case .remote(let site) = try loadDocument(path) { return site }
-        return nil
+        switch try loadDocument(path) {
+        case .remote(let site): site
+        case .tenants(let sites): sites.first
+        case .local: nil
+        }
     }
 
     public func loadDocument(_ path: String) throws(SiteConfigurationError) -> Document {
@@ -108,8 +117,11 @@ public struct SiteLoader: Sendable {
 
     /// Parses a Remote Site; nil for the Local Site.
     public func parse(_ text: String, file: String) throws -> RemoteSite? {
-        if case .remote(let site) = try parseDocument(text, file: file) { return site }
-        return nil
+        switch try parseDocument(text, file: file) {
+        case .remote(let site): site
+        case .tenants(let sites): sites.first
+        case .local: nil
+        }
     }
 
     public func parseDocument(_ text: String, file: String) throws -> Document {
@@ -131,7 +143,27 @@ public struct SiteLoader: Sendable {
         let kind = try mapping["kind"]?.string() ?? "remote-site"
         switch kind {
         case "remote-site":
-            return .remote(try remoteSite(mapping, defaultName: defaultName))
+            guard let tenantsNode = mapping["tenants"] else {
+                return .remote(try remoteSite(mapping, defaultName: defaultName))
+            }
+            // One site per tenant, `<site>-<tenant>`, with ${tenant} in every field (host,
+            // user, token URL...) read as that tenant's subdomain.
+            let tenants = try tenantsNode.stringList()
+            guard !tenants.isEmpty else { throw tenantsNode.error("must list at least one tenant") }
+            var sites: [RemoteSite] = []
+            for tenant in tenants {
+                guard tenant.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" }) else {
+                    throw tenantsNode.error("`\(tenant)` is not a valid tenant subdomain")
+                }
+                var perTenant = self
+                perTenant.environment["tenant"] = tenant
+                let node = ConfigNode(node: node, path: "", file: file, environment: perTenant.environment)
+                var site = try perTenant.remoteSite(try node.mapping(), defaultName: defaultName)
+                site.name = "\(site.name)-\(tenant)"
+                try Self.validateSiteName(site.name, node: mapping["name"] ?? root)
+                sites.append(site)
+            }
+            return .tenants(sites)
         case "local-site":
             return .local(try localSite(mapping, defaultName: defaultName))
         default:
@@ -166,7 +198,7 @@ public struct SiteLoader: Sendable {
     static let allowedAuth: Set<String> = ["user", "apop", "plain", "login", "cram-md5", "external", "xoauth2", "oauthbearer"]
 
     func remoteSite(_ root: ConfigMapping, defaultName: String) throws -> RemoteSite {
-        try root.rejectUnknownKeys(["kind", "name", "description", "enabled", "pop3", "poll", "smtp", "application", "routes"])
+        try root.rejectUnknownKeys(["kind", "name", "description", "enabled", "pop3", "poll", "smtp", "application", "routes", "tenants"])
         let name = try root["name"]?.nonEmptyString() ?? defaultName
         try Self.validateSiteName(name, node: root["name"] ?? root.owner)
 
