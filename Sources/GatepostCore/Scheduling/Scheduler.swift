@@ -63,72 +63,72 @@ public struct Scheduler: Service {
         var directory = try SiteLoader().loadDirectory(sitesFolder)
         var fingerprint = Self.fingerprint(sitesFolder)
         report(directory)
+        var states = (try? await catalog.siteStates()) ?? [:]
         var schedules: [String: Schedule] = [:]
         var running: [String: String] = [:]  // site -> host
+        var pollsPerHost: [String: Int] = [:]
         let clock = ContinuousClock()
+        var nextRefresh = clock.now + .seconds(1)
+        var tickerRunning = false
 
-        await withTaskGroup(of: PollResult.self) { group in
+        await withTaskGroup(of: PollResult?.self) { group in
             while !Task.isShuttingDownGracefully {
-                let current = Self.fingerprint(sitesFolder)
-                if current != fingerprint || reloadRequested() {
-                    fingerprint = current
-                    if let reloaded = try? SiteLoader().loadDirectory(sitesFolder) {
-                        directory = reloaded
-                        report(directory)
+                // Once a second: the sites folder and the operators' enable/disable.
+                if clock.now >= nextRefresh {
+                    nextRefresh = clock.now + .seconds(1)
+                    let current = Self.fingerprint(sitesFolder)
+                    if current != fingerprint || reloadRequested() {
+                        fingerprint = current
+                        if let reloaded = try? SiteLoader().loadDirectory(sitesFolder) {
+                            directory = reloaded
+                            report(directory)
+                        }
                     }
+                    states = (try? await catalog.siteStates()) ?? states
                 }
-                let states = (try? await catalog.siteStates()) ?? [:]
+                // Start what is due, within the limits.
                 let now = clock.now
-                for site in directory.sites where site.isEnabled(states[site.name]) && running[site.name] == nil {
+                for site in directory.sites where running.count < limits.concurrentPolls && running[site.name] == nil {
+                    guard site.isEnabled(states[site.name]) else { continue }
                     let schedule = schedules[site.name] ?? Schedule(due: now)
                     schedules[site.name] = schedule
-                    guard schedule.due <= now, running.count < limits.concurrentPolls,
-                          running.values.filter({ $0 == site.pop3.host }).count < limits.concurrentPollsPerHost else { continue }
-                    running[site.name] = site.pop3.host
+                    let host = site.pop3.host
+                    guard schedule.due <= now, pollsPerHost[host, default: 0] < limits.concurrentPollsPerHost else { continue }
+                    running[site.name] = host
+                    pollsPerHost[host, default: 0] += 1
                     let local = directory.local
                     let allSites = directory.sites
                     group.addTask { await poll(site, local: local, sites: allSites) }
                 }
-                // Collect what finished; wait at most a second for it.
-                let deadline = clock.now + .seconds(1)
-                while clock.now < deadline, !Task.isShuttingDownGracefully {
-                    if let result = await nextFinished(&group, until: deadline) {
-                        running[result.site] = nil
-                        var schedule = schedules[result.site] ?? Schedule(due: clock.now)
-                        if let site = directory.site(named: result.site) {
-                            schedule.failures = result.failed ? schedule.failures + 1 : 0
-                            schedule.due = clock.now + nextDelay(site, failures: schedule.failures, retryAfter: result.retryAfter)
-                        }
-                        schedules[result.site] = schedule
-                    } else {
-                        break
+                // Wait for a poll to end or for the next refresh, whichever comes first. One
+                // ticker task at a time marks the refresh (it returns nil).
+                if !tickerRunning {
+                    tickerRunning = true
+                    let until = nextRefresh
+                    group.addTask {
+                        try? await Task.sleep(until: until, clock: .continuous)
+                        return nil
                     }
                 }
+                guard let finished = await group.next() else { continue }
+                guard let result = finished else {
+                    tickerRunning = false
+                    continue
+                }
+                running[result.site] = nil
+                pollsPerHost[result.host, default: 1] -= 1
+                var schedule = schedules[result.site] ?? Schedule(due: clock.now)
+                if let site = directory.site(named: result.site) {
+                    schedule.failures = result.failed ? schedule.failures + 1 : 0
+                    schedule.due = clock.now + nextDelay(site, failures: schedule.failures, retryAfter: result.retryAfter)
+                }
+                schedules[result.site] = schedule
             }
             logger.info("shutting down: cancelling polls in progress", metadata: ["polls": "\(running.count)"])
             group.cancelAll()
             for await _ in group {}
         }
         logger.info("stopped")
-    }
-
-    /// The next result of a finished poll, or nil once `deadline` passes with none.
-    private func nextFinished(_ group: inout TaskGroup<PollResult>, until deadline: ContinuousClock.Instant) async -> PollResult? {
-        if group.isEmpty {
-            try? await Task.sleep(until: deadline, clock: .continuous)
-            return nil
-        }
-        // Race the group's next result against the deadline with a sleeping child that
-        // reports a sentinel; the sentinel is the empty site name.
-        group.addTask {
-            try? await Task.sleep(until: deadline, clock: .continuous)
-            return PollResult(site: "", host: "", failed: false, retryAfter: nil)
-        }
-        while let result = await group.next() {
-            if result.site.isEmpty { return nil }
-            return result
-        }
-        return nil
     }
 
     private func nextDelay(_ site: RemoteSite, failures: Int, retryAfter: Duration?) -> Duration {

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# One `gatepost run` daemon polling SITES sites (one Dovecot user each) on a 60 s interval for
+# DURATION seconds: CPU used, resident memory, and polls per minute. The first cycle also
+# retrieves one small message per site.
+#
+#   Benchmarks/daemon-many-sites.sh [SITES] [DURATION]      (default 1000 150)
+set -euo pipefail
+SITES=${1:-1000}
+DURATION=${2:-150}
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+scripts/install-test-deps >/dev/null
+swift build -c release --product gatepost >/dev/null
+GATEPOST=$(swift build -c release --show-bin-path)/gatepost
+
+WORK=$(mktemp -d /tmp/gp-many-XXXXXX)
+chmod 755 "$WORK"
+INFO=""
+field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])$1)" "$INFO"; }
+cleanup() { [[ -n ${DAEMON:-} ]] && kill "$DAEMON" 2>/dev/null; [[ -n $INFO ]] && kill "$(field '["pid"]')" 2>/dev/null; rm -rf "$WORK"; }
+trap cleanup EXIT
+INFO=$(scripts/peers/start-dovecot.sh "$WORK/d" --stop-with $$)
+PORT=$(field '["tlsPort"]'); CA=$(field '["caFile"]'); MAILUID=$(field '["mailUid"]')
+DOVE=$WORK/d
+
+# SITES more users (Dovecot re-reads its passwd-file when it changes), one message each.
+mkdir -p "$WORK/sites" "$WORK/seed"
+python3 scripts/peers/make-messages.py --count 1 --seed 5 --out "$WORK/seed" --manifest "$WORK/m.json" --mix xfer >/dev/null
+MESSAGE=$(ls "$WORK/seed")
+for i in $(seq 1 "$SITES"); do
+  user=u$i
+  echo "$user:{PLAIN}$user-secret:::$user:$DOVE/mail/$user::" >>"$DOVE/users"
+  mkdir -p "$DOVE/mail/$user/Maildir/"{cur,new,tmp}
+  cp "$WORK/seed/$MESSAGE" "$DOVE/mail/$user/Maildir/new/"
+  cat >"$WORK/sites/s$i.yaml" <<YAML
+pop3: {host: 127.0.0.1, port: $PORT, user: $user, password: $user-secret, tls: {ca_file: $CA}}
+poll: {interval: 60s}
+YAML
+done
+chown -R "$MAILUID" "$DOVE/mail"
+
+"$GATEPOST" run --sites "$WORK/sites" --spool "$WORK/spool" --concurrent-polls 16 --concurrent-polls-per-host 16 \
+  2>"$WORK/daemon.log" &
+DAEMON=$!
+ticks=$(getconf CLK_TCK)
+samples=$WORK/samples
+start=$(date +%s)
+while (( $(date +%s) - start < DURATION )); do
+  sleep 5
+  read -r utime stime < <(awk '{print $14, $15}' "/proc/$DAEMON/stat")
+  rss=$(awk '/VmRSS/ {print $2}' "/proc/$DAEMON/status")
+  echo "$(( $(date +%s) - start )) $(( utime + stime )) $rss" >>"$samples"
+done
+hwm=$(awk '/VmHWM/ {print $2}' "/proc/$DAEMON/status")
+kill -TERM "$DAEMON"; wait "$DAEMON" || true; DAEMON=""
+
+python3 - "$samples" "$ticks" "$hwm" "$SITES" "$WORK/spool/catalog.sqlite" <<'PY'
+import sqlite3, sys
+rows = [list(map(int, line.split())) for line in open(sys.argv[1])]
+ticks, hwm, sites = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+db = sqlite3.connect(sys.argv[5])
+records = db.execute("select count(*) from transfer").fetchone()[0]
+polled = db.execute("select count(*) from site_state where lastSuccess is not null").fetchone()[0]
+errors = db.execute("select count(*) from site_state where lastError is not null").fetchone()[0]
+elapsed = rows[-1][0]
+cpu = rows[-1][1] / ticks
+# Steady state: after the first cycle (first 60 s), when every site has been polled once.
+steady = [r for r in rows if r[0] >= 70]
+steady_cpu = (steady[-1][1] - steady[0][1]) / ticks / max(1, steady[-1][0] - steady[0][0]) if len(steady) > 1 else float("nan")
+print(f"{sites} sites, 60 s interval, {elapsed} s: {records} messages received, {polled} sites polled, {errors} with errors")
+print(f"CPU: {cpu:.1f} s in all; steady state {steady_cpu * 100:.1f} % of one core")
+print(f"memory: RSS now {rows[-1][2] / 1024:.1f} MiB, peak {hwm / 1024:.1f} MiB")
+PY
