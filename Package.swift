@@ -54,6 +54,7 @@ let package = Package(
                 "GatepostMIME", "GatepostPOP3", "GatepostCatalog",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -69,6 +70,7 @@ let package = Package(
                 "GatepostCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
@@ -96,7 +98,7 @@ let package = Package(
         .testTarget(name: "GatepostCatalogTests", dependencies: ["GatepostCatalog"], swiftSettings: strictness),
         .testTarget(
             name: "GatepostCoreTests",
-            dependencies: ["GatepostCore", "GatepostCatalog", "GatepostTestSupport"],
+            dependencies: ["GatepostCore", "GatepostCatalog", "GatepostPOP3", "GatepostTestSupport"],
             swiftSettings: strictness
         ),
         .testTarget(

@@ -3,13 +3,14 @@ import Foundation
 
 /// The authentication mechanisms Gatepost speaks, in the names site files use.
 public enum POP3AuthMechanism: String, Sendable, CaseIterable {
-    case user, apop, plain, login, cramMD5 = "cram-md5"
+    case user, apop, plain, login, cramMD5 = "cram-md5", xoauth2, oauthbearer
 
     /// Whether the password itself crosses the wire (base64 is not protection), so that the
     /// mechanism needs TLS or the site's explicit opt-in.
     public var sendsPasswordInClear: Bool {
         switch self {
-        case .user, .plain, .login: true
+        // A bearer token is as good as a password while it lives.
+        case .user, .plain, .login, .xoauth2, .oauthbearer: true
         case .apop, .cramMD5: false
         }
     }
@@ -43,6 +44,25 @@ extension POP3Session {
         try await saslExchange(mechanism: "CRAM-MD5", initialResponse: nil) { challenge in
             guard let decoded = Data(base64Encoded: challenge) else { return "*" }
             return Data(Self.cramMD5Response(user: user, password: password, challenge: decoded).utf8).base64EncodedString()
+        }
+    }
+
+    /// XOAUTH2 (Google/Microsoft) or OAUTHBEARER (RFC 7628) with an OAuth2 bearer token.
+    public func authenticateBearer(_ mechanism: POP3AuthMechanism, user: String, token: String, allowPlaintext: Bool) async throws(POP3Error) {
+        guard isEncrypted || allowPlaintext else { throw POP3Error.plaintextRefused }
+        let initial = Data(Self.bearerResponse(mechanism, user: user, token: token, host: configuration.host, port: configuration.port).utf8)
+            .base64EncodedString()
+        // A challenge after the token carries the server's error (JSON); RFC 7628 says to
+        // answer it with a single ^A so the server can finish with -ERR.
+        try await saslExchange(mechanism: mechanism.rawValue.uppercased(), initialResponse: initial) { _ in
+            Data([0x01]).base64EncodedString()
+        }
+    }
+
+    static func bearerResponse(_ mechanism: POP3AuthMechanism, user: String, token: String, host: String, port: Int) -> String {
+        switch mechanism {
+        case .oauthbearer: "n,a=\(user),\u{1}host=\(host)\u{1}port=\(port)\u{1}auth=Bearer \(token)\u{1}\u{1}"
+        default: "user=\(user)\u{1}auth=Bearer \(token)\u{1}\u{1}"
         }
     }
 

@@ -35,6 +35,8 @@ public final class ScriptedPOP3Server: Sendable {
         public var listedSize: @Sendable (Int) -> Int? = { _ in nil }
         /// Whether UIDL works (a server from before RFC 1939's optional commands says -ERR).
         public var supportsUIDL = true
+        /// The bearer token XOAUTH2 and OAUTHBEARER accept (nil: those mechanisms fail).
+        public var bearerToken: String?
 
         public init() {}
     }
@@ -107,6 +109,7 @@ private final class ScriptedPOP3Handler: ChannelInboundHandler {
     private var authenticated = false
     private var userGiven: String?
     private var silent = false
+    private var pendingBearerFailure = false
 
     init(server: ScriptedPOP3Server) {
         self.server = server
@@ -180,6 +183,18 @@ private final class ScriptedPOP3Handler: ChannelInboundHandler {
             } else {
                 send("-ERR [AUTH] invalid user name or password", context: context)
             }
+        case "AUTH" where words.count == 3 && ["XOAUTH2", "OAUTHBEARER"].contains(words[1].uppercased()):
+            let decoded = Data(base64Encoded: words[2]).map { String(decoding: $0, as: UTF8.self) } ?? ""
+            if let token = behavior.bearerToken, decoded.contains("auth=Bearer \(token)\u{1}"), decoded.contains(server.user) {
+                login(context: context)
+            } else {
+                // RFC 7628: an error challenge, answered by the client with ^A, then -ERR.
+                pendingBearerFailure = true
+                send("+ " + Data(#"{"status":"invalid_token"}"#.utf8).base64EncodedString(), context: context)
+            }
+        case _ where pendingBearerFailure:
+            pendingBearerFailure = false
+            send("-ERR [AUTH] invalid token", context: context)
         case "AUTH" where words.count == 3 && words[1].uppercased() == "PLAIN":
             let expected = DemoMailbox.base64("\0\(server.user)\0\(server.password)")
             if words[2] == expected { login(context: context) } else { send("-ERR [AUTH] authentication failed", context: context) }

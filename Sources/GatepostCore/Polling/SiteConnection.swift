@@ -59,16 +59,33 @@ enum SiteSessionSetup {
     static let defaultPreference: [POP3AuthMechanism] = [.cramMD5, .plain, .login, .user]
 
     static func authenticate(_ session: POP3Session, site: RemoteSite) async throws(POP3Error) {
-        guard let password = site.pop3.password?.value else {
-            throw POP3Error.authenticationFailed("the site has no password (pop3.password or pop3.password_file)")
-        }
         let offered = Set(session.capabilities?.saslMechanisms ?? [])
         let explicit = !site.pop3.auth.isEmpty
         let wanted: [POP3AuthMechanism] = explicit
             ? site.pop3.auth.compactMap(POP3AuthMechanism.init(rawValue:))
-            : defaultPreference
+            : (site.pop3.oauth2 != nil ? [.xoauth2, .oauthbearer] : defaultPreference)
         let user = site.pop3.user
         let allowPlaintext = site.pop3.allowPlaintextPassword
+        if let oauth2 = site.pop3.oauth2,
+           let mechanism = wanted.first(where: { ($0 == .xoauth2 || $0 == .oauthbearer) && offered.contains($0.rawValue.uppercased()) }) {
+            let token: String
+            do {
+                token = try await OAuth2TokenProvider.shared.token(for: oauth2)
+            } catch {
+                throw POP3Error.authenticationFailed("no OAuth2 token: \(error)")
+            }
+            do {
+                try await session.authenticateBearer(mechanism, user: user, token: token, allowPlaintext: allowPlaintext)
+            } catch {
+                // A refused token may have been revoked early: fetch a new one next time.
+                await OAuth2TokenProvider.shared.invalidate(oauth2)
+                throw error
+            }
+            return
+        }
+        guard let password = site.pop3.password?.value else {
+            throw POP3Error.authenticationFailed("the site has no password (pop3.password or pop3.password_file)")
+        }
         for mechanism in wanted {
             switch mechanism {
             case .cramMD5 where offered.contains("CRAM-MD5"):
@@ -81,7 +98,7 @@ enum SiteSessionSetup {
                 return try await session.authenticateAPOP(user: user, password: password)
             case .user:
                 return try await session.login(user: user, password: password, allowPlaintext: allowPlaintext)
-            default:
+            case .xoauth2, .oauthbearer, .plain, .login, .cramMD5, .apop:
                 continue
             }
         }

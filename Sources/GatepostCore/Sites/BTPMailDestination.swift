@@ -31,6 +31,15 @@ enum BTPMailDestination {
         }
         let passwordNode = map["mail.password"] ?? map["Password"]
         let password = try passwordNode.map { Secret(try $0.string()) }
+        // "Authentication": "OAuth2ClientCredentials" with tokenServiceURL, clientId, clientSecret.
+        var oauth2: OAuth2Settings?
+        if try value("Authentication")?.lowercased() == "oauth2clientcredentials" {
+            guard let tokenURL = try value("tokenServiceURL"), let clientID = try value("clientId"),
+                  let secret = try map["clientSecret"].map({ Secret(try $0.string()) }) else {
+                throw map.owner.error("an OAuth2ClientCredentials destination needs tokenServiceURL, clientId and clientSecret")
+            }
+            oauth2 = OAuth2Settings(tokenURL: tokenURL, clientID: clientID, clientSecret: secret, scope: try value("scope"))
+        }
 
         var smtp: RemoteSite.SMTP?
         let transport = try value("mail.transport.protocol")?.lowercased() ?? "smtps"
@@ -58,9 +67,10 @@ enum BTPMailDestination {
                 security: security,
                 user: user,
                 password: password,
-                auth: [],
+                auth: oauth2 == nil ? [] : ["xoauth2", "oauthbearer"],
                 allowPlaintextPassword: false,
                 tls: RemoteSite.TLS(caFile: nil, clientCertificate: nil, clientKey: nil, verify: true),
+                oauth2: oauth2,
                 connectTimeout: .seconds(15),
                 readTimeout: .seconds(60)
             ),

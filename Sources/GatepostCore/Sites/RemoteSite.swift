@@ -30,6 +30,8 @@ public struct RemoteSite: Sendable, Hashable {
         /// Sending a password over an unencrypted connection needs this explicit opt-in.
         public var allowPlaintextPassword: Bool
         public var tls: TLS
+        /// OAuth2 client credentials for XOAUTH2 / OAUTHBEARER.
+        public var oauth2: OAuth2Settings? = nil
         public var connectTimeout: Duration
         public var readTimeout: Duration
     }

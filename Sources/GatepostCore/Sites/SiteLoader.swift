@@ -223,6 +223,7 @@ public struct SiteLoader: Sendable {
             auth: auth,
             allowPlaintextPassword: try pop3Map["allow_plaintext_password"]?.bool() ?? false,
             tls: try tlsSettings(pop3Map["tls"]),
+            oauth2: try oauth2Settings(pop3Map["oauth2"]),
             connectTimeout: try pop3Map["connect_timeout"]?.duration() ?? .seconds(15),
             readTimeout: try pop3Map["read_timeout"]?.duration() ?? .seconds(60)
         )
@@ -341,6 +342,21 @@ public struct SiteLoader: Sendable {
             return Secret(text)
         }
         return nil
+    }
+
+    func oauth2Settings(_ node: ConfigNode?) throws -> OAuth2Settings? {
+        guard let node else { return nil }
+        let map = try node.mapping()
+        try map.rejectUnknownKeys(["token_url", "client_id", "client_secret", "client_secret_file", "scope"])
+        guard let secret = try secret(map, key: "client_secret") else {
+            throw node.error("needs client_secret or client_secret_file")
+        }
+        return OAuth2Settings(
+            tokenURL: try map.require("token_url").nonEmptyString(),
+            clientID: try map.require("client_id").nonEmptyString(),
+            clientSecret: secret,
+            scope: try map["scope"]?.nonEmptyString()
+        )
     }
 
     func tlsSettings(_ node: ConfigNode?) throws -> RemoteSite.TLS {
