@@ -3,7 +3,7 @@ import Foundation
 
 /// The authentication mechanisms Gatepost speaks, in the names site files use.
 public enum POP3AuthMechanism: String, Sendable, CaseIterable {
-    case user, apop, plain, login, cramMD5 = "cram-md5", xoauth2, oauthbearer
+    case user, apop, plain, login, cramMD5 = "cram-md5", xoauth2, oauthbearer, external
 
     /// Whether the password itself crosses the wire (base64 is not protection), so that the
     /// mechanism needs TLS or the site's explicit opt-in.
@@ -11,7 +11,7 @@ public enum POP3AuthMechanism: String, Sendable, CaseIterable {
         switch self {
         // A bearer token is as good as a password while it lives.
         case .user, .plain, .login, .xoauth2, .oauthbearer: true
-        case .apop, .cramMD5: false
+        case .apop, .cramMD5, .external: false
         }
     }
 }
@@ -45,6 +45,15 @@ extension POP3Session {
             guard let decoded = Data(base64Encoded: challenge) else { return "*" }
             return Data(Self.cramMD5Response(user: user, password: password, challenge: decoded).utf8).base64EncodedString()
         }
+    }
+
+    /// SASL EXTERNAL (RFC 4422 appendix A): the TLS client certificate is the credential.
+    public func authenticateExternal() async throws(POP3Error) {
+        guard isEncrypted else {
+            throw POP3Error.notSupported("EXTERNAL without TLS (it needs the TLS client certificate)")
+        }
+        // An empty initial response: the identity is the one the certificate names.
+        try await saslExchange(mechanism: "EXTERNAL", initialResponse: "") { _ in "" }
     }
 
     /// XOAUTH2 (Google/Microsoft) or OAUTHBEARER (RFC 7628) with an OAuth2 bearer token.

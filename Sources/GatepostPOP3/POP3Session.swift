@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import X509
 import NIOCore
 import NIOPosix
 import NIOSSL
@@ -178,8 +179,14 @@ public final class POP3Session {
         if let chain, chain.count > 1 {
             issuer = Self.commonName(of: chain[1])
         }
+        var subject = Self.subject(of: certificate)
+        // NIOSSL does not expose the issuer; the certificate's own fields do.
+        if let der = try? certificate.toDERBytes(), let parsed = try? Certificate(derEncoded: der) {
+            subject = "\(parsed.subject)" + (subject.firstIndex(of: "(").map { " " + subject[$0...] } ?? "")
+            issuer = "\(parsed.issuer)"
+        }
         return POP3TLSSummary(
-            subject: Self.subject(of: certificate),
+            subject: subject,
             issuer: issuer,
             notValidAfter: certificate.notValidAfter,
             version: version.map { "\($0)" }

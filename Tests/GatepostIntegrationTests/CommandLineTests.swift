@@ -172,7 +172,7 @@ struct GatepostProcess {
         let global = ["--sites", dir + "/sites", "--spool", dir + "/spool"]
         let good = try await GatepostProcess.run(["site", "test", "good"] + global)
         #expect(good.status == 0, "\(good.stdout)\(good.stderr)")
-        for line in ["PASS connect", "PASS tls", "certificate CN=localhost (localhost, 127.0.0.1)", "valid until",
+        for line in ["PASS connect", "PASS tls", "certificate CN=localhost (localhost, 127.0.0.1)", "issued by CN=Gatepost Test CA", "valid until",
                      "PASS capabilities", "PASS login", "PASS mailbox       2 messages"] {
             #expect(good.stdout.contains(line), "missing \(line) in\n\(good.stdout)")
         }

@@ -233,4 +233,33 @@ import Testing
             "\(error)".contains("refusing to send a password over an unencrypted connection")
         }
     }
+
+    @Test func externalAuthenticatesWithTheClientCertificate() async throws {
+        let setup = try await Setup()
+        defer { setup.tearDown() }
+        let expected = try await setup.dovecot.fillMailbox(user: "certuser", count: 3, seed: 51)
+        let info = setup.dovecot.info
+        // No password at all: the certificate (CN=certuser, signed by the test CA) is the credential.
+        let path = setup.root + "/sites/cert.yaml"
+        try """
+        pop3:
+          host: 127.0.0.1
+          port: \(info.tlsPort)
+          user: certuser
+          tls: {ca_file: \(info.caFile), client_certificate: \(info.clientCert), client_key: \(info.clientKey)}
+        application: orders
+        """.write(toFile: path, atomically: true, encoding: .utf8)
+        let site = try #require(try SiteLoader(environment: [:]).loadFile(path))
+        #expect(try await setup.poll(site).records.count == 3)
+        try Self.check(try await setup.records(), against: expected)
+
+        // The same user without a certificate gets nowhere.
+        _ = try await setup.dovecot.fillMailbox(user: "certuser", count: 1, seed: 52)
+        let noCertificate = try setup.site("nocert", user: "certuser", password: "anything", extraPOP3: "  auth: [external, plain]")
+        await #expect {
+            try await setup.poll(noCertificate)
+        } throws: { error in
+            "\(error)".contains("authentication failed")
+        }
+    }
 }

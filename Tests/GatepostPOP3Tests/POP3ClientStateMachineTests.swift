@@ -184,7 +184,7 @@ import Foundation
             == "tim b913a602c7eda7a495b4e6e7334d3890")
     }
 
-    @Test func onlyChallengeResponseKeepsThePasswordOffTheWire() {
-        #expect(POP3AuthMechanism.allCases.filter { !$0.sendsPasswordInClear } == [.apop, .cramMD5])
+    @Test func onlyChallengeResponseAndCertificatesKeepSecretsOffTheWire() {
+        #expect(POP3AuthMechanism.allCases.filter { !$0.sendsPasswordInClear } == [.apop, .cramMD5, .external])
     }
 }

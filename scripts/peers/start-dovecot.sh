@@ -102,6 +102,10 @@ for u in "${USERS[@]}"; do
   echo "$u:{PLAIN}$u-secret:::$u:$DIR/mail/$u::" >> "$DIR/users"
   mkdir -p "$DIR/mail/$u/Maildir/"{cur,new,tmp}
 done
+# certuser logs in with the client certificate only (SASL EXTERNAL): no password.
+echo "certuser::::certuser:$DIR/mail/certuser::nopassword" > "$DIR/cert-users"
+echo "certuser::::certuser:$DIR/mail/certuser::" >> "$DIR/users"   # userdb entry only
+mkdir -p "$DIR/mail/certuser/Maildir/"{cur,new,tmp}
 chown -R "$MAIL_UID:$MAIL_GID" "$DIR/mail"
 if [[ $(id -u) == 0 ]] && ! runuser -u "$MAIL_USER" -- test -w "$DIR/mail/${USERS[0]}/Maildir/new"; then
   die "user $MAIL_USER cannot reach $DIR/mail (a parent directory is not world-executable?)"
@@ -145,7 +149,7 @@ print(json.dumps({
     "mailRoot": f"{d}/mail", "mailUid": int(uid), "mailGid": int(gid), "config": f"{d}/dovecot.conf", "log": f"{d}/dovecot.log",
     "startCommand": [dovecot, "-F", "-c", f"{d}/dovecot.conf"],
     "users": {u: f"{u}-secret" for u in users},
-    "maildirs": {u: f"{d}/mail/{u}/Maildir/new" for u in users},
+    "maildirs": {u: f"{d}/mail/{u}/Maildir/new" for u in users + ["certuser"]},
 }))
 PY
 }

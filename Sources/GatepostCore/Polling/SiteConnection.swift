@@ -63,7 +63,8 @@ enum SiteSessionSetup {
         let explicit = !site.pop3.auth.isEmpty
         let wanted: [POP3AuthMechanism] = explicit
             ? site.pop3.auth.compactMap(POP3AuthMechanism.init(rawValue:))
-            : (site.pop3.oauth2 != nil ? [.xoauth2, .oauthbearer] : defaultPreference)
+            : (site.pop3.oauth2 != nil ? [.xoauth2, .oauthbearer]
+               : site.pop3.tls.clientCertificate != nil ? [.external] + defaultPreference : defaultPreference)
         let user = site.pop3.user
         let allowPlaintext = site.pop3.allowPlaintextPassword
         if let oauth2 = site.pop3.oauth2,
@@ -83,6 +84,9 @@ enum SiteSessionSetup {
             }
             return
         }
+        if wanted.first(where: { offered.contains($0.rawValue.uppercased()) || $0 == .user || $0 == .apop }) == .external {
+            return try await session.authenticateExternal()
+        }
         guard let password = site.pop3.password?.value else {
             throw POP3Error.authenticationFailed("the site has no password (pop3.password or pop3.password_file)")
         }
@@ -98,7 +102,7 @@ enum SiteSessionSetup {
                 return try await session.authenticateAPOP(user: user, password: password)
             case .user:
                 return try await session.login(user: user, password: password, allowPlaintext: allowPlaintext)
-            case .xoauth2, .oauthbearer, .plain, .login, .cramMD5, .apop:
+            case .xoauth2, .oauthbearer, .plain, .login, .cramMD5, .apop, .external:
                 continue
             }
         }
