@@ -52,6 +52,9 @@ import Testing
         }
         #expect(bothPolled)
         #expect(try await count("carol") == 0)
+        // The daemon writes down when each site is due next.
+        let states = try await SQLiteCatalog(path: catalogPath).siteStates()
+        #expect(states["alice"]?.nextPoll != nil && states["alice"]?.lastSuccess != nil)
         #expect(dovecot.messageCount(user: "carol") == 3)
 
         // Enabled while running: polled without a restart.

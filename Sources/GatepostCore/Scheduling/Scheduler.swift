@@ -56,7 +56,8 @@ public struct Scheduler: Service {
         var site: String
         var host: String
         var failed: Bool
-        var retryAfter: Duration?
+        /// When this site is due again, from the end of this poll.
+        var delay: Duration
     }
 
     public func run() async throws {
@@ -98,7 +99,8 @@ public struct Scheduler: Service {
                     pollsPerHost[host, default: 0] += 1
                     let local = directory.local
                     let allSites = directory.sites
-                    group.addTask { await poll(site, local: local, sites: allSites) }
+                    let failures = schedule.failures
+                    group.addTask { await poll(site, failuresSoFar: failures, local: local, sites: allSites) }
                 }
                 // Wait for a poll to end or for the next refresh, whichever comes first. One
                 // ticker task at a time marks the refresh (it returns nil).
@@ -118,10 +120,8 @@ public struct Scheduler: Service {
                 running[result.site] = nil
                 pollsPerHost[result.host, default: 1] -= 1
                 var schedule = schedules[result.site] ?? Schedule(due: clock.now)
-                if let site = directory.site(named: result.site) {
-                    schedule.failures = result.failed ? schedule.failures + 1 : 0
-                    schedule.due = clock.now + nextDelay(site, failures: schedule.failures, retryAfter: result.retryAfter)
-                }
+                schedule.failures = result.failed ? schedule.failures + 1 : 0
+                schedule.due = clock.now + result.delay
                 schedules[result.site] = schedule
             }
             logger.info("shutting down: cancelling polls in progress", metadata: ["polls": "\(running.count)"])
@@ -141,24 +141,29 @@ public struct Scheduler: Service {
         return delay + delay * jitter
     }
 
-    private func poll(_ site: RemoteSite, local: LocalSite?, sites: [RemoteSite]) async -> PollResult {
+    private func poll(_ site: RemoteSite, failuresSoFar: Int, local: LocalSite?, sites: [RemoteSite]) async -> PollResult {
         var siteLogger = logger
         siteLogger[metadataKey: "site"] = "\(site.name)"
         let started = Date()
         let job = PollJob(site: site, spool: spool, catalog: catalog, logger: logger)
-        var result = PollResult(site: site.name, host: site.pop3.host, failed: false, retryAfter: nil)
+        var result = PollResult(site: site.name, host: site.pop3.host, failed: false, delay: site.poll.interval)
+        func nextPoll(_ delay: Duration) -> Date {
+            Date().addingTimeInterval(Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18)
+        }
         do {
             let summary = try await job.run(retrying: retry)
-            try? await catalog.recordPoll(site: site.name, at: started, error: nil, messages: summary.records.count, bytes: summary.bytes, nextPoll: nil)
+            result.delay = nextDelay(site, failures: 0, retryAfter: nil)
+            try? await catalog.recordPoll(site: site.name, at: started, error: nil, messages: summary.records.count,
+                                          bytes: summary.bytes, nextPoll: nextPoll(result.delay))
             if !summary.records.isEmpty {
                 siteLogger.info("poll", metadata: ["new": "\(summary.records.count)", "deleted": "\(summary.deleted)"])
             }
         } catch {
             result.failed = true
-            result.retryAfter = error.retryAfter
-            siteLogger.error("poll failed", metadata: ["error": "\(error.cause)"])
+            result.delay = nextDelay(site, failures: failuresSoFar + 1, retryAfter: error.retryAfter)
+            siteLogger.error("poll failed", metadata: ["error": "\(error.cause)", "next": "\(result.delay)"])
             try? await catalog.recordPoll(site: site.name, at: started, error: error.cause, messages: error.partial.records.count,
-                                          bytes: error.partial.bytes, nextPoll: nil)
+                                          bytes: error.partial.bytes, nextPoll: nextPoll(result.delay))
         }
         if let local, !Task.isCancelled {
             let deliverer = Deliverer(local: local, catalog: catalog, logger: logger)
