@@ -170,44 +170,27 @@ public final class POP3Session {
     /// What the server's TLS certificate says, for `gatepost site test`: subject and names,
     /// issuer (from the verified chain), expiry and protocol version. Nil without TLS.
     public func tlsSummary() async -> POP3TLSSummary? {
-        guard isEncrypted else { return nil }
-        let certificate = try? await channel.nioSSL_peerCertificate().get()
-        let chain = try? await channel.nioSSL_peerValidatedCertificateChain().get()
+        guard isEncrypted, let certificate = try? await channel.nioSSL_peerCertificate().get() else { return nil }
         let version = try? await channel.nioSSL_tlsVersion().get()
-        guard let certificate else { return nil }
-        var issuer: String?
-        if let chain, chain.count > 1 {
-            issuer = Self.commonName(of: chain[1])
+        // NIOSSL exposes names and dates but not the issuer; the parsed certificate has both.
+        let parsed = (try? certificate.toDERBytes()).flatMap { try? Certificate(derEncoded: $0) }
+        var subject = parsed.map { "\($0.subject)" } ?? "unparsed certificate"
+        var names: [String] = []
+        let alternativeNames: SubjectAlternativeNames? = (try? parsed?.extensions.subjectAlternativeNames) ?? nil
+        for name in alternativeNames.map(Array.init) ?? [] {
+            switch name {
+            case .dnsName(let dns): names.append(dns)
+            case .ipAddress(let address) where address.bytes.count == 4: names.append(address.bytes.map(String.init).joined(separator: "."))
+            default: break
+            }
         }
-        var subject = Self.subject(of: certificate)
-        // NIOSSL does not expose the issuer; the certificate's own fields do.
-        if let der = try? certificate.toDERBytes(), let parsed = try? Certificate(derEncoded: der) {
-            subject = "\(parsed.subject)" + (subject.firstIndex(of: "(").map { " " + subject[$0...] } ?? "")
-            issuer = "\(parsed.issuer)"
-        }
+        if !names.isEmpty { subject += " (\(names.joined(separator: ", ")))" }
         return POP3TLSSummary(
             subject: subject,
-            issuer: issuer,
+            issuer: parsed.map { "\($0.issuer)" },
             notValidAfter: certificate.notValidAfter,
             version: version.map { "\($0)" }
         )
-    }
-
-    /// `CN=name (alternative names)` from what NIOSSL exposes of a certificate.
-    static func subject(of certificate: NIOSSLCertificate) -> String {
-        let text = "\(certificate)"
-        var subject = "CN=" + commonName(of: certificate)
-        if let range = text.range(of: "alternative_names=") {
-            let names = text[range.upperBound...].prefix { $0 != ";" && $0 != ">" }
-            subject += " (\(names.replacingOccurrences(of: ",", with: ", ")))"
-        }
-        return subject
-    }
-
-    static func commonName(of certificate: NIOSSLCertificate) -> String {
-        let text = "\(certificate)"
-        guard let range = text.range(of: "common_name=") else { return text }
-        return String(text[range.upperBound...].prefix { $0 != ";" && $0 != ">" })
     }
 
     // MARK: - Pipelining (RFC 2449 PIPELINING)

@@ -76,9 +76,7 @@ struct CatalogCommand: AsyncParsableCommand {
                     ("ack", record.ack.rawValue), ("originalMessageId", record.originalMessageId),
                     ("disposition", record.disposition), ("deliveredPath", record.deliveredPath), ("error", record.error),
                 ]
-                var table = TextTable(headers: ["FIELD", "VALUE"])
-                table.rows = fields.map { [$0.0, $0.1 ?? "-"] }
-                print(table.render())
+                print(TextTable.fields(fields.map { ($0.0, $0.1 ?? "-") }).render())
             }
         }
     }

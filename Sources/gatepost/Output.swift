@@ -6,6 +6,11 @@ struct TextTable {
     var headers: [String]
     var rows: [[String]] = []
 
+    /// A two-column FIELD / VALUE table, for `show` commands.
+    static func fields(_ pairs: [(String, String)]) -> TextTable {
+        TextTable(headers: ["FIELD", "VALUE"], rows: pairs.map { [$0.0, $0.1] })
+    }
+
     func render() -> String {
         var widths = headers.map(\.count)
         for row in rows {

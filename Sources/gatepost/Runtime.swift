@@ -1,5 +1,6 @@
 import Foundation
 import GatepostCatalog
+import ArgumentParser
 import GatepostCore
 
 /// Loading what commands share: the sites folder, the spool and its catalog.
@@ -25,6 +26,17 @@ enum Runtime {
             }
             let known = directory.sites.map(\.name).sorted().joined(separator: ", ")
             throw CommandFailure.configuration("no site named `\(name)` (known: \(known.isEmpty ? "none" : known))")
+        }
+    }
+
+    /// One named site, or the command fails with the configuration error (exit 2).
+    static func site(named name: String, _ options: GlobalOptions) throws -> RemoteSite {
+        let directory = try loadSites(options)
+        do {
+            guard let found = try selectSites([name], from: directory).first else { throw ExitCode(2) }
+            return found
+        } catch let failure as CommandFailure {
+            throw fail(failure)
         }
     }
 

@@ -57,22 +57,13 @@ struct SiteCommand: AsyncParsableCommand {
         @Option(help: "table or json.") var format: OutputFormat = .table
 
         func run() async throws {
-            let directory = try Runtime.loadSites(options)
-            let remote: RemoteSite
-            do {
-                guard let found = try Runtime.selectSites([site], from: directory).first else { throw ExitCode(2) }
-                remote = found
-            } catch let failure as CommandFailure {
-                throw fail(failure)
-            }
+            let remote = try Runtime.site(named: site, options)
             let summary = SiteSummary(site: remote, state: try await openCatalog(options).siteStates()[remote.name])
             switch format {
             case .json:
                 print(try Formatting.json(summary))
             case .table:
-                var table = TextTable(headers: ["FIELD", "VALUE"])
-                table.rows = summary.fields.map { [$0.0, $0.1] }
-                print(table.render())
+                print(TextTable.fields(summary.fields).render())
             }
         }
     }
@@ -87,14 +78,7 @@ struct SiteCommand: AsyncParsableCommand {
 
         func run() async throws {
             options.bootstrapLogging()
-            let directory = try Runtime.loadSites(options)
-            let remote: RemoteSite
-            do {
-                guard let found = try Runtime.selectSites([site], from: directory).first else { throw ExitCode(2) }
-                remote = found
-            } catch let failure as CommandFailure {
-                throw fail(failure)
-            }
+            let remote = try Runtime.site(named: site, options)
             let steps = await SiteTester.run(remote, logger: Logger(label: "gatepost.site-test"))
             print("\(remote.name): site test")
             let width = steps.map(\.name.count).max() ?? 0
@@ -120,12 +104,7 @@ struct SiteCommand: AsyncParsableCommand {
     }
 
     static func setEnabled(_ name: String, _ enabled: Bool, options: GlobalOptions) async throws {
-        let directory = try Runtime.loadSites(options)
-        do {
-            _ = try Runtime.selectSites([name], from: directory)
-        } catch let failure as CommandFailure {
-            throw fail(failure)
-        }
+        _ = try Runtime.site(named: name, options)
         try await openCatalog(options).setSiteEnabled(name, enabled: enabled)
         print("\(name): \(enabled ? "enabled" : "disabled")")
     }
