@@ -88,6 +88,13 @@ let package = Package(
             ],
             swiftSettings: strictness
         ),
+        // Parse + decode + hash throughput (Benchmarks/README.md); not a test, run by hand.
+        .executableTarget(
+            name: "gatepost-mime-benchmark",
+            dependencies: ["GatepostMIME", .product(name: "Crypto", package: "swift-crypto")],
+            path: "Benchmarks/MIMEThroughput",
+            swiftSettings: strictness
+        ),
         .testTarget(name: "GatepostMIMETests", dependencies: ["GatepostMIME"], swiftSettings: strictness),
         .testTarget(
             name: "GatepostPOP3Tests",

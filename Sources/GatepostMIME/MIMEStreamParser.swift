@@ -65,7 +65,12 @@ public struct MIMEStreamParser {
     private var pendingEnding = LineEnding.none
     /// A long line was passed on in pieces; the rest of it is content, never a boundary.
     private var midLine = false
-    private var decoded: [UInt8] = []
+    /// Decoder output, reused: a body is decoded a slice at a time into this fixed buffer.
+    private var decoded = [UInt8](repeating: 0, count: Self.decodedCapacity)
+    private static let decodeSlice = 48 * 1024
+    private static let decodedCapacity = max(
+        Base64Decoder.maxDecodedCount(decodeSlice), QuotedPrintableDecoder.maxDecodedCount(decodeSlice)
+    )
 
     /// Lines longer than this cannot be boundaries (RFC 2046 caps a boundary at 70 characters),
     /// so body lines longer than this pass through in pieces instead of being buffered.
@@ -73,7 +78,6 @@ public struct MIMEStreamParser {
 
     public init(limits: MIMELimits = .default) {
         self.limits = limits
-        decoded.reserveCapacity(64 * 1024)
     }
 
     /// Parses the next chunk of the message.
@@ -350,25 +354,32 @@ public struct MIMEStreamParser {
 
     private mutating func decodeAndDeliver<Handler: MIMEPartHandler>(_ bytes: UnsafeRawBufferPointer, into handler: inout Handler) throws {
         guard case .leaf(let index, var decoder) = state else { return }
-        switch decoder {
-        case .identity:
+        if case .identity = decoder {
             try handler.part(index, didReceive: bytes)
             return
-        case .base64(var base64):
-            base64.decode(bytes, into: &decoded)
-            decoder = .base64(base64)
-        case .quotedPrintable(var qp):
-            qp.decode(bytes, into: &decoded)
-            decoder = .quotedPrintable(qp)
+        }
+        var offset = 0
+        while offset < bytes.count {
+            let slice = UnsafeRawBufferPointer(rebasing: bytes[offset..<min(bytes.count, offset + Self.decodeSlice)])
+            offset += slice.count
+            let written = decoded.withUnsafeMutableBufferPointer { output -> Int in
+                guard let base = output.baseAddress else { return 0 }
+                switch decoder {
+                case .identity:
+                    return 0
+                case .base64(var base64):
+                    defer { decoder = .base64(base64) }
+                    return base64.decode(slice, writingTo: base)
+                case .quotedPrintable(var qp):
+                    defer { decoder = .quotedPrintable(qp) }
+                    return qp.decode(slice, writingTo: base)
+                }
+            }
+            if written > 0 {
+                try decoded.withUnsafeBytes { try handler.part(index, didReceive: UnsafeRawBufferPointer(rebasing: $0[0..<written])) }
+            }
         }
         state = .leaf(index: index, decoder: decoder)
-        try deliverDecoded(index, into: &handler)
-    }
-
-    private mutating func deliverDecoded<Handler: MIMEPartHandler>(_ index: Int, into handler: inout Handler) throws {
-        guard !decoded.isEmpty else { return }
-        try decoded.withUnsafeBytes { try handler.part(index, didReceive: $0) }
-        decoded.removeAll(keepingCapacity: true)
     }
 
     private mutating func closeLeaf<Handler: MIMEPartHandler>(into handler: inout Handler, keepPendingEnding: Bool) throws {
@@ -377,15 +388,18 @@ public struct MIMEStreamParser {
             try emitPendingEnding(index, into: &handler)
         }
         pendingEnding = .none
+        var tail: [UInt8] = []
         switch decoder {
         case .identity:
             break
         case .base64(var base64):
-            base64.finish(into: &decoded)
+            base64.finish(into: &tail)
         case .quotedPrintable(var qp):
-            qp.finish(into: &decoded)
+            qp.finish(into: &tail)
         }
-        try deliverDecoded(index, into: &handler)
+        if !tail.isEmpty {
+            try tail.withUnsafeBytes { try handler.part(index, didReceive: $0) }
+        }
         try handler.partDidEnd(index)
         state = .discard
     }

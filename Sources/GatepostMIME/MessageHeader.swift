@@ -24,11 +24,11 @@ public struct MessageHeader: Sendable, Hashable {
 
     /// The first field named `name` (case-insensitive), as sent.
     public subscript(_ name: String) -> String? {
-        fields.first { $0.name.caseInsensitiveCompare(name) == .orderedSame }?.value
+        fields.first { $0.name.equalsIgnoringASCIICase(name) }?.value
     }
 
     public func all(_ name: String) -> [String] {
-        fields.filter { $0.name.caseInsensitiveCompare(name) == .orderedSame }.map(\.value)
+        fields.filter { $0.name.equalsIgnoringASCIICase(name) }.map(\.value)
     }
 
     /// Content-Type, defaulting to text/plain as RFC 2045 section 5.2 says (or message/rfc822
@@ -72,7 +72,11 @@ public struct MessageHeader: Sendable, Hashable {
 
         func flush() {
             if let name = currentName {
-                let value = Charset.decode(currentValue, charset: nil).trimmingCharacters(in: .whitespaces)
+                var start = currentValue.startIndex
+                var end = currentValue.endIndex
+                while start < end, ASCII.isWhitespace(currentValue[start]) { start += 1 }
+                while end > start, ASCII.isWhitespace(currentValue[end - 1]) { end -= 1 }
+                let value = Charset.decode(currentValue[start..<end], charset: nil)
                 fields.append(HeaderField(name: name, value: value))
             }
             currentName = nil
@@ -99,7 +103,7 @@ public struct MessageHeader: Sendable, Hashable {
             flush()
             guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else { continue }
             let nameBytes = line[line.startIndex..<colon]
-            let name = String(decoding: nameBytes, as: UTF8.self).trimmingCharacters(in: .whitespaces)
+            let name = String(decoding: nameBytes, as: UTF8.self).trimmingASCIIWhitespace()
             guard !name.isEmpty, !name.contains(" ") else { continue }
             currentName = name
             currentValue.append(contentsOf: line[(colon + 1)...])

@@ -10,14 +10,14 @@ public struct HeaderParameters: Sendable, Hashable {
         self.values = values
     }
 
-    public subscript(_ name: String) -> String? { values[name.lowercased()] }
+    public subscript(_ name: String) -> String? { values[name.asciiLowercased()] }
 
     /// Parses `; a=b; c="d"` (everything after the main value).
     static func parse(_ text: Substring) -> HeaderParameters {
         var raw: [(name: String, value: String, quoted: Bool)] = []
         var scanner = ParameterScanner(text)
         while let (name, value, quoted) = scanner.next() {
-            raw.append((name.lowercased(), value, quoted))
+            raw.append((name.asciiLowercased(), value, quoted))
         }
 
         var plain: [String: String] = [:]
@@ -109,7 +109,7 @@ private struct ParameterScanner {
                 name.append(chars[position])
                 position += 1
             }
-            name = name.trimmingCharacters(in: .whitespaces)
+            name = name.trimmingASCIIWhitespace()
             guard position < chars.count, chars[position] == "=" else { continue }
             position += 1
             skipSpaceAndComments()
@@ -131,8 +131,8 @@ private struct ParameterScanner {
                     value.append(chars[position])
                     position += 1
                 }
-                value = value.trimmingCharacters(in: .whitespaces)
-                if let paren = value.firstIndex(of: "(") { value = String(value[..<paren]).trimmingCharacters(in: .whitespaces) }
+                value = value.trimmingASCIIWhitespace()
+                if let paren = value.firstIndex(of: "(") { value = String(value[..<paren]).trimmingASCIIWhitespace() }
                 if !name.isEmpty { return (name, value, false) }
             }
         }
@@ -165,8 +165,8 @@ public struct ContentType: Sendable, Hashable, CustomStringConvertible {
     public var parameters: HeaderParameters
 
     public init(type: String, subtype: String, parameters: HeaderParameters = HeaderParameters()) {
-        self.type = type.lowercased()
-        self.subtype = subtype.lowercased()
+        self.type = type.asciiLowercased()
+        self.subtype = subtype.asciiLowercased()
         self.parameters = parameters
     }
 
@@ -177,9 +177,9 @@ public struct ContentType: Sendable, Hashable, CustomStringConvertible {
         let main = raw.prefix { $0 != ";" }
         let pieces = main.split(separator: "/", maxSplits: 1)
         guard pieces.count == 2 else { return nil }
-        let type = pieces[0].trimmingCharacters(in: .whitespaces)
-        var subtype = pieces[1].trimmingCharacters(in: .whitespaces)
-        if let paren = subtype.firstIndex(of: "(") { subtype = String(subtype[..<paren]).trimmingCharacters(in: .whitespaces) }
+        let type = pieces[0].trimmingASCIIWhitespace()
+        var subtype = pieces[1].trimmingASCIIWhitespace()
+        if let paren = subtype.firstIndex(of: "(") { subtype = String(subtype[..<paren]).trimmingASCIIWhitespace() }
         guard !type.isEmpty, !subtype.isEmpty else { return nil }
         self.init(type: type, subtype: subtype, parameters: HeaderParameters.parse(raw[main.endIndex...]))
     }
@@ -197,7 +197,7 @@ public struct ContentDisposition: Sendable, Hashable {
     public var parameters: HeaderParameters
 
     public init?(parsing raw: String) {
-        let main = raw.prefix { $0 != ";" }.trimmingCharacters(in: .whitespaces).lowercased()
+        let main = raw.prefix { $0 != ";" }.trimmingASCIIWhitespace().asciiLowercased()
         kind = main
         parameters = HeaderParameters.parse(raw[(raw.firstIndex(of: ";") ?? raw.endIndex)...])
     }
