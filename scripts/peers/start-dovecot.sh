@@ -6,7 +6,8 @@
 # DIR is an empty scratch folder (created if missing; no whitespace in its
 # path, Dovecot's passwd-file args are space-separated). Everything lives under
 # it: tls/, users, mail/, run/ (base_dir), state/, dovecot.conf, dovecot.log.
-# On success ONE line of JSON goes to stdout (ports, pid, CA, users, maildirs).
+# On success ONE line of JSON goes to stdout (ports, pid, CA, users, maildirs,
+# and for start-smtp.sh the LMTP and SASL sockets).
 #
 #   --config-only   write certs/users/maildirs/config and print the JSON with
 #                   "pid": null; the caller runs the "startCommand" itself.
@@ -70,6 +71,10 @@ else
   LOGIN_CHROOT=""; ANVIL_CHROOT=""
 fi
 MAIL_UID=$(id -u "$MAIL_USER"); MAIL_GID=$(id -g "$MAIL_USER")
+# LMTP delivery (for the SMTP test peer) when dovecot-lmtpd is installed;
+# "lmtpSocket" is null in the JSON otherwise.
+LMTP=""
+[[ -x /usr/lib/dovecot/lmtp ]] && LMTP=" lmtp"
 
 # --- TLS: throwaway CA, server cert for localhost/127.0.0.1, client cert ---
 TLS=$DIR/tls
@@ -133,14 +138,15 @@ render() { # template -> DIR/dovecot.conf (quoted replacements: & is literal)
   t=${t//@SELF_USER@/"$SELF_USER"}; t=${t//@MAIL_UID@/"$MAIL_UID"}; t=${t//@MAIL_GID@/"$MAIL_GID"}
   t=${t//@LOCK_SESSION@/"$LOCK_SESSION"}; t=${t//@INSTANCE@/"gatepost-$(basename "$DIR")"}
   t=${t//@LOGIN_CHROOT@/"$LOGIN_CHROOT"}; t=${t//@ANVIL_CHROOT@/"$ANVIL_CHROOT"}
+  t=${t//@LMTP@/"$LMTP"}
   [[ $t != *@[A-Z_]*@* ]] || die "unsubstituted placeholder in $HERE/dovecot.conf.template"
   printf '%s\n' "$t" > "$DIR/dovecot.conf"
 }
 
 print_json() { # pid
-  python3 - "$1" "$DIR" "$PLAIN_PORT" "$TLS_PORT" "$MAIL_UID" "$MAIL_GID" "$(command -v dovecot)" "${USERS[@]}" <<'PY'
+  python3 - "$1" "$DIR" "$PLAIN_PORT" "$TLS_PORT" "$MAIL_UID" "$MAIL_GID" "$(command -v dovecot)" "$LMTP" "${USERS[@]}" <<'PY'
 import json, sys
-pid, d, plain, tls, uid, gid, dovecot, *users = sys.argv[1:]
+pid, d, plain, tls, uid, gid, dovecot, lmtp, *users = sys.argv[1:]
 print(json.dumps({
     "pid": int(pid) if pid else None,
     "plainPort": int(plain), "tlsPort": int(tls), "host": "127.0.0.1",
@@ -150,6 +156,10 @@ print(json.dumps({
     "startCommand": [dovecot, "-F", "-c", f"{d}/dovecot.conf"],
     "users": {u: f"{u}-secret" for u in users},
     "maildirs": {u: f"{d}/mail/{u}/Maildir/new" for u in users + ["certuser"]},
+    # For the SMTP test peer: LMTP delivery to <user> or <user>@any.domain (null
+    # without dovecot-lmtpd), and SASL (Dovecot auth protocol) with the users above.
+    "lmtpSocket": f"{d}/run/lmtp" if lmtp else None,
+    "authSocket": f"{d}/run/auth-smtp",
 }))
 PY
 }
