@@ -95,7 +95,14 @@ let package = Package(
             path: "Benchmarks/MIMEThroughput",
             swiftSettings: strictness
         ),
-        .testTarget(name: "GatepostMIMETests", dependencies: ["GatepostMIME"], swiftSettings: strictness),
+        // libFuzzer target over the MIME parser (scripts/fuzz); a replay tool in normal builds.
+        .executableTarget(
+            name: "gatepost-mime-fuzzer",
+            dependencies: ["GatepostMIME"],
+            path: "Fuzz/MIMEParserFuzzer",
+            swiftSettings: strictness
+        ),
+        .testTarget(name: "GatepostMIMETests", dependencies: ["GatepostMIME"], exclude: ["Corpus"], swiftSettings: strictness),
         .testTarget(
             name: "GatepostPOP3Tests",
             dependencies: [
@@ -107,7 +114,10 @@ let package = Package(
         .testTarget(name: "GatepostCatalogTests", dependencies: ["GatepostCatalog"], swiftSettings: strictness),
         .testTarget(
             name: "GatepostCoreTests",
-            dependencies: ["GatepostCore", "GatepostCatalog", "GatepostPOP3", "GatepostTestSupport"],
+            dependencies: [
+                "GatepostCore", "GatepostCatalog", "GatepostPOP3", "GatepostTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
             swiftSettings: strictness
         ),
         .testTarget(

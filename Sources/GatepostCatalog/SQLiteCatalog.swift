@@ -119,6 +119,13 @@ public final class SQLiteCatalog: Catalog {
                 t.column("nextAttempt", .datetime).notNull()
             }
         }
+        migrator.registerMigration("v5-message-hash-and-reports") { db in
+            try db.alter(table: "transfer") { t in
+                t.add(column: "messageSha256", .text)
+                t.add(column: "recipientReports", .text).notNull().defaults(to: "[]")
+            }
+            try db.create(index: "transfer_site_messageSha256", on: "transfer", columns: ["site", "messageSha256"])
+        }
         return migrator
     }
 
@@ -266,6 +273,16 @@ public final class SQLiteCatalog: Catalog {
         }
     }
 
+    public func transferID(site: String, messageSha256: String) async throws -> String? {
+        try await database.read { db in
+            try String.fetchOne(
+                db,
+                sql: "SELECT id FROM transfer WHERE site = ? AND messageSha256 = ? AND direction = 'in' ORDER BY receivedAt LIMIT 1",
+                arguments: [site, messageSha256]
+            )
+        }
+    }
+
     public func transfers(_ filter: TransferFilter) async throws -> [TransferRecord] {
         try await database.read { db in
             var request = StoredTransfer.all()
@@ -314,6 +331,9 @@ struct StoredTransfer: Codable, FetchableRecord, PersistableRecord {
     var originalMessageId: String?
     var disposition: String?
     var deliveredPath: String?
+    var messageSha256: String?
+    /// JSON array of ``RecipientReport``.
+    var recipientReports: String
 
     init(_ record: TransferRecord) {
         id = record.id
@@ -338,6 +358,9 @@ struct StoredTransfer: Codable, FetchableRecord, PersistableRecord {
         originalMessageId = record.originalMessageId
         disposition = record.disposition
         deliveredPath = record.deliveredPath
+        messageSha256 = record.messageSha256
+        let reports = (try? JSONEncoder().encode(record.recipientReports)) ?? Data("[]".utf8)
+        recipientReports = String(decoding: reports, as: UTF8.self)
     }
 
     var record: TransferRecord {
@@ -362,7 +385,9 @@ struct StoredTransfer: Codable, FetchableRecord, PersistableRecord {
             error: error,
             originalMessageId: originalMessageId,
             disposition: disposition,
-            deliveredPath: deliveredPath
+            deliveredPath: deliveredPath,
+            messageSha256: messageSha256,
+            recipientReports: (try? JSONDecoder().decode([RecipientReport].self, from: Data(recipientReports.utf8))) ?? []
         )
     }
 }

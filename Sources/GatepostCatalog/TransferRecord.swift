@@ -54,6 +54,10 @@ public struct TransferRecord: Codable, Sendable, Hashable, Identifiable {
     public var disposition: String?
     /// Where the file was delivered to its application, once delivered.
     public var deliveredPath: String?
+    /// SHA-256 of the whole message as received (`sha256` is that of the kept file).
+    public var messageSha256: String?
+    /// Per-recipient results of a report (RFC 3464 Action and Status, RFC 8098 Disposition).
+    public var recipientReports: [RecipientReport]
 
     public init(
         id: String,
@@ -76,7 +80,9 @@ public struct TransferRecord: Codable, Sendable, Hashable, Identifiable {
         error: String? = nil,
         originalMessageId: String? = nil,
         disposition: String? = nil,
-        deliveredPath: String? = nil
+        deliveredPath: String? = nil,
+        messageSha256: String? = nil,
+        recipientReports: [RecipientReport] = []
     ) {
         self.id = id
         self.direction = direction
@@ -99,11 +105,14 @@ public struct TransferRecord: Codable, Sendable, Hashable, Identifiable {
         self.originalMessageId = originalMessageId
         self.disposition = disposition
         self.deliveredPath = deliveredPath
+        self.messageSha256 = messageSha256
+        self.recipientReports = recipientReports
     }
 
     private enum CodingKeys: String, CodingKey {
         case id, direction, type, fileName, site, application, state, messageId, uidl, sender, recipients, subject
         case size, sha256, path, receivedAt, ack, error, originalMessageId, disposition, deliveredPath
+        case messageSha256, recipientReports
     }
 
     /// Every field is written, absent ones as `null`: a consumer of `--format json` sees the
@@ -131,6 +140,8 @@ public struct TransferRecord: Codable, Sendable, Hashable, Identifiable {
         try container.encode(originalMessageId, forKey: .originalMessageId)
         try container.encode(disposition, forKey: .disposition)
         try container.encode(deliveredPath, forKey: .deliveredPath)
+        try container.encode(messageSha256, forKey: .messageSha256)
+        try container.encode(recipientReports, forKey: .recipientReports)
     }
 
     /// A new, time-ordered, unguessable id: `T` + UTC timestamp to the millisecond + 8 random hex digits.
@@ -143,6 +154,30 @@ public struct TransferRecord: Codable, Sendable, Hashable, Identifiable {
 }
 
 /// Which transfers to list.
+/// One recipient's line in a report: a delivery status notification (RFC 3464) gives Action and
+/// Status, a disposition notification (RFC 8098) its Disposition.
+public struct RecipientReport: Codable, Sendable, Hashable {
+    public var recipient: String
+    public var action: String?
+    public var status: String?
+    public var disposition: String?
+
+    public init(recipient: String, action: String? = nil, status: String? = nil, disposition: String? = nil) {
+        self.recipient = recipient
+        self.action = action
+        self.status = status
+        self.disposition = disposition
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(recipient, forKey: .recipient)
+        try container.encode(action, forKey: .action)
+        try container.encode(status, forKey: .status)
+        try container.encode(disposition, forKey: .disposition)
+    }
+}
+
 public struct TransferFilter: Sendable, Hashable {
     public var site: String?
     public var type: TransferRecord.Kind?
@@ -234,6 +269,9 @@ public protocol Catalog: Sendable {
     func markDeleted(site: String, uidls: [String]) async throws
     /// The id of an inbound transfer of `site` with this Message-ID, if any.
     func transferID(site: String, messageId: String) async throws -> String?
+    /// The id of an inbound transfer of `site` whose whole message had this SHA-256, if any:
+    /// how a message without a Message-ID is recognized when it comes again.
+    func transferID(site: String, messageSha256: String) async throws -> String?
     func transfers(_ filter: TransferFilter) async throws -> [TransferRecord]
     func transfer(id: String) async throws -> TransferRecord?
 }

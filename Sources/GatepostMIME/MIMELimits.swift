@@ -12,17 +12,21 @@ public struct MIMELimits: Sendable, Hashable {
     public var maxDepth: Int
     /// Parts of all kinds in one message.
     public var maxParts: Int
+    /// Bytes of the whole message the parser takes; past it the message is kept whole unparsed.
+    public var maxMessageSize: Int64
 
     public init(
         maxHeaderBytes: Int = 256 * 1024,
         maxHeaderLineLength: Int = 64 * 1024,
         maxDepth: Int = 20,
-        maxParts: Int = 2_000
+        maxParts: Int = 2_000,
+        maxMessageSize: Int64 = 8 << 30
     ) {
         self.maxHeaderBytes = maxHeaderBytes
         self.maxHeaderLineLength = maxHeaderLineLength
         self.maxDepth = maxDepth
         self.maxParts = maxParts
+        self.maxMessageSize = maxMessageSize
     }
 
     public static let `default` = MIMELimits()
@@ -35,6 +39,7 @@ public enum MIMEError: Error, Sendable, Hashable, CustomStringConvertible {
         case headerLineLength = "header line length"
         case depth = "multipart nesting depth"
         case parts = "part count"
+        case messageSize = "message size"
     }
 
     case limitExceeded(Limit)

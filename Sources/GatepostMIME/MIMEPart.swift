@@ -12,6 +12,35 @@ public struct MIMEPart: Sendable, Hashable {
     /// True only for a multipart with a usable boundary; a multipart without one is a leaf.
     public let isMultipart: Bool
 
+    public init(
+        index: Int, parent: Int?, depth: Int, header: MessageHeader, contentType: ContentType,
+        disposition: ContentDisposition?, transferEncoding: TransferEncoding, isMultipart: Bool
+    ) {
+        self.index = index
+        self.parent = parent
+        self.depth = depth
+        self.header = header
+        self.contentType = contentType
+        self.disposition = disposition
+        self.transferEncoding = transferEncoding
+        self.isMultipart = isMultipart
+    }
+
+    /// A file uuencoded inside the text of part `parent` (see ``UUEncodedFileExtractor``): an
+    /// attachment in all but syntax, so it is described as one.
+    public static func uuencodedFile(index: Int, parent: MIMEPart, name: String) -> MIMEPart {
+        MIMEPart(
+            index: index,
+            parent: parent.index,
+            depth: parent.depth + 1,
+            header: MessageHeader(),
+            contentType: ContentType(type: "application", subtype: "octet-stream"),
+            disposition: ContentDisposition(kind: "attachment", parameters: HeaderParameters(["filename": name])),
+            transferEncoding: .identity,
+            isMultipart: false
+        )
+    }
+
     /// The file name the sender gave: Content-Disposition `filename`, else Content-Type `name`
     /// (older mailers), with RFC 2231 and RFC 2047 decoding applied. Not yet safe for a file
     /// system: see the spool's sanitizer.

@@ -59,6 +59,7 @@ public struct MIMEStreamParser {
     private var state: State = .header(parent: nil, depth: 0, defaultType: .textPlain)
     private var open: [OpenMultipart] = []
     private var headerBlock: [UInt8] = []
+    private var bytesFed: Int64 = 0
     /// The unfinished last line of the previous chunk.
     private var carry: [UInt8] = []
     /// The line ending held back until the next line proves it is content.
@@ -83,6 +84,8 @@ public struct MIMEStreamParser {
     /// Parses the next chunk of the message.
     public mutating func feed<Handler: MIMEPartHandler>(_ chunk: UnsafeRawBufferPointer, into handler: inout Handler) throws {
         guard !chunk.isEmpty else { return }
+        bytesFed += Int64(chunk.count)
+        guard bytesFed <= limits.maxMessageSize else { throw MIMEError.limitExceeded(.messageSize) }
         var offset = 0
         if !carry.isEmpty {
             guard let lf = Self.findLF(chunk, from: 0) else {

@@ -196,6 +196,11 @@ public struct ContentDisposition: Sendable, Hashable {
     public var kind: String
     public var parameters: HeaderParameters
 
+    public init(kind: String, parameters: HeaderParameters = HeaderParameters()) {
+        self.kind = kind.asciiLowercased()
+        self.parameters = parameters
+    }
+
     public init?(parsing raw: String) {
         let main = raw.prefix { $0 != ";" }.trimmingASCIIWhitespace().asciiLowercased()
         kind = main

@@ -191,6 +191,22 @@ func sha256Hex(ofFile path: String) throws -> String {
         #expect(records[1].type == .xfer)
     }
 
+    @Test func theSameContentWithoutMessageIDIsADuplicate() async throws {
+        let bytes = Array("From: a@partner.example\r\nSubject: no id\r\n\r\njust text\r\n".utf8)
+        let other = Array("From: a@partner.example\r\nSubject: no id\r\n\r\nother text\r\n".utf8)
+        let fixture = try await PollFixture(messages: [
+            .init(uidl: "first", bytes: bytes), .init(uidl: "second", bytes: bytes), .init(uidl: "third", bytes: other),
+        ])
+        let server = fixture.server
+        defer { Task { await server.stop() } }
+        _ = try await fixture.poll()
+        let records = try await fixture.records()
+        #expect(records.map(\.fileName) == ["RECOVER", "DUPLICATE", "RECOVER"])
+        #expect(records[1].error == "already received as transfer \(records[0].id) (no Message-ID; same content)")
+        #expect(records[0].messageSha256 == records[1].messageSha256)
+        #expect(records[2].messageSha256 != records[0].messageSha256)
+    }
+
     @Test func anUnreachableHostIsAOneLineError() async throws {
         var fixture = try await PollFixture()
         await fixture.server.stop()

@@ -1,4 +1,5 @@
 import Foundation
+import GatepostMIME
 import Testing
 @testable import GatepostCore
 
@@ -64,6 +65,31 @@ func makeTemporaryDirectory(_ label: String = "core") throws -> String {
         #expect(site.smtp?.port == 465)
         #expect(site.routes.first?.application == "billing")
         #expect(site.routes.first?.type == .xfer)
+    }
+
+    @Test func parserLimitsPerSite() throws {
+        let site = try #require(try load("""
+        pop3: {host: pop.acme.example, user: orders, password: x}
+        limits:
+          max_message_size: 50MiB
+          max_header_size: 64KiB
+          max_line_length: 8KiB
+          max_depth: 5
+          max_parts: 100
+        """))
+        #expect(site.poll.limits == MIMELimits(
+            maxHeaderBytes: 64 << 10, maxHeaderLineLength: 8 << 10, maxDepth: 5, maxParts: 100, maxMessageSize: 50 << 20
+        ))
+        expectError("""
+        pop3: {host: pop.acme.example, user: orders, password: x}
+        limits:
+          max_depth: 0
+        """, line: 3, field: "limits.max_depth", containing: "1")
+        expectError("""
+        pop3: {host: pop.acme.example, user: orders, password: x}
+        limits:
+          max_nesting: 3
+        """, line: 3, field: "limits.max_nesting", containing: "unknown")
     }
 
     @Test func defaultsAreSecure() throws {

@@ -18,7 +18,9 @@ public enum Classifier {
     public static func classify(_ parts: [MIMEPart]) -> MessageClass {
         guard let top = parts.first else { return .recover(reason: "no message header") }
         let type = top.contentType
-        guard top.isMultipart else {
+        // A single-part message is a transfer only when its text holds a uuencoded file, which
+        // the ingest adds as a part of its own.
+        guard top.isMultipart || parts.count > 1 else {
             return .recover(reason: "a single-part \(type.mimeType) message")
         }
         if type.subtype == "report" {

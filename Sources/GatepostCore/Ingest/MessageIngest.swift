@@ -12,31 +12,90 @@ struct PartFile: Sendable, Hashable {
     var sha256: String
 }
 
-/// Writes every leaf part of a message to its own file as the parser decodes it.
-final class PartFileSink: MIMEPartHandler {
+/// Writes every leaf part of a message to its own file as the parser decodes it. The text of a
+/// text body goes through a ``UUEncodedFileExtractor`` on the way, so files uuencoded in it get
+/// files of their own (`uu-N`) and the text file keeps only the text around them.
+final class PartFileSink: MIMEPartHandler, UUEncodedFileHandler {
+    struct UUEncodedFile {
+        var parent: Int
+        var name: String
+        var file: PartFile
+    }
+
+    /// More files than this in one text body is not a transfer; the message is kept whole.
+    static let maxUUEncodedFiles = 100
+
     let workspace: String
     private var current: (index: Int, writer: SpoolFileWriter)?
+    private var extractor: UUEncodedFileExtractor?
+    private var uuCurrent: (name: String, writer: SpoolFileWriter)?
     private(set) var files: [Int: PartFile] = [:]
+    private(set) var uuencodedFiles: [UUEncodedFile] = []
 
     init(workspace: String) {
         self.workspace = workspace
     }
 
+    /// Text bodies are where old mailers put uuencoded files: text/plain that is not itself an
+    /// attached file.
+    static func mayHoldUUEncodedFiles(_ part: MIMEPart) -> Bool {
+        part.contentType.mimeType == "text/plain" && part.fileName == nil && part.disposition?.isAttachment != true
+    }
+
     func partDidBegin(_ part: MIMEPart) throws {
         guard !part.isMultipart else { return }
         current = (part.index, try SpoolFileWriter(path: "\(workspace)/part-\(part.index)"))
+        extractor = Self.mayHoldUUEncodedFiles(part) ? UUEncodedFileExtractor() : nil
     }
 
     func part(_ index: Int, didReceive bytes: UnsafeRawBufferPointer) throws {
         guard let current, current.index == index else { return }
-        try current.writer.write(bytes)
+        if var extractor {
+            // Moved out while it works, so its buffers are not copied on write.
+            self.extractor = nil
+            var handler = self
+            try extractor.feed(bytes, into: &handler)
+            self.extractor = extractor
+        } else {
+            try current.writer.write(bytes)
+        }
     }
 
     func partDidEnd(_ index: Int) throws {
         guard let current, current.index == index else { return }
+        if var extractor {
+            self.extractor = nil
+            var handler = self
+            try extractor.finish(into: &handler)
+        }
         self.current = nil
         let (size, sha256) = try current.writer.finish()
         files[index] = PartFile(name: "part-\(index)", size: size, sha256: sha256)
+    }
+
+    // MARK: UUEncodedFileHandler
+
+    func text(_ bytes: UnsafeRawBufferPointer) throws {
+        try current?.writer.write(bytes)
+    }
+
+    func fileDidBegin(name: String) throws {
+        guard uuencodedFiles.count < Self.maxUUEncodedFiles else { throw MIMEError.limitExceeded(.parts) }
+        uuCurrent = (name, try SpoolFileWriter(path: "\(workspace)/uu-\(uuencodedFiles.count)"))
+    }
+
+    func file(didReceive bytes: UnsafeRawBufferPointer) throws {
+        try uuCurrent?.writer.write(bytes)
+    }
+
+    func fileDidEnd(complete: Bool) throws {
+        guard let uuCurrent, let parent = current?.index else { return }
+        self.uuCurrent = nil
+        let (size, sha256) = try uuCurrent.writer.finish()
+        uuencodedFiles.append(UUEncodedFile(
+            parent: parent, name: uuCurrent.name,
+            file: PartFile(name: "uu-\(uuencodedFiles.count)", size: size, sha256: sha256)
+        ))
     }
 }
 
@@ -145,11 +204,21 @@ final class MessageIngest {
             }
         }
         let (size, sha256) = try raw.checkpoint()
+        // Files uuencoded in a text body become parts of their own, after the parser's.
+        var parts = parser.parts
+        var partFiles = sink.files
+        if parseError == nil {
+            for embedded in sink.uuencodedFiles where parts.indices.contains(embedded.parent) {
+                let part = MIMEPart.uuencodedFile(index: parts.count, parent: parts[embedded.parent], name: embedded.name)
+                parts.append(part)
+                partFiles[part.index] = embedded.file
+            }
+        }
         return Result(
             raw: PartFile(name: Self.rawFileName, size: size, sha256: sha256),
             scratch: raw,
-            parts: parser.parts,
-            partFiles: sink.files,
+            parts: parts,
+            partFiles: partFiles,
             parseError: parseError
         )
     }

@@ -1,3 +1,4 @@
+import GatepostCatalog
 import GatepostMIME
 
 /// The fields Gatepost needs from a report's machine-readable part: RFC 8098
@@ -7,6 +8,8 @@ public struct ReportFields: Sendable, Hashable {
     public var finalRecipient: String?
     /// `Disposition` of an MDN, or the first recipient's `Action` (with `Status`) of a DSN.
     public var disposition: String?
+    /// Every recipient the report speaks of, in order.
+    public var recipients: [RecipientReport] = []
 
     /// `text` is the report part: header-like blocks separated by blank lines.
     public static func parse(_ bytes: [UInt8]) -> ReportFields {
@@ -40,6 +43,14 @@ public struct ReportFields: Sendable, Hashable {
             }
             if fields.disposition == nil, let action = header["Action"] {
                 fields.disposition = header["Status"].map { "\(action) \($0)" } ?? action
+            }
+            if let recipient = header["Final-Recipient"] {
+                fields.recipients.append(RecipientReport(
+                    recipient: Self.address(recipient),
+                    action: header["Action"].map { $0.trimmingASCIIWhitespace().asciiLowercased() },
+                    status: header["Status"].map { $0.split(separator: " ").first.map(String.init) ?? $0 },
+                    disposition: header["Disposition"]
+                ))
             }
         }
         return fields

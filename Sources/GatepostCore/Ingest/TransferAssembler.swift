@@ -14,6 +14,8 @@ enum TransferAssembler {
     static let textFileName = "message.txt"
     static let htmlFileName = "message.html"
     static let reportFileName = "report.txt"
+    /// The name of an attached message (message/rfc822) that came without one.
+    static let attachedMessageFileName = "attached-message.eml"
 
     static func assemble(
         _ result: MessageIngest.Result,
@@ -21,7 +23,7 @@ enum TransferAssembler {
         id: String,
         uidl: String?,
         workspace: String,
-        duplicate: Bool
+        duplicateOf duplicate: String?
     ) throws -> Assembled {
         let header = result.parts.first?.header ?? MessageHeader()
         var record = TransferRecord(
@@ -35,11 +37,12 @@ enum TransferAssembler {
             sender: header["From"].map(EncodedWords.decode),
             recipients: (header.all("To") + header.all("Cc")).flatMap(Self.addresses),
             subject: header["Subject"].map(EncodedWords.decode),
-            ack: header["Disposition-Notification-To"] == nil ? .none : .requested
+            ack: header["Disposition-Notification-To"] == nil ? .none : .requested,
+            messageSha256: result.raw.sha256
         )
 
         let messageClass: MessageClass
-        if duplicate {
+        if duplicate != nil {
             messageClass = .recover(reason: "duplicate")
         } else if let error = result.parseError {
             messageClass = .recover(reason: error.description)
@@ -55,19 +58,28 @@ enum TransferAssembler {
             guard let attachment = result.partFiles[file] else { return recover(result, record: record, reason: "attachment body missing") }
             var taken: Set<String> = []
             if let text, let textFile = result.partFiles[text] {
-                keep.append((textFile.name, textFileName))
+                let converted = try TextConversion.toUTF8(textFile, part: result.parts[text], workspace: workspace)
+                keep.append((converted.name, textFileName))
                 taken.insert(textFileName)
             }
-            let name = SafeFileName.unique(SafeFileName.make(result.parts[file].fileName ?? SafeFileName.fallback), avoiding: taken)
+            let attachedPart = result.parts[file]
+            let proposed = attachedPart.fileName
+                ?? (attachedPart.contentType.mimeType == "message/rfc822" ? attachedMessageFileName : SafeFileName.fallback)
+            let name = SafeFileName.unique(SafeFileName.make(proposed), avoiding: taken)
             keep.append((attachment.name, name))
             main = attachment
             main.name = name
             record.type = .xfer
             record.fileName = name
         case .message(let text, let html):
-            guard let textFile = result.partFiles[text] else { return recover(result, record: record, reason: "text body missing") }
+            guard let original = result.partFiles[text] else { return recover(result, record: record, reason: "text body missing") }
+            // What MSG keeps is for people and applications to read: UTF-8, whatever was sent.
+            let textFile = try TextConversion.toUTF8(original, part: result.parts[text], workspace: workspace)
             keep.append((textFile.name, textFileName))
-            if let html, let htmlFile = result.partFiles[html] { keep.append((htmlFile.name, htmlFileName)) }
+            if let html, let original = result.partFiles[html] {
+                let htmlFile = try TextConversion.toUTF8(original, part: result.parts[html], workspace: workspace)
+                keep.append((htmlFile.name, htmlFileName))
+            }
             main = textFile
             main.name = textFileName
             record.type = .msg
@@ -82,6 +94,7 @@ enum TransferAssembler {
                 let fields = ReportFields.parse(try readSmallFile(workspace + "/" + reportFile.name, limit: 256 * 1024))
                 record.originalMessageId = fields.originalMessageID
                 record.disposition = fields.disposition
+                record.recipientReports = fields.recipients
                 if let recipient = fields.finalRecipient { record.recipients = [recipient] }
             } else {
                 keep.append((result.raw.name, result.raw.name))
@@ -89,9 +102,9 @@ enum TransferAssembler {
             }
         case .recover(let reason):
             var assembled = recover(result, record: record, reason: reason)
-            if duplicate {
+            if let duplicate {
                 assembled.record.fileName = TransferRecord.duplicateFileName
-                assembled.record.error = "already received as this site's transfer with the same Message-ID"
+                assembled.record.error = duplicate
             }
             try finalizeFiles(workspace: workspace, keep: [(result.raw.name, result.raw.name)], result: result)
             return assembled
@@ -119,8 +132,9 @@ enum TransferAssembler {
     private static func finalizeFiles(workspace: String, keep: [(from: String, to: String)], result: MessageIngest.Result) throws {
         let manager = FileManager.default
         let keptSources = Set(keep.map(\.from))
-        for file in result.partFiles.values where !keptSources.contains(file.name) {
-            try? manager.removeItem(atPath: workspace + "/" + file.name)
+        // Everything else the ingest wrote (parts, converted texts, uuencoded files) goes.
+        for file in (try? manager.contentsOfDirectory(atPath: workspace)) ?? [] where !keptSources.contains(file) {
+            try? manager.removeItem(atPath: workspace + "/" + file)
         }
         // The raw message lives outside the workspace until it is kept.
         let parts = keep.filter { $0.from != result.raw.name }

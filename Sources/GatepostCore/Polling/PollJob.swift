@@ -78,14 +78,12 @@ public struct PollJob: Sendable {
     public var site: RemoteSite
     public var spool: Spool
     public var catalog: any Catalog
-    public var limits: MIMELimits
     public var logger: Logger
 
-    public init(site: RemoteSite, spool: Spool, catalog: any Catalog, limits: MIMELimits = .default, logger: Logger) {
+    public init(site: RemoteSite, spool: Spool, catalog: any Catalog, logger: Logger) {
         self.site = site
         self.spool = spool
         self.catalog = catalog
-        self.limits = limits
         var logger = logger
         logger[metadataKey: "site"] = "\(site.name)"
         self.logger = logger
@@ -272,7 +270,7 @@ public struct PollJob: Sendable {
         let id = TransferRecord.newID()
         let workspace = try spool.makeWorkspace(id: id)
         do {
-            let ingest = try MessageIngest(workspace: workspace, raw: scratch, limits: limits, maxSize: site.poll.maxMessageSize)
+            let ingest = try MessageIngest(workspace: workspace, raw: scratch, limits: site.poll.limits, maxSize: site.poll.maxMessageSize)
             let consume: (ByteBuffer) async throws -> Void = { chunk in
                 try ingest.consume(chunk)
                 FailPoint.hit("poll.during-retr")
@@ -286,8 +284,8 @@ public struct PollJob: Sendable {
                 try await session.retrieve(entry.number, consumer: consume)
             }
             let result = try ingest.finish()
-            let isDuplicate = try await isDuplicate(result)
-            let assembled = try TransferAssembler.assemble(result, site: site, id: id, uidl: entry.value, workspace: workspace, duplicate: isDuplicate)
+            let duplicate = try await duplicateOf(result)
+            let assembled = try TransferAssembler.assemble(result, site: site, id: id, uidl: entry.value, workspace: workspace, duplicateOf: duplicate)
             let folder = try spool.commitWorkspace(workspace, keeping: assembled.keptFiles, site: site.name, id: id)
             var record = assembled.record
             record.path = record.path.map { folder + "/" + $0 }
@@ -308,8 +306,14 @@ public struct PollJob: Sendable {
         }
     }
 
-    private func isDuplicate(_ result: MessageIngest.Result) async throws -> Bool {
-        guard let messageID = result.parts.first?.header.messageID else { return false }
-        return try await catalog.transferID(site: site.name, messageId: messageID) != nil
+    /// Why this message is a DUPLICATE (a sentence for the record), or nil: the site already has
+    /// a transfer with its Message-ID, or, for a message without one, with the same content.
+    private func duplicateOf(_ result: MessageIngest.Result) async throws -> String? {
+        if let messageID = result.parts.first?.header.messageID {
+            guard let earlier = try await catalog.transferID(site: site.name, messageId: messageID) else { return nil }
+            return "already received as transfer \(earlier) (same Message-ID)"
+        }
+        guard let earlier = try await catalog.transferID(site: site.name, messageSha256: result.raw.sha256) else { return nil }
+        return "already received as transfer \(earlier) (no Message-ID; same content)"
     }
 }

@@ -1,3 +1,4 @@
+import GatepostMIME
 import Foundation
 import GatepostCatalog
 import GatepostPOP3
@@ -47,7 +48,11 @@ public struct RemoteSite: Sendable, Hashable {
     public struct Poll: Sendable, Hashable {
         public var interval: Duration
         public var deleteAfterRetrieve: Bool
+        /// Larger messages (by LIST) are left on the server and reported.
         public var maxMessageSize: Int64
+        /// What the MIME parser may take of one message; past a limit the message is kept
+        /// whole as RECOVER (the site file's `limits:`).
+        public var limits: MIMELimits = .default
     }
 
     public struct SMTP: Sendable, Hashable {

@@ -198,7 +198,7 @@ public struct SiteLoader: Sendable {
     static let allowedAuth: Set<String> = ["user", "apop", "plain", "login", "cram-md5", "external", "xoauth2", "oauthbearer"]
 
     func remoteSite(_ root: ConfigMapping, defaultName: String) throws -> RemoteSite {
-        try root.rejectUnknownKeys(["kind", "name", "description", "enabled", "pop3", "poll", "smtp", "application", "routes", "tenants"])
+        try root.rejectUnknownKeys(["kind", "name", "description", "enabled", "pop3", "poll", "limits", "smtp", "application", "routes", "tenants"])
         let name = try root["name"]?.nonEmptyString() ?? defaultName
         try Self.validateSiteName(name, node: root["name"] ?? root.owner)
 
@@ -235,6 +235,17 @@ public struct SiteLoader: Sendable {
             poll.interval = try pollMap["interval"]?.duration() ?? poll.interval
             poll.deleteAfterRetrieve = try pollMap["delete_after_retrieve"]?.bool() ?? poll.deleteAfterRetrieve
             poll.maxMessageSize = try pollMap["max_message_size"]?.byteSize() ?? poll.maxMessageSize
+        }
+        if let limitsNode = root["limits"] {
+            let limitsMap = try limitsNode.mapping()
+            try limitsMap.rejectUnknownKeys(["max_message_size", "max_header_size", "max_line_length", "max_depth", "max_parts"])
+            var limits = poll.limits
+            limits.maxMessageSize = try limitsMap["max_message_size"]?.byteSize() ?? limits.maxMessageSize
+            limits.maxHeaderBytes = try limitsMap["max_header_size"].map { Int(try $0.byteSize()) } ?? limits.maxHeaderBytes
+            limits.maxHeaderLineLength = try limitsMap["max_line_length"].map { Int(try $0.byteSize()) } ?? limits.maxHeaderLineLength
+            limits.maxDepth = try limitsMap["max_depth"]?.int(in: 1...100) ?? limits.maxDepth
+            limits.maxParts = try limitsMap["max_parts"]?.int(in: 2...100_000) ?? limits.maxParts
+            poll.limits = limits
         }
 
         var smtp: RemoteSite.SMTP?

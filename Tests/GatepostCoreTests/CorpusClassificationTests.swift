@@ -1,0 +1,202 @@
+import Foundation
+import GatepostCatalog
+import GatepostMIME
+import NIOCore
+import Testing
+@testable import GatepostCore
+
+/// The classification rules (README, "How a message is classified") over the corpus of tricky
+/// messages in Tests/GatepostMIMETests/Corpus, through the same ingest and assembly a poll uses.
+struct CorpusIngest {
+    static let folder = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("GatepostMIMETests/Corpus")
+
+    static func message(_ name: String) throws -> [UInt8] {
+        [UInt8](try Data(contentsOf: folder.appendingPathComponent(name)))
+    }
+
+    static func allNames() throws -> [String] {
+        try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".eml") }.sorted()
+    }
+
+    static let site: RemoteSite? = try? SiteLoader(environment: [:]).parse("""
+        pop3:
+          host: 127.0.0.1
+          security: none
+          allow_plaintext_password: true
+          user: u
+          password: p
+        application: orders
+        """, file: "/tmp/corpus.yaml")
+
+    struct Outcome {
+        var record: TransferRecord
+        /// Kept file name -> its bytes.
+        var files: [String: [UInt8]]
+    }
+
+    /// Ingests `bytes` in chunks of `chunkSize` (nil: one chunk) and assembles the record.
+    static func ingest(_ bytes: [UInt8], chunkSize: Int? = nil, limits: MIMELimits = .default) throws -> Outcome {
+        let site = try #require(Self.site)
+        let spool = try Spool(root: try makeTemporaryDirectory("corpus"))
+        let id = TransferRecord.newID()
+        let workspace = try spool.makeWorkspace(id: id)
+        let scratch = try RawMessageScratch(folder: spool.temporaryRoot)
+        let ingest = try MessageIngest(workspace: workspace, raw: scratch, limits: limits, maxSize: 1 << 30)
+        let size = chunkSize ?? max(1, bytes.count)
+        var offset = 0
+        while offset < bytes.count {
+            let end = min(bytes.count, offset + size)
+            try ingest.consume(ByteBuffer(bytes: bytes[offset..<end]))
+            offset = end
+        }
+        let result = try ingest.finish()
+        let assembled = try TransferAssembler.assemble(result, site: site, id: id, uidl: "u1", workspace: workspace, duplicateOf: nil)
+        var files: [String: [UInt8]] = [:]
+        for name in try FileManager.default.contentsOfDirectory(atPath: workspace) {
+            files[name] = [UInt8](try Data(contentsOf: URL(fileURLWithPath: workspace + "/" + name)))
+        }
+        #expect(Set(files.keys) == Set(assembled.keptFiles), "the workspace holds exactly the kept files")
+        var record = assembled.record
+        record.id = "T"
+        record.receivedAt = Date(timeIntervalSince1970: 0)
+        return Outcome(record: record, files: files)
+    }
+
+    static func text(_ bytes: [UInt8]?) -> String? {
+        bytes.map { String(decoding: $0, as: UTF8.self) }
+    }
+}
+
+@Suite struct CorpusClassificationTests {
+    /// The property the issue asks for, one level up from the parser: the same record and the
+    /// same files whatever the chunking.
+    @Test(arguments: [1, 7, 4096])
+    func everyCorpusMessageGivesTheSameRecordInChunks(chunkSize: Int) throws {
+        for name in try CorpusIngest.allNames() {
+            let bytes = try CorpusIngest.message(name)
+            let whole = try CorpusIngest.ingest(bytes)
+            let chunked = try CorpusIngest.ingest(bytes, chunkSize: chunkSize)
+            #expect(chunked.record == whole.record, "\(name) in chunks of \(chunkSize)")
+            #expect(chunked.files == whole.files, "\(name) in chunks of \(chunkSize)")
+        }
+    }
+
+    @Test(arguments: [
+        ("xfer-basic.eml", "invoice-42.pdf"),
+        ("rfc2231-continuations.eml", "Übersicht Groß.csv"),
+        ("rfc2047-filename.eml", "Bäckerei_liste.csv"),
+        ("alternative-body-plus-file.eml", "orders.zip"),
+        ("related-inline-images.eml", "order.xml"),
+        ("message-rfc822-attachment.eml", "attached-message.eml"),
+        ("missing-final-boundary.eml", "data.bin"),
+        ("bare-lf.eml", "report.txt"),
+        ("boundary-quirks.eml", "q.dat"),
+        ("base64-junk.eml", "hello.txt"),
+        ("uuencode.eml", "hello.txt"),
+        ("hostile-filename.eml", "passwd"),
+        ("raw-8bit-headers.eml", "Straße.txt"),
+        ("empty-parts.eml", "empty.bin"),
+    ])
+    func oneAttachedFileIsXFERUnderItsDecodedSafeName(name: String, fileName: String) throws {
+        let outcome = try CorpusIngest.ingest(try CorpusIngest.message(name))
+        #expect(outcome.record.type == .xfer, "\(name)")
+        #expect(outcome.record.fileName == fileName, "\(name)")
+        #expect(outcome.files[fileName] != nil, "\(name) keeps \(fileName)")
+        #expect(outcome.record.error == nil, "\(name)")
+    }
+
+    @Test func decodedContentsAndTheMessageText() throws {
+        let uu = try CorpusIngest.ingest(try CorpusIngest.message("uuencode.eml"))
+        #expect(uu.record.sha256 == "8bc5a3af068bf2bc394dd6b39a41b16c6d1381ecf363198f1e7d02a037875804")
+        #expect(CorpusIngest.text(uu.files["message.txt"]) == "Here is the file.\r\n\r\n\r\nRegards\r\n")
+
+        let junk = try CorpusIngest.ingest(try CorpusIngest.message("base64-junk.eml"))
+        #expect(CorpusIngest.text(junk.files["hello.txt"]) == "Hello, world!")
+
+        let unterminated = try CorpusIngest.ingest(try CorpusIngest.message("missing-final-boundary.eml"))
+        #expect(unterminated.files["data.bin"] == [0, 1, 2, 3, 4, 5])
+
+        let binary = try CorpusIngest.ingest(try CorpusIngest.message("raw-8bit-headers.eml"))
+        #expect(binary.files["Straße.txt"] == [0, 1, 2, 0xFF, 0xFE])
+        #expect(binary.record.subject == "Grüße aus Köln")
+
+        let quirks = try CorpusIngest.ingest(try CorpusIngest.message("boundary-quirks.eml"))
+        #expect(CorpusIngest.text(quirks.files["message.txt"]) == "text before\r\n--with spaces and (parens)-not-a-boundary\r\nstill text")
+
+        // The text part was ISO-8859-1; what is kept is UTF-8.
+        let latin1 = try CorpusIngest.ingest(try CorpusIngest.message("rfc2047-filename.eml"))
+        #expect(CorpusIngest.text(latin1.files["message.txt"]) == "Grüße")
+        #expect(latin1.record.sender == "Jürgen <j@partner.example>")
+    }
+
+    @Test func alternativeTextIsMSGConvertedToUTF8() throws {
+        let outcome = try CorpusIngest.ingest(try CorpusIngest.message("msg-latin1-alternative.eml"))
+        #expect(outcome.record.type == .msg)
+        #expect(outcome.record.fileName == "orders")
+        #expect(CorpusIngest.text(outcome.files["message.txt"]) == "Grüße aus Köln")
+        #expect(CorpusIngest.text(outcome.files["message.html"]) == "<p>Grüße €</p>")
+
+        let qp = try CorpusIngest.ingest(try CorpusIngest.message("qp-soft-breaks.eml"))
+        #expect(qp.record.type == .msg)
+        #expect(CorpusIngest.text(qp.files["message.txt"])
+            == "A long line that is wrapped with a soft break, trailing space    \r\nand an equals sign =, and a malformed =ZZ escape.")
+        #expect(CorpusIngest.text(qp.files["message.html"]) == "<p>café</p>")
+    }
+
+    @Test(arguments: [
+        ("two-files.eml", "2 attached files in one message"),
+        ("digest.eml", "2 attached files in one message"),
+        ("single-part-text.eml", "a single-part text/plain message"),
+        ("no-header-end.eml", "a single-part text/plain message"),
+        ("nesting-past-limit.eml", "message exceeds the multipart nesting depth limit"),
+        ("header-line-past-limit.eml", "message exceeds the header line length limit"),
+    ])
+    func everythingElseIsKeptWholeAsRECOVER(name: String, reason: String) throws {
+        let bytes = try CorpusIngest.message(name)
+        let outcome = try CorpusIngest.ingest(bytes)
+        #expect(outcome.record.type == .xfer)
+        #expect(outcome.record.fileName == TransferRecord.recoverFileName)
+        #expect(outcome.record.error == "kept whole: \(reason)")
+        #expect(outcome.files[MessageIngest.rawFileName] == bytes, "the whole message, byte for byte")
+        #expect(outcome.files.count == 1)
+    }
+
+    @Test func aDispositionNotificationIsEERPWithItsFields() throws {
+        let outcome = try CorpusIngest.ingest(try CorpusIngest.message("mdn-report.eml"))
+        #expect(outcome.record.type == .eerp)
+        #expect(outcome.record.originalMessageId == "out-1@gatepost.example")
+        #expect(outcome.record.disposition == "automatic-action/MDN-sent-automatically; processed")
+        #expect(outcome.record.recipientReports == [RecipientReport(
+            recipient: "edi@partner.example", disposition: "automatic-action/MDN-sent-automatically; processed"
+        )])
+        #expect(outcome.record.ack == .none, "a report is never acknowledged")
+    }
+
+    @Test func aDeliveryStatusNotificationGivesEachRecipientsActionAndStatus() throws {
+        let outcome = try CorpusIngest.ingest(try CorpusIngest.message("dsn-report.eml"))
+        #expect(outcome.record.type == .eerp)
+        #expect(outcome.record.recipientReports == [
+            RecipientReport(recipient: "gone@partner.example", action: "failed", status: "5.1.1"),
+            RecipientReport(recipient: "slow@partner.example", action: "delayed", status: "4.4.7"),
+        ])
+    }
+
+    @Test func everyLimitKeepsTheMessageWholeRatherThanFailing() throws {
+        let bytes = try CorpusIngest.message("xfer-basic.eml")
+        let limits: [MIMELimits] = [
+            MIMELimits(maxHeaderBytes: 100),
+            MIMELimits(maxHeaderLineLength: 20),
+            MIMELimits(maxDepth: 0),
+            MIMELimits(maxParts: 2),
+            MIMELimits(maxMessageSize: 1000),
+        ]
+        for limit in limits {
+            let outcome = try CorpusIngest.ingest(bytes, chunkSize: 7, limits: limit)
+            #expect(outcome.record.fileName == TransferRecord.recoverFileName, "\(limit)")
+            #expect(outcome.record.error?.hasPrefix("kept whole: message exceeds the") == true, "\(limit)")
+            #expect(outcome.files[MessageIngest.rawFileName] == bytes)
+        }
+    }
+}
