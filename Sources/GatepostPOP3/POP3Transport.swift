@@ -98,7 +98,7 @@ enum POP3Transport {
                         try pipeline.addHandler(ReadTimeoutHandler())
                         return try Connection(
                             wrappingChannelSynchronously: channel,
-                            configuration: .init(backPressureStrategy: .init(lowWatermark: 4, highWatermark: 32))
+                            configuration: .init(backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8))
                         )
                     }
                 }

@@ -121,6 +121,27 @@ public final class DovecotPeer: Sendable {
         return try JSONDecoder().decode([ExpectedMessage].self, from: Data(contentsOf: URL(fileURLWithPath: manifest)))
     }
 
+    /// What `make-large-message.py` wrote.
+    public struct LargeMessage: Decodable, Sendable {
+        public var fileName: String
+        /// Of the attachment.
+        public var size: Int64
+        public var sha256: String
+        /// Of the message file.
+        public var messageBytes: Int64
+        public var messageId: String
+    }
+
+    /// Puts one message with a `size`-byte base64 attachment in `user`'s mailbox, written as a
+    /// stream (scripts/peers/make-large-message.py), never held in memory.
+    public func addLargeMessage(user: String, size: Int64) async throws -> LargeMessage {
+        guard let maildir = info.maildirs[user] else { throw PeerError.scriptFailed("addLargeMessage", status: 1, output: "no user \(user)") }
+        let output = try await offloaded { [projectRoot] in
+            try Self.run(projectRoot + "/scripts/peers/make-large-message.py", ["--out", maildir, "--size", String(size)])
+        }
+        return try JSONDecoder().decode(LargeMessage.self, from: Data(output.utf8))
+    }
+
     /// Messages waiting in `user`'s Maildir (new and cur).
     public func messageCount(user: String) -> Int {
         guard let newFolder = info.maildirs[user] else { return 0 }

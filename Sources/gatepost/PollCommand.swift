@@ -109,6 +109,17 @@ struct PollCommand: AsyncParsableCommand {
         text += ", \(summary.alreadyRetrieved) already retrieved, \(summary.deleted) deleted"
         if summary.skippedTooLarge > 0 { text += ", \(summary.skippedTooLarge) left on the server (too large)" }
         text += ", \(Formatting.bytes(summary.bytes)) in \(Formatting.duration(summary.duration))"
+        if let peak = peakResidentMemory() { text += ", peak memory \(Formatting.bytes(peak))" }
         return text
+    }
+
+    /// The most memory this process has had resident so far (the kernel's VmHWM), for the
+    /// summary: an operator sees what a large message cost, and the bounded-memory test reads it.
+    static func peakResidentMemory() -> Int64? {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+              let kib = line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first.flatMap({ Int64($0) })
+        else { return nil }
+        return kib * 1024
     }
 }
