@@ -84,7 +84,25 @@ public final class SMTPSession {
         do {
             try await outbound.write(bytes)
         } catch {
-            throw mapTransportError(error, during: machine.currentPhase)
+            let phase = machine.currentPhase
+            throw await reasonTheChannelClosed(during: phase) ?? mapTransportError(error, during: phase)
+        }
+    }
+
+    /// A write fails once the channel is closed, but why it closed (a failed TLS handshake, a
+    /// timeout) was delivered to the reading side: that is what the operator needs to see.
+    private func reasonTheChannelClosed(during phase: String) async -> SMTPError? {
+        guard !channel.isActive else { return nil }
+        do {
+            // Whatever the server sent before the failure no longer matters.
+            while try await inbound.next() != nil {}
+            return nil
+        } catch {
+            let reason = mapTransportError(error, during: phase)
+            switch reason {
+            case .tlsFailed, .timeout: return reason
+            default: return nil
+            }
         }
     }
 

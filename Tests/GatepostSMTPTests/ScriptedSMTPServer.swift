@@ -2,6 +2,7 @@ import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// A tiny SMTP server on 127.0.0.1 for the session tests: it follows a script of capabilities and
 /// refusals and records what it was sent. Not a mail server; a real one is tested elsewhere.
@@ -16,9 +17,15 @@ final class ScriptedSMTPServer: Sendable {
         /// Stop answering (but keep the connection open) once a line starts with this.
         var silentFrom: String?
         var queueID = "4Bx7Yq1Z2"
+        /// TLS from the first byte (port 465 style).
+        var implicitTLS: NIOSSLContext?
+        /// Offered as STARTTLS (only while the connection is not encrypted yet).
+        var startTLS: NIOSSLContext?
     }
 
     struct Record: Sendable {
+        /// Whether the connection was encrypted when each command arrived.
+        var encryptedCommands: [String] = []
         /// Command lines, in order, outside message data.
         var commands: [String] = []
         /// Each message's data as received: dot-stuffed, CRLF, without the final ".".
@@ -42,6 +49,9 @@ final class ScriptedSMTPServer: Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let context = script.implicitTLS {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context))
+                    }
                     try channel.pipeline.syncOperations.addHandler(ScriptedSMTPHandler(server: self))
                 }
             }
@@ -89,9 +99,11 @@ private final class ScriptedSMTPHandler: ChannelInboundHandler {
     private var message: [UInt8] = []
     private var acceptedRecipients = 0
     private var silent = false
+    private var encrypted: Bool
 
     init(server: ScriptedSMTPServer) {
         self.server = server
+        encrypted = server.script.implicitTLS != nil
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -130,7 +142,10 @@ private final class ScriptedSMTPHandler: ChannelInboundHandler {
             return
         }
         let line = String(decoding: rawLine, as: UTF8.self).trimmingCharacters(in: ["\r", "\n"])
-        server.update { $0.commands.append(line) }
+        server.update { record in
+            record.commands.append(line)
+            if encrypted { record.encryptedCommands.append(line) }
+        }
         guard !silent else { return }
         let script = server.script
         if let silentFrom = script.silentFrom, line.hasPrefix(silentFrom) {
@@ -139,8 +154,19 @@ private final class ScriptedSMTPHandler: ChannelInboundHandler {
         }
         let upper = line.uppercased()
         if upper.hasPrefix("EHLO ") {
-            let lines = ["scripted.test greets \(line.dropFirst(5))"] + script.extensions
+            let offersStartTLS = script.startTLS != nil && !encrypted
+            let lines = ["scripted.test greets \(line.dropFirst(5))"] + script.extensions + (offersStartTLS ? ["STARTTLS"] : [])
             send(lines.enumerated().map { "250\($0.offset == lines.count - 1 ? " " : "-")\($0.element)" }.joined(separator: "\n"), context: context)
+        } else if upper == "STARTTLS", let tls = script.startTLS, !encrypted {
+            send("220 2.0.0 Ready to start TLS", context: context)
+            // The 220 has been flushed in clear text; everything after it goes through TLS.
+            encrypted = true
+            pending = []
+            do {
+                try context.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls), position: .first)
+            } catch {
+                context.close(promise: nil)
+            }
         } else if upper.hasPrefix("AUTH PLAIN ") {
             let expected = Data("\0\(script.user)\0\(script.password)".utf8).base64EncodedString()
             send(line.dropFirst(11) == expected ? "235 2.7.0 Authentication successful" : "535 5.7.8 Error: authentication failed", context: context)
