@@ -32,7 +32,8 @@ public struct SMTPClientStateMachine: Sendable {
         case closed
     }
 
-    public enum Action: Sendable, Hashable {
+    /// Printing an action never shows the bytes of a write, which may carry SASL data.
+    public enum Action: Sendable, Hashable, CustomStringConvertible {
         /// Bytes to send now. `logDescription` names the commands with secrets masked.
         case write(ByteBuffer, logDescription: String)
         /// Greeting and EHLO (or HELO) are done, again after STARTTLS: the server offers these.
@@ -49,6 +50,20 @@ public struct SMTPClientStateMachine: Sendable {
         case resetCompleted
         /// QUIT was answered: close the connection.
         case closeConnection
+
+        public var description: String {
+            switch self {
+            case .write(let bytes, let logDescription): "write(\(bytes.readableBytes) bytes: \(logDescription))"
+            case .ready(let capabilities): "ready(\(capabilities.lines.joined(separator: ", ")))"
+            case .startTLS: "startTLS"
+            case .authenticated: "authenticated"
+            case .sendMessageBody: "sendMessageBody"
+            case .transactionCompleted(let result): "transactionCompleted(\(result.finalReply))"
+            case .transactionFailed(let failure): "transactionFailed(\(failure))"
+            case .resetCompleted: "resetCompleted"
+            case .closeConnection: "closeConnection"
+            }
+        }
     }
 
     /// What the next reply answers.

@@ -1,7 +1,8 @@
 import NIOCore
 
-/// A command line the client sends (RFC 5321, RFC 3207 STARTTLS, RFC 4954 AUTH).
-public enum SMTPCommand: Sendable, Hashable {
+/// A command line the client sends (RFC 5321, RFC 3207 STARTTLS, RFC 4954 AUTH). Printing one
+/// shows its ``logDescription``: SASL data never reaches a log by way of string interpolation.
+public enum SMTPCommand: Sendable, Hashable, CustomStringConvertible, CustomDebugStringConvertible {
     case ehlo(String)
     case helo(String)
     case startTLS
@@ -34,6 +35,9 @@ public enum SMTPCommand: Sendable, Hashable {
         case .quit: "QUIT"
         }
     }
+
+    public var description: String { logDescription }
+    public var debugDescription: String { logDescription }
 
     /// Writes the command line. Arguments must not contain CR, LF or NUL: an address or a host
     /// name from a configuration file must never be able to smuggle a second command onto the wire.
@@ -86,13 +90,16 @@ public struct SMTPEnvelope: Sendable, Hashable {
     /// control characters (command smuggling) and empty recipients.
     func validate() throws(SMTPError) {
         guard !recipients.isEmpty else { throw SMTPError.invalidArgument("a message needs at least one recipient") }
-        for (address, role) in [(from, "sender")] + recipients.map({ ($0, "recipient") }) {
-            if role == "recipient" && address.isEmpty {
-                throw SMTPError.invalidArgument("an empty recipient address")
-            }
-            if address.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F || $0 == "<" || $0 == ">" }) {
-                throw SMTPError.invalidArgument("the \(role) address \"\(Self.printable(address))\" contains control characters or angle brackets")
-            }
+        try Self.validate(from, role: "sender")
+        for recipient in recipients {
+            guard !recipient.isEmpty else { throw SMTPError.invalidArgument("an empty recipient address") }
+            try Self.validate(recipient, role: "recipient")
+        }
+    }
+
+    private static func validate(_ address: String, role: String) throws(SMTPError) {
+        if address.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F || $0 == "<" || $0 == ">" }) {
+            throw SMTPError.invalidArgument("the \(role) address \"\(printable(address))\" contains control characters or angle brackets")
         }
     }
 

@@ -386,6 +386,10 @@ func reply(_ code: Int, _ enhanced: String? = nil, _ text: String) -> SMTPReply 
             #expect(!line.contains(Data("tanstaaftanstaaf".utf8).base64EncodedString()))
         }
         #expect(conversation.logged == ["AUTH LOGIN", "(SASL response) ****", "(SASL response) ****"])
+        let secretCommand = SMTPCommand.auth(mechanism: "PLAIN", initialResponse: "AHRpbQB0YW5zdGFhZg==")
+        #expect("\(secretCommand)" == "AUTH PLAIN ****" && String(reflecting: secretCommand) == "AUTH PLAIN ****")
+        let write = SMTPClientStateMachine.Action.write(ByteBuffer(string: "AUTH PLAIN AHRpbQB0YW5zdGFhZg==\r\n"), logDescription: "AUTH PLAIN ****")
+        #expect(!"\(write)".contains("AHRpbQB0YW5zdGFhZg"))
         #expect(xoauth.logged == ["AUTH XOAUTH2 ****"])
     }
 }

@@ -30,8 +30,6 @@ final class ScriptedSMTPServer: Sendable {
         var commands: [String] = []
         /// Each message's data as received: dot-stuffed, CRLF, without the final ".".
         var messages: [[UInt8]] = []
-        /// Largest single read while receiving message data.
-        var largestDataRead = 0
     }
 
     let script: Script
@@ -112,9 +110,6 @@ private final class ScriptedSMTPHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
-        if inData {
-            server.update { $0.largestDataRead = max($0.largestDataRead, buffer.readableBytes) }
-        }
         pending += buffer.readableBytesView
         while let lf = pending.firstIndex(of: 0x0A) {
             let line = Array(pending[...lf])
