@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import NIOCore
 import NIOFileSystem
@@ -225,6 +226,12 @@ public final class SMTPSession {
         } catch {
             throw SMTPError.messageSourceFailed("\(path): \(error)")
         }
+    }
+
+    /// Sends the file `url` names, streamed from disk like ``send(envelope:messageFileAt:chunkSize:)``.
+    public func send(envelope: SMTPEnvelope, messageFile url: URL, chunkSize: Int = 128 * 1024) async throws(SMTPError) -> SMTPSendResult {
+        guard url.isFileURL else { throw SMTPError.invalidArgument("\(url) is not a file URL") }
+        return try await send(envelope: envelope, messageFileAt: url.path, chunkSize: chunkSize)
     }
 
     private func streamMessage<Message: AsyncSequence>(_ message: Message) async throws where Message.Element == ByteBuffer {
