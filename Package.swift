@@ -41,6 +41,19 @@ let package = Package(
             ],
             swiftSettings: strictness
         ),
+        // SMTP client: a pure reply parser, state machine and DATA encoder plus a thin NIO transport.
+        .target(
+            name: "GatepostSMTP",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "_NIOFileSystem", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strictness
+        ),
         // Transfer records, committed UIDLs and site state in SQLite.
         .target(
             name: "GatepostCatalog",
@@ -108,6 +121,20 @@ let package = Package(
             dependencies: [
                 "GatepostPOP3",
                 .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: strictness
+        ),
+        .testTarget(
+            name: "GatepostSMTPTests",
+            dependencies: [
+                "GatepostSMTP",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
             ],
             swiftSettings: strictness
         ),

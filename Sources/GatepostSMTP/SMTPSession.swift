@@ -1,0 +1,328 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOFileSystem
+import NIOPosix
+import NIOSSL
+
+/// An open SMTP connection, driven from one task. Obtain one with ``SMTPClient/withSession``,
+/// which has already read the greeting, sent EHLO, started TLS and authenticated as configured.
+public final class SMTPSession {
+    public let configuration: SMTPConnectionConfiguration
+    public var greeting: SMTPReply? { machine.greeting }
+    /// What the latest EHLO reply offered (after STARTTLS: the reply over TLS).
+    public var capabilities: SMTPCapabilities { machine.capabilities }
+    public var isEncrypted: Bool { machine.isEncrypted }
+    public var isAuthenticated: Bool { machine.isAuthenticated }
+
+    /// Encoded message data is written in pieces of about this size: large enough to keep the
+    /// connection busy, small enough to keep memory flat whatever the message size.
+    static let writeChunkSize = 64 * 1024
+
+    private var machine: SMTPClientStateMachine
+    private var inbound: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator
+    private let outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
+    private let channel: any Channel
+    private var actions: [SMTPClientStateMachine.Action] = []
+    private var actionHead = 0
+    private let logger: Logger
+
+    init(
+        configuration: SMTPConnectionConfiguration,
+        clientName: String,
+        channel: any Channel,
+        inbound: NIOAsyncChannelInboundStream<ByteBuffer>,
+        outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>,
+        logger: Logger
+    ) {
+        self.configuration = configuration
+        machine = SMTPClientStateMachine(
+            clientName: clientName, connectionIsEncrypted: configuration.security == .tls, limits: configuration.limits
+        )
+        self.channel = channel
+        self.inbound = inbound.makeAsyncIterator()
+        self.outbound = outbound
+        self.logger = logger
+    }
+
+    // MARK: - Driving the state machine
+
+    /// The next action the caller has to act on; writes are carried out on the way.
+    private func nextAction() async throws(SMTPError) -> SMTPClientStateMachine.Action {
+        while true {
+            while actionHead < actions.count {
+                let action = actions[actionHead]
+                actionHead += 1
+                guard case .write(let bytes, let description) = action else { return action }
+                try await write(bytes, logDescription: description)
+            }
+            actions.removeAll(keepingCapacity: true)
+            actionHead = 0
+            let received: ByteBuffer?
+            do {
+                received = try await inbound.next()
+            } catch {
+                throw mapTransportError(error, during: machine.currentPhase)
+            }
+            guard var buffer = received else {
+                let phase = machine.currentPhase
+                throw machine.connectionClosed() ?? SMTPError.connectionClosed(during: phase)
+            }
+            actions = try machine.receive(&buffer)
+        }
+    }
+
+    /// Carries out the write a command call returned.
+    private func perform(_ action: SMTPClientStateMachine.Action) async throws(SMTPError) {
+        guard case .write(let bytes, let description) = action else {
+            throw SMTPError.invalidState("expected bytes to write, got \(action)")
+        }
+        try await write(bytes, logDescription: description)
+    }
+
+    private func write(_ bytes: ByteBuffer, logDescription: String) async throws(SMTPError) {
+        logger.trace("SMTP >", metadata: ["command": "\(logDescription)"])
+        do {
+            try await outbound.write(bytes)
+        } catch {
+            let phase = machine.currentPhase
+            throw await reasonTheChannelClosed(during: phase) ?? mapTransportError(error, during: phase)
+        }
+    }
+
+    /// A write fails once the channel is closed, but why it closed (a failed TLS handshake, a
+    /// timeout) was delivered to the reading side: that is what the operator needs to see.
+    private func reasonTheChannelClosed(during phase: String) async -> SMTPError? {
+        guard !channel.isActive else { return nil }
+        do {
+            // Whatever the server sent before the failure no longer matters.
+            while try await inbound.next() != nil {}
+            return nil
+        } catch {
+            let reason = mapTransportError(error, during: phase)
+            switch reason {
+            case .tlsFailed, .timeout: return reason
+            default: return nil
+            }
+        }
+    }
+
+    private func mapTransportError(_ error: any Error, during phase: String) -> SMTPError {
+        if let error = error as? SMTPError { return error }
+        if error is InactivityTimeoutHandler.Expired { return .timeout(during: phase) }
+        if error is NIOSSLError || error is BoringSSLError || error is NIOSSLExtraError {
+            return .tlsFailed(SMTPTransport.describeTLS(error))
+        }
+        if let error = error as? IOError { return .connectionClosed(during: "\(phase) (\(error.description))") }
+        return .connectionClosed(during: "\(phase) (\(error))")
+    }
+
+    private func unexpected(_ action: SMTPClientStateMachine.Action, during phase: String) -> SMTPError {
+        .invalidState("unexpected \(action) during \(phase)")
+    }
+
+    // MARK: - Session steps
+
+    /// Greeting, EHLO, STARTTLS and AUTH as configured.
+    func open(credentials: SMTPCredentials?) async throws(SMTPError) {
+        try await awaitReady(during: "the greeting")
+        logger.debug("SMTP server ready", metadata: [
+            "greeting": "\(greeting?.description ?? "")", "extensions": "\(capabilities.lines.joined(separator: ", "))",
+        ])
+        if configuration.security == .starttls {
+            guard capabilities.supportsStartTLS else {
+                throw SMTPError.notSupported("STARTTLS, which the configuration requires (security: starttls)")
+            }
+            try await startTLS()
+        }
+        if let credentials {
+            try await authenticate(credentials)
+        }
+    }
+
+    private func awaitReady(during phase: String) async throws(SMTPError) {
+        let action = try await nextAction()
+        guard case .ready = action else { throw unexpected(action, during: phase) }
+    }
+
+    /// STARTTLS, the TLS handshake (certificate chain and host name verified), and EHLO again.
+    public func startTLS() async throws(SMTPError) {
+        try await perform(try machine.startTLS())
+        let action = try await nextAction()
+        guard case .startTLS = action else { throw unexpected(action, during: "STARTTLS") }
+        try await SMTPTransport.upgradeToTLS(channel, configuration: configuration)
+        try await perform(try machine.tlsEstablished())
+        // The handshake runs when EHLO is written; its failure surfaces on this read.
+        try await awaitReady(during: "EHLO after STARTTLS")
+        logger.debug("SMTP TLS established", metadata: ["extensions": "\(capabilities.lines.joined(separator: ", "))"])
+    }
+
+    /// AUTH with the configured mechanism, or the best one the server offers for `credentials`.
+    public func authenticate(_ credentials: SMTPCredentials) async throws(SMTPError) {
+        guard isEncrypted || configuration.allowInsecureAuth else { throw SMTPError.insecureAuthenticationRefused }
+        let mechanism = try credentials.chooseMechanism(
+            offered: capabilities.authMechanisms, preferred: configuration.authMechanism, connectionIsEncrypted: isEncrypted
+        )
+        try await perform(try machine.authenticate(mechanism, credentials: credentials, allowInsecure: configuration.allowInsecureAuth))
+        let action = try await nextAction()
+        guard case .authenticated = action else { throw unexpected(action, during: "AUTH") }
+        logger.debug("SMTP authenticated", metadata: ["user": "\(credentials.user)", "mechanism": "\(mechanism.rawValue)"])
+    }
+
+    /// Sends one message. `message` is the message as RFC 5322 bytes (header, blank line, body),
+    /// in chunks of any size; it is dot-stuffed and line-end normalised on the way and never held
+    /// whole. `messageSize` (octets), when known, is declared with SIZE=.
+    ///
+    /// Returns when the server took the message for at least one recipient; the result lists
+    /// every recipient's reply. Throws ``SMTPError/messageRefused(_:)`` when it took it for none
+    /// (the session stays usable), other ``SMTPError``s when the session broke, and the message
+    /// sequence's own error when reading the message failed (the connection is dropped then,
+    /// since ending the data would deliver a truncated message).
+    public func send<Message: AsyncSequence>(
+        envelope: SMTPEnvelope, message: Message, messageSize: Int? = nil
+    ) async throws -> SMTPSendResult where Message.Element == ByteBuffer {
+        try await perform(try machine.beginTransaction(envelope, messageSize: messageSize))
+        switch try await nextAction() {
+        case .sendMessageBody:
+            break
+        case .transactionFailed(let failure):
+            throw SMTPError.messageRefused(failure)
+        case let action:
+            throw unexpected(action, during: "MAIL FROM")
+        }
+        try await streamMessage(message)
+        try machine.messageBodySent()
+        await SMTPTransport.setTimeout(configuration.finalReplyTimeout, on: channel)
+        let action = try await nextAction()
+        await SMTPTransport.setTimeout(configuration.readTimeout, on: channel)
+        switch action {
+        case .transactionCompleted(let result):
+            logger.debug("SMTP message accepted", metadata: [
+                "accepted": "\(result.acceptedRecipients.count)", "refused": "\(result.refusedRecipients.count)",
+                "reply": "\(result.finalReply)",
+            ])
+            return result
+        case .transactionFailed(let failure):
+            throw SMTPError.messageRefused(failure)
+        default:
+            throw unexpected(action, during: "the end of the message data")
+        }
+    }
+
+    /// Sends the file at `path`, read from disk in chunks while it is sent; its size is declared
+    /// with SIZE=.
+    public func send(envelope: SMTPEnvelope, messageFileAt path: String, chunkSize: Int = 128 * 1024) async throws(SMTPError) -> SMTPSendResult {
+        do {
+            return try await FileSystem.shared.withFileHandle(forReadingAt: FilePath(path)) { handle in
+                let size = try await handle.info().size
+                return try await send(
+                    envelope: envelope,
+                    message: handle.readChunks(chunkLength: .bytes(Int64(chunkSize))),
+                    messageSize: Int(size)
+                )
+            }
+        } catch let error as SMTPError {
+            throw error
+        } catch {
+            throw SMTPError.messageSourceFailed("\(path): \(error)")
+        }
+    }
+
+    /// Sends the file `url` names, streamed from disk like ``send(envelope:messageFileAt:chunkSize:)``.
+    public func send(envelope: SMTPEnvelope, messageFile url: URL, chunkSize: Int = 128 * 1024) async throws(SMTPError) -> SMTPSendResult {
+        guard url.isFileURL else { throw SMTPError.invalidArgument("\(url) is not a file URL") }
+        return try await send(envelope: envelope, messageFileAt: url.path, chunkSize: chunkSize)
+    }
+
+    private func streamMessage<Message: AsyncSequence>(_ message: Message) async throws where Message.Element == ByteBuffer {
+        var encoder = SMTPDataEncoder()
+        var pending = channel.allocator.buffer(capacity: Self.writeChunkSize + 1024)
+        var chunks = message.makeAsyncIterator()
+        var bytesRead = 0
+        while true {
+            let chunk: ByteBuffer?
+            do {
+                chunk = try await chunks.next()
+            } catch {
+                // Half a message must not be delivered: drop the connection instead of ending the data.
+                logger.warning("SMTP message source failed, dropping the connection", metadata: ["error": "\(error)"])
+                machine.abandon()
+                try? await channel.close()
+                throw error
+            }
+            guard let chunk else { break }
+            bytesRead += chunk.readableBytes
+            encoder.encode(chunk, into: &pending)
+            if pending.readableBytes >= Self.writeChunkSize {
+                try await write(pending, logDescription: "(message data)")
+                pending = channel.allocator.buffer(capacity: Self.writeChunkSize + 1024)
+            }
+        }
+        encoder.finish(into: &pending)
+        try await write(pending, logDescription: "(message data, end: \(bytesRead) bytes)")
+    }
+
+    /// RSET: clears the server's transaction state.
+    public func reset() async throws(SMTPError) {
+        try await perform(try machine.reset())
+        let action = try await nextAction()
+        guard case .resetCompleted = action else { throw unexpected(action, during: "RSET") }
+    }
+
+    /// QUIT, when the session is in a state that allows it.
+    public func quit() async throws(SMTPError) {
+        try await perform(try machine.quit())
+        let action = try await nextAction()
+        guard case .closeConnection = action else { throw unexpected(action, during: "QUIT") }
+    }
+
+    /// Ends the session politely if it still can; a failure to do so changes nothing for the caller.
+    func quitIfPossible() async {
+        guard machine.state == .ready else { return }
+        do {
+            try await quit()
+        } catch {
+            logger.debug("SMTP QUIT failed", metadata: ["error": "\(error)"])
+        }
+    }
+}
+
+/// Entry point: connect, greet, secure, authenticate, run `body`, QUIT, close.
+public enum SMTPClient {
+    /// - Parameters:
+    ///   - credentials: nil to send without AUTH (a relay that trusts the network).
+    ///   - body: sends messages with ``SMTPSession/send(envelope:message:messageSize:)``.
+    public static func withSession<Result: Sendable>(
+        _ configuration: SMTPConnectionConfiguration,
+        credentials: SMTPCredentials?,
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger,
+        _ body: (SMTPSession) async throws -> Result
+    ) async throws -> Result {
+        let connection = try await SMTPTransport.connect(configuration, group: group)
+        let channel = connection.channel
+        let clientName = configuration.clientName ?? SMTPTransport.defaultClientName(localAddress: channel.localAddress)
+        return try await connection.executeThenClose { inbound, outbound in
+            let session = SMTPSession(
+                configuration: configuration, clientName: clientName, channel: channel,
+                inbound: inbound, outbound: outbound, logger: logger
+            )
+            // A cancelled task closes the connection, which ends any read or write in progress
+            // at once; a message whose data was not ended is not delivered.
+            return try await withTaskCancellationHandler {
+                let result: Result
+                do {
+                    try await session.open(credentials: credentials)
+                    result = try await body(session)
+                } catch {
+                    await session.quitIfPossible()
+                    throw error
+                }
+                await session.quitIfPossible()
+                return result
+            } onCancel: {
+                channel.close(promise: nil)
+            }
+        }
+    }
+}

@@ -1,0 +1,283 @@
+import NIOCore
+import NIOPosix
+import NIOSSL
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// How to reach an SMTP server and what the session may do there.
+public struct SMTPConnectionConfiguration: Sendable {
+    public enum Security: String, Sendable, Hashable, CaseIterable {
+        /// TLS from the first byte (submissions, port 465; RFC 8314).
+        case tls
+        /// A plain connection upgraded with STARTTLS (RFC 3207) right after EHLO; refused if the
+        /// server does not offer STARTTLS, since going on in clear text is what a downgrade
+        /// attacker would arrange.
+        case starttls
+        /// No encryption at all: only when configured explicitly.
+        case none
+    }
+
+    public var host: String
+    public var port: Int
+    public var security: Security
+    /// Certificate trust (e.g. `trustRoots = .file(caFile)`) and client identity; verification is
+    /// full (chain and host name) unless the configuration turned it off explicitly.
+    public var tls: TLSConfiguration
+    public var connectTimeout: TimeAmount
+    /// How long the server may stay silent while a reply is due, and how long a write may stall
+    /// (RFC 5321 section 4.5.3.2 suggests 5 minutes for most commands).
+    public var readTimeout: TimeAmount
+    /// How long the server may take to answer the end of the data: it may scan the message
+    /// first (RFC 5321 section 4.5.3.2.6 suggests 10 minutes).
+    public var finalReplyTimeout: TimeAmount
+    /// The name for EHLO; nil: this host's name if it is fully qualified, otherwise the address
+    /// literal of the connection's local address.
+    public var clientName: String?
+    /// AUTH over a connection without TLS. Off unless a configuration says so: the password (or
+    /// token) would cross the network readable by anyone on the path.
+    public var allowInsecureAuth: Bool
+    /// The SASL mechanism to use; nil chooses from what the server offers.
+    public var authMechanism: SMTPAuthMechanism?
+    /// Reply parser limits.
+    public var limits: SMTPReplyParser.Limits
+
+    public init(
+        host: String,
+        port: Int,
+        security: Security,
+        tls: TLSConfiguration = .makeClientConfiguration(),
+        connectTimeout: TimeAmount = .seconds(15),
+        readTimeout: TimeAmount = .seconds(300),
+        finalReplyTimeout: TimeAmount = .seconds(600),
+        clientName: String? = nil,
+        allowInsecureAuth: Bool = false,
+        authMechanism: SMTPAuthMechanism? = nil,
+        limits: SMTPReplyParser.Limits = .init()
+    ) {
+        self.host = host
+        self.port = port
+        self.security = security
+        self.tls = tls
+        self.connectTimeout = connectTimeout
+        self.readTimeout = readTimeout
+        self.finalReplyTimeout = finalReplyTimeout
+        self.clientName = clientName
+        self.allowInsecureAuth = allowInsecureAuth
+        self.authMechanism = authMechanism
+        self.limits = limits
+    }
+
+    /// The name to send in SNI and check in the certificate; nil for an IP literal (NIOSSL then
+    /// checks the certificate against the connected address).
+    var tlsServerName: String? {
+        let isIPv4 = host.split(separator: ".").count == 4 && host.allSatisfy { $0.isNumber || $0 == "." }
+        return isIPv4 || host.contains(":") ? nil : host
+    }
+}
+
+/// Closes the connection when nothing has been read or written for the current timeout. Unlike a
+/// pure read timeout, a long message upload does not trip it (writes are activity), but a server
+/// that stops reading does (the writer then waits for writability and writes nothing). The
+/// session changes the timeout with ``SetTimeout`` before waiting for the final reply.
+final class InactivityTimeoutHandler: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    struct Expired: Error {}
+
+    struct SetTimeout: Sendable {
+        var timeout: TimeAmount
+    }
+
+    private var timeout: TimeAmount
+    private var lastActivity = NIODeadline.now()
+    private var scheduled: Scheduled<Void>?
+
+    init(timeout: TimeAmount) {
+        self.timeout = timeout
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { schedule(context: context) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        schedule(context: context)
+        context.fireChannelActive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        scheduled?.cancel()
+        scheduled = nil
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        scheduled?.cancel()
+        scheduled = nil
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        lastActivity = .now()
+        context.fireChannelRead(data)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        lastActivity = .now()
+        context.write(data, promise: promise)
+    }
+
+    func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
+        if let change = event as? SetTimeout {
+            timeout = change.timeout
+            lastActivity = .now()
+            schedule(context: context)
+            promise?.succeed()
+            return
+        }
+        context.triggerUserOutboundEvent(event, promise: promise)
+    }
+
+    private func schedule(context: ChannelHandlerContext) {
+        scheduled?.cancel()
+        let deadline = lastActivity + timeout
+        scheduled = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
+            guard context.channel.isActive else { return }
+            if NIODeadline.now() >= lastActivity + timeout {
+                context.fireErrorCaught(Expired())
+                context.close(promise: nil)
+            } else {
+                schedule(context: context)
+            }
+        }
+    }
+}
+
+enum SMTPTransport {
+    typealias Connection = NIOAsyncChannel<ByteBuffer, ByteBuffer>
+
+    static func connect(
+        _ configuration: SMTPConnectionConfiguration,
+        group: any EventLoopGroup
+    ) async throws(SMTPError) -> Connection {
+        let sslContext: NIOSSLContext?
+        do {
+            sslContext = configuration.security == .tls ? try NIOSSLContext(configuration: Self.tls(configuration)) : nil
+        } catch {
+            throw SMTPError.tlsFailed("cannot set up TLS: \(error)")
+        }
+        let serverName = configuration.tlsServerName
+        let timeout = configuration.readTimeout
+        do {
+            return try await ClientBootstrap(group: group)
+                .connectTimeout(configuration.connectTimeout)
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .connect(host: configuration.host, port: configuration.port) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        let pipeline = channel.pipeline.syncOperations
+                        if let sslContext {
+                            try pipeline.addHandler(NIOSSLClientHandler(context: sslContext, serverHostname: serverName))
+                        }
+                        try pipeline.addHandler(InactivityTimeoutHandler(timeout: timeout))
+                        return try Connection(
+                            wrappingChannelSynchronously: channel,
+                            configuration: .init(backPressureStrategy: .init(lowWatermark: 4, highWatermark: 32))
+                        )
+                    }
+                }
+        } catch {
+            throw SMTPError.connectionFailed(host: configuration.host, port: configuration.port, reason: Self.describe(error))
+        }
+    }
+
+    /// Puts TLS in front of everything else after STARTTLS was accepted.
+    static func upgradeToTLS(_ channel: any Channel, configuration: SMTPConnectionConfiguration) async throws(SMTPError) {
+        do {
+            let context = try NIOSSLContext(configuration: Self.tls(configuration))
+            let serverName = configuration.tlsServerName
+            try await channel.eventLoop.submit {
+                let handler = try NIOSSLClientHandler(context: context, serverHostname: serverName)
+                try channel.pipeline.syncOperations.addHandler(handler, position: .first)
+            }.get()
+        } catch {
+            throw SMTPError.tlsFailed("cannot start TLS: \(error)")
+        }
+    }
+
+    static func setTimeout(_ timeout: TimeAmount, on channel: any Channel) async {
+        // A channel that is already closed has nothing to time out.
+        try? await channel.triggerUserOutboundEvent(InactivityTimeoutHandler.SetTimeout(timeout: timeout)).get()
+    }
+
+    /// The configured TLS settings, with a short close_notify wait: a connection we abandon must
+    /// not linger.
+    static func tls(_ configuration: SMTPConnectionConfiguration) -> TLSConfiguration {
+        var tls = configuration.tls
+        tls.shutdownTimeout = min(tls.shutdownTimeout, .milliseconds(500))
+        return tls
+    }
+
+    /// The EHLO name when none is configured (RFC 5321 section 4.1.4): the host name if it is
+    /// fully qualified, else the address literal of our end of the connection.
+    static func defaultClientName(localAddress: SocketAddress?) -> String {
+        var name = [CChar](repeating: 0, count: 256)
+        if gethostname(&name, name.count) == 0 {
+            let host = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            if host.contains("."), !host.hasSuffix("."), host.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == ".") }) {
+                return host
+            }
+        }
+        switch localAddress {
+        case .v4?:
+            if let ip = localAddress?.ipAddress { return "[\(ip)]" }
+        case .v6?:
+            if let ip = localAddress?.ipAddress { return "[IPv6:\(ip)]" }
+        default:
+            break
+        }
+        return "[127.0.0.1]"
+    }
+
+    /// A short, operator-readable reason for a connection failure.
+    static func describe(_ error: any Error) -> String {
+        if let error = error as? NIOConnectionError {
+            if let first = error.connectionErrors.first {
+                return describe(first.error)
+            }
+            if error.dnsAError != nil || error.dnsAAAAError != nil {
+                return "cannot resolve the host name"
+            }
+            return "no address to connect to"
+        }
+        if let error = error as? IOError {
+            return String(cString: strerror(error.errnoCode)).lowercased()
+        }
+        if let error = error as? ChannelError, case .connectTimeout = error {
+            return "connection timed out"
+        }
+        return "\(error)"
+    }
+
+    /// A short reason for a TLS failure; the library's text names source files and codes.
+    static func describeTLS(_ error: any Error) -> String {
+        if let extra = error as? NIOSSLExtraError, extra == .failedToValidateHostname {
+            return "the server certificate is not valid for this host name"
+        }
+        let text = "\(error)"
+        if text.contains("CERTIFICATE_VERIFY_FAILED") {
+            return "the server certificate could not be verified (untrusted issuer, expired, or not for this host)"
+        }
+        if text.contains("WRONG_VERSION_NUMBER") || text.contains("PACKET_LENGTH_TOO_LONG") {
+            return "the server did not answer with TLS (is the port a plain SMTP port? try security: starttls)"
+        }
+        if case .handshakeFailed(let inner)? = error as? NIOSSLError {
+            return "handshake failed: \(inner)"
+        }
+        return text
+    }
+}

@@ -1,0 +1,175 @@
+import Foundation
+import Logging
+import NIOCore
+import Testing
+@testable import GatepostSMTP
+
+/// The session against the in-process scripted server over real sockets on 127.0.0.1.
+@Suite struct SMTPSessionTests {
+    static func configuration(port: Int, allowInsecureAuth: Bool = true) -> SMTPConnectionConfiguration {
+        SMTPConnectionConfiguration(
+            host: "127.0.0.1", port: port, security: .none,
+            connectTimeout: .seconds(5), readTimeout: .seconds(10),
+            clientName: "client.test", allowInsecureAuth: allowInsecureAuth
+        )
+    }
+
+    static let logger = Logger(label: "smtp-test")
+
+    /// An async sequence of chunks, the way a caller streams a message it produces.
+    static func chunks(_ pieces: [String]) -> AsyncStream<ByteBuffer> {
+        AsyncStream { continuation in
+            for piece in pieces { continuation.yield(ByteBuffer(string: piece)) }
+            continuation.finish()
+        }
+    }
+
+    @Test func sendsToTwoRecipientsWhenOneIsRefused() async throws {
+        var script = ScriptedSMTPServer.Script()
+        script.refusedRecipients["nobody@partner.example"] = "550 5.1.1 <nobody@partner.example>: Recipient address rejected: User unknown"
+        let server = ScriptedSMTPServer(script: script)
+        let port = try await server.start()
+        defer { Task { await server.stop() } }
+
+        let message = ["Subject: report\r\n", "\r\n.leading dot\nbare", " LF line\r\n..two dots\r\nlast line"]
+        let credentials = SMTPCredentials(user: "mailer", password: "s3cret-Pa55")
+        let result = try await SMTPClient.withSession(Self.configuration(port: port), credentials: credentials, logger: Self.logger) { session in
+            #expect(session.isAuthenticated)
+            #expect(!session.isEncrypted)
+            #expect(session.capabilities.supportsPipelining)
+            return try await session.send(
+                envelope: SMTPEnvelope(from: "gatepost@sender.example", recipients: ["ops@partner.example", "nobody@partner.example"]),
+                message: Self.chunks(message),
+                messageSize: message.joined().utf8.count
+            )
+        }
+        #expect(result.recipients.map(\.recipient) == ["ops@partner.example", "nobody@partner.example"])
+        #expect(result.recipients.map(\.status) == [.accepted, .refusedPermanently])
+        #expect(result.recipients[1].reply.code == 550)
+        #expect(result.recipients[1].reply.enhancedStatusCode?.description == "5.1.1")
+        #expect(result.acceptedRecipients == ["ops@partner.example"])
+        #expect(result.finalReply.code == 250)
+        #expect(result.finalReply.text.contains("queued as 4Bx7Yq1Z2"))
+
+        let recorded = server.recorded
+        #expect(recorded.commands == [
+            "EHLO client.test",
+            "AUTH PLAIN \(Data("\0mailer\0s3cret-Pa55".utf8).base64EncodedString())",
+            "MAIL FROM:<gatepost@sender.example> SIZE=\(message.joined().utf8.count) BODY=8BITMIME",
+            "RCPT TO:<ops@partner.example>",
+            "RCPT TO:<nobody@partner.example>",
+            "DATA",
+            "QUIT",
+        ])
+        #expect(recorded.messages.count == 1)
+        let expected = "Subject: report\r\n\r\n.leading dot\r\nbare LF line\r\n..two dots\r\nlast line\r\n"
+        #expect(String(decoding: unstuffed(recorded.messages.first ?? []), as: UTF8.self) == expected)
+        #expect(String(decoding: recorded.messages.first ?? [], as: UTF8.self).contains("\r\n..leading dot\r\n"))
+    }
+
+    @Test func streamsAFileFromDisk() async throws {
+        let server = ScriptedSMTPServer()
+        let port = try await server.start()
+        defer { Task { await server.stop() } }
+        // About 3 MiB with a dot at the start of every other line.
+        var content = "Subject: big\r\n\r\n"
+        for index in 0..<60_000 {
+            content += index.isMultiple(of: 2) ? ".line \(index) of the report with some padding text\r\n" : "line \(index) of the report\r\n"
+        }
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("gatepost-smtp-\(UUID().uuidString).eml")
+        try Data(content.utf8).write(to: url)
+        defer { try? FileManager.default.removeItem(at: url) }
+
+        let result = try await SMTPClient.withSession(Self.configuration(port: port), credentials: nil, logger: Self.logger) { session in
+            try await session.send(envelope: SMTPEnvelope(from: "a@x", recipients: ["b@y"]), messageFile: url, chunkSize: 64 * 1024)
+        }
+        #expect(result.acceptedRecipients == ["b@y"])
+        let recorded = server.recorded
+        #expect(recorded.commands.contains("MAIL FROM:<a@x> SIZE=\(content.utf8.count) BODY=8BITMIME"))
+        #expect(unstuffed(recorded.messages.first ?? []) == Array(content.utf8))
+    }
+
+    @Test func allRecipientsRefusedThrowsAndTheSessionGoesOn() async throws {
+        var script = ScriptedSMTPServer.Script()
+        script.refusedRecipients["x@y"] = "450 4.2.0 <x@y>: Recipient address rejected: Greylisted"
+        let server = ScriptedSMTPServer(script: script)
+        let port = try await server.start()
+        defer { Task { await server.stop() } }
+
+        let second = try await SMTPClient.withSession(Self.configuration(port: port), credentials: nil, logger: Self.logger) { session in
+            do {
+                _ = try await session.send(envelope: SMTPEnvelope(from: "a@x", recipients: ["x@y"]), message: Self.chunks(["hi"]))
+                Issue.record("a message without any accepted recipient must throw")
+            } catch let error as SMTPError {
+                guard case .messageRefused(let failure) = error else { throw error }
+                #expect(failure.stage == .recipients)
+                #expect(error.isTransient)
+            }
+            return try await session.send(envelope: SMTPEnvelope(from: "a@x", recipients: ["ok@y"]), message: Self.chunks(["hi"]))
+        }
+        #expect(second.acceptedRecipients == ["ok@y"])
+        #expect(server.recorded.commands.suffix(6) == ["DATA", "RSET", "MAIL FROM:<a@x> BODY=8BITMIME", "RCPT TO:<ok@y>", "DATA", "QUIT"])
+    }
+
+    @Test func authOverPlainTextIsRefusedWithoutTheOptIn() async throws {
+        let server = ScriptedSMTPServer()
+        let port = try await server.start()
+        defer { Task { await server.stop() } }
+        let credentials = SMTPCredentials(user: "mailer", password: "s3cret-Pa55")
+        await #expect(throws: SMTPError.insecureAuthenticationRefused) {
+            try await SMTPClient.withSession(Self.configuration(port: port, allowInsecureAuth: false), credentials: credentials, logger: Self.logger) { _ in }
+        }
+        #expect(!server.recorded.commands.contains { $0.hasPrefix("AUTH") })
+        #expect(server.recorded.commands.last == "QUIT")
+    }
+
+    @Test func startTLSRequiredButNotOfferedIsRefused() async throws {
+        let server = ScriptedSMTPServer()
+        let port = try await server.start()
+        defer { Task { await server.stop() } }
+        var configuration = Self.configuration(port: port)
+        configuration.security = .starttls
+        await #expect(throws: SMTPError.notSupported("STARTTLS, which the configuration requires (security: starttls)")) {
+            try await SMTPClient.withSession(configuration, credentials: nil, logger: Self.logger) { _ in }
+        }
+    }
+
+    @Test func aSilentServerTimesOut() async throws {
+        var script = ScriptedSMTPServer.Script()
+        script.silentFrom = "MAIL FROM"
+        let server = ScriptedSMTPServer(script: script)
+        let port = try await server.start()
+        defer { Task { await server.stop() } }
+        var configuration = Self.configuration(port: port)
+        // Long enough that a loaded machine still gets through the greeting and EHLO.
+        configuration.readTimeout = .milliseconds(1500)
+        let started = ContinuousClock.now
+        let error = await #expect(throws: SMTPError.self) {
+            try await SMTPClient.withSession(configuration, credentials: nil, logger: Self.logger) { session in
+                try await session.send(envelope: SMTPEnvelope(from: "a@x", recipients: ["b@y"]), message: Self.chunks(["hi"]))
+            }
+        }
+        #expect(error == .timeout(during: "MAIL FROM"))
+        #expect(ContinuousClock.now - started < .seconds(10))
+    }
+
+    @Test func aFailingMessageSourceDropsTheConnectionWithoutEndingTheData() async throws {
+        struct SourceBroke: Error {}
+        let server = ScriptedSMTPServer()
+        let port = try await server.start()
+        defer { Task { await server.stop() } }
+        let source = AsyncThrowingStream<ByteBuffer, any Error> { continuation in
+            continuation.yield(ByteBuffer(string: "Subject: half\r\n\r\nfirst half\r\n"))
+            continuation.finish(throwing: SourceBroke())
+        }
+        await #expect(throws: SourceBroke.self) {
+            try await SMTPClient.withSession(Self.configuration(port: port), credentials: nil, logger: Self.logger) { session in
+                try await session.send(envelope: SMTPEnvelope(from: "a@x", recipients: ["b@y"]), message: source)
+            }
+        }
+        // Give the server a moment to see the connection go.
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(server.recorded.messages.isEmpty)
+        #expect(!server.recorded.commands.contains("QUIT"))
+    }
+}

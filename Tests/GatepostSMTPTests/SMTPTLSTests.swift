@@ -1,0 +1,188 @@
+import Crypto
+import Foundation
+import Logging
+import NIOCore
+import NIOSSL
+import Testing
+import X509
+@testable import GatepostSMTP
+
+/// A throwaway CA and server certificates made in-process, so that TLS is tested with real
+/// verification (chain and host name) and a CA file, as a site configures it.
+struct TestPKI {
+    let caPEM: String
+    let caFile: String
+    private let caKey: P256.Signing.PrivateKey
+    private let caName: DistinguishedName
+
+    init() throws {
+        caKey = P256.Signing.PrivateKey()
+        caName = try DistinguishedName { CommonName("Gatepost SMTP Test CA") }
+        let now = Date()
+        let ca = try Certificate(
+            version: .v3, serialNumber: .init(), publicKey: .init(caKey.publicKey),
+            notValidBefore: now - 3600, notValidAfter: now + 3600,
+            issuer: caName, subject: caName, signatureAlgorithm: .ecdsaWithSHA256,
+            extensions: try Certificate.Extensions {
+                Critical(BasicConstraints.isCertificateAuthority(maxPathLength: nil))
+                Critical(KeyUsage(keyCertSign: true))
+            },
+            issuerPrivateKey: .init(caKey)
+        )
+        caPEM = try ca.serializeAsPEM().pemString
+        caFile = FileManager.default.temporaryDirectory.appendingPathComponent("gatepost-smtp-ca-\(UUID().uuidString).pem").path
+        try Data(caPEM.utf8).write(to: URL(fileURLWithPath: caFile))
+    }
+
+    /// A server TLS context whose certificate names `hostName`.
+    func serverContext(hostName: String) throws -> NIOSSLContext {
+        let key = P256.Signing.PrivateKey()
+        let now = Date()
+        let certificate = try Certificate(
+            version: .v3, serialNumber: .init(), publicKey: .init(key.publicKey),
+            notValidBefore: now - 3600, notValidAfter: now + 3600,
+            issuer: caName, subject: try DistinguishedName { CommonName(hostName) },
+            signatureAlgorithm: .ecdsaWithSHA256,
+            extensions: try Certificate.Extensions {
+                Critical(BasicConstraints.notCertificateAuthority)
+                SubjectAlternativeNames([.dnsName(hostName)])
+                try ExtendedKeyUsage([.serverAuth])
+            },
+            issuerPrivateKey: .init(caKey)
+        )
+        let pem = try certificate.serializeAsPEM().pemString
+        let configuration = TLSConfiguration.makeServerConfiguration(
+            certificateChain: [.certificate(try NIOSSLCertificate(bytes: Array(pem.utf8), format: .pem))],
+            privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(key.pemRepresentation.utf8), format: .pem))
+        )
+        return try NIOSSLContext(configuration: configuration)
+    }
+
+    func clientTLS() -> TLSConfiguration {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.minimumTLSVersion = .tlsv12
+        tls.trustRoots = .file(caFile)
+        return tls
+    }
+
+    func remove() {
+        try? FileManager.default.removeItem(atPath: caFile)
+    }
+}
+
+@Suite struct SMTPTLSTests {
+    static let logger = Logger(label: "smtp-tls-test")
+    static let credentials = SMTPCredentials(user: "mailer", password: "s3cret-Pa55")
+
+    static func configuration(port: Int, security: SMTPConnectionConfiguration.Security, pki: TestPKI) -> SMTPConnectionConfiguration {
+        // "localhost" so that the host name is checked against the certificate.
+        SMTPConnectionConfiguration(
+            host: "localhost", port: port, security: security, tls: pki.clientTLS(),
+            connectTimeout: .seconds(5), readTimeout: .seconds(10), clientName: "client.test"
+        )
+    }
+
+    static func send(_ session: SMTPSession) async throws -> SMTPSendResult {
+        try await session.send(
+            envelope: SMTPEnvelope(from: "a@x", recipients: ["b@y"]),
+            message: AsyncStream { continuation in
+                continuation.yield(ByteBuffer(string: "Subject: tls\r\n\r\nhello\r\n"))
+                continuation.finish()
+            }
+        )
+    }
+
+    @Test func startTLSThenEHLOAgainThenAuthWithoutTheInsecureOptIn() async throws {
+        let pki = try TestPKI()
+        defer { pki.remove() }
+        var script = ScriptedSMTPServer.Script()
+        script.startTLS = try pki.serverContext(hostName: "localhost")
+        let server = ScriptedSMTPServer(script: script)
+        let port = try await server.start()
+        defer { Task { await server.stop() } }
+
+        let result = try await SMTPClient.withSession(
+            Self.configuration(port: port, security: .starttls, pki: pki), credentials: Self.credentials, logger: Self.logger
+        ) { session in
+            #expect(session.isEncrypted)
+            #expect(session.isAuthenticated)
+            // The capabilities are the ones given over TLS.
+            #expect(!session.capabilities.supportsStartTLS)
+            return try await Self.send(session)
+        }
+        #expect(result.acceptedRecipients == ["b@y"])
+        let recorded = server.recorded
+        #expect(recorded.commands.prefix(3) == ["EHLO client.test", "STARTTLS", "EHLO client.test"])
+        // The password went over TLS only.
+        #expect(recorded.encryptedCommands.first == "EHLO client.test")
+        #expect(recorded.encryptedCommands.contains { $0.hasPrefix("AUTH PLAIN ") })
+        #expect(!recorded.commands.prefix(2).contains { $0.hasPrefix("AUTH") })
+    }
+
+    @Test func implicitTLS() async throws {
+        let pki = try TestPKI()
+        defer { pki.remove() }
+        var script = ScriptedSMTPServer.Script()
+        script.implicitTLS = try pki.serverContext(hostName: "localhost")
+        let server = ScriptedSMTPServer(script: script)
+        let port = try await server.start()
+        defer { Task { await server.stop() } }
+
+        let result = try await SMTPClient.withSession(
+            Self.configuration(port: port, security: .tls, pki: pki), credentials: Self.credentials, logger: Self.logger
+        ) { session in
+            #expect(session.isEncrypted && session.isAuthenticated)
+            return try await Self.send(session)
+        }
+        #expect(result.finalReply.code == 250)
+        #expect(server.recorded.encryptedCommands.first == "EHLO client.test")
+    }
+
+    @Test func aCertificateForAnotherHostIsRefused() async throws {
+        let pki = try TestPKI()
+        defer { pki.remove() }
+        var script = ScriptedSMTPServer.Script()
+        script.startTLS = try pki.serverContext(hostName: "other.example")
+        let server = ScriptedSMTPServer(script: script)
+        let port = try await server.start()
+        defer { Task { await server.stop() } }
+
+        let error = await #expect(throws: SMTPError.self) {
+            try await SMTPClient.withSession(
+                Self.configuration(port: port, security: .starttls, pki: pki), credentials: Self.credentials, logger: Self.logger
+            ) { _ in }
+        }
+        guard case .tlsFailed? = error else {
+            Issue.record("expected a TLS failure, got \(String(describing: error))")
+            return
+        }
+        #expect(error?.description.contains("not valid for this host name") == true, "\(String(describing: error))")
+        #expect(!server.recorded.commands.contains { $0.hasPrefix("AUTH") })
+    }
+
+    @Test func anUntrustedIssuerIsRefused() async throws {
+        let serverPKI = try TestPKI()
+        let clientPKI = try TestPKI()
+        defer {
+            serverPKI.remove()
+            clientPKI.remove()
+        }
+        var script = ScriptedSMTPServer.Script()
+        script.implicitTLS = try serverPKI.serverContext(hostName: "localhost")
+        let server = ScriptedSMTPServer(script: script)
+        let port = try await server.start()
+        defer { Task { await server.stop() } }
+
+        let error = await #expect(throws: SMTPError.self) {
+            try await SMTPClient.withSession(
+                Self.configuration(port: port, security: .tls, pki: clientPKI), credentials: nil, logger: Self.logger
+            ) { _ in }
+        }
+        guard case .tlsFailed? = error else {
+            Issue.record("expected a TLS failure, got \(String(describing: error))")
+            return
+        }
+        #expect(error?.description.contains("could not be verified") == true, "\(String(describing: error))")
+        #expect(server.recorded.commands.isEmpty)
+    }
+}

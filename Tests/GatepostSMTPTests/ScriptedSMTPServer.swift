@@ -1,0 +1,196 @@
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import NIOSSL
+
+/// A tiny SMTP server on 127.0.0.1 for the session tests: it follows a script of capabilities and
+/// refusals and records what it was sent. Not a mail server; a real one is tested elsewhere.
+final class ScriptedSMTPServer: Sendable {
+    struct Script: Sendable {
+        var extensions = ["PIPELINING", "SIZE 10000000", "8BITMIME", "AUTH PLAIN LOGIN", "ENHANCEDSTATUSCODES"]
+        /// Recipients refused with this reply (the whole line, code included).
+        var refusedRecipients: [String: String] = [:]
+        /// The user and password AUTH PLAIN accepts.
+        var user = "mailer"
+        var password = "s3cret-Pa55"
+        /// Stop answering (but keep the connection open) once a line starts with this.
+        var silentFrom: String?
+        var queueID = "4Bx7Yq1Z2"
+        /// TLS from the first byte (port 465 style).
+        var implicitTLS: NIOSSLContext?
+        /// Offered as STARTTLS (only while the connection is not encrypted yet).
+        var startTLS: NIOSSLContext?
+    }
+
+    struct Record: Sendable {
+        /// Whether the connection was encrypted when each command arrived.
+        var encryptedCommands: [String] = []
+        /// Command lines, in order, outside message data.
+        var commands: [String] = []
+        /// Each message's data as received: dot-stuffed, CRLF, without the final ".".
+        var messages: [[UInt8]] = []
+    }
+
+    let script: Script
+    private let record = NIOLockedValueBox(Record())
+    private let channel = NIOLockedValueBox<(any Channel)?>(nil)
+
+    init(script: Script = Script()) {
+        self.script = script
+    }
+
+    var recorded: Record { record.withLockedValue { $0 } }
+
+    func start() async throws -> Int {
+        let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { [self] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    if let context = script.implicitTLS {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context))
+                    }
+                    try channel.pipeline.syncOperations.addHandler(ScriptedSMTPHandler(server: self))
+                }
+            }
+        let serverChannel = try await bootstrap.bind(host: "127.0.0.1", port: 0).get()
+        channel.withLockedValue { $0 = serverChannel }
+        guard let port = serverChannel.localAddress?.port else { throw ChannelError.unknownLocalAddress }
+        return port
+    }
+
+    func stop() async {
+        let serverChannel = channel.withLockedValue { channel in
+            defer { channel = nil }
+            return channel
+        }
+        try? await serverChannel?.close()
+    }
+
+    fileprivate func update(_ change: (inout Record) -> Void) {
+        record.withLockedValue { change(&$0) }
+    }
+}
+
+/// Unstuffs what the server received, the way a server does.
+func unstuffed(_ data: [UInt8]) -> [UInt8] {
+    var out: [UInt8] = []
+    var atLineStart = true
+    for byte in data {
+        if atLineStart && byte == UInt8(ascii: ".") {
+            atLineStart = false
+            continue
+        }
+        out.append(byte)
+        atLineStart = byte == 0x0A
+    }
+    return out
+}
+
+private final class ScriptedSMTPHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let server: ScriptedSMTPServer
+    private var pending: [UInt8] = []
+    private var inData = false
+    private var message: [UInt8] = []
+    private var acceptedRecipients = 0
+    private var silent = false
+    private var encrypted: Bool
+
+    init(server: ScriptedSMTPServer) {
+        self.server = server
+        encrypted = server.script.implicitTLS != nil
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        send("220 scripted.test ESMTP ready", context: context)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let buffer = unwrapInboundIn(data)
+        pending += buffer.readableBytesView
+        while let lf = pending.firstIndex(of: 0x0A) {
+            let line = Array(pending[...lf])
+            pending.removeSubrange(...lf)
+            handle(line, context: context)
+        }
+    }
+
+    private func send(_ text: String, context: ChannelHandlerContext) {
+        var out = context.channel.allocator.buffer(capacity: text.utf8.count + 2)
+        out.writeString(text.replacingOccurrences(of: "\n", with: "\r\n") + "\r\n")
+        context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+    }
+
+    private func handle(_ rawLine: [UInt8], context: ChannelHandlerContext) {
+        if inData {
+            if rawLine == Array(".\r\n".utf8) {
+                inData = false
+                server.update { $0.messages.append(message) }
+                message = []
+                send("250 2.0.0 Ok: queued as \(server.script.queueID)", context: context)
+            } else {
+                message += rawLine
+            }
+            return
+        }
+        let line = String(decoding: rawLine, as: UTF8.self).trimmingCharacters(in: ["\r", "\n"])
+        server.update { record in
+            record.commands.append(line)
+            if encrypted { record.encryptedCommands.append(line) }
+        }
+        guard !silent else { return }
+        let script = server.script
+        if let silentFrom = script.silentFrom, line.hasPrefix(silentFrom) {
+            silent = true
+            return
+        }
+        let upper = line.uppercased()
+        if upper.hasPrefix("EHLO ") {
+            let offersStartTLS = script.startTLS != nil && !encrypted
+            let lines = ["scripted.test greets \(line.dropFirst(5))"] + script.extensions + (offersStartTLS ? ["STARTTLS"] : [])
+            send(lines.enumerated().map { "250\($0.offset == lines.count - 1 ? " " : "-")\($0.element)" }.joined(separator: "\n"), context: context)
+        } else if upper == "STARTTLS", let tls = script.startTLS, !encrypted {
+            send("220 2.0.0 Ready to start TLS", context: context)
+            // The 220 has been flushed in clear text; everything after it goes through TLS.
+            encrypted = true
+            pending = []
+            do {
+                try context.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls), position: .first)
+            } catch {
+                context.close(promise: nil)
+            }
+        } else if upper.hasPrefix("AUTH PLAIN ") {
+            let expected = Data("\0\(script.user)\0\(script.password)".utf8).base64EncodedString()
+            send(line.dropFirst(11) == expected ? "235 2.7.0 Authentication successful" : "535 5.7.8 Error: authentication failed", context: context)
+        } else if upper.hasPrefix("MAIL FROM:") {
+            acceptedRecipients = 0
+            send("250 2.1.0 Ok", context: context)
+        } else if upper.hasPrefix("RCPT TO:<") {
+            let address = String(line.dropFirst(9).prefix { $0 != ">" })
+            if let refusal = script.refusedRecipients[address] {
+                send(refusal, context: context)
+            } else {
+                acceptedRecipients += 1
+                send("250 2.1.5 Ok", context: context)
+            }
+        } else if upper == "DATA" {
+            if acceptedRecipients > 0 {
+                inData = true
+                send("354 End data with <CR><LF>.<CR><LF>", context: context)
+            } else {
+                send("554 5.5.1 Error: no valid recipients", context: context)
+            }
+        } else if upper == "RSET" {
+            acceptedRecipients = 0
+            send("250 2.0.0 Ok", context: context)
+        } else if upper == "QUIT" {
+            send("221 2.0.0 Bye", context: context)
+            context.close(promise: nil)
+        } else {
+            send("502 5.5.2 Error: command not recognized", context: context)
+        }
+    }
+}
