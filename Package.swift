@@ -66,7 +66,7 @@ let package = Package(
         .target(
             name: "GatepostCore",
             dependencies: [
-                "GatepostMIME", "GatepostPOP3", "GatepostCatalog",
+                "GatepostMIME", "GatepostPOP3", "GatepostCatalog", "GatepostSMTP",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -94,7 +94,7 @@ let package = Package(
         .executableTarget(
             name: "gatepost",
             dependencies: [
-                "GatepostCore", "GatepostCatalog", "GatepostTestSupport",
+                "GatepostCore", "GatepostCatalog", "GatepostMIME", "GatepostTestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),

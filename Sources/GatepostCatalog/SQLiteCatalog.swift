@@ -126,6 +126,29 @@ public final class SQLiteCatalog: Catalog {
             }
             try db.create(index: "transfer_site_messageSha256", on: "transfer", columns: ["site", "messageSha256"])
         }
+        migrator.registerMigration("v6-outbox") { db in
+            try db.alter(table: "transfer") { t in
+                t.add(column: "ackMessageId", .text)
+            }
+            try db.create(index: "transfer_direction_messageId", on: "transfer", columns: ["direction", "messageId"])
+            try db.create(table: "outbox") { t in
+                t.primaryKey("id", .text)
+                t.column("kind", .text).notNull()
+                t.column("transferId", .text).notNull().references("transfer", onDelete: .cascade)
+                t.column("site", .text).notNull()
+                t.column("mailFrom", .text).notNull()
+                t.column("recipients", .text).notNull()
+                t.column("path", .text).notNull()
+                t.column("messageId", .text).notNull()
+                t.column("state", .text).notNull()
+                t.column("attempts", .integer).notNull()
+                t.column("nextAttempt", .datetime).notNull()
+                t.column("lastError", .text)
+                t.column("createdAt", .datetime).notNull()
+                t.column("sentAt", .datetime)
+            }
+            try db.create(index: "outbox_state_nextAttempt", on: "outbox", columns: ["state", "nextAttempt"])
+        }
         return migrator
     }
 
@@ -241,7 +264,7 @@ public final class SQLiteCatalog: Catalog {
         }
     }
 
-    public func commitReceived(_ record: TransferRecord, uidl: String?) async throws {
+    public func commitReceived(_ record: TransferRecord, uidl: String?, acknowledgment: OutboxEntry?) async throws {
         try await database.write { db in
             try StoredTransfer(record).insert(db)
             if let uidl {
@@ -249,6 +272,114 @@ public final class SQLiteCatalog: Catalog {
                     sql: "INSERT INTO retrieved_message (site, uidl, transferId, deleted) VALUES (?, ?, ?, 0)",
                     arguments: [record.site, uidl, record.id]
                 )
+            }
+            if let acknowledgment {
+                try Self.insert(acknowledgment, db)
+            }
+            if record.type == .eerp, let original = record.originalMessageId {
+                try Self.acknowledgeOutbound(messageId: original, by: record, db)
+            }
+        }
+    }
+
+    /// Marks the outbound transfer `messageId` acknowledged by report `report`: each reported
+    /// recipient's line replaces an earlier one for the same recipient.
+    static func acknowledgeOutbound(messageId: String, by report: TransferRecord, _ db: Database) throws {
+        guard let stored = try StoredTransfer
+            .filter(Column("direction") == TransferRecord.Direction.outbound.rawValue && Column("messageId") == messageId)
+            .fetchOne(db)
+        else { return }
+        var outbound = stored.record
+        var reports = outbound.recipientReports
+        let incoming = report.recipientReports.isEmpty
+            ? report.recipients.map { RecipientReport(recipient: $0, disposition: report.disposition) }
+            : report.recipientReports
+        for line in incoming {
+            reports.removeAll { $0.recipient.lowercased() == line.recipient.lowercased() }
+            reports.append(line)
+        }
+        outbound.recipientReports = reports
+        outbound.state = .acknowledged
+        outbound.ack = .received
+        outbound.ackMessageId = report.messageId
+        try StoredTransfer(outbound).update(db)
+    }
+
+    static func insert(_ entry: OutboxEntry, _ db: Database) throws {
+        let row = StoredOutboxEntry(entry)
+        try db.execute(
+            sql: """
+            INSERT INTO outbox (id, kind, transferId, site, mailFrom, recipients, path, messageId, state, attempts,
+                                nextAttempt, lastError, createdAt, sentAt)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """,
+            arguments: [row.id, row.kind, row.transferId, row.site, row.mailFrom, row.recipients, row.path, row.messageId,
+                        row.state, row.attempts, row.nextAttempt, row.lastError, row.createdAt, row.sentAt]
+        )
+    }
+
+    static func outboxEntries(_ db: Database, where condition: String, _ arguments: StatementArguments) throws -> [OutboxEntry] {
+        try Row.fetchAll(db, sql: "SELECT * FROM outbox WHERE \(condition) ORDER BY createdAt, id", arguments: arguments).map { row in
+            try StoredOutboxEntry(row: row).entry
+        }
+    }
+
+    public func commitOutbound(_ record: TransferRecord, message: OutboxEntry) async throws {
+        try await database.write { db in
+            try StoredTransfer(record).insert(db)
+            try Self.insert(message, db)
+        }
+    }
+
+    public func dueOutbox(site: String?, at date: Date) async throws -> [OutboxEntry] {
+        try await database.read { db in
+            if let site {
+                return try Self.outboxEntries(db, where: "state = 'pending' AND nextAttempt <= ? AND site = ?", [date, site])
+            }
+            return try Self.outboxEntries(db, where: "state = 'pending' AND nextAttempt <= ?", [date])
+        }
+    }
+
+    public func outbox(transferId: String) async throws -> [OutboxEntry] {
+        try await database.read { db in try Self.outboxEntries(db, where: "transferId = ?", [transferId]) }
+    }
+
+    public func outboxSent(_ entry: OutboxEntry, at date: Date, refused: [String]) async throws {
+        try await database.write { db in
+            try db.execute(
+                sql: "UPDATE outbox SET state = 'sent', sentAt = ?, attempts = attempts + 1, lastError = ? WHERE id = ?",
+                arguments: [date, refused.isEmpty ? nil : "refused by the server: \(refused.joined(separator: ", "))", entry.id]
+            )
+            switch entry.kind {
+            case .acknowledgment:
+                try db.execute(sql: "UPDATE transfer SET ack = 'sent', ackMessageId = ? WHERE id = ?", arguments: [entry.messageId, entry.transferId])
+            case .file:
+                try db.execute(
+                    sql: "UPDATE transfer SET state = 'sent', error = ? WHERE id = ? AND state = 'queued'",
+                    arguments: [refused.isEmpty ? nil : "refused by the server: \(refused.joined(separator: ", "))", entry.transferId]
+                )
+            }
+        }
+    }
+
+    public func outboxFailed(_ entry: OutboxEntry, error: String, retryAt: Date?) async throws {
+        try await database.write { db in
+            if let retryAt {
+                try db.execute(
+                    sql: "UPDATE outbox SET attempts = attempts + 1, nextAttempt = ?, lastError = ? WHERE id = ?",
+                    arguments: [retryAt, error, entry.id]
+                )
+                return
+            }
+            try db.execute(
+                sql: "UPDATE outbox SET state = 'failed', attempts = attempts + 1, lastError = ? WHERE id = ?",
+                arguments: [error, entry.id]
+            )
+            switch entry.kind {
+            case .acknowledgment:
+                try db.execute(sql: "UPDATE transfer SET ack = 'failed' WHERE id = ?", arguments: [entry.transferId])
+            case .file:
+                try db.execute(sql: "UPDATE transfer SET state = 'failed', error = ? WHERE id = ?", arguments: [error, entry.transferId])
             }
         }
     }
@@ -334,6 +465,7 @@ struct StoredTransfer: Codable, FetchableRecord, PersistableRecord {
     var messageSha256: String?
     /// JSON array of ``RecipientReport``.
     var recipientReports: String
+    var ackMessageId: String?
 
     init(_ record: TransferRecord) {
         id = record.id
@@ -361,6 +493,7 @@ struct StoredTransfer: Codable, FetchableRecord, PersistableRecord {
         messageSha256 = record.messageSha256
         let reports = (try? JSONEncoder().encode(record.recipientReports)) ?? Data("[]".utf8)
         recipientReports = String(decoding: reports, as: UTF8.self)
+        ackMessageId = record.ackMessageId
     }
 
     var record: TransferRecord {
@@ -387,7 +520,8 @@ struct StoredTransfer: Codable, FetchableRecord, PersistableRecord {
             disposition: disposition,
             deliveredPath: deliveredPath,
             messageSha256: messageSha256,
-            recipientReports: (try? JSONDecoder().decode([RecipientReport].self, from: Data(recipientReports.utf8))) ?? []
+            recipientReports: (try? JSONDecoder().decode([RecipientReport].self, from: Data(recipientReports.utf8))) ?? [],
+            ackMessageId: ackMessageId
         )
     }
 }

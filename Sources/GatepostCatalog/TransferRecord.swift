@@ -15,6 +15,8 @@ public struct TransferRecord: Codable, Sendable, Hashable, Identifiable {
     }
 
     public enum State: String, Codable, Sendable, Hashable, CaseIterable {
+        /// Outbound: waiting in the outbox.
+        case queued
         case received, routed, delivered, failed, sent, acknowledged
     }
 
@@ -56,8 +58,12 @@ public struct TransferRecord: Codable, Sendable, Hashable, Identifiable {
     public var deliveredPath: String?
     /// SHA-256 of the whole message as received (`sha256` is that of the kept file).
     public var messageSha256: String?
-    /// Per-recipient results of a report (RFC 3464 Action and Status, RFC 8098 Disposition).
+    /// Per-recipient results of a report (RFC 3464 Action and Status, RFC 8098 Disposition); on an
+    /// outbound transfer, what each recipient's acknowledgment said.
     public var recipientReports: [RecipientReport]
+    /// The Message-ID of the acknowledgment: the MDN sent for an inbound transfer, or the one
+    /// that acknowledged an outbound transfer.
+    public var ackMessageId: String?
 
     public init(
         id: String,
@@ -82,7 +88,8 @@ public struct TransferRecord: Codable, Sendable, Hashable, Identifiable {
         disposition: String? = nil,
         deliveredPath: String? = nil,
         messageSha256: String? = nil,
-        recipientReports: [RecipientReport] = []
+        recipientReports: [RecipientReport] = [],
+        ackMessageId: String? = nil
     ) {
         self.id = id
         self.direction = direction
@@ -107,12 +114,13 @@ public struct TransferRecord: Codable, Sendable, Hashable, Identifiable {
         self.deliveredPath = deliveredPath
         self.messageSha256 = messageSha256
         self.recipientReports = recipientReports
+        self.ackMessageId = ackMessageId
     }
 
     private enum CodingKeys: String, CodingKey {
         case id, direction, type, fileName, site, application, state, messageId, uidl, sender, recipients, subject
         case size, sha256, path, receivedAt, ack, error, originalMessageId, disposition, deliveredPath
-        case messageSha256, recipientReports
+        case messageSha256, recipientReports, ackMessageId
     }
 
     /// Every field is written, absent ones as `null`: a consumer of `--format json` sees the
@@ -142,6 +150,7 @@ public struct TransferRecord: Codable, Sendable, Hashable, Identifiable {
         try container.encode(deliveredPath, forKey: .deliveredPath)
         try container.encode(messageSha256, forKey: .messageSha256)
         try container.encode(recipientReports, forKey: .recipientReports)
+        try container.encode(ackMessageId, forKey: .ackMessageId)
     }
 
     /// A new, time-ordered, unguessable id: `T` + UTC timestamp to the millisecond + 8 random hex digits.
@@ -239,11 +248,30 @@ public struct SiteState: Codable, Sendable, Hashable {
 /// The one rule every implementation keeps: ``commitReceived(_:uidl:)`` stores the record and
 /// marks the UIDL retrieved in one transaction, so a message is either fully recorded (and will
 /// only be deleted, never fetched again) or not at all (and will be fetched again).
+extension Catalog {
+    public func commitReceived(_ record: TransferRecord, uidl: String?) async throws {
+        try await commitReceived(record, uidl: uidl, acknowledgment: nil)
+    }
+}
+
 public protocol Catalog: Sendable {
     /// Messages of `site` already recorded, by UIDL.
     func retrievedMessages(site: String) async throws -> [String: RetrievedMessage]
-    /// Stores a received transfer and, if given, its UIDL, atomically.
-    func commitReceived(_ record: TransferRecord, uidl: String?) async throws
+    /// Stores a received transfer, its UIDL and the acknowledgment it is owed, atomically. An EERP
+    /// whose Original-Message-ID names an outbound transfer acknowledges it in the same
+    /// transaction (per Final-Recipient, with the disposition).
+    func commitReceived(_ record: TransferRecord, uidl: String?, acknowledgment: OutboxEntry?) async throws
+    /// Stores an outbound transfer and its message in the outbox, atomically.
+    func commitOutbound(_ record: TransferRecord, message: OutboxEntry) async throws
+    /// Pending outbox entries whose next attempt is due (of one site, or all).
+    func dueOutbox(site: String?, at: Date) async throws -> [OutboxEntry]
+    /// The server took the message: the entry is sent, and so is its transfer's acknowledgment
+    /// (MDN) or the transfer itself (file). `refused` lists recipients the server refused.
+    func outboxSent(_ entry: OutboxEntry, at: Date, refused: [String]) async throws
+    /// A failed attempt: tried again at `retryAt`, or given up (nil), which marks the
+    /// acknowledgment or the outbound transfer failed.
+    func outboxFailed(_ entry: OutboxEntry, error: String, retryAt: Date?) async throws
+    func outbox(transferId: String) async throws -> [OutboxEntry]
     /// Inbound transfers not yet delivered: state received (to route) or routed (to deliver),
     /// except those whose next delivery attempt is still in the future.
     func transfersToDeliver() async throws -> [TransferRecord]

@@ -73,8 +73,12 @@ public final class DovecotPeer: Sendable {
     /// a second to take its children down) happens on a thread of its own, so a test's cleanup
     /// never blocks the concurrency pool that other tests' I/O resumes on.
     public func stop() {
-        let pid = info.pid
-        let directory = directory
+        Self.stop(pid: info.pid, removing: directory)
+    }
+
+    /// SIGTERM to a peer's master process, then, on a thread of its own, wait for it to go and
+    /// remove its folder.
+    static func stop(pid: Int32, removing directory: String) {
         kill(pid, SIGTERM)
         Thread.detachNewThread {
             // A zombie still answers kill(pid, 0), so look at its state instead.

@@ -101,8 +101,13 @@ extension CatalogCommand {
             guard let local = directory.local else {
                 throw fail(.configuration("nothing to deliver to: \(options.sites)/local.yaml defines no applications"))
             }
+            guard record.direction == .inbound else {
+                throw fail(CommandFailure(
+                    description: "transfer \(id) is outbound: the outbox retries it on its own; send the file again if it failed", exitCode: 1
+                ))
+            }
             switch record.state {
-            case .delivered, .acknowledged, .sent:
+            case .delivered, .acknowledged, .sent, .queued:
                 throw fail(CommandFailure(description: "transfer \(id) is already \(record.state.rawValue)", exitCode: 1))
             case .failed, .routed, .received:
                 // Route again from scratch: the site's routes may have been fixed since.

@@ -7,7 +7,7 @@ struct Gatepost: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gatepost",
         abstract: "Managed file transfer over POP3/SMTP: poll partners' mailboxes into a spool catalog.",
-        subcommands: [RunCommand.self, PollCommand.self, SiteCommand.self, CatalogCommand.self, DemoCommand.self]
+        subcommands: [RunCommand.self, PollCommand.self, SendCommand.self, SiteCommand.self, CatalogCommand.self, DemoCommand.self]
     )
 
     /// Exit codes (ARCHITECTURE.md): 0 ok, 1 some site failed, 2 usage or configuration error.

@@ -68,6 +68,18 @@ struct PollCommand: AsyncParsableCommand {
                 )
             }
         }
+        // Acknowledgments these polls owe (and earlier ones due again) go out through each site's SMTP.
+        let sender = OutboxSender(sites: directory.sites, catalog: catalog, logger: Logger(label: "gatepost.outbox"))
+        for site in selected where site.smtp != nil {
+            do {
+                let summary = try await sender.sendDue(site: site.name)
+                if let line = Self.describe(summary, site: site.name) { print(line) }
+                if summary.failed > 0 { failed = true }
+            } catch {
+                failed = true
+                FileHandle.standardError.write(Data("gatepost: \(site.name): outbox: \(error)\n".utf8))
+            }
+        }
         if let local = directory.local {
             let deliverer = Deliverer(local: local, catalog: catalog, logger: Logger(label: "gatepost.deliver"))
             do {
@@ -83,6 +95,12 @@ struct PollCommand: AsyncParsableCommand {
         }
         withExtendedLifetime(lock) {}
         if failed { throw ExitCode(1) }
+    }
+
+    /// "acme: outbox: 2 sent, 1 waiting to retry, 0 failed", or nil when nothing was due.
+    static func describe(_ summary: OutboxSender.Summary, site: String) -> String? {
+        guard summary.sent + summary.retrying + summary.failed > 0 else { return nil }
+        return "\(site): outbox: \(summary.sent) sent, \(summary.retrying) waiting to retry, \(summary.failed) failed"
     }
 
     static func describe(_ outcome: DeliveryOutcome) -> String {

@@ -289,8 +289,14 @@ public struct PollJob: Sendable {
             let folder = try spool.commitWorkspace(workspace, keeping: assembled.keptFiles, site: site.name, id: id)
             var record = assembled.record
             record.path = record.path.map { folder + "/" + $0 }
+            let acknowledgment = try acknowledgment(for: &record, header: result.parts.first?.header ?? MessageHeader())
             FailPoint.hit("poll.before-commit")
-            try await catalog.commitReceived(record, uidl: entry.value)
+            do {
+                try await catalog.commitReceived(record, uidl: entry.value, acknowledgment: acknowledgment)
+            } catch {
+                if let acknowledgment { unlink(acknowledgment.path) }
+                throw error
+            }
             FailPoint.hit("poll.after-commit")
             try spool.publish(site: site.name, id: id)
             logger.info("received", metadata: [
@@ -303,6 +309,23 @@ public struct PollJob: Sendable {
             // pending folder is published at the next start); it stays on the server.
             try? FileManager.default.removeItem(atPath: workspace)
             throw error
+        }
+    }
+
+    /// The MDN this message asked for, written to the spool's `out/` (fsynced) so that its outbox
+    /// entry can be committed with the record; the record's `ack` says what happened.
+    private func acknowledgment(for record: inout TransferRecord, header: MessageHeader) throws -> OutboxEntry? {
+        switch AcknowledgmentPolicy.decide(record: record, header: header, site: site) {
+        case .notRequested:
+            record.ack = .none
+            return nil
+        case .refused(let reason):
+            record.ack = .failed
+            logger.warning("acknowledgment requested but not sent", metadata: ["transfer": "\(record.id)", "reason": "\(reason)"])
+            return nil
+        case .send(let recipients, let from):
+            record.ack = .requested
+            return try AcknowledgmentWriter.write(for: record, header: header, to: recipients, from: from, spool: spool)
         }
     }
 

@@ -165,6 +165,13 @@ public struct Scheduler: Service {
             try? await catalog.recordPoll(site: site.name, at: started, error: error.cause, messages: error.partial.records.count,
                                           bytes: error.partial.bytes, nextPoll: nextPoll(result.delay))
         }
+        // Acknowledgments this poll owes, and earlier ones due for another attempt, go out now.
+        if site.smtp != nil, !Task.isCancelled {
+            let sender = OutboxSender(sites: [site], catalog: catalog, logger: siteLogger)
+            if let sent = try? await sender.sendDue(site: site.name), sent.failed > 0 {
+                siteLogger.error("outbox: messages failed", metadata: ["failed": "\(sent.failed)"])
+            }
+        }
         if let local, !Task.isCancelled {
             let deliverer = Deliverer(local: local, catalog: catalog, logger: logger)
             if let outcomes = try? await deliverer.deliverPending(sites: sites) {

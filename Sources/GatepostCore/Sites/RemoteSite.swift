@@ -59,9 +59,19 @@ public struct RemoteSite: Sendable, Hashable {
         public var host: String
         public var port: Int
         public var security: POP3ConnectionConfiguration.Security
+        /// Our address toward this partner: From of acknowledgments and outbound files, and the
+        /// Final-Recipient of our MDNs.
         public var from: String?
         public var user: String?
         public var password: Secret?
+        public var tls: TLS = TLS(caFile: nil, clientCertificate: nil, clientKey: nil, verify: true)
+        /// AUTH over a connection without TLS: only when the site says so.
+        public var allowPlaintextPassword: Bool = false
+        /// Answer `Disposition-Notification-To` with an MDN (RFC 8098).
+        public var acknowledgments: Bool = true
+        /// RFC 8098 section 2.1: no automatic MDN when Return-Path and Disposition-Notification-To
+        /// differ, unless the site trusts this partner's setup (`acknowledge_any_address: true`).
+        public var acknowledgeAnyAddress: Bool = false
     }
 
     /// A routing rule: every condition given must hold; the first matching route wins.

@@ -1,3 +1,4 @@
+import GatepostMIME
 import Foundation
 import GatepostCatalog
 import GatepostPOP3
@@ -251,7 +252,10 @@ public struct SiteLoader: Sendable {
         var smtp: RemoteSite.SMTP?
         if let smtpNode = root["smtp"] {
             let smtpMap = try smtpNode.mapping()
-            try smtpMap.rejectUnknownKeys(["host", "port", "security", "from", "user", "password", "password_file", "tls"])
+            try smtpMap.rejectUnknownKeys([
+                "host", "port", "security", "from", "user", "password", "password_file", "tls", "allow_plaintext_password",
+                "acknowledgments", "acknowledge_any_address",
+            ])
             let smtpSecurity = try securityValue(smtpMap["security"], default: .tls)
             smtp = RemoteSite.SMTP(
                 host: try smtpMap.require("host").nonEmptyString(),
@@ -261,6 +265,13 @@ public struct SiteLoader: Sendable {
                 user: try smtpMap["user"]?.nonEmptyString(),
                 password: try secret(smtpMap, key: "password")
             )
+            smtp?.tls = try tlsSettings(smtpMap["tls"])
+            smtp?.allowPlaintextPassword = try smtpMap["allow_plaintext_password"]?.bool() ?? false
+            smtp?.acknowledgments = try smtpMap["acknowledgments"]?.bool() ?? true
+            smtp?.acknowledgeAnyAddress = try smtpMap["acknowledge_any_address"]?.bool() ?? false
+            if let fromNode = smtpMap["from"], (try? MailAddress(try fromNode.string())) == nil {
+                throw fromNode.error("must be a mail address such as gateway@example.com")
+            }
         }
 
         var routes: [RemoteSite.Route] = []

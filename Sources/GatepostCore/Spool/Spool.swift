@@ -14,11 +14,13 @@ public struct Spool: Sendable {
 
     public var temporaryRoot: String { root + "/tmp" }
     public var inboundRoot: String { root + "/in" }
+    /// Outgoing messages (acknowledgments, outbound files) waiting in the outbox.
+    public var outboundRoot: String { root + "/out" }
     public var catalogPath: String { root + "/catalog.sqlite" }
 
     public init(root: String) throws(SpoolError) {
         self.root = root.hasSuffix("/") && root.count > 1 ? String(root.dropLast()) : root
-        for directory in [self.root, temporaryRoot, inboundRoot] {
+        for directory in [self.root, temporaryRoot, inboundRoot, outboundRoot] {
             try Self.makeDirectory(directory)
         }
     }
@@ -32,6 +34,26 @@ public struct Spool: Sendable {
             return false
         }
         return true
+    }
+
+    /// Writes an outgoing message into `out/NAME` durably (file and folder fsynced) before the
+    /// outbox row that names it is committed. `write` is handed a function that appends bytes.
+    /// Returns the path and the message's SHA-256.
+    public func writeOutgoing(
+        name: String, _ write: ((UnsafeRawBufferPointer) throws -> Void) throws -> Void
+    ) throws -> (path: String, size: Int64, sha256: String) {
+        let path = outboundRoot + "/" + name
+        let writer = try SpoolFileWriter(path: path)
+        do {
+            try write { bytes in try writer.write(bytes) }
+            let (size, sha256) = try writer.finish()
+            try Self.fsyncPath(path, directory: false)
+            try Self.fsyncPath(outboundRoot, directory: true)
+            return (path, size, sha256)
+        } catch {
+            unlink(path)
+            throw error
+        }
     }
 
     /// Removes what interrupted polls left in `tmp/`. Returns how many entries were removed.

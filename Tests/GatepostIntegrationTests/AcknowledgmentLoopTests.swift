@@ -1,0 +1,157 @@
+import Crypto
+import Foundation
+import GatepostCatalog
+import GatepostCore
+import GatepostTestSupport
+import Testing
+
+/// The whole loop over real servers (issue 7): gatepost A sends a file through Postfix into
+/// Dovecot; gatepost B polls it, records an XFER and returns an MDN over SMTP into A's mailbox;
+/// the MDN passes an independent RFC 8098 check (Python's `email`); A's poll records the EERP
+/// and its outbound transfer becomes acknowledged.
+@Suite(.serialized) struct AcknowledgmentLoopTests {
+    struct Gateway {
+        let root: String
+        let siteName: String
+
+        var sites: String { root + "/sites" }
+        var spool: String { root + "/spool" }
+
+        init(siteName: String, pop3User: String, dovecot: DovecotPeer, smtp: SMTPPeer) throws {
+            root = (NSTemporaryDirectory() as NSString).appendingPathComponent("gatepost-ack-\(pop3User)-\(UUID().uuidString.prefix(8))")
+            self.siteName = siteName
+            try FileManager.default.createDirectory(atPath: root + "/sites", withIntermediateDirectories: true)
+            let password = dovecot.info.users[pop3User] ?? ""
+            try """
+            pop3:
+              host: 127.0.0.1
+              port: \(dovecot.info.tlsPort)
+              security: tls
+              user: \(pop3User)
+              password: \(password)
+              tls: {ca_file: \(dovecot.info.caFile)}
+            smtp:
+              host: 127.0.0.1
+              port: \(smtp.info.tlsPort)
+              security: tls
+              from: \(pop3User)@\(smtp.info.domain)
+              user: \(pop3User)
+              password: \(password)
+              tls: {ca_file: \(smtp.info.caFile)}
+            application: erp
+            """.write(toFile: root + "/sites/\(siteName).yaml", atomically: true, encoding: .utf8)
+        }
+
+        func gatepost(_ arguments: [String]) async throws -> GatepostProcess {
+            try await GatepostProcess.run(arguments + ["--sites", sites, "--spool", spool])
+        }
+
+        func records() async throws -> [TransferRecord] {
+            try await SQLiteCatalog(path: spool + "/catalog.sqlite").transfers(TransferFilter())
+        }
+    }
+
+    /// Waits for Postfix to hand a message to Dovecot.
+    static func waitForMail(_ dovecot: DovecotPeer, user: String, count: Int = 1) async throws {
+        for _ in 0..<200 where dovecot.messageCount(user: user) < count {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(dovecot.messageCount(user: user) == count, "mail for \(user) arrived")
+    }
+
+    @Test func aFileGoesOutComesBackAcknowledgedAndClosesTheLoop() async throws {
+        let dovecot = try await DovecotPeer.start()
+        defer { dovecot.stop() }
+        let smtp = try await SMTPPeer.start(for: dovecot)
+        defer { smtp.stop() }
+        let gatewayA = try Gateway(siteName: "bcorp", pop3User: "alice", dovecot: dovecot, smtp: smtp)
+        let gatewayB = try Gateway(siteName: "acorp", pop3User: "bob", dovecot: dovecot, smtp: smtp)
+
+        // A file with a name that needs RFC 2231, and bytes that need base64.
+        let payload = (0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 7919 >> 3) }
+        let file = gatewayA.root + "/Bestellung Müller 42.csv"
+        try Data(payload).write(to: URL(fileURLWithPath: file))
+        let payloadSHA = SHA256.hash(data: payload).map { String(format: "%02x", $0) }.joined()
+
+        // A sends.
+        let send = try await gatewayA.gatepost(["send", "bcorp", file, "--to", "bob@\(smtp.info.domain)", "--application", "erp"])
+        #expect(send.status == 0, "\(send.stderr)")
+        #expect(send.stdout.contains(" sent"), "\(send.stdout)")
+        let outbound = try #require(try await gatewayA.records().first)
+        #expect(outbound.direction == .outbound)
+        #expect(outbound.state == .sent)
+        #expect(outbound.ack == .requested)
+        #expect(outbound.sha256 == payloadSHA)
+        let outboundMessageID = try #require(outbound.messageId)
+
+        // B polls: one XFER with the file, and an MDN on its way back.
+        try await Self.waitForMail(dovecot, user: "bob")
+        let pollB = try await gatewayB.gatepost(["poll", "acorp"])
+        #expect(pollB.status == 0, "\(pollB.stderr)")
+        #expect(pollB.stdout.contains("acorp: outbox: 1 sent"), "\(pollB.stdout)")
+        let received = try #require(try await gatewayB.records().first)
+        #expect(received.type == .xfer)
+        #expect(received.fileName == "Bestellung Müller 42.csv")
+        #expect(received.sha256 == payloadSHA)
+        #expect(received.messageId == outboundMessageID)
+        #expect(received.ack == .sent)
+        let mdnMessageID = try #require(received.ackMessageId)
+
+        // The MDN, as it sits in A's mailbox, checked by an independent parser.
+        try await Self.waitForMail(dovecot, user: "alice")
+        let maildir = try #require(dovecot.info.maildirs["alice"])
+        let mdnFile = try #require(try FileManager.default.contentsOfDirectory(atPath: maildir).first.map { maildir + "/" + $0 })
+        let check = try await ChildProcess.run(dovecot.projectRoot + "/scripts/peers/check-mdn.py", [
+            mdnFile, "--expect-original-message-id", "<\(outboundMessageID)>", "--expect-final-recipient", "bob@\(smtp.info.domain)",
+            "--expect-disposition-type", "processed", "--require-automatic",
+        ])
+        #expect(check.status == 0, "check-mdn: \(check.stderr) \(check.stdout)")
+
+        // A polls: the EERP closes the loop.
+        let pollA = try await gatewayA.gatepost(["poll", "bcorp"])
+        #expect(pollA.status == 0, "\(pollA.stderr)")
+        let recordsA = try await gatewayA.records()
+        let eerp = try #require(recordsA.first { $0.type == .eerp })
+        #expect(eerp.originalMessageId == outboundMessageID)
+        #expect(eerp.messageId == mdnMessageID)
+        #expect(eerp.ack == .none, "a report is never acknowledged")
+        let acknowledged = try #require(recordsA.first { $0.id == outbound.id })
+        #expect(acknowledged.state == .acknowledged)
+        #expect(acknowledged.ack == .received)
+        #expect(acknowledged.ackMessageId == mdnMessageID)
+        #expect(acknowledged.recipientReports == [RecipientReport(
+            recipient: "bob@\(smtp.info.domain)", disposition: "automatic-action/MDN-sent-automatically; processed"
+        )])
+        // Nothing went back for the report: B's mailbox stays empty after its poll.
+        #expect(dovecot.messageCount(user: "bob") == 0)
+    }
+
+    /// 4xx is "later", 5xx is "no": against the same Postfix, a temporarily failing recipient
+    /// leaves the transfer queued for a retry, an unknown one fails it at once.
+    @Test func temporaryAndPermanentRefusals() async throws {
+        let dovecot = try await DovecotPeer.start()
+        defer { dovecot.stop() }
+        let smtp = try await SMTPPeer.start(for: dovecot)
+        defer { smtp.stop() }
+        let gateway = try Gateway(siteName: "bcorp", pop3User: "alice", dovecot: dovecot, smtp: smtp)
+        let file = gateway.root + "/a.txt"
+        try "hello\n".write(toFile: file, atomically: true, encoding: .utf8)
+
+        let later = try await gateway.gatepost(["send", "bcorp", file, "--to", "tempfail@\(smtp.info.domain)"])
+        #expect(later.status == 0, "\(later.stderr)")
+        #expect(later.stdout.contains("bcorp: outbox: 0 sent, 1 waiting to retry, 0 failed"), "\(later.stdout)")
+        let never = try await gateway.gatepost(["send", "bcorp", file, "--to", "nobody@\(smtp.info.domain)"])
+        #expect(never.status == 1)
+        #expect(never.stdout.contains("failed"), "\(never.stdout)")
+
+        let records = try await gateway.records()
+        #expect(records.map(\.state) == [.queued, .failed])
+        #expect(records[1].error?.contains("550") == true, "\(records[1].error ?? "")")
+        let catalog = try SQLiteCatalog(path: gateway.spool + "/catalog.sqlite")
+        let waiting = try await catalog.outbox(transferId: records[0].id)
+        #expect(waiting.map(\.state) == [.pending])
+        #expect(waiting.first?.attempts == 1)
+        #expect(waiting.first?.lastError?.contains("451") == true, "\(waiting.first?.lastError ?? "")")
+        #expect((waiting.first?.nextAttempt ?? .distantPast) > Date())
+    }
+}
