@@ -264,20 +264,22 @@ public final class SQLiteCatalog: Catalog {
         }
     }
 
-    public func commitReceived(_ record: TransferRecord, uidl: String?, acknowledgment: OutboxEntry?) async throws {
+    public func commitReceived(_ batch: [ReceivedTransfer]) async throws {
+        guard !batch.isEmpty else { return }
         try await database.write { db in
-            try StoredTransfer(record).insert(db)
-            if let uidl {
-                try db.execute(
-                    sql: "INSERT INTO retrieved_message (site, uidl, transferId, deleted) VALUES (?, ?, ?, 0)",
-                    arguments: [record.site, uidl, record.id]
-                )
-            }
-            if let acknowledgment {
-                try Self.insert(acknowledgment, db)
-            }
-            if record.type == .eerp, let original = record.originalMessageId {
-                try Self.acknowledgeOutbound(messageId: original, by: record, db)
+            let retrieved = try db.makeStatement(sql: "INSERT INTO retrieved_message (site, uidl, transferId, deleted) VALUES (?, ?, ?, 0)")
+            for item in batch {
+                let record = item.record
+                try StoredTransfer(record).insert(db)
+                if let uidl = item.uidl {
+                    try retrieved.execute(arguments: [record.site, uidl, record.id])
+                }
+                if let acknowledgment = item.acknowledgment {
+                    try Self.insert(acknowledgment, db)
+                }
+                if record.type == .eerp, let original = record.originalMessageId {
+                    try Self.acknowledgeOutbound(messageId: original, by: record, db)
+                }
             }
         }
     }

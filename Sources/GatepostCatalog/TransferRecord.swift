@@ -248,9 +248,26 @@ public struct SiteState: Codable, Sendable, Hashable {
 /// The one rule every implementation keeps: ``commitReceived(_:uidl:)`` stores the record and
 /// marks the UIDL retrieved in one transaction, so a message is either fully recorded (and will
 /// only be deleted, never fetched again) or not at all (and will be fetched again).
+/// One received message as the catalog commits it: the record, its UIDL, the MDN it is owed.
+public struct ReceivedTransfer: Sendable {
+    public var record: TransferRecord
+    public var uidl: String?
+    public var acknowledgment: OutboxEntry?
+
+    public init(record: TransferRecord, uidl: String?, acknowledgment: OutboxEntry? = nil) {
+        self.record = record
+        self.uidl = uidl
+        self.acknowledgment = acknowledgment
+    }
+}
+
 extension Catalog {
     public func commitReceived(_ record: TransferRecord, uidl: String?) async throws {
-        try await commitReceived(record, uidl: uidl, acknowledgment: nil)
+        try await commitReceived([ReceivedTransfer(record: record, uidl: uidl)])
+    }
+
+    public func commitReceived(_ record: TransferRecord, uidl: String?, acknowledgment: OutboxEntry?) async throws {
+        try await commitReceived([ReceivedTransfer(record: record, uidl: uidl, acknowledgment: acknowledgment)])
     }
 }
 
@@ -260,7 +277,9 @@ public protocol Catalog: Sendable {
     /// Stores a received transfer, its UIDL and the acknowledgment it is owed, atomically. An EERP
     /// whose Original-Message-ID names an outbound transfer acknowledges it in the same
     /// transaction (per Final-Recipient, with the disposition).
-    func commitReceived(_ record: TransferRecord, uidl: String?, acknowledgment: OutboxEntry?) async throws
+    ///
+    /// Several messages go in one transaction (one fsync of the database for the batch).
+    func commitReceived(_ batch: [ReceivedTransfer]) async throws
     /// Stores an outbound transfer and its message in the outbox, atomically.
     func commitOutbound(_ record: TransferRecord, message: OutboxEntry) async throws
     /// Pending outbox entries whose next attempt is due (of one site, or all).

@@ -107,11 +107,12 @@ func inbound(_ type: TransferRecord.Kind = .xfer, fileName: String? = "orders.cs
         }
 
         func application(
-            _ name: String = "billing", command: [String]? = nil, timeout: Duration = .seconds(10), attempts: Int = 1
+            _ name: String = "billing", command: [String]? = nil, timeout: Duration = .seconds(10), attempts: Int = 1,
+            retryDelay: Duration = .milliseconds(50)
         ) -> LocalSite.Application {
             LocalSite.Application(
                 name: name, folder: dir + "/" + name, command: command, commandTimeout: timeout, rename: nil,
-                attempts: attempts, retryDelay: .milliseconds(50)
+                attempts: attempts, retryDelay: retryDelay
             )
         }
     }
@@ -163,7 +164,10 @@ func inbound(_ type: TransferRecord.Kind = .xfer, fileName: String? = "orders.cs
         try "0".write(toFile: counter, atomically: true, encoding: .utf8)
         // Fails twice, then succeeds: three attempts are enough.
         let script = "n=$(cat \(counter)); if [ $n -lt 2 ]; then echo $((n+1)) > \(counter); echo busy >&2; exit 75; fi"
-        let deliverer = fixture.deliverer([fixture.application(command: ["/bin/sh", "-c", script, "import"], attempts: 3)])
+        // Delays long enough that "not due yet" holds on a loaded machine: 0.5 s, then 1 s.
+        let deliverer = fixture.deliverer([
+            fixture.application(command: ["/bin/sh", "-c", script, "import"], attempts: 3, retryDelay: .milliseconds(500)),
+        ])
         let site = try site("application: billing\n")
         let record = try await fixture.record()
         let first = try await deliverer.deliverPending(sites: [site])
@@ -171,9 +175,9 @@ func inbound(_ type: TransferRecord.Kind = .xfer, fileName: String? = "orders.cs
         #expect(first.first?.retryAt != nil)
         // Not due yet: nothing is attempted.
         #expect(try await deliverer.deliverPending(sites: [site]).isEmpty)
-        try await Task.sleep(for: .milliseconds(80))
+        try await Task.sleep(for: .milliseconds(600))
         #expect(try await deliverer.deliverPending(sites: [site]).first?.state == .routed)
-        try await Task.sleep(for: .milliseconds(150))
+        try await Task.sleep(for: .milliseconds(1100))
         #expect(try await deliverer.deliverPending(sites: [site]).first?.state == .delivered)
         #expect(try await fixture.catalog.transfer(id: record.id)?.state == .delivered)
         #expect(try FileManager.default.contentsOfDirectory(atPath: fixture.dir + "/billing") == ["orders.csv"])

@@ -36,6 +36,8 @@ struct SplitMix64: RandomNumberGenerator {
           user: alice
           password: alice-secret
           tls: {ca_file: \(dovecot.info.caFile)}
+        poll:
+          commit_batch: 3   # batches of several messages, small enough for many kills per drain
         application: orders
         """.write(toFile: sites + "/partner.yaml", atomically: true, encoding: .utf8)
         let poll = ["poll", "--sites", sites, "--spool", spool]

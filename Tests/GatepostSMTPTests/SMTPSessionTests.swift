@@ -51,7 +51,7 @@ import Testing
         #expect(result.finalReply.code == 250)
         #expect(result.finalReply.text.contains("queued as 4Bx7Yq1Z2"))
 
-        let recorded = server.recorded
+        let recorded = await server.recordedThroughQuit()
         #expect(recorded.commands == [
             "EHLO client.test",
             "AUTH PLAIN \(Data("\0mailer\0s3cret-Pa55".utf8).base64EncodedString())",
@@ -108,7 +108,7 @@ import Testing
             return try await session.send(envelope: SMTPEnvelope(from: "a@x", recipients: ["ok@y"]), message: Self.chunks(["hi"]))
         }
         #expect(second.acceptedRecipients == ["ok@y"])
-        #expect(server.recorded.commands.suffix(6) == ["DATA", "RSET", "MAIL FROM:<a@x> BODY=8BITMIME", "RCPT TO:<ok@y>", "DATA", "QUIT"])
+        #expect(await server.recordedThroughQuit().commands.suffix(6) == ["DATA", "RSET", "MAIL FROM:<a@x> BODY=8BITMIME", "RCPT TO:<ok@y>", "DATA", "QUIT"])
     }
 
     @Test func authOverPlainTextIsRefusedWithoutTheOptIn() async throws {
@@ -119,8 +119,9 @@ import Testing
         await #expect(throws: SMTPError.insecureAuthenticationRefused) {
             try await SMTPClient.withSession(Self.configuration(port: port, allowInsecureAuth: false), credentials: credentials, logger: Self.logger) { _ in }
         }
-        #expect(!server.recorded.commands.contains { $0.hasPrefix("AUTH") })
-        #expect(server.recorded.commands.last == "QUIT")
+        let recorded = await server.recordedThroughQuit()
+        #expect(!recorded.commands.contains { $0.hasPrefix("AUTH") })
+        #expect(recorded.commands.last == "QUIT")
     }
 
     @Test func startTLSRequiredButNotOfferedIsRefused() async throws {
@@ -150,7 +151,8 @@ import Testing
             }
         }
         #expect(error == .timeout(during: "MAIL FROM"))
-        #expect(ContinuousClock.now - started < .seconds(10))
+        // Far below the 300 s default, with room for a machine busy with the 1 GiB test.
+        #expect(ContinuousClock.now - started < .seconds(30))
     }
 
     @Test func aFailingMessageSourceDropsTheConnectionWithoutEndingTheData() async throws {

@@ -42,6 +42,15 @@ final class ScriptedSMTPServer: Sendable {
 
     var recorded: Record { record.withLockedValue { $0 } }
 
+    /// What the server recorded once the client's QUIT has arrived (or after two seconds): the
+    /// client closes after sending it, and the server's side may read it a moment later.
+    func recordedThroughQuit() async -> Record {
+        for _ in 0..<200 where recorded.commands.last != "QUIT" {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return recorded
+    }
+
     func start() async throws -> Int {
         let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)

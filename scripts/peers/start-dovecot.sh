@@ -123,6 +123,14 @@ alive() { # PID exists and is not a zombie (kill -0 succeeds on zombies)
   [[ ${stat%% *} != [ZX] ]]
 }
 
+started_at() { # the kernel's start time of PID (field 22 of /proc/PID/stat): a PID number is
+  local stat  # reused once its process is gone, the pair (PID, start time) is not
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }
+  set -- $stat
+  echo "${20}"
+}
+
 free_ports() { # two distinct free ports, both held open while choosing
   python3 -c 'import socket
 s=[socket.socket() for _ in range(2)]
@@ -204,8 +212,11 @@ sys.exit(1)
 PY
   then
     if [[ -n $WATCH_PID ]]; then
-      ( while alive "$WATCH_PID" && alive "$PID"; do sleep 1; done
-        kill "$PID" 2>/dev/null ) </dev/null >/dev/null 2>&1 &
+      # Stop our server once the watched process is gone, and only our server: when the
+      # server went first (stopped by the test), its PID may already belong to another process.
+      SERVER_START=$(started_at "$PID")
+      ( while alive "$WATCH_PID" && [[ $(started_at "$PID") == "$SERVER_START" ]]; do sleep 1; done
+        [[ $(started_at "$PID") == "$SERVER_START" ]] && kill "$PID" 2>/dev/null ) </dev/null >/dev/null 2>&1 &
     fi
     print_json "$PID"
     PID=""   # started: it is the caller's now

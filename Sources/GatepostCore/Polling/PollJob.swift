@@ -192,35 +192,69 @@ public struct PollJob: Sendable {
         for entry in toDelete {
             try await send(.dele(entry.number), .delete(entry))
         }
-        while true {
-            while retrievesInFlight < window, nextToSend < toRetrieve.count {
-                try await send(.retr(toRetrieve[nextToSend].number), .retrieve(toRetrieve[nextToSend]))
-                nextToSend += 1
-                retrievesInFlight += 1
-            }
-            guard head < expected.count else { break }
-            let next = expected[head]
-            head += 1
-            switch next {
-            case .delete(let entry):
-                if window > 1 {
-                    let status = try await session.awaitPipelinedStatus(of: .dele(entry.number))
-                    guard status.isOK else { throw POP3Error.serverError(command: "DELE \(entry.number)", status: status) }
-                } else {
-                    try await session.delete(entry.number)
-                }
-                deletions.append(entry.value)
-                FailPoint.hit("poll.after-dele")
-            case .retrieve(let entry):
-                retrievesInFlight -= 1
-                let record = try await retrieve(entry, from: session, scratch: scratch, pipelined: window > 1)
-                known[entry.value] = RetrievedMessage(uidl: entry.value, transferID: record.id, deleted: false)
+        // Received messages wait in `staged` until their batch is committed; their DELEs follow.
+        var staged: [StagedMessage] = []
+        var stagedBytes: Int64 = 0
+        func commitStaged() async throws {
+            let batch = staged
+            staged = []
+            stagedBytes = 0
+            for (message, record) in zip(batch, try await commit(batch)) {
+                known[message.entry.value] = RetrievedMessage(uidl: message.entry.value, transferID: record.id, deleted: false)
                 summary.records.append(record)
-                summary.bytes += sizes[entry.number] ?? record.size
+                summary.bytes += sizes[message.entry.number] ?? message.wireSize
                 if site.poll.deleteAfterRetrieve {
-                    try await send(.dele(entry.number), .delete(entry))
+                    try await send(.dele(message.entry.number), .delete(message.entry))
                 }
             }
+        }
+        do {
+            while true {
+                while retrievesInFlight < window, nextToSend < toRetrieve.count {
+                    try await send(.retr(toRetrieve[nextToSend].number), .retrieve(toRetrieve[nextToSend]))
+                    nextToSend += 1
+                    retrievesInFlight += 1
+                }
+                guard head < expected.count else { break }
+                let next = expected[head]
+                head += 1
+                switch next {
+                case .delete(let entry):
+                    if window > 1 {
+                        let status = try await session.awaitPipelinedStatus(of: .dele(entry.number))
+                        guard status.isOK else { throw POP3Error.serverError(command: "DELE \(entry.number)", status: status) }
+                    } else {
+                        try await session.delete(entry.number)
+                    }
+                    deletions.append(entry.value)
+                    FailPoint.hit("poll.after-dele")
+                case .retrieve(let entry):
+                    retrievesInFlight -= 1
+                    let message = try await retrieve(entry, from: session, scratch: scratch, pipelined: window > 1, staged: staged)
+                    staged.append(message)
+                    stagedBytes += message.wireSize
+                    let nothingElseComing = retrievesInFlight == 0 && nextToSend == toRetrieve.count
+                    if staged.count >= site.poll.commitBatch || stagedBytes >= Self.batchBytes || nothingElseComing || window == 1 {
+                        try await commitStaged()
+                    }
+                }
+            }
+        } catch {
+            // What was received whole is committed before the poll gives up: it is not fetched
+            // again, and the next poll deletes it.
+            if !staged.isEmpty {
+                do {
+                    let batch = staged
+                    staged = []
+                    for (message, record) in zip(batch, try await commit(batch)) {
+                        summary.records.append(record)
+                        summary.bytes += sizes[message.entry.number] ?? message.wireSize
+                    }
+                } catch {
+                    logger.error("could not commit the messages received before the failure", metadata: ["error": "\(error)"])
+                }
+            }
+            throw error
         }
         try await session.quit()
         FailPoint.hit("poll.after-quit")
@@ -264,9 +298,25 @@ public struct PollJob: Sendable {
     /// How many RETRs may be unanswered at once when the server offers PIPELINING.
     static let pipelineWindow = 8
 
+    /// A message received and assembled in its workspace in `tmp/`, not yet durable nor
+    /// committed: it waits for the rest of its batch.
+    struct StagedMessage {
+        var entry: POP3ListingEntry
+        var workspace: String
+        var keptFiles: [String]
+        var record: TransferRecord
+        var acknowledgment: OutboxEntry?
+        var wireSize: Int64
+    }
+
+    /// Messages committed together: at most the site's `commit_batch`, or this many bytes, or
+    /// whatever is received when no RETR is left in flight.
+    static let batchBytes: Int64 = 16 << 20
+
     private func retrieve(
-        _ entry: POP3ListingEntry, from session: POP3Session, scratch: RawMessageScratch, pipelined: Bool
-    ) async throws -> TransferRecord {
+        _ entry: POP3ListingEntry, from session: POP3Session, scratch: RawMessageScratch, pipelined: Bool,
+        staged: [StagedMessage]
+    ) async throws -> StagedMessage {
         let id = TransferRecord.newID()
         let workspace = try spool.makeWorkspace(id: id)
         do {
@@ -284,32 +334,49 @@ public struct PollJob: Sendable {
                 try await session.retrieve(entry.number, consumer: consume)
             }
             let result = try ingest.finish()
-            let duplicate = try await duplicateOf(result)
+            let duplicate = try await duplicateOf(result, staged: staged)
             let assembled = try TransferAssembler.assemble(result, site: site, id: id, uidl: entry.value, workspace: workspace, duplicateOf: duplicate)
-            let folder = try spool.commitWorkspace(workspace, keeping: assembled.keptFiles, site: site.name, id: id)
             var record = assembled.record
+            let folder = spool.transferFolder(site: site.name, id: id)
             record.path = record.path.map { folder + "/" + $0 }
             let acknowledgment = try acknowledgment(for: &record, header: result.parts.first?.header ?? MessageHeader())
-            FailPoint.hit("poll.before-commit")
-            do {
-                try await catalog.commitReceived(record, uidl: entry.value, acknowledgment: acknowledgment)
-            } catch {
-                if let acknowledgment { unlink(acknowledgment.path) }
-                throw error
-            }
-            FailPoint.hit("poll.after-commit")
-            try spool.publish(site: site.name, id: id)
-            logger.info("received", metadata: [
-                "transfer": "\(id)", "type": "\(record.type.rawValue)", "fileName": "\(record.fileName ?? "-")",
-                "size": "\(record.size)", "uidl": "\(entry.value)",
-            ])
-            return record
+            return StagedMessage(
+                entry: entry, workspace: workspace, keptFiles: assembled.keptFiles, record: record,
+                acknowledgment: acknowledgment, wireSize: result.raw.size
+            )
         } catch {
-            // Nothing of this message is committed (or, if the failure came after the commit, the
-            // pending folder is published at the next start); it stays on the server.
+            // Nothing of this message is committed; it stays on the server.
             try? FileManager.default.removeItem(atPath: workspace)
             throw error
         }
+    }
+
+    /// Makes a batch durable and commits it: files and folders fsynced, moved to `in/`, then one
+    /// catalog transaction for all records, UIDLs and owed acknowledgments; only then may the
+    /// caller send DELEs. On failure nothing of the batch is committed (the pending folders are
+    /// removed at the next start), and every message stays on the server.
+    private func commit(_ batch: [StagedMessage]) async throws -> [TransferRecord] {
+        guard !batch.isEmpty else { return [] }
+        do {
+            _ = try spool.commitWorkspaces(batch.map { ($0.workspace, $0.keptFiles, $0.record.id) }, site: site.name)
+            FailPoint.hit("poll.before-commit")
+            try await catalog.commitReceived(batch.map { ReceivedTransfer(record: $0.record, uidl: $0.entry.value, acknowledgment: $0.acknowledgment) })
+        } catch {
+            for message in batch {
+                try? FileManager.default.removeItem(atPath: message.workspace)
+                if let acknowledgment = message.acknowledgment { unlink(acknowledgment.path) }
+            }
+            throw error
+        }
+        FailPoint.hit("poll.after-commit")
+        for message in batch {
+            try spool.publish(site: site.name, id: message.record.id)
+            logger.info("received", metadata: [
+                "transfer": "\(message.record.id)", "type": "\(message.record.type.rawValue)",
+                "fileName": "\(message.record.fileName ?? "-")", "size": "\(message.record.size)", "uidl": "\(message.entry.value)",
+            ])
+        }
+        return batch.map(\.record)
     }
 
     /// The MDN this message asked for, written to the spool's `out/` (fsynced) so that its outbox
@@ -331,12 +398,15 @@ public struct PollJob: Sendable {
 
     /// Why this message is a DUPLICATE (a sentence for the record), or nil: the site already has
     /// a transfer with its Message-ID, or, for a message without one, with the same content.
-    private func duplicateOf(_ result: MessageIngest.Result) async throws -> String? {
+    /// `staged` are this batch's messages, received but not yet in the catalog.
+    private func duplicateOf(_ result: MessageIngest.Result, staged: [StagedMessage]) async throws -> String? {
         if let messageID = result.parts.first?.header.messageID {
-            guard let earlier = try await catalog.transferID(site: site.name, messageId: messageID) else { return nil }
-            return "already received as transfer \(earlier) (same Message-ID)"
+            let earlier = try await catalog.transferID(site: site.name, messageId: messageID)
+                ?? staged.first { $0.record.messageId == messageID }?.record.id
+            return earlier.map { "already received as transfer \($0) (same Message-ID)" }
         }
-        guard let earlier = try await catalog.transferID(site: site.name, messageSha256: result.raw.sha256) else { return nil }
-        return "already received as transfer \(earlier) (no Message-ID; same content)"
+        let earlier = try await catalog.transferID(site: site.name, messageSha256: result.raw.sha256)
+            ?? staged.first { $0.record.messageId == nil && $0.record.messageSha256 == result.raw.sha256 }?.record.id
+        return earlier.map { "already received as transfer \($0) (no Message-ID; same content)" }
     }
 }

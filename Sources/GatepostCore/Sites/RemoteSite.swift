@@ -53,6 +53,10 @@ public struct RemoteSite: Sendable, Hashable {
         /// What the MIME parser may take of one message; past a limit the message is kept
         /// whole as RECOVER (the site file's `limits:`).
         public var limits: MIMELimits = .default
+        /// Messages made durable and committed together (one journal flush and one catalog
+        /// transaction for all); their DELEs follow the commit. Smaller batches refetch less
+        /// after a crash, larger ones go faster.
+        public var commitBatch: Int = 32
     }
 
     public struct SMTP: Sendable, Hashable {

@@ -232,10 +232,11 @@ public struct SiteLoader: Sendable {
         var poll = RemoteSite.Poll(interval: .seconds(300), deleteAfterRetrieve: true, maxMessageSize: 200 << 20)
         if let pollNode = root["poll"] {
             let pollMap = try pollNode.mapping()
-            try pollMap.rejectUnknownKeys(["interval", "delete_after_retrieve", "max_message_size"])
+            try pollMap.rejectUnknownKeys(["interval", "delete_after_retrieve", "max_message_size", "commit_batch"])
             poll.interval = try pollMap["interval"]?.duration() ?? poll.interval
             poll.deleteAfterRetrieve = try pollMap["delete_after_retrieve"]?.bool() ?? poll.deleteAfterRetrieve
             poll.maxMessageSize = try pollMap["max_message_size"]?.byteSize() ?? poll.maxMessageSize
+            poll.commitBatch = try pollMap["commit_batch"]?.int(in: 1...1000) ?? poll.commitBatch
         }
         if let limitsNode = root["limits"] {
             let limitsMap = try limitsNode.mapping()

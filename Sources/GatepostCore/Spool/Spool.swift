@@ -86,6 +86,33 @@ public struct Spool: Sendable {
     /// that ``recoverPending(isCommitted:)`` removes (the message is still on the server); a
     /// crash between the commit and the publish leaves one it publishes. Only pending folders
     /// are ever examined at start, never the whole spool.
+    /// Makes a batch of received workspaces durable and moves each to `in/<site>/.<id>/`: every
+    /// kept file and every workspace fsynced first, the renames next, then the site folder fsynced
+    /// once for all. Batching turns one journal commit per file into one per batch, which is
+    /// most of the cost of a small message. Returns each transfer's final folder, in order.
+    func commitWorkspaces(_ batch: [(workspace: String, keeping: [String], id: String)], site: String) throws(SpoolError) -> [String] {
+        for item in batch {
+            for file in item.keeping {
+                try Self.fsyncPath(item.workspace + "/" + file, directory: false)
+            }
+            try Self.fsyncPath(item.workspace, directory: true)
+        }
+        let siteFolder = inboundRoot + "/" + site
+        if try Self.makeDirectory(siteFolder) {
+            try Self.fsyncPath(inboundRoot, directory: true)
+        }
+        for item in batch {
+            let pending = siteFolder + "/." + item.id
+            if rename(item.workspace, pending) != 0 {
+                throw SpoolError("move the received files to", path: pending, errno: errno)
+            }
+        }
+        // The moves must be durable before the catalog says "committed": otherwise a crash
+        // could leave a record whose files are swept from tmp/.
+        try Self.fsyncPath(siteFolder, directory: true)
+        return batch.map { transferFolder(site: site, id: $0.id) }
+    }
+
     func commitWorkspace(_ workspace: String, keeping files: [String], site: String, id: String) throws(SpoolError) -> String {
         for file in files {
             try Self.fsyncPath(workspace + "/" + file, directory: false)
