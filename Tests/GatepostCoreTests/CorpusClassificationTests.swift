@@ -98,6 +98,7 @@ struct CorpusIngest {
         ("hostile-filename.eml", "passwd"),
         ("raw-8bit-headers.eml", "Straße.txt"),
         ("empty-parts.eml", "empty.bin"),
+        ("file-named-like-a-part.eml", "part-1"),
     ])
     func oneAttachedFileIsXFERUnderItsDecodedSafeName(name: String, fileName: String) throws {
         let outcome = try CorpusIngest.ingest(try CorpusIngest.message(name))
@@ -111,6 +112,11 @@ struct CorpusIngest {
         let uu = try CorpusIngest.ingest(try CorpusIngest.message("uuencode.eml"))
         #expect(uu.record.sha256 == "8bc5a3af068bf2bc394dd6b39a41b16c6d1381ecf363198f1e7d02a037875804")
         #expect(CorpusIngest.text(uu.files["message.txt"]) == "Here is the file.\r\n\r\n\r\nRegards\r\n")
+
+        // The attachment is called like the text part's working file: neither clobbers the other.
+        let clash = try CorpusIngest.ingest(try CorpusIngest.message("file-named-like-a-part.eml"))
+        #expect(CorpusIngest.text(clash.files["part-1"]) == "the file")
+        #expect(CorpusIngest.text(clash.files["message.txt"]) == "the text")
 
         let junk = try CorpusIngest.ingest(try CorpusIngest.message("base64-junk.eml"))
         #expect(CorpusIngest.text(junk.files["hello.txt"]) == "Hello, world!")
