@@ -73,10 +73,24 @@ struct CatalogCommand: AsyncParsableCommand {
                     ("sender", record.sender), ("recipients", record.recipients.joined(separator: ", ")),
                     ("subject", record.subject), ("size", String(record.size)), ("sha256", record.sha256),
                     ("path", record.path), ("receivedAt", Formatting.timestamp(record.receivedAt)),
-                    ("ack", record.ack.rawValue), ("originalMessageId", record.originalMessageId),
+                    ("ack", record.ack.rawValue), ("ackMessageId", record.ackMessageId),
+                    ("originalMessageId", record.originalMessageId),
                     ("disposition", record.disposition), ("deliveredPath", record.deliveredPath), ("error", record.error),
+                    ("messageSha256", record.messageSha256),
                 ]
-                print(TextTable.fields(fields.map { ($0.0, $0.1 ?? "-") }).render())
+                // Each recipient's report line, and each outgoing message of this transfer.
+                let reports: [(String, String?)] = record.recipientReports.map { report in
+                    let parts = [report.action, report.status, report.disposition].compactMap { $0 }
+                    return ("report", "\(report.recipient): \(parts.joined(separator: " "))")
+                }
+                let outgoing: [(String, String?)] = try await catalog.outbox(transferId: record.id).map { entry in
+                    var line = "\(entry.kind.rawValue) <\(entry.messageId)> to \(entry.recipients.joined(separator: ", ")): \(entry.state.rawValue)"
+                    line += ", \(entry.attempts) attempt\(entry.attempts == 1 ? "" : "s")"
+                    if entry.state == .pending { line += ", next at \(Formatting.timestamp(entry.nextAttempt))" }
+                    if let error = entry.lastError { line += ": \(error)" }
+                    return ("outbox", line)
+                }
+                print(TextTable.fields((fields + reports + outgoing).map { ($0.0, $0.1 ?? "-") }).render())
             }
         }
     }

@@ -62,15 +62,17 @@ enum Formatting {
     }
 
     static func transferTable(_ records: [TransferRecord]) -> String {
-        var table = TextTable(headers: ["ID", "TYPE", "FILE_NAME", "SITE", "APPLICATION", "STATE", "SIZE", "RECEIVED", "SUBJECT"])
+        var table = TextTable(headers: ["ID", "DIR", "TYPE", "FILE_NAME", "SITE", "APPLICATION", "STATE", "ACK", "SIZE", "RECEIVED", "SUBJECT"])
         for record in records {
             table.rows.append([
                 record.id,
+                record.direction.rawValue,
                 record.type.rawValue,
                 record.fileName ?? "-",
                 record.site,
                 record.application ?? "-",
                 record.state.rawValue,
+                record.ack.rawValue,
                 String(record.size),
                 timestamp(record.receivedAt),
                 String((record.subject ?? "").prefix(50)),

@@ -73,6 +73,13 @@ import Testing
         try Data(payload).write(to: URL(fileURLWithPath: file))
         let payloadSHA = SHA256.hash(data: payload).map { String(format: "%02x", $0) }.joined()
 
+        // The operator's check first: POP3 and SMTP, each step, nothing sent.
+        let test = try await gatewayA.gatepost(["site", "test", "bcorp"])
+        #expect(test.status == 0, "\(test.stdout) \(test.stderr)")
+        let smtpLine = test.stdout.split(separator: "\n").first { $0.contains("smtp") }.map(String.init) ?? ""
+        #expect(smtpLine.contains("PASS") && smtpLine.contains("encrypted, logged in as alice"), "\(test.stdout)")
+        #expect(dovecot.messageCount(user: "bob") == 0)
+
         // A sends.
         let send = try await gatewayA.gatepost(["send", "bcorp", file, "--to", "bob@\(smtp.info.domain)", "--application", "erp"])
         #expect(send.status == 0, "\(send.stderr)")

@@ -24,13 +24,33 @@ extension RemoteSite.SMTP {
         case .none: .none
         }
         return SMTPConnectionConfiguration(
-            host: host, port: port, security: mode, tls: configuration, allowInsecureAuth: allowPlaintextPassword
+            host: host, port: port, security: mode, tls: configuration, allowInsecureAuth: allowPlaintextPassword,
+            authMechanism: oauth2 == nil ? nil : .xoauth2
         )
     }
 
-    var credentials: SMTPCredentials? {
-        guard let user, let password else { return nil }
+    /// The password, or with `oauth2:` a client-credentials token (cached until shortly before
+    /// it expires); nil sends without AUTH.
+    func credentials() async throws -> SMTPCredentials? {
+        guard let user else { return nil }
+        if let oauth2 {
+            return SMTPCredentials(user: user, bearerToken: try await OAuth2TokenProvider.shared.token(for: oauth2))
+        }
+        guard let password else { return nil }
         return SMTPCredentials(user: user, password: password.value)
+    }
+
+    /// Connects, secures and authenticates as the outbox would, then runs `body`. A token the
+    /// server refused is dropped, so the next attempt fetches a new one.
+    public func withSession<Result: Sendable>(logger: Logger, _ body: (SMTPSession) async throws -> Result) async throws -> Result {
+        let configuration = try connectionConfiguration()
+        let credentials = try await credentials()
+        do {
+            return try await SMTPClient.withSession(configuration, credentials: credentials, logger: logger, body)
+        } catch let error as SMTPError {
+            if case .authenticationFailed = error, let oauth2 { await OAuth2TokenProvider.shared.invalidate(oauth2) }
+            throw error
+        }
     }
 }
 
@@ -76,10 +96,9 @@ public struct OutboxSender: Sendable {
     private func send(_ entries: [OutboxEntry], site: RemoteSite, smtp: RemoteSite.SMTP, summary: inout Summary) async {
         var remaining = entries
         do {
-            let configuration = try smtp.connectionConfiguration()
             var logger = logger
             logger[metadataKey: "site"] = "\(site.name)"
-            let outcomes = try await SMTPClient.withSession(configuration, credentials: smtp.credentials, logger: logger) { session in
+            let outcomes = try await smtp.withSession(logger: logger) { session in
                 var outcomes: [(OutboxEntry, Result<SMTPSendResult, SMTPError>)] = []
                 for entry in entries {
                     let envelope = SMTPEnvelope(from: entry.mailFrom, recipients: entry.recipients)

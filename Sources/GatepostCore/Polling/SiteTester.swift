@@ -1,5 +1,6 @@
 import Foundation
 import GatepostPOP3
+import GatepostSMTP
 import Logging
 
 /// `gatepost site test SITE`: each step of a connection, with pass or fail and the reason;
@@ -52,7 +53,27 @@ public enum SiteTester {
         } catch {
             steps.append(Step(name: phase, passed: false, detail: phase == "connect" ? "\(target): \(error)" : "\(error)"))
         }
+        if let smtp = site.smtp {
+            steps.append(await testSMTP(smtp, logger: logger))
+        }
         return steps
+    }
+
+    /// Connect, TLS, EHLO and AUTH to the site's SMTP server, as the outbox would; sends nothing.
+    static func testSMTP(_ smtp: RemoteSite.SMTP, logger: Logger) async -> Step {
+        let target = "\(smtp.host):\(smtp.port) (\(smtp.security.rawValue))"
+        do {
+            let detail = try await smtp.withSession(logger: logger) { session in
+                var text = "\(target), \(session.isEncrypted ? "encrypted" : "NOT encrypted")"
+                text += session.isAuthenticated ? ", logged in as \(smtp.user ?? "-")" : ", no login"
+                if let size = session.capabilities.maximumMessageSize { text += ", SIZE \(size)" }
+                if session.capabilities.supportsPipelining { text += ", PIPELINING" }
+                return text
+            }
+            return Step(name: "smtp", passed: true, detail: detail)
+        } catch {
+            return Step(name: "smtp", passed: false, detail: "\(target): \(error)")
+        }
     }
 
     static func describe(_ tls: POP3TLSSummary) -> String {

@@ -71,6 +71,8 @@ public struct RemoteSite: Sendable, Hashable {
         public var tls: TLS = TLS(caFile: nil, clientCertificate: nil, clientKey: nil, verify: true)
         /// AUTH over a connection without TLS: only when the site says so.
         public var allowPlaintextPassword: Bool = false
+        /// OAuth2 client credentials: AUTH XOAUTH2 with a token instead of the password.
+        public var oauth2: OAuth2Settings? = nil
         /// Answer `Disposition-Notification-To` with an MDN (RFC 8098).
         public var acknowledgments: Bool = true
         /// RFC 8098 section 2.1: no automatic MDN when Return-Path and Disposition-Notification-To

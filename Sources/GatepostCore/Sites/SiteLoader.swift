@@ -255,7 +255,7 @@ public struct SiteLoader: Sendable {
             let smtpMap = try smtpNode.mapping()
             try smtpMap.rejectUnknownKeys([
                 "host", "port", "security", "from", "user", "password", "password_file", "tls", "allow_plaintext_password",
-                "acknowledgments", "acknowledge_any_address",
+                "acknowledgments", "acknowledge_any_address", "oauth2",
             ])
             let smtpSecurity = try securityValue(smtpMap["security"], default: .tls)
             smtp = RemoteSite.SMTP(
@@ -270,6 +270,7 @@ public struct SiteLoader: Sendable {
             smtp?.allowPlaintextPassword = try smtpMap["allow_plaintext_password"]?.bool() ?? false
             smtp?.acknowledgments = try smtpMap["acknowledgments"]?.bool() ?? true
             smtp?.acknowledgeAnyAddress = try smtpMap["acknowledge_any_address"]?.bool() ?? false
+            smtp?.oauth2 = try oauth2Settings(smtpMap["oauth2"])
             if let fromNode = smtpMap["from"], (try? MailAddress(try fromNode.string())) == nil {
                 throw fromNode.error("must be a mail address such as gateway@example.com")
             }
