@@ -284,26 +284,35 @@ public final class SQLiteCatalog: Catalog {
         }
     }
 
-    /// Marks the outbound transfer `messageId` acknowledged by report `report`: each reported
-    /// recipient's line replaces an earlier one for the same recipient.
+    /// Applies report `report` to the outbound transfer `messageId` of the same site: each
+    /// reported recipient's line replaces an earlier one for the same recipient. A report of
+    /// failure (`processed/error`, a DSN `failed`) fails the transfer; any other acknowledges it.
     static func acknowledgeOutbound(messageId: String, by report: TransferRecord, _ db: Database) throws {
-        guard let stored = try StoredTransfer
-            .filter(Column("direction") == TransferRecord.Direction.outbound.rawValue && Column("messageId") == messageId)
-            .fetchOne(db)
+        guard !report.recipientReports.isEmpty,
+              let stored = try StoredTransfer
+                .filter(Column("direction") == TransferRecord.Direction.outbound.rawValue && Column("messageId") == messageId)
+                .filter(Column("site") == report.site)
+                .fetchOne(db)
         else { return }
         var outbound = stored.record
+        guard [.queued, .sent, .acknowledged].contains(outbound.state) else { return }
         var reports = outbound.recipientReports
-        let incoming = report.recipientReports.isEmpty
-            ? report.recipients.map { RecipientReport(recipient: $0, disposition: report.disposition) }
-            : report.recipientReports
-        for line in incoming {
+        for line in report.recipientReports {
             reports.removeAll { $0.recipient.lowercased() == line.recipient.lowercased() }
             reports.append(line)
         }
         outbound.recipientReports = reports
-        outbound.state = .acknowledged
         outbound.ack = .received
         outbound.ackMessageId = report.messageId
+        let failures = report.recipientReports.filter(\.reportsFailure)
+        if failures.isEmpty {
+            outbound.state = .acknowledged
+        } else {
+            outbound.state = .failed
+            outbound.error = "the partner reported: " + failures.map { line in
+                "\(line.recipient): " + [line.disposition, line.action, line.status].compactMap { $0 }.joined(separator: " ")
+            }.joined(separator: "; ")
+        }
         try StoredTransfer(outbound).update(db)
     }
 
@@ -346,21 +355,50 @@ public final class SQLiteCatalog: Catalog {
         try await database.read { db in try Self.outboxEntries(db, where: "transferId = ?", [transferId]) }
     }
 
-    public func outboxSent(_ entry: OutboxEntry, at date: Date, refused: [String]) async throws {
+    public func claimOutbox(_ id: String, due: Date, until: Date) async throws -> Bool {
         try await database.write { db in
             try db.execute(
-                sql: "UPDATE outbox SET state = 'sent', sentAt = ?, attempts = attempts + 1, lastError = ? WHERE id = ?",
-                arguments: [date, refused.isEmpty ? nil : "refused by the server: \(refused.joined(separator: ", "))", entry.id]
+                sql: "UPDATE outbox SET nextAttempt = ? WHERE id = ? AND state = 'pending' AND nextAttempt <= ?",
+                arguments: [until, id, due]
             )
+            return db.changesCount == 1
+        }
+    }
+
+    public func outboxSent(_ entry: OutboxEntry, at date: Date, refused: [String], followUp: OutboxEntry?) async throws {
+        try await database.write { db in
+            let note = refused.isEmpty ? nil : "refused by the server: \(refused.joined(separator: ", "))"
+            try db.execute(
+                sql: "UPDATE outbox SET state = 'sent', sentAt = ?, attempts = attempts + 1, lastError = ? WHERE id = ?",
+                arguments: [date, note, entry.id]
+            )
+            if let followUp { try Self.insert(followUp, db) }
             switch entry.kind {
             case .acknowledgment:
                 try db.execute(sql: "UPDATE transfer SET ack = 'sent', ackMessageId = ? WHERE id = ?", arguments: [entry.messageId, entry.transferId])
             case .file:
                 try db.execute(
                     sql: "UPDATE transfer SET state = 'sent', error = ? WHERE id = ? AND state = 'queued'",
-                    arguments: [refused.isEmpty ? nil : "refused by the server: \(refused.joined(separator: ", "))", entry.transferId]
+                    arguments: [note, entry.transferId]
                 )
             }
+        }
+    }
+
+    public func requeueOutbox(transferId: String, at date: Date) async throws -> Int {
+        try await database.write { db in
+            try db.execute(
+                sql: "UPDATE outbox SET state = 'pending', nextAttempt = ?, createdAt = ?, lastError = NULL WHERE transferId = ? AND state = 'failed'",
+                arguments: [date, date, transferId]
+            )
+            let requeued = db.changesCount
+            guard requeued > 0 else { return 0 }
+            try db.execute(
+                sql: "UPDATE transfer SET state = 'queued', error = NULL WHERE id = ? AND direction = 'out' AND state = 'failed'",
+                arguments: [transferId]
+            )
+            try db.execute(sql: "UPDATE transfer SET ack = 'requested' WHERE id = ? AND direction = 'in' AND ack = 'failed'", arguments: [transferId])
+            return requeued
         }
     }
 

@@ -178,6 +178,15 @@ public struct RecipientReport: Codable, Sendable, Hashable {
         self.disposition = disposition
     }
 
+    /// The partner says it failed: an MDN's `processed/error` (or the older `failed`,
+    /// `deleted`), or a DSN's `failed`.
+    public var reportsFailure: Bool {
+        if action?.lowercased() == "failed" { return true }
+        guard let disposition = disposition?.lowercased() else { return false }
+        let type = disposition.split(separator: ";").last.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+        return type.contains("/error") || type.hasPrefix("failed") || type.hasPrefix("deleted") || type.hasPrefix("denied")
+    }
+
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(recipient, forKey: .recipient)
@@ -284,9 +293,19 @@ public protocol Catalog: Sendable {
     func commitOutbound(_ record: TransferRecord, message: OutboxEntry) async throws
     /// Pending outbox entries whose next attempt is due (of one site, or all).
     func dueOutbox(site: String?, at: Date) async throws -> [OutboxEntry]
+    /// Takes a due entry for this process until `until`, so that two processes (a daemon and a
+    /// `gatepost send`) never send the same message. False when another one has it, or it is
+    /// no longer due.
+    func claimOutbox(_ id: String, due: Date, until: Date) async throws -> Bool
     /// The server took the message: the entry is sent, and so is its transfer's acknowledgment
-    /// (MDN) or the transfer itself (file). `refused` lists recipients the server refused.
-    func outboxSent(_ entry: OutboxEntry, at: Date, refused: [String]) async throws
+    /// (MDN) or the transfer itself (file). `refused` lists recipients the server refused for
+    /// good; `followUp`, if any, is a new entry for those it refused for now (4xx), committed in
+    /// the same transaction.
+    func outboxSent(_ entry: OutboxEntry, at: Date, refused: [String], followUp: OutboxEntry?) async throws
+    /// Failed entries of a transfer become pending again, due now (`gatepost catalog retry`);
+    /// the transfer goes back to queued (a file) or its acknowledgment to requested (an MDN).
+    /// Returns how many entries were requeued.
+    func requeueOutbox(transferId: String, at: Date) async throws -> Int
     /// A failed attempt: tried again at `retryAt`, or given up (nil), which marks the
     /// acknowledgment or the outbound transfer failed.
     func outboxFailed(_ entry: OutboxEntry, error: String, retryAt: Date?) async throws

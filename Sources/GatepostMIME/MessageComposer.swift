@@ -70,7 +70,9 @@ public enum OutgoingHeader {
             scalar.properties.generalCategory == .control || scalar == "\u{2028}" || scalar == "\u{2029}" ? " " : Character(scalar)
         })
         let collapsed = cleaned.split(separator: " ", omittingEmptySubsequences: true).joined(separator: " ")
-        if collapsed.utf8.allSatisfy({ $0 < 0x80 }) {
+        // Plain ASCII folds at spaces; a word too long for a line goes the encoded way, which
+        // can be cut anywhere (RFC 5322 caps a line at 998 characters).
+        if collapsed.utf8.allSatisfy({ $0 < 0x80 }), !collapsed.split(separator: " ").contains(where: { $0.utf8.count > 76 }) {
             return fold(collapsed)
         }
         // Encoded words of at most 75 characters: 45 bytes of UTF-8 each, cut on scalar boundaries.
@@ -149,9 +151,11 @@ public enum MessageComposer {
     }
 
     /// multipart/mixed: a UTF-8 text part, then the file at `path` as a base64 attachment.
+    /// `fileData` sees the file's bytes as they are read, so the caller can hash exactly what
+    /// was sent.
     public static func writeFileMessage(
         header: Fields, text: String, filePath path: String, fileName: String, contentType: String = "application/octet-stream",
-        write: (UnsafeRawBufferPointer) throws -> Void
+        fileData: (Data) -> Void = { _ in }, write: (UnsafeRawBufferPointer) throws -> Void
     ) throws {
         guard let handle = FileHandle(forReadingAtPath: path) else { throw MessageCompositionError.unreadableFile(path) }
         defer { try? handle.close() }
@@ -173,6 +177,7 @@ public enum MessageComposer {
         while true {
             let data = handle.readData(ofLength: readSize)
             if data.isEmpty { break }
+            fileData(data)
             try base64Lines(Array(data)).withUnsafeBytes(write)
         }
         try Array("--\(boundary)--\r\n".utf8).withUnsafeBytes(write)

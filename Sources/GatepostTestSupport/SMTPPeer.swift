@@ -30,8 +30,15 @@ public final class SMTPPeer: Sendable {
     public let directory: String
     public let info: Info
 
+    /// Starts Postfix; a start that fails is tried once more (on a loaded machine running
+    /// the whole suite, a master has been seen to exit without a word; the error says how).
     public static func start(for dovecot: DovecotPeer) async throws -> SMTPPeer {
-        try await offloaded { try SMTPPeer(dovecot: dovecot) }
+        do {
+            return try await offloaded { try SMTPPeer(dovecot: dovecot) }
+        } catch {
+            FileHandle.standardError.write(Data("SMTPPeer: first start failed, trying again: \(error)\n".utf8))
+            return try await offloaded { try SMTPPeer(dovecot: dovecot) }
+        }
     }
 
     private init(dovecot: DovecotPeer) throws {

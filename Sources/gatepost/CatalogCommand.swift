@@ -99,7 +99,7 @@ struct CatalogCommand: AsyncParsableCommand {
 extension CatalogCommand {
     struct Retry: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Route and deliver a transfer again (a failed delivery, or one that was unrouted)."
+            abstract: "Try a transfer again: its failed outgoing messages (a file, an acknowledgment) are sent again, and a failed or unrouted delivery is routed and delivered again."
         )
 
         @OptionGroup var options: GlobalOptions
@@ -112,13 +112,25 @@ extension CatalogCommand {
             guard var record = try await catalog.transfer(id: id) else {
                 throw fail(CommandFailure(description: "no transfer with id \(id)", exitCode: 1))
             }
-            guard let local = directory.local else {
-                throw fail(.configuration("nothing to deliver to: \(options.sites)/local.yaml defines no applications"))
+            // Failed outgoing messages first: requeued, due now, sent at once.
+            let requeued = try await catalog.requeueOutbox(transferId: id, at: Date())
+            if requeued > 0 {
+                let sender = OutboxSender(sites: directory.sites, catalog: catalog, logger: Logger(label: "gatepost.outbox"))
+                let summary = try await sender.sendDue(site: record.site)
+                if let line = PollCommand.describe(summary, site: record.site) { print(line) }
+                guard let updated = try await catalog.transfer(id: id) else { return }
+                record = updated
+                print("\(id): \(record.direction == .outbound ? record.state.rawValue : "acknowledgment \(record.ack.rawValue)")")
+                if record.direction == .outbound || ![.failed, .received, .routed].contains(record.state) {
+                    if summary.failed > 0 { throw ExitCode(1) }
+                    return
+                }
             }
             guard record.direction == .inbound else {
-                throw fail(CommandFailure(
-                    description: "transfer \(id) is outbound: the outbox retries it on its own; send the file again if it failed", exitCode: 1
-                ))
+                throw fail(CommandFailure(description: "transfer \(id) is outbound and has no failed message to send again (\(record.state.rawValue))", exitCode: 1))
+            }
+            guard let local = directory.local else {
+                throw fail(.configuration("nothing to deliver to: \(options.sites)/local.yaml defines no applications"))
             }
             switch record.state {
             case .delivered, .acknowledged, .sent, .queued:

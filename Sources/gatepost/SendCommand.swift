@@ -63,6 +63,10 @@ struct SendCommand: AsyncParsableCommand {
         let state = try await catalog.transfer(id: record.id)
         print("\(record.id) \(state?.state.rawValue ?? "unknown")\(state?.error.map { ": \($0)" } ?? "")")
         if let line = PollCommand.describe(summary, site: remote.name) { print(line) }
+        // Still queued: say why and when it goes again.
+        for entry in try await catalog.outbox(transferId: record.id) where entry.state == .pending {
+            print("\(record.id) waiting: \(entry.lastError ?? "not sent yet"); next attempt \(Formatting.timestamp(entry.nextAttempt))")
+        }
         if state?.state == .failed { throw ExitCode(1) }
     }
 }

@@ -24,7 +24,23 @@ import Testing
             header: Self.header([("Return-Path", "<EDI@partner.example>"), ("Disposition-Notification-To", "EDI <edi@partner.example>")]),
             site: try Self.site()
         )
-        #expect(decision == .send(to: [try MailAddress("edi@partner.example")], from: try MailAddress("gateway@ours.example")))
+        #expect(decision == .send(
+            to: [try MailAddress("edi@partner.example")], from: try MailAddress("gateway@ours.example"),
+            finalRecipient: try MailAddress("gateway@ours.example")
+        ))
+        // The mailbox it was delivered to is the Final-Recipient, when the MTA says so.
+        let delivered = AcknowledgmentPolicy.decide(
+            record: Self.record,
+            header: Self.header([
+                ("Return-Path", "<edi@partner.example>"), ("Disposition-Notification-To", "edi@partner.example"),
+                ("Delivered-To", "orders@ours.example"),
+            ]),
+            site: try Self.site()
+        )
+        #expect(delivered == .send(
+            to: [try MailAddress("edi@partner.example")], from: try MailAddress("gateway@ours.example"),
+            finalRecipient: try MailAddress("orders@ours.example")
+        ))
     }
 
     @Test func followsRFC8098WhenNotToSend() throws {
@@ -53,8 +69,28 @@ import Testing
         #expect(reason.contains("differs from Return-Path"))
         // ... unless the site trusts its partner's setup.
         let trusting = try Self.site(smtp: "smtp: {host: smtp.example, from: gateway@ours.example, acknowledge_any_address: true}")
-        #expect(AcknowledgmentPolicy.decide(record: Self.record, header: elsewhere, site: trusting)
-            == .send(to: [try MailAddress("victim@elsewhere.example")], from: try MailAddress("gateway@ours.example")))
+        #expect(AcknowledgmentPolicy.decide(record: Self.record, header: elsewhere, site: trusting) == .send(
+            to: [try MailAddress("victim@elsewhere.example")], from: try MailAddress("gateway@ours.example"),
+            finalRecipient: try MailAddress("gateway@ours.example")
+        ))
+        // A report that could only be kept whole (RECOVER) is still a report: no MDN for it.
+        var keptWhole = Self.record
+        keptWhole.fileName = TransferRecord.recoverFileName
+        let reportHeader = Self.header([
+            ("Return-Path", "<a@p.example>"), ("Disposition-Notification-To", "a@p.example"),
+            ("Content-Type", "multipart/report; report-type=disposition-notification; boundary=x"),
+        ])
+        #expect(AcknowledgmentPolicy.decide(record: keptWhole, header: reportHeader, site: site) == .notRequested)
+        // An option marked required that Gatepost does not implement: no MDN (RFC 8098 2.2).
+        let signed = Self.header([
+            ("Return-Path", "<a@p.example>"), ("Disposition-Notification-To", "a@p.example"),
+            ("Disposition-Notification-Options", "signed-receipt-protocol=required,pkcs7-signature; signed-receipt-micalg=optional,sha-256"),
+        ])
+        guard case .refused(let why) = AcknowledgmentPolicy.decide(record: Self.record, header: signed, site: site) else {
+            Issue.record("answered a request for a signed receipt")
+            return
+        }
+        #expect(why.contains("signed-receipt-protocol"))
         // No smtp: settings, or a hostile address: refused, never sent.
         let noSMTP = try Self.site(smtp: "")
         guard case .refused = AcknowledgmentPolicy.decide(record: Self.record, header: asked, site: noSMTP) else {
@@ -87,7 +123,7 @@ import Testing
         )
         #expect(entry.kind == .acknowledgment)
         #expect(entry.recipients == ["edi@partner.example"])
-        #expect(entry.mailFrom == "gateway@ours.example")
+        #expect(entry.mailFrom == "", "an MDN goes with the null envelope sender")
         let text = try String(contentsOfFile: entry.path, encoding: .utf8)
         #expect(text.contains("Content-Type: multipart/report; report-type=disposition-notification;"))
         #expect(text.contains("Final-Recipient: rfc822; gateway@ours.example\r\n"))
@@ -95,6 +131,7 @@ import Testing
         #expect(text.contains("Original-Message-ID: <m1@partner.example>\r\n"))
         #expect(text.contains("Disposition: automatic-action/MDN-sent-automatically; processed\r\n"))
         #expect(text.contains("Auto-Submitted: auto-replied\r\n"))
+        #expect(text.contains("Reporting-UA: ours.example; Gatepost\r\n"))
         // The injected line break became a space: no header line starts with Bcc.
         #expect(!text.split(separator: "\r\n").contains { $0.hasPrefix("Bcc:") })
         // Every line ends in CRLF.
@@ -130,6 +167,9 @@ import Testing
             == ["a@x.example", "b@y.example", "c@z.example"])
         #expect(OutgoingHeader.unstructured("a\r\nBcc: b") == "a Bcc: b")
         #expect(OutgoingHeader.unstructured("Grüße") == "=?utf-8?b?R3LDvMOfZQ==?=")
+        // One word longer than a line could hold goes encoded, in pieces: no line over 78.
+        let long = OutgoingHeader.unstructured(String(repeating: "x", count: 2000))
+        #expect(long.components(separatedBy: "\r\n").allSatisfy { $0.utf8.count <= 78 })
         #expect(OutgoingHeader.fileNameParameter("plain.csv") == "filename=\"plain.csv\"")
         #expect(OutgoingHeader.fileNameParameter("Müller 1.csv") == "filename*=utf-8''M%C3%BCller%201.csv")
     }

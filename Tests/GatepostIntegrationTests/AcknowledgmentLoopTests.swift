@@ -160,5 +160,21 @@ import Testing
         #expect(waiting.first?.attempts == 1)
         #expect(waiting.first?.lastError?.contains("451") == true, "\(waiting.first?.lastError ?? "")")
         #expect((waiting.first?.nextAttempt ?? .distantPast) > Date())
+        #expect(later.stdout.contains("waiting: "), "send says why it waits: \(later.stdout)")
+
+        // One recipient takes it, one says "later": sent, and the other gets an entry of its own.
+        let split = try await gateway.gatepost(["send", "bcorp", file, "--to", "bob@\(smtp.info.domain)", "--to", "tempfail@\(smtp.info.domain)"])
+        #expect(split.status == 0, "\(split.stderr)")
+        let splitRecord = try #require(try await gateway.records().last)
+        #expect(splitRecord.state == .sent)
+        let splitEntries = try await catalog.outbox(transferId: splitRecord.id)
+        #expect(splitEntries.map(\.state) == [.sent, .pending])
+        #expect(splitEntries.last?.recipients == ["tempfail@\(smtp.info.domain)"])
+
+        // The operator retries the failed one: sent again, refused again, failed again.
+        let retry = try await gateway.gatepost(["catalog", "retry", records[1].id])
+        #expect(retry.status == 1)
+        #expect(retry.stdout.contains("bcorp: outbox: 0 sent, 0 waiting to retry, 1 failed"), "\(retry.stdout) \(retry.stderr)")
+        #expect(try await catalog.outbox(transferId: records[1].id).first?.attempts == 2)
     }
 }

@@ -391,12 +391,16 @@ PY
     PID=""   # started: it is the caller's now
     exit 0
   fi
+  # How it ended, for the error message: a master that died on its own has a status
+  # (128+N: killed by signal N); one that never greeted is stopped here.
+  if alive "$PID"; then HOW="did not greet; stopped it"; else HOW="exited"; fi
   kill "$PID" 2>/dev/null || true
-  wait "$PID" 2>/dev/null || true
+  STATUS=0; wait "$PID" 2>/dev/null || STATUS=$?
+  HOW="$HOW (status $STATUS)"
   PID=""
   grep -q "Address already in use" "$LOG" "$DIR/master.out" || break
   rm -f "$QUEUE/pid/master.pid" "$DATA/master.lock"
 done
-echo "start-smtp.sh: Postfix exited or did not greet on 127.0.0.1:$PORT/$TLS_PORT within 10 s; tail of $LOG and $DIR/master.out:" >&2
+echo "start-smtp.sh: Postfix on 127.0.0.1:$PORT/$TLS_PORT ${HOW:-did not start} within 10 s; tail of $LOG and $DIR/master.out:" >&2
 tail -n 30 "$LOG" "$DIR/master.out" >&2
 exit 1

@@ -5,7 +5,8 @@ import GatepostMIME
 /// Whether a received message gets an RFC 8098 MDN, and to whom.
 public enum AcknowledgmentDecision: Sendable, Equatable {
     case notRequested
-    case send(to: [MailAddress], from: MailAddress)
+    /// `finalRecipient` is the mailbox the message was delivered to (Delivered-To), else `from`.
+    case send(to: [MailAddress], from: MailAddress, finalRecipient: MailAddress)
     /// Requested, but not sent automatically; `reason` goes to the log and the record's state
     /// says `failed`.
     case refused(reason: String)
@@ -15,8 +16,9 @@ public enum AcknowledgmentPolicy {
     /// RFC 8098 section 2.1 and the site's settings, as one pure function.
     public static func decide(record: TransferRecord, header: MessageHeader, site: RemoteSite) -> AcknowledgmentDecision {
         guard let requested = header["Disposition-Notification-To"] else { return .notRequested }
-        // Never acknowledge a report (no MDN loops), nor a message already acknowledged once.
-        if record.type == .eerp { return .notRequested }
+        // Never acknowledge a report (no MDN loops), even one kept whole because it could not be
+        // parsed, nor a message already acknowledged once.
+        if record.type == .eerp || header.contentType().mimeType == "multipart/report" { return .notRequested }
         if record.fileName == TransferRecord.duplicateFileName { return .notRequested }
         guard let smtp = site.smtp, smtp.acknowledgments else {
             return .refused(reason: "the site has no smtp: settings (or acknowledgments: false)")
@@ -37,23 +39,36 @@ public enum AcknowledgmentPolicy {
                 return .refused(reason: "Disposition-Notification-To differs from Return-Path <\(returnPath)> (RFC 8098 section 2.1)")
             }
         }
-        return .send(to: recipients, from: from)
+        // RFC 8098 section 2.2: an option marked `required` that we do not implement (a signed
+        // receipt, say) means no MDN rather than one the sender cannot use.
+        if let options = header["Disposition-Notification-Options"] {
+            let required = options.split(separator: ";").compactMap { option -> String? in
+                let pair = option.split(separator: "=", maxSplits: 1)
+                guard pair.count == 2, pair[1].trimmingCharacters(in: .whitespaces).lowercased().hasPrefix("required") else { return nil }
+                return pair[0].trimmingCharacters(in: .whitespaces)
+            }
+            if !required.isEmpty {
+                return .refused(reason: "Disposition-Notification-Options requires \(required.joined(separator: ", ")), which Gatepost does not implement")
+            }
+        }
+        let delivered = header["Delivered-To"].flatMap { MailAddress.list($0).first }
+        return .send(to: recipients, from: from, finalRecipient: delivered ?? from)
     }
 }
 
 /// Writes the MDN for a received transfer into the spool's `out/` and describes its outbox entry.
 public enum AcknowledgmentWriter {
-    public static let reportingUA: String = {
-        let host = ProcessInfo.processInfo.hostName
-        return "\(host.isEmpty ? "localhost" : host); Gatepost"
-    }()
+    /// The Reporting-UA: our mail domain, not this machine's (internal) host name.
+    static func reportingUA(for from: MailAddress) -> String {
+        "\(from.address.split(separator: "@").last.map(String.init) ?? "gatepost.invalid"); Gatepost"
+    }
 
     /// The header fields of the original worth returning, made safe.
     static let returnedFields = ["From", "To", "Subject", "Date", "Message-ID"]
 
     public static func write(
-        for record: TransferRecord, header: MessageHeader, to recipients: [MailAddress], from: MailAddress, spool: Spool,
-        now: Date = Date()
+        for record: TransferRecord, header: MessageHeader, to recipients: [MailAddress], from: MailAddress,
+        finalRecipient: MailAddress? = nil, spool: Spool, now: Date = Date()
     ) throws -> OutboxEntry {
         let id = TransferRecord.newID(at: now)
         let domain = from.address.split(separator: "@").last.map(String.init) ?? "gatepost.invalid"
@@ -71,9 +86,9 @@ public enum AcknowledgmentWriter {
             }
         }
         let notification = DispositionNotification(
-            reportingUA: reportingUA,
+            reportingUA: reportingUA(for: from),
             originalRecipient: header["Original-Recipient"],
-            finalRecipient: from,
+            finalRecipient: finalRecipient ?? from,
             originalMessageID: record.messageId,
             type: .processed,
             isError: failed,
@@ -98,8 +113,10 @@ public enum AcknowledgmentWriter {
         let written = try spool.writeOutgoing(name: id + ".eml") { write in
             try bytes.withUnsafeBytes { try write($0) }
         }
+        // The null envelope sender (RFC 8098 section 3, as RFC 3798 had it): nothing, not even a
+        // bounce, answers an MDN.
         return OutboxEntry(
-            id: id, kind: .acknowledgment, transferId: record.id, site: record.site, mailFrom: from.address,
+            id: id, kind: .acknowledgment, transferId: record.id, site: record.site, mailFrom: "",
             recipients: recipients.map(\.address), path: written.path, messageId: messageID, nextAttempt: now, createdAt: now
         )
     }

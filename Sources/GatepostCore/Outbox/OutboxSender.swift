@@ -55,14 +55,20 @@ extension RemoteSite.SMTP {
 }
 
 /// Delivers the outbox: every due entry goes to its site's SMTP server. A 2xx for at least one
-/// recipient makes it sent; a temporary failure (4xx, a lost connection) is tried again later
-/// with growing delays; a permanent one (5xx for every recipient, bad settings) fails it at once,
-/// and so does the last attempt.
+/// recipient makes it sent (recipients refused with a 4xx get an entry of their own, tried
+/// again later); a temporary failure (4xx, a lost connection, a timeout) is tried again with
+/// growing, jittered delays for up to `maxAge`, as mail servers do; a permanent one (5xx for
+/// every recipient, unusable settings) fails it at once. `gatepost catalog retry` requeues.
 public struct OutboxSender: Sendable {
     public var sites: [String: RemoteSite]
     public var catalog: any Catalog
     public var logger: Logger
-    public var retry = RetryPolicy(attempts: 10, baseDelay: .seconds(30), maxDelay: .seconds(3600))
+    public var retry = RetryPolicy(attempts: Int.max, baseDelay: .seconds(30), maxDelay: .seconds(3600))
+    /// How long a message is tried before it fails for good (counted from when it was queued).
+    public var maxAge: TimeInterval = 4 * 24 * 3600
+    /// How long a claimed entry is ours: if this process dies while sending, another one takes
+    /// it up after this.
+    static let claimLease: TimeInterval = 600
 
     public init(sites: [RemoteSite], catalog: any Catalog, logger: Logger) {
         self.sites = Dictionary(sites.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
@@ -79,12 +85,16 @@ public struct OutboxSender: Sendable {
     /// Sends what is due, of one site or all; one SMTP session per site.
     @discardableResult
     public func sendDue(site name: String? = nil, now: Date = Date()) async throws -> Summary {
-        let due = try await catalog.dueOutbox(site: name, at: now)
+        var claimed: [OutboxEntry] = []
+        for entry in try await catalog.dueOutbox(site: name, at: now)
+        where try await catalog.claimOutbox(entry.id, due: now, until: now.addingTimeInterval(Self.claimLease)) {
+            claimed.append(entry)
+        }
         var summary = Summary()
-        for (siteName, entries) in Dictionary(grouping: due, by: \.site).sorted(by: { $0.key < $1.key }) {
+        for (siteName, entries) in Dictionary(grouping: claimed, by: \.site).sorted(by: { $0.key < $1.key }) {
             guard let site = sites[siteName], let smtp = site.smtp else {
                 for entry in entries {
-                    try await fail(entry, error: "site \(siteName) has no smtp: settings", permanent: true, summary: &summary)
+                    await fail(entry, error: "site \(siteName) has no smtp: settings", permanent: true, summary: &summary)
                 }
                 continue
             }
@@ -94,44 +104,43 @@ public struct OutboxSender: Sendable {
     }
 
     private func send(_ entries: [OutboxEntry], site: RemoteSite, smtp: RemoteSite.SMTP, summary: inout Summary) async {
-        var remaining = entries
+        var logger = logger
+        logger[metadataKey: "site"] = "\(site.name)"
+        var answered: Set<String> = []
+        var sessionSummary = Summary()
         do {
-            var logger = logger
-            logger[metadataKey: "site"] = "\(site.name)"
-            let outcomes = try await smtp.withSession(logger: logger) { session in
-                var outcomes: [(OutboxEntry, Result<SMTPSendResult, SMTPError>)] = []
+            try await smtp.withSession(logger: logger) { session in
                 for entry in entries {
                     let envelope = SMTPEnvelope(from: entry.mailFrom, recipients: entry.recipients)
+                    let outcome: Result<SMTPSendResult, SMTPError>
                     do throws(SMTPError) {
-                        outcomes.append((entry, .success(try await session.send(envelope: envelope, messageFileAt: entry.path))))
+                        outcome = .success(try await session.send(envelope: envelope, messageFileAt: entry.path))
                     } catch {
-                        outcomes.append((entry, .failure(error)))
-                        if !Self.sessionContinues(after: error) { break }
+                        outcome = .failure(error)
                     }
-                }
-                return outcomes
-            }
-            for (entry, outcome) in outcomes {
-                remaining.removeAll { $0.id == entry.id }
-                switch outcome {
-                case .success(let result):
-                    try await catalog.outboxSent(entry, at: Date(), refused: result.refusedRecipients.map { (refused: SMTPRecipientResult) in refused.recipient })
-                    summary.sent += 1
-                    logger.info("sent", metadata: [
-                        "site": "\(site.name)", "kind": "\(entry.kind.rawValue)", "messageId": "\(entry.messageId)",
-                        "to": "\(result.acceptedRecipients.joined(separator: ","))",
-                    ])
-                case .failure(let error):
-                    try await fail(entry, error: error.description, permanent: !error.isTransient, summary: &summary)
+                    // Recorded at once, before the next message: the server has answered this
+                    // one, and a later failure (or a shutdown) must not make it go out again.
+                    answered.insert(entry.id)
+                    switch outcome {
+                    case .success(let result):
+                        await sent(entry, result: result, summary: &sessionSummary)
+                    case .failure(let error):
+                        await fail(entry, error: error.description, permanent: !error.isTransient, summary: &sessionSummary)
+                        if !Self.sessionContinues(after: error) { return }
+                    }
                 }
             }
         } catch {
-            // The session itself failed (connect, TLS, AUTH): every entry not yet answered waits.
-            let transient = (error as? SMTPError)?.isTransient ?? true
-            for entry in remaining {
-                try? await fail(entry, error: "\(error)", permanent: !transient, summary: &summary)
+            // The session itself failed (connect, TLS, AUTH, settings): every entry not yet
+            // answered waits, unless the settings themselves are unusable.
+            let transient = (error as? SMTPError)?.isTransient ?? (error is OAuth2Error)
+            for entry in entries where !answered.contains(entry.id) {
+                await fail(entry, error: "\(error)", permanent: !transient, summary: &sessionSummary)
             }
         }
+        summary.sent += sessionSummary.sent
+        summary.retrying += sessionSummary.retrying
+        summary.failed += sessionSummary.failed
     }
 
     /// After a refused message the session is still good for the next one; after a lost
@@ -141,21 +150,70 @@ public struct OutboxSender: Sendable {
         return false
     }
 
-    private func fail(_ entry: OutboxEntry, error: String, permanent: Bool, summary: inout Summary) async throws {
-        let attempt = entry.attempts + 1
-        if permanent || attempt >= retry.attempts {
-            try await catalog.outboxFailed(entry, error: error, retryAt: nil)
-            summary.failed += 1
-            logger.error("not sent", metadata: ["site": "\(entry.site)", "messageId": "\(entry.messageId)", "error": "\(error)"])
-        } else {
-            var random = SystemRandomNumberGenerator()
-            let delay = retry.delay(after: attempt, using: &random)
-            let seconds = Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18
-            try await catalog.outboxFailed(entry, error: error, retryAt: Date().addingTimeInterval(max(1, seconds)))
-            summary.retrying += 1
-            logger.warning("not sent yet; will retry", metadata: ["site": "\(entry.site)", "messageId": "\(entry.messageId)", "error": "\(error)"])
+    private func sent(_ entry: OutboxEntry, result: SMTPSendResult, summary: inout Summary) async {
+        let later = result.recipients.filter { $0.status == .refusedTemporarily }.map(\.recipient)
+        let never = result.recipients.filter { $0.status == .refusedPermanently }.map(\.recipient)
+        var followUp: OutboxEntry?
+        if !later.isEmpty {
+            var next = entry
+            next.id = entry.id + "-\(entry.attempts + 1)"
+            next.recipients = later
+            next.attempts = 0
+            next.lastError = "refused for now by the server"
+            next.nextAttempt = nextAttempt(after: 1)
+            followUp = next
+        }
+        do {
+            try await uncancellable { [catalog, followUp] in
+                try await catalog.outboxSent(entry, at: Date(), refused: never, followUp: followUp)
+            }
+            summary.sent += 1
+            logger.info("sent", metadata: [
+                "kind": "\(entry.kind.rawValue)", "messageId": "\(entry.messageId)",
+                "to": "\(result.acceptedRecipients.joined(separator: ","))",
+                "later": "\(later.joined(separator: ","))", "refused": "\(never.joined(separator: ","))",
+            ])
+        } catch {
+            // The server has the message; the catalog did not take the news. The claim lease
+            // runs out and the message goes again: a duplicate, never a loss.
+            logger.error("sent, but not recorded", metadata: ["messageId": "\(entry.messageId)", "error": "\(error)"])
         }
     }
+
+    private func nextAttempt(after attempt: Int) -> Date {
+        var random = SystemRandomNumberGenerator()
+        let delay = retry.delay(after: max(1, attempt), using: &random)
+        let seconds = Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18
+        return Date().addingTimeInterval(max(1, seconds))
+    }
+
+    private func fail(_ entry: OutboxEntry, error: String, permanent: Bool, summary: inout Summary) async {
+        let attempt = entry.attempts + 1
+        let expired = Date().timeIntervalSince(entry.createdAt) >= maxAge
+        do {
+            if permanent || expired {
+                let reason = expired && !permanent ? "\(error) (still failing after \(Int(maxAge / 3600)) hours)" : error
+                try await uncancellable { [catalog] in try await catalog.outboxFailed(entry, error: reason, retryAt: nil) }
+                summary.failed += 1
+                logger.error("not sent", metadata: ["messageId": "\(entry.messageId)", "error": "\(reason)"])
+            } else {
+                let retryAt = nextAttempt(after: attempt)
+                try await uncancellable { [catalog] in try await catalog.outboxFailed(entry, error: error, retryAt: retryAt) }
+                summary.retrying += 1
+                logger.warning("not sent yet; will retry", metadata: [
+                    "messageId": "\(entry.messageId)", "error": "\(error)", "next": "\(retryAt)",
+                ])
+            }
+        } catch {
+            logger.error("outbox not updated", metadata: ["messageId": "\(entry.messageId)", "error": "\(error)"])
+        }
+    }
+}
+
+/// Runs a catalog update to its end even when the calling task is being cancelled (a shutdown):
+/// what the SMTP server already answered must be written down.
+func uncancellable<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+    try await Task { try await operation() }.value
 }
 
 /// `gatepost send`: one file to a partner as multipart/mixed with a Disposition-Notification-To
@@ -181,7 +239,7 @@ public enum OutboundTransfer {
     ) async throws -> TransferRecord {
         guard let smtp = site.smtp else { throw Failure.noSMTP(site: site.name) }
         guard let fromText = smtp.from, let from = try? MailAddress(fromText) else { throw Failure.noFromAddress(site: site.name) }
-        let (size, sha256) = try hashFile(path)
+        guard FileManager.default.isReadableFile(atPath: path) else { throw Failure.unreadable(path) }
         let id = TransferRecord.newID(at: now)
         let domain = from.address.split(separator: "@").last.map(String.init) ?? "gatepost.invalid"
         let messageID = "\(id)@\(domain)"
@@ -195,11 +253,21 @@ public enum OutboundTransfer {
             ("Message-ID", "<\(messageID)>"),
             ("Disposition-Notification-To", from.address),
         ]
-        let text = "Gatepost sends \(fileName) (\(size) bytes, SHA-256 \(sha256))"
-            + (application.map { " for \($0)" } ?? "") + ".\r\nPlease acknowledge receipt.\r\n"
+        let text = "Gatepost sends \(fileName)" + (application.map { " for \($0)" } ?? "") + ".\r\nPlease acknowledge receipt.\r\n"
+        // Size and SHA-256 of exactly the bytes that went into the message.
+        var hasher = SHA256()
+        var size: Int64 = 0
         let written = try spool.writeOutgoing(name: id + ".eml") { write in
-            try MessageComposer.writeFileMessage(header: header, text: text, filePath: path, fileName: fileName, write: write)
+            try MessageComposer.writeFileMessage(
+                header: header, text: text, filePath: path, fileName: fileName,
+                fileData: { data in
+                    hasher.update(data: data)
+                    size += Int64(data.count)
+                },
+                write: write
+            )
         }
+        let sha256 = hexString(hasher.finalize())
         let record = TransferRecord(
             id: id, direction: .outbound, type: .xfer, fileName: fileName, site: site.name, application: application,
             state: .queued, messageId: messageID, sender: from.address, recipients: recipients.map(\.address),
@@ -216,19 +284,5 @@ public enum OutboundTransfer {
             throw error
         }
         return record
-    }
-
-    static func hashFile(_ path: String) throws -> (Int64, String) {
-        guard let handle = FileHandle(forReadingAtPath: path) else { throw Failure.unreadable(path) }
-        defer { try? handle.close() }
-        var hasher = SHA256()
-        var size: Int64 = 0
-        while true {
-            let data = handle.readData(ofLength: 1 << 20)
-            if data.isEmpty { break }
-            hasher.update(data: data)
-            size += Int64(data.count)
-        }
-        return (size, hexString(hasher.finalize()))
     }
 }

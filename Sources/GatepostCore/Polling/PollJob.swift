@@ -388,11 +388,14 @@ public struct PollJob: Sendable {
             return nil
         case .refused(let reason):
             record.ack = .failed
+            if record.error == nil { record.error = "acknowledgment not sent: \(reason)" }
             logger.warning("acknowledgment requested but not sent", metadata: ["transfer": "\(record.id)", "reason": "\(reason)"])
             return nil
-        case .send(let recipients, let from):
+        case .send(let recipients, let from, let finalRecipient):
             record.ack = .requested
-            return try AcknowledgmentWriter.write(for: record, header: header, to: recipients, from: from, spool: spool)
+            return try AcknowledgmentWriter.write(
+                for: record, header: header, to: recipients, from: from, finalRecipient: finalRecipient, spool: spool
+            )
         }
     }
 
