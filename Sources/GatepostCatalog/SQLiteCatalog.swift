@@ -149,6 +149,11 @@ public final class SQLiteCatalog: Catalog {
             }
             try db.create(index: "outbox_state_nextAttempt", on: "outbox", columns: ["state", "nextAttempt"])
         }
+        migrator.registerMigration("v7-purge") { db in
+            try db.alter(table: "transfer") { t in
+                t.add(column: "purgedAt", .datetime)
+            }
+        }
         return migrator
     }
 
@@ -385,6 +390,29 @@ public final class SQLiteCatalog: Catalog {
         }
     }
 
+    public func purgeCandidates(before date: Date, site: String?) async throws -> [TransferRecord] {
+        try await database.read { db in
+            var sql = """
+                SELECT * FROM transfer WHERE receivedAt < ? AND purgedAt IS NULL
+                  AND (state IN ('delivered', 'failed', 'acknowledged', 'sent')
+                       OR (state = 'received' AND (type = 'EERP' OR fileName = 'DUPLICATE')))
+                  AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.transferId = transfer.id AND outbox.state = 'pending')
+                """
+            var arguments: StatementArguments = [date]
+            if let site {
+                sql += " AND site = ?"
+                arguments += [site]
+            }
+            return try StoredTransfer.fetchAll(db, sql: sql + " ORDER BY receivedAt, id", arguments: arguments).map(\.record)
+        }
+    }
+
+    public func markPurged(id: String, at date: Date) async throws {
+        try await database.write { db in
+            try db.execute(sql: "UPDATE transfer SET path = NULL, purgedAt = ? WHERE id = ?", arguments: [date, id])
+        }
+    }
+
     public func requeueOutbox(transferId: String, at date: Date) async throws -> Int {
         try await database.write { db in
             try db.execute(
@@ -506,6 +534,7 @@ struct StoredTransfer: Codable, FetchableRecord, PersistableRecord {
     /// JSON array of ``RecipientReport``.
     var recipientReports: String
     var ackMessageId: String?
+    var purgedAt: Date?
 
     init(_ record: TransferRecord) {
         id = record.id
@@ -534,6 +563,7 @@ struct StoredTransfer: Codable, FetchableRecord, PersistableRecord {
         let reports = (try? JSONEncoder().encode(record.recipientReports)) ?? Data("[]".utf8)
         recipientReports = String(decoding: reports, as: UTF8.self)
         ackMessageId = record.ackMessageId
+        purgedAt = record.purgedAt
     }
 
     var record: TransferRecord {
@@ -561,7 +591,8 @@ struct StoredTransfer: Codable, FetchableRecord, PersistableRecord {
             deliveredPath: deliveredPath,
             messageSha256: messageSha256,
             recipientReports: (try? JSONDecoder().decode([RecipientReport].self, from: Data(recipientReports.utf8))) ?? [],
-            ackMessageId: ackMessageId
+            ackMessageId: ackMessageId,
+            purgedAt: purgedAt
         )
     }
 }

@@ -64,6 +64,8 @@ public struct TransferRecord: Codable, Sendable, Hashable, Identifiable {
     /// The Message-ID of the acknowledgment: the MDN sent for an inbound transfer, or the one
     /// that acknowledged an outbound transfer.
     public var ackMessageId: String?
+    /// When `gatepost catalog purge` removed the transfer's files.
+    public var purgedAt: Date?
 
     public init(
         id: String,
@@ -89,7 +91,8 @@ public struct TransferRecord: Codable, Sendable, Hashable, Identifiable {
         deliveredPath: String? = nil,
         messageSha256: String? = nil,
         recipientReports: [RecipientReport] = [],
-        ackMessageId: String? = nil
+        ackMessageId: String? = nil,
+        purgedAt: Date? = nil
     ) {
         self.id = id
         self.direction = direction
@@ -115,12 +118,13 @@ public struct TransferRecord: Codable, Sendable, Hashable, Identifiable {
         self.messageSha256 = messageSha256
         self.recipientReports = recipientReports
         self.ackMessageId = ackMessageId
+        self.purgedAt = purgedAt
     }
 
     private enum CodingKeys: String, CodingKey {
         case id, direction, type, fileName, site, application, state, messageId, uidl, sender, recipients, subject
         case size, sha256, path, receivedAt, ack, error, originalMessageId, disposition, deliveredPath
-        case messageSha256, recipientReports, ackMessageId
+        case messageSha256, recipientReports, ackMessageId, purgedAt
     }
 
     /// Every field is written, absent ones as `null`: a consumer of `--format json` sees the
@@ -151,6 +155,7 @@ public struct TransferRecord: Codable, Sendable, Hashable, Identifiable {
         try container.encode(messageSha256, forKey: .messageSha256)
         try container.encode(recipientReports, forKey: .recipientReports)
         try container.encode(ackMessageId, forKey: .ackMessageId)
+        try container.encode(purgedAt, forKey: .purgedAt)
     }
 
     /// A new, time-ordered, unguessable id: `T` + UTC timestamp to the millisecond + 8 random hex digits.
@@ -310,6 +315,13 @@ public protocol Catalog: Sendable {
     /// acknowledgment or the outbound transfer failed.
     func outboxFailed(_ entry: OutboxEntry, error: String, retryAt: Date?) async throws
     func outbox(transferId: String) async throws -> [OutboxEntry]
+    /// Transfers received before `before` (of one site, or all) that are done with: delivered,
+    /// failed, acknowledged or sent (and reports and duplicates, which are never delivered), with
+    /// no outgoing message still pending, not yet purged. RECOVER waits for an operator.
+    func purgeCandidates(before: Date, site: String?) async throws -> [TransferRecord]
+    /// Records that `id`'s files are gone: `path` becomes nil and `purgedAt` is set. The row
+    /// stays (the audit trail, and the UIDL that keeps the message from being fetched again).
+    func markPurged(id: String, at: Date) async throws
     /// Inbound transfers not yet delivered: state received (to route) or routed (to deliver),
     /// except those whose next delivery attempt is still in the future.
     func transfersToDeliver() async throws -> [TransferRecord]

@@ -12,7 +12,7 @@ struct CatalogCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "catalog",
         abstract: "Inspect transfer records.",
-        subcommands: [List.self, Show.self, Retry.self]
+        subcommands: [List.self, Show.self, Retry.self, Purge.self]
     )
 
     struct List: AsyncParsableCommand {
@@ -146,6 +146,47 @@ extension CatalogCommand {
             }
             print(PollCommand.describe(outcome))
             if outcome.state == .failed { throw ExitCode(1) }
+        }
+    }
+}
+
+extension CatalogCommand {
+    struct Purge: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Remove the spool files of finished transfers older than a cutoff; the records stay, marked purged.",
+            discussion: """
+            Finished: delivered, failed, acknowledged or sent, with no outgoing message pending. Only \
+            files in the spool go (in/ and out/); files delivered to applications are not touched.
+            """
+        )
+
+        @OptionGroup var options: GlobalOptions
+        @Option(name: .long, help: ArgumentHelp("Age of the transfers to purge, such as 30d or 12h.", valueName: "age")) var olderThan: String
+        @Option(help: "Only this site.") var site: String?
+        @Flag(help: "Say what would be removed, remove nothing.") var dryRun = false
+
+        func run() async throws {
+            options.bootstrapLogging()
+            guard let age = Self.seconds(olderThan) else {
+                throw fail(.configuration("--older-than must be a duration such as 30d, 12h or 90m"))
+            }
+            let (spool, catalog): (Spool, SQLiteCatalog)
+            do {
+                (spool, catalog) = try Runtime.openSpool(options)
+            } catch let failure as CommandFailure {
+                throw fail(failure)
+            }
+            let summary = try await SpoolPurge(spool: spool, catalog: catalog)
+                .run(before: Date().addingTimeInterval(-age), site: site, dryRun: dryRun)
+            print("\(dryRun ? "would purge" : "purged") \(summary.transfers) transfers: \(summary.files) files, \(Formatting.bytes(summary.bytes))")
+        }
+
+        static func seconds(_ text: String) -> TimeInterval? {
+            let units: [(String, Double)] = [("d", 86400), ("h", 3600), ("m", 60), ("s", 1)]
+            for (suffix, factor) in units where text.hasSuffix(suffix) {
+                if let number = Double(text.dropLast(suffix.count)), number >= 0 { return number * factor }
+            }
+            return nil
         }
     }
 }

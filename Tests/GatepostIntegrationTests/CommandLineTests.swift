@@ -1,4 +1,5 @@
 import Foundation
+import GatepostCatalog
 import GatepostCore
 import GatepostTestSupport
 import Testing
@@ -53,6 +54,38 @@ struct GatepostProcess {
         let show = try await GatepostProcess.run(["catalog", "show", (records?.first?["id"] as? String) ?? "", "--spool", dir + "/spool"])
         #expect(show.status == 0)
         #expect(show.stdout.contains("orders-2026-11-25.csv"))
+    }
+
+    @Test func purgeRemovesSpoolFilesOfFinishedTransfersAndKeepsTheRecords() async throws {
+        let dir = try scratch()
+        let demo = try await GatepostProcess.run(["demo", "--into", dir])
+        #expect(demo.status == 0, "\(demo.stderr)")
+        let spool = dir + "/spool"
+        let before = try await SQLiteCatalog(path: spool + "/catalog.sqlite").transfers(TransferFilter())
+        let delivered = before.filter { $0.state == .delivered }
+        #expect(!delivered.isEmpty)
+
+        let dry = try await GatepostProcess.run(["catalog", "purge", "--older-than", "0s", "--dry-run", "--spool", spool])
+        #expect(dry.status == 0, "\(dry.stderr)")
+        #expect(dry.stdout.hasPrefix("would purge"))
+        #expect(delivered.allSatisfy { FileManager.default.fileExists(atPath: $0.path ?? "") }, "a dry run removes nothing")
+
+        let purge = try await GatepostProcess.run(["catalog", "purge", "--older-than", "0s", "--spool", spool])
+        #expect(purge.status == 0, "\(purge.stderr)")
+        let after = try await SQLiteCatalog(path: spool + "/catalog.sqlite").transfers(TransferFilter())
+        #expect(after.count == before.count, "the records stay")
+        for record in delivered {
+            #expect(!FileManager.default.fileExists(atPath: record.path ?? ""), "\(record.id)'s spool files are gone")
+            let now = try #require(after.first { $0.id == record.id })
+            #expect(now.path == nil)
+            #expect(now.purgedAt != nil)
+            // What was delivered to the application is the application's.
+            #expect(FileManager.default.fileExists(atPath: record.deliveredPath ?? ""), "\(record.deliveredPath ?? "-") kept")
+        }
+        // RECOVER waits for an operator.
+        #expect(after.filter { $0.fileName == TransferRecord.recoverFileName }.allSatisfy { $0.purgedAt == nil && $0.path != nil })
+        let again = try await GatepostProcess.run(["catalog", "purge", "--older-than", "0s", "--spool", spool])
+        #expect(again.stdout.hasPrefix("purged 0 transfers"), "\(again.stdout)")
     }
 
     @Test func aMalformedSiteFileNamesFileLineAndField() async throws {

@@ -1,0 +1,62 @@
+import Foundation
+import GatepostCatalog
+
+/// `gatepost catalog purge`: removes the spool files of transfers that are done with and older
+/// than a cutoff. Only files inside the spool go (a transfer's folder in `in/`, its messages in
+/// `out/`); what was delivered to applications is theirs. The catalog rows stay, marked purged:
+/// the audit trail, and the UIDLs that keep messages left on a server from being fetched again.
+public struct SpoolPurge: Sendable {
+    public var spool: Spool
+    public var catalog: any Catalog
+
+    public init(spool: Spool, catalog: any Catalog) {
+        self.spool = spool
+        self.catalog = catalog
+    }
+
+    public struct Summary: Sendable {
+        public var transfers = 0
+        public var files = 0
+        public var bytes: Int64 = 0
+    }
+
+    public func run(before cutoff: Date, site: String? = nil, dryRun: Bool = false, now: Date = Date()) async throws -> Summary {
+        var summary = Summary()
+        for record in try await catalog.purgeCandidates(before: cutoff, site: site) {
+            var paths: [String] = []
+            if record.direction == .inbound {
+                paths.append(spool.transferFolder(site: record.site, id: record.id))
+            }
+            paths += try await catalog.outbox(transferId: record.id).map(\.path)
+            if let path = record.path { paths.append(path) }
+            // Nothing outside this spool's in/ and out/ is ever removed.
+            let owned = Set(paths.filter { Self.isInside($0, spool.inboundRoot) || Self.isInside($0, spool.outboundRoot) })
+            for path in owned.sorted() {
+                let (files, bytes) = Self.measure(path)
+                guard files > 0 else { continue }
+                summary.files += files
+                summary.bytes += bytes
+                if !dryRun { try? FileManager.default.removeItem(atPath: path) }
+            }
+            summary.transfers += 1
+            if !dryRun { try await catalog.markPurged(id: record.id, at: now) }
+        }
+        return summary
+    }
+
+    static func isInside(_ path: String, _ folder: String) -> Bool {
+        let standardized = (path as NSString).standardizingPath
+        return standardized.hasPrefix(folder + "/") && !standardized.contains("/../")
+    }
+
+    /// Files and bytes at `path` (a file, or a folder one level deep, as transfer folders are).
+    static func measure(_ path: String) -> (files: Int, bytes: Int64) {
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else { return (0, 0) }
+        let files = isFolder.boolValue ? ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).map { path + "/" + $0 } : [path]
+        let bytes = files.reduce(Int64(0)) { total, file in
+            total + ((try? FileManager.default.attributesOfItem(atPath: file)[.size] as? Int64) ?? 0)
+        }
+        return (max(files.count, 1), bytes)
+    }
+}
