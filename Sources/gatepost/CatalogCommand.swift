@@ -161,14 +161,27 @@ extension CatalogCommand {
         )
 
         @OptionGroup var options: GlobalOptions
-        @Option(name: .long, help: ArgumentHelp("Age of the transfers to purge, such as 30d or 12h.", valueName: "age")) var olderThan: String
+        @Option(name: .long, help: ArgumentHelp("Age of the transfers to purge, such as 30d or 12h.", valueName: "age")) var olderThan: String?
+        @Option(help: "Or: transfers received before this time (ISO 8601, or YYYY-MM-DD).") var before: String?
         @Option(help: "Only this site.") var site: String?
         @Flag(help: "Say what would be removed, remove nothing.") var dryRun = false
 
         func run() async throws {
             options.bootstrapLogging()
-            guard let age = Self.seconds(olderThan) else {
-                throw fail(.configuration("--older-than must be a duration such as 30d, 12h or 90m"))
+            let cutoff: Date
+            switch (olderThan, before) {
+            case (let age?, nil):
+                guard let seconds = Self.seconds(age) else {
+                    throw fail(.configuration("--older-than must be a duration such as 30d, 12h or 90m"))
+                }
+                cutoff = Date().addingTimeInterval(-seconds)
+            case (nil, let date?):
+                guard let parsed = List.parseDate(date) else {
+                    throw fail(.configuration("--before: `\(date)` is not a date (use 2026-11-25 or 2026-11-25T08:00:00Z)"))
+                }
+                cutoff = parsed
+            default:
+                throw fail(.configuration("give exactly one of --older-than AGE and --before DATE"))
             }
             let (spool, catalog): (Spool, SQLiteCatalog)
             do {
@@ -177,7 +190,7 @@ extension CatalogCommand {
                 throw fail(failure)
             }
             let summary = try await SpoolPurge(spool: spool, catalog: catalog)
-                .run(before: Date().addingTimeInterval(-age), site: site, dryRun: dryRun)
+                .run(before: cutoff, site: site, dryRun: dryRun)
             print("\(dryRun ? "would purge" : "purged") \(summary.transfers) transfers: \(summary.files) files, \(Formatting.bytes(summary.bytes))")
         }
 
