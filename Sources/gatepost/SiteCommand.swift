@@ -125,6 +125,9 @@ struct SiteSummary: Encodable {
     var interval: String
     var deleteAfterRetrieve: Bool
     var maxMessageSize: Int64
+    var commitBatch: Int
+    /// Where acknowledgments and outbound files go, secrets masked; nil without `smtp:`.
+    var smtp: String?
     var application: String?
     var lastPoll: Date?
     var lastSuccess: Date?
@@ -148,6 +151,13 @@ struct SiteSummary: Encodable {
         interval = Formatting.duration(site.poll.interval)
         deleteAfterRetrieve = site.poll.deleteAfterRetrieve
         maxMessageSize = site.poll.maxMessageSize
+        commitBatch = site.poll.commitBatch
+        smtp = site.smtp.map { smtp in
+            var text = "\(smtp.host):\(smtp.port) (\(smtp.security.rawValue))"
+            if let user = smtp.user { text += " as \(user)" + (smtp.oauth2 != nil ? " (OAuth2)" : smtp.password == nil ? "" : " ****") }
+            text += ", from \(smtp.from ?? "(none)"), acknowledgments \(smtp.acknowledgments ? "on" : "off")"
+            return text
+        }
         application = site.application
         lastPoll = state?.lastPoll
         lastSuccess = state?.lastSuccess
@@ -163,6 +173,7 @@ struct SiteSummary: Encodable {
             ("server", "\(host):\(port)"), ("security", security), ("user", user), ("password", password),
             ("auth", auth.isEmpty ? "(strongest offered)" : auth.joined(separator: ", ")), ("interval", interval),
             ("delete after retrieve", deleteAfterRetrieve ? "yes" : "no"), ("max message size", String(maxMessageSize)),
+            ("commit batch", String(commitBatch)), ("smtp", smtp ?? "-"),
             ("application", application ?? "-"), ("last poll", lastPoll.map(Formatting.timestamp) ?? "-"),
             ("last success", lastSuccess.map(Formatting.timestamp) ?? "-"), ("last error", lastError ?? "-"),
             ("next poll", nextPoll.map(Formatting.timestamp) ?? "-"), ("messages", String(messages)), ("bytes", String(bytes)),
