@@ -71,8 +71,18 @@ public struct Scheduler: Service {
         let clock = ContinuousClock()
         var nextRefresh = clock.now + .seconds(1)
         var tickerRunning = false
+        // The outbox also goes out on its own clock, so a retry does not wait for its site's
+        // next poll (claims keep this and a poll's own sending from doubling a message).
+        var nextOutbox = clock.now + Self.outboxInterval
+        var outboxRunning = false
 
-        await withTaskGroup(of: PollResult?.self) { group in
+        enum Finished: Sendable {
+            case poll(PollResult)
+            case tick
+            case outbox
+        }
+
+        await withTaskGroup(of: Finished.self) { group in
             while !Task.isShuttingDownGracefully {
                 // Once a second: the sites folder and the operators' enable/disable.
                 if clock.now >= nextRefresh {
@@ -100,7 +110,15 @@ public struct Scheduler: Service {
                     let local = directory.local
                     let allSites = directory.sites
                     let failures = schedule.failures
-                    group.addTask { await poll(site, failuresSoFar: failures, local: local, sites: allSites) }
+                    group.addTask { .poll(await poll(site, failuresSoFar: failures, local: local, sites: allSites)) }
+                }
+                if !outboxRunning, now >= nextOutbox {
+                    outboxRunning = true
+                    let sender = OutboxSender(sites: directory.sites, catalog: catalog, logger: logger)
+                    group.addTask {
+                        _ = try? await sender.sendDue()
+                        return .outbox
+                    }
                 }
                 // Wait for a poll to end or for the next refresh, whichever comes first. One
                 // ticker task at a time marks the refresh (it returns nil).
@@ -109,13 +127,21 @@ public struct Scheduler: Service {
                     let until = nextRefresh
                     group.addTask {
                         try? await Task.sleep(until: until, clock: .continuous)
-                        return nil
+                        return .tick
                     }
                 }
                 guard let finished = await group.next() else { continue }
-                guard let result = finished else {
+                let result: PollResult
+                switch finished {
+                case .tick:
                     tickerRunning = false
                     continue
+                case .outbox:
+                    outboxRunning = false
+                    nextOutbox = clock.now + Self.outboxInterval
+                    continue
+                case .poll(let polled):
+                    result = polled
                 }
                 running[result.site] = nil
                 pollsPerHost[result.host, default: 1] -= 1
@@ -130,6 +156,9 @@ public struct Scheduler: Service {
         }
         logger.info("stopped")
     }
+
+    /// How often the daemon sends what is due in the outbox, besides after each poll.
+    static let outboxInterval: Duration = .seconds(15)
 
     private func nextDelay(_ site: RemoteSite, failures: Int, retryAfter: Duration?) -> Duration {
         if let retryAfter { return max(retryAfter, site.poll.interval) }
