@@ -55,7 +55,58 @@ func parse(_ data: UnsafeRawBufferPointer, chunkSizes: [Int]) -> [String] {
     return handler.events
 }
 
+/// What a ``UUEncodedFileExtractor`` made of a text body: its events, in order.
+struct UUEventRecorder: UUEncodedFileHandler {
+    var events: [String] = []
+    var text: [UInt8] = []
+    var file: [UInt8] = []
+
+    mutating func text(_ bytes: UnsafeRawBufferPointer) throws { text.append(contentsOf: bytes) }
+    mutating func fileDidBegin(name: String) throws {
+        events.append("text \(text.count) \(text.hashValue)")
+        text = []
+        events.append("begin \(name)")
+    }
+    mutating func file(didReceive bytes: UnsafeRawBufferPointer) throws { file.append(contentsOf: bytes) }
+    mutating func fileDidEnd(complete: Bool) throws {
+        events.append("end \(complete) \(file.count) \(file.hashValue)")
+        file = []
+    }
+}
+
+func extract(_ data: UnsafeRawBufferPointer, chunkSizes: [Int]) -> [String] {
+    var extractor = UUEncodedFileExtractor()
+    var recorder = UUEventRecorder()
+    do {
+        var offset = 0
+        var next = 0
+        while offset < data.count {
+            let size = chunkSizes.isEmpty ? data.count : max(1, chunkSizes[next % chunkSizes.count])
+            next += 1
+            let end = min(data.count, offset + size)
+            try extractor.feed(UnsafeRawBufferPointer(rebasing: data[offset..<end]), into: &recorder)
+            offset = end
+        }
+        try extractor.finish(into: &recorder)
+    } catch {
+        recorder.events.append("error \(error)")
+    }
+    recorder.events.append("text \(recorder.text.count) \(recorder.text.hashValue)")
+    return recorder.events
+}
+
 func check(_ data: UnsafeRawBufferPointer) {
+    // The uuencode extractor sees the same input as a text body, with the same promise.
+    let chunkSizesForText = data.prefix(4).map { Int($0 % 97) + 1 }
+    let wholeText = extract(data, chunkSizes: [])
+    let chunkedText = extract(data, chunkSizes: chunkSizesForText)
+    if wholeText != chunkedText {
+        print("uuencode extractor: chunk invariance broken with chunk sizes \(chunkSizesForText)")
+        print("whole:   \(wholeText)")
+        print("chunked: \(chunkedText)")
+        fatalError("chunked extraction differs from whole extraction")
+    }
+
     let chunkSizes = data.prefix(4).map { Int($0 % 97) + 1 }
     let whole = parse(data, chunkSizes: [])
     let chunked = parse(data, chunkSizes: chunkSizes)

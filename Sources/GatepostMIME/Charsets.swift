@@ -25,8 +25,8 @@ public enum Charset {
             // GB 18030 is a superset of GBK, which is a superset of GB 2312.
             "gb2312": 0x0632, "gbk": 0x0632, "cp936": 0x0632, "gb18030": 0x0632, "x-gbk": 0x0632,
             "euc-cn": 0x0632, "iso-8859-15": 0x020F, "latin9": 0x020F, "latin-9": 0x020F,
-            "cp866": 0x0413, "ibm866": 0x0413, "cp850": 0x0410, "ibm850": 0x0410, "cp437": 0x0400,
-            "euc-kr": 0x0940, "ks_c_5601-1987": 0x0422, "cp949": 0x0422, "tis-620": 0x0E0B, "windows-874": 0x0E0B,
+            "cp866": 0x041B, "ibm866": 0x041B, "cp855": 0x0413, "cp850": 0x0410, "ibm850": 0x0410, "cp437": 0x0400,
+            "euc-kr": 0x0940, "ks_c_5601-1987": 0x0422, "cp949": 0x0422, "tis-620": 0x020B, "windows-874": 0x041D,
         ]
         for part in 1...16 where part != 12 {
             table["iso-8859-\(part)"] = table["iso-8859-\(part)"] ?? 0x0200 + UInt(part)

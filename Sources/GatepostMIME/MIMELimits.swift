@@ -44,11 +44,13 @@ public enum MIMEError: Error, Sendable, Hashable, CustomStringConvertible {
 
     case limitExceeded(Limit)
     case malformedHeader(String)
+    case malformedBody(String)
 
     public var description: String {
         switch self {
         case .limitExceeded(let limit): "message exceeds the \(limit.rawValue) limit"
         case .malformedHeader(let reason): "malformed header: \(reason)"
+        case .malformedBody(let reason): "malformed body: \(reason)"
         }
     }
 }

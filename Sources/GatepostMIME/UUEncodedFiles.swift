@@ -116,8 +116,15 @@ public struct UUEncodedFileExtractor {
             let line = UnsafeRawBufferPointer(rebasing: buffer[position..<lineEnd])
             let continuesLongLine = midLine
             midLine = false
+            // A line longer than any encoded line is text, however it arrived: whole, or in
+            // pieces through passLongLine. The same rule both ways keeps the result chunk-free.
+            let contentLength = line.last == 0x0A ? line.count - 1 : line.count
+            let isLong = continuesLongLine || contentLength > Self.maxLineLength
+            if isLong, !Self.isText(mode) {
+                try endFile(complete: false, into: &handler)
+            }
             if case .text = mode {
-                if !continuesLongLine, line.first == UInt8(ascii: "b"), let begin = Self.beginLine(line) {
+                if !isLong, line.first == UInt8(ascii: "b"), let begin = Self.beginLine(line) {
                     if let start = textStart {
                         try handler.text(UnsafeRawBufferPointer(rebasing: buffer[start..<position]))
                         textStart = nil
@@ -136,6 +143,11 @@ public struct UUEncodedFileExtractor {
             try handler.text(UnsafeRawBufferPointer(rebasing: buffer[start..<position]))
         }
         return position
+    }
+
+    private static func isText(_ mode: Mode) -> Bool {
+        if case .text = mode { return true }
+        return false
     }
 
     private static func withoutLineEnding(_ line: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
@@ -185,6 +197,12 @@ public struct UUEncodedFileExtractor {
                 return
             }
             guard let first = line.first else { return }  // blank lines between data and `end`
+            // uuencode uses the characters from space to backquote only: anything else means
+            // this was never a file (a prose line starting "begin 644"), or it broke off.
+            guard line.allSatisfy({ $0 >= 0x20 && $0 <= 0x60 }) else {
+                try endFile(complete: false, into: &handler)
+                return
+            }
             let length = Int((first &- 32) & 63)
             guard length > 0 else { return }  // the zero-length line before `end`
             // Characters are (value + 32), with "`" for 0; trailing spaces may have been stripped.

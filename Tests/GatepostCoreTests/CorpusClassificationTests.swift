@@ -158,6 +158,10 @@ struct CorpusIngest {
         ("no-header-end.eml", "a single-part text/plain message"),
         ("nesting-past-limit.eml", "message exceeds the multipart nesting depth limit"),
         ("header-line-past-limit.eml", "message exceeds the header line length limit"),
+        // Looked like a uuencoded file, was not: the text is kept whole, not decoded into garbage.
+        ("begin-prose.eml", "malformed body: a uuencoded file (notes on the new contract) that does not end properly"),
+        // A "file" line far longer than any encoded line ends it: kept whole, never overflowing.
+        ("uuencode-overlong-line.eml", "malformed body: a uuencoded file (x.bin) that does not end properly"),
     ])
     func everythingElseIsKeptWholeAsRECOVER(name: String, reason: String) throws {
         let bytes = try CorpusIngest.message(name)

@@ -124,6 +124,23 @@ import Testing
         #expect(second.alreadyRetrieved == 4)
     }
 
+    /// Two copies of one message on a server without UIDL: the second gets a key of its own and
+    /// is recorded as a DUPLICATE, instead of both landing under one key in one batch (which the
+    /// catalog refuses, every poll).
+    @Test func twoCopiesOnAServerWithoutUIDLDoNotBlockTheSite() async throws {
+        let message = DemoMailbox.messages[0]
+        let fixture = try await PollFixture(
+            messages: [message, .init(uidl: "copy", bytes: message.bytes)],
+            behavior: { var b = ScriptedPOP3Server.Behavior(); b.supportsUIDL = false; b.capabilities = ["USER", "TOP", "PIPELINING"]; return b }()
+        )
+        let server = fixture.server
+        defer { Task { await server.stop() } }
+        let summary = try await fixture.poll()
+        #expect(summary.records.map(\.uidl) == ["message-id:xfer-0001@acme.example", "message-id:xfer-0001@acme.example#2"])
+        #expect(summary.records.map(\.fileName) == ["orders-2026-11-25.csv", "DUPLICATE"])
+        #expect(fixture.server.messages.isEmpty)
+    }
+
     @Test func aServerWithoutCAPAStillWorks() async throws {
         let fixture = try await fixture { $0.capabilities = nil }
         let server = fixture.server

@@ -148,6 +148,8 @@ struct UUCollector: UUEncodedFileHandler {
         #expect(Charset.decode([0xD0, 0xD2, 0xC9, 0xD7, 0xC5, 0xD4], charset: "KOI8-R") == "привет")
         #expect(Charset.decode([0xA4], charset: "iso-8859-15") == "€")
         #expect(Charset.decode([0x80], charset: "windows-1252") == "€")
+        #expect(Charset.decode([0xAF, 0xE0, 0xA8, 0xA2, 0xA5, 0xE2], charset: "cp866") == "привет")
+        #expect(Charset.decode([0xA1], charset: "windows-874") == "ก")
         #expect(Charset.decode([0xC4, 0xE3, 0xBA, 0xC3], charset: "gb2312") == "你好")
         // Unknown charsets keep every byte (Latin-1) rather than failing.
         #expect(Charset.decode([0x41, 0xE9], charset: "x-unknown") == "Aé")

@@ -91,6 +91,11 @@ final class PartFileSink: MIMEPartHandler, UUEncodedFileHandler {
     func fileDidEnd(complete: Bool) throws {
         guard let uuCurrent, let parent = current?.index else { return }
         self.uuCurrent = nil
+        // Without its `end` line the "file" may be prose that began with "begin 644", and the
+        // text after it is gone from message.txt: the message is kept whole instead.
+        guard complete else {
+            throw MIMEError.malformedBody("a uuencoded file (\(uuCurrent.name)) that does not end properly")
+        }
         let (size, sha256) = try uuCurrent.writer.finish()
         uuencodedFiles.append(UUEncodedFile(
             parent: parent, name: uuCurrent.name,

@@ -7,7 +7,7 @@ import GatepostMIME
 enum TextConversion {
     /// Bodies larger than this are kept as sent: a message text that size is not prose, and
     /// converting it would mean holding it whole in memory.
-    static let maxConvertedSize: Int64 = 16 << 20
+    static let maxConvertedSize: Int64 = 4 << 20
 
     /// The file to keep for `part`'s body `file`: `file` itself, or a converted copy next to it.
     static func toUTF8(_ file: PartFile, part: MIMEPart, workspace: String) throws -> PartFile {

@@ -156,7 +156,13 @@ public struct PollJob: Sendable {
         // What to do: delete what earlier polls committed but could not delete, retrieve the rest.
         var toRetrieve: [POP3ListingEntry] = []
         var toDelete: [POP3ListingEntry] = []
+        var seen: Set<String> = []
         for entry in listing {
+            // A server that repeats a UIDL would make one batch commit the same key twice.
+            guard seen.insert(entry.value).inserted else {
+                logger.warning("the server lists a UIDL twice; the second message waits", metadata: ["uidl": "\(entry.value)", "message": "\(entry.number)"])
+                continue
+            }
             if let retrieved = known[entry.value] {
                 summary.alreadyRetrieved += 1
                 // Retrieved earlier but not deleted (a crash, or a QUIT that never came): delete now.
@@ -199,11 +205,15 @@ public struct PollJob: Sendable {
             let batch = staged
             staged = []
             stagedBytes = 0
-            for (message, record) in zip(batch, try await commit(batch)) {
+            let records = try await commit(batch)
+            // The summary first: whatever fails next, these are committed.
+            for (message, record) in zip(batch, records) {
                 known[message.entry.value] = RetrievedMessage(uidl: message.entry.value, transferID: record.id, deleted: false)
                 summary.records.append(record)
                 summary.bytes += sizes[message.entry.number] ?? message.wireSize
-                if site.poll.deleteAfterRetrieve {
+            }
+            if site.poll.deleteAfterRetrieve {
+                for message in batch {
                     try await send(.dele(message.entry.number), .delete(message.entry))
                 }
             }
@@ -285,10 +295,20 @@ public struct PollJob: Sendable {
             }
         }
         var entries: [POP3ListingEntry] = []
+        var used: Set<String> = []
         for number in numbers {
             let header = try await session.top(number, lines: 0)
             let parsed = MessageHeader.parse(header)
-            let key = parsed.messageID.map { "message-id:\($0)" } ?? "header-sha256:\(hexString(SHA256.hash(data: header)))"
+            var key = parsed.messageID.map { "message-id:\($0)" } ?? "header-sha256:\(hexString(SHA256.hash(data: header)))"
+            // Two copies of one message in the mailbox: the second gets its own key (and is
+            // recorded as a DUPLICATE) instead of clashing with the first.
+            var copy = 1
+            let base = key
+            while used.contains(key) {
+                copy += 1
+                key = "\(base)#\(copy)"
+            }
+            used.insert(key)
             entries.append(POP3ListingEntry(number: number, value: key))
         }
         return entries
@@ -360,17 +380,30 @@ public struct PollJob: Sendable {
         do {
             _ = try spool.commitWorkspaces(batch.map { ($0.workspace, $0.keptFiles, $0.record.id) }, site: site.name)
             FailPoint.hit("poll.before-commit")
-            try await catalog.commitReceived(batch.map { ReceivedTransfer(record: $0.record, uidl: $0.entry.value, acknowledgment: $0.acknowledgment) })
+            // Beyond cancellation: a shutdown must not turn received and durable messages into
+            // a second download (GRDB checks for cancellation before it writes).
+            let items = batch.map { ReceivedTransfer(record: $0.record, uidl: $0.entry.value, acknowledgment: $0.acknowledgment) }
+            try await uncancellable { [catalog] in try await catalog.commitReceived(items) }
         } catch {
+            // Nothing of the batch is committed: its files go, wherever the failure left them
+            // (still in tmp/, or already moved to a pending folder).
             for message in batch {
                 try? FileManager.default.removeItem(atPath: message.workspace)
+                try? FileManager.default.removeItem(atPath: spool.pendingFolder(site: site.name, id: message.record.id))
                 if let acknowledgment = message.acknowledgment { unlink(acknowledgment.path) }
             }
             throw error
         }
         FailPoint.hit("poll.after-commit")
         for message in batch {
-            try spool.publish(site: site.name, id: message.record.id)
+            do {
+                try spool.publish(site: site.name, id: message.record.id)
+            } catch {
+                // Committed: the pending folder is published at the next start.
+                logger.error("received, but its folder keeps its pending name until the next start", metadata: [
+                    "transfer": "\(message.record.id)", "error": "\(error)",
+                ])
+            }
             logger.info("received", metadata: [
                 "transfer": "\(message.record.id)", "type": "\(message.record.type.rawValue)",
                 "fileName": "\(message.record.fileName ?? "-")", "size": "\(message.record.size)", "uidl": "\(message.entry.value)",

@@ -73,6 +73,11 @@ public struct Spool: Sendable {
         return path
     }
 
+    /// Where a transfer's files wait between their fsync and the commit (`in/<site>/.<id>`).
+    func pendingFolder(site: String, id: String) -> String {
+        inboundRoot + "/" + site + "/." + id
+    }
+
     /// The folder a committed transfer's files live in.
     public func transferFolder(site: String, id: String) -> String {
         inboundRoot + "/" + site + "/" + id
