@@ -35,19 +35,24 @@ struct RecordingHandler: MIMEPartHandler {
 
 let fuzzLimits = MIMELimits(maxHeaderBytes: 4096, maxHeaderLineLength: 1024, maxDepth: 8, maxParts: 64)
 
+/// Hands `data` to `feed` in chunks of the given sizes, cycling (empty: all at once).
+func inChunks(_ data: UnsafeRawBufferPointer, _ chunkSizes: [Int], _ feed: (UnsafeRawBufferPointer) throws -> Void) rethrows {
+    var offset = 0
+    var next = 0
+    while offset < data.count {
+        let size = chunkSizes.isEmpty ? data.count : max(1, chunkSizes[next % chunkSizes.count])
+        next += 1
+        let end = min(data.count, offset + size)
+        try feed(UnsafeRawBufferPointer(rebasing: data[offset..<end]))
+        offset = end
+    }
+}
+
 func parse(_ data: UnsafeRawBufferPointer, chunkSizes: [Int]) -> [String] {
     var parser = MIMEStreamParser(limits: fuzzLimits)
     var handler = RecordingHandler()
     do {
-        var offset = 0
-        var next = 0
-        while offset < data.count {
-            let size = chunkSizes.isEmpty ? data.count : max(1, chunkSizes[next % chunkSizes.count])
-            next += 1
-            let end = min(data.count, offset + size)
-            try parser.feed(UnsafeRawBufferPointer(rebasing: data[offset..<end]), into: &handler)
-            offset = end
-        }
+        try inChunks(data, chunkSizes) { try parser.feed($0, into: &handler) }
         try parser.finish(into: &handler)
     } catch {
         handler.events.append("error \(error)")
@@ -78,15 +83,7 @@ func extract(_ data: UnsafeRawBufferPointer, chunkSizes: [Int]) -> [String] {
     var extractor = UUEncodedFileExtractor()
     var recorder = UUEventRecorder()
     do {
-        var offset = 0
-        var next = 0
-        while offset < data.count {
-            let size = chunkSizes.isEmpty ? data.count : max(1, chunkSizes[next % chunkSizes.count])
-            next += 1
-            let end = min(data.count, offset + size)
-            try extractor.feed(UnsafeRawBufferPointer(rebasing: data[offset..<end]), into: &recorder)
-            offset = end
-        }
+        try inChunks(data, chunkSizes) { try extractor.feed($0, into: &recorder) }
         try extractor.finish(into: &recorder)
     } catch {
         recorder.events.append("error \(error)")
