@@ -390,6 +390,12 @@ public final class SQLiteCatalog: Catalog {
         }
     }
 
+    public func outboxReferences(path: String) async throws -> Bool {
+        try await database.read { db in
+            try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM outbox WHERE path = ?)", arguments: [path]) ?? false
+        }
+    }
+
     public func purgeCandidates(before date: Date, site: String?) async throws -> [TransferRecord] {
         try await database.read { db in
             var sql = """

@@ -315,6 +315,8 @@ public protocol Catalog: Sendable {
     /// acknowledgment or the outbound transfer failed.
     func outboxFailed(_ entry: OutboxEntry, error: String, retryAt: Date?) async throws
     func outbox(transferId: String) async throws -> [OutboxEntry]
+    /// Whether any outbox entry names this message file.
+    func outboxReferences(path: String) async throws -> Bool
     /// Transfers received before `before` (of one site, or all) that are done with: delivered,
     /// failed, acknowledged or sent (and reports and duplicates, which are never delivered), with
     /// no outgoing message still pending, not yet purged. RECOVER waits for an operator.

@@ -42,6 +42,7 @@ struct PollCommand: AsyncParsableCommand {
         spool.sweepTemporary()
         do {
             try await spool.recoverPending { id in try await catalog.transfer(id: id) != nil }
+            try await spool.sweepOrphanedOutgoing { path in try await catalog.outboxReferences(path: path) }
         } catch {
             throw fail(CommandFailure(description: "cannot settle the spool after an interruption: \(error)", exitCode: 1))
         }

@@ -34,6 +34,7 @@ struct RunCommand: AsyncParsableCommand {
             lock = try SpoolLock(spool: spool)
             spool.sweepTemporary()
             try await spool.recoverPending { id in try await catalog.transfer(id: id) != nil }
+            try await spool.sweepOrphanedOutgoing { path in try await catalog.outboxReferences(path: path) }
         } catch let failure as CommandFailure {
             throw fail(failure)
         } catch {

@@ -174,3 +174,25 @@ import Testing
         #expect(OutgoingHeader.fileNameParameter("Müller 1.csv") == "filename*=utf-8''M%C3%BCller%201.csv")
     }
 }
+
+@Suite struct OrphanedOutgoingTests {
+    /// A message written to out/ by a process that died before its commit is swept at start;
+    /// one an outbox entry names, or one just written (a send in progress), stays.
+    @Test func onlyOldUnreferencedMessagesAreSwept() async throws {
+        let spool = try Spool(root: try makeTemporaryDirectory("orphans"))
+        func write(_ name: String, ageHours: Double) throws -> String {
+            let path = spool.outboundRoot + "/" + name
+            try Data("x".utf8).write(to: URL(fileURLWithPath: path))
+            try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(-ageHours * 3600)], ofItemAtPath: path)
+            return path
+        }
+        let orphan = try write("orphan.eml", ageHours: 2)
+        let owned = try write("owned.eml", ageHours: 2)
+        let fresh = try write("fresh.eml", ageHours: 0)
+        let removed = try await spool.sweepOrphanedOutgoing { $0 == owned }
+        #expect(removed == 1)
+        #expect(!FileManager.default.fileExists(atPath: orphan))
+        #expect(FileManager.default.fileExists(atPath: owned))
+        #expect(FileManager.default.fileExists(atPath: fresh))
+    }
+}

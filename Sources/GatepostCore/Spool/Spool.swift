@@ -56,6 +56,23 @@ public struct Spool: Sendable {
         }
     }
 
+    /// Removes messages in `out/` that no outbox entry names: written by a process that died
+    /// before its commit. Only files older than `minimumAge`, so that a `gatepost send` in
+    /// progress (file written, commit not yet) is left alone. Returns how many were removed.
+    @discardableResult
+    public func sweepOrphanedOutgoing(minimumAge: TimeInterval = 3600, isReferenced: (String) async throws -> Bool) async throws -> Int {
+        var removed = 0
+        let cutoff = Date().addingTimeInterval(-minimumAge)
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: outboundRoot)) ?? [] {
+            let path = outboundRoot + "/" + name
+            guard let modified = (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date,
+                  modified < cutoff, try await !isReferenced(path)
+            else { continue }
+            if unlink(path) == 0 { removed += 1 }
+        }
+        return removed
+    }
+
     /// Removes what interrupted polls left in `tmp/`. Returns how many entries were removed.
     @discardableResult
     public func sweepTemporary() -> Int {
