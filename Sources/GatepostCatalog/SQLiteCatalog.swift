@@ -195,9 +195,8 @@ public final class SQLiteCatalog: Catalog {
         }
     }
 
-    public func transfersToDeliver() async throws -> [TransferRecord] {
-        let now = Date()
-        return try await database.read { db in
+    public func transfersToDeliver(at now: Date) async throws -> [TransferRecord] {
+        try await database.read { db in
             try StoredTransfer.fetchAll(db, sql: """
                 SELECT transfer.* FROM transfer LEFT JOIN delivery_retry ON delivery_retry.transferId = transfer.id
                 WHERE transfer.direction = 'in' AND transfer.state IN ('received', 'routed')

@@ -276,6 +276,10 @@ public struct ReceivedTransfer: Sendable {
 }
 
 extension Catalog {
+    public func transfersToDeliver() async throws -> [TransferRecord] {
+        try await transfersToDeliver(at: Date())
+    }
+
     public func commitReceived(_ record: TransferRecord, uidl: String?) async throws {
         try await commitReceived([ReceivedTransfer(record: record, uidl: uidl)])
     }
@@ -326,7 +330,7 @@ public protocol Catalog: Sendable {
     func markPurged(id: String, at: Date) async throws
     /// Inbound transfers not yet delivered: state received (to route) or routed (to deliver),
     /// except those whose next delivery attempt is still in the future.
-    func transfersToDeliver() async throws -> [TransferRecord]
+    func transfersToDeliver(at now: Date) async throws -> [TransferRecord]
     /// How many delivery attempts of this transfer have failed so far.
     func deliveryAttempts(id: String) async throws -> Int
     /// A failed attempt that will be tried again at `at`: the transfer stays routed, with the error.

@@ -164,21 +164,23 @@ func inbound(_ type: TransferRecord.Kind = .xfer, fileName: String? = "orders.cs
         try "0".write(toFile: counter, atomically: true, encoding: .utf8)
         // Fails twice, then succeeds: three attempts are enough.
         let script = "n=$(cat \(counter)); if [ $n -lt 2 ]; then echo $((n+1)) > \(counter); echo busy >&2; exit 75; fi"
-        // Delays long enough that "not due yet" holds on a loaded machine: 0.5 s, then 1 s.
+        // A clock of the test's own: 60 s, then 120 s between attempts, whatever the machine does.
         let deliverer = fixture.deliverer([
-            fixture.application(command: ["/bin/sh", "-c", script, "import"], attempts: 3, retryDelay: .milliseconds(500)),
+            fixture.application(command: ["/bin/sh", "-c", script, "import"], attempts: 3, retryDelay: .seconds(60)),
         ])
         let site = try site("application: billing\n")
         let record = try await fixture.record()
-        let first = try await deliverer.deliverPending(sites: [site])
+        let start = Date()
+        let first = try await deliverer.deliverPending(sites: [site], now: start)
         #expect(first.first?.state == .routed)
-        #expect(first.first?.retryAt != nil)
+        #expect(first.first?.retryAt == start.addingTimeInterval(60))
         // Not due yet: nothing is attempted.
-        #expect(try await deliverer.deliverPending(sites: [site]).isEmpty)
-        try await Task.sleep(for: .milliseconds(600))
-        #expect(try await deliverer.deliverPending(sites: [site]).first?.state == .routed)
-        try await Task.sleep(for: .milliseconds(1100))
-        #expect(try await deliverer.deliverPending(sites: [site]).first?.state == .delivered)
+        #expect(try await deliverer.deliverPending(sites: [site], now: start.addingTimeInterval(59)).isEmpty)
+        let second = try await deliverer.deliverPending(sites: [site], now: start.addingTimeInterval(61))
+        #expect(second.first?.state == .routed)
+        #expect(second.first?.retryAt == start.addingTimeInterval(61 + 120), "the delay doubles")
+        #expect(try await deliverer.deliverPending(sites: [site], now: start.addingTimeInterval(61 + 119)).isEmpty)
+        #expect(try await deliverer.deliverPending(sites: [site], now: start.addingTimeInterval(61 + 121)).first?.state == .delivered)
         #expect(try await fixture.catalog.transfer(id: record.id)?.state == .delivered)
         #expect(try FileManager.default.contentsOfDirectory(atPath: fixture.dir + "/billing") == ["orders.csv"])
     }

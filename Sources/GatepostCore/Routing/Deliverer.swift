@@ -38,11 +38,13 @@ public struct Deliverer: Sendable {
 
     /// Routes and delivers every inbound transfer still waiting; returns what happened to each
     /// one that was routed (unrouted transfers stay `received` and are not listed).
-    public func deliverPending(sites: [RemoteSite]) async throws -> [DeliveryOutcome] {
+    /// `now` is the clock for what is due and when a failed attempt goes again (tests pass
+    /// their own, so that "not due yet" does not depend on how busy the machine is).
+    public func deliverPending(sites: [RemoteSite], now: Date = Date()) async throws -> [DeliveryOutcome] {
         let sitesByName = Dictionary(sites.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         var outcomes: [DeliveryOutcome] = []
-        for record in try await catalog.transfersToDeliver() {
-            if let outcome = try await deliver(record, site: sitesByName[record.site]) {
+        for record in try await catalog.transfersToDeliver(at: now) {
+            if let outcome = try await deliver(record, site: sitesByName[record.site], now: now) {
                 outcomes.append(outcome)
             }
         }
@@ -52,7 +54,7 @@ public struct Deliverer: Sendable {
     /// Routes (if still `received`) and delivers one transfer. Nil when no route applies. A
     /// failed attempt is tried again later (the application's `attempts` and `retry_delay`)
     /// unless `retrying` is false, as for an operator's `catalog retry`.
-    public func deliver(_ record: TransferRecord, site: RemoteSite?, retrying: Bool = true) async throws -> DeliveryOutcome? {
+    public func deliver(_ record: TransferRecord, site: RemoteSite?, retrying: Bool = true, now: Date = Date()) async throws -> DeliveryOutcome? {
         var record = record
         if record.state == .received {
             guard let site, let applicationName = Router.application(for: record, site: site) else { return nil }
@@ -83,7 +85,7 @@ public struct Deliverer: Sendable {
                 let failures = try await catalog.deliveryAttempts(id: record.id) + 1
                 if failures < application.attempts {
                     let wait = application.retryDelay * (1 << min(failures - 1, 16))
-                    let at = Date().addingTimeInterval(Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18)
+                    let at = now.addingTimeInterval(Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18)
                     try await catalog.scheduleDeliveryRetry(id: record.id, application: applicationName, error: message, at: at)
                     transferLogger.warning("delivery failed; will try again", metadata: ["error": "\(message)", "attempt": "\(failures)"])
                     return DeliveryOutcome(id: record.id, application: applicationName, state: .routed, error: message, retryAt: at)
