@@ -127,7 +127,7 @@ let package = Package(
         .testTarget(
             name: "GatepostSMTPTests",
             dependencies: [
-                "GatepostSMTP",
+                "GatepostSMTP", "GatepostTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

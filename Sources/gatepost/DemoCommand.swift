@@ -31,6 +31,10 @@ struct DemoCommand: AsyncParsableCommand {
         let server = ScriptedPOP3Server(messages: DemoMailbox.messages)
         let port = try await server.start()
         defer { Task { await server.stop() } }
+        // Where the demo's acknowledgments go: an in-process SMTP server that records them.
+        let smtpServer = ScriptedSMTPServer()
+        let smtpPort = try await smtpServer.start()
+        defer { Task { await smtpServer.stop() } }
 
         let siteFile = (sitesFolder as NSString).appendingPathComponent("demo.yaml")
         let siteText = """
@@ -48,6 +52,12 @@ struct DemoCommand: AsyncParsableCommand {
         poll:
           interval: 1m
           delete_after_retrieve: true
+        smtp:                             # acknowledgments (MDNs) go to the sandbox SMTP server
+          host: 127.0.0.1
+          port: \(smtpPort)
+          security: none
+          from: gateway@ours.example
+          acknowledge_any_address: true   # the sandbox messages carry no Return-Path
         application: orders
 
         """
@@ -71,7 +81,7 @@ struct DemoCommand: AsyncParsableCommand {
 
         let spool = try Spool(root: spoolFolder)
         let catalog = try SQLiteCatalog(path: spool.catalogPath)
-        print("Sandbox POP3 server on 127.0.0.1:\(port) with \(DemoMailbox.messages.count) messages")
+        print("Sandbox POP3 server on 127.0.0.1:\(port) with \(DemoMailbox.messages.count) messages, SMTP on 127.0.0.1:\(smtpPort)")
         print("Site file \(siteFile), spool \(spoolFolder)\n")
         do {
             let summary = try await PollJob(site: site, spool: spool, catalog: catalog, logger: Logger(label: "gatepost.demo")).run()
@@ -79,6 +89,10 @@ struct DemoCommand: AsyncParsableCommand {
         } catch {
             FileHandle.standardError.write(Data("gatepost: \(error.description)\n".utf8))
             throw ExitCode(1)
+        }
+        let sender = OutboxSender(sites: [site], catalog: catalog, logger: Logger(label: "gatepost.demo"))
+        if let line = PollCommand.describe(try await sender.sendDue(site: site.name), site: site.name) {
+            print(line + " (acknowledgments received by the sandbox SMTP server: \(smtpServer.recorded.messages.count))")
         }
         let deliverer = Deliverer(local: local, catalog: catalog, logger: Logger(label: "gatepost.demo"))
         for outcome in try await deliverer.deliverPending(sites: [site]) {

@@ -41,7 +41,7 @@ struct GatepostProcess {
         let dir = try scratch()
         let result = try await GatepostProcess.run(["demo", "--into", dir])
         #expect(result.status == 0, "\(result.stderr)")
-        for expected in ["XFER  orders-2026-11-25.csv", "MSG   orders", "EERP  -", "XFER  RECOVER", "-> orders: delivered"] {
+        for expected in ["XFER  orders-2026-11-25.csv", "MSG   orders", "EERP  -", "XFER  RECOVER", "-> orders: delivered", "demo: outbox: 1 sent"] {
             #expect(result.stdout.contains(expected), "missing \(expected) in\n\(result.stdout)")
         }
         let json = try await GatepostProcess.run(["catalog", "list", "--spool", dir + "/spool", "--format", "json"])

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NIOCore
+import GatepostTestSupport
 import Testing
 @testable import GatepostSMTP
 
@@ -180,4 +181,19 @@ import Testing
         #expect(server.recorded.messages.isEmpty)
         #expect(!server.recorded.commands.contains("QUIT"))
     }
+}
+
+/// Unstuffs what the server received, the way a server does.
+func unstuffed(_ data: [UInt8]) -> [UInt8] {
+    var out: [UInt8] = []
+    var atLineStart = true
+    for byte in data {
+        if atLineStart && byte == UInt8(ascii: ".") {
+            atLineStart = false
+            continue
+        }
+        out.append(byte)
+        atLineStart = byte == 0x0A
+    }
+    return out
 }

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOSSL
+import GatepostTestSupport
 import Testing
 import X509
 @testable import GatepostSMTP

@@ -4,54 +4,57 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 
-/// A tiny SMTP server on 127.0.0.1 for the session tests: it follows a script of capabilities and
-/// refusals and records what it was sent. Not a mail server; a real one is tested elsewhere.
-final class ScriptedSMTPServer: Sendable {
-    struct Script: Sendable {
-        var extensions = ["PIPELINING", "SIZE 10000000", "8BITMIME", "AUTH PLAIN LOGIN", "ENHANCEDSTATUSCODES"]
+/// A tiny SMTP server on 127.0.0.1 for the session tests and the demo: it follows a script of
+/// capabilities and refusals and records what it was sent. Not a mail server; the integration
+/// tests use a real one (Postfix).
+public final class ScriptedSMTPServer: Sendable {
+    public struct Script: Sendable {
+        public var extensions = ["PIPELINING", "SIZE 10000000", "8BITMIME", "AUTH PLAIN LOGIN", "ENHANCEDSTATUSCODES"]
         /// Recipients refused with this reply (the whole line, code included).
-        var refusedRecipients: [String: String] = [:]
+        public var refusedRecipients: [String: String] = [:]
         /// The user and password AUTH PLAIN accepts.
-        var user = "mailer"
-        var password = "s3cret-Pa55"
+        public var user = "mailer"
+        public var password = "s3cret-Pa55"
         /// Stop answering (but keep the connection open) once a line starts with this.
-        var silentFrom: String?
-        var queueID = "4Bx7Yq1Z2"
+        public var silentFrom: String?
+        public var queueID = "4Bx7Yq1Z2"
         /// TLS from the first byte (port 465 style).
-        var implicitTLS: NIOSSLContext?
+        public var implicitTLS: NIOSSLContext?
         /// Offered as STARTTLS (only while the connection is not encrypted yet).
-        var startTLS: NIOSSLContext?
+        public var startTLS: NIOSSLContext?
+
+        public init() {}
     }
 
-    struct Record: Sendable {
+    public struct Record: Sendable {
         /// Whether the connection was encrypted when each command arrived.
-        var encryptedCommands: [String] = []
+        public var encryptedCommands: [String] = []
         /// Command lines, in order, outside message data.
-        var commands: [String] = []
+        public var commands: [String] = []
         /// Each message's data as received: dot-stuffed, CRLF, without the final ".".
-        var messages: [[UInt8]] = []
+        public var messages: [[UInt8]] = []
     }
 
     let script: Script
     private let record = NIOLockedValueBox(Record())
     private let channel = NIOLockedValueBox<(any Channel)?>(nil)
 
-    init(script: Script = Script()) {
+    public init(script: Script = Script()) {
         self.script = script
     }
 
-    var recorded: Record { record.withLockedValue { $0 } }
+    public var recorded: Record { record.withLockedValue { $0 } }
 
     /// What the server recorded once the client's QUIT has arrived (or after two seconds): the
     /// client closes after sending it, and the server's side may read it a moment later.
-    func recordedThroughQuit() async -> Record {
+    public func recordedThroughQuit() async -> Record {
         for _ in 0..<200 where recorded.commands.last != "QUIT" {
             try? await Task.sleep(for: .milliseconds(10))
         }
         return recorded
     }
 
-    func start() async throws -> Int {
+    public func start() async throws -> Int {
         let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { [self] channel in
@@ -68,7 +71,7 @@ final class ScriptedSMTPServer: Sendable {
         return port
     }
 
-    func stop() async {
+    public func stop() async {
         let serverChannel = channel.withLockedValue { channel in
             defer { channel = nil }
             return channel
@@ -79,21 +82,6 @@ final class ScriptedSMTPServer: Sendable {
     fileprivate func update(_ change: (inout Record) -> Void) {
         record.withLockedValue { change(&$0) }
     }
-}
-
-/// Unstuffs what the server received, the way a server does.
-func unstuffed(_ data: [UInt8]) -> [UInt8] {
-    var out: [UInt8] = []
-    var atLineStart = true
-    for byte in data {
-        if atLineStart && byte == UInt8(ascii: ".") {
-            atLineStart = false
-            continue
-        }
-        out.append(byte)
-        atLineStart = byte == 0x0A
-    }
-    return out
 }
 
 private final class ScriptedSMTPHandler: ChannelInboundHandler {
