@@ -50,7 +50,7 @@ public final class ScriptedPOP3Server: Sendable {
     public let password: String
     private let behavior: Behavior
     private let mailbox: NIOLockedValueBox<Mailbox>
-    private let channel: NIOLockedValueBox<(any Channel)?> = NIOLockedValueBox(nil)
+    private let listener = LoopbackListener()
 
     public init(messages: [Message], user: String = "demo", password: String = "demo-password", behavior: Behavior = Behavior()) {
         self.user = user
@@ -64,25 +64,13 @@ public final class ScriptedPOP3Server: Sendable {
 
     /// Starts listening on a free port of 127.0.0.1 and returns it.
     public func start(group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> Int {
-        let bootstrap = ServerBootstrap(group: group)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelInitializer { [self] channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ScriptedPOP3Handler(server: self))
-                }
-            }
-        let serverChannel = try await bootstrap.bind(host: "127.0.0.1", port: 0).get()
-        channel.withLockedValue { $0 = serverChannel }
-        guard let port = serverChannel.localAddress?.port else { throw ChannelError.unknownLocalAddress }
-        return port
+        try await listener.start(group: group) { [self] channel in
+            try channel.pipeline.syncOperations.addHandler(ScriptedPOP3Handler(server: self))
+        }
     }
 
     public func stop() async {
-        let serverChannel = channel.withLockedValue { channel in
-            defer { channel = nil }
-            return channel
-        }
-        try? await serverChannel?.close()
+        await listener.stop()
     }
 
     // MARK: - Session logic, called by the handler on its event loop

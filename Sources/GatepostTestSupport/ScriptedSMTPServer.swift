@@ -37,7 +37,7 @@ public final class ScriptedSMTPServer: Sendable {
 
     let script: Script
     private let record = NIOLockedValueBox(Record())
-    private let channel = NIOLockedValueBox<(any Channel)?>(nil)
+    private let listener = LoopbackListener()
 
     public init(script: Script = Script()) {
         self.script = script
@@ -55,28 +55,16 @@ public final class ScriptedSMTPServer: Sendable {
     }
 
     public func start() async throws -> Int {
-        let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelInitializer { [self] channel in
-                channel.eventLoop.makeCompletedFuture {
-                    if let context = script.implicitTLS {
-                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context))
-                    }
-                    try channel.pipeline.syncOperations.addHandler(ScriptedSMTPHandler(server: self))
-                }
+        try await listener.start { [self] channel in
+            if let context = script.implicitTLS {
+                try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context))
             }
-        let serverChannel = try await bootstrap.bind(host: "127.0.0.1", port: 0).get()
-        channel.withLockedValue { $0 = serverChannel }
-        guard let port = serverChannel.localAddress?.port else { throw ChannelError.unknownLocalAddress }
-        return port
+            try channel.pipeline.syncOperations.addHandler(ScriptedSMTPHandler(server: self))
+        }
     }
 
     public func stop() async {
-        let serverChannel = channel.withLockedValue { channel in
-            defer { channel = nil }
-            return channel
-        }
-        try? await serverChannel?.close()
+        await listener.stop()
     }
 
     fileprivate func update(_ change: (inout Record) -> Void) {
