@@ -71,15 +71,19 @@ public final class POP3Session {
     private var eventHead = 0
     private let logger: Logger
 
+    private let readTimeout: ReadTimeoutHandler
+
     init(
         configuration: POP3ConnectionConfiguration,
         channel: any Channel,
+        readTimeout: ReadTimeoutHandler,
         inbound: NIOAsyncChannelInboundStream<ByteBuffer>,
         outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>,
         logger: Logger
     ) {
         self.configuration = configuration
         self.channel = channel
+        self.readTimeout = readTimeout
         self.inbound = inbound.makeAsyncIterator()
         self.outbound = outbound
         self.logger = logger
@@ -99,6 +103,8 @@ public final class POP3Session {
                 throw mapTransportError(error, during: phase())
             }
             guard var buffer = received else {
+                // Our own read timeout closed the connection: that is the cause to report.
+                if readTimeout.hasFired { throw POP3Error.timeout(during: phase()) }
                 throw machine.connectionClosed() ?? POP3Error.connectionClosed(during: phase())
             }
             events = try machine.receive(&buffer)
@@ -109,7 +115,7 @@ public final class POP3Session {
 
     private func mapTransportError(_ error: any Error, during phase: String) -> POP3Error {
         if let error = error as? POP3Error { return error }
-        if error is ReadTimeoutHandler.Fired { return .timeout(during: phase) }
+        if error is ReadTimeoutHandler.Fired || readTimeout.hasFired { return .timeout(during: phase) }
         if error is NIOSSLError || error is BoringSSLError || error is NIOSSLExtraError {
             return .tlsFailed(POP3Transport.describeTLS(error))
         }
@@ -408,11 +414,13 @@ public enum POP3Client {
         logger: Logger,
         _ body: (POP3Session) async throws -> Result
     ) async throws -> Result {
-        let connection = try await POP3Transport.connect(configuration, group: group)
+        let readTimeout = ReadTimeoutHandler()
+        let connection = try await POP3Transport.connect(configuration, group: group, readTimeout: readTimeout)
         let channel = connection.channel
         return try await connection.executeThenClose { inbound, outbound in
             let session = POP3Session(
-                configuration: configuration, channel: channel, inbound: inbound, outbound: outbound, logger: logger
+                configuration: configuration, channel: channel, readTimeout: readTimeout,
+                inbound: inbound, outbound: outbound, logger: logger
             )
             // A cancelled task (a daemon shutting down) closes the connection, which ends any
             // read in progress at once; what was not committed stays on the server.

@@ -1,6 +1,7 @@
 import NIOCore
 import NIOPosix
 import NIOSSL
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -59,8 +60,14 @@ final class ReadTimeoutHandler: ChannelInboundHandler, Sendable {
 
     struct Fired: Error {}
 
+    /// Set when the timeout fired: the close that follows can reach the session as "I/O on
+    /// closed channel" before the timeout error does, and the session must still say timeout.
+    private let fired = Mutex(false)
+    var hasFired: Bool { fired.withLock { $0 } }
+
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
+            fired.withLock { $0 = true }
             context.fireErrorCaught(Fired())
             context.close(promise: nil)
             return
@@ -74,7 +81,8 @@ enum POP3Transport {
 
     static func connect(
         _ configuration: POP3ConnectionConfiguration,
-        group: any EventLoopGroup
+        group: any EventLoopGroup,
+        readTimeout: ReadTimeoutHandler
     ) async throws(POP3Error) -> Connection {
         let sslContext: NIOSSLContext?
         do {
@@ -95,7 +103,7 @@ enum POP3Transport {
                             try pipeline.addHandler(NIOSSLClientHandler(context: sslContext, serverHostname: serverName))
                         }
                         try pipeline.addHandler(IdleStateHandler(readTimeout: configuration.readTimeout))
-                        try pipeline.addHandler(ReadTimeoutHandler())
+                        try pipeline.addHandler(readTimeout)
                         return try Connection(
                             wrappingChannelSynchronously: channel,
                             configuration: .init(backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8))
