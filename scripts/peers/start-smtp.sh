@@ -290,27 +290,8 @@ EOF
   touch -d '-1 minute' "$ETC"/*
 }
 
-alive() { # PID exists and is not a zombie (kill -0 succeeds on zombies)
-  local stat
-  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-  stat=${stat##*) }
-  [[ ${stat%% *} != [ZX] ]]
-}
-
-started_at() { # the kernel's start time of PID (field 22 of /proc/PID/stat): a PID number is
-  local stat  # reused once its process is gone, the pair (PID, start time) is not
-  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-  stat=${stat##*) }
-  set -- $stat
-  echo "${20}"
-}
-
-free_ports() { # two distinct free ports, both held open while choosing
-  python3 -c 'import socket
-s=[socket.socket() for _ in range(2)]
-for x in s: x.bind(("127.0.0.1",0))
-print(*[x.getsockname()[1] for x in s])'
-}
+# alive, started_at, free_ports, stop_with
+source "$(dirname "${BASH_SOURCE[0]}")/process-lib.sh"
 
 print_json() { # pid
   python3 - "$1" "$DIR" "$DOVECOT_DIR" "$PORT" "$TLS_PORT" "$DOMAIN" "$TEMPFAIL" "$AUTH_USER" "$AUTH_PASSWORD" \
@@ -380,13 +361,7 @@ while time.monotonic() < deadline:
 sys.exit(1)
 PY
   then
-    if [[ -n $WATCH_PID ]]; then
-      # Stop our server once the watched process is gone, and only our server: when the
-      # server went first (stopped by the test), its PID may already belong to another process.
-      SERVER_START=$(started_at "$PID")
-      ( while alive "$WATCH_PID" && [[ $(started_at "$PID") == "$SERVER_START" ]]; do sleep 1; done
-        [[ $(started_at "$PID") == "$SERVER_START" ]] && kill "$PID" 2>/dev/null ) </dev/null >/dev/null 2>&1 &
-    fi
+    [[ -z $WATCH_PID ]] || stop_with "$WATCH_PID" "$PID"
     print_json "$PID"
     PID=""   # started: it is the caller's now
     exit 0
