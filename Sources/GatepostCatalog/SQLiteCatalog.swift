@@ -154,6 +154,11 @@ public final class SQLiteCatalog: Catalog {
                 t.add(column: "purgedAt", .datetime)
             }
         }
+        migrator.registerMigration("v8-message-text") { db in
+            try db.alter(table: "transfer") { t in
+                t.add(column: "messageText", .text)
+            }
+        }
         return migrator
     }
 
@@ -414,7 +419,7 @@ public final class SQLiteCatalog: Catalog {
 
     public func markPurged(id: String, at date: Date) async throws {
         try await database.write { db in
-            try db.execute(sql: "UPDATE transfer SET path = NULL, purgedAt = ? WHERE id = ?", arguments: [date, id])
+            try db.execute(sql: "UPDATE transfer SET path = NULL, messageText = NULL, purgedAt = ? WHERE id = ?", arguments: [date, id])
         }
     }
 
@@ -540,6 +545,7 @@ struct StoredTransfer: Codable, FetchableRecord, PersistableRecord {
     var recipientReports: String
     var ackMessageId: String?
     var purgedAt: Date?
+    var messageText: String?
 
     init(_ record: TransferRecord) {
         id = record.id
@@ -569,6 +575,7 @@ struct StoredTransfer: Codable, FetchableRecord, PersistableRecord {
         recipientReports = String(decoding: reports, as: UTF8.self)
         ackMessageId = record.ackMessageId
         purgedAt = record.purgedAt
+        messageText = record.messageText
     }
 
     var record: TransferRecord {
@@ -597,7 +604,8 @@ struct StoredTransfer: Codable, FetchableRecord, PersistableRecord {
             messageSha256: messageSha256,
             recipientReports: (try? JSONDecoder().decode([RecipientReport].self, from: Data(recipientReports.utf8))) ?? [],
             ackMessageId: ackMessageId,
-            purgedAt: purgedAt
+            purgedAt: purgedAt,
+            messageText: messageText
         )
     }
 }

@@ -66,6 +66,9 @@ public struct TransferRecord: Codable, Sendable, Hashable, Identifiable {
     public var ackMessageId: String?
     /// When `gatepost catalog purge` removed the transfer's files.
     public var purgedAt: Date?
+    /// The message's text (UTF-8) kept with an XFER, when it is small enough to live in the
+    /// catalog; a larger one is kept as the file `path` + ".txt".
+    public var messageText: String?
 
     public init(
         id: String,
@@ -92,7 +95,8 @@ public struct TransferRecord: Codable, Sendable, Hashable, Identifiable {
         messageSha256: String? = nil,
         recipientReports: [RecipientReport] = [],
         ackMessageId: String? = nil,
-        purgedAt: Date? = nil
+        purgedAt: Date? = nil,
+        messageText: String? = nil
     ) {
         self.id = id
         self.direction = direction
@@ -119,12 +123,13 @@ public struct TransferRecord: Codable, Sendable, Hashable, Identifiable {
         self.recipientReports = recipientReports
         self.ackMessageId = ackMessageId
         self.purgedAt = purgedAt
+        self.messageText = messageText
     }
 
     private enum CodingKeys: String, CodingKey {
         case id, direction, type, fileName, site, application, state, messageId, uidl, sender, recipients, subject
         case size, sha256, path, receivedAt, ack, error, originalMessageId, disposition, deliveredPath
-        case messageSha256, recipientReports, ackMessageId, purgedAt
+        case messageSha256, recipientReports, ackMessageId, purgedAt, messageText
     }
 
     /// Every field is written, absent ones as `null`: a consumer of `--format json` sees the
@@ -156,6 +161,7 @@ public struct TransferRecord: Codable, Sendable, Hashable, Identifiable {
         try container.encode(recipientReports, forKey: .recipientReports)
         try container.encode(ackMessageId, forKey: .ackMessageId)
         try container.encode(purgedAt, forKey: .purgedAt)
+        try container.encode(messageText, forKey: .messageText)
     }
 
     /// A new, time-ordered, unguessable id: `T` + UTC timestamp to the millisecond + 8 random hex digits.
@@ -325,7 +331,7 @@ public protocol Catalog: Sendable {
     /// failed, acknowledged or sent (and reports and duplicates, which are never delivered), with
     /// no outgoing message still pending, not yet purged. RECOVER waits for an operator.
     func purgeCandidates(before: Date, site: String?) async throws -> [TransferRecord]
-    /// Records that `id`'s files are gone: `path` becomes nil and `purgedAt` is set. The row
+    /// Records that `id`'s files are gone: `path` and `messageText` become nil, `purgedAt` is set. The row
     /// stays (the audit trail, and the UIDL that keeps the message from being fetched again).
     func markPurged(id: String, at: Date) async throws
     /// Inbound transfers not yet delivered: state received (to route) or routed (to deliver),

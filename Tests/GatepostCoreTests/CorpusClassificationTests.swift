@@ -32,8 +32,10 @@ struct CorpusIngest {
 
     struct Outcome {
         var record: TransferRecord
-        /// Kept file name -> its bytes.
+        /// Kept file name (message.txt for the text kept in the record) -> its bytes.
         var files: [String: [UInt8]]
+        /// Name -> the suffix of its file in `in/<site>/` ("" for the main file).
+        var suffixes: [String: String] = [:]
     }
 
     /// Ingests `bytes` in chunks of `chunkSize` (nil: one chunk) and assembles the record.
@@ -41,9 +43,9 @@ struct CorpusIngest {
         let site = try #require(Self.site)
         let spool = try Spool(root: try makeTemporaryDirectory("corpus"))
         let id = TransferRecord.newID()
-        let workspace = try spool.makeWorkspace(id: id)
+        let prefix = spool.temporaryPrefix(id: id)
         let scratch = try RawMessageScratch(folder: spool.temporaryRoot)
-        let ingest = try MessageIngest(workspace: workspace, raw: scratch, limits: limits, maxSize: 1 << 30)
+        let ingest = try MessageIngest(filePrefix: prefix, raw: scratch, limits: limits, maxSize: 1 << 30)
         let size = chunkSize ?? max(1, bytes.count)
         var offset = 0
         while offset < bytes.count {
@@ -52,16 +54,22 @@ struct CorpusIngest {
             offset = end
         }
         let result = try ingest.finish()
-        let assembled = try TransferAssembler.assemble(result, site: site, id: id, uidl: "u1", workspace: workspace, duplicateOf: nil)
+        let assembled = try TransferAssembler.assemble(result, site: site, id: id, uidl: "u1", filePrefix: prefix, duplicateOf: nil)
         var files: [String: [UInt8]] = [:]
-        for name in try FileManager.default.contentsOfDirectory(atPath: workspace) {
-            files[name] = [UInt8](try Data(contentsOf: URL(fileURLWithPath: workspace + "/" + name)))
+        for file in assembled.files {
+            files[file.name] = [UInt8](try Data(contentsOf: URL(fileURLWithPath: file.source)))
         }
-        #expect(Set(files.keys) == Set(assembled.keptFiles), "the workspace holds exactly the kept files")
+        if let text = assembled.record.messageText {
+            #expect(files[TransferAssembler.textFileName] == nil, "the message text is kept once")
+            files[TransferAssembler.textFileName] = Array(text.utf8)
+        }
+        let left = try FileManager.default.contentsOfDirectory(atPath: spool.temporaryRoot)
+            .map { spool.temporaryRoot + "/" + $0 }.filter { $0 != scratch.path }
+        #expect(Set(left) == Set(assembled.files.map(\.source)), "tmp/ holds exactly the kept files")
         var record = assembled.record
         record.id = "T"
         record.receivedAt = Date(timeIntervalSince1970: 0)
-        return Outcome(record: record, files: files)
+        return Outcome(record: record, files: files, suffixes: Dictionary(assembled.files.map { ($0.name, $0.suffix) }, uniquingKeysWith: { first, _ in first }))
     }
 
     static func text(_ bytes: [UInt8]?) -> String? {
@@ -106,6 +114,42 @@ struct CorpusIngest {
         #expect(outcome.record.fileName == fileName, "\(name)")
         #expect(outcome.files[fileName] != nil, "\(name) keeps \(fileName)")
         #expect(outcome.record.error == nil, "\(name)")
+    }
+
+    /// Message texts stay in memory and go into the record; past the memory budget they are
+    /// files, and an XFER then keeps its text as `<id>.txt`.
+    @Test func theMessageTextIsInTheRecordUnlessItIsLarge() throws {
+        func message(text: String) -> [UInt8] {
+            Array("""
+                From: a@example.com\r
+                Message-ID: <big@example.com>\r
+                Content-Type: multipart/mixed; boundary=b\r
+                \r
+                --b\r
+                Content-Type: text/plain\r
+                \r
+                \(text)\r
+                --b\r
+                Content-Type: text/csv; name=data.csv\r
+                \r
+                1,2\r
+                --b--\r
+
+                """.utf8)
+        }
+        let small = try CorpusIngest.ingest(message(text: "see attached"))
+        #expect(small.record.messageText == "see attached")
+        #expect(small.suffixes == ["data.csv": ""])
+
+        let line = String(repeating: "x", count: 998) + "\r\n"
+        let text = String(repeating: line, count: 1200)  // 1.2 MB: past the memory budget
+        for chunkSize in [nil, 4096] {
+            let large = try CorpusIngest.ingest(message(text: text), chunkSize: chunkSize)
+            #expect(large.record.messageText == nil)
+            #expect(large.suffixes == ["data.csv": "", "message.txt": ".txt"])
+            #expect(large.files["message.txt"] == Array(text.utf8))
+            #expect(CorpusIngest.text(large.files["data.csv"]) == "1,2")
+        }
     }
 
     @Test func decodedContentsAndTheMessageText() throws {

@@ -79,7 +79,9 @@ func sha256Hex(ofFile path: String) throws -> String {
         // Asked for an MDN, but this site has no smtp: settings to send one with.
         #expect(xfer.ack == .failed)
         #expect(xfer.messageId == "xfer-0001@acme.example")
-        #expect(FileManager.default.fileExists(atPath: (path as NSString).deletingLastPathComponent + "/message.txt"))
+        // The message text lives in the record, not in a file of its own.
+        #expect(xfer.messageText?.hasPrefix("Today's purchase orders are attached.") == true)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: (path as NSString).deletingLastPathComponent).filter { $0.hasPrefix(xfer.id) } == [xfer.id])
         #expect(records[2].originalMessageId == "out-0001@ours.example")
         #expect(records[2].disposition == "automatic-action/MDN-sent-automatically; processed")
         // RECOVER keeps the message exactly as RETR delivered it, dot-unstuffed.
@@ -224,20 +226,30 @@ func sha256Hex(ofFile path: String) throws -> String {
 }
 
 @Suite struct SpoolRecoveryTests {
-    @Test func pendingFoldersArePublishedIfCommittedAndRemovedIfNot() async throws {
+    @Test func pendingFilesArePublishedIfCommittedAndRemovedIfNot() async throws {
         let root = try makeTemporaryDirectory("recover")
         let spool = try Spool(root: root)
+        var batch: [(id: String, files: [TransferAssembler.KeptFile])] = []
         for id in ["T1", "T2"] {
-            let workspace = try spool.makeWorkspace(id: id)
-            try "x".write(toFile: workspace + "/f", atomically: true, encoding: .utf8)
-            _ = try spool.commitWorkspace(workspace, keeping: ["f"], site: "acme", id: id)
+            let prefix = spool.temporaryPrefix(id: id)
+            try "main".write(toFile: prefix + ".part-1", atomically: false, encoding: .utf8)
+            try "html".write(toFile: prefix + ".part-2", atomically: false, encoding: .utf8)
+            batch.append((id, [
+                .init(source: prefix + ".part-1", suffix: "", name: "message.txt"),
+                .init(source: prefix + ".part-2", suffix: ".html", name: "message.html"),
+            ]))
         }
+        try spool.commitFiles(batch, site: "acme")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: spool.temporaryRoot).isEmpty)
+        // A folder of an older spool's layout, committed: published too.
+        try FileManager.default.createDirectory(atPath: spool.pendingPath(site: "acme", id: "T0"), withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: spool.temporaryRoot + "/T3", withIntermediateDirectories: true)
         #expect(spool.sweepTemporary() == 1)
-        let result = try await spool.recoverPending { $0 == "T1" }
-        #expect(result.published == 1)
-        #expect(result.removed == 1)
-        #expect(try FileManager.default.contentsOfDirectory(atPath: spool.inboundRoot + "/acme") == ["T1"])
-        #expect(FileManager.default.fileExists(atPath: spool.transferFolder(site: "acme", id: "T1") + "/f"))
+        let result = try await spool.recoverPending { $0 == "T1" || $0 == "T0" }
+        #expect(result.published == 3)
+        #expect(result.removed == 2)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: spool.inboundRoot + "/acme").sorted() == ["T0", "T1", "T1.html"])
+        #expect(try String(contentsOfFile: spool.transferPath(site: "acme", id: "T1"), encoding: .utf8) == "main")
+        #expect(try String(contentsOfFile: spool.transferPath(site: "acme", id: "T1") + ".html", encoding: .utf8) == "html")
     }
 }

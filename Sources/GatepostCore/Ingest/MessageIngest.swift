@@ -5,35 +5,107 @@ import NIOCore
 import Glibc
 #endif
 
-/// A leaf part's body as written to the workspace.
-struct PartFile: Sendable, Hashable {
-    var name: String
+/// A leaf part's decoded body: in memory while it is small and not an attached file, else in a
+/// file in `tmp/`. Keeping message texts in memory spares a file (an inode, an fsync) per
+/// message: they go into the catalog row, or into a file only when kept as one.
+struct PartBody: Sendable, Hashable {
+    enum Storage: Sendable, Hashable {
+        case memory([UInt8])
+        /// The file's full path.
+        case file(String)
+    }
+
+    var storage: Storage
     var size: Int64
-    var sha256: String
+    /// Hex SHA-256, computed as a file is written; nil for a body in memory until it is kept.
+    var sha256: String?
+
+    /// The bytes, for bodies small enough to handle whole (texts, reports): from memory, or read
+    /// from the file up to `limit` bytes.
+    func bytes(limit: Int) throws -> [UInt8] {
+        switch storage {
+        case .memory(let bytes):
+            return Array(bytes.prefix(limit))
+        case .file(let path):
+            return try SpoolFileReader.read(path, limit: limit)
+        }
+    }
 }
 
-/// Writes every leaf part of a message to its own file as the parser decodes it. The text of a
-/// text body goes through a ``UUEncodedFileExtractor`` on the way, so files uuencoded in it get
-/// files of their own (`uu-N`) and the text file keeps only the text around them.
+/// Writes one body: into memory up to `memoryLimit` bytes, then into `spillPath` (everything
+/// written so far first, so the file's hash covers the whole body).
+final class PartBodyWriter {
+    private var buffer: [UInt8] = []
+    private var file: SpoolFileWriter?
+    private let spillPath: String
+    private let memoryLimit: Int
+
+    init(spillPath: String, memoryLimit: Int) throws(SpoolError) {
+        self.spillPath = spillPath
+        self.memoryLimit = max(0, memoryLimit)
+        if memoryLimit <= 0 { file = try SpoolFileWriter(path: spillPath) }
+    }
+
+    /// Whether the body went to its file (which then exists and is the caller's to keep or remove).
+    var isInFile: Bool { file != nil }
+
+    func write(_ bytes: UnsafeRawBufferPointer) throws(SpoolError) {
+        if let file {
+            try file.write(bytes)
+        } else if buffer.count + bytes.count > memoryLimit {
+            let file = try SpoolFileWriter(path: spillPath)
+            self.file = file
+            var failure: SpoolError?
+            buffer.withUnsafeBytes { held in
+                do throws(SpoolError) { try file.write(held) } catch { failure = error }
+            }
+            if let failure { throw failure }
+            buffer = []
+            try file.write(bytes)
+        } else {
+            buffer.append(contentsOf: bytes)
+        }
+    }
+
+    func finish() throws(SpoolError) -> PartBody {
+        if let file {
+            let (size, sha256) = try file.finish()
+            return PartBody(storage: .file(spillPath), size: size, sha256: sha256)
+        }
+        return PartBody(storage: .memory(buffer), size: Int64(buffer.count), sha256: nil)
+    }
+}
+
+/// Receives every leaf part of a message as the parser decodes it. Attached files go straight to
+/// files in `tmp/` (`<id>.part-N`); other bodies (texts, reports) stay in memory within a budget
+/// per message and spill to a file beyond it. The text of a text body goes through a
+/// ``UUEncodedFileExtractor`` on the way, so files uuencoded in it get files of their own
+/// (`<id>.uu-N`) and the text keeps only what is around them.
 final class PartFileSink: MIMEPartHandler, UUEncodedFileHandler {
     struct UUEncodedFile {
         var parent: Int
         var name: String
-        var file: PartFile
+        var body: PartBody
     }
 
     /// More files than this in one text body is not a transfer; the message is kept whole.
     static let maxUUEncodedFiles = 100
+    /// Bytes of bodies held in memory per message; past it, bodies go to files.
+    static let memoryBudget = 1 << 20
 
-    let workspace: String
-    private var current: (index: Int, writer: SpoolFileWriter)?
+    /// Every file name starts with this (`tmp/<id>`).
+    let filePrefix: String
+    private var current: (index: Int, writer: PartBodyWriter)?
     private var extractor: UUEncodedFileExtractor?
     private var uuCurrent: (name: String, writer: SpoolFileWriter)?
-    private(set) var files: [Int: PartFile] = [:]
+    private var memoryUsed = 0
+    private(set) var bodies: [Int: PartBody] = [:]
     private(set) var uuencodedFiles: [UUEncodedFile] = []
+    /// Every file created, kept or not: what is not kept is removed.
+    private(set) var createdFiles: [String] = []
 
-    init(workspace: String) {
-        self.workspace = workspace
+    init(filePrefix: String) {
+        self.filePrefix = filePrefix
     }
 
     /// Text bodies are where old mailers put uuencoded files: text/plain that is not itself an
@@ -42,9 +114,18 @@ final class PartFileSink: MIMEPartHandler, UUEncodedFileHandler {
         part.contentType.mimeType == "text/plain" && part.fileName == nil && part.disposition?.isAttachment != true
     }
 
+    /// What is likely an attached file goes to a file from its first byte.
+    static func belongsInFile(_ part: MIMEPart) -> Bool {
+        part.fileName != nil || part.disposition?.isAttachment == true
+            || !["text", "message"].contains(part.contentType.type)
+    }
+
     func partDidBegin(_ part: MIMEPart) throws {
         guard !part.isMultipart else { return }
-        current = (part.index, try SpoolFileWriter(path: "\(workspace)/part-\(part.index)"))
+        let path = "\(filePrefix).part-\(part.index)"
+        createdFiles.append(path)
+        let limit = Self.belongsInFile(part) ? 0 : Self.memoryBudget - memoryUsed
+        current = (part.index, try PartBodyWriter(spillPath: path, memoryLimit: limit))
         extractor = Self.mayHoldUUEncodedFiles(part) ? UUEncodedFileExtractor() : nil
     }
 
@@ -69,8 +150,9 @@ final class PartFileSink: MIMEPartHandler, UUEncodedFileHandler {
             try extractor.finish(into: &handler)
         }
         self.current = nil
-        let (size, sha256) = try current.writer.finish()
-        files[index] = PartFile(name: "part-\(index)", size: size, sha256: sha256)
+        let body = try current.writer.finish()
+        if case .memory = body.storage { memoryUsed += Int(body.size) }
+        bodies[index] = body
     }
 
     // MARK: UUEncodedFileHandler
@@ -81,7 +163,9 @@ final class PartFileSink: MIMEPartHandler, UUEncodedFileHandler {
 
     func fileDidBegin(name: String) throws {
         guard uuencodedFiles.count < Self.maxUUEncodedFiles else { throw MIMEError.limitExceeded(.parts) }
-        uuCurrent = (name, try SpoolFileWriter(path: "\(workspace)/uu-\(uuencodedFiles.count)"))
+        let path = "\(filePrefix).uu-\(uuencodedFiles.count)"
+        createdFiles.append(path)
+        uuCurrent = (name, try SpoolFileWriter(path: path))
     }
 
     func file(didReceive bytes: UnsafeRawBufferPointer) throws {
@@ -92,15 +176,40 @@ final class PartFileSink: MIMEPartHandler, UUEncodedFileHandler {
         guard let uuCurrent, let parent = current?.index else { return }
         self.uuCurrent = nil
         // Without its `end` line the "file" may be prose that began with "begin 644", and the
-        // text after it is gone from message.txt: the message is kept whole instead.
+        // text after it is gone from the message text: the message is kept whole instead.
         guard complete else {
             throw MIMEError.malformedBody("a uuencoded file (\(uuCurrent.name)) that does not end properly")
         }
         let (size, sha256) = try uuCurrent.writer.finish()
         uuencodedFiles.append(UUEncodedFile(
             parent: parent, name: uuCurrent.name,
-            file: PartFile(name: "uu-\(uuencodedFiles.count)", size: size, sha256: sha256)
+            body: PartBody(storage: .file(uuCurrent.writer.path), size: size, sha256: sha256)
         ))
+    }
+}
+
+/// Reads small spool files whole (texts, reports), up to a limit.
+enum SpoolFileReader {
+    static func read(_ path: String, limit: Int) throws(SpoolError) -> [UInt8] {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw SpoolError("open", path: path, errno: errno) }
+        defer { close(descriptor) }
+        var bytes = [UInt8](repeating: 0, count: limit)
+        var filled = 0
+        while filled < limit {
+            let count = bytes.withUnsafeMutableBytes { buffer -> Int in
+                guard let base = buffer.baseAddress else { return 0 }
+                return Glibc.read(descriptor, base + filled, limit - filled)
+            }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw SpoolError("read", path: path, errno: errno)
+            }
+            if count == 0 { break }
+            filled += count
+        }
+        bytes.removeSubrange(filled...)
+        return bytes
     }
 }
 
@@ -144,18 +253,22 @@ final class RawMessageScratch {
 }
 
 /// The bytes of one RETR, taken in as they arrive: the whole message goes to the raw scratch
-/// file (hashed), and through the streaming MIME parser into one file per part. Memory stays at a
-/// few buffers whatever the message size. A message the parser rejects (a limit, a malformed
-/// header) is still complete in `message.eml`, to be kept whole as RECOVER.
+/// file (hashed), and through the streaming MIME parser to the part bodies (``PartFileSink``).
+/// Memory stays bounded whatever the message size. A message the parser rejects (a limit, a
+/// malformed header) is still complete in the scratch file, to be kept whole as RECOVER.
 final class MessageIngest {
+    /// The whole message's name where it is kept whole.
     static let rawFileName = "message.eml"
 
     struct Result {
-        /// The whole message; its bytes are in `scratch` until moved.
-        var raw: PartFile
+        /// The whole message's size and SHA-256; its bytes are in `scratch` until moved.
+        var rawSize: Int64
+        var rawSHA256: String
         var scratch: RawMessageScratch
         var parts: [MIMEPart]
-        var partFiles: [Int: PartFile]
+        var bodies: [Int: PartBody]
+        /// Every file the ingest created in `tmp/`.
+        var createdFiles: [String]
         var parseError: MIMEError?
     }
 
@@ -169,7 +282,8 @@ final class MessageIngest {
         }
     }
 
-    let workspace: String
+    /// Every file of this message starts with this path (`tmp/<transfer id>`).
+    let filePrefix: String
     private let raw: RawMessageScratch
     private var parser: MIMEStreamParser
     private var sink: PartFileSink
@@ -177,12 +291,12 @@ final class MessageIngest {
     private let maxSize: Int64
     private var received: Int64 = 0
 
-    init(workspace: String, raw: RawMessageScratch, limits: MIMELimits, maxSize: Int64) throws {
-        self.workspace = workspace
+    init(filePrefix: String, raw: RawMessageScratch, limits: MIMELimits, maxSize: Int64) throws {
+        self.filePrefix = filePrefix
         self.raw = raw
         try raw.begin()
         parser = MIMEStreamParser(limits: limits)
-        sink = PartFileSink(workspace: workspace)
+        sink = PartFileSink(filePrefix: filePrefix)
         self.maxSize = maxSize
     }
 
@@ -211,20 +325,22 @@ final class MessageIngest {
         let (size, sha256) = try raw.checkpoint()
         // Files uuencoded in a text body become parts of their own, after the parser's.
         var parts = parser.parts
-        var partFiles = sink.files
+        var bodies = sink.bodies
         if parseError == nil {
             for embedded in sink.uuencodedFiles where parts.indices.contains(embedded.parent) {
                 let part = MIMEPart.uuencodedFile(index: parts.count, parent: parts[embedded.parent], name: embedded.name)
                 parts.append(part)
-                partFiles[part.index] = embedded.file
+                bodies[part.index] = embedded.body
             }
         }
         return Result(
-            raw: PartFile(name: Self.rawFileName, size: size, sha256: sha256),
-            scratch: raw,
-            parts: parts,
-            partFiles: partFiles,
-            parseError: parseError
+            rawSize: size, rawSHA256: sha256, scratch: raw, parts: parts, bodies: bodies,
+            createdFiles: sink.createdFiles, parseError: parseError
         )
+    }
+
+    /// Removes every file this message created (it is not kept: an error, a cancellation).
+    func discard() {
+        for path in sink.createdFiles { unlink(path) }
     }
 }

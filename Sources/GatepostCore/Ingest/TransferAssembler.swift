@@ -5,13 +5,24 @@ import Glibc
 import GatepostCatalog
 import GatepostMIME
 
-/// Turns an ingested message into a transfer record and the set of files to keep, renaming the
-/// kept files in the workspace to their final names and removing the rest.
+/// Turns an ingested message into a transfer record and the files to keep. A transfer keeps
+/// one file (the attached file, the message text of a MSG, the report, or the whole message),
+/// plus the HTML of a MSG, or a message text too large for the catalog. Everything else the
+/// ingest wrote is removed.
 enum TransferAssembler {
+    /// A file to keep: where it is now in `tmp/`, and what follows the transfer id in its name
+    /// in `in/<site>/` ("" for the main file).
+    struct KeptFile: Sendable, Hashable {
+        var source: String
+        var suffix: String
+        /// What it is, for people: the attached file's name, message.txt, message.html, ...
+        var name: String
+    }
+
     struct Assembled {
         var record: TransferRecord
-        /// File names in the workspace; `record.path` is one of them (relative, for now).
-        var keptFiles: [String]
+        /// The main file first.
+        var files: [KeptFile]
     }
 
     static let textFileName = "message.txt"
@@ -19,13 +30,17 @@ enum TransferAssembler {
     static let reportFileName = "report.txt"
     /// The name of an attached message (message/rfc822) that came without one.
     static let attachedMessageFileName = "attached-message.eml"
+    /// An XFER's message text up to this size is kept in its catalog row (no file, no fsync);
+    /// a larger one as the file `<id>.txt`.
+    static let maxCatalogTextSize: Int64 = 1 << 20
 
+    /// - Parameter filePrefix: `tmp/<transfer id>`, the start of every file name of this message.
     static func assemble(
         _ result: MessageIngest.Result,
         site: RemoteSite,
         id: String,
         uidl: String?,
-        workspace: String,
+        filePrefix: String,
         duplicateOf duplicate: String?
     ) throws -> Assembled {
         let header = result.parts.first?.header ?? MessageHeader()
@@ -41,7 +56,7 @@ enum TransferAssembler {
             recipients: (header.all("To") + header.all("Cc")).flatMap(Self.addresses),
             subject: header["Subject"].map(EncodedWords.decode),
             ack: header["Disposition-Notification-To"] == nil ? .none : .requested,
-            messageSha256: result.raw.sha256
+            messageSha256: result.rawSHA256
         )
 
         let messageClass: MessageClass
@@ -53,117 +68,147 @@ enum TransferAssembler {
             messageClass = Classifier.classify(result.parts)
         }
 
-        // name in workspace -> final name
-        var keep: [(from: String, to: String)] = []
-        var main: PartFile
-        switch messageClass {
-        case .transfer(let file, let text):
-            guard let attachment = result.partFiles[file] else { return recover(result, record: record, reason: "attachment body missing") }
-            var taken: Set<String> = []
-            if let text, let textFile = result.partFiles[text] {
-                let converted = try TextConversion.toUTF8(textFile, part: result.parts[text], workspace: workspace)
-                keep.append((converted.name, textFileName))
-                taken.insert(textFileName)
-            }
-            let attachedPart = result.parts[file]
-            let proposed = attachedPart.fileName
-                ?? (attachedPart.contentType.mimeType == "message/rfc822" ? attachedMessageFileName : SafeFileName.fallback)
-            let name = SafeFileName.unique(SafeFileName.make(proposed), avoiding: taken)
-            keep.append((attachment.name, name))
-            main = attachment
-            main.name = name
-            record.type = .xfer
-            record.fileName = name
-        case .message(let text, let html):
-            guard let original = result.partFiles[text] else { return recover(result, record: record, reason: "text body missing") }
-            // What MSG keeps is for people and applications to read: UTF-8, whatever was sent.
-            let textFile = try TextConversion.toUTF8(original, part: result.parts[text], workspace: workspace)
-            keep.append((textFile.name, textFileName))
-            if let html, let original = result.partFiles[html] {
-                let htmlFile = try TextConversion.toUTF8(original, part: result.parts[html], workspace: workspace)
-                keep.append((htmlFile.name, htmlFileName))
-            }
-            main = textFile
-            main.name = textFileName
-            record.type = .msg
-            record.fileName = site.application ?? "MSG"
-        case .report(let report):
-            record.type = .eerp
-            record.ack = .none  // RFC 8098 section 2.1: never acknowledge a report.
-            if let report, let reportFile = result.partFiles[report] {
-                keep.append((reportFile.name, reportFileName))
-                main = reportFile
-                main.name = reportFileName
-                let fields = ReportFields.parse(try readSmallFile(workspace + "/" + reportFile.name, limit: 256 * 1024))
+        var files = FileSet(filePrefix: filePrefix)
+        do {
+            switch messageClass {
+            case .transfer(let file, let text):
+                guard let attachment = result.bodies[file] else {
+                    let assembled = try keepWhole(result, record: record, reason: "attachment body missing", files: &files)
+                    files.removeUnkept(result.createdFiles)
+                    return assembled
+                }
+                let attachedPart = result.parts[file]
+                let proposed = attachedPart.fileName
+                    ?? (attachedPart.contentType.mimeType == "message/rfc822" ? attachedMessageFileName : SafeFileName.fallback)
+                let name = SafeFileName.make(proposed)
+                let main = try files.keep(attachment, suffix: "", name: name)
+                if let text, let body = result.bodies[text] {
+                    let converted = try files.utf8(body, part: result.parts[text])
+                    if case .memory(let bytes) = converted.storage, converted.size <= maxCatalogTextSize {
+                        record.messageText = String(decoding: bytes, as: UTF8.self)
+                    } else {
+                        _ = try files.keep(converted, suffix: ".txt", name: textFileName)
+                    }
+                }
+                record.type = .xfer
+                record.fileName = name
+                record.size = main.size
+                record.sha256 = main.sha256
+            case .message(let text, let html):
+                guard let original = result.bodies[text] else {
+                    let assembled = try keepWhole(result, record: record, reason: "text body missing", files: &files)
+                    files.removeUnkept(result.createdFiles)
+                    return assembled
+                }
+                // What MSG keeps is for people and applications to read: UTF-8, whatever was sent.
+                let main = try files.keep(try files.utf8(original, part: result.parts[text]), suffix: "", name: textFileName)
+                if let html, let body = result.bodies[html] {
+                    _ = try files.keep(try files.utf8(body, part: result.parts[html]), suffix: ".html", name: htmlFileName)
+                }
+                record.type = .msg
+                record.fileName = site.application ?? "MSG"
+                record.size = main.size
+                record.sha256 = main.sha256
+            case .report(let report):
+                record.type = .eerp
+                record.ack = .none  // RFC 8098 section 2.1: never acknowledge a report.
+                guard let report, let body = result.bodies[report] else {
+                    var assembled = try keepWhole(result, record: record, reason: nil, files: &files)
+                    assembled.record.type = .eerp
+                    assembled.record.fileName = nil
+                    files.removeUnkept(result.createdFiles)
+                    return assembled
+                }
+                let main = try files.keep(body, suffix: "", name: reportFileName)
+                let fields = ReportFields.parse(try body.bytes(limit: 256 * 1024))
                 record.originalMessageId = fields.originalMessageID
                 record.disposition = fields.disposition
                 record.recipientReports = fields.recipients
                 if let recipient = fields.finalRecipient { record.recipients = [recipient] }
-            } else {
-                keep.append((result.raw.name, result.raw.name))
-                main = result.raw
+                record.size = main.size
+                record.sha256 = main.sha256
+            case .recover(let reason):
+                var assembled = try keepWhole(result, record: record, reason: reason, files: &files)
+                if let duplicate {
+                    assembled.record.fileName = TransferRecord.duplicateFileName
+                    assembled.record.error = duplicate
+                }
+                files.removeUnkept(result.createdFiles)
+                return assembled
             }
-        case .recover(let reason):
-            var assembled = recover(result, record: record, reason: reason)
-            if let duplicate {
-                assembled.record.fileName = TransferRecord.duplicateFileName
-                assembled.record.error = duplicate
-            }
-            try finalizeFiles(workspace: workspace, keep: [(result.raw.name, result.raw.name)], result: result)
-            return assembled
+        } catch {
+            files.removeWritten()
+            throw error
         }
-        try finalizeFiles(workspace: workspace, keep: keep, result: result)
-        record.size = main.size
-        record.sha256 = main.sha256
-        record.path = main.name
-        return Assembled(record: record, keptFiles: keep.map(\.to))
+        files.removeUnkept(result.createdFiles)
+        return Assembled(record: record, files: files.kept)
     }
 
-    private static func recover(_ result: MessageIngest.Result, record: TransferRecord, reason: String) -> Assembled {
+    /// The whole message as the one kept file: RECOVER (with `reason`), DUPLICATE, or a report
+    /// without a machine-readable part.
+    private static func keepWhole(_ result: MessageIngest.Result, record: TransferRecord, reason: String?, files: inout FileSet) throws -> Assembled {
         var record = record
         record.type = .xfer
         record.fileName = TransferRecord.recoverFileName
-        record.size = result.raw.size
-        record.sha256 = result.raw.sha256
-        record.path = result.raw.name
-        record.error = reason == "duplicate" ? nil : "kept whole: \(reason)"
-        return Assembled(record: record, keptFiles: [result.raw.name])
+        record.size = result.rawSize
+        record.sha256 = result.rawSHA256
+        if let reason {
+            record.error = reason == "duplicate" ? nil : "kept whole: \(reason)"
+        }
+        let path = files.filePrefix + ".eml"
+        try result.scratch.move(to: path)
+        files.kept.append(KeptFile(source: path, suffix: "", name: MessageIngest.rawFileName))
+        return Assembled(record: record, files: files.kept)
     }
 
-    /// Renames kept files to their final names and deletes every other file of the workspace.
-    /// Plain POSIX calls: FileManager's extra stats per call showed in the profile of a poll.
-    private static func finalizeFiles(workspace: String, keep: [(from: String, to: String)], result: MessageIngest.Result) throws {
-        let keptSources = Set(keep.map(\.from))
-        // Everything else the ingest wrote (parts, converted texts, uuencoded files) goes.
-        for file in (try? FileManager.default.contentsOfDirectory(atPath: workspace)) ?? [] where !keptSources.contains(file) {
-            unlink(workspace + "/" + file)
+    /// The files of one message being assembled: what is kept, and what was written for it.
+    private struct FileSet {
+        let filePrefix: String
+        var kept: [KeptFile] = []
+        /// Files written here (converted texts, bodies taken out of memory).
+        var written: [String] = []
+        var conversions = 0
+
+        init(filePrefix: String) {
+            self.filePrefix = filePrefix
         }
-        // The raw message lives outside the workspace until it is kept.
-        let moves = keep.filter { $0.from != result.raw.name && $0.from != $0.to }
-        // A final name that is also another file's current name ("part-2" sent as a file name)
-        // must not clobber it: then every move goes through a temporary name first.
-        let sources = Set(moves.map(\.from))
-        let direct = moves.allSatisfy { !sources.contains($0.to) }
-        func move(_ from: String, _ to: String) throws {
-            if rename(workspace + "/" + from, workspace + "/" + to) != 0 {
-                throw SpoolError("rename the received file to", path: workspace + "/" + to, errno: errno)
+
+        /// Keeps `body` as a file: the one it is in, or a new one for a body in memory.
+        mutating func keep(_ body: PartBody, suffix: String, name: String) throws -> (size: Int64, sha256: String?) {
+            switch body.storage {
+            case .file(let path):
+                kept.append(KeptFile(source: path, suffix: suffix, name: name))
+                return (body.size, body.sha256)
+            case .memory(let bytes):
+                let path = filePrefix + (suffix.isEmpty ? ".main" : suffix)
+                written.append(path)
+                let writer = try SpoolFileWriter(path: path)
+                try bytes.withUnsafeBytes { try writer.write($0) }
+                let (size, sha256) = try writer.finish()
+                kept.append(KeptFile(source: path, suffix: suffix, name: name))
+                return (size, sha256)
             }
         }
-        if direct {
-            for item in moves { try move(item.from, item.to) }
-        } else {
-            for (index, item) in moves.enumerated() { try move(item.from, ".keep-\(index)") }
-            for (index, item) in moves.enumerated() { try move(".keep-\(index)", item.to) }
-        }
-        if let raw = keep.first(where: { $0.from == result.raw.name }) {
-            try result.scratch.move(to: workspace + "/" + raw.to)
-        }
-    }
 
-    private static func readSmallFile(_ path: String, limit: Int) throws -> [UInt8] {
-        guard let handle = FileHandle(forReadingAtPath: path) else { return [] }
-        defer { try? handle.close() }
-        return Array(try handle.read(upToCount: limit) ?? Data())
+        mutating func utf8(_ body: PartBody, part: MIMEPart) throws -> PartBody {
+            conversions += 1
+            let path = "\(filePrefix).utf8-\(conversions)"
+            let converted = try TextConversion.toUTF8(body, part: part, convertedPath: path)
+            if converted.storage == .file(path) { written.append(path) }
+            return converted
+        }
+
+        /// Removes every file the ingest created or this set wrote that is not kept.
+        func removeUnkept(_ created: [String]) {
+            let keptPaths = Set(kept.map(\.source))
+            for path in created + written where !keptPaths.contains(path) {
+                unlink(path)
+            }
+        }
+
+        func removeWritten() {
+            for path in written { unlink(path) }
+        }
     }
 
     /// Addresses from an address-list header, loosely: `Name <a@b>, c@d` -> `a@b`, `c@d`.

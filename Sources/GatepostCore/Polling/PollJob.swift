@@ -314,16 +314,15 @@ public struct PollJob: Sendable {
         return entries
     }
 
-    /// RETR one message into a workspace, classify it, make it durable, commit it.
     /// How many RETRs may be unanswered at once when the server offers PIPELINING.
     static let pipelineWindow = 8
 
-    /// A message received and assembled in its workspace in `tmp/`, not yet durable nor
+    /// A message received and assembled in `tmp/`, not yet durable nor
     /// committed: it waits for the rest of its batch.
     struct StagedMessage {
         var entry: POP3ListingEntry
-        var workspace: String
-        var keptFiles: [String]
+        /// In `tmp/` until the batch is committed.
+        var files: [TransferAssembler.KeptFile]
         var record: TransferRecord
         var acknowledgment: OutboxEntry?
         var wireSize: Int64
@@ -338,9 +337,9 @@ public struct PollJob: Sendable {
         staged: [StagedMessage]
     ) async throws -> StagedMessage {
         let id = TransferRecord.newID()
-        let workspace = try spool.makeWorkspace(id: id)
+        let filePrefix = spool.temporaryPrefix(id: id)
+        let ingest = try MessageIngest(filePrefix: filePrefix, raw: scratch, limits: site.poll.limits, maxSize: site.poll.maxMessageSize)
         do {
-            let ingest = try MessageIngest(workspace: workspace, raw: scratch, limits: site.poll.limits, maxSize: site.poll.maxMessageSize)
             let consume: (ByteBuffer) async throws -> Void = { chunk in
                 try ingest.consume(chunk)
                 FailPoint.hit("poll.during-retr")
@@ -355,18 +354,17 @@ public struct PollJob: Sendable {
             }
             let result = try ingest.finish()
             let duplicate = try await duplicateOf(result, staged: staged)
-            let assembled = try TransferAssembler.assemble(result, site: site, id: id, uidl: entry.value, workspace: workspace, duplicateOf: duplicate)
+            let assembled = try TransferAssembler.assemble(result, site: site, id: id, uidl: entry.value, filePrefix: filePrefix, duplicateOf: duplicate)
             var record = assembled.record
-            let folder = spool.transferFolder(site: site.name, id: id)
-            record.path = record.path.map { folder + "/" + $0 }
+            record.path = spool.transferPath(site: site.name, id: id)
             let acknowledgment = try acknowledgment(for: &record, header: result.parts.first?.header ?? MessageHeader())
             return StagedMessage(
-                entry: entry, workspace: workspace, keptFiles: assembled.keptFiles, record: record,
-                acknowledgment: acknowledgment, wireSize: result.raw.size
+                entry: entry, files: assembled.files, record: record,
+                acknowledgment: acknowledgment, wireSize: result.rawSize
             )
         } catch {
             // Nothing of this message is committed; it stays on the server.
-            try? FileManager.default.removeItem(atPath: workspace)
+            ingest.discard()
             throw error
         }
     }
@@ -378,7 +376,7 @@ public struct PollJob: Sendable {
     private func commit(_ batch: [StagedMessage]) async throws -> [TransferRecord] {
         guard !batch.isEmpty else { return [] }
         do {
-            _ = try spool.commitWorkspaces(batch.map { ($0.workspace, $0.keptFiles, $0.record.id) }, site: site.name)
+            try spool.commitFiles(batch.map { ($0.record.id, $0.files) }, site: site.name)
             FailPoint.hit("poll.before-commit")
             // Beyond cancellation: a shutdown must not turn received and durable messages into
             // a second download (GRDB checks for cancellation before it writes).
@@ -386,10 +384,12 @@ public struct PollJob: Sendable {
             try await uncancellable { [catalog] in try await catalog.commitReceived(items) }
         } catch {
             // Nothing of the batch is committed: its files go, wherever the failure left them
-            // (still in tmp/, or already moved to a pending folder).
+            // (still in tmp/, or already under a pending name).
             for message in batch {
-                try? FileManager.default.removeItem(atPath: message.workspace)
-                try? FileManager.default.removeItem(atPath: spool.pendingFolder(site: site.name, id: message.record.id))
+                for file in message.files {
+                    unlink(file.source)
+                    unlink(spool.pendingPath(site: site.name, id: message.record.id, suffix: file.suffix))
+                }
                 if let acknowledgment = message.acknowledgment { unlink(acknowledgment.path) }
             }
             throw error
@@ -397,10 +397,10 @@ public struct PollJob: Sendable {
         FailPoint.hit("poll.after-commit")
         for message in batch {
             do {
-                try spool.publish(site: site.name, id: message.record.id)
+                try spool.publish(site: site.name, id: message.record.id, suffixes: message.files.map(\.suffix))
             } catch {
                 // Committed: the pending folder is published at the next start.
-                logger.error("received, but its folder keeps its pending name until the next start", metadata: [
+                logger.error("received, but its files keep their pending names until the next start", metadata: [
                     "transfer": "\(message.record.id)", "error": "\(error)",
                 ])
             }
@@ -441,8 +441,8 @@ public struct PollJob: Sendable {
                 ?? staged.first { $0.record.messageId == messageID }?.record.id
             return earlier.map { "already received as transfer \($0) (same Message-ID)" }
         }
-        let earlier = try await catalog.transferID(site: site.name, messageSha256: result.raw.sha256)
-            ?? staged.first { $0.record.messageId == nil && $0.record.messageSha256 == result.raw.sha256 }?.record.id
+        let earlier = try await catalog.transferID(site: site.name, messageSha256: result.rawSHA256)
+            ?? staged.first { $0.record.messageId == nil && $0.record.messageSha256 == result.rawSHA256 }?.record.id
         return earlier.map { "already received as transfer \($0) (no Message-ID; same content)" }
     }
 }

@@ -3,12 +3,13 @@ import Foundation
 import Glibc
 #endif
 
-/// The spool folder: `tmp/` for messages being received, `in/<site>/<transfer id>/` for kept
-/// files, and the catalog database. Everything is created owner-only.
+/// The spool folder: `tmp/` for messages being received, `in/<site>/<transfer id>[.suffix]` for
+/// kept files, `out/` for outgoing messages, and the catalog database. Everything is created
+/// owner-only.
 ///
-/// The crash-safety rule: files are written in `tmp/<id>/`, fsynced, and the folder is renamed
-/// into `in/` (then the parent folder fsynced) before the catalog row is committed. Whatever a
-/// crash leaves in `tmp/` is swept at the next start; the message is still on the server.
+/// The crash-safety rule: files are written in `tmp/`, fsynced, and renamed into `in/<site>/`
+/// under a pending name (then the site folder fsynced) before the catalog row is committed.
+/// Whatever a crash leaves in `tmp/` is swept at the next start; the message is still on the server.
 public struct Spool: Sendable {
     public let root: String
 
@@ -83,103 +84,96 @@ public struct Spool: Sendable {
         return entries.count
     }
 
-    /// A private folder in `tmp/` for one message.
-    func makeWorkspace(id: String) throws(SpoolError) -> String {
-        let path = temporaryRoot + "/" + id
-        if mkdir(path, 0o700) != 0 { throw SpoolError("create the folder", path: path, errno: errno) }
-        return path
+    /// Where the files of a message being received start (`tmp/<id>`, then `.part-N`, ...).
+    func temporaryPrefix(id: String) -> String {
+        temporaryRoot + "/" + id
     }
 
-    /// Where a transfer's files wait between their fsync and the commit (`in/<site>/.<id>`).
-    func pendingFolder(site: String, id: String) -> String {
-        inboundRoot + "/" + site + "/." + id
-    }
-
-    /// The folder a committed transfer's files live in.
-    public func transferFolder(site: String, id: String) -> String {
+    /// A transfer's main file (`in/<site>/<id>`); its other files add a suffix (`.html`, `.txt`).
+    public func transferPath(site: String, id: String) -> String {
         inboundRoot + "/" + site + "/" + id
     }
 
-    /// Makes the kept files durable and moves the workspace to `in/<site>/.<id>/` (pending: not
-    /// yet in the catalog); ``publish(site:id:)`` gives it its final name once the record is
-    /// committed. Returns the final folder's path.
+    /// Where a transfer's file waits between its fsync and the commit (`in/<site>/.<id><suffix>`).
+    func pendingPath(site: String, id: String, suffix: String = "") -> String {
+        inboundRoot + "/" + site + "/." + id + suffix
+    }
+
+    /// Makes a batch of received messages' kept files durable and moves them to
+    /// `in/<site>/.<id><suffix>` (pending: not yet in the catalog): every file fsynced, then the
+    /// renames, then the site folder fsynced once for all. ``publish(site:id:suffixes:)`` gives
+    /// them their final names once the records are committed.
     ///
-    /// Why two steps: a crash between the move and the commit leaves a hidden pending folder
-    /// that ``recoverPending(isCommitted:)`` removes (the message is still on the server); a
-    /// crash between the commit and the publish leaves one it publishes. Only pending folders
-    /// are ever examined at start, never the whole spool.
-    /// Makes a batch of received workspaces durable and moves each to `in/<site>/.<id>/`: every
-    /// kept file and every workspace fsynced first, the renames next, then the site folder fsynced
-    /// once for all. Batching turns one journal commit per file into one per batch, which is
-    /// most of the cost of a small message. Returns each transfer's final folder, in order.
-    func commitWorkspaces(_ batch: [(workspace: String, keeping: [String], id: String)], site: String) throws(SpoolError) -> [String] {
+    /// Why pending names: a crash between the move and the commit leaves hidden files that
+    /// ``recoverPending(isCommitted:)`` removes (the message is still on the server); a crash
+    /// between the commit and the publish leaves some it publishes. Only pending names are
+    /// examined at start, never the whole spool. Why one flat folder per site and not a folder
+    /// per transfer: each file, folder and fsync is a disk write of its own on a file system
+    /// without a journal; one file per message is what a mail client pays too.
+    func commitFiles(_ batch: [(id: String, files: [TransferAssembler.KeptFile])], site: String) throws(SpoolError) {
         for item in batch {
-            for file in item.keeping {
-                try Self.fsyncPath(item.workspace + "/" + file, directory: false)
+            for file in item.files {
+                try Self.fsyncPath(file.source, directory: false)
             }
-            try Self.fsyncPath(item.workspace, directory: true)
         }
         let siteFolder = inboundRoot + "/" + site
         if try Self.makeDirectory(siteFolder) {
             try Self.fsyncPath(inboundRoot, directory: true)
         }
         for item in batch {
-            let pending = siteFolder + "/." + item.id
-            if rename(item.workspace, pending) != 0 {
-                throw SpoolError("move the received files to", path: pending, errno: errno)
+            for file in item.files {
+                let pending = pendingPath(site: site, id: item.id, suffix: file.suffix)
+                if rename(file.source, pending) != 0 {
+                    throw SpoolError("move the received file to", path: pending, errno: errno)
+                }
             }
         }
         // The moves must be durable before the catalog says "committed": otherwise a crash
         // could leave a record whose files are swept from tmp/.
         try Self.fsyncPath(siteFolder, directory: true)
-        return batch.map { transferFolder(site: site, id: $0.id) }
     }
 
-    func commitWorkspace(_ workspace: String, keeping files: [String], site: String, id: String) throws(SpoolError) -> String {
-        for file in files {
-            try Self.fsyncPath(workspace + "/" + file, directory: false)
-        }
-        try Self.fsyncPath(workspace, directory: true)
-        let siteFolder = inboundRoot + "/" + site
-        if try Self.makeDirectory(siteFolder) {
-            try Self.fsyncPath(inboundRoot, directory: true)
-        }
-        let pending = siteFolder + "/." + id
-        if rename(workspace, pending) != 0 {
-            throw SpoolError("move the received files to", path: pending, errno: errno)
-        }
-        // The move must be durable before the catalog says "committed": otherwise a crash
-        // could leave a record whose files are swept from tmp/.
-        try Self.fsyncPath(siteFolder, directory: true)
-        return transferFolder(site: site, id: id)
-    }
-
-    /// Gives a committed transfer's pending folder its final name. Not fsynced on purpose: if
-    /// a crash loses the rename, the next start publishes the pending folder again.
-    func publish(site: String, id: String) throws(SpoolError) {
-        let siteFolder = inboundRoot + "/" + site
-        let final = siteFolder + "/" + id
-        if rename(siteFolder + "/." + id, final) != 0 {
-            throw SpoolError("publish the received files to", path: final, errno: errno)
+    /// Gives a committed transfer's pending files their final names. Not fsynced on purpose: if
+    /// a crash loses a rename, the next start publishes the pending file again.
+    func publish(site: String, id: String, suffixes: [String]) throws(SpoolError) {
+        for suffix in suffixes {
+            let final = transferPath(site: site, id: id) + suffix
+            if rename(pendingPath(site: site, id: id, suffix: suffix), final) != 0 {
+                throw SpoolError("publish the received file to", path: final, errno: errno)
+            }
         }
     }
 
-    /// Settles what a crash left between receiving and publishing: pending folders whose
-    /// transfer is committed are published, the others removed. Returns (published, removed).
+    /// Settles what a crash left between receiving and publishing: pending files (and the
+    /// pending folders of older spools) whose transfer is committed are published, the others
+    /// removed. Returns (published, removed).
     @discardableResult
     public func recoverPending(isCommitted: (String) async throws -> Bool) async throws -> (published: Int, removed: Int) {
         var published = 0
         var removed = 0
+        var committed: [String: Bool] = [:]
         let sites = (try? FileManager.default.contentsOfDirectory(atPath: inboundRoot)) ?? []
         for site in sites where !site.hasPrefix(".") {
-            let entries = (try? FileManager.default.contentsOfDirectory(atPath: inboundRoot + "/" + site)) ?? []
+            let folder = inboundRoot + "/" + site
+            let entries = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
             for entry in entries where entry.hasPrefix(".") && entry.count > 1 {
-                let id = String(entry.dropFirst())
-                if try await isCommitted(id) {
-                    try publish(site: site, id: id)
+                // `.<id><suffix>`: transfer ids hold no dot.
+                let id = String(entry.dropFirst().prefix { $0 != "." })
+                let known: Bool
+                if let answer = committed[id] {
+                    known = answer
+                } else {
+                    known = try await isCommitted(id)
+                    committed[id] = known
+                }
+                if known {
+                    let final = folder + "/" + entry.dropFirst()
+                    if rename(folder + "/" + entry, final) != 0 {
+                        throw SpoolError("publish the received file to", path: final, errno: errno)
+                    }
                     published += 1
                 } else {
-                    try? FileManager.default.removeItem(atPath: inboundRoot + "/" + site + "/" + entry)
+                    try? FileManager.default.removeItem(atPath: folder + "/" + entry)
                     removed += 1
                 }
             }

@@ -2,7 +2,7 @@ import Foundation
 import GatepostCatalog
 
 /// `gatepost catalog purge`: removes the spool files of transfers that are done with and older
-/// than a cutoff. Only files inside the spool go (a transfer's folder in `in/`, its messages in
+/// than a cutoff. Only files inside the spool go (a transfer's files in `in/`, its messages in
 /// `out/`); what was delivered to applications is theirs. The catalog rows stay, marked purged:
 /// the audit trail, and the UIDLs that keep messages left on a server from being fetched again.
 public struct SpoolPurge: Sendable {
@@ -25,7 +25,9 @@ public struct SpoolPurge: Sendable {
         for record in try await catalog.purgeCandidates(before: cutoff, site: site) {
             var paths: [String] = []
             if record.direction == .inbound {
-                paths.append(spool.transferFolder(site: record.site, id: record.id))
+                // The main file and its companions; and the folder a transfer had in older spools.
+                let main = spool.transferPath(site: record.site, id: record.id)
+                paths += [main, main + ".txt", main + ".html"]
             }
             paths += try await catalog.outbox(transferId: record.id).map(\.path)
             if let path = record.path { paths.append(path) }
