@@ -91,6 +91,13 @@ struct CatalogCommand: AsyncParsableCommand {
                     return ("outbox", line)
                 }
                 print(TextTable.fields((fields + reports + outgoing).map { ($0.0, $0.1 ?? "-") }).render())
+                if let text = record.messageText {
+                    // A partner's words: no escape sequence reaches the operator's terminal.
+                    let printable = String(String.UnicodeScalarView(text.unicodeScalars.map { scalar in
+                        scalar == "\n" || scalar == "\t" || !(scalar.properties.generalCategory == .control) ? scalar : "\u{FFFD}"
+                    }))
+                    print("\nmessage text:\n" + printable)
+                }
             }
         }
     }
