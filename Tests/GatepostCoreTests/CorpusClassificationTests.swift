@@ -44,7 +44,7 @@ struct CorpusIngest {
         let spool = try Spool(root: try makeTemporaryDirectory("corpus"))
         let id = TransferRecord.newID()
         let prefix = spool.temporaryPrefix(id: id)
-        let scratch = try RawMessageScratch(folder: spool.temporaryRoot)
+        let scratch = RawMessageScratch(folder: spool.temporaryRoot)
         let ingest = try MessageIngest(filePrefix: prefix, raw: scratch, limits: limits, maxSize: 1 << 30)
         let size = chunkSize ?? max(1, bytes.count)
         var offset = 0

@@ -1,3 +1,4 @@
+import Crypto
 import GatepostMIME
 import GatepostCatalog
 import NIOCore
@@ -103,6 +104,12 @@ final class PartFileSink: MIMEPartHandler, UUEncodedFileHandler {
     private(set) var uuencodedFiles: [UUEncodedFile] = []
     /// Every file created, kept or not: what is not kept is removed.
     private(set) var createdFiles: [String] = []
+    /// The files created, including that of a body still being written (a spilled text).
+    var allCreatedFiles: [String] {
+        guard let current, current.writer.isInFile else { return createdFiles }
+        let path = "\(filePrefix).part-\(current.index)"
+        return createdFiles.contains(path) ? createdFiles : createdFiles + [path]
+    }
 
     init(filePrefix: String) {
         self.filePrefix = filePrefix
@@ -123,9 +130,10 @@ final class PartFileSink: MIMEPartHandler, UUEncodedFileHandler {
     func partDidBegin(_ part: MIMEPart) throws {
         guard !part.isMultipart else { return }
         let path = "\(filePrefix).part-\(part.index)"
-        createdFiles.append(path)
         let limit = Self.belongsInFile(part) ? 0 : Self.memoryBudget - memoryUsed
-        current = (part.index, try PartBodyWriter(spillPath: path, memoryLimit: limit))
+        let writer = try PartBodyWriter(spillPath: path, memoryLimit: limit)
+        if writer.isInFile { createdFiles.append(path) }
+        current = (part.index, writer)
         extractor = Self.mayHoldUUEncodedFiles(part) ? UUEncodedFileExtractor() : nil
     }
 
@@ -151,7 +159,13 @@ final class PartFileSink: MIMEPartHandler, UUEncodedFileHandler {
         }
         self.current = nil
         let body = try current.writer.finish()
-        if case .memory = body.storage { memoryUsed += Int(body.size) }
+        switch body.storage {
+        case .memory:
+            memoryUsed += Int(body.size)
+        case .file(let path):
+            // A text that outgrew the memory budget.
+            if !createdFiles.contains(path) { createdFiles.append(path) }
+        }
         bodies[index] = body
     }
 
@@ -213,42 +227,84 @@ enum SpoolFileReader {
     }
 }
 
-/// The raw bytes of the message being received, in one scratch file per poll that is reused
-/// for every message. Only a message kept whole (RECOVER, DUPLICATE) moves it into its transfer
-/// folder, and a new scratch file takes its place. Creating and deleting a file per message
-/// costs more than everything else the poll does (inode allocation in the file system).
+/// The raw bytes of the message being received, hashed as they arrive: held in memory up to
+/// `memoryLimit`, and beyond it in a scratch file in `tmp/`. One per poll, reused for every
+/// message. Only a message kept whole (RECOVER, DUPLICATE) is written out, by ``move(to:)``;
+/// for the others the raw bytes never touch the disk.
 final class RawMessageScratch {
-    let path: String
-    private var writer: SpoolFileWriter
+    static let memoryLimit = 1 << 20
 
-    init(folder: String) throws(SpoolError) {
+    /// The scratch file, for a message larger than `memoryLimit`.
+    let path: String
+    private var memory: [UInt8] = []
+    private var spill: SpoolFileWriter?
+    private var hasher = SHA256()
+    private var size: Int64 = 0
+
+    init(folder: String) {
         path = folder + "/raw-" + TransferRecord.newID() + ".eml"
-        writer = try SpoolFileWriter(path: path)
     }
 
     deinit {
-        unlink(path)
+        if spill != nil { unlink(path) }
     }
 
-    func begin() throws(SpoolError) {
-        try writer.reset()
+    func begin() {
+        memory.removeAll(keepingCapacity: true)
+        hasher = SHA256()
+        size = 0
+        if let spill {
+            _ = try? spill.finish()
+            self.spill = nil
+            unlink(path)
+        }
     }
 
     func write(_ bytes: UnsafeRawBufferPointer) throws(SpoolError) {
-        try writer.write(bytes)
-    }
-
-    func checkpoint() throws(SpoolError) -> (size: Int64, sha256: String) {
-        try writer.checkpoint()
-    }
-
-    /// Gives the current message's bytes the name `destination` and starts a new scratch file.
-    func move(to destination: String) throws(SpoolError) {
-        _ = try writer.finish()
-        if rename(path, destination) != 0 {
-            throw SpoolError("move the message to", path: destination, errno: errno)
+        hasher.update(bufferPointer: bytes)
+        size += Int64(bytes.count)
+        if let spill {
+            try spill.write(bytes)
+        } else if memory.count + bytes.count > Self.memoryLimit {
+            let spill = try SpoolFileWriter(path: path, hashing: false)
+            self.spill = spill
+            var failure: SpoolError?
+            memory.withUnsafeBytes { held in
+                do throws(SpoolError) { try spill.write(held) } catch { failure = error }
+            }
+            if let failure { throw failure }
+            memory.removeAll(keepingCapacity: true)
+            try spill.write(bytes)
+        } else {
+            memory.append(contentsOf: bytes)
         }
-        writer = try SpoolFileWriter(path: path)
+    }
+
+    /// The size and hex SHA-256 of the message so far.
+    func checkpoint() -> (size: Int64, sha256: String) {
+        (size, hexString(hasher.finalize()))
+    }
+
+    /// Writes the current message to `destination` (renames the scratch file, for a large one).
+    func move(to destination: String) throws(SpoolError) {
+        if let spill {
+            _ = try spill.finish()
+            self.spill = nil
+            if rename(path, destination) != 0 {
+                throw SpoolError("move the message to", path: destination, errno: errno)
+            }
+            return
+        }
+        let writer = try SpoolFileWriter(path: destination, hashing: false)
+        var failure: SpoolError?
+        memory.withUnsafeBytes { held in
+            do throws(SpoolError) { try writer.write(held) } catch { failure = error }
+        }
+        if let failure {
+            unlink(destination)
+            throw failure
+        }
+        _ = try writer.finish()
     }
 }
 
@@ -294,7 +350,7 @@ final class MessageIngest {
     init(filePrefix: String, raw: RawMessageScratch, limits: MIMELimits, maxSize: Int64) throws {
         self.filePrefix = filePrefix
         self.raw = raw
-        try raw.begin()
+        raw.begin()
         parser = MIMEStreamParser(limits: limits)
         sink = PartFileSink(filePrefix: filePrefix)
         self.maxSize = maxSize
@@ -322,7 +378,7 @@ final class MessageIngest {
                 parseError = error
             }
         }
-        let (size, sha256) = try raw.checkpoint()
+        let (size, sha256) = raw.checkpoint()
         // Files uuencoded in a text body become parts of their own, after the parser's.
         var parts = parser.parts
         var bodies = sink.bodies
@@ -341,6 +397,6 @@ final class MessageIngest {
 
     /// Removes every file this message created (it is not kept: an error, a cancellation).
     func discard() {
-        for path in sink.createdFiles { unlink(path) }
+        for path in sink.allCreatedFiles { unlink(path) }
     }
 }

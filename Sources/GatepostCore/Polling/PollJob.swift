@@ -5,6 +5,7 @@ import GatepostMIME
 import GatepostPOP3
 import Logging
 import NIOCore
+import NIOPosix
 
 /// What one poll of one site did.
 public struct PollSummary: Sendable, Hashable {
@@ -151,7 +152,7 @@ public struct PollJob: Sendable {
         let listing = try await uniqueIDs(session, numbers: sizeListing.map(\.number))
         var known = try await catalog.retrievedMessages(site: site.name)
         var deletions: [String] = []
-        let scratch = try RawMessageScratch(folder: spool.temporaryRoot)
+        let scratch = RawMessageScratch(folder: spool.temporaryRoot)
 
         // What to do: delete what earlier polls committed but could not delete, retrieve the rest.
         var toRetrieve: [POP3ListingEntry] = []
@@ -199,24 +200,36 @@ public struct PollJob: Sendable {
             try await send(.dele(entry.number), .delete(entry))
         }
         // Received messages wait in `staged` until their batch is committed; their DELEs follow.
+        // A full batch is made durable and committed in the background (`committing`) while the
+        // next one is received, so the connection does not stall on fsync; its DELEs go out
+        // when the next batch is handed over, or at the end.
         var staged: [StagedMessage] = []
         var stagedBytes: Int64 = 0
-        func commitStaged() async throws {
-            let batch = staged
-            staged = []
-            stagedBytes = 0
-            let records = try await commit(batch)
+        var committing: (batch: [StagedMessage], task: Task<[TransferRecord], any Error>)?
+        func record(_ batch: [StagedMessage], _ records: [TransferRecord]) {
             // The summary first: whatever fails next, these are committed.
             for (message, record) in zip(batch, records) {
                 known[message.entry.value] = RetrievedMessage(uidl: message.entry.value, transferID: record.id, deleted: false)
                 summary.records.append(record)
                 summary.bytes += sizes[message.entry.number] ?? message.wireSize
             }
+        }
+        func finishCommitting() async throws {
+            guard let (batch, task) = committing else { return }
+            committing = nil
+            record(batch, try await task.value)
             if site.poll.deleteAfterRetrieve {
                 for message in batch {
                     try await send(.dele(message.entry.number), .delete(message.entry))
                 }
             }
+        }
+        func commitStaged() async throws {
+            try await finishCommitting()
+            let batch = staged
+            staged = []
+            stagedBytes = 0
+            committing = (batch, Task { [self] in try await self.commit(batch) })
         }
         do {
             while true {
@@ -240,26 +253,39 @@ public struct PollJob: Sendable {
                     FailPoint.hit("poll.after-dele")
                 case .retrieve(let entry):
                     retrievesInFlight -= 1
-                    let message = try await retrieve(entry, from: session, scratch: scratch, pipelined: window > 1, staged: staged)
+                    let message = try await retrieve(
+                        entry, from: session, scratch: scratch, pipelined: window > 1,
+                        staged: (committing?.batch ?? []) + staged
+                    )
                     staged.append(message)
                     stagedBytes += message.wireSize
                     let nothingElseComing = retrievesInFlight == 0 && nextToSend == toRetrieve.count
                     if staged.count >= site.poll.commitBatch || stagedBytes >= Self.batchBytes || nothingElseComing || window == 1 {
                         try await commitStaged()
                     }
+                    // Without pipelining each DELE follows its commit at once; at the end, the
+                    // last batch's DELEs must go out before QUIT.
+                    if nothingElseComing || window == 1 {
+                        try await finishCommitting()
+                    }
                 }
             }
         } catch {
             // What was received whole is committed before the poll gives up: it is not fetched
             // again, and the next poll deletes it.
+            if let (batch, task) = committing {
+                committing = nil
+                do {
+                    record(batch, try await task.value)
+                } catch {
+                    logger.error("could not commit the messages received before the failure", metadata: ["error": "\(error)"])
+                }
+            }
             if !staged.isEmpty {
                 do {
                     let batch = staged
                     staged = []
-                    for (message, record) in zip(batch, try await commit(batch)) {
-                        summary.records.append(record)
-                        summary.bytes += sizes[message.entry.number] ?? message.wireSize
-                    }
+                    record(batch, try await commit(batch))
                 } catch {
                     logger.error("could not commit the messages received before the failure", metadata: ["error": "\(error)"])
                 }
@@ -319,7 +345,7 @@ public struct PollJob: Sendable {
 
     /// A message received and assembled in `tmp/`, not yet durable nor
     /// committed: it waits for the rest of its batch.
-    struct StagedMessage {
+    struct StagedMessage: Sendable {
         var entry: POP3ListingEntry
         /// In `tmp/` until the batch is committed.
         var files: [TransferAssembler.KeptFile]
@@ -376,7 +402,11 @@ public struct PollJob: Sendable {
     private func commit(_ batch: [StagedMessage]) async throws -> [TransferRecord] {
         guard !batch.isEmpty else { return [] }
         do {
-            try spool.commitFiles(batch.map { ($0.record.id, $0.files) }, site: site.name)
+            // fsync blocks: on NIO's thread pool, not on a thread of the concurrency pool.
+            let files = batch.map { ($0.record.id, $0.files) }
+            try await NIOThreadPool.singleton.runIfActive { [spool, site] in
+                try spool.commitFiles(files, site: site.name)
+            }
             FailPoint.hit("poll.before-commit")
             // Beyond cancellation: a shutdown must not turn received and durable messages into
             // a second download (GRDB checks for cancellation before it writes).

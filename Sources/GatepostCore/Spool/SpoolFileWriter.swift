@@ -13,12 +13,15 @@ final class SpoolFileWriter {
     let path: String
     private var descriptor: Int32
     private var hasher = SHA256()
+    private let hashing: Bool
     private var buffer: [UInt8] = []
     private static let bufferSize = 256 * 1024
     private(set) var size: Int64 = 0
 
-    init(path: String) throws(SpoolError) {
+    /// - Parameter hashing: false when the caller hashes the bytes itself (the SHA-256 returned is then meaningless).
+    init(path: String, hashing: Bool = true) throws(SpoolError) {
         self.path = path
+        self.hashing = hashing
         descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else { throw SpoolError("create", path: path, errno: errno) }
         buffer.reserveCapacity(Self.bufferSize)
@@ -30,7 +33,7 @@ final class SpoolFileWriter {
 
     func write(_ bytes: UnsafeRawBufferPointer) throws(SpoolError) {
         guard !bytes.isEmpty else { return }
-        hasher.update(bufferPointer: bytes)
+        if hashing { hasher.update(bufferPointer: bytes) }
         size += Int64(bytes.count)
         if buffer.count + bytes.count > Self.bufferSize {
             try flush()
@@ -63,22 +66,6 @@ final class SpoolFileWriter {
             }
             offset += written
         }
-    }
-
-    /// Starts the file over, empty, keeping it open: for a scratch file reused per message.
-    func reset() throws(SpoolError) {
-        buffer.removeAll(keepingCapacity: true)
-        hasher = SHA256()
-        size = 0
-        guard ftruncate(descriptor, 0) == 0, lseek(descriptor, 0, SEEK_SET) == 0 else {
-            throw SpoolError("truncate", path: path, errno: errno)
-        }
-    }
-
-    /// Flushes, keeping the file open; returns the size and hex SHA-256 of what was written.
-    func checkpoint() throws(SpoolError) -> (size: Int64, sha256: String) {
-        try flush()
-        return (size, hexString(hasher.finalize()))
     }
 
     /// Flushes and closes; returns the size and hex SHA-256. The file is not yet fsynced: the
