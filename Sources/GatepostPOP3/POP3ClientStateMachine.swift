@@ -1,4 +1,11 @@
 import NIOCore
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// The POP3 client protocol as a pure state machine: commands in, bytes out; bytes in, events
 /// out. No sockets, no clocks, no allocation per byte: multi-line data is handed on as slices of
@@ -257,20 +264,7 @@ public struct POP3ClientStateMachine: Sendable {
                 events.append(.data(command, ByteBuffer(bytes: [0x0D])))
                 dot = .midLine
             case .midLine:
-                let view = buffer.readableBytesView
-                var scan = view.startIndex
-                var end = view.endIndex
-                var reachedLineStart = false
-                while let lf = view[scan...].firstIndex(of: 0x0A) {
-                    let next = lf + 1
-                    if next == view.endIndex || view[next] == UInt8(ascii: ".") {
-                        end = next
-                        reachedLineStart = true
-                        break
-                    }
-                    scan = next
-                }
-                let length = end - view.startIndex
+                let (length, reachedLineStart) = buffer.withUnsafeReadableBytes(Self.dataRun)
                 if let slice = buffer.readSlice(length: length) {
                     events.append(.data(command, slice))
                 }
@@ -278,6 +272,25 @@ public struct POP3ClientStateMachine: Sendable {
             }
         }
         parser = .data(dot)
+    }
+
+    /// The data that can be handed on as it is: up to and including the first line feed that is
+    /// followed by a dot (a line to unstuff, or the terminator) or ends the buffer; the whole
+    /// buffer if there is none. Whether it ends at the start of a line.
+    ///
+    /// Over raw bytes: this runs once per line of every message, and a collection view per line
+    /// cost more than the rest of the state machine.
+    static func dataRun(_ bytes: UnsafeRawBufferPointer) -> (length: Int, reachedLineStart: Bool) {
+        guard let base = bytes.baseAddress else { return (0, false) }
+        var offset = 0
+        while offset < bytes.count, let found = memchr(base + offset, 0x0A, bytes.count - offset) {
+            let next = UnsafeRawPointer(found) - base + 1
+            if next == bytes.count || bytes[next] == UInt8(ascii: ".") {
+                return (next, true)
+            }
+            offset = next
+        }
+        return (bytes.count, false)
     }
 
     private mutating func finishData(_ command: POP3Command, into events: inout [Event]) {

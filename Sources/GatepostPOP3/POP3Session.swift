@@ -124,13 +124,21 @@ public final class POP3Session {
     }
 
     private func write(_ command: POP3Command) async throws(POP3Error) {
-        var buffer = channel.allocator.buffer(capacity: 64)
-        try machine.send(command, into: &buffer)
-        logger.trace("POP3 >", metadata: ["command": "\(command.logDescription)"])
+        try await write([command])
+    }
+
+    /// Several commands in one write (one system call, one TCP segment for a pipelined burst).
+    private func write(_ commands: [POP3Command]) async throws(POP3Error) {
+        guard let first = commands.first else { return }
+        var buffer = channel.allocator.buffer(capacity: 32 * commands.count)
+        for command in commands {
+            try machine.send(command, into: &buffer)
+            logger.trace("POP3 >", metadata: ["command": "\(command.logDescription)"])
+        }
         do {
             try await outbound.write(buffer)
         } catch {
-            throw mapTransportError(error, during: command.logDescription)
+            throw mapTransportError(error, during: first.logDescription)
         }
     }
 
@@ -205,6 +213,11 @@ public final class POP3Session {
     /// with ``awaitPipelinedStatus(of:)`` (and ``receivePipelinedData(of:consumer:)`` for RETR).
     public func sendPipelined(_ command: POP3Command) async throws(POP3Error) {
         try await write(command)
+    }
+
+    /// Sends `commands` in one write without waiting for their answers.
+    public func sendPipelined(_ commands: [POP3Command]) async throws(POP3Error) {
+        try await write(commands)
     }
 
     /// The status line answering the oldest pipelined command, which must be `command`.

@@ -182,22 +182,27 @@ public struct PollJob: Sendable {
 
         // RETRs go out ahead, up to `window` unanswered, so the server is never idle while we
         // write files; each DELE follows its message's commit. Answers arrive in order.
+        // Commands are written in bursts (RETRs when half the window is answered, a batch's
+        // DELEs together): one write each, not one per command.
         let window = session.capabilities?.supportsPipelining == true ? Self.pipelineWindow : 1
         enum Expected { case retrieve(POP3ListingEntry), delete(POP3ListingEntry) }
         var expected: [Expected] = []
         var head = 0
         var nextToSend = 0
         var retrievesInFlight = 0
-        func send(_ command: POP3Command, _ expectation: Expected) async throws {
-            if window > 1 {
-                try await session.sendPipelined(command)
-                expected.append(expectation)
-            } else {
-                expected.append(expectation)
-            }
+        var unsent: [POP3Command] = []
+        func send(_ command: POP3Command, _ expectation: Expected) {
+            if window > 1 { unsent.append(command) }
+            expected.append(expectation)
+        }
+        func flush() async throws {
+            guard !unsent.isEmpty else { return }
+            let commands = unsent
+            unsent = []
+            try await session.sendPipelined(commands)
         }
         for entry in toDelete {
-            try await send(.dele(entry.number), .delete(entry))
+            send(.dele(entry.number), .delete(entry))
         }
         // Received messages wait in `staged` until their batch is committed; their DELEs follow.
         // A full batch is made durable and committed in the background (`committing`) while the
@@ -220,7 +225,7 @@ public struct PollJob: Sendable {
             record(batch, try await task.value)
             if site.poll.deleteAfterRetrieve {
                 for message in batch {
-                    try await send(.dele(message.entry.number), .delete(message.entry))
+                    send(.dele(message.entry.number), .delete(message.entry))
                 }
             }
         }
@@ -233,11 +238,14 @@ public struct PollJob: Sendable {
         }
         do {
             while true {
-                while retrievesInFlight < window, nextToSend < toRetrieve.count {
-                    try await send(.retr(toRetrieve[nextToSend].number), .retrieve(toRetrieve[nextToSend]))
-                    nextToSend += 1
-                    retrievesInFlight += 1
+                if retrievesInFlight <= window / 2 {
+                    while retrievesInFlight < window, nextToSend < toRetrieve.count {
+                        send(.retr(toRetrieve[nextToSend].number), .retrieve(toRetrieve[nextToSend]))
+                        nextToSend += 1
+                        retrievesInFlight += 1
+                    }
                 }
+                try await flush()
                 guard head < expected.count else { break }
                 let next = expected[head]
                 head += 1
@@ -341,7 +349,7 @@ public struct PollJob: Sendable {
     }
 
     /// How many RETRs may be unanswered at once when the server offers PIPELINING.
-    static let pipelineWindow = 8
+    static let pipelineWindow = 16
 
     /// A message received and assembled in `tmp/`, not yet durable nor
     /// committed: it waits for the rest of its batch.
