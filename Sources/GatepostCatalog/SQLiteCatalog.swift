@@ -473,22 +473,23 @@ public final class SQLiteCatalog: Catalog {
     }
 
     public func transferID(site: String, messageId: String) async throws -> String? {
-        try await database.read { db in
-            try String.fetchOne(
-                db,
-                sql: "SELECT id FROM transfer WHERE site = ? AND messageId = ? AND direction = 'in' ORDER BY receivedAt LIMIT 1",
-                arguments: [site, messageId]
-            )
-        }
+        try firstInbound(site: site, column: "messageId", value: messageId)
     }
 
     public func transferID(site: String, messageSha256: String) async throws -> String? {
-        try await database.read { db in
-            try String.fetchOne(
-                db,
-                sql: "SELECT id FROM transfer WHERE site = ? AND messageSha256 = ? AND direction = 'in' ORDER BY receivedAt LIMIT 1",
-                arguments: [site, messageSha256]
+        try firstInbound(site: site, column: "messageSha256", value: messageSha256)
+    }
+
+    /// The duplicate checks run once per received message, on the poll's critical path: a
+    /// synchronous read (the calling thread runs it; an indexed lookup takes microseconds) with
+    /// a cached statement. The async read's two thread hops and a statement compiled per call
+    /// cost a third of a poll's time.
+    private func firstInbound(site: String, column: String, value: String) throws -> String? {
+        try database.read { db in
+            let statement = try db.cachedStatement(
+                sql: "SELECT id FROM transfer WHERE site = ? AND \(column) = ? AND direction = 'in' ORDER BY receivedAt LIMIT 1"
             )
+            return try String.fetchOne(statement, arguments: [site, value])
         }
     }
 

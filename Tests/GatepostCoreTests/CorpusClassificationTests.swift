@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import GatepostCatalog
 import GatepostMIME
@@ -139,6 +140,8 @@ struct CorpusIngest {
         }
         let small = try CorpusIngest.ingest(message(text: "see attached"))
         #expect(small.record.messageText == "see attached")
+        // Not hashed whole: it has a Message-ID, and is not kept whole.
+        #expect(small.record.messageSha256 == nil)
         #expect(small.suffixes == ["data.csv": ""])
 
         let line = String(repeating: "x", count: 998) + "\r\n"
@@ -214,6 +217,8 @@ struct CorpusIngest {
         #expect(outcome.record.fileName == TransferRecord.recoverFileName)
         #expect(outcome.record.error == "kept whole: \(reason)")
         #expect(outcome.files[MessageIngest.rawFileName] == bytes, "the whole message, byte for byte")
+        #expect(outcome.record.sha256 == SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined())
+        #expect(outcome.record.messageSha256 == outcome.record.sha256)
         #expect(outcome.files.count == 1)
     }
 

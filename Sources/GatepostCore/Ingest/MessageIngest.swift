@@ -227,10 +227,10 @@ enum SpoolFileReader {
     }
 }
 
-/// The raw bytes of the message being received, hashed as they arrive: held in memory up to
-/// `memoryLimit`, and beyond it in a scratch file in `tmp/`. One per poll, reused for every
+/// The raw bytes of the message being received: held in memory up to `memoryLimit`, and beyond
+/// it in a scratch file in `tmp/` (hashed as they go there). One per poll, reused for every
 /// message. Only a message kept whole (RECOVER, DUPLICATE) is written out, by ``move(to:)``;
-/// for the others the raw bytes never touch the disk.
+/// for the others the raw bytes never touch the disk, and are hashed only if asked.
 final class RawMessageScratch {
     static let memoryLimit = 1 << 20
 
@@ -239,6 +239,7 @@ final class RawMessageScratch {
     private var memory: [UInt8] = []
     private var spill: SpoolFileWriter?
     private var hasher = SHA256()
+    private var digest: String?
     private var size: Int64 = 0
 
     init(folder: String) {
@@ -252,6 +253,7 @@ final class RawMessageScratch {
     func begin() {
         memory.removeAll(keepingCapacity: true)
         hasher = SHA256()
+        digest = nil
         size = 0
         if let spill {
             _ = try? spill.finish()
@@ -261,11 +263,14 @@ final class RawMessageScratch {
     }
 
     func write(_ bytes: UnsafeRawBufferPointer) throws(SpoolError) {
-        hasher.update(bufferPointer: bytes)
         size += Int64(bytes.count)
         if let spill {
+            hasher.update(bufferPointer: bytes)
             try spill.write(bytes)
         } else if memory.count + bytes.count > Self.memoryLimit {
+            // Hashed from here on, as it streams: a large message is not read back.
+            memory.withUnsafeBytes { hasher.update(bufferPointer: $0) }
+            hasher.update(bufferPointer: bytes)
             let spill = try SpoolFileWriter(path: path, hashing: false)
             self.spill = spill
             var failure: SpoolError?
@@ -280,9 +285,18 @@ final class RawMessageScratch {
         }
     }
 
-    /// The size and hex SHA-256 of the message so far.
-    func checkpoint() -> (size: Int64, sha256: String) {
-        (size, hexString(hasher.finalize()))
+    /// The size of the message so far.
+    var messageSize: Int64 { size }
+
+    /// The hex SHA-256 of the current message, once it is complete.
+    func sha256() -> String {
+        if let digest { return digest }
+        if spill == nil {
+            memory.withUnsafeBytes { hasher.update(bufferPointer: $0) }
+        }
+        let computed = hexString(hasher.finalize())
+        digest = computed
+        return computed
     }
 
     /// Writes the current message to `destination` (renames the scratch file, for a large one).
@@ -317,15 +331,17 @@ final class MessageIngest {
     static let rawFileName = "message.eml"
 
     struct Result {
-        /// The whole message's size and SHA-256; its bytes are in `scratch` until moved.
+        /// The whole message's size; its bytes are in `scratch` until moved.
         var rawSize: Int64
-        var rawSHA256: String
         var scratch: RawMessageScratch
         var parts: [MIMEPart]
         var bodies: [Int: PartBody]
         /// Every file the ingest created in `tmp/`.
         var createdFiles: [String]
         var parseError: MIMEError?
+
+        /// The whole message's SHA-256, computed when first asked for.
+        var rawSHA256: String { scratch.sha256() }
     }
 
     enum IngestError: Error, CustomStringConvertible {
@@ -378,7 +394,6 @@ final class MessageIngest {
                 parseError = error
             }
         }
-        let (size, sha256) = raw.checkpoint()
         // Files uuencoded in a text body become parts of their own, after the parser's.
         var parts = parser.parts
         var bodies = sink.bodies
@@ -390,7 +405,7 @@ final class MessageIngest {
             }
         }
         return Result(
-            rawSize: size, rawSHA256: sha256, scratch: raw, parts: parts, bodies: bodies,
+            rawSize: raw.messageSize, scratch: raw, parts: parts, bodies: bodies,
             createdFiles: sink.createdFiles, parseError: parseError
         )
     }

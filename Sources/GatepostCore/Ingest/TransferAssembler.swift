@@ -56,7 +56,7 @@ enum TransferAssembler {
             recipients: (header.all("To") + header.all("Cc")).flatMap(Self.addresses),
             subject: header["Subject"].map(EncodedWords.decode),
             ack: header["Disposition-Notification-To"] == nil ? .none : .requested,
-            messageSha256: result.rawSHA256
+            messageSha256: header.messageID == nil ? result.rawSHA256 : nil
         )
 
         let messageClass: MessageClass
@@ -152,6 +152,7 @@ enum TransferAssembler {
         record.fileName = TransferRecord.recoverFileName
         record.size = result.rawSize
         record.sha256 = result.rawSHA256
+        record.messageSha256 = result.rawSHA256
         if let reason {
             record.error = reason == "duplicate" ? nil : "kept whole: \(reason)"
         }
