@@ -62,11 +62,13 @@ let package = Package(
             ],
             swiftSettings: strictness
         ),
+        // Linux system calls the Glibc module does not export (sync_file_range).
+        .target(name: "CGatepostSystem"),
         // Sites, spool, classification policy and the poll job.
         .target(
             name: "GatepostCore",
             dependencies: [
-                "GatepostMIME", "GatepostPOP3", "GatepostCatalog", "GatepostSMTP",
+                "GatepostMIME", "GatepostPOP3", "GatepostCatalog", "GatepostSMTP", "CGatepostSystem",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

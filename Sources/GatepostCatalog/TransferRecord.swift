@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// One transfer: a received message (direction in) or a file we sent (direction out).
 /// The JSON names are the contract of `--format json` and the REST API.
@@ -166,13 +167,30 @@ public struct TransferRecord: Codable, Sendable, Hashable, Identifiable {
         try container.encode(messageText, forKey: .messageText)
     }
 
-    /// A new, time-ordered, unguessable id: `T` + UTC timestamp to the millisecond + 8 random hex digits.
+    /// A new, time-ordered, unguessable id: `T` + UTC timestamp to the millisecond + 8 random hex
+    /// digits. Ids made in the same millisecond by this process still sort in the order they were
+    /// made (as ULIDs do: the random part grows by a random step), so records received together
+    /// list in the order they arrived.
     public static func newID(at date: Date = Date()) -> String {
-        let millis = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
-        let random = UInt32.random(in: .min ... .max)
+        let (millis, random) = lastID.withLock { last -> (Int64, UInt32) in
+            var millis = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
+            var random = UInt32.random(in: 0 ... UInt32.max / 2)
+            if millis == last.millis {
+                let (next, overflow) = last.random.addingReportingOverflow(UInt32.random(in: 1 ... 1 << 16))
+                if overflow {
+                    millis += 1
+                } else {
+                    random = next
+                }
+            }
+            if millis >= last.millis { last = (millis, random) }
+            return (millis, random)
+        }
         let hex = String(random, radix: 16)
         return "T" + String(millis, radix: 10) + "-" + String(repeating: "0", count: 8 - hex.count) + hex
     }
+
+    private static let lastID = Mutex<(millis: Int64, random: UInt32)>((0, 0))
 }
 
 /// Which transfers to list.

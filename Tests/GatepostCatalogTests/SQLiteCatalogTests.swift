@@ -71,6 +71,7 @@ func temporaryDirectory() throws -> URL {
     @Test func idsAreOrderedAndUnique() {
         let ids = (0..<1000).map { _ in TransferRecord.newID() }
         #expect(Set(ids).count == 1000)
+        #expect(ids == ids.sorted(), "ids made in the same millisecond still sort in the order made")
         #expect(TransferRecord.newID(at: Date(timeIntervalSince1970: 1)) < TransferRecord.newID(at: Date(timeIntervalSince1970: 2)))
     }
 }

@@ -57,8 +57,15 @@ struct CorpusIngest {
         let result = try ingest.finish()
         let assembled = try TransferAssembler.assemble(result, site: site, id: id, uidl: "u1", filePrefix: prefix, duplicateOf: nil)
         var files: [String: [UInt8]] = [:]
+        var keptInTemporary: [String] = []
         for file in assembled.files {
-            files[file.name] = [UInt8](try Data(contentsOf: URL(fileURLWithPath: file.source)))
+            switch file.content {
+            case .file(let path):
+                files[file.name] = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+                keptInTemporary.append(path)
+            case .bytes(let bytes):
+                files[file.name] = bytes
+            }
         }
         if let text = assembled.record.messageText {
             #expect(files[TransferAssembler.textFileName] == nil, "the message text is kept once")
@@ -66,7 +73,7 @@ struct CorpusIngest {
         }
         let left = try FileManager.default.contentsOfDirectory(atPath: spool.temporaryRoot)
             .map { spool.temporaryRoot + "/" + $0 }.filter { $0 != scratch.path }
-        #expect(Set(left) == Set(assembled.files.map(\.source)), "tmp/ holds exactly the kept files")
+        #expect(Set(left) == Set(keptInTemporary), "tmp/ holds exactly the kept files")
         var record = assembled.record
         record.id = "T"
         record.receivedAt = Date(timeIntervalSince1970: 0)

@@ -233,10 +233,9 @@ func sha256Hex(ofFile path: String) throws -> String {
         for id in ["T1", "T2"] {
             let prefix = spool.temporaryPrefix(id: id)
             try "main".write(toFile: prefix + ".part-1", atomically: false, encoding: .utf8)
-            try "html".write(toFile: prefix + ".part-2", atomically: false, encoding: .utf8)
             batch.append((id, [
-                .init(source: prefix + ".part-1", suffix: "", name: "message.txt"),
-                .init(source: prefix + ".part-2", suffix: ".html", name: "message.html"),
+                .init(content: .file(prefix + ".part-1"), suffix: "", name: "message.txt"),
+                .init(content: .bytes(Array("html".utf8)), suffix: ".html", name: "message.html"),
             ]))
         }
         try spool.commitFiles(batch, site: "acme")

@@ -18,8 +18,8 @@ struct PartBody: Sendable, Hashable {
 
     var storage: Storage
     var size: Int64
-    /// Hex SHA-256, computed as a file is written; nil for a body in memory until it is kept.
-    var sha256: String?
+    /// Hex SHA-256, computed as the body was written.
+    var sha256: String
 
     /// The bytes, for bodies small enough to handle whole (texts, reports): from memory, or read
     /// from the file up to `limit` bytes.
@@ -33,28 +33,32 @@ struct PartBody: Sendable, Hashable {
     }
 }
 
-/// Writes one body: into memory up to `memoryLimit` bytes, then into `spillPath` (everything
-/// written so far first, so the file's hash covers the whole body).
+/// Writes one body, hashing it: into memory up to `memoryLimit` bytes, then into `spillPath`
+/// (everything written so far first).
 final class PartBodyWriter {
     private var buffer: [UInt8] = []
     private var file: SpoolFileWriter?
+    private var hasher = SHA256()
+    private var size: Int64 = 0
     private let spillPath: String
     private let memoryLimit: Int
 
     init(spillPath: String, memoryLimit: Int) throws(SpoolError) {
         self.spillPath = spillPath
         self.memoryLimit = max(0, memoryLimit)
-        if memoryLimit <= 0 { file = try SpoolFileWriter(path: spillPath) }
+        if memoryLimit <= 0 { file = try SpoolFileWriter(path: spillPath, hashing: false) }
     }
 
     /// Whether the body went to its file (which then exists and is the caller's to keep or remove).
     var isInFile: Bool { file != nil }
 
     func write(_ bytes: UnsafeRawBufferPointer) throws(SpoolError) {
+        hasher.update(bufferPointer: bytes)
+        size += Int64(bytes.count)
         if let file {
             try file.write(bytes)
         } else if buffer.count + bytes.count > memoryLimit {
-            let file = try SpoolFileWriter(path: spillPath)
+            let file = try SpoolFileWriter(path: spillPath, hashing: false)
             self.file = file
             var failure: SpoolError?
             buffer.withUnsafeBytes { held in
@@ -69,17 +73,17 @@ final class PartBodyWriter {
     }
 
     func finish() throws(SpoolError) -> PartBody {
+        let sha256 = hexString(hasher.finalize())
         if let file {
-            let (size, sha256) = try file.finish()
+            _ = try file.finish()
             return PartBody(storage: .file(spillPath), size: size, sha256: sha256)
         }
-        return PartBody(storage: .memory(buffer), size: Int64(buffer.count), sha256: nil)
+        return PartBody(storage: .memory(buffer), size: size, sha256: sha256)
     }
 }
 
-/// Receives every leaf part of a message as the parser decodes it. Attached files go straight to
-/// files in `tmp/` (`<id>.part-N`); other bodies (texts, reports) stay in memory within a budget
-/// per message and spill to a file beyond it. The text of a text body goes through a
+/// Receives every leaf part of a message as the parser decodes it. Bodies stay in memory within
+/// a budget per message and spill to a file in `tmp/` (`<id>.part-N`) beyond it. The text of a text body goes through a
 /// ``UUEncodedFileExtractor`` on the way, so files uuencoded in it get files of their own
 /// (`<id>.uu-N`) and the text keeps only what is around them.
 final class PartFileSink: MIMEPartHandler, UUEncodedFileHandler {
@@ -91,8 +95,11 @@ final class PartFileSink: MIMEPartHandler, UUEncodedFileHandler {
 
     /// More files than this in one text body is not a transfer; the message is kept whole.
     static let maxUUEncodedFiles = 100
-    /// Bytes of bodies held in memory per message; past it, bodies go to files.
-    static let memoryBudget = 1 << 20
+    /// Bytes of bodies held in memory per message; past it, bodies go to files. A small message's
+    /// files are then written by the batch's commit, off the receiving path; a batch holds at
+    /// most `PollJob.batchBytes` of messages, so two batches (one receiving, one committing)
+    /// bound what is held.
+    static let memoryBudget = 256 << 10
 
     /// Every file name starts with this (`tmp/<id>`).
     let filePrefix: String
@@ -121,16 +128,10 @@ final class PartFileSink: MIMEPartHandler, UUEncodedFileHandler {
         part.contentType.mimeType == "text/plain" && part.fileName == nil && part.disposition?.isAttachment != true
     }
 
-    /// What is likely an attached file goes to a file from its first byte.
-    static func belongsInFile(_ part: MIMEPart) -> Bool {
-        part.fileName != nil || part.disposition?.isAttachment == true
-            || !["text", "message"].contains(part.contentType.type)
-    }
-
     func partDidBegin(_ part: MIMEPart) throws {
         guard !part.isMultipart else { return }
         let path = "\(filePrefix).part-\(part.index)"
-        let limit = Self.belongsInFile(part) ? 0 : Self.memoryBudget - memoryUsed
+        let limit = Self.memoryBudget - memoryUsed
         let writer = try PartBodyWriter(spillPath: path, memoryLimit: limit)
         if writer.isInFile { createdFiles.append(path) }
         current = (part.index, writer)

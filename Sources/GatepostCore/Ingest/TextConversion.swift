@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import GatepostMIME
 
@@ -22,7 +23,7 @@ enum TextConversion {
         // Unknown charsets and invalid bytes fall back to Latin-1, which keeps every byte.
         let converted = Array(Charset.decode(bytes, charset: charset).utf8)
         guard case .file = body.storage else {
-            return PartBody(storage: .memory(converted), size: Int64(converted.count), sha256: nil)
+            return PartBody(storage: .memory(converted), size: Int64(converted.count), sha256: hexString(SHA256.hash(data: converted)))
         }
         let writer = try SpoolFileWriter(path: convertedPath)
         try converted.withUnsafeBytes { try writer.write($0) }

@@ -10,10 +10,17 @@ import GatepostMIME
 /// plus the HTML of a MSG, or a message text too large for the catalog. Everything else the
 /// ingest wrote is removed.
 enum TransferAssembler {
-    /// A file to keep: where it is now in `tmp/`, and what follows the transfer id in its name
-    /// in `in/<site>/` ("" for the main file).
+    /// A file to keep: a file in `tmp/`, or bytes still in memory that the commit writes (off
+    /// the receiving path, with the rest of the batch); and what follows the transfer id in its
+    /// name in `in/<site>/` ("" for the main file).
     struct KeptFile: Sendable, Hashable {
-        var source: String
+        enum Content: Sendable, Hashable {
+            /// The file's path in `tmp/`.
+            case file(String)
+            case bytes([UInt8])
+        }
+
+        var content: Content
         var suffix: String
         /// What it is, for people: the attached file's name, message.txt, message.html, ...
         var name: String
@@ -81,13 +88,13 @@ enum TransferAssembler {
                 let proposed = attachedPart.fileName
                     ?? (attachedPart.contentType.mimeType == "message/rfc822" ? attachedMessageFileName : SafeFileName.fallback)
                 let name = SafeFileName.make(proposed)
-                let main = try files.keep(attachment, suffix: "", name: name)
+                let main = files.keep(attachment, suffix: "", name: name)
                 if let text, let body = result.bodies[text] {
                     let converted = try files.utf8(body, part: result.parts[text])
                     if case .memory(let bytes) = converted.storage, converted.size <= maxCatalogTextSize {
                         record.messageText = String(decoding: bytes, as: UTF8.self)
                     } else {
-                        _ = try files.keep(converted, suffix: ".txt", name: textFileName)
+                        _ = files.keep(converted, suffix: ".txt", name: textFileName)
                     }
                 }
                 record.type = .xfer
@@ -101,9 +108,9 @@ enum TransferAssembler {
                     return assembled
                 }
                 // What MSG keeps is for people and applications to read: UTF-8, whatever was sent.
-                let main = try files.keep(try files.utf8(original, part: result.parts[text]), suffix: "", name: textFileName)
+                let main = files.keep(try files.utf8(original, part: result.parts[text]), suffix: "", name: textFileName)
                 if let html, let body = result.bodies[html] {
-                    _ = try files.keep(try files.utf8(body, part: result.parts[html]), suffix: ".html", name: htmlFileName)
+                    _ = files.keep(try files.utf8(body, part: result.parts[html]), suffix: ".html", name: htmlFileName)
                 }
                 record.type = .msg
                 record.fileName = site.application ?? "MSG"
@@ -119,7 +126,7 @@ enum TransferAssembler {
                     files.removeUnkept(result.createdFiles)
                     return assembled
                 }
-                let main = try files.keep(body, suffix: "", name: reportFileName)
+                let main = files.keep(body, suffix: "", name: reportFileName)
                 let fields = ReportFields.parse(try body.bytes(limit: 256 * 1024))
                 record.originalMessageId = fields.originalMessageID
                 record.disposition = fields.disposition
@@ -158,7 +165,7 @@ enum TransferAssembler {
         }
         let path = files.filePrefix + ".eml"
         try result.scratch.move(to: path)
-        files.kept.append(KeptFile(source: path, suffix: "", name: MessageIngest.rawFileName))
+        files.kept.append(KeptFile(content: .file(path), suffix: "", name: MessageIngest.rawFileName))
         return Assembled(record: record, files: files.kept)
     }
 
@@ -166,7 +173,7 @@ enum TransferAssembler {
     private struct FileSet {
         let filePrefix: String
         var kept: [KeptFile] = []
-        /// Files written here (converted texts, bodies taken out of memory).
+        /// Files written here (converted texts).
         var written: [String] = []
         var conversions = 0
 
@@ -174,21 +181,15 @@ enum TransferAssembler {
             self.filePrefix = filePrefix
         }
 
-        /// Keeps `body` as a file: the one it is in, or a new one for a body in memory.
-        mutating func keep(_ body: PartBody, suffix: String, name: String) throws -> (size: Int64, sha256: String?) {
+        /// Keeps `body` as a file: the one it is in, or one the commit writes for a body in memory.
+        mutating func keep(_ body: PartBody, suffix: String, name: String) -> (size: Int64, sha256: String) {
             switch body.storage {
             case .file(let path):
-                kept.append(KeptFile(source: path, suffix: suffix, name: name))
-                return (body.size, body.sha256)
+                kept.append(KeptFile(content: .file(path), suffix: suffix, name: name))
             case .memory(let bytes):
-                let path = filePrefix + (suffix.isEmpty ? ".main" : suffix)
-                written.append(path)
-                let writer = try SpoolFileWriter(path: path)
-                try bytes.withUnsafeBytes { try writer.write($0) }
-                let (size, sha256) = try writer.finish()
-                kept.append(KeptFile(source: path, suffix: suffix, name: name))
-                return (size, sha256)
+                kept.append(KeptFile(content: .bytes(bytes), suffix: suffix, name: name))
             }
+            return (body.size, body.sha256)
         }
 
         mutating func utf8(_ body: PartBody, part: MIMEPart) throws -> PartBody {
@@ -201,7 +202,10 @@ enum TransferAssembler {
 
         /// Removes every file the ingest created or this set wrote that is not kept.
         func removeUnkept(_ created: [String]) {
-            let keptPaths = Set(kept.map(\.source))
+            let keptPaths = Set(kept.compactMap { file -> String? in
+                if case .file(let path) = file.content { return path }
+                return nil
+            })
             for path in created + written where !keptPaths.contains(path) {
                 unlink(path)
             }

@@ -364,7 +364,7 @@ public struct PollJob: Sendable {
 
     /// Messages committed together: at most the site's `commit_batch`, or this many bytes, or
     /// whatever is received when no RETR is left in flight.
-    static let batchBytes: Int64 = 16 << 20
+    static let batchBytes: Int64 = 8 << 20
 
     private func retrieve(
         _ entry: POP3ListingEntry, from session: POP3Session, scratch: RawMessageScratch, pipelined: Bool,
@@ -425,7 +425,7 @@ public struct PollJob: Sendable {
             // (still in tmp/, or already under a pending name).
             for message in batch {
                 for file in message.files {
-                    unlink(file.source)
+                    if case .file(let source) = file.content { unlink(source) }
                     unlink(spool.pendingPath(site: site.name, id: message.record.id, suffix: file.suffix))
                 }
                 if let acknowledgment = message.acknowledgment { unlink(acknowledgment.path) }

@@ -1,4 +1,5 @@
 import Foundation
+import CGatepostSystem
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -111,26 +112,69 @@ public struct Spool: Sendable {
     /// per transfer: each file, folder and fsync is a disk write of its own on a file system
     /// without a journal; one file per message is what a mail client pays too.
     func commitFiles(_ batch: [(id: String, files: [TransferAssembler.KeptFile])], site: String) throws(SpoolError) {
-        for item in batch {
-            for file in item.files {
-                try Self.fsyncPath(file.source, directory: false)
-            }
-        }
         let siteFolder = inboundRoot + "/" + site
         if try Self.makeDirectory(siteFolder) {
             try Self.fsyncPath(inboundRoot, directory: true)
         }
+        // Every file written (bodies still in memory straight to their pending names) and its
+        // writeback started first, then each fsynced: the disk works on the whole batch at once
+        // instead of one round trip per file, which halves the cost of the fsyncs.
+        var opened: [(descriptor: Int32, path: String)] = []
+        defer {
+            for file in opened { close(file.descriptor) }
+        }
+        var moves: [(from: String, to: String)] = []
         for item in batch {
             for file in item.files {
                 let pending = pendingPath(site: site, id: item.id, suffix: file.suffix)
-                if rename(file.source, pending) != 0 {
-                    throw SpoolError("move the received file to", path: pending, errno: errno)
+                let descriptor: Int32
+                switch file.content {
+                case .file(let source):
+                    descriptor = open(source, O_RDONLY | O_CLOEXEC)
+                    guard descriptor >= 0 else { throw SpoolError("open", path: source, errno: errno) }
+                    opened.append((descriptor, source))
+                    moves.append((source, pending))
+                case .bytes(let bytes):
+                    descriptor = try Self.create(pending, containing: bytes)
+                    opened.append((descriptor, pending))
                 }
+                // Only a hint: fsync below reports any write error.
+                _ = gatepost_start_writeback(descriptor)
             }
         }
-        // The moves must be durable before the catalog says "committed": otherwise a crash
-        // could leave a record whose files are swept from tmp/.
+        for file in opened {
+            if fsync(file.descriptor) != 0 { throw SpoolError("fsync", path: file.path, errno: errno) }
+        }
+        for move in moves {
+            if rename(move.from, move.to) != 0 { throw SpoolError("move the received file to", path: move.to, errno: errno) }
+        }
+        // The names must be durable before the catalog says "committed": otherwise a crash
+        // could leave a record whose files are swept from tmp/ or were never named.
         try Self.fsyncPath(siteFolder, directory: true)
+    }
+
+    /// Creates `path` (exclusively, owner-only) holding `bytes`; returns the open descriptor.
+    static func create(_ path: String, containing bytes: [UInt8]) throws(SpoolError) -> Int32 {
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { throw SpoolError("create", path: path, errno: errno) }
+        let failure = bytes.withUnsafeBytes { buffer -> Int32 in
+            guard let base = buffer.baseAddress else { return 0 }
+            var offset = 0
+            while offset < buffer.count {
+                let written = write(descriptor, base + offset, buffer.count - offset)
+                if written < 0 {
+                    if errno == EINTR { continue }
+                    return errno
+                }
+                offset += written
+            }
+            return 0
+        }
+        if failure != 0 {
+            close(descriptor)
+            throw SpoolError("write", path: path, errno: failure)
+        }
+        return descriptor
     }
 
     /// Gives a committed transfer's pending files their final names. Not fsynced on purpose: if

@@ -70,6 +70,7 @@ final class SpoolFileWriter {
 
     /// Flushes and closes; returns the size and hex SHA-256. The file is not yet fsynced: the
     /// spool does that only for files that are kept.
+    @discardableResult
     func finish() throws(SpoolError) -> (size: Int64, sha256: String) {
         try flush()
         if close(descriptor) != 0 {
