@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import GatepostCore
 import Logging
 
 @main
@@ -14,6 +15,7 @@ struct Gatepost: AsyncParsableCommand {
     static func main() async {
         // Nothing Gatepost creates (spool folders, files, catalog) is readable by others.
         umask(0o077)
+        ProcessTuning.configureAllocator()
         do {
             var command = try parseAsRoot()
             if var asyncCommand = command as? any AsyncParsableCommand {
