@@ -263,7 +263,7 @@ public struct PollJob: Sendable {
                     retrievesInFlight -= 1
                     let message = try await retrieve(
                         entry, from: session, scratch: scratch, pipelined: window > 1,
-                        staged: (committing?.batch ?? []) + staged
+                        staged: [committing?.batch ?? [], staged]
                     )
                     staged.append(message)
                     stagedBytes += message.wireSize
@@ -368,7 +368,7 @@ public struct PollJob: Sendable {
 
     private func retrieve(
         _ entry: POP3ListingEntry, from session: POP3Session, scratch: RawMessageScratch, pipelined: Bool,
-        staged: [StagedMessage]
+        staged: [[StagedMessage]]
     ) async throws -> StagedMessage {
         let id = TransferRecord.newID()
         let filePrefix = spool.temporaryPrefix(id: id)
@@ -472,8 +472,11 @@ public struct PollJob: Sendable {
 
     /// Why this message is a DUPLICATE (a sentence for the record), or nil: the site already has
     /// a transfer with its Message-ID, or, for a message without one, with the same content.
-    /// `staged` are this batch's messages, received but not yet in the catalog.
-    private func duplicateOf(_ result: MessageIngest.Result, staged: [StagedMessage]) async throws -> String? {
+    /// `batches` hold the messages received but perhaps not yet in the catalog: the batch being
+    /// committed and the one being received.
+    private func duplicateOf(_ result: MessageIngest.Result, staged batches: [[StagedMessage]]) async throws -> String? {
+        // The batches are searched in place: copying them per message showed in the profile.
+        let staged = batches.lazy.joined()
         if let messageID = result.parts.first?.header.messageID {
             let earlier = try await catalog.transferID(site: site.name, messageId: messageID)
                 ?? staged.first { $0.record.messageId == messageID }?.record.id
