@@ -47,7 +47,8 @@ public struct MIMEPart: Sendable, Hashable {
     public var fileName: String? {
         let raw = disposition?.fileName ?? contentType.parameters["name"]
         guard let raw else { return nil }
-        let decoded = EncodedWords.decode(raw).trimmingCharacters(in: .whitespacesAndNewlines)
+        // ASCII trimming here; the spool's sanitizer trims Unicode spaces too.
+        let decoded = EncodedWords.decode(raw).trimmingASCIIWhitespace()
         return decoded.isEmpty ? nil : decoded
     }
 }

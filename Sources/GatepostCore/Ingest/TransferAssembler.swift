@@ -219,7 +219,7 @@ enum TransferAssembler {
     /// Addresses from an address-list header, loosely: `Name <a@b>, c@d` -> `a@b`, `c@d`.
     static func addresses(_ field: String) -> [String] {
         field.split(separator: ",").compactMap { item in
-            let text = item.trimmingCharacters(in: .whitespaces)
+            let text = item.trimmingASCIIWhitespace()
             if let open = text.lastIndex(of: "<"), let close = text.lastIndex(of: ">"), open < close {
                 return String(text[text.index(after: open)..<close])
             }

@@ -1,4 +1,5 @@
 import Foundation
+import GatepostMIME
 
 /// Turns a file name a sender chose into one that is safe to create in a spool or delivery
 /// folder: one path component, no control characters, not `.`/`..`, no Windows device names,
@@ -9,12 +10,18 @@ public enum SafeFileName {
     public static func make(_ proposed: String) -> String {
         // Only the last component counts: "../../etc/passwd" and "C:\\x\\y.txt" keep their base name.
         var name = proposed.split(whereSeparator: { $0 == "/" || $0 == "\\" }).last.map(String.init) ?? ""
-        name = name.precomposedStringWithCanonicalMapping
+        // Most names are printable ASCII: already NFC, no control or format characters, no
+        // Unicode spaces; they skip Foundation's normalization and trimming (a few percent of
+        // a poll's CPU otherwise).
+        let isPrintableASCII = name.utf8.allSatisfy { (0x20...0x7E).contains($0) }
+        if !isPrintableASCII {
+            name = name.precomposedStringWithCanonicalMapping
+        }
         name = String(String.UnicodeScalarView(name.unicodeScalars.filter { scalar in
             !(scalar.properties.generalCategory == .control || scalar.properties.generalCategory == .format
               || scalar == ":" || scalar == "*" || scalar == "?" || scalar == "\"" || scalar == "<" || scalar == ">" || scalar == "|")
         }))
-        name = name.trimmingCharacters(in: .whitespaces)
+        name = isPrintableASCII ? name.trimmingASCIIWhitespace() : name.trimmingCharacters(in: .whitespaces)
         // Leading dots would hide the file or make it `..`; trailing dots and spaces trouble Windows shares.
         while name.hasPrefix(".") { name.removeFirst() }
         while name.hasSuffix(".") || name.hasSuffix(" ") { name.removeLast() }
