@@ -144,7 +144,8 @@ func sha256Hex(ofFile path: String) throws -> String {
     @Test func aSilentServerTimesOut() async throws {
         var behavior = ScriptedPOP3Server.Behavior()
         behavior.silentFrom = "RETR"
-        let fixture = try await PollFixture(behavior: behavior, readTimeout: "1s")
+        // Long enough that a loaded machine answers CAPA in time; the server is silent from RETR.
+        let fixture = try await PollFixture(behavior: behavior, readTimeout: "2s")
         let server = fixture.server
         defer { Task { await server.stop() } }
         await #expect {
