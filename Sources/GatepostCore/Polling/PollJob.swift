@@ -205,12 +205,12 @@ public struct PollJob: Sendable {
             send(.dele(entry.number), .delete(entry))
         }
         // Received messages wait in `staged` until their batch is committed; their DELEs follow.
-        // A full batch is made durable and committed in the background (`committing`) while the
-        // next one is received, so the connection does not stall on fsync; its DELEs go out
-        // when the next batch is handed over, or at the end.
+        // A full batch is made durable and committed in the background (`committing`, up to
+        // `commitsInFlight` batches) while the next one is received, so the connection does not
+        // stall on fsync; a batch's DELEs go out once its commit is awaited, in order.
         var staged: [StagedMessage] = []
         var stagedBytes: Int64 = 0
-        var committing: (batch: [StagedMessage], task: Task<[TransferRecord], any Error>)?
+        var committing: [(batch: [StagedMessage], task: Task<[TransferRecord], any Error>)] = []
         func record(_ batch: [StagedMessage], _ records: [TransferRecord]) {
             // The summary first: whatever fails next, these are committed.
             for (message, record) in zip(batch, records) {
@@ -219,9 +219,9 @@ public struct PollJob: Sendable {
                 summary.bytes += sizes[message.entry.number] ?? message.wireSize
             }
         }
-        func finishCommitting() async throws {
-            guard let (batch, task) = committing else { return }
-            committing = nil
+        func finishOldestCommit() async throws {
+            guard !committing.isEmpty else { return }
+            let (batch, task) = committing.removeFirst()
             record(batch, try await task.value)
             if site.poll.deleteAfterRetrieve {
                 for message in batch {
@@ -230,11 +230,13 @@ public struct PollJob: Sendable {
             }
         }
         func commitStaged() async throws {
-            try await finishCommitting()
+            while committing.count >= Self.commitsInFlight {
+                try await finishOldestCommit()
+            }
             let batch = staged
             staged = []
             stagedBytes = 0
-            committing = (batch, Task { [self] in try await self.commit(batch) })
+            committing.append((batch, Task { [self] in try await self.commit(batch) }))
         }
         do {
             while true {
@@ -263,7 +265,7 @@ public struct PollJob: Sendable {
                     retrievesInFlight -= 1
                     let message = try await retrieve(
                         entry, from: session, scratch: scratch, pipelined: window > 1,
-                        staged: [committing?.batch ?? [], staged]
+                        staged: committing.map(\.batch) + [staged]
                     )
                     staged.append(message)
                     stagedBytes += message.wireSize
@@ -274,21 +276,21 @@ public struct PollJob: Sendable {
                     // Without pipelining each DELE follows its commit at once; at the end, the
                     // last batch's DELEs must go out before QUIT.
                     if nothingElseComing || window == 1 {
-                        try await finishCommitting()
+                        while !committing.isEmpty { try await finishOldestCommit() }
                     }
                 }
             }
         } catch {
             // What was received whole is committed before the poll gives up: it is not fetched
             // again, and the next poll deletes it.
-            if let (batch, task) = committing {
-                committing = nil
+            for (batch, task) in committing {
                 do {
                     record(batch, try await task.value)
                 } catch {
                     logger.error("could not commit the messages received before the failure", metadata: ["error": "\(error)"])
                 }
             }
+            committing = []
             if !staged.isEmpty {
                 do {
                     let batch = staged
@@ -365,6 +367,8 @@ public struct PollJob: Sendable {
     /// Messages committed together: at most the site's `commit_batch`, or this many bytes, or
     /// whatever is received when no RETR is left in flight.
     static let batchBytes: Int64 = 8 << 20
+    /// Batches being committed while the next is received: two absorb a slow fsync.
+    static let commitsInFlight = 2
 
     private func retrieve(
         _ entry: POP3ListingEntry, from session: POP3Session, scratch: RawMessageScratch, pipelined: Bool,
