@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
 # Retrieval throughput: gatepost against mpop and fetchmail, on the same loopback Dovecot, in
 # one run, plain and implicit TLS. Each client drains the same mailbox (refilled between runs)
-# of COUNT messages with SIZE-byte attachments. Prints wall time, messages/s, MB/s, CPU seconds,
-# peak RSS and the ratio gatepost/mpop (wall time; below 1 means gatepost is faster).
+# of COUNT messages with SIZE-byte attachments, ROUNDS times, the order of the clients rotating
+# each round. Prints, per client and mode, the median wall time with messages/s, MB/s, CPU
+# seconds and peak RSS of that run, and the ratio gatepost/mpop of the medians (below 1 means
+# gatepost is faster), then each round's ratio.
 #
-#   Benchmarks/pop3-vs-peers.sh [COUNT] [SIZE]      (default 2000 65536)
+#   Benchmarks/pop3-vs-peers.sh [COUNT] [SIZE] [ROUNDS]     (default 2000 65536 3)
+#
+# Each run writes into a folder of its own and nothing is deleted until the end: on ext4,
+# creating files right after many were deleted is slow (the allocator skips recently freed
+# inodes), and a cleanup between runs would tax whichever client came next.
 #
 # gatepost does more than the peers: it parses every message's MIME, decodes and hashes the
 # attachment, fsyncs the files and commits a catalog row per message before its DELE. mpop
@@ -12,6 +18,7 @@
 set -euo pipefail
 COUNT=${1:-2000}
 SIZE=${2:-65536}
+ROUNDS=${3:-3}
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$(pwd)
 
@@ -52,6 +59,7 @@ refill() {
 
 # measure NAME MODE COMMAND...: runs once on a full mailbox, appends a result row.
 RESULTS=$WORK/results
+ROUND=0
 measure() {
   local name=$1 mode=$2; shift 2
   refill
@@ -60,14 +68,13 @@ measure() {
   local left; left=$(find "$(dirname "$MAILDIR")"/{new,cur} -type f | wc -l)
   [[ $left == 0 ]] || { echo "$name $mode left $left messages on the server"; exit 1; }
   read -r wall user sys rss <"$WORK/time"
-  echo "$name $mode $wall $user $sys $rss" >>"$RESULTS"
+  echo "$name $mode $wall $user $sys $rss $ROUND" >>"$RESULTS"
 }
 
-for mode in plain tls; do
-  if [[ $mode == plain ]]; then port=$PLAIN; sec=none; mtls=off; fssl="sslproto ''"; else port=$TLSPORT; sec=tls; mtls=on; fssl="ssl sslcertfile $CA sslcertck sslcommonname localhost"; fi
-
-  mkdir -p "$WORK/sites-$mode"
-  cat >"$WORK/sites-$mode/bench.yaml" <<YAML
+run_gatepost() {
+  local mode=$1 dir=$WORK/gatepost-$1-$ROUND
+  mkdir -p "$dir/sites"
+  cat >"$dir/sites/bench.yaml" <<YAML
 pop3:
   host: 127.0.0.1
   port: $port
@@ -78,33 +85,58 @@ pop3:
   tls: {ca_file: $CA}
 poll: {max_message_size: 1GiB}
 YAML
-  rm -rf "$WORK/spool-$mode"
-  measure gatepost "$mode" "$GATEPOST" poll --sites "$WORK/sites-$mode" --spool "$WORK/spool-$mode"
-
-  rm -rf "$WORK/mpop-$mode"; mkdir -p "$WORK/mpop-$mode"/{new,cur,tmp}
+  measure gatepost "$mode" "$GATEPOST" poll --sites "$dir/sites" --spool "$dir/spool"
+}
+run_mpop() {
+  local mode=$1 dir=$WORK/mpop-$1-$ROUND
+  mkdir -p "$dir/maildir"/{new,cur,tmp}
   measure mpop "$mode" mpop --host=127.0.0.1 --port="$port" --tls="$mtls" --tls-starttls=off --tls-trust-file="$CA" \
     --auth=user --user=alice --passwordeval="echo alice-secret" --keep=off --pipelining=auto \
-    --uidls-file="$WORK/mpop-$mode.uidls" --delivery="maildir,$WORK/mpop-$mode" --received-header=off -q
-
-  cat >"$WORK/fetchmailrc-$mode" <<RC
+    --uidls-file="$dir/uidls" --delivery="maildir,$dir/maildir" --received-header=off -q
+}
+run_fetchmail() {
+  local mode=$1 dir=$WORK/fetchmail-$1-$ROUND
+  mkdir -p "$dir"
+  cat >"$dir/fetchmailrc" <<RC
 set no syslog
 poll 127.0.0.1 service $port protocol POP3 auth password
   user alice password alice-secret $fssl
   nokeep fetchall
 RC
-  chmod 600 "$WORK/fetchmailrc-$mode"
-  HOME=$WORK measure fetchmail "$mode" fetchmail -f "$WORK/fetchmailrc-$mode" --bsmtp "$WORK/fetchmail-$mode.bsmtp" --nosyslog -s
+  chmod 600 "$dir/fetchmailrc"
+  HOME=$dir measure fetchmail "$mode" fetchmail -f "$dir/fetchmailrc" --bsmtp "$dir/out.bsmtp" --nosyslog -s
+}
+
+CLIENTS=(gatepost mpop fetchmail)
+for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
+  for mode in plain tls; do
+    if [[ $mode == plain ]]; then port=$PLAIN; sec=none; mtls=off; fssl="sslproto ''"; else port=$TLSPORT; sec=tls; mtls=on; fssl="ssl sslcertfile $CA sslcertck sslcommonname localhost"; fi
+    for ((i = 0; i < ${#CLIENTS[@]}; i++)); do
+      "run_${CLIENTS[(i + ROUND - 1) % ${#CLIENTS[@]}]}" "$mode"
+    done
+  done
 done
 
-python3 - "$RESULTS" "$COUNT" "$BYTES" <<'PY'
-import sys
+python3 - "$RESULTS" "$COUNT" "$BYTES" "$ROUNDS" <<'PY'
+import statistics, sys
 rows = [line.split() for line in open(sys.argv[1])]
-count, size = int(sys.argv[2]), int(sys.argv[3])
-mpop = {r[1]: float(r[2]) for r in rows if r[0] == "mpop"}
-print(f"{count} messages, {size / 1e6:.1f} MB, loopback Dovecot")
+count, size, rounds = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+def median_run(name, mode):
+    runs = sorted((r for r in rows if r[0] == name and r[1] == mode), key=lambda r: float(r[2]))
+    return runs[(len(runs) - 1) // 2]
+print(f"{count} messages, {size / 1e6:.1f} MB, loopback Dovecot, median of {rounds} rounds")
 print(f"{'client':10} {'mode':6} {'wall s':>8} {'msg/s':>8} {'MB/s':>8} {'CPU s':>7} {'RSS MiB':>8} {'vs mpop':>8}")
-for name, mode, wall, user, system, rss in rows:
-    wall = float(wall)
-    print(f"{name:10} {mode:6} {wall:8.2f} {count / wall:8.0f} {size / 1e6 / wall:8.1f} "
-          f"{float(user) + float(system):7.2f} {int(rss) / 1024:8.1f} {wall / mpop[mode]:8.2f}")
+for mode in ("plain", "tls"):
+    mpop = float(median_run("mpop", mode)[2])
+    for name in ("gatepost", "mpop", "fetchmail"):
+        _, _, wall, user, system, rss, _ = median_run(name, mode)
+        wall = float(wall)
+        print(f"{name:10} {mode:6} {wall:8.2f} {count / wall:8.0f} {size / 1e6 / wall:8.1f} "
+              f"{float(user) + float(system):7.2f} {int(rss) / 1024:8.1f} {wall / mpop:8.2f}")
+for mode in ("plain", "tls"):
+    ratios = []
+    for round_ in range(1, rounds + 1):
+        wall = {r[0]: float(r[2]) for r in rows if r[1] == mode and int(r[6]) == round_}
+        ratios.append(f"{wall['gatepost'] / wall['mpop']:.2f}")
+    print(f"gatepost/mpop {mode} by round: {' '.join(ratios)}")
 PY
