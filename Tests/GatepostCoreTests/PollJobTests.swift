@@ -144,8 +144,9 @@ func sha256Hex(ofFile path: String) throws -> String {
     @Test func aSilentServerTimesOut() async throws {
         var behavior = ScriptedPOP3Server.Behavior()
         behavior.silentFrom = "RETR"
-        // Long enough that a loaded machine answers CAPA in time; the server is silent from RETR.
-        let fixture = try await PollFixture(behavior: behavior, readTimeout: "2s")
+        // Long enough that the scripted server answers CAPA and UIDL in time on a machine loaded
+        // by the rest of the suite (2 s was not, twice); it is silent from RETR on.
+        let fixture = try await PollFixture(behavior: behavior, readTimeout: "5s")
         let server = fixture.server
         defer { Task { await server.stop() } }
         await #expect {

@@ -50,10 +50,12 @@ struct GatepostProcess {
         #expect(records?.count == 4)
         #expect(records?.first?["sha256"] as? String != nil)
         // Every record has every key; absent values are null.
-        #expect(records?.allSatisfy { $0.keys.contains("error") && $0.keys.contains("deliveredPath") } == true)
+        #expect(records?.allSatisfy { $0.keys.contains("error") && $0.keys.contains("deliveredPath") && $0.keys.contains("messageText") } == true)
         let show = try await GatepostProcess.run(["catalog", "show", (records?.first?["id"] as? String) ?? "", "--spool", dir + "/spool"])
         #expect(show.status == 0)
         #expect(show.stdout.contains("orders-2026-11-25.csv"))
+        // The XFER's message text is kept in its record and shown with it.
+        #expect(show.stdout.contains("message text:\nToday's purchase orders are attached."), "\(show.stdout)")
     }
 
     @Test func purgeRemovesSpoolFilesOfFinishedTransfersAndKeepsTheRecords() async throws {
