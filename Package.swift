@@ -146,6 +146,7 @@ let package = Package(
             dependencies: [
                 "GatepostCore", "GatepostCatalog", "GatepostPOP3", "GatepostTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "GRDB", package: "GRDB.swift"),
             ],
             swiftSettings: strictness
         ),

@@ -69,8 +69,8 @@ public struct TransferRecord: Codable, Sendable, Hashable, Identifiable {
     public var ackMessageId: String?
     /// When `gatepost catalog purge` removed the transfer's files.
     public var purgedAt: Date?
-    /// The message's text (UTF-8) kept with an XFER, when it is small enough to live in the
-    /// catalog; a larger one is kept as the file `path` + ".txt".
+    /// The message's text (UTF-8) kept with an XFER, when it was small enough to be held in
+    /// memory (and holds no NUL byte); otherwise it is kept as the file `path` + ".txt".
     public var messageText: String?
 
     public init(
@@ -167,10 +167,10 @@ public struct TransferRecord: Codable, Sendable, Hashable, Identifiable {
         try container.encode(messageText, forKey: .messageText)
     }
 
-    /// A new, time-ordered, unguessable id: `T` + UTC timestamp to the millisecond + 8 random hex
-    /// digits. Ids made in the same millisecond by this process still sort in the order they were
-    /// made (as ULIDs do: the random part grows by a random step), so records received together
-    /// list in the order they arrived.
+    /// A new, time-ordered id: `T` + UTC timestamp to the millisecond + 8 hex digits, random for
+    /// the first id of a millisecond. Ids made in the same millisecond by this process still sort
+    /// in the order they were made (as monotonic ULIDs do: the random part grows by a random
+    /// step), so records received together list in the order they arrived. Not a secret.
     public static func newID(at date: Date = Date()) -> String {
         let (millis, random) = lastID.withLock { last -> (Int64, UInt32) in
             var millis = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))

@@ -92,9 +92,12 @@ struct CatalogCommand: AsyncParsableCommand {
                 }
                 print(TextTable.fields((fields + reports + outgoing).map { ($0.0, $0.1 ?? "-") }).render())
                 if let text = record.messageText {
-                    // A partner's words: no escape sequence reaches the operator's terminal.
-                    let printable = String(String.UnicodeScalarView(text.unicodeScalars.map { scalar in
-                        scalar == "\n" || scalar == "\t" || !(scalar.properties.generalCategory == .control) ? scalar : "\u{FFFD}"
+                    // A partner's words: no escape sequence or direction override reaches the
+                    // operator's terminal. Line ends become plain newlines.
+                    let lines = text.replacingOccurrences(of: "\r\n", with: "\n")
+                    let printable = String(String.UnicodeScalarView(lines.unicodeScalars.map { scalar in
+                        let category = scalar.properties.generalCategory
+                        return scalar == "\n" || scalar == "\t" || (category != .control && category != .format) ? scalar : "\u{FFFD}"
                     }))
                     print("\nmessage text:\n" + printable)
                 }

@@ -38,7 +38,7 @@ struct PollCommand: AsyncParsableCommand {
             throw fail(.configuration("no enabled sites in \(options.sites)"))
         }
         // Settle what an interrupted run left: unfinished messages in tmp/ (still on the server)
-        // and received folders waiting for their final name.
+        // and received files waiting for their final name.
         spool.sweepTemporary()
         do {
             try await spool.recoverPending { id in try await catalog.transfer(id: id) != nil }

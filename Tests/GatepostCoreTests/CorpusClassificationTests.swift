@@ -151,6 +151,12 @@ struct CorpusIngest {
         #expect(small.record.messageSha256 == nil)
         #expect(small.suffixes == ["data.csv": ""])
 
+        // A NUL byte would cut a catalog TEXT value: such a text is kept as a file.
+        let withNUL = try CorpusIngest.ingest(message(text: "before\u{0}after"))
+        #expect(withNUL.record.messageText == nil)
+        #expect(withNUL.suffixes == ["data.csv": "", "message.txt": ".txt"])
+        #expect(withNUL.files["message.txt"] == Array("before\u{0}after".utf8))
+
         let line = String(repeating: "x", count: 998) + "\r\n"
         let text = String(repeating: line, count: 1200)  // 1.2 MB: past the memory budget
         for chunkSize in [nil, 4096] {

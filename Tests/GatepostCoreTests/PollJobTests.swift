@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import GatepostCatalog
+import GRDB
 import GatepostPOP3
 import GatepostTestSupport
 import Logging
@@ -141,6 +142,35 @@ func sha256Hex(ofFile path: String) throws -> String {
         #expect(try fixture.temporaryEntries().isEmpty)
     }
 
+    /// Batches are fsynced side by side but committed to the catalog in order: when a batch
+    /// fails, the one received after it (which may hold a DUPLICATE naming one of its transfers)
+    /// is not committed either, and nothing is deleted.
+    @Test func aBatchIsNotCommittedWhenTheOneBeforeItFailed() async throws {
+        var fixture = try await PollFixture()
+        fixture.site.poll.commitBatch = 2
+        let server = fixture.server
+        defer { Task { await server.stop() } }
+        // The first batch (the first two messages) fails in the catalog.
+        let database = try DatabaseQueue(path: fixture.spool.catalogPath)
+        try await database.write { db in
+            try db.execute(sql: """
+                CREATE TRIGGER fail_first_batch BEFORE INSERT ON retrieved_message WHEN NEW.uidl = 'demo-msg-1'
+                BEGIN SELECT RAISE(ABORT, 'injected failure'); END
+                """)
+        }
+        await #expect(throws: SitePollError.self) { try await fixture.poll() }
+        #expect(try await fixture.records().isEmpty, "the second batch waited for the first")
+        #expect(fixture.server.messages.count == 4)
+        #expect(try fixture.temporaryEntries().isEmpty)
+        let inbound = (try? FileManager.default.contentsOfDirectory(atPath: fixture.spool.inboundRoot + "/scripted")) ?? []
+        #expect(inbound.isEmpty, "no file of an uncommitted batch is left: \(inbound)")
+
+        try await database.write { db in try db.execute(sql: "DROP TRIGGER fail_first_batch") }
+        _ = try await fixture.poll()
+        #expect(try await fixture.records().map(\.fileName) == ["orders-2026-11-25.csv", "orders", nil, "RECOVER"])
+        #expect(fixture.server.messages.isEmpty)
+    }
+
     @Test func aSilentServerTimesOut() async throws {
         var behavior = ScriptedPOP3Server.Behavior()
         behavior.silentFrom = "RETR"
@@ -228,6 +258,19 @@ func sha256Hex(ofFile path: String) throws -> String {
 }
 
 @Suite struct SpoolRecoveryTests {
+    @Test func aBatchLargerThanTheFsyncWindowIsCommittedWhole() async throws {
+        let spool = try Spool(root: try makeTemporaryDirectory("window"))
+        let count = Spool.fsyncWindow * 2 + 7
+        let batch: [(id: String, files: [TransferAssembler.KeptFile])] = (0..<count).map { index in
+            ("T\(index)", [.init(content: .bytes(Array("file \(index)".utf8)), suffix: "", name: "f")])
+        }
+        try spool.commitFiles(batch, site: "big")
+        let pending = try FileManager.default.contentsOfDirectory(atPath: spool.inboundRoot + "/big")
+        #expect(pending.count == count)
+        #expect(pending.allSatisfy { $0.hasPrefix(".T") })
+        #expect(try String(contentsOfFile: spool.pendingPath(site: "big", id: "T\(count - 1)"), encoding: .utf8) == "file \(count - 1)")
+    }
+
     @Test func pendingFilesArePublishedIfCommittedAndRemovedIfNot() async throws {
         let root = try makeTemporaryDirectory("recover")
         let spool = try Spool(root: root)

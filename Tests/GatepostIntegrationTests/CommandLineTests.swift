@@ -56,6 +56,7 @@ struct GatepostProcess {
         #expect(show.stdout.contains("orders-2026-11-25.csv"))
         // The XFER's message text is kept in its record and shown with it.
         #expect(show.stdout.contains("message text:\nToday's purchase orders are attached."), "\(show.stdout)")
+        #expect(!show.stdout.contains("\u{FFFD}"), "line ends print as newlines, not replacement characters")
     }
 
     @Test func purgeRemovesSpoolFilesOfFinishedTransfersAndKeepsTheRecords() async throws {

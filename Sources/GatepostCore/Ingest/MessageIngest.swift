@@ -1,4 +1,5 @@
 import Crypto
+import Synchronization
 import GatepostMIME
 import GatepostCatalog
 import NIOCore
@@ -6,9 +7,9 @@ import NIOCore
 import Glibc
 #endif
 
-/// A leaf part's decoded body: in memory while it is small and not an attached file, else in a
-/// file in `tmp/`. Keeping message texts in memory spares a file (an inode, an fsync) per
-/// message: they go into the catalog row, or into a file only when kept as one.
+/// A leaf part's decoded body: in memory while it is small, else in a file in `tmp/`. A body in
+/// memory costs no file until its batch's commit writes the ones that are kept; a message text
+/// goes into the catalog row and never becomes a file at all.
 struct PartBody: Sendable, Hashable {
     enum Storage: Sendable, Hashable {
         case memory([UInt8])
@@ -52,6 +53,9 @@ final class PartBodyWriter {
     /// Whether the body went to its file (which then exists and is the caller's to keep or remove).
     var isInFile: Bool { file != nil }
 
+    /// The memory the body holds (its buffer's capacity), while it is in memory.
+    var heldBytes: Int { file == nil ? buffer.capacity : 0 }
+
     func write(_ bytes: UnsafeRawBufferPointer) throws(SpoolError) {
         hasher.update(bufferPointer: bytes)
         size += Int64(bytes.count)
@@ -83,9 +87,10 @@ final class PartBodyWriter {
 }
 
 /// Receives every leaf part of a message as the parser decodes it. Bodies stay in memory within
-/// a budget per message and spill to a file in `tmp/` (`<id>.part-N`) beyond it. The text of a text body goes through a
-/// ``UUEncodedFileExtractor`` on the way, so files uuencoded in it get files of their own
-/// (`<id>.uu-N`) and the text keeps only what is around them.
+/// a budget per message (and the process's, ``HeldBodies``) and spill to a file in `tmp/`
+/// (`<id>.part-N`) beyond it. The text of a text body goes through a ``UUEncodedFileExtractor``
+/// on the way, so files uuencoded in it get files of their own (`<id>.uu-N`) and the text keeps
+/// only what is around them.
 final class PartFileSink: MIMEPartHandler, UUEncodedFileHandler {
     struct UUEncodedFile {
         var parent: Int
@@ -95,10 +100,8 @@ final class PartFileSink: MIMEPartHandler, UUEncodedFileHandler {
 
     /// More files than this in one text body is not a transfer; the message is kept whole.
     static let maxUUEncodedFiles = 100
-    /// Bytes of bodies held in memory per message; past it, bodies go to files. A small message's
-    /// files are then written by the batch's commit, off the receiving path; a batch holds at
-    /// most `PollJob.batchBytes` of messages, so two batches (one receiving, one committing)
-    /// bound what is held.
+    /// Bytes of bodies held in memory per message; past it, bodies go to files. Bodies in
+    /// memory wait for their batch's commit, which writes the kept ones off the receiving path.
     static let memoryBudget = 256 << 10
 
     /// Every file name starts with this (`tmp/<id>`).
@@ -106,7 +109,8 @@ final class PartFileSink: MIMEPartHandler, UUEncodedFileHandler {
     private var current: (index: Int, writer: PartBodyWriter)?
     private var extractor: UUEncodedFileExtractor?
     private var uuCurrent: (name: String, writer: SpoolFileWriter)?
-    private var memoryUsed = 0
+    /// Memory held by this message's bodies, counted in ``HeldBodies`` until released.
+    private(set) var memoryUsed = 0
     private(set) var bodies: [Int: PartBody] = [:]
     private(set) var uuencodedFiles: [UUEncodedFile] = []
     /// Every file created, kept or not: what is not kept is removed.
@@ -131,7 +135,7 @@ final class PartFileSink: MIMEPartHandler, UUEncodedFileHandler {
     func partDidBegin(_ part: MIMEPart) throws {
         guard !part.isMultipart else { return }
         let path = "\(filePrefix).part-\(part.index)"
-        let limit = Self.memoryBudget - memoryUsed
+        let limit = min(Self.memoryBudget - memoryUsed, HeldBodies.available)
         let writer = try PartBodyWriter(spillPath: path, memoryLimit: limit)
         if writer.isInFile { createdFiles.append(path) }
         current = (part.index, writer)
@@ -158,11 +162,13 @@ final class PartFileSink: MIMEPartHandler, UUEncodedFileHandler {
             var handler = self
             try extractor.finish(into: &handler)
         }
-        self.current = nil
+        let held = current.writer.heldBytes
         let body = try current.writer.finish()
+        self.current = nil
         switch body.storage {
         case .memory:
-            memoryUsed += Int(body.size)
+            memoryUsed += held
+            HeldBodies.add(held)
         case .file(let path):
             // A text that outgrew the memory budget.
             if !createdFiles.contains(path) { createdFiles.append(path) }
@@ -303,8 +309,9 @@ final class RawMessageScratch {
     /// Writes the current message to `destination` (renames the scratch file, for a large one).
     func move(to destination: String) throws(SpoolError) {
         if let spill {
-            _ = try spill.finish()
             self.spill = nil
+            defer { unlink(path) }  // gone after a rename; removed if the rename failed
+            _ = try spill.finish()
             if rename(path, destination) != 0 {
                 throw SpoolError("move the message to", path: destination, errno: errno)
             }
@@ -324,7 +331,8 @@ final class RawMessageScratch {
 }
 
 /// The bytes of one RETR, taken in as they arrive: the whole message goes to the raw scratch
-/// file (hashed), and through the streaming MIME parser to the part bodies (``PartFileSink``).
+/// (``RawMessageScratch``), and through the streaming MIME parser to the part bodies
+/// (``PartFileSink``).
 /// Memory stays bounded whatever the message size. A message the parser rejects (a limit, a
 /// malformed header) is still complete in the scratch file, to be kept whole as RECOVER.
 final class MessageIngest {
@@ -407,12 +415,35 @@ final class MessageIngest {
         }
         return Result(
             rawSize: raw.messageSize, scratch: raw, parts: parts, bodies: bodies,
-            createdFiles: sink.createdFiles, parseError: parseError
+            createdFiles: sink.allCreatedFiles, parseError: parseError
         )
     }
+
+    /// Memory this message's bodies hold, counted in ``HeldBodies``: the caller releases it once
+    /// the bodies are gone (committed, or the message abandoned).
+    var heldBytes: Int { sink.memoryUsed }
 
     /// Removes every file this message created (it is not kept: an error, a cancellation).
     func discard() {
         for path in sink.allCreatedFiles { unlink(path) }
+    }
+}
+
+/// Bytes of message bodies that every poll of this process holds in memory, waiting for their
+/// batch's commit. Past `limit`, new bodies go to files in `tmp/` as they arrive, so memory stays
+/// bounded however many polls run at once and however large their batches are.
+enum HeldBodies {
+    static let limit = 48 << 20
+    private static let held = Mutex(0)
+
+    static var available: Int { held.withLock { max(0, limit - $0) } }
+    static var current: Int { held.withLock { $0 } }
+
+    static func add(_ bytes: Int) {
+        held.withLock { $0 += bytes }
+    }
+
+    static func release(_ bytes: Int) {
+        held.withLock { $0 = max(0, $0 - bytes) }
     }
 }

@@ -37,9 +37,6 @@ enum TransferAssembler {
     static let reportFileName = "report.txt"
     /// The name of an attached message (message/rfc822) that came without one.
     static let attachedMessageFileName = "attached-message.eml"
-    /// An XFER's message text up to this size is kept in its catalog row (no file, no fsync);
-    /// a larger one as the file `<id>.txt`.
-    static let maxCatalogTextSize: Int64 = 1 << 20
 
     /// - Parameter filePrefix: `tmp/<transfer id>`, the start of every file name of this message.
     static func assemble(
@@ -91,7 +88,9 @@ enum TransferAssembler {
                 let main = files.keep(attachment, suffix: "", name: name)
                 if let text, let body = result.bodies[text] {
                     let converted = try files.utf8(body, part: result.parts[text])
-                    if case .memory(let bytes) = converted.storage, converted.size <= maxCatalogTextSize {
+                    // A text that fits in memory goes into the record, unless it holds a NUL
+                    // byte, which a catalog TEXT column would cut it at.
+                    if case .memory(let bytes) = converted.storage, !bytes.contains(0) {
                         record.messageText = String(decoding: bytes, as: UTF8.self)
                     } else {
                         _ = files.keep(converted, suffix: ".txt", name: textFileName)

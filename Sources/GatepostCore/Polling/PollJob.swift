@@ -236,7 +236,11 @@ public struct PollJob: Sendable {
             let batch = staged
             staged = []
             stagedBytes = 0
-            committing.append((batch, Task { [self] in try await self.commit(batch) }))
+            // Files are written and fsynced in parallel with the batch before, but the catalog
+            // commits in order: a record (a DUPLICATE naming an earlier transfer, a report) must
+            // never be committed without the batches before it.
+            let previous = committing.last?.task
+            committing.append((batch, Task { [self] in try await self.commit(batch, after: previous) }))
         }
         do {
             while true {
@@ -283,6 +287,7 @@ public struct PollJob: Sendable {
         } catch {
             // What was received whole is committed before the poll gives up: it is not fetched
             // again, and the next poll deletes it.
+            let lastInFlight = committing.last?.task
             for (batch, task) in committing {
                 do {
                     record(batch, try await task.value)
@@ -295,7 +300,7 @@ public struct PollJob: Sendable {
                 do {
                     let batch = staged
                     staged = []
-                    record(batch, try await commit(batch))
+                    record(batch, try await commit(batch, after: lastInFlight))
                 } catch {
                     logger.error("could not commit the messages received before the failure", metadata: ["error": "\(error)"])
                 }
@@ -353,15 +358,22 @@ public struct PollJob: Sendable {
     /// How many RETRs may be unanswered at once when the server offers PIPELINING.
     static let pipelineWindow = 16
 
-    /// A message received and assembled in `tmp/`, not yet durable nor
-    /// committed: it waits for the rest of its batch.
+    /// A message received and assembled (its bodies in memory, or in files in `tmp/`), not yet
+    /// durable nor committed: it waits for the rest of its batch.
+    /// A batch is not committed when the one before it failed: the catalog commits in order.
+    struct EarlierBatchFailed: Error, CustomStringConvertible {
+        var description: String { "not committed, because the batch received before it was not" }
+    }
+
     struct StagedMessage: Sendable {
         var entry: POP3ListingEntry
-        /// In `tmp/` until the batch is committed.
+        /// In memory or in `tmp/` until the batch is committed.
         var files: [TransferAssembler.KeptFile]
         var record: TransferRecord
         var acknowledgment: OutboxEntry?
         var wireSize: Int64
+        /// Memory its bodies hold (``HeldBodies``), released when its batch is done.
+        var heldBytes: Int
     }
 
     /// Messages committed together: at most the site's `commit_batch`, or this many bytes, or
@@ -377,6 +389,8 @@ public struct PollJob: Sendable {
         let id = TransferRecord.newID()
         let filePrefix = spool.temporaryPrefix(id: id)
         let ingest = try MessageIngest(filePrefix: filePrefix, raw: scratch, limits: site.poll.limits, maxSize: site.poll.maxMessageSize)
+        // What the assembly kept (the whole message, converted texts) is removed too on failure.
+        var keptFiles: [TransferAssembler.KeptFile] = []
         do {
             let consume: (ByteBuffer) async throws -> Void = { chunk in
                 try ingest.consume(chunk)
@@ -393,31 +407,46 @@ public struct PollJob: Sendable {
             let result = try ingest.finish()
             let duplicate = try await duplicateOf(result, staged: staged)
             let assembled = try TransferAssembler.assemble(result, site: site, id: id, uidl: entry.value, filePrefix: filePrefix, duplicateOf: duplicate)
+            keptFiles = assembled.files
             var record = assembled.record
             record.path = spool.transferPath(site: site.name, id: id)
             let acknowledgment = try acknowledgment(for: &record, header: result.parts.first?.header ?? MessageHeader())
             return StagedMessage(
                 entry: entry, files: assembled.files, record: record,
-                acknowledgment: acknowledgment, wireSize: result.rawSize
+                acknowledgment: acknowledgment, wireSize: result.rawSize, heldBytes: ingest.heldBytes
             )
         } catch {
             // Nothing of this message is committed; it stays on the server.
             ingest.discard()
+            for file in keptFiles {
+                if case .file(let path) = file.content { unlink(path) }
+            }
+            HeldBodies.release(ingest.heldBytes)
             throw error
         }
     }
 
-    /// Makes a batch durable and commits it: files and folders fsynced, moved to `in/`, then one
-    /// catalog transaction for all records, UIDLs and owed acknowledgments; only then may the
-    /// caller send DELEs. On failure nothing of the batch is committed (the pending folders are
-    /// removed at the next start), and every message stays on the server.
-    private func commit(_ batch: [StagedMessage]) async throws -> [TransferRecord] {
+    /// Makes a batch durable and commits it: its files written or moved to pending names in `in/`
+    /// and fsynced, then (after `previous`, the batch before it, is committed) one catalog
+    /// transaction for all records, UIDLs and owed acknowledgments; only then may the caller
+    /// send DELEs. On failure nothing of the batch is committed, its files are removed (or, after
+    /// a crash, at the next start), and every message stays on the server.
+    private func commit(_ batch: [StagedMessage], after previous: Task<[TransferRecord], any Error>? = nil) async throws -> [TransferRecord] {
+        // Whatever happens, the bodies this batch held in memory are gone after it.
+        defer { HeldBodies.release(batch.reduce(0) { $0 + $1.heldBytes }) }
         guard !batch.isEmpty else { return [] }
         do {
             // fsync blocks: on NIO's thread pool, not on a thread of the concurrency pool.
             let files = batch.map { ($0.record.id, $0.files) }
             try await NIOThreadPool.singleton.runIfActive { [spool, site] in
                 try spool.commitFiles(files, site: site.name)
+            }
+            if let previous {
+                do {
+                    _ = try await previous.value
+                } catch {
+                    throw EarlierBatchFailed()
+                }
             }
             FailPoint.hit("poll.before-commit")
             // Beyond cancellation: a shutdown must not turn received and durable messages into
@@ -441,7 +470,7 @@ public struct PollJob: Sendable {
             do {
                 try spool.publish(site: site.name, id: message.record.id, suffixes: message.files.map(\.suffix))
             } catch {
-                // Committed: the pending folder is published at the next start.
+                // Committed: the pending files are published at the next start.
                 logger.error("received, but its files keep their pending names until the next start", metadata: [
                     "transfer": "\(message.record.id)", "error": "\(error)",
                 ])

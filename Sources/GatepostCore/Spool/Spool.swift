@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import CGatepostSystem
 #if canImport(Glibc)
 import Glibc
@@ -113,20 +114,23 @@ public struct Spool: Sendable {
     /// without a journal; one file per message is what a mail client pays too.
     func commitFiles(_ batch: [(id: String, files: [TransferAssembler.KeptFile])], site: String) throws(SpoolError) {
         let siteFolder = inboundRoot + "/" + site
-        if try Self.makeDirectory(siteFolder) {
-            try Self.fsyncPath(inboundRoot, directory: true)
-        }
-        // Every file written (bodies still in memory straight to their pending names) and its
-        // writeback started first, then each fsynced: the disk works on the whole batch at once
-        // instead of one round trip per file, which halves the cost of the fsyncs.
-        var opened: [(descriptor: Int32, path: String)] = []
-        defer {
-            for file in opened { close(file.descriptor) }
-        }
+        try makeSiteFolderDurable(siteFolder)
+        // Files are written (bodies in memory straight to their pending names) and their
+        // writeback started, then fsynced, a window at a time: the disk works on many files at
+        // once instead of one round trip per file, which halves the cost of the fsyncs, and a
+        // large batch does not run out of descriptors.
+        let files = batch.flatMap { item in item.files.map { (id: item.id, file: $0) } }
         var moves: [(from: String, to: String)] = []
-        for item in batch {
-            for file in item.files {
-                let pending = pendingPath(site: site, id: item.id, suffix: file.suffix)
+        var start = 0
+        while start < files.count {
+            let window = files[start..<min(files.count, start + Self.fsyncWindow)]
+            start = window.endIndex
+            var opened: [(descriptor: Int32, path: String)] = []
+            defer {
+                for file in opened { close(file.descriptor) }
+            }
+            for (id, file) in window {
+                let pending = pendingPath(site: site, id: id, suffix: file.suffix)
                 let descriptor: Int32
                 switch file.content {
                 case .file(let source):
@@ -141,9 +145,9 @@ public struct Spool: Sendable {
                 // Only a hint: fsync below reports any write error.
                 _ = gatepost_start_writeback(descriptor)
             }
-        }
-        for file in opened {
-            if fsync(file.descriptor) != 0 { throw SpoolError("fsync", path: file.path, errno: errno) }
+            for file in opened {
+                if fsync(file.descriptor) != 0 { throw SpoolError("fsync", path: file.path, errno: errno) }
+            }
         }
         for move in moves {
             if rename(move.from, move.to) != 0 { throw SpoolError("move the received file to", path: move.to, errno: errno) }
@@ -151,6 +155,21 @@ public struct Spool: Sendable {
         // The names must be durable before the catalog says "committed": otherwise a crash
         // could leave a record whose files are swept from tmp/ or were never named.
         try Self.fsyncPath(siteFolder, directory: true)
+    }
+
+    /// Files fsynced together: bounds the descriptors a commit holds open.
+    static let fsyncWindow = 64
+
+    /// Site folders this process has made durable (created if missing, and their parent
+    /// fsynced): once per site, whoever created the folder, since the process (or an earlier one
+    /// that crashed) may have created it without the fsync having happened.
+    private static let durableSiteFolders = Mutex<Set<String>>([])
+
+    private func makeSiteFolderDurable(_ siteFolder: String) throws(SpoolError) {
+        guard !Self.durableSiteFolders.withLock({ $0.contains(siteFolder) }) else { return }
+        try Self.makeDirectory(siteFolder)
+        try Self.fsyncPath(inboundRoot, directory: true)
+        Self.durableSiteFolders.withLock { _ = $0.insert(siteFolder) }
     }
 
     /// Creates `path` (exclusively, owner-only) holding `bytes`; returns the open descriptor.
