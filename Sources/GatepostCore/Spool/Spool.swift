@@ -23,8 +23,21 @@ public struct Spool: Sendable {
 
     public init(root: String) throws(SpoolError) {
         self.root = root.hasSuffix("/") && root.count > 1 ? String(root.dropLast()) : root
-        for directory in [self.root, temporaryRoot, inboundRoot, outboundRoot] {
-            try Self.makeDirectory(directory)
+        let createdRoot = try Self.makeDirectory(self.root)
+        var createdFolder = false
+        for directory in [temporaryRoot, inboundRoot, outboundRoot] {
+            if try Self.makeDirectory(directory) { createdFolder = true }
+        }
+        // New folders' names made durable before anything is committed under them: a crash
+        // right after the first poll's DELEs must not lose the spool. (SQLite syncs the root
+        // itself when it creates the catalog's WAL.) The parent may not be ours to open: there
+        // it is best effort.
+        if createdFolder || createdRoot {
+            try Self.fsyncPath(self.root, directory: true)
+        }
+        if createdRoot {
+            let parent = (self.root as NSString).deletingLastPathComponent
+            try? Self.fsyncPath(parent.isEmpty ? "." : parent, directory: true)
         }
     }
 
