@@ -37,16 +37,24 @@ struct CorpusIngest {
         var files: [String: [UInt8]]
         /// Name -> the suffix of its file in `in/<site>/` ("" for the main file).
         var suffixes: [String: String] = [:]
+        /// Names of the kept files still in memory (written by the commit, not yet in `tmp/`).
+        var inMemory: Set<String> = []
     }
 
     /// Ingests `bytes` in chunks of `chunkSize` (nil: one chunk) and assembles the record.
-    static func ingest(_ bytes: [UInt8], chunkSize: Int? = nil, limits: MIMELimits = .default) throws -> Outcome {
+    static func ingest(
+        _ bytes: [UInt8], chunkSize: Int? = nil, limits: MIMELimits = .default,
+        processMemoryAvailable: @escaping () -> Int = { HeldBodies.available }
+    ) throws -> Outcome {
         let site = try #require(Self.site)
         let spool = try Spool(root: try makeTemporaryDirectory("corpus"))
         let id = TransferRecord.newID()
         let prefix = spool.temporaryPrefix(id: id)
         let scratch = RawMessageScratch(folder: spool.temporaryRoot)
-        let ingest = try MessageIngest(filePrefix: prefix, raw: scratch, limits: limits, maxSize: 1 << 30)
+        let ingest = try MessageIngest(
+            filePrefix: prefix, raw: scratch, limits: limits, maxSize: 1 << 30, processMemoryAvailable: processMemoryAvailable
+        )
+        defer { HeldBodies.release(ingest.heldBytes) }
         let size = chunkSize ?? max(1, bytes.count)
         var offset = 0
         while offset < bytes.count {
@@ -77,7 +85,14 @@ struct CorpusIngest {
         var record = assembled.record
         record.id = "T"
         record.receivedAt = Date(timeIntervalSince1970: 0)
-        return Outcome(record: record, files: files, suffixes: Dictionary(assembled.files.map { ($0.name, $0.suffix) }, uniquingKeysWith: { first, _ in first }))
+        return Outcome(
+            record: record, files: files,
+            suffixes: Dictionary(assembled.files.map { ($0.name, $0.suffix) }, uniquingKeysWith: { first, _ in first }),
+            inMemory: Set(assembled.files.compactMap { file in
+                if case .bytes = file.content { return file.name }
+                return nil
+            })
+        )
     }
 
     static func text(_ bytes: [UInt8]?) -> String? {
@@ -145,8 +160,15 @@ struct CorpusIngest {
 
                 """.utf8)
         }
-        let small = try CorpusIngest.ingest(message(text: "see attached"))
+        let small = try CorpusIngest.ingest(message(text: "see attached"), processMemoryAvailable: { .max })
         #expect(small.record.messageText == "see attached")
+        #expect(small.inMemory == ["data.csv"], "a small file waits in memory for the commit")
+        // When the process holds all it may (HeldBodies), bodies go to files as they arrive.
+        let full = try CorpusIngest.ingest(message(text: "see attached"), processMemoryAvailable: { 0 })
+        #expect(full.inMemory.isEmpty)
+        #expect(full.record.messageText == nil)
+        #expect(full.suffixes == ["data.csv": "", "message.txt": ".txt"])
+        #expect(CorpusIngest.text(full.files["data.csv"]) == "1,2")
         // Not hashed whole: it has a Message-ID, and is not kept whole.
         #expect(small.record.messageSha256 == nil)
         #expect(small.suffixes == ["data.csv": ""])

@@ -27,7 +27,7 @@ struct PartBody: Sendable, Hashable {
     func bytes(limit: Int) throws -> [UInt8] {
         switch storage {
         case .memory(let bytes):
-            return Array(bytes.prefix(limit))
+            return bytes.count <= limit ? bytes : Array(bytes.prefix(limit))
         case .file(let path):
             return try SpoolFileReader.read(path, limit: limit)
         }
@@ -64,11 +64,7 @@ final class PartBodyWriter {
         } else if buffer.count + bytes.count > memoryLimit {
             let file = try SpoolFileWriter(path: spillPath, hashing: false)
             self.file = file
-            var failure: SpoolError?
-            buffer.withUnsafeBytes { held in
-                do throws(SpoolError) { try file.write(held) } catch { failure = error }
-            }
-            if let failure { throw failure }
+            try file.write(contentsOf: buffer)
             buffer = []
             try file.write(bytes)
         } else {
@@ -122,8 +118,12 @@ final class PartFileSink: MIMEPartHandler, UUEncodedFileHandler {
         return createdFiles.contains(path) ? createdFiles : createdFiles + [path]
     }
 
-    init(filePrefix: String) {
+    /// How much more the process may hold (``HeldBodies``); a test passes its own.
+    private let processMemoryAvailable: () -> Int
+
+    init(filePrefix: String, processMemoryAvailable: @escaping () -> Int = { HeldBodies.available }) {
         self.filePrefix = filePrefix
+        self.processMemoryAvailable = processMemoryAvailable
     }
 
     /// Text bodies are where old mailers put uuencoded files: text/plain that is not itself an
@@ -135,7 +135,7 @@ final class PartFileSink: MIMEPartHandler, UUEncodedFileHandler {
     func partDidBegin(_ part: MIMEPart) throws {
         guard !part.isMultipart else { return }
         let path = "\(filePrefix).part-\(part.index)"
-        let limit = min(Self.memoryBudget - memoryUsed, HeldBodies.available)
+        let limit = min(Self.memoryBudget - memoryUsed, processMemoryAvailable())
         let writer = try PartBodyWriter(spillPath: path, memoryLimit: limit)
         if writer.isInFile { createdFiles.append(path) }
         current = (part.index, writer)
@@ -215,12 +215,15 @@ enum SpoolFileReader {
         let descriptor = open(path, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else { throw SpoolError("open", path: path, errno: errno) }
         defer { close(descriptor) }
-        var bytes = [UInt8](repeating: 0, count: limit)
+        // Sized by the file, not the limit: most texts and reports are small.
+        var info = stat()
+        let size = fstat(descriptor, &info) == 0 ? min(limit, Int(info.st_size)) : limit
+        var bytes = [UInt8](repeating: 0, count: size)
         var filled = 0
-        while filled < limit {
+        while filled < size {
             let count = bytes.withUnsafeMutableBytes { buffer -> Int in
                 guard let base = buffer.baseAddress else { return 0 }
-                return Glibc.read(descriptor, base + filled, limit - filled)
+                return Glibc.read(descriptor, base + filled, size - filled)
             }
             if count < 0 {
                 if errno == EINTR { continue }
@@ -280,11 +283,7 @@ final class RawMessageScratch {
             hasher.update(bufferPointer: bytes)
             let spill = try SpoolFileWriter(path: path, hashing: false)
             self.spill = spill
-            var failure: SpoolError?
-            memory.withUnsafeBytes { held in
-                do throws(SpoolError) { try spill.write(held) } catch { failure = error }
-            }
-            if let failure { throw failure }
+            try spill.write(contentsOf: memory)
             memory.removeAll(keepingCapacity: true)
             try spill.write(bytes)
         } else {
@@ -318,13 +317,11 @@ final class RawMessageScratch {
             return
         }
         let writer = try SpoolFileWriter(path: destination, hashing: false)
-        var failure: SpoolError?
-        memory.withUnsafeBytes { held in
-            do throws(SpoolError) { try writer.write(held) } catch { failure = error }
-        }
-        if let failure {
+        do {
+            try writer.write(contentsOf: memory)
+        } catch {
             unlink(destination)
-            throw failure
+            throw error
         }
         _ = try writer.finish()
     }
@@ -372,12 +369,15 @@ final class MessageIngest {
     private let maxSize: Int64
     private var received: Int64 = 0
 
-    init(filePrefix: String, raw: RawMessageScratch, limits: MIMELimits, maxSize: Int64) throws {
+    init(
+        filePrefix: String, raw: RawMessageScratch, limits: MIMELimits, maxSize: Int64,
+        processMemoryAvailable: @escaping () -> Int = { HeldBodies.available }
+    ) throws {
         self.filePrefix = filePrefix
         self.raw = raw
         raw.begin()
         parser = MIMEStreamParser(limits: limits)
-        sink = PartFileSink(filePrefix: filePrefix)
+        sink = PartFileSink(filePrefix: filePrefix, processMemoryAvailable: processMemoryAvailable)
         self.maxSize = maxSize
     }
 

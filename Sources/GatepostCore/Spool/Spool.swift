@@ -189,22 +189,13 @@ public struct Spool: Sendable {
     static func create(_ path: String, containing bytes: [UInt8]) throws(SpoolError) -> Int32 {
         let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else { throw SpoolError("create", path: path, errno: errno) }
-        let failure = bytes.withUnsafeBytes { buffer -> Int32 in
-            guard let base = buffer.baseAddress else { return 0 }
-            var offset = 0
-            while offset < buffer.count {
-                let written = write(descriptor, base + offset, buffer.count - offset)
-                if written < 0 {
-                    if errno == EINTR { continue }
-                    return errno
-                }
-                offset += written
-            }
-            return 0
+        var failure: SpoolError?
+        bytes.withUnsafeBytes { buffer in
+            do throws(SpoolError) { try SpoolFileWriter.writeFully(descriptor, buffer, path: path) } catch { failure = error }
         }
-        if failure != 0 {
+        if let failure {
             close(descriptor)
-            throw SpoolError("write", path: path, errno: failure)
+            throw failure
         }
         return descriptor
     }

@@ -45,17 +45,31 @@ final class SpoolFileWriter {
         }
     }
 
+    /// Writes the bytes of an array (a body held in memory until now).
+    func write(contentsOf bytes: [UInt8]) throws(SpoolError) {
+        var failure: SpoolError?
+        bytes.withUnsafeBytes { buffer in
+            do throws(SpoolError) { try write(buffer) } catch { failure = error }
+        }
+        if let failure { throw failure }
+    }
+
     private func flush() throws(SpoolError) {
         guard !buffer.isEmpty else { return }
         var failure: SpoolError?
         buffer.withUnsafeBytes { bytes in
-            do throws(SpoolError) { try writeFully(bytes) } catch { failure = error }
+            do throws(SpoolError) { try Self.writeFully(descriptor, bytes, path: path) } catch { failure = error }
         }
         buffer.removeAll(keepingCapacity: true)
         if let failure { throw failure }
     }
 
     private func writeFully(_ bytes: UnsafeRawBufferPointer) throws(SpoolError) {
+        try Self.writeFully(descriptor, bytes, path: path)
+    }
+
+    /// All of `bytes` to `descriptor`, however many write calls it takes.
+    static func writeFully(_ descriptor: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws(SpoolError) {
         guard let base = bytes.baseAddress else { return }
         var offset = 0
         while offset < bytes.count {
