@@ -1,5 +1,7 @@
 #define _GNU_SOURCE
+#include <errno.h>
 #include <fcntl.h>
+#include <spawn.h>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
@@ -21,5 +23,15 @@ int gatepost_tune_allocator(int trim_threshold, int mmap_threshold) {
     (void)trim_threshold;
     (void)mmap_threshold;
     return 0;
+#endif
+}
+
+int gatepost_spawn_close_from(posix_spawn_file_actions_t *actions, int lowest) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+    return posix_spawn_file_actions_addclosefrom_np(actions, lowest);
+#else
+    (void)actions;
+    (void)lowest;
+    return ENOSYS;
 #endif
 }

@@ -1,3 +1,4 @@
+import CGatepostSystem
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -5,6 +6,8 @@ import Glibc
 
 /// Runs a program to completion and captures its output, with posix_spawn, poll and waitpid:
 /// application commands (with a timeout) and, in tests, the test peers and `gatepost` itself.
+/// The program starts clean: standard input from /dev/null, standard output and error to
+/// pipes, no other descriptor, an empty signal mask and every signal's default action.
 ///
 /// Foundation's `Process` can miss a child's exit when several are launched at once (the child
 /// stays a zombie and `waitUntilExit` never returns), hence this small runner. Output is kept
@@ -144,6 +147,9 @@ public enum ChildProcess {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_adddup2(&actions, stdoutPipe[1], 1)
         posix_spawn_file_actions_adddup2(&actions, stderrPipe[1], 2)
+        // Nothing else: not NIO's epoll and event descriptors, SQLite's files, nor a pipe of a
+        // child that another thread is starting.
+        _ = gatepost_spawn_close_from(&actions, 3)
 
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         let environmentPairs = (environment ?? ProcessInfo.processInfo.environment).map { "\($0.key)=\($0.value)" }
@@ -158,8 +164,20 @@ public enum ChildProcess {
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP))
         posix_spawnattr_setpgroup(&attributes, 0)
+        // A clean signal state. The threads this runs on (Swift's concurrency pool, and threads
+        // started from it) block nearly every signal, and a spawned program keeps the mask it is
+        // given: a command or a test peer would never see SIGTERM, SIGINT or SIGALRM. Signals
+        // the parent ignores (SIGHUP in the daemon, SIGPIPE) would stay ignored the same way.
+        var noSignals = sigset_t()
+        sigemptyset(&noSignals)
+        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        var everySignal = sigset_t()
+        sigfillset(&everySignal)
+        posix_spawnattr_setsigdefault(&attributes, &everySignal)
+        posix_spawnattr_setflags(
+            &attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)
+        )
         // A program named without a slash is looked up in PATH, as a shell would.
         let spawned = executable.contains("/")
             ? posix_spawn(&pid, executable, &actions, &attributes, argv, envp)

@@ -57,7 +57,7 @@ public final class DovecotPeer: Sendable {
     private init(projectRoot: String) throws {
         self.projectRoot = projectRoot
         // Dovecot's socket paths must stay short: a short folder under /tmp.
-        let directory = "/tmp/gp-dovecot-\(UUID().uuidString.prefix(8).lowercased())"
+        let directory = Self.peerFolder("dovecot")
         self.directory = directory
         let output = try Self.run(
             projectRoot + "/scripts/peers/start-dovecot.sh",
@@ -67,6 +67,16 @@ public final class DovecotPeer: Sendable {
             throw PeerError.scriptFailed("start-dovecot.sh", status: 0, output: "no JSON line")
         }
         info = try JSONDecoder().decode(Info.self, from: Data(line.utf8))
+    }
+
+    /// A new folder name for a test peer: `/tmp/gp-[RUN-]KIND-XXXXXXXX`, where RUN is
+    /// `GATEPOST_TEST_RUN` (set by scripts/test), so that the run can tell afterwards whether
+    /// any peer it started is still running (scripts/peers/leftovers.sh).
+    static func peerFolder(_ kind: String) -> String {
+        let run = (ProcessInfo.processInfo.environment["GATEPOST_TEST_RUN"] ?? "")
+            .filter { $0.isASCII && ($0.isLetter || $0.isNumber) }.prefix(12)
+        let unique = UUID().uuidString.prefix(8).lowercased()
+        return run.isEmpty ? "/tmp/gp-\(kind)-\(unique)" : "/tmp/gp-\(run)-\(kind)-\(unique)"
     }
 
     /// Stops Dovecot and removes its folder. Returns at once: the waiting (Dovecot takes about
@@ -81,9 +91,13 @@ public final class DovecotPeer: Sendable {
     static func stop(pid: Int32, removing directory: String) {
         kill(pid, SIGTERM)
         Thread.detachNewThread {
-            // A zombie still answers kill(pid, 0), so look at its state instead.
-            for _ in 0..<250 where Self.isRunning(pid) {
+            // A zombie still answers kill(pid, 0), so look at its state instead. A master that
+            // has not gone after 10 s is killed: its children notice and end too.
+            for _ in 0..<500 where Self.isRunning(pid) {
                 usleep(20_000)
+            }
+            if Self.isRunning(pid) {
+                kill(pid, SIGKILL)
             }
             try? FileManager.default.removeItem(atPath: directory)
         }

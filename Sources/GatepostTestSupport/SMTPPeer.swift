@@ -42,7 +42,7 @@ public final class SMTPPeer: Sendable {
     }
 
     private init(dovecot: DovecotPeer) throws {
-        let directory = "/tmp/gp-smtp-\(UUID().uuidString.prefix(8).lowercased())"
+        let directory = DovecotPeer.peerFolder("smtp")
         self.directory = directory
         let output = try DovecotPeer.run(
             dovecot.projectRoot + "/scripts/peers/start-smtp.sh",

@@ -28,6 +28,13 @@ stop_with() { # WATCH_PID SERVER_PID: a watchdog in the background stops the ser
   # test), its PID may already belong to another process.
   local watch=$1 server=$2 start
   start=$(started_at "$server")
+  # SIGTERM first (the server stops its children); SIGKILL after 10 s if it is still there.
   ( while alive "$watch" && [[ $(started_at "$server") == "$start" ]]; do sleep 1; done
-    [[ $(started_at "$server") == "$start" ]] && kill "$server" 2>/dev/null ) </dev/null >/dev/null 2>&1 &
+    [[ $(started_at "$server") == "$start" ]] || exit 0
+    kill "$server" 2>/dev/null
+    for _ in $(seq 50); do
+      alive "$server" && [[ $(started_at "$server") == "$start" ]] || exit 0
+      sleep 0.2
+    done
+    kill -KILL "$server" 2>/dev/null ) </dev/null >/dev/null 2>&1 &
 }

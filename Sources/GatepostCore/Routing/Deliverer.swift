@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import GatepostCatalog
 import Logging
+import NIOPosix
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -103,22 +104,28 @@ public struct Deliverer: Sendable {
     }
 
     /// The delivered file's final path; copies only if an earlier attempt did not complete it.
+    /// The file work (a copy and fsync can take seconds for a large file) runs on NIO's thread
+    /// pool: on the concurrency pool it would stall every other task, polls' reads included.
     private func placeFile(_ record: TransferRecord, application: LocalSite.Application) async throws -> String {
-        guard let source = record.path, FileManager.default.fileExists(atPath: source) else {
-            throw DeliveryError("the spool file \(record.path ?? "-") is missing")
-        }
-        try FileManager.default.createDirectory(atPath: application.folder, withIntermediateDirectories: true)
+        let previous = try await catalog.deliveryTarget(id: record.id)
         // A crash may have left the temporary copy behind; it is never anyone's file.
         let temporary = application.folder + "/.gatepost-\(record.id).part"
-        unlink(temporary)
-        if let previous = try await catalog.deliveryTarget(id: record.id),
-           FileManager.default.fileExists(atPath: previous),
-           let sha256 = record.sha256, try Self.sha256(ofFile: previous) == sha256 {
-            return previous
+        let placed = try await NIOThreadPool.singleton.runIfActive { () throws -> String? in
+            guard let source = record.path, FileManager.default.fileExists(atPath: source) else {
+                throw DeliveryError("the spool file \(record.path ?? "-") is missing")
+            }
+            try FileManager.default.createDirectory(atPath: application.folder, withIntermediateDirectories: true)
+            unlink(temporary)
+            if let previous, FileManager.default.fileExists(atPath: previous),
+               let sha256 = record.sha256, try Self.sha256(ofFile: previous) == sha256 {
+                return previous
+            }
+            try Self.copy(source, to: temporary)
+            return nil
         }
-        let name = deliveryName(record, application: application)
-        try Self.copy(source, to: temporary)
+        if let placed { return placed }
         defer { unlink(temporary) }
+        let name = deliveryName(record, application: application)
         var taken = Set<String>()
         while true {
             let candidate = SafeFileName.unique(name, avoiding: taken)
@@ -128,12 +135,18 @@ public struct Deliverer: Sendable {
                 continue
             }
             try await catalog.recordDeliveryTarget(id: record.id, application: application.name, target: target)
-            if link(temporary, target) == 0 {
+            let linked = try await NIOThreadPool.singleton.runIfActive { () throws -> Bool in
+                guard link(temporary, target) == 0 else {
+                    guard errno == EEXIST else { throw SpoolError("link", path: target, errno: errno) }
+                    return false
+                }
                 try Spool.fsyncPath(application.folder, directory: true)
+                return true
+            }
+            if linked {
                 FailPoint.hit("deliver.after-link")
                 return target
             }
-            guard errno == EEXIST else { throw SpoolError("link", path: target, errno: errno) }
             taken.insert(candidate)
         }
     }
