@@ -28,10 +28,19 @@ let package = Package(
             name: "GatepostMIME",
             swiftSettings: strictness
         ),
+        // What the protocol clients share on the wire: the server-silence timeout.
+        .target(
+            name: "GatepostWire",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: strictness
+        ),
         // POP3 wire protocol: a pure parser/state machine plus a thin NIO transport.
         .target(
             name: "GatepostPOP3",
             dependencies: [
+                "GatepostWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -45,6 +54,7 @@ let package = Package(
         .target(
             name: "GatepostSMTP",
             dependencies: [
+                "GatepostWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "_NIOFileSystem", package: "swift-nio"),
@@ -138,6 +148,11 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
             ],
+            swiftSettings: strictness
+        ),
+        .testTarget(
+            name: "GatepostWireTests",
+            dependencies: ["GatepostWire", .product(name: "NIOEmbedded", package: "swift-nio")],
             swiftSettings: strictness
         ),
         .testTarget(name: "GatepostCatalogTests", dependencies: ["GatepostCatalog"], swiftSettings: strictness),

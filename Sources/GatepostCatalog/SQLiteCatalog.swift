@@ -31,10 +31,34 @@ public final class SQLiteCatalog: Catalog {
                 if fd >= 0 { close(fd) }
             }
             database = try DatabasePool(path: path, configuration: configuration)
-            try Self.migrator.migrate(database)
+            try Self.migrate(database, path: path)
         } catch {
             throw OpenError.cannotOpen(path: path, reason: Self.explain(error, path: path))
         }
+    }
+
+    /// Brings the schema up to date. The daemon and a command may open a new catalog at the same
+    /// moment, and GRDB's migrator reads what is applied outside the migrations' transactions, so
+    /// both would apply the next one ("duplicate column"): one process migrates at a time, under
+    /// an exclusive lock on `<catalog>.lock` (not on the database file itself, whose descriptors
+    /// SQLite's own POSIX locks must not share).
+    static func migrate(_ database: DatabasePool, path: String) throws {
+        if try database.read({ try migrator.hasCompletedMigrations($0) }) { return }
+        let lock = open(path + ".lock", O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
+        guard lock >= 0 else {
+            throw MigrationLockError(description: "cannot create its lock file \(path).lock: \(String(cString: strerror(errno)))")
+        }
+        defer { close(lock) }
+        while flock(lock, LOCK_EX) != 0 {
+            guard errno == EINTR else {
+                throw MigrationLockError(description: "cannot lock \(path).lock: \(String(cString: strerror(errno)))")
+            }
+        }
+        try migrator.migrate(database)
+    }
+
+    struct MigrationLockError: Error, CustomStringConvertible {
+        var description: String
     }
 
     /// SQLite says "unable to open database file" for many causes; name the usual one.

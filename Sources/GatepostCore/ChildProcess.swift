@@ -195,13 +195,3 @@ public enum ChildProcess {
     }
 
 }
-
-/// Runs blocking work (waiting for a child process) on a dedicated thread.
-public func offloaded<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        let thread = Thread {
-            continuation.resume(with: Result { try work() })
-        }
-        thread.start()
-    }
-}

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import X509
+import GatepostWire
 import NIOCore
 import NIOPosix
 import NIOSSL
@@ -71,12 +72,12 @@ public final class POP3Session {
     private var eventHead = 0
     private let logger: Logger
 
-    private let readTimeout: ReadTimeoutHandler
+    private let readTimeout: ServerSilenceTimeout
 
     init(
         configuration: POP3ConnectionConfiguration,
         channel: any Channel,
-        readTimeout: ReadTimeoutHandler,
+        readTimeout: ServerSilenceTimeout,
         inbound: NIOAsyncChannelInboundStream<ByteBuffer>,
         outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>,
         logger: Logger
@@ -97,9 +98,13 @@ public final class POP3Session {
             events.removeAll(keepingCapacity: true)
             eventHead = 0
             let received: ByteBuffer?
+            // The read timeout counts only while we wait here (and the server sends nothing).
+            readTimeout.beginWaiting()
             do {
                 received = try await inbound.next()
+                readTimeout.endWaiting()
             } catch {
+                readTimeout.endWaiting()
                 throw mapTransportError(error, during: phase())
             }
             guard var buffer = received else {
@@ -115,7 +120,7 @@ public final class POP3Session {
 
     private func mapTransportError(_ error: any Error, during phase: String) -> POP3Error {
         if let error = error as? POP3Error { return error }
-        if error is ReadTimeoutHandler.Fired || readTimeout.hasFired { return .timeout(during: phase) }
+        if error is ServerSilenceTimeout.Fired || readTimeout.hasFired { return .timeout(during: phase) }
         if error is NIOSSLError || error is BoringSSLError || error is NIOSSLExtraError {
             return .tlsFailed(POP3Transport.describeTLS(error))
         }
@@ -427,7 +432,7 @@ public enum POP3Client {
         logger: Logger,
         _ body: (POP3Session) async throws -> Result
     ) async throws -> Result {
-        let readTimeout = ReadTimeoutHandler()
+        let readTimeout = ServerSilenceTimeout(timeout: configuration.readTimeout)
         let connection = try await POP3Transport.connect(configuration, group: group, readTimeout: readTimeout)
         let channel = connection.channel
         return try await connection.executeThenClose { inbound, outbound in

@@ -1,3 +1,4 @@
+import GatepostWire
 import NIOCore
 import NIOPosix
 import NIOSSL
@@ -52,37 +53,13 @@ public struct POP3ConnectionConfiguration: Sendable {
     }
 }
 
-/// Turns the idle event of `IdleStateHandler` into an error on the channel, which ends the inbound
-/// stream the session reads from: a silent server surfaces as `POP3Error.timeout`.
-final class ReadTimeoutHandler: ChannelInboundHandler, Sendable {
-    typealias InboundIn = ByteBuffer
-    typealias InboundOut = ByteBuffer
-
-    struct Fired: Error {}
-
-    /// Set when the timeout fired: the close that follows can reach the session as "I/O on
-    /// closed channel" before the timeout error does, and the session must still say timeout.
-    private let fired = Mutex(false)
-    var hasFired: Bool { fired.withLock { $0 } }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
-            fired.withLock { $0 = true }
-            context.fireErrorCaught(Fired())
-            context.close(promise: nil)
-            return
-        }
-        context.fireUserInboundEventTriggered(event)
-    }
-}
-
 enum POP3Transport {
     typealias Connection = NIOAsyncChannel<ByteBuffer, ByteBuffer>
 
     static func connect(
         _ configuration: POP3ConnectionConfiguration,
         group: any EventLoopGroup,
-        readTimeout: ReadTimeoutHandler
+        readTimeout: ServerSilenceTimeout
     ) async throws(POP3Error) -> Connection {
         let sslContext: NIOSSLContext?
         do {
@@ -102,7 +79,6 @@ enum POP3Transport {
                         if implicitTLS, let sslContext {
                             try pipeline.addHandler(NIOSSLClientHandler(context: sslContext, serverHostname: serverName))
                         }
-                        try pipeline.addHandler(IdleStateHandler(readTimeout: configuration.readTimeout))
                         try pipeline.addHandler(readTimeout)
                         return try Connection(
                             wrappingChannelSynchronously: channel,

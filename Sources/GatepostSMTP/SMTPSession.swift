@@ -1,4 +1,5 @@
 import Foundation
+import GatepostWire
 import Logging
 import NIOCore
 import NIOFileSystem
@@ -26,11 +27,13 @@ public final class SMTPSession {
     private var actions: [SMTPClientStateMachine.Action] = []
     private var actionHead = 0
     private let logger: Logger
+    private let timeout: ServerSilenceTimeout
 
     init(
         configuration: SMTPConnectionConfiguration,
         clientName: String,
         channel: any Channel,
+        timeout: ServerSilenceTimeout,
         inbound: NIOAsyncChannelInboundStream<ByteBuffer>,
         outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>,
         logger: Logger
@@ -40,6 +43,7 @@ public final class SMTPSession {
             clientName: clientName, connectionIsEncrypted: configuration.security == .tls, limits: configuration.limits
         )
         self.channel = channel
+        self.timeout = timeout
         self.inbound = inbound.makeAsyncIterator()
         self.outbound = outbound
         self.logger = logger
@@ -59,13 +63,19 @@ public final class SMTPSession {
             actions.removeAll(keepingCapacity: true)
             actionHead = 0
             let received: ByteBuffer?
+            // The timeout counts only while we wait here (and the server sends nothing).
+            timeout.beginWaiting()
             do {
                 received = try await inbound.next()
+                timeout.endWaiting()
             } catch {
+                timeout.endWaiting()
                 throw mapTransportError(error, during: machine.currentPhase)
             }
             guard var buffer = received else {
                 let phase = machine.currentPhase
+                // Our own timeout closed the connection: that is the cause to report.
+                if timeout.hasFired { throw SMTPError.timeout(during: phase) }
                 throw machine.connectionClosed() ?? SMTPError.connectionClosed(during: phase)
             }
             actions = try machine.receive(&buffer)
@@ -109,7 +119,7 @@ public final class SMTPSession {
 
     private func mapTransportError(_ error: any Error, during phase: String) -> SMTPError {
         if let error = error as? SMTPError { return error }
-        if error is InactivityTimeoutHandler.Expired { return .timeout(during: phase) }
+        if error is ServerSilenceTimeout.Fired || timeout.hasFired { return .timeout(during: phase) }
         if error is NIOSSLError || error is BoringSSLError || error is NIOSSLExtraError {
             return .tlsFailed(SMTPTransport.describeTLS(error))
         }
@@ -192,9 +202,9 @@ public final class SMTPSession {
         }
         try await streamMessage(message)
         try machine.messageBodySent()
-        await SMTPTransport.setTimeout(configuration.finalReplyTimeout, on: channel)
+        timeout.setTimeout(configuration.finalReplyTimeout)
         let action = try await nextAction()
-        await SMTPTransport.setTimeout(configuration.readTimeout, on: channel)
+        timeout.setTimeout(configuration.readTimeout)
         switch action {
         case .transactionCompleted(let result):
             logger.debug("SMTP message accepted", metadata: [
@@ -299,12 +309,13 @@ public enum SMTPClient {
         logger: Logger,
         _ body: (SMTPSession) async throws -> Result
     ) async throws -> Result {
-        let connection = try await SMTPTransport.connect(configuration, group: group)
+        let timeout = ServerSilenceTimeout(timeout: configuration.readTimeout)
+        let connection = try await SMTPTransport.connect(configuration, group: group, timeout: timeout)
         let channel = connection.channel
         let clientName = configuration.clientName ?? SMTPTransport.defaultClientName(localAddress: channel.localAddress)
         return try await connection.executeThenClose { inbound, outbound in
             let session = SMTPSession(
-                configuration: configuration, clientName: clientName, channel: channel,
+                configuration: configuration, clientName: clientName, channel: channel, timeout: timeout,
                 inbound: inbound, outbound: outbound, logger: logger
             )
             // A cancelled task closes the connection, which ends any read or write in progress

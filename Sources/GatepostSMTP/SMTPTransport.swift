@@ -1,3 +1,4 @@
+import GatepostWire
 import NIOCore
 import NIOPosix
 import NIOSSL
@@ -78,92 +79,13 @@ public struct SMTPConnectionConfiguration: Sendable {
     }
 }
 
-/// Closes the connection when nothing has been read or written for the current timeout. Unlike a
-/// pure read timeout, a long message upload does not trip it (writes are activity), but a server
-/// that stops reading does (the writer then waits for writability and writes nothing). The
-/// session changes the timeout with ``SetTimeout`` before waiting for the final reply.
-final class InactivityTimeoutHandler: ChannelDuplexHandler {
-    typealias InboundIn = ByteBuffer
-    typealias InboundOut = ByteBuffer
-    typealias OutboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
-
-    struct Expired: Error {}
-
-    struct SetTimeout: Sendable {
-        var timeout: TimeAmount
-    }
-
-    private var timeout: TimeAmount
-    private var lastActivity = NIODeadline.now()
-    private var scheduled: Scheduled<Void>?
-
-    init(timeout: TimeAmount) {
-        self.timeout = timeout
-    }
-
-    func handlerAdded(context: ChannelHandlerContext) {
-        if context.channel.isActive { schedule(context: context) }
-    }
-
-    func channelActive(context: ChannelHandlerContext) {
-        schedule(context: context)
-        context.fireChannelActive()
-    }
-
-    func handlerRemoved(context: ChannelHandlerContext) {
-        scheduled?.cancel()
-        scheduled = nil
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        scheduled?.cancel()
-        scheduled = nil
-        context.fireChannelInactive()
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        lastActivity = .now()
-        context.fireChannelRead(data)
-    }
-
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        lastActivity = .now()
-        context.write(data, promise: promise)
-    }
-
-    func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
-        if let change = event as? SetTimeout {
-            timeout = change.timeout
-            lastActivity = .now()
-            schedule(context: context)
-            promise?.succeed()
-            return
-        }
-        context.triggerUserOutboundEvent(event, promise: promise)
-    }
-
-    private func schedule(context: ChannelHandlerContext) {
-        scheduled?.cancel()
-        let deadline = lastActivity + timeout
-        scheduled = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
-            guard context.channel.isActive else { return }
-            if NIODeadline.now() >= lastActivity + timeout {
-                context.fireErrorCaught(Expired())
-                context.close(promise: nil)
-            } else {
-                schedule(context: context)
-            }
-        }
-    }
-}
-
 enum SMTPTransport {
     typealias Connection = NIOAsyncChannel<ByteBuffer, ByteBuffer>
 
     static func connect(
         _ configuration: SMTPConnectionConfiguration,
-        group: any EventLoopGroup
+        group: any EventLoopGroup,
+        timeout: ServerSilenceTimeout
     ) async throws(SMTPError) -> Connection {
         let sslContext: NIOSSLContext?
         do {
@@ -172,7 +94,6 @@ enum SMTPTransport {
             throw SMTPError.tlsFailed("cannot set up TLS: \(error)")
         }
         let serverName = configuration.tlsServerName
-        let timeout = configuration.readTimeout
         do {
             return try await ClientBootstrap(group: group)
                 .connectTimeout(configuration.connectTimeout)
@@ -183,7 +104,7 @@ enum SMTPTransport {
                         if let sslContext {
                             try pipeline.addHandler(NIOSSLClientHandler(context: sslContext, serverHostname: serverName))
                         }
-                        try pipeline.addHandler(InactivityTimeoutHandler(timeout: timeout))
+                        try pipeline.addHandler(timeout)
                         return try Connection(
                             wrappingChannelSynchronously: channel,
                             configuration: .init(backPressureStrategy: .init(lowWatermark: 4, highWatermark: 32))
@@ -207,11 +128,6 @@ enum SMTPTransport {
         } catch {
             throw SMTPError.tlsFailed("cannot start TLS: \(error)")
         }
-    }
-
-    static func setTimeout(_ timeout: TimeAmount, on channel: any Channel) async {
-        // A channel that is already closed has nothing to time out.
-        try? await channel.triggerUserOutboundEvent(InactivityTimeoutHandler.SetTimeout(timeout: timeout)).get()
     }
 
     /// The configured TLS settings, with a short close_notify wait: a connection we abandon must

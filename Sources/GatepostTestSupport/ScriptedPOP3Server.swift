@@ -9,11 +9,26 @@ public final class ScriptedPOP3Server: Sendable {
     public struct Message: Sendable, Hashable {
         public var uidl: String
         /// The message as RETR sends it (CRLF line endings), before dot-stuffing.
-        public var bytes: [UInt8]
+        public var bytes: [UInt8] {
+            didSet { stuffed = Self.stuffed(bytes) }
+        }
+        /// RETR's data, dot-stuffed and terminated, made once here: the server's event loop
+        /// is shared by every connection of the test process, and stuffing a large message
+        /// byte by byte there (in a debug build) held up every other test's I/O for seconds.
+        fileprivate private(set) var stuffed: ByteBuffer
 
         public init(uidl: String, bytes: [UInt8]) {
             self.uidl = uidl
             self.bytes = bytes
+            stuffed = Self.stuffed(bytes)
+        }
+
+        static func stuffed(_ bytes: [UInt8]) -> ByteBuffer {
+            var out = ByteBuffer()
+            out.reserveCapacity(bytes.count + bytes.count / 64 + 8)
+            ScriptedPOP3Handler.writeStuffed(bytes, into: &out)
+            out.writeStaticString(".\r\n")
+            return out
         }
     }
 
@@ -214,15 +229,13 @@ private final class ScriptedPOP3Handler: ChannelInboundHandler {
         case "RETR" where authenticated:
             guard let found = message(argument) else { return send("-ERR no such message", context: context) }
             send("+OK \(found.bytes.count) octets", context: context)
-            var out = context.channel.allocator.buffer(capacity: found.bytes.count + 64)
-            Self.writeStuffed(found.bytes, into: &out)
+            let out = found.stuffed
             if let limit = behavior.resetDuringRetrAfterBytes {
                 let slice = out.getSlice(at: out.readerIndex, length: min(limit, out.readableBytes)) ?? out
                 context.writeAndFlush(wrapOutboundOut(slice), promise: nil)
                 context.close(promise: nil)
                 return
             }
-            out.writeStaticString(".\r\n")
             context.writeAndFlush(wrapOutboundOut(out), promise: nil)
         case "DELE" where authenticated:
             guard message(argument) != nil, let number = argument else { return send("-ERR no such message", context: context) }
@@ -270,15 +283,17 @@ private final class ScriptedPOP3Handler: ChannelInboundHandler {
         return out
     }
 
-    /// RFC 1939 byte-stuffing: a line starting with "." gets another ".".
+    /// RFC 1939 byte-stuffing: a line starting with "." gets another ".". Copies whole lines,
+    /// not bytes: this runs for every message the server holds.
     static func writeStuffed(_ bytes: [UInt8], into out: inout ByteBuffer) {
-        var atLineStart = true
-        for byte in bytes {
-            if atLineStart, byte == UInt8(ascii: ".") { out.writeInteger(UInt8(ascii: ".")) }
-            out.writeInteger(byte)
-            atLineStart = byte == 0x0A
+        var lineStart = 0
+        while lineStart < bytes.count {
+            let lineEnd = bytes[lineStart...].firstIndex(of: 0x0A).map { $0 + 1 } ?? bytes.count
+            if bytes[lineStart] == UInt8(ascii: ".") { out.writeInteger(UInt8(ascii: ".")) }
+            out.writeBytes(bytes[lineStart..<lineEnd])
+            lineStart = lineEnd
         }
-        if !atLineStart { out.writeStaticString("\r\n") }
+        if let last = bytes.last, last != 0x0A { out.writeStaticString("\r\n") }
     }
 
 }

@@ -96,11 +96,22 @@ private final class ScriptedSMTPHandler: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
         pending += buffer.readableBytesView
-        while let lf = pending.firstIndex(of: 0x0A) {
-            let line = Array(pending[...lf])
-            pending.removeSubrange(...lf)
+        // Lines are taken by index and the consumed part dropped once: removing each line from
+        // the front would move the rest of a large message for every line, on an event loop
+        // every test's connections share.
+        var consumed = 0
+        while let lf = pending[consumed...].firstIndex(of: 0x0A) {
+            let line = Array(pending[consumed...lf])
+            consumed = lf + 1
+            let buffered = pending.count
             handle(line, context: context)
+            // STARTTLS drops whatever came with it: the buffer is new, nothing is consumed.
+            if pending.count != buffered {
+                consumed = 0
+                break
+            }
         }
+        pending.removeSubrange(..<consumed)
     }
 
     private func send(_ text: String, context: ChannelHandlerContext) {

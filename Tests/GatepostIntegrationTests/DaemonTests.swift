@@ -88,4 +88,63 @@ import Testing
         #expect(dovecot.messageCount(user: "alice") == 0)
         try? FileManager.default.removeItem(atPath: root)
     }
+
+    /// Blocking work never stalls another site: while the daemon copies and fsyncs a 200 MiB
+    /// file into an application's folder, another site is polled with a 1 s read timeout, and
+    /// none of its polls fails.
+    @Test func aLargeDeliveryDoesNotStallAnotherSitesPoll() async throws {
+        let dovecot = try await DovecotPeer.start()
+        defer { dovecot.stop() }
+        let root = (NSTemporaryDirectory() as NSString).appendingPathComponent("gatepost-load-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let sites = root + "/sites", spool = root + "/spool", deliveries = root + "/deliveries"
+        try FileManager.default.createDirectory(atPath: sites, withIntermediateDirectories: true)
+        let big = try await dovecot.addLargeMessage(user: "alice", size: 200 << 20)
+        try """
+        kind: local-site
+        applications:
+          - {name: bulk, folder: \(deliveries)}
+        """.write(toFile: sites + "/local.yaml", atomically: true, encoding: .utf8)
+        for (user, extra) in [("alice", "application: bulk"), ("bob", "")] {
+            try """
+            pop3:
+              host: 127.0.0.1
+              port: \(dovecot.info.tlsPort)
+              user: \(user)
+              password: \(user)-secret
+              read_timeout: 1s
+              tls: {ca_file: \(dovecot.info.caFile)}
+            poll: {interval: 1s, max_message_size: 1GiB}   # 200 MiB encoded is more than the default
+            \(extra)
+            """.write(toFile: sites + "/\(user).yaml", atomically: true, encoding: .utf8)
+        }
+        let daemon = try ChildProcess.start(GatepostProcess.binary, ["run", "--sites", sites, "--spool", spool])
+        var stopped = false
+        defer { if !stopped { daemon.signal(SIGKILL) } }
+
+        // The copy into the application's folder has begun: now bob's messages arrive.
+        let copying = try await Self.waitUntil(120) {
+            ((try? FileManager.default.contentsOfDirectory(atPath: deliveries)) ?? []).contains { $0.hasSuffix(".part") }
+        }
+        #expect(copying, "the delivery never started")
+        let expected = try await dovecot.fillMailbox(user: "bob", count: 3, seed: 5)
+        let catalogPath = spool + "/catalog.sqlite"
+        let bobPolled = try await Self.waitUntil(60) {
+            try await SQLiteCatalog(path: catalogPath).transfers(TransferFilter(site: "bob")).count == expected.count
+        }
+        #expect(bobPolled)
+        let delivered = try await Self.waitUntil(120) {
+            try await SQLiteCatalog(path: catalogPath).transfers(TransferFilter(site: "alice")).first?.state == .delivered
+        }
+        #expect(delivered)
+        let record = try #require(try await SQLiteCatalog(path: catalogPath).transfers(TransferFilter(site: "alice")).first)
+        #expect(record.sha256 == big.sha256)
+
+        daemon.signal(SIGTERM)
+        let result = try await daemon.finish(timeout: .seconds(30))
+        stopped = true
+        #expect(result.status == 0)
+        #expect(!result.stderr.contains("poll failed"), "\(result.stderr.suffix(3000))")
+        #expect(!result.stderr.contains("did not answer"), "\(result.stderr.suffix(3000))")
+    }
 }

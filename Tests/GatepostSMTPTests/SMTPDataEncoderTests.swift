@@ -1,19 +1,8 @@
 import NIOCore
+import GatepostTestSupport
 import Testing
 @testable import GatepostSMTP
 
-/// SplitMix64: a small seeded generator, so that a failing case can be replayed.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 @Suite struct SMTPDataEncoderTests {
     static func encode(_ input: [UInt8], chunkSize: Int) -> [UInt8] {
@@ -84,7 +73,7 @@ struct SeededGenerator: RandomNumberGenerator {
     /// follows the rules. It yields between rounds: the tests share a small thread pool with the
     /// session tests, whose timeouts must not suffer from a busy neighbour.
     @Test func chunkInvariantAndCorrect() async {
-        var generator = SeededGenerator(state: 0x5EED_2920)
+        var generator = SplitMix64(state: 0x5EED_2920)
         let alphabet: [UInt8] = Array(".\r\n.\n\r.a b\u{7F}".utf8) + [0xC3, 0xA9, 0x00]
         for round in 0..<200 {
             let length = round < 50 ? round : Int.random(in: 0...5000, using: &generator)

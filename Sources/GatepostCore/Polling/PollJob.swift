@@ -150,8 +150,7 @@ public struct PollJob: Sendable {
         let sizeListing = try await session.sizes()
         let sizes = Dictionary(sizeListing.map { ($0.number, Int64($0.value) ?? 0) }, uniquingKeysWith: { first, _ in first })
         let listing = try await uniqueIDs(session, numbers: sizeListing.map(\.number))
-        var known = try await catalog.retrievedMessages(site: site.name)
-        var deletions: [String] = []
+        let known = try await catalog.retrievedMessages(site: site.name)
         let scratch = RawMessageScratch(folder: spool.temporaryRoot)
 
         // What to do: delete what earlier polls committed but could not delete, retrieve the rest.
@@ -180,137 +179,95 @@ public struct PollJob: Sendable {
             toRetrieve.append(entry)
         }
 
-        // RETRs go out ahead, up to `window` unanswered, so the server is never idle while we
-        // write files; each DELE follows its message's commit. Answers arrive in order.
-        // Commands are written in bursts (RETRs when half the window is answered, a batch's
-        // DELEs together): one write each, not one per command.
-        let window = session.capabilities?.supportsPipelining == true ? Self.pipelineWindow : 1
-        enum Expected { case retrieve(POP3ListingEntry), delete(POP3ListingEntry) }
-        var expected: [Expected] = []
-        var head = 0
-        var nextToSend = 0
-        var retrievesInFlight = 0
-        var unsent: [POP3Command] = []
-        func send(_ command: POP3Command, _ expectation: Expected) {
-            if window > 1 { unsent.append(command) }
-            expected.append(expectation)
-        }
-        func flush() async throws {
-            guard !unsent.isEmpty else { return }
-            let commands = unsent
-            unsent = []
-            try await session.sendPipelined(commands)
-        }
-        for entry in toDelete {
-            send(.dele(entry.number), .delete(entry))
-        }
-        // Received messages wait in `staged` until their batch is committed; their DELEs follow.
-        // A full batch is made durable and committed in the background (`committing`, up to
-        // `commitsInFlight` batches) while the next one is received, so the connection does not
-        // stall on fsync; a batch's DELEs go out once its commit is awaited, in order.
-        var staged: [StagedMessage] = []
-        var stagedBytes: Int64 = 0
-        var committing: [(batch: [StagedMessage], task: Task<[TransferRecord], any Error>)] = []
-        func record(_ batch: [StagedMessage], _ records: [TransferRecord]) {
-            // The summary first: whatever fails next, these are committed.
-            for (message, record) in zip(batch, records) {
-                known[message.entry.value] = RetrievedMessage(uidl: message.entry.value, transferID: record.id, deleted: false)
-                summary.records.append(record)
-                summary.bytes += sizes[message.entry.number] ?? message.wireSize
-            }
-        }
-        func finishOldestCommit() async throws {
-            guard !committing.isEmpty else { return }
-            let (batch, task) = committing.removeFirst()
-            record(batch, try await task.value)
-            if site.poll.deleteAfterRetrieve {
-                for message in batch {
-                    send(.dele(message.entry.number), .delete(message.entry))
+        // The order of the work (pipelining, batches, commits, DELEs, QUIT) is the machine's;
+        // this loop performs its actions and reports what happened.
+        var machine = PollStateMachine<StagedMessage>(
+            settings: .init(
+                deleteAfterRetrieve: site.poll.deleteAfterRetrieve, commitBatch: site.poll.commitBatch,
+                batchBytes: Self.batchBytes,
+                window: session.capabilities?.supportsPipelining == true ? Self.pipelineWindow : 1,
+                commitsInFlight: Self.commitsInFlight
+            ),
+            toDelete: toDelete, toRetrieve: toRetrieve
+        )
+        var commits: [Int: (messages: [StagedMessage], task: Task<[TransferRecord], any Error>)] = [:]
+        var lastCommit: Task<[TransferRecord], any Error>?
+        var action = machine.start()
+        while true {
+            switch action {
+            case .send(let commands):
+                do {
+                    try await session.sendPipelined(commands)
+                    action = machine.sent()
+                } catch {
+                    action = machine.failed(error)
                 }
-            }
-        }
-        func commitStaged() async throws {
-            while committing.count >= Self.commitsInFlight {
-                try await finishOldestCommit()
-            }
-            let batch = staged
-            staged = []
-            stagedBytes = 0
-            // Files are written and fsynced in parallel with the batch before, but the catalog
-            // commits in order: a record (a DUPLICATE naming an earlier transfer, a report) must
-            // never be committed without the batches before it.
-            let previous = committing.last?.task
-            committing.append((batch, Task { [self] in try await self.commit(batch, after: previous) }))
-        }
-        do {
-            while true {
-                if retrievesInFlight <= window / 2 {
-                    while retrievesInFlight < window, nextToSend < toRetrieve.count {
-                        send(.retr(toRetrieve[nextToSend].number), .retrieve(toRetrieve[nextToSend]))
-                        nextToSend += 1
-                        retrievesInFlight += 1
-                    }
+            case .receive(let entry, let pipelined):
+                do {
+                    let message = try await retrieve(
+                        entry, from: session, scratch: scratch, pipelined: pipelined, staged: machine.unsettledBatches
+                    )
+                    action = machine.messageStaged(message)
+                } catch {
+                    action = machine.failed(error)
                 }
-                try await flush()
-                guard head < expected.count else { break }
-                let next = expected[head]
-                head += 1
-                switch next {
-                case .delete(let entry):
-                    if window > 1 {
+            case .awaitDelete(let entry, let pipelined):
+                do {
+                    if pipelined {
                         let status = try await session.awaitPipelinedStatus(of: .dele(entry.number))
                         guard status.isOK else { throw POP3Error.serverError(command: "DELE \(entry.number)", status: status) }
                     } else {
                         try await session.delete(entry.number)
                     }
-                    deletions.append(entry.value)
                     FailPoint.hit("poll.after-dele")
-                case .retrieve(let entry):
-                    retrievesInFlight -= 1
-                    let message = try await retrieve(
-                        entry, from: session, scratch: scratch, pipelined: window > 1,
-                        staged: committing.map(\.batch) + [staged]
-                    )
-                    staged.append(message)
-                    stagedBytes += message.wireSize
-                    let nothingElseComing = retrievesInFlight == 0 && nextToSend == toRetrieve.count
-                    if staged.count >= site.poll.commitBatch || stagedBytes >= Self.batchBytes || nothingElseComing || window == 1 {
-                        try await commitStaged()
-                    }
-                    // Without pipelining each DELE follows its commit at once; at the end, the
-                    // last batch's DELEs must go out before QUIT.
-                    if nothingElseComing || window == 1 {
-                        while !committing.isEmpty { try await finishOldestCommit() }
-                    }
-                }
-            }
-        } catch {
-            // What was received whole is committed before the poll gives up: it is not fetched
-            // again, and the next poll deletes it.
-            let lastInFlight = committing.last?.task
-            for (batch, task) in committing {
-                do {
-                    record(batch, try await task.value)
+                    action = machine.deleteAnswered(entry)
                 } catch {
-                    logger.error("could not commit the messages received before the failure", metadata: ["error": "\(error)"])
+                    action = machine.failed(error)
                 }
-            }
-            committing = []
-            if !staged.isEmpty {
+            case .commit(let batch, let messages, let after):
+                let previous = after == nil ? nil : lastCommit
+                let task = Task { [self] in try await self.commit(messages, after: previous) }
+                commits[batch] = (messages, task)
+                lastCommit = task
+                action = machine.commitStarted()
+            case .awaitCommit(let batch):
+                guard let (messages, task) = commits.removeValue(forKey: batch) else {
+                    preconditionFailure("poll: batch \(batch) awaited but never started")
+                }
                 do {
-                    let batch = staged
-                    staged = []
-                    record(batch, try await commit(batch, after: lastInFlight))
+                    let records = try await task.value
+                    // The summary first: whatever fails next, these are committed.
+                    for (message, record) in zip(messages, records) {
+                        summary.records.append(record)
+                        summary.bytes += sizes[message.entry.number] ?? message.wireSize
+                    }
+                    action = machine.batchCommitted(batch)
                 } catch {
-                    logger.error("could not commit the messages received before the failure", metadata: ["error": "\(error)"])
+                    logger.error("could not commit the messages received", metadata: ["error": "\(error)"])
+                    action = machine.batchFailed(batch, error)
                 }
+            case .quit:
+                do {
+                    try await session.quit()
+                    FailPoint.hit("poll.after-quit")
+                    action = machine.quitAnswered()
+                } catch {
+                    action = machine.failed(error)
+                }
+            case .markDeleted(let uidls):
+                do {
+                    try await catalog.markDeleted(site: site.name, uidls: uidls)
+                    summary.deleted = uidls.count
+                    action = machine.markedDeleted()
+                } catch {
+                    action = machine.failed(error)
+                }
+            case .finish:
+                return
+            case .fail(let error):
+                throw error
             }
-            throw error
         }
-        try await session.quit()
-        FailPoint.hit("poll.after-quit")
-        try await catalog.markDeleted(site: site.name, uidls: deletions)
-        summary.deleted = deletions.count
     }
 
     /// UIDL, or for a server without it, a stand-in id per message from its header (TOP n 0):
@@ -365,7 +322,7 @@ public struct PollJob: Sendable {
         var description: String { "not committed, because the batch received before it was not" }
     }
 
-    struct StagedMessage: Sendable {
+    struct StagedMessage: PollStagedMessage {
         var entry: POP3ListingEntry
         /// In memory or in `tmp/` until the batch is committed.
         var files: [TransferAssembler.KeptFile]
@@ -374,6 +331,17 @@ public struct PollJob: Sendable {
         var wireSize: Int64
         /// Memory its bodies hold (``HeldBodies``), released when its batch is done.
         var heldBytes: Int
+
+        /// Removes its files wherever a failure left them (still in `tmp/`, or already under
+        /// a pending name in the site's folder) and its acknowledgment: nothing of it was
+        /// committed, and the message stays on the server.
+        func discardFiles(spool: Spool, site: String) {
+            for file in files {
+                if case .file(let source) = file.content { unlink(source) }
+                unlink(spool.pendingPath(site: site, id: record.id, suffix: file.suffix))
+            }
+            if let acknowledgment { unlink(acknowledgment.path) }
+        }
     }
 
     /// Messages committed together: at most the site's `commit_batch`, or this many bytes, or
@@ -410,7 +378,7 @@ public struct PollJob: Sendable {
             keptFiles = assembled.files
             var record = assembled.record
             record.path = spool.transferPath(site: site.name, id: id)
-            let acknowledgment = try acknowledgment(for: &record, header: result.parts.first?.header ?? MessageHeader())
+            let acknowledgment = try await acknowledgment(for: &record, header: result.parts.first?.header ?? MessageHeader())
             return StagedMessage(
                 entry: entry, files: assembled.files, record: record,
                 acknowledgment: acknowledgment, wireSize: result.rawSize, heldBytes: ingest.heldBytes
@@ -454,14 +422,8 @@ public struct PollJob: Sendable {
             let items = batch.map { ReceivedTransfer(record: $0.record, uidl: $0.entry.value, acknowledgment: $0.acknowledgment) }
             try await uncancellable { [catalog] in try await catalog.commitReceived(items) }
         } catch {
-            // Nothing of the batch is committed: its files go, wherever the failure left them
-            // (still in tmp/, or already under a pending name).
             for message in batch {
-                for file in message.files {
-                    if case .file(let source) = file.content { unlink(source) }
-                    unlink(spool.pendingPath(site: site.name, id: message.record.id, suffix: file.suffix))
-                }
-                if let acknowledgment = message.acknowledgment { unlink(acknowledgment.path) }
+                message.discardFiles(spool: spool, site: site.name)
             }
             throw error
         }
@@ -485,7 +447,7 @@ public struct PollJob: Sendable {
 
     /// The MDN this message asked for, written to the spool's `out/` (fsynced) so that its outbox
     /// entry can be committed with the record; the record's `ack` says what happened.
-    private func acknowledgment(for record: inout TransferRecord, header: MessageHeader) throws -> OutboxEntry? {
+    private func acknowledgment(for record: inout TransferRecord, header: MessageHeader) async throws -> OutboxEntry? {
         switch AcknowledgmentPolicy.decide(record: record, header: header, site: site) {
         case .notRequested:
             record.ack = .none
@@ -497,9 +459,13 @@ public struct PollJob: Sendable {
             return nil
         case .send(let recipients, let from, let finalRecipient):
             record.ack = .requested
-            return try AcknowledgmentWriter.write(
-                for: record, header: header, to: recipients, from: from, finalRecipient: finalRecipient, spool: spool
-            )
+            // The MDN is written and fsynced: on NIO's thread pool, not the concurrency pool.
+            let record = record
+            return try await NIOThreadPool.singleton.runIfActive { [spool] in
+                try AcknowledgmentWriter.write(
+                    for: record, header: header, to: recipients, from: from, finalRecipient: finalRecipient, spool: spool
+                )
+            }
         }
     }
 

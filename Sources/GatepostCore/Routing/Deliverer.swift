@@ -104,13 +104,14 @@ public struct Deliverer: Sendable {
     }
 
     /// The delivered file's final path; copies only if an earlier attempt did not complete it.
-    /// The file work (a copy and fsync can take seconds for a large file) runs on NIO's thread
-    /// pool: on the concurrency pool it would stall every other task, polls' reads included.
+    /// The file work (a copy and fsync can take seconds for a large file) runs on a thread of its
+    /// own (``offloaded(_:)``): on the concurrency pool it would stall every other task, polls'
+    /// reads included, and on NIO's small pool it would hold up polls' commits.
     private func placeFile(_ record: TransferRecord, application: LocalSite.Application) async throws -> String {
         let previous = try await catalog.deliveryTarget(id: record.id)
         // A crash may have left the temporary copy behind; it is never anyone's file.
         let temporary = application.folder + "/.gatepost-\(record.id).part"
-        let placed = try await NIOThreadPool.singleton.runIfActive { () throws -> String? in
+        let placed = try await offloaded { () throws -> String? in
             guard let source = record.path, FileManager.default.fileExists(atPath: source) else {
                 throw DeliveryError("the spool file \(record.path ?? "-") is missing")
             }
