@@ -13,6 +13,9 @@ import Foundation
 //   documentation says it throws.
 // - Lists of transfers are ordered by `receivedAt`, then `id`; lists of outbox entries by
 //   `createdAt`, then `id`.
+// - What a report, a send or a requeue does to a transfer is decided by ``AcknowledgmentRules``
+//   and ``OutboxRules``, not by the store: it reads the transfer, applies the rule and writes the
+//   result, in the same transaction.
 
 /// One received message as the catalog commits it: the record, its UIDL, the MDN it is owed.
 public struct ReceivedTransfer: Sendable {
@@ -31,9 +34,10 @@ public struct ReceivedTransfer: Sendable {
 public protocol TransferStore: Sendable {
     /// Stores a batch of received messages in one transaction (one fsync of the database for the
     /// batch), each item in order: its record; its UIDL as retrieved and not deleted, if it has
-    /// one; the acknowledgment entry it is owed, if any. An EERP whose Original-Message-ID names
-    /// an outbound transfer of the same site acknowledges it in the same transaction (per
-    /// Final-Recipient, with the disposition).
+    /// one; the acknowledgment entry it is owed, if any. A record that
+    /// ``AcknowledgmentRules/acknowledgedMessageId(by:)`` gives a Message-ID closes the outbound
+    /// transfer of the same site with that Message-ID, in the same transaction: it becomes what
+    /// ``AcknowledgmentRules/close(outbound:report:)`` returns (and stays as it is for nil).
     ///
     /// The one rule the poll relies on: a message is either fully recorded (and will only be
     /// deleted, never fetched again) or not at all (and will be fetched again). So a record id,
@@ -54,8 +58,9 @@ public protocol TransferStore: Sendable {
     /// SHA-256, if any: how a message without a Message-ID is recognized when it comes again.
     func transferID(site: String, messageSha256: String) async throws -> String?
 
-    /// Inbound transfers received (to route) or routed (to deliver), in order, except those whose
-    /// next delivery attempt (``scheduleDeliveryRetry(id:application:error:at:)``) is after `now`.
+    /// Inbound transfers in a state of ``TransferRecord/State/awaitingDelivery``, in order,
+    /// except those whose next delivery attempt (``scheduleDeliveryRetry(id:application:error:at:)``)
+    /// is after `now`.
     func transfersToDeliver(at now: Date) async throws -> [TransferRecord]
     /// How many delivery attempts of this transfer have failed so far: the number of
     /// ``scheduleDeliveryRetry(id:application:error:at:)`` calls for it, 0 for none. Never reset.
@@ -117,20 +122,21 @@ public protocol OutboxStore: Sendable {
     /// no longer due. If the holder dies, the entry is due again when the lease ends.
     func claimOutbox(_ id: String, due: Date, until: Date) async throws -> Bool
     /// The server took the message, in one transaction: the entry (found by id) is sent at `at`,
-    /// its attempts grow by one, its `lastError` names `refused` (the recipients the server
-    /// refused for good); `followUp`, if any, is inserted (a new entry for those refused for
-    /// now, 4xx); the entry's transfer has its acknowledgment sent (an MDN) or, if queued, is
-    /// sent (a file). Throws when `followUp`'s id exists or its transfer is not stored.
+    /// its attempts grow by one, its `lastError` is ``OutboxRules/refusalNote(_:)`` of `refused`
+    /// (the recipients the server refused for good); `followUp`, if any, is inserted (a new
+    /// entry for those refused for now, 4xx); the entry's transfer becomes what
+    /// ``OutboxRules/sent(_:entry:refused:)`` returns. Throws when `followUp`'s id exists or its
+    /// transfer is not stored.
     func outboxSent(_ entry: OutboxEntry, at: Date, refused: [String], followUp: OutboxEntry?) async throws
     /// A failed attempt, in one transaction; the entry's attempts grow by one and its
     /// `lastError` is `error`. With `retryAt` the entry stays pending, next tried at `retryAt`,
-    /// and the transfer is untouched; with nil it is given up: the entry fails, and so does the
-    /// transfer's acknowledgment (an MDN) or the outbound transfer itself (a file).
+    /// and the transfer is untouched; with nil it is given up: the entry fails and its transfer
+    /// becomes what ``OutboxRules/givenUp(_:entry:error:)`` returns.
     func outboxFailed(_ entry: OutboxEntry, error: String, retryAt: Date?) async throws
     /// The failed entries of a transfer become pending again (`gatepost catalog retry`), in one
     /// transaction: due at `at`, created at `at` (their time to fail for good counts from now),
-    /// no `lastError`; if there were any, a failed outbound transfer is queued again, a failed
-    /// acknowledgment requested again. Returns how many entries were requeued.
+    /// no `lastError`; if there were any, the transfer becomes what
+    /// ``OutboxRules/requeued(_:)`` returns. Returns how many entries were requeued.
     func requeueOutbox(transferId: String, at: Date) async throws -> Int
     /// The entries of a transfer, in any state, in order.
     func outbox(transferId: String) async throws -> [OutboxEntry]

@@ -201,13 +201,14 @@ public final class SQLiteCatalog: Catalog {
     }
 
     public func transfersToDeliver(at now: Date) async throws -> [TransferRecord] {
-        try await database.read { db in
+        let states = TransferRecord.State.awaitingDelivery.map(\.rawValue)
+        return try await database.read { db in
             try StoredTransfer.fetchAll(db, sql: """
                 SELECT transfer.* FROM transfer LEFT JOIN delivery_retry ON delivery_retry.transferId = transfer.id
-                WHERE transfer.direction = 'in' AND transfer.state IN ('received', 'routed')
+                WHERE transfer.direction = 'in' AND transfer.state IN (\(databaseQuestionMarks(count: states.count)))
                   AND (delivery_retry.nextAttempt IS NULL OR delivery_retry.nextAttempt <= ?)
                 ORDER BY transfer.receivedAt, transfer.id
-                """, arguments: [now]).map(\.record)
+                """, arguments: StatementArguments(states) + [now]).map(\.record)
         }
     }
 
@@ -286,43 +287,24 @@ public final class SQLiteCatalog: Catalog {
                 if let acknowledgment = item.acknowledgment {
                     try Self.insert(acknowledgment, db)
                 }
-                if record.type == .eerp, let original = record.originalMessageId {
-                    try Self.acknowledgeOutbound(messageId: original, by: record, db)
+                if let original = AcknowledgmentRules.acknowledgedMessageId(by: record),
+                   let outbound = try StoredTransfer
+                    .filter(Column("direction") == TransferRecord.Direction.outbound.rawValue && Column("messageId") == original)
+                    .filter(Column("site") == record.site)
+                    .fetchOne(db)?.record,
+                   let closed = AcknowledgmentRules.close(outbound: outbound, report: record) {
+                    try StoredTransfer(closed).update(db)
                 }
             }
         }
     }
 
-    /// Applies report `report` to the outbound transfer `messageId` of the same site: each
-    /// reported recipient's line replaces an earlier one for the same recipient. A report of
-    /// failure (`processed/error`, a DSN `failed`) fails the transfer; any other acknowledges it.
-    static func acknowledgeOutbound(messageId: String, by report: TransferRecord, _ db: Database) throws {
-        guard !report.recipientReports.isEmpty,
-              let stored = try StoredTransfer
-                .filter(Column("direction") == TransferRecord.Direction.outbound.rawValue && Column("messageId") == messageId)
-                .filter(Column("site") == report.site)
-                .fetchOne(db)
-        else { return }
-        var outbound = stored.record
-        guard [.queued, .sent, .acknowledged].contains(outbound.state) else { return }
-        var reports = outbound.recipientReports
-        for line in report.recipientReports {
-            reports.removeAll { $0.recipient.lowercased() == line.recipient.lowercased() }
-            reports.append(line)
-        }
-        outbound.recipientReports = reports
-        outbound.ack = .received
-        outbound.ackMessageId = report.messageId
-        let failures = report.recipientReports.filter(\.reportsFailure)
-        if failures.isEmpty {
-            outbound.state = .acknowledged
-        } else {
-            outbound.state = .failed
-            outbound.error = "the partner reported: " + failures.map { line in
-                "\(line.recipient): " + [line.disposition, line.action, line.status].compactMap { $0 }.joined(separator: " ")
-            }.joined(separator: "; ")
-        }
-        try StoredTransfer(outbound).update(db)
+    /// Replaces transfer `id` by what `rule` makes of it, in the caller's transaction; nothing
+    /// when there is no such transfer.
+    static func updateTransfer(id: String, _ db: Database, by rule: (TransferRecord) -> TransferRecord) throws {
+        guard let stored = try StoredTransfer.fetchOne(db, key: id) else { return }
+        let updated = rule(stored.record)
+        if updated != stored.record { try StoredTransfer(updated).update(db) }
     }
 
     static func insert(_ entry: OutboxEntry, _ db: Database) throws {
@@ -376,21 +358,12 @@ public final class SQLiteCatalog: Catalog {
 
     public func outboxSent(_ entry: OutboxEntry, at date: Date, refused: [String], followUp: OutboxEntry?) async throws {
         try await database.write { db in
-            let note = refused.isEmpty ? nil : "refused by the server: \(refused.joined(separator: ", "))"
             try db.execute(
                 sql: "UPDATE outbox SET state = 'sent', sentAt = ?, attempts = attempts + 1, lastError = ? WHERE id = ?",
-                arguments: [date, note, entry.id]
+                arguments: [date, OutboxRules.refusalNote(refused), entry.id]
             )
             if let followUp { try Self.insert(followUp, db) }
-            switch entry.kind {
-            case .acknowledgment:
-                try db.execute(sql: "UPDATE transfer SET ack = 'sent', ackMessageId = ? WHERE id = ?", arguments: [entry.messageId, entry.transferId])
-            case .file:
-                try db.execute(
-                    sql: "UPDATE transfer SET state = 'sent', error = ? WHERE id = ? AND state = 'queued'",
-                    arguments: [note, entry.transferId]
-                )
-            }
+            try Self.updateTransfer(id: entry.transferId, db) { OutboxRules.sent($0, entry: entry, refused: refused) }
         }
     }
 
@@ -430,12 +403,7 @@ public final class SQLiteCatalog: Catalog {
                 arguments: [date, date, transferId]
             )
             let requeued = db.changesCount
-            guard requeued > 0 else { return 0 }
-            try db.execute(
-                sql: "UPDATE transfer SET state = 'queued', error = NULL WHERE id = ? AND direction = 'out' AND state = 'failed'",
-                arguments: [transferId]
-            )
-            try db.execute(sql: "UPDATE transfer SET ack = 'requested' WHERE id = ? AND direction = 'in' AND ack = 'failed'", arguments: [transferId])
+            if requeued > 0 { try Self.updateTransfer(id: transferId, db, by: OutboxRules.requeued) }
             return requeued
         }
     }
@@ -453,12 +421,7 @@ public final class SQLiteCatalog: Catalog {
                 sql: "UPDATE outbox SET state = 'failed', attempts = attempts + 1, lastError = ? WHERE id = ?",
                 arguments: [error, entry.id]
             )
-            switch entry.kind {
-            case .acknowledgment:
-                try db.execute(sql: "UPDATE transfer SET ack = 'failed' WHERE id = ?", arguments: [entry.transferId])
-            case .file:
-                try db.execute(sql: "UPDATE transfer SET state = 'failed', error = ? WHERE id = ?", arguments: [error, entry.transferId])
-            }
+            try Self.updateTransfer(id: entry.transferId, db) { OutboxRules.givenUp($0, entry: entry, error: error) }
         }
     }
 
@@ -487,7 +450,7 @@ public final class SQLiteCatalog: Catalog {
     private func firstInbound(site: String, column: String, value: String) throws -> String? {
         try database.read { db in
             let statement = try db.cachedStatement(
-                sql: "SELECT id FROM transfer WHERE site = ? AND \(column) = ? AND direction = 'in' ORDER BY receivedAt LIMIT 1"
+                sql: "SELECT id FROM transfer WHERE site = ? AND \(column) = ? AND direction = 'in' ORDER BY receivedAt, id LIMIT 1"
             )
             return try String.fetchOne(statement, arguments: [site, value])
         }
