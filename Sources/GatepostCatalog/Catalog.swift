@@ -79,10 +79,6 @@ public protocol TransferStore: Sendable {
     /// Replaces an earlier target. Throws when no transfer has this id.
     func recordDeliveryTarget(id: String, application: String, target: String) async throws
 
-    /// Transfers received before `before` (of one site, or all) that are done with: delivered,
-    /// failed, acknowledged or sent (and reports and duplicates, which are never delivered), with
-    /// no outgoing message still pending, not yet purged, in order. RECOVER waits for an operator.
-    func purgeCandidates(before: Date, site: String?) async throws -> [TransferRecord]
     /// Records that `id`'s files are gone: `path` and `messageText` become nil, `purgedAt` is
     /// `at`. The row stays (the audit trail, and the UIDL that keeps the message from being
     /// fetched again).

@@ -373,23 +373,6 @@ public final class SQLiteCatalog: Catalog {
         }
     }
 
-    public func purgeCandidates(before date: Date, site: String?) async throws -> [TransferRecord] {
-        try await database.read { db in
-            var sql = """
-                SELECT * FROM transfer WHERE receivedAt < ? AND purgedAt IS NULL
-                  AND (state IN ('delivered', 'failed', 'acknowledged', 'sent')
-                       OR (state = 'received' AND (type = 'EERP' OR fileName = 'DUPLICATE')))
-                  AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.transferId = transfer.id AND outbox.state = 'pending')
-                """
-            var arguments: StatementArguments = [date]
-            if let site {
-                sql += " AND site = ?"
-                arguments += [site]
-            }
-            return try StoredTransfer.fetchAll(db, sql: sql + " ORDER BY receivedAt, id", arguments: arguments).map(\.record)
-        }
-    }
-
     public func markPurged(id: String, at date: Date) async throws {
         try await database.write { db in
             try db.execute(sql: "UPDATE transfer SET path = NULL, messageText = NULL, purgedAt = ? WHERE id = ?", arguments: [date, id])
@@ -463,6 +446,8 @@ public final class SQLiteCatalog: Catalog {
             if let type = filter.type { request = request.filter(Column("type") == type.rawValue) }
             if let state = filter.state { request = request.filter(Column("state") == state.rawValue) }
             if let since = filter.since { request = request.filter(Column("receivedAt") >= since) }
+            if let before = filter.before { request = request.filter(Column("receivedAt") < before) }
+            if let purged = filter.purged { request = request.filter(purged ? Column("purgedAt") != nil : Column("purgedAt") == nil) }
             request = request.order(Column("receivedAt"), Column("id"))
             if let limit = filter.limit { request = request.limit(limit) }
             return try request.fetchAll(db).map(\.record)

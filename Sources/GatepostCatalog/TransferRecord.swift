@@ -226,19 +226,29 @@ public struct RecipientReport: Codable, Sendable, Hashable {
     }
 }
 
-/// Which transfers to list.
+/// Which transfers to list. Every condition given must hold; nil ones do not filter.
 public struct TransferFilter: Sendable, Hashable {
     public var site: String?
     public var type: TransferRecord.Kind?
     public var state: TransferRecord.State?
+    /// Received at or after.
     public var since: Date?
+    /// Received strictly before.
+    public var before: Date?
+    /// True: only transfers whose files were purged; false: only those not purged.
+    public var purged: Bool?
     public var limit: Int?
 
-    public init(site: String? = nil, type: TransferRecord.Kind? = nil, state: TransferRecord.State? = nil, since: Date? = nil, limit: Int? = nil) {
+    public init(
+        site: String? = nil, type: TransferRecord.Kind? = nil, state: TransferRecord.State? = nil, since: Date? = nil,
+        before: Date? = nil, purged: Bool? = nil, limit: Int? = nil
+    ) {
         self.site = site
         self.type = type
         self.state = state
         self.since = since
+        self.before = before
+        self.purged = purged
         self.limit = limit
     }
 }
