@@ -251,6 +251,18 @@ public struct TransferFilter: Sendable, Hashable {
         self.purged = purged
         self.limit = limit
     }
+
+    /// Whether `record` passes every condition but `limit`: the in-memory catalog's filter, and
+    /// what the SQL one means.
+    func matches(_ record: TransferRecord) -> Bool {
+        if let site, record.site != site { return false }
+        if let type, record.type != type { return false }
+        if let state, record.state != state { return false }
+        if let since, record.receivedAt < since { return false }
+        if let before, record.receivedAt >= before { return false }
+        if let purged, (record.purgedAt != nil) != purged { return false }
+        return true
+    }
 }
 
 /// What the catalog knows about one message on a site's server.

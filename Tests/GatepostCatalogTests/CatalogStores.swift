@@ -2,6 +2,29 @@ import Foundation
 import Testing
 @testable import GatepostCatalog
 
+func temporaryDirectory() throws -> URL {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("gatepost-catalog-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    return url
+}
+
+/// Every store of the catalog contract: the contract tests run once per store, so that each one
+/// is shown to behave as the others do.
+enum CatalogStore: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case sqlite
+    case inMemory
+
+    /// A new, empty catalog.
+    func make() throws -> any Catalog {
+        switch self {
+        case .sqlite: try SQLiteCatalog(path: try temporaryDirectory().appendingPathComponent("catalog.sqlite").path)
+        case .inMemory: InMemoryCatalog()
+        }
+    }
+
+    var testDescription: String { rawValue }
+}
+
 /// Records and entries the contract tests store. Times are whole seconds: the contract keeps
 /// them to the millisecond.
 enum Fixture {
