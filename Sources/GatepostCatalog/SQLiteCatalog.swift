@@ -57,6 +57,14 @@ public final class SQLiteCatalog: Catalog {
         try migrator.migrate(database)
     }
 
+    /// A reused UIDL whose row no longer names the transfer the poll saw under it: another
+    /// poller recorded the message first.
+    struct UIDLTakenError: Error, CustomStringConvertible {
+        var site: String
+        var uidl: String
+        var description: String { "UIDL \(uidl) of site \(site) was recorded by another poll meanwhile" }
+    }
+
     struct MigrationLockError: Error, CustomStringConvertible {
         var description: String
     }
@@ -183,6 +191,11 @@ public final class SQLiteCatalog: Catalog {
                 t.add(column: "messageText", .text)
             }
         }
+        migrator.registerMigration("v9-listed-size") { db in
+            try db.alter(table: "retrieved_message") { t in
+                t.add(column: "listedSize", .integer)
+            }
+        }
         return migrator
     }
 
@@ -225,13 +238,14 @@ public final class SQLiteCatalog: Catalog {
     }
 
     public func transfersToDeliver(at now: Date) async throws -> [TransferRecord] {
-        try await database.read { db in
+        let states = TransferRecord.State.awaitingDelivery.map(\.rawValue)
+        return try await database.read { db in
             try StoredTransfer.fetchAll(db, sql: """
                 SELECT transfer.* FROM transfer LEFT JOIN delivery_retry ON delivery_retry.transferId = transfer.id
-                WHERE transfer.direction = 'in' AND transfer.state IN ('received', 'routed')
+                WHERE transfer.direction = 'in' AND transfer.state IN (\(databaseQuestionMarks(count: states.count)))
                   AND (delivery_retry.nextAttempt IS NULL OR delivery_retry.nextAttempt <= ?)
                 ORDER BY transfer.receivedAt, transfer.id
-                """, arguments: [now]).map(\.record)
+                """, arguments: StatementArguments(states) + [now]).map(\.record)
         }
     }
 
@@ -286,12 +300,19 @@ public final class SQLiteCatalog: Catalog {
 
     public func retrievedMessages(site: String) async throws -> [String: RetrievedMessage] {
         try await database.read { db in
-            let rows = try Row.fetchAll(db, sql: "SELECT uidl, transferId, deleted FROM retrieved_message WHERE site = ?", arguments: [site])
+            let rows = try Row.fetchAll(db, sql: """
+                SELECT r.uidl, r.transferId, r.deleted, r.listedSize, t.messageId
+                FROM retrieved_message r LEFT JOIN transfer t ON t.id = r.transferId
+                WHERE r.site = ?
+                """, arguments: [site])
             var result: [String: RetrievedMessage] = [:]
             result.reserveCapacity(rows.count)
             for row in rows {
                 let uidl: String = row["uidl"]
-                result[uidl] = RetrievedMessage(uidl: uidl, transferID: row["transferId"], deleted: row["deleted"])
+                result[uidl] = RetrievedMessage(
+                    uidl: uidl, transferID: row["transferId"], deleted: row["deleted"],
+                    messageId: row["messageId"], listedSize: row["listedSize"]
+                )
             }
             return result
         }
@@ -300,53 +321,45 @@ public final class SQLiteCatalog: Catalog {
     public func commitReceived(_ batch: [ReceivedTransfer]) async throws {
         guard !batch.isEmpty else { return }
         try await database.write { db in
-            let retrieved = try db.makeStatement(sql: "INSERT INTO retrieved_message (site, uidl, transferId, deleted) VALUES (?, ?, ?, 0)")
+            let retrieved = try db.makeStatement(
+                sql: "INSERT INTO retrieved_message (site, uidl, transferId, deleted, listedSize) VALUES (?, ?, ?, 0, ?)"
+            )
             for item in batch {
                 let record = item.record
                 try StoredTransfer(record).insertFast(db)
-                if let uidl = item.uidl {
-                    try retrieved.execute(arguments: [record.site, uidl, record.id])
+                if let uidl = item.uidl, let replaced = item.replacing {
+                    try db.execute(
+                        sql: """
+                        UPDATE retrieved_message SET transferId = ?, deleted = 0, listedSize = ?
+                        WHERE site = ? AND uidl = ? AND transferId = ?
+                        """,
+                        arguments: [record.id, item.listedSize, record.site, uidl, replaced]
+                    )
+                    guard db.changesCount == 1 else { throw UIDLTakenError(site: record.site, uidl: uidl) }
+                } else if let uidl = item.uidl {
+                    try retrieved.execute(arguments: [record.site, uidl, record.id, item.listedSize])
                 }
                 if let acknowledgment = item.acknowledgment {
                     try Self.insert(acknowledgment, db)
                 }
-                if record.type == .eerp, let original = record.originalMessageId {
-                    try Self.acknowledgeOutbound(messageId: original, by: record, db)
+                if let original = AcknowledgmentRules.acknowledgedMessageId(by: record),
+                   let outbound = try StoredTransfer
+                    .filter(Column("direction") == TransferRecord.Direction.outbound.rawValue && Column("messageId") == original)
+                    .filter(Column("site") == record.site)
+                    .fetchOne(db)?.record,
+                   let closed = AcknowledgmentRules.close(outbound: outbound, report: record) {
+                    try StoredTransfer(closed).update(db)
                 }
             }
         }
     }
 
-    /// Applies report `report` to the outbound transfer `messageId` of the same site: each
-    /// reported recipient's line replaces an earlier one for the same recipient. A report of
-    /// failure (`processed/error`, a DSN `failed`) fails the transfer; any other acknowledges it.
-    static func acknowledgeOutbound(messageId: String, by report: TransferRecord, _ db: Database) throws {
-        guard !report.recipientReports.isEmpty,
-              let stored = try StoredTransfer
-                .filter(Column("direction") == TransferRecord.Direction.outbound.rawValue && Column("messageId") == messageId)
-                .filter(Column("site") == report.site)
-                .fetchOne(db)
-        else { return }
-        var outbound = stored.record
-        guard [.queued, .sent, .acknowledged].contains(outbound.state) else { return }
-        var reports = outbound.recipientReports
-        for line in report.recipientReports {
-            reports.removeAll { $0.recipient.lowercased() == line.recipient.lowercased() }
-            reports.append(line)
-        }
-        outbound.recipientReports = reports
-        outbound.ack = .received
-        outbound.ackMessageId = report.messageId
-        let failures = report.recipientReports.filter(\.reportsFailure)
-        if failures.isEmpty {
-            outbound.state = .acknowledged
-        } else {
-            outbound.state = .failed
-            outbound.error = "the partner reported: " + failures.map { line in
-                "\(line.recipient): " + [line.disposition, line.action, line.status].compactMap { $0 }.joined(separator: " ")
-            }.joined(separator: "; ")
-        }
-        try StoredTransfer(outbound).update(db)
+    /// Replaces transfer `id` by what `rule` makes of it, in the caller's transaction; nothing
+    /// when there is no such transfer.
+    static func updateTransfer(id: String, _ db: Database, by rule: (TransferRecord) -> TransferRecord) throws {
+        guard let stored = try StoredTransfer.fetchOne(db, key: id) else { return }
+        let updated = rule(stored.record)
+        if updated != stored.record { try StoredTransfer(updated).update(db) }
     }
 
     static func insert(_ entry: OutboxEntry, _ db: Database) throws {
@@ -400,44 +413,18 @@ public final class SQLiteCatalog: Catalog {
 
     public func outboxSent(_ entry: OutboxEntry, at date: Date, refused: [String], followUp: OutboxEntry?) async throws {
         try await database.write { db in
-            let note = refused.isEmpty ? nil : "refused by the server: \(refused.joined(separator: ", "))"
             try db.execute(
                 sql: "UPDATE outbox SET state = 'sent', sentAt = ?, attempts = attempts + 1, lastError = ? WHERE id = ?",
-                arguments: [date, note, entry.id]
+                arguments: [date, OutboxRules.refusalNote(refused), entry.id]
             )
             if let followUp { try Self.insert(followUp, db) }
-            switch entry.kind {
-            case .acknowledgment:
-                try db.execute(sql: "UPDATE transfer SET ack = 'sent', ackMessageId = ? WHERE id = ?", arguments: [entry.messageId, entry.transferId])
-            case .file:
-                try db.execute(
-                    sql: "UPDATE transfer SET state = 'sent', error = ? WHERE id = ? AND state = 'queued'",
-                    arguments: [note, entry.transferId]
-                )
-            }
+            try Self.updateTransfer(id: entry.transferId, db) { OutboxRules.sent($0, entry: entry, refused: refused) }
         }
     }
 
     public func outboxReferences(path: String) async throws -> Bool {
         try await database.read { db in
             try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM outbox WHERE path = ?)", arguments: [path]) ?? false
-        }
-    }
-
-    public func purgeCandidates(before date: Date, site: String?) async throws -> [TransferRecord] {
-        try await database.read { db in
-            var sql = """
-                SELECT * FROM transfer WHERE receivedAt < ? AND purgedAt IS NULL
-                  AND (state IN ('delivered', 'failed', 'acknowledged', 'sent')
-                       OR (state = 'received' AND (type = 'EERP' OR fileName = 'DUPLICATE')))
-                  AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.transferId = transfer.id AND outbox.state = 'pending')
-                """
-            var arguments: StatementArguments = [date]
-            if let site {
-                sql += " AND site = ?"
-                arguments += [site]
-            }
-            return try StoredTransfer.fetchAll(db, sql: sql + " ORDER BY receivedAt, id", arguments: arguments).map(\.record)
         }
     }
 
@@ -454,12 +441,7 @@ public final class SQLiteCatalog: Catalog {
                 arguments: [date, date, transferId]
             )
             let requeued = db.changesCount
-            guard requeued > 0 else { return 0 }
-            try db.execute(
-                sql: "UPDATE transfer SET state = 'queued', error = NULL WHERE id = ? AND direction = 'out' AND state = 'failed'",
-                arguments: [transferId]
-            )
-            try db.execute(sql: "UPDATE transfer SET ack = 'requested' WHERE id = ? AND direction = 'in' AND ack = 'failed'", arguments: [transferId])
+            if requeued > 0 { try Self.updateTransfer(id: transferId, db, by: OutboxRules.requeued) }
             return requeued
         }
     }
@@ -477,12 +459,7 @@ public final class SQLiteCatalog: Catalog {
                 sql: "UPDATE outbox SET state = 'failed', attempts = attempts + 1, lastError = ? WHERE id = ?",
                 arguments: [error, entry.id]
             )
-            switch entry.kind {
-            case .acknowledgment:
-                try db.execute(sql: "UPDATE transfer SET ack = 'failed' WHERE id = ?", arguments: [entry.transferId])
-            case .file:
-                try db.execute(sql: "UPDATE transfer SET state = 'failed', error = ? WHERE id = ?", arguments: [error, entry.transferId])
-            }
+            try Self.updateTransfer(id: entry.transferId, db) { OutboxRules.givenUp($0, entry: entry, error: error) }
         }
     }
 
@@ -511,7 +488,7 @@ public final class SQLiteCatalog: Catalog {
     private func firstInbound(site: String, column: String, value: String) throws -> String? {
         try database.read { db in
             let statement = try db.cachedStatement(
-                sql: "SELECT id FROM transfer WHERE site = ? AND \(column) = ? AND direction = 'in' ORDER BY receivedAt LIMIT 1"
+                sql: "SELECT id FROM transfer WHERE site = ? AND \(column) = ? AND direction = 'in' ORDER BY receivedAt, id LIMIT 1"
             )
             return try String.fetchOne(statement, arguments: [site, value])
         }
@@ -524,6 +501,8 @@ public final class SQLiteCatalog: Catalog {
             if let type = filter.type { request = request.filter(Column("type") == type.rawValue) }
             if let state = filter.state { request = request.filter(Column("state") == state.rawValue) }
             if let since = filter.since { request = request.filter(Column("receivedAt") >= since) }
+            if let before = filter.before { request = request.filter(Column("receivedAt") < before) }
+            if let purged = filter.purged { request = request.filter(purged ? Column("purgedAt") != nil : Column("purgedAt") == nil) }
             request = request.order(Column("receivedAt"), Column("id"))
             if let limit = filter.limit { request = request.limit(limit) }
             return try request.fetchAll(db).map(\.record)

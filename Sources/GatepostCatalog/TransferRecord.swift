@@ -193,7 +193,6 @@ public struct TransferRecord: Codable, Sendable, Hashable, Identifiable {
     private static let lastID = Mutex<(millis: Int64, random: UInt32)>((0, 0))
 }
 
-/// Which transfers to list.
 /// One recipient's line in a report: a delivery status notification (RFC 3464) gives Action and
 /// Status, a disposition notification (RFC 8098) its Disposition.
 public struct RecipientReport: Codable, Sendable, Hashable {
@@ -227,19 +226,42 @@ public struct RecipientReport: Codable, Sendable, Hashable {
     }
 }
 
+/// Which transfers to list. Every condition given must hold; nil ones do not filter.
 public struct TransferFilter: Sendable, Hashable {
     public var site: String?
     public var type: TransferRecord.Kind?
     public var state: TransferRecord.State?
+    /// Received at or after.
     public var since: Date?
+    /// Received strictly before.
+    public var before: Date?
+    /// True: only transfers whose files were purged; false: only those not purged.
+    public var purged: Bool?
     public var limit: Int?
 
-    public init(site: String? = nil, type: TransferRecord.Kind? = nil, state: TransferRecord.State? = nil, since: Date? = nil, limit: Int? = nil) {
+    public init(
+        site: String? = nil, type: TransferRecord.Kind? = nil, state: TransferRecord.State? = nil, since: Date? = nil,
+        before: Date? = nil, purged: Bool? = nil, limit: Int? = nil
+    ) {
         self.site = site
         self.type = type
         self.state = state
         self.since = since
+        self.before = before
+        self.purged = purged
         self.limit = limit
+    }
+
+    /// Whether `record` passes every condition but `limit`: the in-memory catalog's filter, and
+    /// what the SQL one means.
+    func matches(_ record: TransferRecord) -> Bool {
+        if let site, record.site != site { return false }
+        if let type, record.type != type { return false }
+        if let state, record.state != state { return false }
+        if let since, record.receivedAt < since { return false }
+        if let before, record.receivedAt >= before { return false }
+        if let purged, (record.purgedAt != nil) != purged { return false }
+        return true
     }
 }
 
@@ -249,11 +271,18 @@ public struct RetrievedMessage: Sendable, Hashable {
     public var transferID: String
     /// True once a DELE for it was followed by a successful QUIT.
     public var deleted: Bool
+    /// What identifies the message recorded under this UIDL, for a later poll to tell it from
+    /// another message a server lists under the same UIDL: its Message-ID and the size LIST
+    /// gave it (nil where unknown, as for rows of catalogs older than this field).
+    public var messageId: String?
+    public var listedSize: Int64?
 
-    public init(uidl: String, transferID: String, deleted: Bool) {
+    public init(uidl: String, transferID: String, deleted: Bool, messageId: String? = nil, listedSize: Int64? = nil) {
         self.uidl = uidl
         self.transferID = transferID
         self.deleted = deleted
+        self.messageId = messageId
+        self.listedSize = listedSize
     }
 }
 
@@ -281,107 +310,4 @@ public struct SiteState: Codable, Sendable, Hashable {
         self.messages = messages
         self.bytes = bytes
     }
-}
-
-/// The spool catalog: transfer records and, per site, which server messages are already safe.
-///
-/// The one rule every implementation keeps: ``commitReceived(_:uidl:)`` stores the record and
-/// marks the UIDL retrieved in one transaction, so a message is either fully recorded (and will
-/// only be deleted, never fetched again) or not at all (and will be fetched again).
-/// One received message as the catalog commits it: the record, its UIDL, the MDN it is owed.
-public struct ReceivedTransfer: Sendable {
-    public var record: TransferRecord
-    public var uidl: String?
-    public var acknowledgment: OutboxEntry?
-
-    public init(record: TransferRecord, uidl: String?, acknowledgment: OutboxEntry? = nil) {
-        self.record = record
-        self.uidl = uidl
-        self.acknowledgment = acknowledgment
-    }
-}
-
-extension Catalog {
-    public func transfersToDeliver() async throws -> [TransferRecord] {
-        try await transfersToDeliver(at: Date())
-    }
-
-    public func commitReceived(_ record: TransferRecord, uidl: String?) async throws {
-        try await commitReceived([ReceivedTransfer(record: record, uidl: uidl)])
-    }
-
-    public func commitReceived(_ record: TransferRecord, uidl: String?, acknowledgment: OutboxEntry?) async throws {
-        try await commitReceived([ReceivedTransfer(record: record, uidl: uidl, acknowledgment: acknowledgment)])
-    }
-}
-
-public protocol Catalog: Sendable {
-    /// Messages of `site` already recorded, by UIDL.
-    func retrievedMessages(site: String) async throws -> [String: RetrievedMessage]
-    /// Stores a received transfer, its UIDL and the acknowledgment it is owed, atomically. An EERP
-    /// whose Original-Message-ID names an outbound transfer acknowledges it in the same
-    /// transaction (per Final-Recipient, with the disposition).
-    ///
-    /// Several messages go in one transaction (one fsync of the database for the batch).
-    func commitReceived(_ batch: [ReceivedTransfer]) async throws
-    /// Stores an outbound transfer and its message in the outbox, atomically.
-    func commitOutbound(_ record: TransferRecord, message: OutboxEntry) async throws
-    /// Pending outbox entries whose next attempt is due (of one site, or all).
-    func dueOutbox(site: String?, at: Date) async throws -> [OutboxEntry]
-    /// Takes a due entry for this process until `until`, so that two processes (a daemon and a
-    /// `gatepost send`) never send the same message. False when another one has it, or it is
-    /// no longer due.
-    func claimOutbox(_ id: String, due: Date, until: Date) async throws -> Bool
-    /// The server took the message: the entry is sent, and so is its transfer's acknowledgment
-    /// (MDN) or the transfer itself (file). `refused` lists recipients the server refused for
-    /// good; `followUp`, if any, is a new entry for those it refused for now (4xx), committed in
-    /// the same transaction.
-    func outboxSent(_ entry: OutboxEntry, at: Date, refused: [String], followUp: OutboxEntry?) async throws
-    /// Failed entries of a transfer become pending again, due now (`gatepost catalog retry`);
-    /// the transfer goes back to queued (a file) or its acknowledgment to requested (an MDN).
-    /// Returns how many entries were requeued.
-    func requeueOutbox(transferId: String, at: Date) async throws -> Int
-    /// A failed attempt: tried again at `retryAt`, or given up (nil), which marks the
-    /// acknowledgment or the outbound transfer failed.
-    func outboxFailed(_ entry: OutboxEntry, error: String, retryAt: Date?) async throws
-    func outbox(transferId: String) async throws -> [OutboxEntry]
-    /// Whether any outbox entry names this message file.
-    func outboxReferences(path: String) async throws -> Bool
-    /// Transfers received before `before` (of one site, or all) that are done with: delivered,
-    /// failed, acknowledged or sent (and reports and duplicates, which are never delivered), with
-    /// no outgoing message still pending, not yet purged. RECOVER waits for an operator.
-    func purgeCandidates(before: Date, site: String?) async throws -> [TransferRecord]
-    /// Records that `id`'s files are gone: `path` and `messageText` become nil, `purgedAt` is set. The row
-    /// stays (the audit trail, and the UIDL that keeps the message from being fetched again).
-    func markPurged(id: String, at: Date) async throws
-    /// Inbound transfers not yet delivered: state received (to route) or routed (to deliver),
-    /// except those whose next delivery attempt is still in the future.
-    func transfersToDeliver(at now: Date) async throws -> [TransferRecord]
-    /// How many delivery attempts of this transfer have failed so far.
-    func deliveryAttempts(id: String) async throws -> Int
-    /// A failed attempt that will be tried again at `at`: the transfer stays routed, with the error.
-    func scheduleDeliveryRetry(id: String, application: String, error: String, at: Date) async throws
-    /// Sets a transfer's state, application, error and delivered path in one update.
-    func updateDelivery(id: String, state: TransferRecord.State, application: String?, error: String?, deliveredPath: String?) async throws
-    /// The delivery target chosen for a transfer before its file was linked into place, so a
-    /// crash between the link and the state update is recognized and not delivered twice.
-    func deliveryTarget(id: String) async throws -> String?
-    func recordDeliveryTarget(id: String, application: String, target: String) async throws
-
-    /// Per-site state, by site name.
-    func siteStates() async throws -> [String: SiteState]
-    /// Persists an operator's enable/disable; a running daemon picks it up.
-    func setSiteEnabled(_ site: String, enabled: Bool) async throws
-    /// Records one poll's outcome: `error` nil for success; counts are added to the totals.
-    func recordPoll(site: String, at: Date, error: String?, messages: Int, bytes: Int64, nextPoll: Date?) async throws
-
-    /// Records that the server applied our DELEs for these UIDLs (after QUIT succeeded).
-    func markDeleted(site: String, uidls: [String]) async throws
-    /// The id of an inbound transfer of `site` with this Message-ID, if any.
-    func transferID(site: String, messageId: String) async throws -> String?
-    /// The id of an inbound transfer of `site` whose whole message had this SHA-256, if any:
-    /// how a message without a Message-ID is recognized when it comes again.
-    func transferID(site: String, messageSha256: String) async throws -> String?
-    func transfers(_ filter: TransferFilter) async throws -> [TransferRecord]
-    func transfer(id: String) async throws -> TransferRecord?
 }

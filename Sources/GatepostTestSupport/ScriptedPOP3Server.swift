@@ -96,8 +96,13 @@ public final class ScriptedPOP3Server: Sendable {
         mailbox.withLockedValue { $0.messages }
     }
 
-    fileprivate func commitDeletions(_ uidls: Set<String>) {
-        mailbox.withLockedValue { $0.messages.removeAll { uidls.contains($0.uidl) } }
+    /// Removes the messages a session deleted, each once: two messages may share a UIDL.
+    fileprivate func commitDeletions(_ deleted: [Message]) {
+        mailbox.withLockedValue { mailbox in
+            for message in deleted {
+                if let index = mailbox.messages.firstIndex(of: message) { mailbox.messages.remove(at: index) }
+            }
+        }
     }
 }
 
@@ -248,7 +253,7 @@ private final class ScriptedPOP3Handler: ChannelInboundHandler {
             send("+OK", context: context)
         case "QUIT":
             if authenticated {
-                server.commitDeletions(Set(deleted.map { snapshot[$0 - 1].uidl }))
+                server.commitDeletions(deleted.sorted().map { snapshot[$0 - 1] })
             }
             send("+OK bye", context: context)
             context.close(promise: nil)

@@ -124,6 +124,7 @@ extension CatalogCommand {
             }
             // Failed outgoing messages first: requeued, due now, sent at once.
             let requeued = try await catalog.requeueOutbox(transferId: id, at: Date())
+            var sendFailed = false
             if requeued > 0 {
                 let sender = OutboxSender(sites: directory.sites, catalog: catalog, logger: Logger(label: "gatepost.outbox"))
                 let summary = try await sender.sendDue(site: record.site)
@@ -131,28 +132,24 @@ extension CatalogCommand {
                 guard let updated = try await catalog.transfer(id: id) else { return }
                 record = updated
                 print("\(id): \(record.direction == .outbound ? record.state.rawValue : "acknowledgment \(record.ack.rawValue)")")
-                if record.direction == .outbound || ![.failed, .received, .routed].contains(record.state) {
-                    if summary.failed > 0 { throw ExitCode(1) }
-                    return
-                }
+                sendFailed = summary.failed > 0
             }
-            guard record.direction == .inbound else {
-                throw fail(CommandFailure(description: "transfer \(id) is outbound and has no failed message to send again (\(record.state.rawValue))", exitCode: 1))
+            let transfer: TransferRecord
+            switch RetryRules.decide(record, requeued: requeued) {
+            case .resent:
+                if sendFailed { throw ExitCode(1) }
+                return
+            case .refused(let reason):
+                throw fail(CommandFailure(description: reason, exitCode: 1))
+            case .deliverAgain(let again):
+                transfer = again
             }
             guard let local = directory.local else {
                 throw fail(.configuration("nothing to deliver to: \(options.sites)/local.yaml defines no applications"))
             }
-            switch record.state {
-            case .delivered, .acknowledged, .sent, .queued:
-                throw fail(CommandFailure(description: "transfer \(id) is already \(record.state.rawValue)", exitCode: 1))
-            case .failed, .routed, .received:
-                // Route again from scratch: the site's routes may have been fixed since.
-                record.state = .received
-                record.application = nil
-            }
             let deliverer = Deliverer(local: local, catalog: catalog, logger: Logger(label: "gatepost.deliver"))
-            guard let outcome = try await deliverer.deliver(record, site: directory.site(named: record.site), retrying: false) else {
-                throw fail(CommandFailure(description: "transfer \(id): no route of site `\(record.site)` applies; it stays received", exitCode: 1))
+            guard let outcome = try await deliverer.deliver(transfer, site: directory.site(named: transfer.site), retrying: false) else {
+                throw fail(CommandFailure(description: "transfer \(id): no route of site `\(transfer.site)` applies; it stays received", exitCode: 1))
             }
             print(PollCommand.describe(outcome))
             if outcome.state == .failed { throw ExitCode(1) }

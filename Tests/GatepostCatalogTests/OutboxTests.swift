@@ -2,65 +2,99 @@ import Foundation
 import Testing
 @testable import GatepostCatalog
 
+/// The contract of OutboxStore, and what reports and sends do to transfers, held against every
+/// store.
 @Suite struct OutboxTests {
-    static func catalog() throws -> SQLiteCatalog {
-        try SQLiteCatalog(path: try temporaryDirectory().appendingPathComponent("catalog.sqlite").path)
-    }
-
-    static func outbound(_ id: String, site: String = "acme") -> TransferRecord {
-        TransferRecord(
-            id: id, direction: .outbound, type: .xfer, fileName: "a.csv", site: site, state: .queued,
-            messageId: "\(id)@ours.example", recipients: ["edi@acme.example", "ops@acme.example"], ack: .requested
-        )
-    }
-
-    static func entry(_ id: String, site: String = "acme", now: Date = Date()) -> OutboxEntry {
-        OutboxEntry(
-            id: id, kind: .file, transferId: id, site: site, mailFrom: "g@ours.example",
-            recipients: ["edi@acme.example", "ops@acme.example"], path: "/tmp/\(id).eml", messageId: "\(id)@ours.example",
-            nextAttempt: now, createdAt: now
-        )
-    }
-
-    static func report(_ id: String, site: String, original: String, lines: [RecipientReport]) -> TransferRecord {
-        TransferRecord(
-            id: id, type: .eerp, fileName: nil, site: site, messageId: "\(id)@acme.example",
-            originalMessageId: original, recipientReports: lines
-        )
-    }
-
-    @Test func aClaimIsExclusiveAndAPartial4xxGetsAnEntryOfItsOwn() async throws {
-        let catalog = try Self.catalog()
-        let now = Date()
-        try await catalog.commitOutbound(Self.outbound("T1"), message: Self.entry("T1", now: now))
+    @Test(arguments: CatalogStore.allCases)
+    func aClaimIsExclusiveAndAPartial4xxGetsAnEntryOfItsOwn(_ store: CatalogStore) async throws {
+        let catalog = try store.make()
+        let now = F.epoch
+        try await catalog.commitOutbound(F.outbound("T1"), message: F.entry("T1", now: now))
         #expect(try await catalog.claimOutbox("T1", due: now, until: now.addingTimeInterval(600)))
         #expect(try await !catalog.claimOutbox("T1", due: now, until: now.addingTimeInterval(600)), "a second sender gets nothing")
         #expect(try await catalog.dueOutbox(site: nil, at: now).isEmpty)
 
-        var later = Self.entry("T1-1", now: now)
-        later.transferId = "T1"
+        var later = F.entry("T1-1", transferId: "T1", now: now)
         later.recipients = ["ops@acme.example"]
-        try await catalog.outboxSent(Self.entry("T1", now: now), at: now, refused: [], followUp: later)
-        #expect(try await catalog.transfer(id: "T1")?.state == .sent)
+        try await catalog.outboxSent(F.entry("T1", now: now), at: now, refused: ["bad@acme.example"], followUp: later)
+        let record = try #require(try await catalog.transfer(id: "T1"))
+        #expect(record.state == .sent)
+        #expect(record.error == "refused by the server: bad@acme.example")
         let entries = try await catalog.outbox(transferId: "T1")
         #expect(entries.map(\.state) == [.sent, .pending])
+        #expect(entries.first?.sentAt == now)
+        #expect(entries.first?.attempts == 1)
+        #expect(entries.first?.lastError == "refused by the server: bad@acme.example")
         #expect(entries.last?.recipients == ["ops@acme.example"])
     }
 
-    @Test func aReportClosesOnlyItsOwnSitesTransferAndAnErrorFailsIt() async throws {
-        let catalog = try Self.catalog()
-        try await catalog.commitOutbound(Self.outbound("T1"), message: Self.entry("T1"))
-        try await catalog.outboxSent(Self.entry("T1"), at: Date(), refused: [], followUp: nil)
+    @Test(arguments: CatalogStore.allCases)
+    func onlyOneOfManyConcurrentClaimsWins(_ store: CatalogStore) async throws {
+        let catalog = try store.make()
+        try await catalog.commitOutbound(F.outbound("T1"), message: F.entry("T1"))
+        let wins = try await withThrowingTaskGroup(of: Bool.self) { group in
+            for _ in 0..<16 {
+                group.addTask { try await catalog.claimOutbox("T1", due: F.epoch, until: F.epoch.addingTimeInterval(600)) }
+            }
+            return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+        }
+        #expect(wins == 1)
+    }
+
+    @Test(arguments: CatalogStore.allCases)
+    func aClaimIsALeaseThatRunsOut(_ store: CatalogStore) async throws {
+        let catalog = try store.make()
+        let now = F.epoch
+        let end = now.addingTimeInterval(600)
+        try await catalog.commitOutbound(F.outbound("T1"), message: F.entry("T1", now: now))
+        #expect(try await catalog.claimOutbox("T1", due: now, until: end))
+        #expect(try await catalog.dueOutbox(site: "acme", at: end.addingTimeInterval(-1)).isEmpty)
+        #expect(try await !catalog.claimOutbox("T1", due: end.addingTimeInterval(-1), until: end.addingTimeInterval(600)))
+        #expect(try await catalog.dueOutbox(site: "acme", at: end).map(\.id) == ["T1"], "the holder died: due again")
+        #expect(try await catalog.claimOutbox("T1", due: end, until: end.addingTimeInterval(600)))
+        #expect(try await !catalog.claimOutbox("T9", due: end, until: end), "no such entry")
+    }
+
+    @Test(arguments: CatalogStore.allCases)
+    func dueEntriesOfASiteInTheOrderTheyWereQueued(_ store: CatalogStore) async throws {
+        let catalog = try store.make()
+        try await catalog.commitOutbound(F.outbound("T3"), message: F.entry("T3", now: F.epoch))
+        try await catalog.commitOutbound(F.outbound("T2"), message: F.entry("T2", now: F.epoch.addingTimeInterval(1)))
+        try await catalog.commitOutbound(F.outbound("T1", site: "bcorp"), message: F.entry("T1", site: "bcorp", now: F.epoch))
+        try await catalog.commitOutbound(F.outbound("T4"), message: F.entry("T4", now: F.epoch.addingTimeInterval(60)))
+        #expect(try await catalog.dueOutbox(site: nil, at: F.epoch.addingTimeInterval(1)).map(\.id) == ["T1", "T3", "T2"])
+        #expect(try await catalog.dueOutbox(site: "acme", at: F.epoch.addingTimeInterval(60)).map(\.id) == ["T3", "T2", "T4"])
+        #expect(try await catalog.outbox(transferId: "T2") == [F.entry("T2", now: F.epoch.addingTimeInterval(1))])
+        #expect(try await catalog.outboxReferences(path: "/spool/out/T2.eml"))
+        #expect(try await !catalog.outboxReferences(path: "/spool/out/T9.eml"))
+    }
+
+    @Test(arguments: CatalogStore.allCases)
+    func anOutboundCommitIsWhollyStoredOrNotAtAll(_ store: CatalogStore) async throws {
+        let catalog = try store.make()
+        try await catalog.commitOutbound(F.outbound("T1"), message: F.entry("T1"))
+        await #expect(throws: (any Error).self) { try await catalog.commitOutbound(F.outbound("T2"), message: F.entry("T1", transferId: "T2")) }
+        await #expect(throws: (any Error).self) { try await catalog.commitOutbound(F.outbound("T3"), message: F.entry("T3", transferId: "T9")) }
+        #expect(try await catalog.transfer(id: "T2") == nil)
+        #expect(try await catalog.transfer(id: "T3") == nil)
+        #expect(try await catalog.outbox(transferId: "T1").count == 1)
+    }
+
+    @Test(arguments: CatalogStore.allCases)
+    func aReportClosesOnlyItsOwnSitesTransferAndAnErrorFailsIt(_ store: CatalogStore) async throws {
+        let catalog = try store.make()
+        try await catalog.commitOutbound(F.outbound("T1"), message: F.entry("T1"))
+        try await catalog.outboxSent(F.entry("T1"), at: F.epoch, refused: [], followUp: nil)
 
         // Another partner cannot close ACME's transfer by naming its Message-ID.
-        let forged = Self.report("R0", site: "mallory", original: "T1@ours.example", lines: [
-            RecipientReport(recipient: "edi@acme.example", disposition: "automatic-action/MDN-sent-automatically; processed"),
+        let forged = F.report("R0", site: "mallory", original: "T1@ours.example", lines: [
+            RecipientReport(recipient: "edi@acme.example", disposition: F.processed),
         ])
         try await catalog.commitReceived(forged, uidl: "f0")
         #expect(try await catalog.transfer(id: "T1")?.state == .sent)
 
-        let processed = Self.report("R1", site: "acme", original: "T1@ours.example", lines: [
-            RecipientReport(recipient: "edi@acme.example", disposition: "automatic-action/MDN-sent-automatically; processed"),
+        let processed = F.report("R1", site: "acme", original: "T1@ours.example", lines: [
+            RecipientReport(recipient: "edi@acme.example", disposition: F.processed),
         ])
         try await catalog.commitReceived(processed, uidl: "u1")
         var record = try #require(try await catalog.transfer(id: "T1"))
@@ -68,25 +102,61 @@ import Testing
         #expect(record.ack == .received)
         #expect(record.ackMessageId == "R1@acme.example")
 
-        let failed = Self.report("R2", site: "acme", original: "T1@ours.example", lines: [
-            RecipientReport(recipient: "ops@acme.example", disposition: "automatic-action/MDN-sent-automatically; processed/error"),
+        let failed = F.report("R2", site: "acme", original: "T1@ours.example", lines: [
+            RecipientReport(recipient: "ops@acme.example", disposition: F.processedWithError),
         ])
         try await catalog.commitReceived(failed, uidl: "u2")
         record = try #require(try await catalog.transfer(id: "T1"))
         #expect(record.state == .failed)
         #expect(record.recipientReports.map(\.recipient) == ["edi@acme.example", "ops@acme.example"])
-        #expect(record.error?.contains("ops@acme.example: automatic-action/MDN-sent-automatically; processed/error") == true)
+        #expect(record.error?.contains("ops@acme.example: \(F.processedWithError)") == true)
+        #expect(try await catalog.transfer(id: "R2")?.type == .eerp, "the report is a transfer of its own")
     }
 
-    @Test func aFailedMessageCanBeRequeued() async throws {
-        let catalog = try Self.catalog()
-        let entry = Self.entry("T1")
-        try await catalog.commitOutbound(Self.outbound("T1"), message: entry)
+    @Test(arguments: CatalogStore.allCases)
+    func aFailedFileCanBeRequeued(_ store: CatalogStore) async throws {
+        let catalog = try store.make()
+        let entry = F.entry("T1")
+        try await catalog.commitOutbound(F.outbound("T1"), message: entry)
         try await catalog.outboxFailed(entry, error: "550 5.1.1 unknown", retryAt: nil)
-        #expect(try await catalog.transfer(id: "T1")?.state == .failed)
-        #expect(try await catalog.requeueOutbox(transferId: "T1", at: Date()) == 1)
-        #expect(try await catalog.transfer(id: "T1")?.state == .queued)
-        #expect(try await catalog.dueOutbox(site: "acme", at: Date()).map(\.id) == ["T1"])
-        #expect(try await catalog.requeueOutbox(transferId: "T1", at: Date()) == 0, "nothing failed any more")
+        var record = try #require(try await catalog.transfer(id: "T1"))
+        #expect((record.state, record.error) == (.failed, "550 5.1.1 unknown"))
+        #expect(try await catalog.outbox(transferId: "T1").map(\.state) == [.failed])
+
+        let requeuedAt = F.epoch.addingTimeInterval(3600)
+        #expect(try await catalog.requeueOutbox(transferId: "T1", at: requeuedAt) == 1)
+        record = try #require(try await catalog.transfer(id: "T1"))
+        #expect((record.state, record.error) == (.queued, nil))
+        let again = try #require(try await catalog.dueOutbox(site: "acme", at: requeuedAt).first)
+        #expect((again.id, again.state, again.attempts, again.lastError) == ("T1", .pending, 1, nil))
+        #expect((again.nextAttempt, again.createdAt) == (requeuedAt, requeuedAt), "its time to fail for good counts from now")
+        #expect(try await catalog.requeueOutbox(transferId: "T1", at: requeuedAt) == 0, "nothing failed any more")
+    }
+
+    @Test(arguments: CatalogStore.allCases)
+    func anAcknowledgmentIsSentOrFailsAndIsRequeuedOnItsInboundTransfer(_ store: CatalogStore) async throws {
+        let catalog = try store.make()
+        var received = F.inbound("T1")
+        received.ack = .requested
+        let mdn = F.entry("M1", kind: .acknowledgment, transferId: "T1")
+        try await catalog.commitReceived(received, uidl: "u1", acknowledgment: mdn)
+
+        try await catalog.outboxFailed(mdn, error: "421 try later", retryAt: F.epoch.addingTimeInterval(30))
+        #expect(try await catalog.transfer(id: "T1")?.ack == .requested, "a temporary failure leaves the transfer")
+        var entry = try #require(try await catalog.outbox(transferId: "T1").first)
+        #expect((entry.state, entry.attempts, entry.lastError, entry.nextAttempt) == (.pending, 1, "421 try later", F.epoch.addingTimeInterval(30)))
+
+        try await catalog.outboxFailed(mdn, error: "550 no", retryAt: nil)
+        var record = try #require(try await catalog.transfer(id: "T1"))
+        #expect((record.state, record.ack) == (.received, .failed))
+        entry = try #require(try await catalog.outbox(transferId: "T1").first)
+        #expect((entry.state, entry.attempts) == (.failed, 2))
+
+        #expect(try await catalog.requeueOutbox(transferId: "T1", at: F.epoch) == 1)
+        #expect(try await catalog.transfer(id: "T1")?.ack == .requested)
+        try await catalog.outboxSent(mdn, at: F.epoch, refused: [], followUp: nil)
+        record = try #require(try await catalog.transfer(id: "T1"))
+        #expect((record.state, record.ack, record.ackMessageId) == (.received, .sent, "M1@ours.example"))
+        #expect(try await catalog.outbox(transferId: "T1").map(\.attempts) == [3])
     }
 }

@@ -149,6 +149,7 @@ public struct PollJob: Sendable {
         try await SiteSessionSetup.prepare(session, for: site)
         let sizeListing = try await session.sizes()
         let sizes = Dictionary(sizeListing.map { ($0.number, Int64($0.value) ?? 0) }, uniquingKeysWith: { first, _ in first })
+        let listedSizes = Dictionary(sizeListing.compactMap { entry in Int64(entry.value).map { (entry.number, $0) } }, uniquingKeysWith: { first, _ in first })
         let listing = try await uniqueIDs(session, numbers: sizeListing.map(\.number))
         let known = try await catalog.retrievedMessages(site: site.name)
         let scratch = RawMessageScratch(folder: spool.temporaryRoot)
@@ -156,6 +157,9 @@ public struct PollJob: Sendable {
         // What to do: delete what earlier polls committed but could not delete, retrieve the rest.
         var toRetrieve: [POP3ListingEntry] = []
         var toDelete: [POP3ListingEntry] = []
+        // Messages listed under a UIDL the catalog has for another message: by number, the
+        // transfer whose UIDL row their record takes over.
+        var replacing: [Int: String] = [:]
         var seen: Set<String> = []
         for entry in listing {
             // A server that repeats a UIDL would make one batch commit the same key twice.
@@ -164,10 +168,18 @@ public struct PollJob: Sendable {
                 continue
             }
             if let retrieved = known[entry.value] {
-                summary.alreadyRetrieved += 1
-                // Retrieved earlier but not deleted (a crash, or a QUIT that never came): delete now.
-                if site.poll.deleteAfterRetrieve, !retrieved.deleted { toDelete.append(entry) }
-                continue
+                if let reason = try await isAnotherMessage(entry, recorded: retrieved, listedSize: listedSizes[entry.number], session: session) {
+                    logger.notice("a new message under a UIDL already recorded; fetching it", metadata: [
+                        "uidl": "\(entry.value)", "message": "\(entry.number)", "reason": "\(reason)",
+                    ])
+                    replacing[entry.number] = retrieved.transferID
+                } else {
+                    summary.alreadyRetrieved += 1
+                    // Retrieved earlier but not deleted (a crash, or a QUIT that never came), or
+                    // deleted and listed again (a server that did not delete): delete now.
+                    if site.poll.deleteAfterRetrieve { toDelete.append(entry) }
+                    continue
+                }
             }
             if let size = sizes[entry.number], size > site.poll.maxMessageSize {
                 summary.skippedTooLarge += 1
@@ -204,9 +216,11 @@ public struct PollJob: Sendable {
                 }
             case .receive(let entry, let pipelined):
                 do {
-                    let message = try await retrieve(
+                    var message = try await retrieve(
                         entry, from: session, scratch: scratch, pipelined: pipelined, staged: machine.unsettledBatches
                     )
+                    message.listedSize = listedSizes[entry.number]
+                    message.replacing = replacing[entry.number]
                     action = machine.messageStaged(message)
                 } catch {
                     action = machine.failed(error)
@@ -267,6 +281,45 @@ public struct PollJob: Sendable {
             case .fail(let error):
                 throw error
             }
+        }
+    }
+
+    /// Why the message listed under a UIDL the catalog has is not the message recorded under it,
+    /// or nil when it is (``RecordedMessageCheck``). The header (TOP n 0) is read only when the
+    /// sizes agree and the message would be deleted: a site that leaves mail on the server is
+    /// not asked for every header at every poll. A server that cannot answer TOP leaves the
+    /// sizes to decide.
+    private func isAnotherMessage(
+        _ entry: POP3ListingEntry, recorded: RetrievedMessage, listedSize: Int64?, session: POP3Session
+    ) async throws -> String? {
+        switch RecordedMessageCheck.compare(recorded, listedSize: listedSize) {
+        case .same:
+            return nil
+        case .different(let reason):
+            return reason
+        case .needsHeader:
+            guard site.poll.deleteAfterRetrieve || recorded.deleted else { return nil }
+            let answer: Result<[UInt8], POP3Error>
+            do {
+                answer = .success(try await session.top(entry.number, lines: 0))
+            } catch {
+                answer = .failure(error)
+            }
+            let header: [UInt8]
+            switch answer {
+            case .success(let bytes):
+                header = bytes
+            case .failure(.serverError):
+                logger.notice("the server cannot show the header (TOP); the size decides", metadata: ["uidl": "\(entry.value)"])
+                return nil
+            case .failure(let error):
+                throw error
+            }
+            let messageId = MessageHeader.parse(header).messageID
+            if case .different(let reason) = RecordedMessageCheck.compare(recorded, listedSize: listedSize, headerMessageId: .some(messageId)) {
+                return reason
+            }
+            return nil
         }
     }
 
@@ -331,6 +384,10 @@ public struct PollJob: Sendable {
         var wireSize: Int64
         /// Memory its bodies hold (``HeldBodies``), released when its batch is done.
         var heldBytes: Int
+        /// What LIST said of its size, kept with its UIDL.
+        var listedSize: Int64?
+        /// The transfer recorded earlier under the same UIDL (a server reusing UIDLs).
+        var replacing: String?
 
         /// Removes its files wherever a failure left them (still in `tmp/`, or already under
         /// a pending name in the site's folder) and its acknowledgment: nothing of it was
@@ -419,7 +476,12 @@ public struct PollJob: Sendable {
             FailPoint.hit("poll.before-commit")
             // Beyond cancellation: a shutdown must not turn received and durable messages into
             // a second download (GRDB checks for cancellation before it writes).
-            let items = batch.map { ReceivedTransfer(record: $0.record, uidl: $0.entry.value, acknowledgment: $0.acknowledgment) }
+            let items = batch.map {
+                ReceivedTransfer(
+                    record: $0.record, uidl: $0.entry.value, acknowledgment: $0.acknowledgment,
+                    listedSize: $0.listedSize, replacing: $0.replacing
+                )
+            }
             try await uncancellable { [catalog] in try await catalog.commitReceived(items) }
         } catch {
             for message in batch {

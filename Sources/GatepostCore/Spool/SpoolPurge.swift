@@ -22,14 +22,16 @@ public struct SpoolPurge: Sendable {
 
     public func run(before cutoff: Date, site: String? = nil, dryRun: Bool = false, now: Date = Date()) async throws -> Summary {
         var summary = Summary()
-        for record in try await catalog.purgeCandidates(before: cutoff, site: site) {
+        for record in try await catalog.transfers(TransferFilter(site: site, before: cutoff, purged: false)) {
+            let outbox = try await catalog.outbox(transferId: record.id)
+            guard PurgeRules.isPurgeable(record, before: cutoff, outbox: outbox) else { continue }
             var paths: [String] = []
             if record.direction == .inbound {
                 // The main file and its companions; and the folder a transfer had in older spools.
                 let main = spool.transferPath(site: record.site, id: record.id)
                 paths += [main, main + ".txt", main + ".html"]
             }
-            paths += try await catalog.outbox(transferId: record.id).map(\.path)
+            paths += outbox.map(\.path)
             if let path = record.path { paths.append(path) }
             // Nothing outside this spool's in/ and out/ is ever removed.
             let owned = Set(paths.filter { Self.isInside($0, spool.inboundRoot) || Self.isInside($0, spool.outboundRoot) })

@@ -1,0 +1,173 @@
+import Foundation
+
+// The catalog contract, one protocol per role. Every store (SQLiteCatalog, InMemoryCatalog, a
+// PostgreSQL one) keeps it to the letter; Tests/GatepostCatalogTests run the same tests against
+// each. What holds for every method:
+//
+// - Atomic: a method's effects happen all together or, when it throws, not at all, and no other
+//   caller (in this process or another on the same catalog) sees them in part.
+// - Ids are unique: a transfer's id, an outbox entry's id, a UIDL within its site. Inserting one
+//   that exists throws (and so, by the rule above, stores nothing of the call).
+// - Times are kept to the millisecond at least; callers do not depend on finer.
+// - An update naming a row that does not exist changes nothing and does not throw, unless its
+//   documentation says it throws.
+// - Lists of transfers are ordered by `receivedAt`, then `id`; lists of outbox entries by
+//   `createdAt`, then `id`.
+// - What a report, a send or a requeue does to a transfer is decided by ``AcknowledgmentRules``
+//   and ``OutboxRules``, not by the store: it reads the transfer, applies the rule and writes the
+//   result, in the same transaction.
+
+/// One received message as the catalog commits it: the record, its UIDL, the MDN it is owed.
+public struct ReceivedTransfer: Sendable {
+    public var record: TransferRecord
+    public var uidl: String?
+    public var acknowledgment: OutboxEntry?
+    /// The size LIST gave the message, kept with its UIDL.
+    public var listedSize: Int64?
+    /// The transfer an earlier message under the same UIDL was recorded as, when the server
+    /// reuses a UIDL for a new message (the poll checked that the message is not that one):
+    /// the UIDL's row then names this transfer instead, if it still names that one.
+    public var replacing: String?
+
+    public init(
+        record: TransferRecord, uidl: String?, acknowledgment: OutboxEntry? = nil,
+        listedSize: Int64? = nil, replacing: String? = nil
+    ) {
+        self.record = record
+        self.uidl = uidl
+        self.acknowledgment = acknowledgment
+        self.listedSize = listedSize
+        self.replacing = replacing
+    }
+}
+
+/// Transfer records: received and outbound, their delivery, and the purge of their files.
+public protocol TransferStore: Sendable {
+    /// Stores a batch of received messages in one transaction (one fsync of the database for the
+    /// batch), each item in order: its record; its UIDL as retrieved and not deleted, if it has
+    /// one; the acknowledgment entry it is owed, if any. A record that
+    /// ``AcknowledgmentRules/acknowledgedMessageId(by:)`` gives a Message-ID closes the outbound
+    /// transfer of the same site with that Message-ID, in the same transaction: it becomes what
+    /// ``AcknowledgmentRules/close(outbound:report:)`` returns (and stays as it is for nil).
+    ///
+    /// The one rule the poll relies on: a message is either fully recorded (and will only be
+    /// deleted, never fetched again) or not at all (and will be fetched again). So a record id,
+    /// a UIDL of the site or an entry id that exists already (or twice in the batch), or an
+    /// entry for a transfer that is not stored, throws, and nothing of the batch is stored. An
+    /// empty batch does nothing. The one exception is a UIDL the server reused: an item with
+    /// ``ReceivedTransfer/replacing`` takes over the UIDL's row (not deleted, its new size) if
+    /// that row still names the transfer it replaces, and throws like a clash otherwise, so
+    /// that two pollers can never both record a message.
+    func commitReceived(_ batch: [ReceivedTransfer]) async throws
+    /// Stores an outbound transfer and the outbox entry that sends it, in one transaction. Throws
+    /// (storing neither) when either id exists, or the entry names a transfer that is not stored.
+    func commitOutbound(_ record: TransferRecord, message: OutboxEntry) async throws
+
+    /// The transfers `filter` selects, in order, at most `filter.limit` of them.
+    func transfers(_ filter: TransferFilter) async throws -> [TransferRecord]
+    func transfer(id: String) async throws -> TransferRecord?
+    /// The id of the earliest received inbound transfer of `site` with this Message-ID, if any.
+    func transferID(site: String, messageId: String) async throws -> String?
+    /// The id of the earliest received inbound transfer of `site` whose whole message had this
+    /// SHA-256, if any: how a message without a Message-ID is recognized when it comes again.
+    func transferID(site: String, messageSha256: String) async throws -> String?
+
+    /// Inbound transfers in a state of ``TransferRecord/State/awaitingDelivery``, in order,
+    /// except those whose next delivery attempt (``scheduleDeliveryRetry(id:application:error:at:)``)
+    /// is after `now`.
+    func transfersToDeliver(at now: Date) async throws -> [TransferRecord]
+    /// How many delivery attempts of this transfer have failed so far: the number of
+    /// ``scheduleDeliveryRetry(id:application:error:at:)`` calls for it, 0 for none. Never reset.
+    func deliveryAttempts(id: String) async throws -> Int
+    /// A failed attempt that will be tried again at `at`, in one transaction: the attempts grow
+    /// by one, the next attempt is `at`, and the transfer is routed to `application` with
+    /// `error`. Throws when no transfer has this id.
+    func scheduleDeliveryRetry(id: String, application: String, error: String, at: Date) async throws
+    /// Sets a transfer's state, application, error and delivered path in one update (nil clears
+    /// a field).
+    func updateDelivery(id: String, state: TransferRecord.State, application: String?, error: String?, deliveredPath: String?) async throws
+    /// The delivery target last recorded for a transfer, if any.
+    func deliveryTarget(id: String) async throws -> String?
+    /// Records the target chosen for a transfer before its file is linked into place, so that a
+    /// crash between the link and the state update is recognized and not delivered twice.
+    /// Replaces an earlier target. Throws when no transfer has this id.
+    func recordDeliveryTarget(id: String, application: String, target: String) async throws
+
+    /// Records that `id`'s files are gone: `path` and `messageText` become nil, `purgedAt` is
+    /// `at`. The row stays (the audit trail, and the UIDL that keeps the message from being
+    /// fetched again).
+    func markPurged(id: String, at: Date) async throws
+}
+
+/// Per site, which messages on its server are already safe in the catalog.
+public protocol UIDLStore: Sendable {
+    /// Messages of `site` already recorded, by UIDL.
+    func retrievedMessages(site: String) async throws -> [String: RetrievedMessage]
+    /// Records that the server applied our DELEs for these UIDLs (after QUIT succeeded). UIDLs
+    /// the site has no record of are passed over.
+    func markDeleted(site: String, uidls: [String]) async throws
+}
+
+/// What is kept about each site between polls.
+public protocol SiteStateStore: Sendable {
+    /// The state of every site ever polled or enabled or disabled, by site name.
+    func siteStates() async throws -> [String: SiteState]
+    /// Persists an operator's enable/disable (creating the site's state if need be; nothing else
+    /// in it changes); a running daemon picks it up.
+    func setSiteEnabled(_ site: String, enabled: Bool) async throws
+    /// Records one poll's outcome (creating the site's state if need be): `lastPoll` becomes
+    /// `at`, `lastError` becomes `error`, `nextPoll` becomes `nextPoll` (nil clears it), the
+    /// counts are added to the totals, and `lastSuccess` becomes `at` when `error` is nil.
+    func recordPoll(site: String, at: Date, error: String?, messages: Int, bytes: Int64, nextPoll: Date?) async throws
+}
+
+/// Messages waiting to go out over SMTP (MDNs and outbound files), claimed with leases so that
+/// two processes (a daemon and a `gatepost send`) never send the same one at once.
+public protocol OutboxStore: Sendable {
+    /// Pending entries (of one site, or all) whose next attempt is at or before `at`, in order.
+    func dueOutbox(site: String?, at: Date) async throws -> [OutboxEntry]
+    /// Takes a due entry until `until` (a lease): a compare-and-set that moves its next attempt
+    /// to `until` if it is still pending with its next attempt at or before `due`. True for
+    /// exactly one of any number of concurrent callers; false when another one has it, or it is
+    /// no longer due. If the holder dies, the entry is due again when the lease ends.
+    func claimOutbox(_ id: String, due: Date, until: Date) async throws -> Bool
+    /// The server took the message, in one transaction: the entry (found by id) is sent at `at`,
+    /// its attempts grow by one, its `lastError` is ``OutboxRules/refusalNote(_:)`` of `refused`
+    /// (the recipients the server refused for good); `followUp`, if any, is inserted (a new
+    /// entry for those refused for now, 4xx); the entry's transfer becomes what
+    /// ``OutboxRules/sent(_:entry:refused:)`` returns. Throws when `followUp`'s id exists or its
+    /// transfer is not stored.
+    func outboxSent(_ entry: OutboxEntry, at: Date, refused: [String], followUp: OutboxEntry?) async throws
+    /// A failed attempt, in one transaction; the entry's attempts grow by one and its
+    /// `lastError` is `error`. With `retryAt` the entry stays pending, next tried at `retryAt`,
+    /// and the transfer is untouched; with nil it is given up: the entry fails and its transfer
+    /// becomes what ``OutboxRules/givenUp(_:entry:error:)`` returns.
+    func outboxFailed(_ entry: OutboxEntry, error: String, retryAt: Date?) async throws
+    /// The failed entries of a transfer become pending again (`gatepost catalog retry`), in one
+    /// transaction: due at `at`, created at `at` (their time to fail for good counts from now),
+    /// no `lastError`; if there were any, the transfer becomes what
+    /// ``OutboxRules/requeued(_:)`` returns. Returns how many entries were requeued.
+    func requeueOutbox(transferId: String, at: Date) async throws -> Int
+    /// The entries of a transfer, in any state, in order.
+    func outbox(transferId: String) async throws -> [OutboxEntry]
+    /// Whether an entry, in any state, names this message file.
+    func outboxReferences(path: String) async throws -> Bool
+}
+
+/// The spool catalog: every role, in one store, so that a commit spanning roles (a record, its
+/// UIDL and its MDN) is one transaction.
+public protocol Catalog: TransferStore, UIDLStore, SiteStateStore, OutboxStore {}
+
+extension TransferStore {
+    public func transfersToDeliver() async throws -> [TransferRecord] {
+        try await transfersToDeliver(at: Date())
+    }
+
+    public func commitReceived(_ record: TransferRecord, uidl: String?) async throws {
+        try await commitReceived([ReceivedTransfer(record: record, uidl: uidl)])
+    }
+
+    public func commitReceived(_ record: TransferRecord, uidl: String?, acknowledgment: OutboxEntry?) async throws {
+        try await commitReceived([ReceivedTransfer(record: record, uidl: uidl, acknowledgment: acknowledgment)])
+    }
+}

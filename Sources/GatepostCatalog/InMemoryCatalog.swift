@@ -1,0 +1,307 @@
+import Foundation
+import Synchronization
+
+/// The catalog contract kept in memory: a store for tests that need no database file, and the
+/// twin the contract tests hold SQLite (and later PostgreSQL) to. Nothing outlives the process.
+///
+/// One lock over all tables makes each method one transaction. A method that can throw works on
+/// a copy of the tables and keeps it only when it succeeds, so a failed batch leaves nothing
+/// behind; the copy costs time in proportion to the catalog, which a test's catalog can afford.
+public final class InMemoryCatalog: Catalog {
+    /// A write the contract forbids; SQLite reports the same writes as constraint errors.
+    public enum ConstraintViolation: Error, Equatable, CustomStringConvertible {
+        case transferExists(id: String)
+        case uidlExists(site: String, uidl: String)
+        case outboxEntryExists(id: String)
+        case noSuchTransfer(id: String)
+
+        public var description: String {
+            switch self {
+            case .transferExists(let id): "the catalog already has a transfer \(id)"
+            case .uidlExists(let site, let uidl): "the catalog already has UIDL \(uidl) of site \(site)"
+            case .outboxEntryExists(let id): "the catalog already has an outbox entry \(id)"
+            case .noSuchTransfer(let id): "the catalog has no transfer \(id)"
+            }
+        }
+    }
+
+    private struct DeliveryRetry {
+        var attempts: Int
+        var nextAttempt: Date
+    }
+
+    private struct Tables {
+        var transfers: [String: TransferRecord] = [:]
+        /// By site, then UIDL.
+        var retrieved: [String: [String: RetrievedMessage]] = [:]
+        var outbox: [String: OutboxEntry] = [:]
+        var deliveryTargets: [String: String] = [:]
+        var deliveryRetries: [String: DeliveryRetry] = [:]
+        var sites: [String: SiteState] = [:]
+
+        mutating func insert(_ record: TransferRecord) throws(ConstraintViolation) {
+            guard transfers[record.id] == nil else { throw .transferExists(id: record.id) }
+            transfers[record.id] = record
+        }
+
+        mutating func insert(_ entry: OutboxEntry) throws(ConstraintViolation) {
+            guard outbox[entry.id] == nil else { throw .outboxEntryExists(id: entry.id) }
+            try requireTransfer(entry.transferId)
+            outbox[entry.id] = entry
+        }
+
+        func requireTransfer(_ id: String) throws(ConstraintViolation) {
+            guard transfers[id] != nil else { throw .noSuchTransfer(id: id) }
+        }
+
+        mutating func updateTransfer(id: String, by rule: (TransferRecord) -> TransferRecord) {
+            if let record = transfers[id] { transfers[id] = rule(record) }
+        }
+
+        func sortedTransfers(where include: (TransferRecord) -> Bool) -> [TransferRecord] {
+            transfers.values.filter(include).sorted { ($0.receivedAt, $0.id) < ($1.receivedAt, $1.id) }
+        }
+
+        func sortedOutbox(where include: (OutboxEntry) -> Bool) -> [OutboxEntry] {
+            outbox.values.filter(include).sorted { ($0.createdAt, $0.id) < ($1.createdAt, $1.id) }
+        }
+
+        func firstInbound(site: String, where matches: (TransferRecord) -> Bool) -> String? {
+            sortedTransfers { $0.site == site && $0.direction == .inbound && matches($0) }.first?.id
+        }
+    }
+
+    private let tables = Mutex(Tables())
+
+    public init() {}
+
+    private func read<T: Sendable>(_ body: (Tables) -> T) -> T {
+        tables.withLock { body($0) }
+    }
+
+    private func write<T: Sendable>(_ body: (inout Tables) throws(ConstraintViolation) -> T) throws(ConstraintViolation) -> T {
+        try tables.withLock { (tables: inout Tables) throws(ConstraintViolation) -> T in
+            var draft = tables
+            let result = try body(&draft)
+            tables = draft
+            return result
+        }
+    }
+
+    // MARK: TransferStore
+
+    public func commitReceived(_ batch: [ReceivedTransfer]) async throws {
+        try write { tables throws(ConstraintViolation) in
+            for item in batch {
+                let record = item.record
+                try tables.insert(record)
+                if let uidl = item.uidl {
+                    guard tables.retrieved[record.site]?[uidl]?.transferID == item.replacing else {
+                        throw .uidlExists(site: record.site, uidl: uidl)
+                    }
+                    tables.retrieved[record.site, default: [:]][uidl] = RetrievedMessage(
+                        uidl: uidl, transferID: record.id, deleted: false, messageId: record.messageId, listedSize: item.listedSize
+                    )
+                }
+                if let acknowledgment = item.acknowledgment {
+                    try tables.insert(acknowledgment)
+                }
+                if let original = AcknowledgmentRules.acknowledgedMessageId(by: record),
+                   let outbound = tables.sortedTransfers(where: {
+                       $0.direction == .outbound && $0.site == record.site && $0.messageId == original
+                   }).first,
+                   let closed = AcknowledgmentRules.close(outbound: outbound, report: record) {
+                    tables.transfers[closed.id] = closed
+                }
+            }
+        }
+    }
+
+    public func commitOutbound(_ record: TransferRecord, message: OutboxEntry) async throws {
+        try write { tables throws(ConstraintViolation) in
+            try tables.insert(record)
+            try tables.insert(message)
+        }
+    }
+
+    public func transfers(_ filter: TransferFilter) async throws -> [TransferRecord] {
+        let matching = read { $0.sortedTransfers(where: filter.matches) }
+        // As SQL's LIMIT: a negative one is no limit.
+        guard let limit = filter.limit, limit >= 0 else { return matching }
+        return Array(matching.prefix(limit))
+    }
+
+    public func transfer(id: String) async throws -> TransferRecord? {
+        read { $0.transfers[id] }
+    }
+
+    public func transferID(site: String, messageId: String) async throws -> String? {
+        read { $0.firstInbound(site: site) { $0.messageId == messageId } }
+    }
+
+    public func transferID(site: String, messageSha256: String) async throws -> String? {
+        read { $0.firstInbound(site: site) { $0.messageSha256 == messageSha256 } }
+    }
+
+    public func transfersToDeliver(at now: Date) async throws -> [TransferRecord] {
+        read { tables in
+            tables.sortedTransfers { record in
+                record.direction == .inbound && TransferRecord.State.awaitingDelivery.contains(record.state)
+                    && (tables.deliveryRetries[record.id].map { $0.nextAttempt <= now } ?? true)
+            }
+        }
+    }
+
+    public func deliveryAttempts(id: String) async throws -> Int {
+        read { $0.deliveryRetries[id]?.attempts ?? 0 }
+    }
+
+    public func scheduleDeliveryRetry(id: String, application: String, error: String, at: Date) async throws {
+        try write { tables throws(ConstraintViolation) in
+            try tables.requireTransfer(id)
+            let attempts = (tables.deliveryRetries[id]?.attempts ?? 0) + 1
+            tables.deliveryRetries[id] = DeliveryRetry(attempts: attempts, nextAttempt: at)
+            tables.transfers[id]?.state = .routed
+            tables.transfers[id]?.application = application
+            tables.transfers[id]?.error = error
+        }
+    }
+
+    public func updateDelivery(id: String, state: TransferRecord.State, application: String?, error: String?, deliveredPath: String?) async throws {
+        tables.withLock { tables in
+            tables.transfers[id]?.state = state
+            tables.transfers[id]?.application = application
+            tables.transfers[id]?.error = error
+            tables.transfers[id]?.deliveredPath = deliveredPath
+        }
+    }
+
+    public func deliveryTarget(id: String) async throws -> String? {
+        read { $0.deliveryTargets[id] }
+    }
+
+    public func recordDeliveryTarget(id: String, application: String, target: String) async throws {
+        try write { tables throws(ConstraintViolation) in
+            try tables.requireTransfer(id)
+            tables.deliveryTargets[id] = target
+        }
+    }
+
+    public func markPurged(id: String, at date: Date) async throws {
+        tables.withLock { tables in
+            tables.transfers[id]?.path = nil
+            tables.transfers[id]?.messageText = nil
+            tables.transfers[id]?.purgedAt = date
+        }
+    }
+
+    // MARK: UIDLStore
+
+    public func retrievedMessages(site: String) async throws -> [String: RetrievedMessage] {
+        read { $0.retrieved[site] ?? [:] }
+    }
+
+    public func markDeleted(site: String, uidls: [String]) async throws {
+        tables.withLock { tables in
+            for uidl in uidls {
+                tables.retrieved[site]?[uidl]?.deleted = true
+            }
+        }
+    }
+
+    // MARK: SiteStateStore
+
+    public func siteStates() async throws -> [String: SiteState] {
+        read { $0.sites }
+    }
+
+    public func setSiteEnabled(_ site: String, enabled: Bool) async throws {
+        tables.withLock { tables in
+            tables.sites[site, default: SiteState(site: site)].enabled = enabled
+        }
+    }
+
+    public func recordPoll(site: String, at: Date, error: String?, messages: Int, bytes: Int64, nextPoll: Date?) async throws {
+        tables.withLock { tables in
+            var state = tables.sites[site] ?? SiteState(site: site)
+            state.lastPoll = at
+            state.lastError = error
+            state.nextPoll = nextPoll
+            state.messages += Int64(messages)
+            state.bytes += bytes
+            if error == nil { state.lastSuccess = at }
+            tables.sites[site] = state
+        }
+    }
+
+    // MARK: OutboxStore
+
+    public func dueOutbox(site: String?, at date: Date) async throws -> [OutboxEntry] {
+        read { tables in
+            tables.sortedOutbox { $0.state == .pending && $0.nextAttempt <= date && (site == nil || $0.site == site) }
+        }
+    }
+
+    public func claimOutbox(_ id: String, due: Date, until: Date) async throws -> Bool {
+        tables.withLock { tables in
+            guard let entry = tables.outbox[id], entry.state == .pending, entry.nextAttempt <= due else { return false }
+            tables.outbox[id]?.nextAttempt = until
+            return true
+        }
+    }
+
+    public func outboxSent(_ entry: OutboxEntry, at date: Date, refused: [String], followUp: OutboxEntry?) async throws {
+        try write { tables throws(ConstraintViolation) in
+            if var stored = tables.outbox[entry.id] {
+                stored.state = .sent
+                stored.sentAt = date
+                stored.attempts += 1
+                stored.lastError = OutboxRules.refusalNote(refused)
+                tables.outbox[entry.id] = stored
+            }
+            if let followUp { try tables.insert(followUp) }
+            tables.updateTransfer(id: entry.transferId) { OutboxRules.sent($0, entry: entry, refused: refused) }
+        }
+    }
+
+    public func outboxFailed(_ entry: OutboxEntry, error: String, retryAt: Date?) async throws {
+        tables.withLock { tables in
+            if var stored = tables.outbox[entry.id] {
+                stored.attempts += 1
+                stored.lastError = error
+                if let retryAt {
+                    stored.nextAttempt = retryAt
+                } else {
+                    stored.state = .failed
+                }
+                tables.outbox[entry.id] = stored
+            }
+            if retryAt == nil {
+                tables.updateTransfer(id: entry.transferId) { OutboxRules.givenUp($0, entry: entry, error: error) }
+            }
+        }
+    }
+
+    public func requeueOutbox(transferId: String, at date: Date) async throws -> Int {
+        tables.withLock { tables in
+            let failed = tables.outbox.values.filter { $0.transferId == transferId && $0.state == .failed }
+            for var entry in failed {
+                entry.state = .pending
+                entry.nextAttempt = date
+                entry.createdAt = date
+                entry.lastError = nil
+                tables.outbox[entry.id] = entry
+            }
+            if !failed.isEmpty { tables.updateTransfer(id: transferId, by: OutboxRules.requeued) }
+            return failed.count
+        }
+    }
+
+    public func outbox(transferId: String) async throws -> [OutboxEntry] {
+        read { tables in tables.sortedOutbox { $0.transferId == transferId } }
+    }
+
+    public func outboxReferences(path: String) async throws -> Bool {
+        read { tables in tables.outbox.values.contains { $0.path == path } }
+    }
+}

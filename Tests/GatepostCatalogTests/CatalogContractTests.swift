@@ -1,0 +1,213 @@
+import Foundation
+import Testing
+@testable import GatepostCatalog
+
+/// The contract of TransferStore, UIDLStore and SiteStateStore, held against every store.
+@Suite struct CatalogContractTests {
+    @Test(arguments: CatalogStore.allCases)
+    func recordAndUIDLCommitTogether(_ store: CatalogStore) async throws {
+        let catalog = try store.make()
+        try await catalog.commitReceived(F.inbound("T1", messageId: "m1@x"), uidl: "u1")
+        let retrieved = try await catalog.retrievedMessages(site: "acme")
+        #expect(retrieved == ["u1": RetrievedMessage(uidl: "u1", transferID: "T1", deleted: false, messageId: "m1@x")])
+        #expect(try await catalog.transfer(id: "T1") == F.inbound("T1", messageId: "m1@x"))
+        #expect(try await catalog.retrievedMessages(site: "other").isEmpty)
+    }
+
+    /// A server that reuses a UIDL: the new message's record takes the UIDL over, but only from
+    /// the transfer the poll saw under it, so two pollers can never both record a message.
+    @Test(arguments: CatalogStore.allCases)
+    func aReusedUIDLIsTakenOverOnlyFromTheTransferItNamed(_ store: CatalogStore) async throws {
+        let catalog = try store.make()
+        try await catalog.commitReceived([ReceivedTransfer(record: F.inbound("T1", messageId: "a@x"), uidl: "u1", listedSize: 100)])
+        try await catalog.markDeleted(site: "acme", uidls: ["u1"])
+        #expect(try await catalog.retrievedMessages(site: "acme")["u1"]?.listedSize == 100)
+        // Without naming the transfer it replaces, the UIDL is a clash; naming another, too.
+        await #expect(throws: (any Error).self) {
+            try await catalog.commitReceived([ReceivedTransfer(record: F.inbound("T2", messageId: "b@x"), uidl: "u1")])
+        }
+        await #expect(throws: (any Error).self) {
+            try await catalog.commitReceived([ReceivedTransfer(record: F.inbound("T2", messageId: "b@x"), uidl: "u1", replacing: "T9")])
+        }
+        #expect(try await catalog.transfer(id: "T2") == nil)
+        try await catalog.commitReceived([ReceivedTransfer(record: F.inbound("T2", messageId: "b@x"), uidl: "u1", listedSize: 120, replacing: "T1")])
+        #expect(try await catalog.retrievedMessages(site: "acme")["u1"] == RetrievedMessage(
+            uidl: "u1", transferID: "T2", deleted: false, messageId: "b@x", listedSize: 120
+        ))
+        // A second poller that saw T1 under u1 too loses.
+        await #expect(throws: (any Error).self) {
+            try await catalog.commitReceived([ReceivedTransfer(record: F.inbound("T3", messageId: "b@x"), uidl: "u1", replacing: "T1")])
+        }
+    }
+
+    @Test(arguments: CatalogStore.allCases)
+    func aBatchIsStoredWhollyOrNotAtAll(_ store: CatalogStore) async throws {
+        let catalog = try store.make()
+        try await catalog.commitReceived(F.inbound("T1"), uidl: "u1")
+        let owed = F.entry("M2", kind: .acknowledgment, transferId: "T2")
+        let failing: [[ReceivedTransfer]] = [
+            // A UIDL the site already has, after a good item that owes an MDN.
+            [ReceivedTransfer(record: F.inbound("T2"), uidl: "u2", acknowledgment: owed), ReceivedTransfer(record: F.inbound("T3"), uidl: "u1")],
+            // The same UIDL twice in one batch.
+            [ReceivedTransfer(record: F.inbound("T2"), uidl: "u2"), ReceivedTransfer(record: F.inbound("T3"), uidl: "u2")],
+            // A transfer id that exists.
+            [ReceivedTransfer(record: F.inbound("T2"), uidl: "u2"), ReceivedTransfer(record: F.inbound("T1"), uidl: "u3")],
+            // An MDN for a transfer that is not stored.
+            [ReceivedTransfer(record: F.inbound("T2"), uidl: "u2", acknowledgment: F.entry("M2", kind: .acknowledgment, transferId: "T9"))],
+        ]
+        for batch in failing {
+            await #expect(throws: (any Error).self) { try await catalog.commitReceived(batch) }
+            #expect(try await catalog.transfer(id: "T2") == nil)
+            #expect(try await catalog.transfer(id: "T3") == nil)
+            #expect(try await catalog.outbox(transferId: "T2").isEmpty)
+            #expect(try await catalog.retrievedMessages(site: "acme").keys.sorted() == ["u1"])
+        }
+        try await catalog.commitReceived([])
+        try await catalog.commitReceived(F.inbound("T2"), uidl: "u2", acknowledgment: owed)
+        #expect(try await catalog.outbox(transferId: "T2") == [owed])
+    }
+
+    @Test(arguments: CatalogStore.allCases)
+    func aUIDLIsUniqueWithinItsSiteOnly(_ store: CatalogStore) async throws {
+        let catalog = try store.make()
+        try await catalog.commitReceived(F.inbound("T1", site: "a"), uidl: "u1")
+        try await catalog.commitReceived(F.inbound("T2", site: "b"), uidl: "u1")
+        #expect(try await catalog.retrievedMessages(site: "a")["u1"]?.transferID == "T1")
+        #expect(try await catalog.retrievedMessages(site: "b")["u1"]?.transferID == "T2")
+        try await catalog.commitReceived(F.inbound("T3", site: "a"), uidl: nil)
+        #expect(try await catalog.retrievedMessages(site: "a").count == 1, "a record without a UIDL has none")
+    }
+
+    @Test(arguments: CatalogStore.allCases)
+    func deletionsAreRecordedPerSite(_ store: CatalogStore) async throws {
+        let catalog = try store.make()
+        try await catalog.commitReceived(F.inbound("T1"), uidl: "u1")
+        try await catalog.commitReceived(F.inbound("T2"), uidl: "u2")
+        try await catalog.commitReceived(F.inbound("T3", site: "other"), uidl: "u2")
+        try await catalog.markDeleted(site: "acme", uidls: ["u2", "unknown"])
+        let retrieved = try await catalog.retrievedMessages(site: "acme")
+        #expect(retrieved["u1"]?.deleted == false)
+        #expect(retrieved["u2"]?.deleted == true)
+        #expect(retrieved["unknown"] == nil)
+        #expect(try await catalog.retrievedMessages(site: "other")["u2"]?.deleted == false)
+    }
+
+    @Test(arguments: CatalogStore.allCases)
+    func filtersAndOrder(_ store: CatalogStore) async throws {
+        let catalog = try store.make()
+        // Received order, not id order: T0 arrived last.
+        try await catalog.commitReceived(F.inbound("T0", site: "b", at: 30), uidl: nil)
+        try await catalog.commitReceived(F.inbound("T1", site: "a"), uidl: nil)
+        try await catalog.commitReceived(F.inbound("T2", site: "b", type: .msg, state: .delivered, at: 10), uidl: nil)
+        try await catalog.commitReceived(F.inbound("T3", site: "a", type: .eerp, at: 10), uidl: nil)
+        try await catalog.markPurged(id: "T3", at: F.epoch)
+        func ids(_ filter: TransferFilter) async throws -> [String] { try await catalog.transfers(filter).map(\.id) }
+        #expect(try await ids(TransferFilter()) == ["T1", "T2", "T3", "T0"])
+        #expect(try await ids(TransferFilter(site: "a")) == ["T1", "T3"])
+        #expect(try await ids(TransferFilter(type: .msg)) == ["T2"])
+        #expect(try await ids(TransferFilter(state: .received)) == ["T1", "T3", "T0"])
+        #expect(try await ids(TransferFilter(since: F.epoch.addingTimeInterval(10))) == ["T2", "T3", "T0"])
+        #expect(try await ids(TransferFilter(before: F.epoch.addingTimeInterval(10))) == ["T1"])
+        #expect(try await ids(TransferFilter(purged: true)) == ["T3"])
+        #expect(try await ids(TransferFilter(purged: false)) == ["T1", "T2", "T0"])
+        #expect(try await ids(TransferFilter(site: "b", limit: 1)) == ["T2"])
+        #expect(try await catalog.transfer(id: "T9") == nil)
+    }
+
+    @Test(arguments: CatalogStore.allCases)
+    func duplicatesAreFoundAmongTheSitesInboundTransfers(_ store: CatalogStore) async throws {
+        let catalog = try store.make()
+        var first = F.inbound("T2", messageId: "m@x")
+        first.messageSha256 = "feed"
+        var again = F.inbound("T1", messageId: "m@x", at: 10)
+        again.messageSha256 = "feed"
+        var ours = F.outbound("T0")
+        ours.messageId = "o@x"
+        try await catalog.commitReceived([ReceivedTransfer(record: again, uidl: "u1"), ReceivedTransfer(record: first, uidl: "u2")])
+        try await catalog.commitOutbound(ours, message: F.entry("T0"))
+        #expect(try await catalog.transferID(site: "acme", messageId: "m@x") == "T2", "the earliest received")
+        #expect(try await catalog.transferID(site: "acme", messageSha256: "feed") == "T2")
+        #expect(try await catalog.transferID(site: "other", messageId: "m@x") == nil)
+        #expect(try await catalog.transferID(site: "acme", messageSha256: "beef") == nil)
+        #expect(try await catalog.transferID(site: "acme", messageId: "o@x") == nil, "an outbound transfer is no duplicate")
+    }
+
+    @Test(arguments: CatalogStore.allCases)
+    func deliveryFollowsItsRetrySchedule(_ store: CatalogStore) async throws {
+        let catalog = try store.make()
+        let now = F.epoch.addingTimeInterval(100)
+        try await catalog.commitReceived([
+            ReceivedTransfer(record: F.inbound("T1"), uidl: "u1"),
+            ReceivedTransfer(record: F.inbound("T2", state: .routed, at: 1), uidl: "u2"),
+            ReceivedTransfer(record: F.inbound("T3", state: .delivered, at: 2), uidl: "u3"),
+            ReceivedTransfer(record: F.inbound("T4", state: .failed, at: 3), uidl: "u4"),
+        ])
+        try await catalog.commitOutbound(F.outbound("T5"), message: F.entry("T5"))
+        #expect(try await catalog.transfersToDeliver(at: now).map(\.id) == ["T1", "T2"])
+
+        try await catalog.scheduleDeliveryRetry(id: "T1", application: "billing", error: "disk full", at: now.addingTimeInterval(60))
+        var record = try #require(try await catalog.transfer(id: "T1"))
+        #expect((record.state, record.application, record.error) == (.routed, "billing", "disk full"))
+        #expect(try await catalog.deliveryAttempts(id: "T1") == 1)
+        #expect(try await catalog.deliveryAttempts(id: "T2") == 0)
+        #expect(try await catalog.transfersToDeliver(at: now).map(\.id) == ["T2"], "not due yet")
+        #expect(try await catalog.transfersToDeliver(at: now.addingTimeInterval(60)).map(\.id) == ["T1", "T2"])
+        try await catalog.scheduleDeliveryRetry(id: "T1", application: "billing", error: "disk full", at: now)
+        #expect(try await catalog.deliveryAttempts(id: "T1") == 2)
+
+        try await catalog.recordDeliveryTarget(id: "T1", application: "billing", target: "/apps/billing/a.csv")
+        try await catalog.recordDeliveryTarget(id: "T1", application: "billing", target: "/apps/billing/a-1.csv")
+        #expect(try await catalog.deliveryTarget(id: "T1") == "/apps/billing/a-1.csv")
+        #expect(try await catalog.deliveryTarget(id: "T2") == nil)
+        try await catalog.updateDelivery(id: "T1", state: .delivered, application: "billing", error: nil, deliveredPath: "/apps/billing/a-1.csv")
+        record = try #require(try await catalog.transfer(id: "T1"))
+        #expect((record.state, record.error, record.deliveredPath) == (.delivered, nil, "/apps/billing/a-1.csv"))
+        #expect(try await catalog.transfersToDeliver(at: now).map(\.id) == ["T2"])
+        #expect(try await catalog.deliveryAttempts(id: "T1") == 2, "never reset")
+
+        await #expect(throws: (any Error).self) {
+            try await catalog.scheduleDeliveryRetry(id: "T9", application: "billing", error: "x", at: now)
+        }
+        await #expect(throws: (any Error).self) {
+            try await catalog.recordDeliveryTarget(id: "T9", application: "billing", target: "/apps/billing/x")
+        }
+        #expect(try await catalog.deliveryAttempts(id: "T9") == 0)
+        try await catalog.updateDelivery(id: "T9", state: .delivered, application: nil, error: nil, deliveredPath: nil)
+        #expect(try await catalog.transfer(id: "T9") == nil)
+    }
+
+    @Test(arguments: CatalogStore.allCases)
+    func aPurgedTransferKeepsItsRowAndUIDL(_ store: CatalogStore) async throws {
+        let catalog = try store.make()
+        try await catalog.commitReceived(F.inbound("T1"), uidl: "u1")
+        let at = F.epoch.addingTimeInterval(86400)
+        try await catalog.markPurged(id: "T1", at: at)
+        var expected = F.inbound("T1")
+        expected.path = nil
+        expected.messageText = nil
+        expected.purgedAt = at
+        #expect(try await catalog.transfer(id: "T1") == expected)
+        #expect(try await catalog.retrievedMessages(site: "acme")["u1"] != nil)
+        try await catalog.markPurged(id: "T9", at: at)
+    }
+
+    @Test(arguments: CatalogStore.allCases)
+    func siteStateKeepsTotalsAndTheLastSuccess(_ store: CatalogStore) async throws {
+        let catalog = try store.make()
+        let first = F.epoch
+        let second = F.epoch.addingTimeInterval(300)
+        try await catalog.recordPoll(site: "acme", at: first, error: nil, messages: 3, bytes: 300, nextPoll: first.addingTimeInterval(300))
+        try await catalog.recordPoll(site: "acme", at: second, error: "connection refused", messages: 1, bytes: 20, nextPoll: nil)
+        try await catalog.setSiteEnabled("acme", enabled: false)
+        try await catalog.setSiteEnabled("bcorp", enabled: true)
+        let states = try await catalog.siteStates()
+        #expect(states["acme"] == SiteState(
+            site: "acme", enabled: false, lastPoll: second, lastSuccess: first, lastError: "connection refused",
+            nextPoll: nil, messages: 4, bytes: 320
+        ))
+        #expect(states["bcorp"] == SiteState(site: "bcorp", enabled: true))
+        #expect(states.count == 2)
+        try await catalog.recordPoll(site: "bcorp", at: second, error: nil, messages: 0, bytes: 0, nextPoll: nil)
+        #expect(try await catalog.siteStates()["bcorp"]?.enabled == true, "a poll leaves the operator's override")
+    }
+}

@@ -1,0 +1,111 @@
+import Foundation
+import Testing
+@testable import GatepostCatalog
+
+/// The rules stores apply, as pure functions: no store involved.
+@Suite struct AcknowledgmentRulesTests {
+    func sent() -> TransferRecord {
+        var record = F.outbound("T1")
+        record.state = .sent
+        return record
+    }
+
+    @Test func onlyAReportWithLinesNamesTheMessageItAcknowledges() {
+        let line = RecipientReport(recipient: "edi@acme.example", disposition: F.processed)
+        #expect(AcknowledgmentRules.acknowledgedMessageId(by: F.report("R1", site: "acme", original: "T1@ours.example", lines: [line])) == "T1@ours.example")
+        #expect(AcknowledgmentRules.acknowledgedMessageId(by: F.report("R1", site: "acme", original: "T1@ours.example", lines: [])) == nil)
+        var notAReport = F.inbound("R1")
+        notAReport.originalMessageId = "T1@ours.example"
+        notAReport.recipientReports = [line]
+        #expect(AcknowledgmentRules.acknowledgedMessageId(by: notAReport) == nil)
+        var noOriginal = F.report("R1", site: "acme", original: "x", lines: [line])
+        noOriginal.originalMessageId = nil
+        #expect(AcknowledgmentRules.acknowledgedMessageId(by: noOriginal) == nil)
+    }
+
+    @Test func aProcessedReportAcknowledges() throws {
+        let report = F.report("R1", site: "acme", original: "T1@ours.example", lines: [
+            RecipientReport(recipient: "edi@acme.example", disposition: F.processed),
+        ])
+        let closed = try #require(AcknowledgmentRules.close(outbound: sent(), report: report))
+        var expected = sent()
+        expected.state = .acknowledged
+        expected.ack = .received
+        expected.ackMessageId = "R1@acme.example"
+        expected.recipientReports = report.recipientReports
+        #expect(closed == expected)
+    }
+
+    @Test func aFailureFailsNamingEachFailingLineAndLinesReplaceByRecipient() throws {
+        var outbound = sent()
+        outbound.recipientReports = [
+            RecipientReport(recipient: "EDI@acme.example", disposition: F.processed),
+            RecipientReport(recipient: "ops@acme.example", disposition: F.processed),
+        ]
+        let report = F.report("R2", site: "acme", original: "T1@ours.example", lines: [
+            RecipientReport(recipient: "edi@acme.example", action: "failed", status: "5.1.1"),
+        ])
+        let closed = try #require(AcknowledgmentRules.close(outbound: outbound, report: report))
+        #expect(closed.state == .failed)
+        #expect(closed.error == "the partner reported: edi@acme.example: failed 5.1.1")
+        #expect(closed.recipientReports.map(\.recipient) == ["ops@acme.example", "edi@acme.example"])
+    }
+
+    @Test func aReportLeavesWhatItCannotClose() {
+        let line = RecipientReport(recipient: "edi@acme.example", disposition: F.processed)
+        let report = F.report("R1", site: "acme", original: "T1@ours.example", lines: [line])
+        #expect(AcknowledgmentRules.close(outbound: sent(), report: F.report("R1", site: "mallory", original: "T1@ours.example", lines: [line])) == nil)
+        #expect(AcknowledgmentRules.close(outbound: sent(), report: F.report("R1", site: "acme", original: "T2@ours.example", lines: [line])) == nil)
+        var inbound = sent()
+        inbound.direction = .inbound
+        #expect(AcknowledgmentRules.close(outbound: inbound, report: report) == nil)
+        for state in TransferRecord.State.allCases {
+            var outbound = sent()
+            outbound.state = state
+            let closes = AcknowledgmentRules.close(outbound: outbound, report: report) != nil
+            #expect(closes == [.queued, .sent, .acknowledged].contains(state), "\(state)")
+        }
+    }
+}
+
+@Suite struct OutboxRulesTests {
+    @Test func aSentFileIsSentOnlyFromQueuedAndKeepsTheRefusals() {
+        let entry = F.entry("T1")
+        let sent = OutboxRules.sent(F.outbound("T1"), entry: entry, refused: ["a@acme.example", "b@acme.example"])
+        #expect((sent.state, sent.error) == (.sent, "refused by the server: a@acme.example, b@acme.example"))
+        #expect(OutboxRules.sent(F.outbound("T1"), entry: entry, refused: []).error == nil)
+        var acknowledged = F.outbound("T1")
+        acknowledged.state = .acknowledged
+        #expect(OutboxRules.sent(acknowledged, entry: entry, refused: ["a@acme.example"]) == acknowledged, "the report came first")
+        #expect(OutboxRules.refusalNote([]) == nil)
+    }
+
+    @Test func aSentAcknowledgmentMovesOnlyTheAck() {
+        let mdn = F.entry("M1", kind: .acknowledgment, transferId: "T1")
+        var expected = F.inbound("T1")
+        expected.ack = .sent
+        expected.ackMessageId = "M1@ours.example"
+        #expect(OutboxRules.sent(F.inbound("T1"), entry: mdn, refused: ["x@acme.example"]) == expected)
+    }
+
+    @Test func givingUpFailsTheFileOrTheAcknowledgment() {
+        let file = OutboxRules.givenUp(F.outbound("T1"), entry: F.entry("T1"), error: "550 no")
+        #expect((file.state, file.error) == (.failed, "550 no"))
+        let mdn = OutboxRules.givenUp(F.inbound("T1"), entry: F.entry("M1", kind: .acknowledgment, transferId: "T1"), error: "550 no")
+        #expect((mdn.state, mdn.ack, mdn.error) == (.received, .failed, nil))
+    }
+
+    @Test func aRequeueUndoesOnlyAFailure() {
+        var failed = F.outbound("T1")
+        failed.state = .failed
+        failed.error = "550 no"
+        let queued = OutboxRules.requeued(failed)
+        #expect((queued.state, queued.error) == (.queued, nil))
+        var unacknowledged = F.inbound("T1", state: .delivered)
+        unacknowledged.ack = .failed
+        #expect(OutboxRules.requeued(unacknowledged).ack == .requested)
+        #expect(OutboxRules.requeued(F.outbound("T1")) == F.outbound("T1"))
+        let delivered = F.inbound("T1", state: .failed)
+        #expect(OutboxRules.requeued(delivered) == delivered, "an inbound transfer's own failure is the deliverer's")
+    }
+}
