@@ -31,6 +31,7 @@ import Testing
               \(auth)
               oauth2:
                 token_url: http://127.0.0.1:\(tokenPort)/oauth/token
+                allow_insecure_token_url: true
                 client_id: gatepost
                 client_secret: \(secret)
                 scope: pop3
@@ -101,6 +102,61 @@ import Testing
         #expect(site.pop3.oauth2?.clientID == "sb-client")
         #expect(site.pop3.oauth2?.clientSecret.value == "s")
         #expect(site.pop3.auth == ["xoauth2", "oauthbearer"])
+    }
+
+    // MARK: The token URL
+
+    /// The oauth2 settings of a site file with this `oauth2:` and `tls:` under `pop3:`.
+    static func settings(oauth2: String, tls: String = "{}", file: String = "/tmp/oauth.yaml") throws -> OAuth2Settings {
+        let site = try #require(try SiteLoader(environment: [:]).parse("""
+        pop3:
+          host: pop.partner.example
+          user: edi
+          tls: \(tls)
+          oauth2: \(oauth2)
+        """, file: file))
+        return try #require(site.pop3.oauth2)
+    }
+
+    @Test func anHTTPTokenURLIsRefusedUnlessTheSiteOptsIn() throws {
+        let refused = #expect(throws: SiteConfigurationError.self) {
+            try Self.settings(oauth2: "{token_url: \"http://idp.example/token\", client_id: c, client_secret: s}", file: "sites/partner.yaml")
+        }
+        #expect(refused?.file == "sites/partner.yaml")
+        #expect(refused?.field == "pop3.oauth2.token_url")
+        #expect(refused?.message.contains("clear text") == true)
+        #expect(refused?.message.contains("allow_insecure_token_url: true") == true)
+
+        let allowed = try Self.settings(oauth2: "{token_url: \"http://idp.example/token\", client_id: c, client_secret: s, allow_insecure_token_url: true}")
+        #expect(allowed.allowInsecureTokenURL)
+        #expect(try Self.settings(oauth2: "{token_url: \"https://idp.example/token\", client_id: c, client_secret: s}").allowInsecureTokenURL == false)
+
+        let notAURL = #expect(throws: SiteConfigurationError.self) {
+            try Self.settings(oauth2: "{token_url: \"idp.example/token\", client_id: c, client_secret: s}")
+        }
+        #expect(notAURL?.message.contains("is not an https URL") == true)
+
+        // SMTP's oauth2 follows the same rule.
+        let smtp = #expect(throws: SiteConfigurationError.self) {
+            try SiteLoader(environment: [:]).parse("""
+            pop3: {host: pop.partner.example, user: edi, password: p}
+            smtp: {host: smtp.partner.example, user: edi, oauth2: {token_url: "http://idp.example/token", client_id: c, client_secret: s}}
+            """, file: "sites/partner.yaml")
+        }
+        #expect(smtp?.field == "smtp.oauth2.token_url")
+
+        // A BTP destination has no opt-in.
+        let btp = #expect(throws: SiteConfigurationError.self) {
+            try SiteLoader(environment: [:]).parse("""
+            {
+              "Name": "btp-oauth", "Type": "MAIL", "Authentication": "OAuth2ClientCredentials",
+              "tokenServiceURL": "http://tenant.authentication.example/oauth/token",
+              "clientId": "sb-client", "clientSecret": "s",
+              "mail.user": "edi@partner.example", "mail.pop3s.host": "pop.partner.example"
+            }
+            """, file: "sites/btp.json")
+        }
+        #expect(btp?.field == "tokenServiceURL")
     }
 
     @Test func bearerResponsesFollowTheirSpecifications() {

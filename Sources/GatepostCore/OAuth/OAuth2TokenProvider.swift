@@ -11,6 +11,12 @@ public struct OAuth2Settings: Sendable, Hashable {
     public var clientID: String
     public var clientSecret: Secret
     public var scope: String?
+    /// The TLS settings of the connection these credentials are for (`pop3.tls` or `smtp.tls`):
+    /// the token endpoint is trusted and authenticated the same way as the mail server.
+    public var tls = RemoteSite.TLS(caFile: nil, clientCertificate: nil, clientKey: nil, verify: true)
+    /// An `http://` token URL sends the client secret in clear text: only with this opt-in
+    /// (`allow_insecure_token_url: true`).
+    public var allowInsecureTokenURL = false
 }
 
 /// A token endpoint that did not give a token, phrased for the operator.
