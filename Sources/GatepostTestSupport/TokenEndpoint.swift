@@ -3,22 +3,47 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 
 /// A local OAuth2 token endpoint (client credentials, RFC 6749 section 4.4) on 127.0.0.1 for
 /// tests: it checks the client's Basic credentials and issues numbered tokens.
 public final class TokenEndpoint: Sendable {
+    public enum Behavior: Sendable {
+        case issueTokens
+        /// Accepts the connection and reads the request, then says nothing: a hung endpoint.
+        case neverAnswer
+    }
+
     public let clientID: String
     public let clientSecret: String
+    public let behavior: Behavior
+    /// With a context the endpoint speaks https only.
+    private let tls: NIOSSLContext?
     private let issued = NIOLockedValueBox(0)
     private let channel = NIOLockedValueBox<(any Channel)?>(nil)
+    /// Every connection accepted, so that a test can wait for the client to let go of them and
+    /// `stop()` can close what the client did not.
+    private let connections = NIOLockedValueBox<[any Channel]>([])
 
-    public init(clientID: String = "gatepost", clientSecret: String = "client-secret") {
+    public init(clientID: String = "gatepost", clientSecret: String = "client-secret", behavior: Behavior = .issueTokens, tls: NIOSSLContext? = nil) {
         self.clientID = clientID
         self.clientSecret = clientSecret
+        self.behavior = behavior
+        self.tls = tls
     }
 
     /// How many tokens were handed out.
     public var tokensIssued: Int { issued.withLockedValue { $0 } }
+
+    /// How many connections were accepted.
+    public var connectionsAccepted: Int { connections.withLockedValue { $0.count } }
+
+    /// Returns once every connection accepted so far is closed (by either side).
+    public func connectionsClosed() async {
+        for connection in connections.withLockedValue({ $0 }) {
+            try? await connection.closeFuture.get()
+        }
+    }
 
     /// The token the n-th request (from 1) receives.
     public static func token(_ n: Int) -> String { "token-\(n)" }
@@ -27,10 +52,13 @@ public final class TokenEndpoint: Sendable {
         let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { [self] channel in
-                channel.pipeline.configureHTTPServerPipeline().flatMap {
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(TokenHandler(endpoint: self))
+                connections.withLockedValue { $0.append(channel) }
+                return channel.eventLoop.makeCompletedFuture {
+                    if let tls {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
                     }
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try channel.pipeline.syncOperations.addHandler(TokenHandler(endpoint: self))
                 }
             }
         let server = try await bootstrap.bind(host: "127.0.0.1", port: 0).get()
@@ -45,6 +73,9 @@ public final class TokenEndpoint: Sendable {
             return channel
         }
         try? await server?.close()
+        for connection in connections.withLockedValue({ $0 }) {
+            try? await connection.close()
+        }
     }
 
     fileprivate func answer(authorization: String?, form: String) -> (HTTPResponseStatus, String) {
@@ -83,6 +114,7 @@ private final class TokenHandler: ChannelInboundHandler {
         case .body(var chunk):
             body.writeBuffer(&chunk)
         case .end:
+            guard endpoint.behavior == .issueTokens else { return }
             let (status, json) = endpoint.answer(authorization: head?.headers.first(name: "Authorization"), form: String(buffer: body))
             var headers = HTTPHeaders()
             headers.add(name: "Content-Type", value: "application/json")
@@ -92,5 +124,10 @@ private final class TokenHandler: ChannelInboundHandler {
             context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: json)))), promise: nil)
             context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in context.close(promise: nil) }
         }
+    }
+
+    /// A client that refuses the certificate, or gives up, ends the connection here.
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
     }
 }

@@ -1,8 +1,11 @@
+import Crypto
 import Foundation
 import GatepostCatalog
 import GatepostTestSupport
 import Logging
+import NIOSSL
 import Testing
+import X509
 @testable import GatepostCore
 @testable import GatepostPOP3
 
@@ -31,6 +34,7 @@ import Testing
               \(auth)
               oauth2:
                 token_url: http://127.0.0.1:\(tokenPort)/oauth/token
+                allow_insecure_token_url: true
                 client_id: gatepost
                 client_secret: \(secret)
                 scope: pop3
@@ -103,6 +107,173 @@ import Testing
         #expect(site.pop3.auth == ["xoauth2", "oauthbearer"])
     }
 
+    // MARK: The token endpoint's connection
+
+    /// Short limits, so that a hung endpoint fails a test in seconds.
+    static let shortTimeouts = OAuth2TokenProvider.Timeouts(connect: .seconds(2), read: .seconds(1), total: .seconds(3))
+
+    /// A provider of its own (the shared one keeps its 30 s limits), shut down however `body` ends.
+    static func withProvider<Result: Sendable>(_ body: (OAuth2TokenProvider) async throws -> Result) async throws -> Result {
+        let provider = OAuth2TokenProvider(timeouts: shortTimeouts)
+        do {
+            let result = try await body(provider)
+            try await provider.shutdown()
+            return result
+        } catch {
+            try? await provider.shutdown()
+            throw error
+        }
+    }
+
+    /// The oauth2 settings of a site file with this `oauth2:` and `tls:` under `pop3:`.
+    static func settings(oauth2: String, tls: String = "{}", file: String = "/tmp/oauth.yaml") throws -> OAuth2Settings {
+        let site = try #require(try SiteLoader(environment: [:]).parse("""
+        pop3:
+          host: pop.partner.example
+          user: edi
+          tls: \(tls)
+          oauth2: \(oauth2)
+        """, file: file))
+        return try #require(site.pop3.oauth2)
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func anEndpointThatNeverAnswersFailsWithinTheReadTimeout() async throws {
+        let endpoint = TokenEndpoint(behavior: .neverAnswer)
+        let port = try await endpoint.start()
+        let url = "http://127.0.0.1:\(port)/oauth/token"
+        let settings = try Self.settings(oauth2: "{token_url: \"\(url)\", client_id: gatepost, client_secret: client-secret, allow_insecure_token_url: true}")
+        let started = ContinuousClock.now
+        let error = await #expect(throws: OAuth2Error.self) {
+            try await Self.withProvider { try await $0.token(for: settings) }
+        }
+        let took = ContinuousClock.now - started
+        // The read limit (1 s), or on a very busy machine the total one (3 s).
+        let text = try #require(error?.description)
+        #expect(text.hasPrefix("the token endpoint \(url) did not answer within "))
+        #expect(!text.contains("\n"))
+        // Without limits this would wait for ever; the margin is for a loaded machine.
+        #expect(took < .seconds(20))
+        #expect(endpoint.connectionsAccepted == 1)
+        // The client let go of the connection: this returns once the endpoint saw it close.
+        await endpoint.connectionsClosed()
+        await endpoint.stop()
+    }
+
+    @Test func anHTTPTokenURLIsRefusedUnlessTheSiteOptsIn() throws {
+        let refused = #expect(throws: SiteConfigurationError.self) {
+            try Self.settings(oauth2: "{token_url: \"http://idp.example/token\", client_id: c, client_secret: s}", file: "sites/partner.yaml")
+        }
+        #expect(refused?.file == "sites/partner.yaml")
+        #expect(refused?.field == "pop3.oauth2.token_url")
+        #expect(refused?.message.contains("clear text") == true)
+        #expect(refused?.message.contains("allow_insecure_token_url: true") == true)
+
+        let allowed = try Self.settings(oauth2: "{token_url: \"http://idp.example/token\", client_id: c, client_secret: s, allow_insecure_token_url: true}")
+        #expect(allowed.allowInsecureTokenURL)
+        #expect(try Self.settings(oauth2: "{token_url: \"https://idp.example/token\", client_id: c, client_secret: s}").allowInsecureTokenURL == false)
+
+        let notAURL = #expect(throws: SiteConfigurationError.self) {
+            try Self.settings(oauth2: "{token_url: \"idp.example/token\", client_id: c, client_secret: s}")
+        }
+        #expect(notAURL?.message.contains("is not an https URL") == true)
+
+        // SMTP's oauth2 follows the same rule.
+        let smtp = #expect(throws: SiteConfigurationError.self) {
+            try SiteLoader(environment: [:]).parse("""
+            pop3: {host: pop.partner.example, user: edi, password: p}
+            smtp: {host: smtp.partner.example, user: edi, oauth2: {token_url: "http://idp.example/token", client_id: c, client_secret: s}}
+            """, file: "sites/partner.yaml")
+        }
+        #expect(smtp?.field == "smtp.oauth2.token_url")
+
+        // A BTP destination has no opt-in.
+        let btp = #expect(throws: SiteConfigurationError.self) {
+            try SiteLoader(environment: [:]).parse("""
+            {
+              "Name": "btp-oauth", "Type": "MAIL", "Authentication": "OAuth2ClientCredentials",
+              "tokenServiceURL": "http://tenant.authentication.example/oauth/token",
+              "clientId": "sb-client", "clientSecret": "s",
+              "mail.user": "edi@partner.example", "mail.pop3s.host": "pop.partner.example"
+            }
+            """, file: "sites/btp.json")
+        }
+        #expect(btp?.field == "tokenServiceURL")
+    }
+
+    @Test func anHTTPTokenURLMadeInCodeIsRefusedBeforeAnythingIsSent() async throws {
+        let endpoint = TokenEndpoint()
+        let port = try await endpoint.start()
+        var settings = OAuth2Settings(tokenURL: "http://127.0.0.1:\(port)/oauth/token", clientID: "gatepost", clientSecret: Secret("client-secret"))
+        let refusing = settings
+        let error = await #expect(throws: OAuth2Error.self) {
+            try await Self.withProvider { try await $0.token(for: refusing) }
+        }
+        #expect(error?.description.contains("allow_insecure_token_url") == true)
+        #expect(endpoint.connectionsAccepted == 0)
+
+        settings.allowInsecureTokenURL = true
+        let allowing = settings
+        #expect(try await Self.withProvider { try await $0.token(for: allowing) } == TokenEndpoint.token(1))
+        await endpoint.stop()
+    }
+
+    @Test func aTLSTokenEndpointIsTrustedThroughTheSitesCAFile() async throws {
+        let pki = try TokenEndpointPKI()
+        defer { pki.remove() }
+        let endpoint = TokenEndpoint(tls: try pki.serverContext(hostName: "localhost"))
+        let port = try await endpoint.start()
+        let oauth2 = "{token_url: \"https://localhost:\(port)/oauth/token\", client_id: gatepost, client_secret: client-secret}"
+
+        let trusted = try Self.settings(oauth2: oauth2, tls: "{ca_file: \(pki.caFile)}")
+        #expect(trusted.tls.caFile == pki.caFile)
+        #expect(try await Self.withProvider { try await $0.token(for: trusted) } == TokenEndpoint.token(1))
+
+        // The system roots do not know the test CA.
+        let untrusted = try Self.settings(oauth2: oauth2)
+        let error = await #expect(throws: OAuth2Error.self) {
+            try await Self.withProvider { try await $0.token(for: untrusted) }
+        }
+        #expect(error?.description.contains("could not be verified") == true)
+        #expect(error?.description.contains("tls.ca_file") == true)
+        #expect(error?.description.contains("\n") == false)
+        #expect(endpoint.tokensIssued == 1)
+        await endpoint.stop()
+    }
+
+    @Test func theSitesClientCertificateIsPresentedToTheTokenEndpoint() async throws {
+        let pki = try TokenEndpointPKI()
+        defer { pki.remove() }
+        let endpoint = TokenEndpoint(tls: try pki.serverContext(hostName: "localhost", requireClientCertificate: true))
+        let port = try await endpoint.start()
+        let oauth2 = "{token_url: \"https://localhost:\(port)/oauth/token\", client_id: gatepost, client_secret: client-secret}"
+
+        let withCertificate = try Self.settings(
+            oauth2: oauth2, tls: "{ca_file: \(pki.caFile), client_certificate: \(pki.clientCertificateFile), client_key: \(pki.clientKeyFile)}"
+        )
+        #expect(try await Self.withProvider { try await $0.token(for: withCertificate) } == TokenEndpoint.token(1))
+
+        let without = try Self.settings(oauth2: oauth2, tls: "{ca_file: \(pki.caFile)}")
+        let error = await #expect(throws: OAuth2Error.self) {
+            try await Self.withProvider { try await $0.token(for: without) }
+        }
+        #expect(error?.description.contains("tls.client_certificate") == true)
+        #expect(endpoint.tokensIssued == 1)
+        await endpoint.stop()
+    }
+
+    @Test func anEndpointNobodyListensOnIsNamedAtOnce() async throws {
+        // The pool does not retry a refused connection until the deadline.
+        let endpoint = TokenEndpoint()
+        let port = try await endpoint.start()
+        await endpoint.stop()
+        let settings = try Self.settings(oauth2: "{token_url: \"http://127.0.0.1:\(port)/t\", client_id: c, client_secret: s, allow_insecure_token_url: true}")
+        let error = await #expect(throws: OAuth2Error.self) {
+            try await Self.withProvider { try await $0.token(for: settings) }
+        }
+        #expect(error?.description == "cannot reach the token endpoint http://127.0.0.1:\(port)/t: Connection refused (check token_url and the network path to it)")
+    }
+
     @Test func bearerResponsesFollowTheirSpecifications() {
         #expect(POP3Session.bearerResponse(.xoauth2, user: "u", token: "t", host: "h", port: 995) == "user=u\u{1}auth=Bearer t\u{1}\u{1}")
         #expect(POP3Session.bearerResponse(.oauthbearer, user: "u", token: "t", host: "h", port: 995)
@@ -110,3 +281,80 @@ import Testing
     }
 }
 
+
+/// A throwaway CA with a server certificate for the token endpoint and a client certificate for
+/// the site, as PEM files a site's `tls:` can name.
+struct TokenEndpointPKI {
+    let directory: String
+    let caFile: String
+    let clientCertificateFile: String
+    let clientKeyFile: String
+    private let caCertificate: Certificate
+    private let caKey: P256.Signing.PrivateKey
+
+    init() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("gatepost-oauth-pki-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        caKey = P256.Signing.PrivateKey()
+        let caName = try DistinguishedName { CommonName("Gatepost OAuth Test CA") }
+        let now = Date()
+        caCertificate = try Certificate(
+            version: .v3, serialNumber: .init(), publicKey: .init(caKey.publicKey),
+            notValidBefore: now - 3600, notValidAfter: now + 3600,
+            issuer: caName, subject: caName, signatureAlgorithm: .ecdsaWithSHA256,
+            extensions: try Certificate.Extensions {
+                Critical(BasicConstraints.isCertificateAuthority(maxPathLength: nil))
+                Critical(KeyUsage(keyCertSign: true))
+            },
+            issuerPrivateKey: .init(caKey)
+        )
+        caFile = directory + "/ca.pem"
+        clientCertificateFile = directory + "/client.pem"
+        clientKeyFile = directory + "/client.key"
+        try Self.write(try caCertificate.serializeAsPEM().pemString, to: caFile)
+        let clientKey = P256.Signing.PrivateKey()
+        let client = try issue(name: "gatepost-client", key: clientKey, usage: .clientAuth)
+        try Self.write(try client.serializeAsPEM().pemString, to: clientCertificateFile)
+        try Self.write(clientKey.pemRepresentation, to: clientKeyFile)
+    }
+
+    private static func write(_ text: String, to path: String) throws {
+        try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+    }
+
+    private func issue(name: String, key: P256.Signing.PrivateKey, usage: ExtendedKeyUsage.Usage) throws -> Certificate {
+        let now = Date()
+        return try Certificate(
+            version: .v3, serialNumber: .init(), publicKey: .init(key.publicKey),
+            notValidBefore: now - 3600, notValidAfter: now + 3600,
+            issuer: caCertificate.subject, subject: try DistinguishedName { CommonName(name) },
+            signatureAlgorithm: .ecdsaWithSHA256,
+            extensions: try Certificate.Extensions {
+                Critical(BasicConstraints.notCertificateAuthority)
+                SubjectAlternativeNames([.dnsName(name)])
+                try ExtendedKeyUsage([usage])
+            },
+            issuerPrivateKey: .init(caKey)
+        )
+    }
+
+    /// The endpoint's TLS: a certificate for `hostName`, and optionally a client certificate
+    /// from this CA required.
+    func serverContext(hostName: String, requireClientCertificate: Bool = false) throws -> NIOSSLContext {
+        let key = P256.Signing.PrivateKey()
+        let certificate = try issue(name: hostName, key: key, usage: .serverAuth)
+        var configuration = TLSConfiguration.makeServerConfiguration(
+            certificateChain: [.certificate(try NIOSSLCertificate(bytes: Array(try certificate.serializeAsPEM().pemString.utf8), format: .pem))],
+            privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(key.pemRepresentation.utf8), format: .pem))
+        )
+        if requireClientCertificate {
+            configuration.certificateVerification = .noHostnameVerification
+            configuration.trustRoots = .file(caFile)
+        }
+        return try NIOSSLContext(configuration: configuration)
+    }
+
+    func remove() {
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}

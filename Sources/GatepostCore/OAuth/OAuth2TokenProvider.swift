@@ -1,6 +1,6 @@
+import AsyncHTTPClient
 import Foundation
 import NIOCore
-import NIOHTTP1
 import NIOPosix
 import NIOSSL
 
@@ -11,17 +11,47 @@ public struct OAuth2Settings: Sendable, Hashable {
     public var clientID: String
     public var clientSecret: Secret
     public var scope: String?
+    /// The TLS settings of the connection these credentials are for (`pop3.tls` or `smtp.tls`):
+    /// the token endpoint is trusted and authenticated the same way as the mail server.
+    public var tls = RemoteSite.TLS(caFile: nil, clientCertificate: nil, clientKey: nil, verify: true)
+    /// An `http://` token URL sends the client secret in clear text: only with this opt-in
+    /// (`allow_insecure_token_url: true`).
+    public var allowInsecureTokenURL = false
 }
 
 /// A token endpoint that did not give a token, phrased for the operator.
 public struct OAuth2Error: Error, Sendable, CustomStringConvertible {
     public var description: String
+
+    /// One line, whatever a server or a library put into `description`: it ends up in a poll's
+    /// log line and in `gatepost site test`.
+    init(_ description: String) {
+        self.description = description.split(whereSeparator: \.isNewline).joined(separator: " ")
+    }
 }
 
 /// Fetches client-credentials tokens (RFC 6749 section 4.4) and keeps each until shortly before
 /// it expires, so a site polled every minute asks its token endpoint about once an hour.
 public actor OAuth2TokenProvider {
+    /// The process's provider. Its HTTP client lives as long as the process, so it is never shut
+    /// down (the event loops it runs on are the process-wide singleton too).
     public static let shared = OAuth2TokenProvider()
+
+    /// How long a token endpoint may take. A poll waits for its token, so an endpoint that
+    /// accepts the connection and never answers must not hold the site's poll for longer.
+    public struct Timeouts: Sendable {
+        public var connect: Duration
+        /// Without a byte from the endpoint after the request was sent.
+        public var read: Duration
+        /// The whole exchange, including a slowly trickling answer.
+        public var total: Duration
+
+        public init(connect: Duration = .seconds(10), read: Duration = .seconds(30), total: Duration = .seconds(45)) {
+            self.connect = connect
+            self.read = read
+            self.total = total
+        }
+    }
 
     private struct Cached {
         var token: String
@@ -31,14 +61,33 @@ public actor OAuth2TokenProvider {
     private var cache: [OAuth2Settings: Cached] = [:]
     /// A token this close to expiry is replaced before use.
     private let margin: TimeInterval = 60
+    private let timeouts: Timeouts
+    /// One client for every site: each request carries its site's TLS configuration, and the
+    /// client pools connections per endpoint and TLS configuration.
+    private let client: HTTPClient
 
-    public init() {}
+    public init(timeouts: Timeouts = Timeouts()) {
+        self.timeouts = timeouts
+        var configuration = HTTPClient.Configuration()
+        configuration.timeout = .init(connect: TimeAmount(timeouts.connect), read: TimeAmount(timeouts.read))
+        // A redirect would carry the client secret to wherever the endpoint points.
+        configuration.redirectConfiguration = .disallow
+        // Retrying a refused connection or an untrusted certificate until the deadline would
+        // only hide the reason behind a timeout.
+        configuration.connectionPool.retryConnectionEstablishment = false
+        client = HTTPClient(configuration: configuration)
+    }
+
+    /// Closes the provider's connections; only for providers made with `init`, not ``shared``.
+    public func shutdown() async throws {
+        try await client.shutdown()
+    }
 
     public func token(for settings: OAuth2Settings) async throws -> String {
         if let cached = cache[settings], cached.expires.timeIntervalSinceNow > margin {
             return cached.token
         }
-        let fetched = try await Self.fetch(settings)
+        let fetched = try await Self.fetch(settings, client: client, timeouts: timeouts)
         cache[settings] = fetched
         return fetched.token
     }
@@ -48,83 +97,160 @@ public actor OAuth2TokenProvider {
         cache[settings] = nil
     }
 
-    private static func fetch(_ settings: OAuth2Settings) async throws -> Cached {
+    /// A token answer is small; anything this large is not one.
+    static let maximumAnswerSize = 1 << 20
+
+    private static func fetch(_ settings: OAuth2Settings, client: HTTPClient, timeouts: Timeouts) async throws -> Cached {
+        let url = settings.tokenURL
+        guard let scheme = URL(string: url)?.scheme?.lowercased(), scheme == "https" || scheme == "http" else {
+            throw OAuth2Error("token_url `\(url)` is not an https URL")
+        }
+        guard scheme == "https" || settings.allowInsecureTokenURL else {
+            throw OAuth2Error("refusing to send the client secret in clear text to \(url); use an https token_url, or set oauth2.allow_insecure_token_url: true")
+        }
         var form = "grant_type=client_credentials"
         if let scope = settings.scope { form += "&scope=" + formEncode(scope) }
         let credentials = Data("\(formEncode(settings.clientID)):\(formEncode(settings.clientSecret.value))".utf8).base64EncodedString()
-        let (status, body) = try await HTTPPost.send(settings.tokenURL, form: form, authorization: "Basic \(credentials)")
-        let json = (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any]
+        var post = HTTPClientRequest(url: url)
+        post.method = .POST
+        post.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
+        post.headers.add(name: "Authorization", value: "Basic \(credentials)")
+        post.headers.add(name: "Accept", value: "application/json")
+        post.body = .bytes(ByteBuffer(string: form))
+        if scheme == "https" {
+            post.tlsConfiguration = try tlsConfiguration(settings.tls)
+        }
+        let request = post
+
+        let (status, body): (Int, ByteBuffer)
+        do {
+            (status, body) = try await within(timeouts.total) {
+                let response = try await client.execute(request, deadline: .now() + TimeAmount(timeouts.total))
+                return (Int(response.status.code), try await response.body.collect(upTo: maximumAnswerSize))
+            }
+        } catch {
+            throw describe(error, url: url, timeouts: timeouts)
+        }
+        let bytes = Data(body.readableBytesView)
+        let json = (try? JSONSerialization.jsonObject(with: bytes)) as? [String: Any]
         guard status == 200, let token = json?["access_token"] as? String, !token.isEmpty else {
-            let reason = (json?["error_description"] as? String) ?? (json?["error"] as? String) ?? String(decoding: body.prefix(200), as: UTF8.self)
-            throw OAuth2Error(description: "the token endpoint \(settings.tokenURL) answered \(status): \(reason) (check client_id, client_secret and scope)")
+            let reason = (json?["error_description"] as? String) ?? (json?["error"] as? String) ?? String(decoding: bytes.prefix(200), as: UTF8.self)
+            throw OAuth2Error("the token endpoint \(url) answered \(status): \(reason) (check client_id, client_secret and scope)")
         }
         let lifetime = (json?["expires_in"] as? Double) ?? (json?["expires_in"] as? Int).map(Double.init) ?? 3600
         return Cached(token: token, expires: Date().addingTimeInterval(lifetime))
+    }
+
+    /// The site's trust roots and client certificate, as for its mail server.
+    static func tlsConfiguration(_ settings: RemoteSite.TLS) throws(OAuth2Error) -> TLSConfiguration {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.minimumTLSVersion = .tlsv12
+        if let caFile = settings.caFile {
+            tls.trustRoots = .file(caFile)
+        }
+        if !settings.verify {
+            tls.certificateVerification = .none
+        }
+        if let certificate = settings.clientCertificate, let key = settings.clientKey {
+            do {
+                tls.certificateChain = try NIOSSLCertificate.fromPEMFile(certificate).map { .certificate($0) }
+                tls.privateKey = .privateKey(try NIOSSLPrivateKey(file: key, format: .pem))
+            } catch {
+                throw OAuth2Error("cannot load the client certificate \(certificate) or key \(key) for the token endpoint: \(error)")
+            }
+        }
+        return tls
+    }
+
+    /// Runs `body`, cancelled once `limit` has passed. The client's own deadline covers only
+    /// the answer's head; this one covers its body too.
+    private static func within<Result: Sendable>(
+        _ limit: Duration, _ body: @escaping @Sendable () async throws -> Result
+    ) async throws -> Result {
+        try await withThrowingTaskGroup(of: Result?.self) { group in
+            group.addTask { try await body() }
+            group.addTask {
+                try await Task.sleep(for: limit)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let result = first else {
+                throw HTTPClientError.deadlineExceeded
+            }
+            return result
+        }
+    }
+
+    /// What went wrong, in one line that says what to check.
+    static func describe(_ error: any Error, url: String, timeouts: Timeouts) -> OAuth2Error {
+        if let error = error as? OAuth2Error { return error }
+        if error is CancellationError {
+            return OAuth2Error("the token request to \(url) was cancelled")
+        }
+        switch error as? HTTPClientError {
+        case .readTimeout?:
+            return OAuth2Error("the token endpoint \(url) did not answer within \(seconds(timeouts.read))")
+        case .deadlineExceeded?:
+            return OAuth2Error("the token endpoint \(url) did not answer within \(seconds(timeouts.total))")
+        case .connectTimeout?, .tlsHandshakeTimeout?:
+            return OAuth2Error("cannot reach the token endpoint \(url): no connection within \(seconds(timeouts.connect)) (check token_url and the network path to it)")
+        case .remoteConnectionClosed?:
+            return OAuth2Error("the token endpoint \(url) closed the connection without an answer")
+        case .cancelled?:
+            return OAuth2Error("the token request to \(url) was cancelled")
+        default:
+            break
+        }
+        if error is NIOTooManyBytesError {
+            return OAuth2Error("the token endpoint \(url) sent more than \(maximumAnswerSize >> 20) MiB")
+        }
+        if error is NIOSSLError || error is BoringSSLError || error is NIOSSLExtraError {
+            // An alert from the endpoint about our certificate: the client side is wrong, not the trust.
+            let text = "\(error)"
+            if ["CERTIFICATE_REQUIRED", "ALERT_BAD_CERTIFICATE", "ALERT_UNKNOWN_CA", "ALERT_CERTIFICATE_UNKNOWN"].contains(where: text.contains) {
+                return OAuth2Error("TLS with the token endpoint \(url) failed: it wants a client certificate it trusts (check the site's tls.client_certificate and tls.client_key)")
+            }
+            return OAuth2Error("TLS with the token endpoint \(url) failed: \(describeTLS(error)) (check token_url and the site's tls.ca_file)")
+        }
+        if let error = error as? IOError {
+            return OAuth2Error("cannot reach the token endpoint \(url): \(String(cString: strerror(error.errnoCode))) (check token_url and the network path to it)")
+        }
+        if let error = error as? NIOConnectionError {
+            let reasons = error.connectionErrors.map { "\($0.error)" }
+            let reason = reasons.isEmpty ? (error.dnsAError ?? error.dnsAAAAError).map { "\($0)" } ?? "\(error)" : reasons.joined(separator: "; ")
+            return OAuth2Error("cannot reach the token endpoint \(url): \(reason)")
+        }
+        return OAuth2Error("cannot reach the token endpoint \(url): \(error)")
+    }
+
+    /// A short reason for a TLS failure; the library's text names source files and codes.
+    static func describeTLS(_ error: any Error) -> String {
+        if let extra = error as? NIOSSLExtraError, extra == .failedToValidateHostname {
+            return "its certificate is not valid for this host name"
+        }
+        let text = "\(error)"
+        if text.contains("CERTIFICATE_VERIFY_FAILED") {
+            return "its certificate could not be verified (untrusted issuer, expired, or not for this host)"
+        }
+        if text.contains("WRONG_VERSION_NUMBER") || text.contains("PACKET_LENGTH_TOO_LONG") {
+            return "it did not answer with TLS (is it an http:// endpoint?)"
+        }
+        if case .handshakeFailed(let inner)? = error as? NIOSSLError {
+            return "handshake failed: \(inner)"
+        }
+        return text
+    }
+
+    /// `30 s`, or `1500 ms` for what is not whole seconds.
+    static func seconds(_ duration: Duration) -> String {
+        let (whole, attoseconds) = duration.components
+        guard attoseconds != 0 else { return "\(whole) s" }
+        return "\(whole * 1000 + attoseconds / 1_000_000_000_000_000) ms"
     }
 
     static func formEncode(_ text: String) -> String {
         var allowed = CharacterSet.alphanumerics
         allowed.insert(charactersIn: "-._~")
         return text.addingPercentEncoding(withAllowedCharacters: allowed) ?? text
-    }
-}
-
-/// One HTTP/1.1 POST with a form body, over NIO (TLS for https), answer read to the end.
-enum HTTPPost {
-    static func send(_ urlString: String, form: String, authorization: String) async throws -> (Int, [UInt8]) {
-        guard let url = URL(string: urlString), let scheme = url.scheme?.lowercased(), let host = url.host,
-              scheme == "https" || scheme == "http" else {
-            throw OAuth2Error(description: "token_url `\(urlString)` is not an http(s) URL")
-        }
-        let port = url.port ?? (scheme == "https" ? 443 : 80)
-        var path = url.path.isEmpty ? "/" : url.path
-        if let query = url.query { path += "?" + query }
-        let tls: NIOSSLContext? = scheme == "https" ? try NIOSSLContext(configuration: .makeClientConfiguration()) : nil
-        let serverName = host.contains(":") || host.allSatisfy({ $0.isNumber || $0 == "." }) ? nil : host
-        let channel: NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>
-        do {
-            channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .connectTimeout(.seconds(15))
-                .connect(host: host, port: port) { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        if let tls {
-                            try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls, serverHostname: serverName))
-                        }
-                        try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                        return try NIOAsyncChannel(wrappingChannelSynchronously: channel)
-                    }
-                }
-        } catch {
-            throw OAuth2Error(description: "cannot reach the token endpoint \(urlString): \(error)")
-        }
-        return try await channel.executeThenClose { inbound, outbound in
-            var head = HTTPRequestHead(version: .http1_1, method: .POST, uri: path)
-            head.headers.add(name: "Host", value: url.port.map { "\(host):\($0)" } ?? host)
-            head.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
-            head.headers.add(name: "Content-Length", value: String(form.utf8.count))
-            head.headers.add(name: "Authorization", value: authorization)
-            head.headers.add(name: "Accept", value: "application/json")
-            head.headers.add(name: "Connection", value: "close")
-            try await outbound.write(.head(head))
-            try await outbound.write(.body(.byteBuffer(ByteBuffer(string: form))))
-            try await outbound.write(.end(nil))
-            var status = 0
-            var body: [UInt8] = []
-            for try await part in inbound {
-                switch part {
-                case .head(let response):
-                    status = Int(response.status.code)
-                case .body(let chunk):
-                    // A token answer is small; anything this large is not one.
-                    guard body.count + chunk.readableBytes <= 1 << 20 else {
-                        throw OAuth2Error(description: "the token endpoint \(urlString) sent more than 1 MiB")
-                    }
-                    body += chunk.readableBytesView
-                case .end:
-                    return (status, body)
-                }
-            }
-            return (status, body)
-        }
     }
 }

@@ -38,7 +38,12 @@ enum BTPMailDestination {
                   let secret = try map["clientSecret"].map({ Secret(try $0.string()) }) else {
                 throw map.owner.error("an OAuth2ClientCredentials destination needs tokenServiceURL, clientId and clientSecret")
             }
-            oauth2 = OAuth2Settings(tokenURL: tokenURL, clientID: clientID, clientSecret: secret, scope: try value("scope"))
+            // A destination has no opt-in for clear text: an http tokenServiceURL is refused.
+            let checkedURL = try SiteLoader.tokenURL(
+                tokenURL, allowInsecure: false, node: map["tokenServiceURL"] ?? map.owner,
+                remedy: "use an https tokenServiceURL (only a YAML site can allow http, with oauth2.allow_insecure_token_url: true)"
+            )
+            oauth2 = OAuth2Settings(tokenURL: checkedURL, clientID: clientID, clientSecret: secret, scope: try value("scope"))
         }
 
         var smtp: RemoteSite.SMTP?

@@ -215,6 +215,7 @@ public struct SiteLoader: Sendable {
         if let node = pop3Map["auth"], let bad = auth.first(where: { !Self.allowedAuth.contains($0) }) {
             throw node.error("`\(bad)` is not a known mechanism (known: \(Self.allowedAuth.sorted().joined(separator: ", ")))")
         }
+        let pop3TLS = try tlsSettings(pop3Map["tls"])
         let pop3 = RemoteSite.POP3(
             host: try pop3Map.require("host").nonEmptyString(),
             port: try pop3Map["port"]?.int(in: 1...65535) ?? defaultPort,
@@ -223,8 +224,8 @@ public struct SiteLoader: Sendable {
             password: try secret(pop3Map, key: "password"),
             auth: auth,
             allowPlaintextPassword: try pop3Map["allow_plaintext_password"]?.bool() ?? false,
-            tls: try tlsSettings(pop3Map["tls"]),
-            oauth2: try oauth2Settings(pop3Map["oauth2"]),
+            tls: pop3TLS,
+            oauth2: try oauth2Settings(pop3Map["oauth2"], tls: pop3TLS),
             connectTimeout: try pop3Map["connect_timeout"]?.duration() ?? .seconds(15),
             readTimeout: try pop3Map["read_timeout"]?.duration() ?? .seconds(60)
         )
@@ -266,11 +267,12 @@ public struct SiteLoader: Sendable {
                 user: try smtpMap["user"]?.nonEmptyString(),
                 password: try secret(smtpMap, key: "password")
             )
-            smtp?.tls = try tlsSettings(smtpMap["tls"])
+            let smtpTLS = try tlsSettings(smtpMap["tls"])
+            smtp?.tls = smtpTLS
             smtp?.allowPlaintextPassword = try smtpMap["allow_plaintext_password"]?.bool() ?? false
             smtp?.acknowledgments = try smtpMap["acknowledgments"]?.bool() ?? true
             smtp?.acknowledgeAnyAddress = try smtpMap["acknowledge_any_address"]?.bool() ?? false
-            smtp?.oauth2 = try oauth2Settings(smtpMap["oauth2"])
+            smtp?.oauth2 = try oauth2Settings(smtpMap["oauth2"], tls: smtpTLS)
             if let fromNode = smtpMap["from"], (try? MailAddress(try fromNode.string())) == nil {
                 throw fromNode.error("must be a mail address such as gateway@example.com")
             }
@@ -368,19 +370,40 @@ public struct SiteLoader: Sendable {
         return nil
     }
 
-    func oauth2Settings(_ node: ConfigNode?) throws -> OAuth2Settings? {
+    /// `tls` is the mail connection's: the token endpoint is reached with the same trust roots
+    /// and client certificate.
+    func oauth2Settings(_ node: ConfigNode?, tls: RemoteSite.TLS) throws -> OAuth2Settings? {
         guard let node else { return nil }
         let map = try node.mapping()
-        try map.rejectUnknownKeys(["token_url", "client_id", "client_secret", "client_secret_file", "scope"])
+        try map.rejectUnknownKeys(["token_url", "client_id", "client_secret", "client_secret_file", "scope", "allow_insecure_token_url"])
         guard let secret = try secret(map, key: "client_secret") else {
             throw node.error("needs client_secret or client_secret_file")
         }
+        let urlNode = try map.require("token_url")
+        let allowInsecure = try map["allow_insecure_token_url"]?.bool() ?? false
         return OAuth2Settings(
-            tokenURL: try map.require("token_url").nonEmptyString(),
+            tokenURL: try Self.tokenURL(try urlNode.nonEmptyString(), allowInsecure: allowInsecure, node: urlNode),
             clientID: try map.require("client_id").nonEmptyString(),
             clientSecret: secret,
-            scope: try map["scope"]?.nonEmptyString()
+            scope: try map["scope"]?.nonEmptyString(),
+            tls: tls,
+            allowInsecureTokenURL: allowInsecure
         )
+    }
+
+    /// An https URL, or http with the site's explicit opt-in: the client secret goes to it.
+    static func tokenURL(
+        _ text: String, allowInsecure: Bool, node: ConfigNode,
+        remedy: String = "use https, or set allow_insecure_token_url: true (for a token endpoint on a trusted network only)"
+    ) throws -> String {
+        guard let url = URL(string: text), let scheme = url.scheme?.lowercased(), let host = url.host, !host.isEmpty,
+              scheme == "https" || scheme == "http" else {
+            throw node.error("`\(text)` is not an https URL")
+        }
+        if scheme == "http" && !allowInsecure {
+            throw node.error("`\(text)` would send the client secret in clear text; \(remedy)")
+        }
+        return text
     }
 
     func tlsSettings(_ node: ConfigNode?) throws -> RemoteSite.TLS {
