@@ -119,6 +119,10 @@ public protocol SiteStateStore: Sendable {
     /// `at`, `lastError` becomes `error`, `nextPoll` becomes `nextPoll` (nil clears it), the
     /// counts are added to the totals, and `lastSuccess` becomes `at` when `error` is nil.
     func recordPoll(site: String, at: Date, error: String?, messages: Int, bytes: Int64, nextPoll: Date?) async throws
+    /// Records the messages one poll went past (creating the site's state if need be): the
+    /// site's `skipped` becomes ``SkippedMessage/merge(_:with:complete:)`` of what it was and
+    /// `skipped`, in one transaction.
+    func recordSkips(site: String, skipped: [SkippedMessage], complete: Bool) async throws
 }
 
 /// Messages waiting to go out over SMTP (MDNs and outbound files), claimed with leases so that

@@ -234,6 +234,14 @@ public final class InMemoryCatalog: Catalog {
         }
     }
 
+    public func recordSkips(site: String, skipped: [SkippedMessage], complete: Bool) async throws {
+        tables.withLock { tables in
+            var state = tables.sites[site] ?? SiteState(site: site)
+            state.skipped = SkippedMessage.merge(state.skipped, with: skipped, complete: complete)
+            tables.sites[site] = state
+        }
+    }
+
     // MARK: OutboxStore
 
     public func dueOutbox(site: String?, at date: Date) async throws -> [OutboxEntry] {

@@ -196,6 +196,11 @@ public final class SQLiteCatalog: Catalog {
                 t.add(column: "listedSize", .integer)
             }
         }
+        migrator.registerMigration("v10-skipped") { db in
+            try db.alter(table: "site_state") { t in
+                t.add(column: "skipped", .text)  // JSON: [SkippedMessage]
+            }
+        }
         return migrator
     }
 
@@ -207,7 +212,8 @@ public final class SQLiteCatalog: Catalog {
                 let site: String = row["site"]
                 states[site] = SiteState(
                     site: site, enabled: row["enabled"], lastPoll: row["lastPoll"], lastSuccess: row["lastSuccess"],
-                    lastError: row["lastError"], nextPoll: row["nextPoll"], messages: row["messages"], bytes: row["bytes"]
+                    lastError: row["lastError"], nextPoll: row["nextPoll"], messages: row["messages"], bytes: row["bytes"],
+                    skipped: Self.decodeSkipped(row["skipped"])
                 )
             }
             return states
@@ -235,6 +241,23 @@ public final class SQLiteCatalog: Catalog {
                 arguments: [at, error, nextPoll, messages, bytes, error, at, site]
             )
         }
+    }
+
+    public func recordSkips(site: String, skipped: [SkippedMessage], complete: Bool) async throws {
+        try await database.write { db in
+            try db.execute(sql: "INSERT INTO site_state (site) VALUES (?) ON CONFLICT(site) DO NOTHING", arguments: [site])
+            let previous = Self.decodeSkipped(try String.fetchOne(db, sql: "SELECT skipped FROM site_state WHERE site = ?", arguments: [site]))
+            let merged = SkippedMessage.merge(previous, with: skipped, complete: complete)
+            let text = merged.isEmpty ? nil : String(decoding: try JSONEncoder().encode(merged), as: UTF8.self)
+            try db.execute(sql: "UPDATE site_state SET skipped = ? WHERE site = ?", arguments: [text, site])
+        }
+    }
+
+    /// The `skipped` column: JSON written by ``recordSkips(site:skipped:complete:)``; nothing
+    /// readable is no skips (the list is rebuilt by the next poll).
+    static func decodeSkipped(_ text: String?) -> [SkippedMessage] {
+        guard let text else { return [] }
+        return (try? JSONDecoder().decode([SkippedMessage].self, from: Data(text.utf8))) ?? []
     }
 
     public func transfersToDeliver(at now: Date) async throws -> [TransferRecord] {

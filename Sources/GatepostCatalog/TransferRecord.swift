@@ -298,9 +298,11 @@ public struct SiteState: Codable, Sendable, Hashable {
     /// Totals over all polls.
     public var messages: Int64
     public var bytes: Int64
+    /// Messages the polls went past because they could not be retrieved.
+    public var skipped: [SkippedMessage]
 
     public init(site: String, enabled: Bool? = nil, lastPoll: Date? = nil, lastSuccess: Date? = nil, lastError: String? = nil,
-                nextPoll: Date? = nil, messages: Int64 = 0, bytes: Int64 = 0) {
+                nextPoll: Date? = nil, messages: Int64 = 0, bytes: Int64 = 0, skipped: [SkippedMessage] = []) {
         self.site = site
         self.enabled = enabled
         self.lastPoll = lastPoll
@@ -309,5 +311,47 @@ public struct SiteState: Codable, Sendable, Hashable {
         self.nextPoll = nextPoll
         self.messages = messages
         self.bytes = bytes
+        self.skipped = skipped
+    }
+}
+
+/// A message a poll could not retrieve (RETR refused, or larger than `max_message_size` though
+/// LIST said otherwise) and went past, so that one bad message does not block a mailbox. It is
+/// tried again at every poll; `polls` counts the polls in a row that could not retrieve it.
+public struct SkippedMessage: Codable, Sendable, Hashable {
+    public var uidl: String
+    public var number: Int
+    public var reason: String
+    public var firstSkipped: Date
+    public var lastSkipped: Date
+    public var polls: Int
+
+    public init(uidl: String, number: Int, reason: String, at: Date, polls: Int = 1) {
+        self.uidl = uidl
+        self.number = number
+        self.reason = reason
+        firstSkipped = at
+        lastSkipped = at
+        self.polls = polls
+    }
+
+    /// The skips after a poll: each message skipped again keeps when it was first skipped and
+    /// counts one poll more. When the poll went through the whole listing (`complete`), a
+    /// message it did not skip was retrieved or is gone, and leaves the list; otherwise what the
+    /// poll did not reach stays as it was.
+    public static func merge(_ previous: [SkippedMessage], with skipped: [SkippedMessage], complete: Bool) -> [SkippedMessage] {
+        let earlier = Dictionary(previous.map { ($0.uidl, $0) }, uniquingKeysWith: { first, _ in first })
+        var merged = skipped.map { skip in
+            guard let before = earlier[skip.uidl] else { return skip }
+            var again = skip
+            again.firstSkipped = before.firstSkipped
+            again.polls = before.polls + 1
+            return again
+        }
+        if !complete {
+            let now = Set(skipped.map(\.uidl))
+            merged += previous.filter { !now.contains($0.uidl) }
+        }
+        return merged
     }
 }

@@ -24,7 +24,9 @@ struct SiteCommand: AsyncParsableCommand {
             case .json:
                 print(try Formatting.json(directory.sites.map { SiteSummary(site: $0, state: states[$0.name]) }))
             case .table:
-                var table = TextTable(headers: ["NAME", "ENABLED", "SERVER", "SECURITY", "USER", "DELETE", "INTERVAL", "LAST POLL", "MESSAGES", "LAST ERROR"])
+                var table = TextTable(headers: [
+                    "NAME", "ENABLED", "SERVER", "SECURITY", "USER", "DELETE", "INTERVAL", "LAST POLL", "MESSAGES", "SKIPPED", "LAST ERROR",
+                ])
                 for site in directory.sites {
                     let state = states[site.name]
                     table.rows.append([
@@ -37,6 +39,7 @@ struct SiteCommand: AsyncParsableCommand {
                         Formatting.duration(site.poll.interval),
                         state?.lastPoll.map(Formatting.timestamp) ?? "-",
                         String(state?.messages ?? 0),
+                        SiteSummary.skippedCount(state?.skipped ?? [], stuckAfter: site.poll.stuckAfter),
                         String((state?.lastError ?? "-").prefix(60)),
                     ])
                 }
@@ -135,6 +138,25 @@ struct SiteSummary: Encodable {
     var nextPoll: Date?
     var messages: Int64
     var bytes: Int64
+    /// Messages the polls went past (they stay on the server), and after how many polls in a
+    /// row one counts as stuck.
+    var skipped: [SkippedMessage]
+    var stuckAfter: Int
+
+    /// One skipped message for `site show`.
+    func describe(_ skip: SkippedMessage) -> String {
+        let polls = skip.polls == 1 ? "1 poll" : "\(skip.polls) polls in a row"
+        let stuck = skip.polls >= stuckAfter ? " (stuck)" : ""
+        let since = Formatting.timestamp(skip.firstSkipped)
+        return "UIDL \(skip.uidl), \(polls)\(stuck), since \(since): \(skip.reason)"
+    }
+
+    /// "-", "2", or "2 (1 stuck)".
+    static func skippedCount(_ skipped: [SkippedMessage], stuckAfter: Int) -> String {
+        guard !skipped.isEmpty else { return "-" }
+        let stuck = skipped.filter { $0.polls >= stuckAfter }.count
+        return stuck == 0 ? String(skipped.count) : "\(skipped.count) (\(stuck) stuck)"
+    }
 
     init(site: RemoteSite, state: SiteState?) {
         name = site.name
@@ -165,10 +187,12 @@ struct SiteSummary: Encodable {
         nextPoll = state?.nextPoll
         messages = state?.messages ?? 0
         bytes = state?.bytes ?? 0
+        skipped = state?.skipped ?? []
+        stuckAfter = site.poll.stuckAfter
     }
 
     var fields: [(String, String)] {
-        [
+        let settings: [(String, String)] = [
             ("name", name), ("description", description ?? "-"), ("file", file), ("enabled", enabled ? "yes" : "no"),
             ("server", "\(host):\(port)"), ("security", security), ("user", user), ("password", password),
             ("auth", auth.isEmpty ? "(strongest offered)" : auth.joined(separator: ", ")), ("interval", interval),
@@ -177,6 +201,9 @@ struct SiteSummary: Encodable {
             ("application", application ?? "-"), ("last poll", lastPoll.map(Formatting.timestamp) ?? "-"),
             ("last success", lastSuccess.map(Formatting.timestamp) ?? "-"), ("last error", lastError ?? "-"),
             ("next poll", nextPoll.map(Formatting.timestamp) ?? "-"), ("messages", String(messages)), ("bytes", String(bytes)),
+            ("skipped", Self.skippedCount(skipped, stuckAfter: stuckAfter)),
         ]
+        let skips: [(String, String)] = skipped.map { skip in ("  message \(skip.number)", describe(skip)) }
+        return settings + skips
     }
 }

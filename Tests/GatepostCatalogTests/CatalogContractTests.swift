@@ -14,6 +14,31 @@ import Testing
         #expect(try await catalog.retrievedMessages(site: "other").isEmpty)
     }
 
+    /// Skipped messages: counted poll after poll, forgotten once a complete poll did not skip
+    /// them, kept when a poll stopped before reaching them.
+    @Test(arguments: CatalogStore.allCases)
+    func skippedMessagesAreCountedAndForgotten(_ store: CatalogStore) async throws {
+        let catalog = try store.make()
+        let first = Date(timeIntervalSince1970: 1_000_000)
+        let later = first.addingTimeInterval(60)
+        try await catalog.recordSkips(site: "acme", skipped: [
+            SkippedMessage(uidl: "u1", number: 1, reason: "RETR refused", at: first),
+            SkippedMessage(uidl: "u2", number: 2, reason: "too large", at: first),
+        ], complete: true)
+        try await catalog.recordSkips(site: "acme", skipped: [SkippedMessage(uidl: "u1", number: 1, reason: "RETR refused", at: later)], complete: false)
+        var skipped = try await catalog.siteStates()["acme"]?.skipped ?? []
+        #expect(skipped.map(\.uidl) == ["u1", "u2"])
+        #expect(skipped.first?.polls == 2)
+        #expect(skipped.first?.firstSkipped == first)
+        #expect(skipped.first?.lastSkipped == later)
+        try await catalog.recordSkips(site: "acme", skipped: [SkippedMessage(uidl: "u1", number: 1, reason: "RETR refused", at: later)], complete: true)
+        skipped = try await catalog.siteStates()["acme"]?.skipped ?? []
+        #expect(skipped.map(\.uidl) == ["u1"])
+        #expect(skipped.first?.polls == 3)
+        try await catalog.recordSkips(site: "acme", skipped: [], complete: true)
+        #expect(try await catalog.siteStates()["acme"]?.skipped == [])
+    }
+
     /// A server that reuses a UIDL: the new message's record takes the UIDL over, but only from
     /// the transfer the poll saw under it, so two pollers can never both record a message.
     @Test(arguments: CatalogStore.allCases)

@@ -36,10 +36,41 @@ import Testing
         }
     }
 
-    @Test func errOnRETR() async throws {
-        let error = try await expectFailure(try await fixture { $0.override = { $0 == "RETR 1" ? "-ERR [SYS/PERM] message unreadable" : nil } })
-        #expect(error.cause.contains("RETR 1 with -ERR [SYS/PERM] message unreadable"))
-        #expect(!error.isTransient)
+    /// One message the server will not give does not block the mailbox: the others are
+    /// received and deleted, it stays on the server, and the skip is kept where operators see
+    /// it, counted poll after poll until it is reported as stuck.
+    @Test func aMessageTheServerRefusesIsSkippedAndTheOthersGoThrough() async throws {
+        var fixture = try await fixture { $0.override = { $0 == "RETR 1" ? "-ERR [SYS/PERM] message unreadable" : nil } }
+        let server = fixture.server
+        defer { Task { await server.stop() } }
+        fixture.site.poll.stuckAfter = 2
+        let summary = try await fixture.poll()
+        #expect(summary.records.count == 3)
+        #expect(summary.deleted == 3)
+        #expect(summary.skipped.map(\.number) == [1])
+        #expect(summary.skipped.first?.reason.contains("RETR 1 with -ERR [SYS/PERM] message unreadable") == true)
+        #expect(fixture.server.messages.count == 1)
+        var skipped = try await fixture.catalog.siteStates()[fixture.site.name]?.skipped ?? []
+        #expect(skipped.map(\.polls) == [1])
+
+        // Tried again at the next poll, still refused: two polls in a row.
+        let again = try await fixture.poll()
+        #expect(again.records.isEmpty)
+        skipped = try await fixture.catalog.siteStates()[fixture.site.name]?.skipped ?? []
+        #expect(skipped.map(\.polls) == [2])
+    }
+
+    /// Without pipelining the same: the refused RETR leaves the session in step.
+    @Test func aRefusedMessageIsSkippedWithoutPipeliningToo() async throws {
+        let fixture = try await fixture {
+            $0.capabilities = ["USER", "UIDL", "TOP"]
+            $0.override = { $0 == "RETR 2" ? "-ERR no such message" : nil }
+        }
+        let server = fixture.server
+        defer { Task { await server.stop() } }
+        let summary = try await fixture.poll()
+        #expect(summary.records.count == 3)
+        #expect(summary.skipped.map(\.number) == [2])
     }
 
     @Test func inUseIsTransientAndRetriedWithBackoff() async throws {
@@ -91,11 +122,26 @@ import Testing
         #expect(error.cause.contains("a response line longer than"))
     }
 
-    @Test func listSizesThatUnderstateTheMessageAreCaughtWhileStreaming() async throws {
-        var fixture = try await fixture { $0.listedSize = { _ in 10 } }
-        fixture.site.poll.maxMessageSize = 100
-        let error = try await expectFailure(fixture)
-        #expect(error.cause.contains("larger than max_message_size (100 bytes)"))
+    /// LIST understates: the message proves too large while it streams; its rest is read past,
+    /// nothing of it kept, and the poll goes on with the session in step.
+    @Test(arguments: [true, false])
+    func listSizesThatUnderstateTheMessageAreCaughtWhileStreaming(pipelined: Bool) async throws {
+        // The largest demo message proves too large; LIST understates it.
+        let sizes = DemoMailbox.messages.map(\.bytes.count)
+        let largest = try #require(sizes.indices.max { sizes[$0] < sizes[$1] })
+        try #require(sizes.filter { $0 == sizes[largest] }.count == 1, "the demo mailbox needs one largest message")
+        var fixture = try await fixture {
+            $0.listedSize = { $0 == largest + 1 ? 10 : nil }
+            if !pipelined { $0.capabilities = ["USER", "UIDL", "TOP"] }
+        }
+        let server = fixture.server
+        defer { Task { await server.stop() } }
+        fixture.site.poll.maxMessageSize = Int64(sizes[largest] - 1)
+        let summary = try await fixture.poll()
+        #expect(summary.skipped.map(\.number) == [largest + 1])
+        #expect(summary.skipped.first?.reason.contains("larger than max_message_size") == true)
+        #expect(summary.records.count == sizes.count - 1)
+        #expect(try fixture.temporaryEntries().isEmpty)
     }
 
     @Test func messagesListedAsTooLargeStayOnTheServer() async throws {

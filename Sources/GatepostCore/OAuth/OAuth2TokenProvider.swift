@@ -141,12 +141,14 @@ public actor OAuth2TokenProvider {
         return Cached(token: token, expires: Date().addingTimeInterval(lifetime))
     }
 
-    /// The site's trust roots and client certificate, as for its mail server.
+    /// The site's client certificate, and its `ca_file` trusted besides the system's roots: the
+    /// mail server may have a private CA while the identity provider has a public certificate
+    /// (the usual case for XOAUTH2), or both the private one.
     static func tlsConfiguration(_ settings: RemoteSite.TLS) throws(OAuth2Error) -> TLSConfiguration {
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.minimumTLSVersion = .tlsv12
         if let caFile = settings.caFile {
-            tls.trustRoots = .file(caFile)
+            tls.additionalTrustRoots = [.file(caFile)]
         }
         if !settings.verify {
             tls.certificateVerification = .none

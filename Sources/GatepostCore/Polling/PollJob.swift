@@ -18,6 +18,8 @@ public struct PollSummary: Sendable, Hashable {
     public var skippedTooLarge = 0
     /// Messages the server deleted at QUIT.
     public var deleted = 0
+    /// Messages that could not be retrieved and were gone past (they stay on the server).
+    public var skipped: [SkippedMessage] = []
     public var bytes: Int64 = 0
     public var duration: Duration = .zero
 
@@ -119,13 +121,16 @@ public struct PollJob: Sendable {
         let start = ContinuousClock.now
         var summary = PollSummary(site: site.name)
         var loginDelay: Int?
+        var listed = false
         do {
             let configuration = try site.pop3Configuration()
             try await POP3Client.withSession(configuration, logger: logger) { session in
                 defer { loginDelay = session.capabilities?.loginDelay }
-                try await poll(session, summary: &summary)
+                try await poll(session, summary: &summary, listed: &listed)
             }
+            await recordSkips(summary.skipped, complete: true)
         } catch {
+            if listed { await recordSkips(summary.skipped, complete: false) }
             summary.duration = ContinuousClock.now - start
             let pop3Error = error as? POP3Error
             var retryAfter: Duration?
@@ -145,13 +150,32 @@ public struct PollJob: Sendable {
         return summary
     }
 
-    private func poll(_ session: POP3Session, summary: inout PollSummary) async throws {
+    /// Keeps the messages this poll went past where operators see them, and reports those
+    /// that have failed `poll.stuck_after` polls in a row as stuck. A failure to record is
+    /// logged, not the poll's failure: the messages are on the server, tried again anyway.
+    private func recordSkips(_ skipped: [SkippedMessage], complete: Bool) async {
+        do {
+            try await catalog.recordSkips(site: site.name, skipped: skipped, complete: complete)
+            guard !skipped.isEmpty else { return }
+            let now = Set(skipped.map(\.uidl))
+            for skip in try await catalog.siteStates()[site.name]?.skipped ?? [] where now.contains(skip.uidl) && skip.polls >= site.poll.stuckAfter {
+                logger.error("message stuck on the server: it could not be retrieved \(skip.polls) polls in a row", metadata: [
+                    "uidl": "\(skip.uidl)", "message": "\(skip.number)", "reason": "\(skip.reason)",
+                ])
+            }
+        } catch {
+            logger.error("could not record the skipped messages", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func poll(_ session: POP3Session, summary: inout PollSummary, listed: inout Bool) async throws {
         try await SiteSessionSetup.prepare(session, for: site)
         let sizeListing = try await session.sizes()
         let sizes = Dictionary(sizeListing.map { ($0.number, Int64($0.value) ?? 0) }, uniquingKeysWith: { first, _ in first })
         let listedSizes = Dictionary(sizeListing.compactMap { entry in Int64(entry.value).map { (entry.number, $0) } }, uniquingKeysWith: { first, _ in first })
         let listing = try await uniqueIDs(session, numbers: sizeListing.map(\.number))
         let known = try await catalog.retrievedMessages(site: site.name)
+        listed = true
         let scratch = RawMessageScratch(folder: spool.temporaryRoot)
 
         // What to do: delete what earlier polls committed but could not delete, retrieve the rest.
@@ -223,7 +247,24 @@ public struct PollJob: Sendable {
                     message.replacing = replacing[entry.number]
                     action = machine.messageStaged(message)
                 } catch {
-                    action = machine.failed(error)
+                    guard Self.isThisMessageOnly(error) else {
+                        action = machine.failed(error)
+                        break
+                    }
+                    do {
+                        // Larger than allowed: the rest of its data is still coming; read it
+                        // past (nothing kept) so the session stays in step for the others.
+                        if error is MessageIngest.IngestError {
+                            try await session.receivePipelinedData(of: .retr(entry.number)) { _ in }
+                        }
+                        logger.warning("message skipped; it stays on the server and is tried again at the next poll", metadata: [
+                            "uidl": "\(entry.value)", "message": "\(entry.number)", "reason": "\(error)",
+                        ])
+                        summary.skipped.append(SkippedMessage(uidl: entry.value, number: entry.number, reason: "\(error)", at: Date()))
+                        action = machine.messageSkipped(entry)
+                    } catch {
+                        action = machine.failed(error)
+                    }
                 }
             case .awaitDelete(let entry, let pipelined):
                 do {
@@ -282,6 +323,16 @@ public struct PollJob: Sendable {
                 throw error
             }
         }
+    }
+
+    /// Whether a failure to retrieve a message is that message's alone, the session still in
+    /// step: the server refused its RETR, or it proved larger than `max_message_size` while
+    /// streaming (LIST understated it). Anything else (the connection, a protocol violation, the
+    /// disk) ends the poll.
+    static func isThisMessageOnly(_ error: any Error) -> Bool {
+        if case .serverError(let command, _)? = error as? POP3Error, command.hasPrefix("RETR") { return true }
+        if case .tooLarge? = error as? MessageIngest.IngestError { return true }
+        return false
     }
 
     /// Why the message listed under a UIDL the catalog has is not the message recorded under it,

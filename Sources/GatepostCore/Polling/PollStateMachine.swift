@@ -149,9 +149,22 @@ struct PollStateMachine<Message: PollStagedMessage> {
         expectWaiting(.message(message.entry.number))
         staged.append(message)
         stagedBytes += message.wireSize
+        return messageDone()
+    }
+
+    /// The message could not be retrieved (the server refused it, or it proved larger than
+    /// allowed) but the session is still in step: the poll goes on without it, and it stays on
+    /// the server for the next poll.
+    mutating func messageSkipped(_ entry: POP3ListingEntry) -> Action {
+        expectWaiting(.message(entry.number))
+        return messageDone()
+    }
+
+    private mutating func messageDone() -> Action {
         let nothingElseComing = retrievesInFlight == 0 && nextToSend == toRetrieve.count
         var next: [Step] = []
-        if staged.count >= settings.commitBatch || stagedBytes >= settings.batchBytes || nothingElseComing || !isPipelined {
+        let batchFull = staged.count >= settings.commitBatch || stagedBytes >= settings.batchBytes
+        if !staged.isEmpty, batchFull || nothingElseComing || !isPipelined {
             next += [.makeRoomForCommit, .commitStaged]
         }
         // Without pipelining each DELE follows its commit at once; at the end, the last

@@ -57,6 +57,8 @@ public struct RemoteSite: Sendable, Hashable {
         /// transaction for all); their DELEs follow the commit. Smaller batches refetch less
         /// after a crash, larger ones go faster.
         public var commitBatch: Int = 32
+        /// Polls in a row that cannot retrieve a message before it is reported as stuck.
+        public var stuckAfter: Int = 3
     }
 
     public struct SMTP: Sendable, Hashable {

@@ -233,11 +233,12 @@ public struct SiteLoader: Sendable {
         var poll = RemoteSite.Poll(interval: .seconds(300), deleteAfterRetrieve: true, maxMessageSize: 200 << 20)
         if let pollNode = root["poll"] {
             let pollMap = try pollNode.mapping()
-            try pollMap.rejectUnknownKeys(["interval", "delete_after_retrieve", "max_message_size", "commit_batch"])
+            try pollMap.rejectUnknownKeys(["interval", "delete_after_retrieve", "max_message_size", "commit_batch", "stuck_after"])
             poll.interval = try pollMap["interval"]?.duration() ?? poll.interval
             poll.deleteAfterRetrieve = try pollMap["delete_after_retrieve"]?.bool() ?? poll.deleteAfterRetrieve
             poll.maxMessageSize = try pollMap["max_message_size"]?.byteSize() ?? poll.maxMessageSize
             poll.commitBatch = try pollMap["commit_batch"]?.int(in: 1...1000) ?? poll.commitBatch
+            poll.stuckAfter = try pollMap["stuck_after"]?.int(in: 1...1000) ?? poll.stuckAfter
         }
         if let limitsNode = root["limits"] {
             let limitsMap = try limitsNode.mapping()
