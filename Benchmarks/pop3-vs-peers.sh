@@ -8,6 +8,10 @@
 #
 #   Benchmarks/pop3-vs-peers.sh [COUNT] [SIZE] [ROUNDS]     (default 2000 65536 3)
 #
+# GATEPOST_BASELINE=PATH adds another gatepost binary (e.g. a release build of the commit
+# before a change) as the client "baseline", run in the same rounds: a change is measured
+# against what it changes on the same machine, at the same moment.
+#
 # Each run writes into a folder of its own and nothing is deleted until the end: on ext4,
 # creating files right after many were deleted is slow (the allocator skips recently freed
 # inodes), and a cleanup between runs would tax whichever client came next.
@@ -72,7 +76,8 @@ measure() {
 }
 
 run_gatepost() {
-  local mode=$1 dir=$WORK/gatepost-$1-$ROUND
+  local mode=$1 name=${2:-gatepost}
+  local dir=$WORK/$name-$1-$ROUND
   mkdir -p "$dir/sites"
   cat >"$dir/sites/bench.yaml" <<YAML
 pop3:
@@ -85,7 +90,13 @@ pop3:
   tls: {ca_file: $CA}
 poll: {max_message_size: 1GiB}
 YAML
-  measure gatepost "$mode" "$GATEPOST" poll --sites "$dir/sites" --spool "$dir/spool"
+  measure "$name" "$mode" "$GATEPOST" poll --sites "$dir/sites" --spool "$dir/spool"
+}
+run_baseline() {
+  local saved=$GATEPOST
+  GATEPOST=$GATEPOST_BASELINE
+  run_gatepost "$1" baseline
+  GATEPOST=$saved
 }
 run_mpop() {
   local mode=$1 dir=$WORK/mpop-$1-$ROUND
@@ -108,6 +119,7 @@ RC
 }
 
 CLIENTS=(gatepost mpop fetchmail)
+[[ -z ${GATEPOST_BASELINE:-} ]] || CLIENTS+=(baseline)
 for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
   for mode in plain tls; do
     if [[ $mode == plain ]]; then port=$PLAIN; sec=none; mtls=off; fssl="sslproto ''"; else port=$TLSPORT; sec=tls; mtls=on; fssl="ssl sslcertfile $CA sslcertck sslcommonname localhost"; fi
@@ -128,7 +140,7 @@ print(f"{count} messages, {size / 1e6:.1f} MB, loopback Dovecot, median of {roun
 print(f"{'client':10} {'mode':6} {'wall s':>8} {'msg/s':>8} {'MB/s':>8} {'CPU s':>7} {'RSS MiB':>8} {'vs mpop':>8}")
 for mode in ("plain", "tls"):
     mpop = float(median_run("mpop", mode)[2])
-    for name in ("gatepost", "mpop", "fetchmail"):
+    for name in [n for n in ("gatepost", "baseline", "mpop", "fetchmail") if any(r[0] == n for r in rows)]:
         _, _, wall, user, system, rss, _ = median_run(name, mode)
         wall = float(wall)
         print(f"{name:10} {mode:6} {wall:8.2f} {count / wall:8.0f} {size / 1e6 / wall:8.1f} "

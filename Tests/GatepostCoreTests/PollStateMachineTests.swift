@@ -31,6 +31,9 @@ import Testing
         var machine: Machine
         /// Which event to answer each action with; nil: success.
         var failReceive: (POP3ListingEntry) -> Bool = { _ in false }
+        /// Messages the server refuses alone (the session stays in step): skipped.
+        var skipReceive: (POP3ListingEntry) -> Bool = { _ in false }
+        var skipped: [Int] = []
         var failCommit: (Int) -> Bool = { _ in false }
         var failDelete: (POP3ListingEntry) -> Bool = { _ in false }
         var failQuit = false
@@ -70,6 +73,9 @@ import Testing
                     if !pipelined { sentCommands.append(.retr(entry.number)) }
                     if failReceive(entry) {
                         action = machine.failed(Failure(what: "RETR \(entry.number)"))
+                    } else if skipReceive(entry) {
+                        skipped.append(entry.number)
+                        action = machine.messageSkipped(entry)
                     } else {
                         received.append(entry.number)
                         action = machine.messageStaged(Message(entry: entry, wireSize: 1000))
@@ -142,6 +148,10 @@ import Testing
             default:
                 break
             }
+            // A skipped message is never deleted, never committed.
+            for case .dele(let number) in sentCommands {
+                #expect(!skipped.contains(number), "DELE \(number) of a skipped message")
+            }
             // No DELE for any message of a batch after a failed one.
             if let firstFailed = failedBatches.min() {
                 let blocked = Set(batches.filter { $0.key >= firstFailed }.flatMap(\.value))
@@ -209,6 +219,18 @@ import Testing
         #expect(!world.quitSent)
     }
 
+    @Test(arguments: [1, 16])
+    func aSkippedMessageStaysWhileTheOthersAreCommittedAndDeleted(window: Int) {
+        var world = World(Machine(settings: Self.settings(window: window, batch: 3), toDelete: [], toRetrieve: Self.entries(7)))
+        world.skipReceive = { $0.number == 3 || $0.number == 7 }
+        world.run()
+        #expect(world.outcome.map { (try? $0.get()) != nil } == true)
+        #expect(world.skipped == [3, 7])
+        #expect(world.committedMessages == [1, 2, 4, 5, 6])
+        #expect(world.deleAnswered.sorted() == [1, 2, 4, 5, 6])
+        #expect(world.quitSent)
+    }
+
     @Test func aFailedQUITMarksNothingDeleted() {
         var world = World(Machine(settings: Self.settings(), toDelete: [], toRetrieve: Self.entries(3)))
         world.failQuit = true
@@ -240,8 +262,11 @@ import Testing
             world.failCommit = { $0 == failBatch }
             world.failDelete = { $0.number == failDele }
             world.failQuit = Int.random(in: 0...9, using: &generator) == 0
+            let skipEvery = Int.random(in: 0...2, using: &generator) == 0 ? Int.random(in: 2...7, using: &generator) : nil
+            world.skipReceive = { entry in skipEvery.map { entry.number % $0 == 0 } ?? false }
             world.run()
             #expect(world.outcome != nil, "round \(round) did not end")
+            #expect(Set(world.skipped).isDisjoint(with: world.committedMessages), "round \(round): a skipped message committed")
             let staged = Set(world.received)
             let inBatches = Set(world.batches.values.flatMap { $0 })
             // Everything received went into a batch that was committed or failed.
@@ -250,7 +275,7 @@ import Testing
                 #expect(world.committed.contains(batch) != world.failedBatches.contains(batch), "round \(round): batch \(batch) not settled")
             }
             if case .success = world.outcome {
-                #expect(staged == Set(1..<(count + 1)), "round \(round): success without every message")
+                #expect(staged.union(world.skipped) == Set(1..<(count + 1)), "round \(round): success without every message")
             }
         }
     }
