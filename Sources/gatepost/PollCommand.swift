@@ -127,6 +127,10 @@ struct PollCommand: AsyncParsableCommand {
         if !breakdown.isEmpty { text += " (\(breakdown))" }
         text += ", \(summary.alreadyRetrieved) already retrieved, \(summary.deleted) deleted"
         if summary.skippedTooLarge > 0 { text += ", \(summary.skippedTooLarge) left on the server (too large)" }
+        if !summary.skipped.isEmpty {
+            let numbers = summary.skipped.map { String($0.number) }.joined(separator: ", ")
+            text += ", \(summary.skipped.count) skipped (message \(numbers): could not be retrieved; tried again at the next poll)"
+        }
         text += ", \(Formatting.bytes(summary.bytes)) in \(Formatting.duration(summary.duration))"
         if let peak = peakResidentMemory() { text += ", peak memory \(Formatting.bytes(peak))" }
         return text
