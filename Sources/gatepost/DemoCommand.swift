@@ -83,20 +83,36 @@ struct DemoCommand: AsyncParsableCommand {
         let catalog = try SQLiteCatalog(path: spool.catalogPath)
         print("Sandbox POP3 server on 127.0.0.1:\(port) with \(DemoMailbox.messages.count) messages, SMTP on 127.0.0.1:\(smtpPort)")
         print("Site file \(siteFile), spool \(spoolFolder)\n")
-        do {
-            let summary = try await PollJob(site: site, spool: spool, catalog: catalog, logger: Logger(label: "gatepost.demo")).run()
-            print(PollCommand.describe(summary) + "\n")
-        } catch {
-            FileHandle.standardError.write(Data("gatepost: \(error.description)\n".utf8))
-            throw ExitCode(1)
+        let round = PollRound(spool: spool, catalog: catalog, local: local, allSites: [site], retry: .none, logger: Logger(label: "gatepost.demo"))
+        let report = await round.run([site])
+        for polled in report.polls {
+            switch polled.result {
+            case .success(let summary):
+                print(PollCommand.describe(summary) + "\n")
+            case .failure(let error):
+                FileHandle.standardError.write(Data("gatepost: \(error.description)\n".utf8))
+                throw ExitCode(1)
+            }
         }
-        let sender = OutboxSender(sites: [site], catalog: catalog, logger: Logger(label: "gatepost.demo"))
-        if let line = PollCommand.describe(try await sender.sendDue(site: site.name), site: site.name) {
-            print(line + " (acknowledgments received by the sandbox SMTP server: \(smtpServer.recorded.messages.count))")
+        for (name, sent) in report.outbox {
+            switch sent {
+            case .success(let summary):
+                if let line = PollCommand.describe(summary, site: name) {
+                    print(line + " (acknowledgments received by the sandbox SMTP server: \(smtpServer.recorded.messages.count))")
+                }
+            case .failure(let error):
+                FileHandle.standardError.write(Data("gatepost: \(name): outbox: \(error)\n".utf8))
+            }
         }
-        let deliverer = Deliverer(local: local, catalog: catalog, logger: Logger(label: "gatepost.demo"))
-        for outcome in try await deliverer.deliverPending(sites: [site]) {
-            print(PollCommand.describe(outcome))
+        switch report.deliveries {
+        case .success(let outcomes)?:
+            for outcome in outcomes {
+                print(PollCommand.describe(outcome))
+            }
+        case .failure(let error)?:
+            FileHandle.standardError.write(Data("gatepost: delivery stopped: \(error)\n".utf8))
+        case nil:
+            break
         }
         print("")
         print(Formatting.transferTable(try await catalog.transfers(TransferFilter())))

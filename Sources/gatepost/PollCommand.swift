@@ -48,51 +48,48 @@ struct PollCommand: AsyncParsableCommand {
         }
         let logger = Logger(label: "gatepost.poll")
 
+        let round = PollRound(
+            spool: spool, catalog: catalog, local: directory.local, allSites: directory.sites, retry: RetryPolicy(), logger: logger
+        )
+        // A server's LOGIN-DELAY is recorded as when the site may be polled again.
+        let report = await round.run(selected) { _, result in
+            if case .failure(let error) = result { error.retryAfter } else { nil }
+        }
         var failed = false
-        for site in selected {
-            let started = Date()
-            do {
-                let summary = try await PollJob(site: site, spool: spool, catalog: catalog, logger: logger).run(retrying: RetryPolicy())
+        for polled in report.polls {
+            switch polled.result {
+            case .success(let summary):
                 print(Self.describe(summary))
-                try? await catalog.recordPoll(
-                    site: site.name, at: started, error: nil, messages: summary.records.count, bytes: summary.bytes, nextPoll: nil
-                )
-            } catch {
+            case .failure(let error):
                 failed = true
                 FileHandle.standardError.write(Data("gatepost: \(error.description)\n".utf8))
                 if !error.partial.records.isEmpty {
                     print(Self.describe(error.partial) + " before the failure")
                 }
-                try? await catalog.recordPoll(
-                    site: site.name, at: started, error: error.cause, messages: error.partial.records.count,
-                    bytes: error.partial.bytes, nextPoll: error.retryAfter.map { started.addingTimeInterval(TimeInterval($0.components.seconds)) }
-                )
             }
         }
-        // Acknowledgments these polls owe (and earlier ones due again) go out through each site's SMTP.
-        let sender = OutboxSender(sites: directory.sites, catalog: catalog, logger: Logger(label: "gatepost.outbox"))
-        for site in selected where site.smtp != nil {
-            do {
-                let summary = try await sender.sendDue(site: site.name)
-                if let line = Self.describe(summary, site: site.name) { print(line) }
+        // Acknowledgments these polls owe (and earlier ones due again) went out through each site's SMTP.
+        for (site, sent) in report.outbox {
+            switch sent {
+            case .success(let summary):
+                if let line = Self.describe(summary, site: site) { print(line) }
                 if summary.failed > 0 { failed = true }
-            } catch {
+            case .failure(let error):
                 failed = true
-                FileHandle.standardError.write(Data("gatepost: \(site.name): outbox: \(error)\n".utf8))
+                FileHandle.standardError.write(Data("gatepost: \(site): outbox: \(error)\n".utf8))
             }
         }
-        if let local = directory.local {
-            let deliverer = Deliverer(local: local, catalog: catalog, logger: Logger(label: "gatepost.deliver"))
-            do {
-                let outcomes = try await deliverer.deliverPending(sites: directory.sites)
-                for outcome in outcomes {
-                    print(Self.describe(outcome))
-                    if outcome.state == .failed { failed = true }
-                }
-            } catch {
-                failed = true
-                FileHandle.standardError.write(Data("gatepost: delivery stopped: \(error)\n".utf8))
+        switch report.deliveries {
+        case .success(let outcomes)?:
+            for outcome in outcomes {
+                print(Self.describe(outcome))
+                if outcome.state == .failed { failed = true }
             }
+        case .failure(let error)?:
+            failed = true
+            FileHandle.standardError.write(Data("gatepost: delivery stopped: \(error)\n".utf8))
+        case nil:
+            break
         }
         withExtendedLifetime(lock) {}
         if failed { throw ExitCode(1) }

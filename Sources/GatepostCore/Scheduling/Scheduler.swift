@@ -173,40 +173,34 @@ public struct Scheduler: Service {
     private func poll(_ site: RemoteSite, failuresSoFar: Int, local: LocalSite?, sites: [RemoteSite]) async -> PollResult {
         var siteLogger = logger
         siteLogger[metadataKey: "site"] = "\(site.name)"
-        let started = Date()
-        let job = PollJob(site: site, spool: spool, catalog: catalog, logger: logger)
+        let round = PollRound(spool: spool, catalog: catalog, local: local, allSites: sites, retry: retry, logger: logger)
+        let report = await round.run([site]) { site, result in
+            switch result {
+            case .success: nextDelay(site, failures: 0, retryAfter: nil)
+            case .failure(let error): nextDelay(site, failures: failuresSoFar + 1, retryAfter: error.retryAfter)
+            }
+        }
         var result = PollResult(site: site.name, host: site.pop3.host, failed: false, delay: site.poll.interval)
-        func nextPoll(_ delay: Duration) -> Date {
-            Date().addingTimeInterval(Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18)
-        }
-        do {
-            let summary = try await job.run(retrying: retry)
-            result.delay = nextDelay(site, failures: 0, retryAfter: nil)
-            try? await catalog.recordPoll(site: site.name, at: started, error: nil, messages: summary.records.count,
-                                          bytes: summary.bytes, nextPoll: nextPoll(result.delay))
-            if !summary.records.isEmpty {
-                siteLogger.info("poll", metadata: ["new": "\(summary.records.count)", "deleted": "\(summary.deleted)"])
-            }
-        } catch {
-            result.failed = true
-            result.delay = nextDelay(site, failures: failuresSoFar + 1, retryAfter: error.retryAfter)
-            siteLogger.error("poll failed", metadata: ["error": "\(error.cause)", "next": "\(result.delay)"])
-            try? await catalog.recordPoll(site: site.name, at: started, error: error.cause, messages: error.partial.records.count,
-                                          bytes: error.partial.bytes, nextPoll: nextPoll(result.delay))
-        }
-        // Acknowledgments this poll owes, and earlier ones due for another attempt, go out now.
-        if site.smtp != nil, !Task.isCancelled {
-            let sender = OutboxSender(sites: [site], catalog: catalog, logger: siteLogger)
-            if let sent = try? await sender.sendDue(site: site.name), sent.failed > 0 {
-                siteLogger.error("outbox: messages failed", metadata: ["failed": "\(sent.failed)"])
-            }
-        }
-        if let local, !Task.isCancelled {
-            let deliverer = Deliverer(local: local, catalog: catalog, logger: logger)
-            if let outcomes = try? await deliverer.deliverPending(sites: sites) {
-                for outcome in outcomes where outcome.state == .failed {
-                    siteLogger.error("delivery failed", metadata: ["transfer": "\(outcome.id)", "error": "\(outcome.error ?? "")"])
+        if let polled = report.polls.first {
+            result.delay = polled.nextDelay ?? site.poll.interval
+            switch polled.result {
+            case .success(let summary):
+                if !summary.records.isEmpty {
+                    siteLogger.info("poll", metadata: ["new": "\(summary.records.count)", "deleted": "\(summary.deleted)"])
                 }
+            case .failure(let error):
+                result.failed = true
+                siteLogger.error("poll failed", metadata: ["error": "\(error.cause)", "next": "\(result.delay)"])
+            }
+        }
+        for (_, sent) in report.outbox {
+            if case .success(let summary) = sent, summary.failed > 0 {
+                siteLogger.error("outbox: messages failed", metadata: ["failed": "\(summary.failed)"])
+            }
+        }
+        if case .success(let outcomes) = report.deliveries {
+            for outcome in outcomes where outcome.state == .failed {
+                siteLogger.error("delivery failed", metadata: ["transfer": "\(outcome.id)", "error": "\(outcome.error ?? "")"])
             }
         }
         return result

@@ -1,0 +1,96 @@
+import Foundation
+import GatepostCatalog
+import Logging
+
+/// One round of work for some sites: poll each (trying transient failures again), record each
+/// poll in its site's state, send what their outboxes owe (acknowledgments this round made, and
+/// earlier ones due again), then deliver what waits for an application. The daemon, `gatepost
+/// poll` and the demo all run this round; they differ only in what they print and in when a
+/// site is due next.
+public struct PollRound: Sendable {
+    /// What one site's poll came to.
+    public struct SitePoll: Sendable {
+        public var site: RemoteSite
+        public var started: Date
+        public var result: Result<PollSummary, SitePollError>
+        /// When the site is due again, as the caller decided (nil: not recorded).
+        public var nextDelay: Duration?
+    }
+
+    public struct Report: Sendable {
+        public var polls: [SitePoll] = []
+        /// Per site with `smtp:`, in the order polled.
+        public var outbox: [(site: String, result: Result<OutboxSender.Summary, any Error>)] = []
+        /// Nil when there is no `local.yaml` (nothing to deliver to) or the round was cancelled.
+        public var deliveries: Result<[DeliveryOutcome], any Error>?
+    }
+
+    public var spool: Spool
+    public var catalog: any Catalog
+    /// Our side (applications); nil without `local.yaml`.
+    public var local: LocalSite?
+    /// Every site: deliveries route what any of them received.
+    public var allSites: [RemoteSite]
+    public var retry: RetryPolicy
+    public var logger: Logger
+
+    public init(spool: Spool, catalog: any Catalog, local: LocalSite?, allSites: [RemoteSite], retry: RetryPolicy, logger: Logger) {
+        self.spool = spool
+        self.catalog = catalog
+        self.local = local
+        self.allSites = allSites
+        self.retry = retry
+        self.logger = logger
+    }
+
+    /// Polls `sites` one after the other, then sends and delivers. `nextDelay` says when a site
+    /// is due again after its outcome (the daemon's schedule), recorded as its `nextPoll`.
+    public func run(
+        _ sites: [RemoteSite],
+        nextDelay: (RemoteSite, Result<PollSummary, SitePollError>) -> Duration? = { _, _ in nil }
+    ) async -> Report {
+        var report = Report()
+        for site in sites {
+            let started = Date()
+            let result: Result<PollSummary, SitePollError>
+            do {
+                result = .success(try await PollJob(site: site, spool: spool, catalog: catalog, logger: logger).run(retrying: retry))
+            } catch {
+                result = .failure(error)
+            }
+            let delay = nextDelay(site, result)
+            let nextPoll = delay.map { Date().addingTimeInterval(Double($0.components.seconds) + Double($0.components.attoseconds) / 1e18) }
+            // The poll is over either way; a failure to record it must not hide its outcome.
+            switch result {
+            case .success(let summary):
+                try? await catalog.recordPoll(
+                    site: site.name, at: started, error: nil, messages: summary.records.count, bytes: summary.bytes, nextPoll: nextPoll
+                )
+            case .failure(let error):
+                try? await catalog.recordPoll(
+                    site: site.name, at: started, error: error.cause, messages: error.partial.records.count,
+                    bytes: error.partial.bytes, nextPoll: nextPoll
+                )
+            }
+            report.polls.append(SitePoll(site: site, started: started, result: result, nextDelay: delay))
+        }
+        guard !Task.isCancelled else { return report }
+        let sender = OutboxSender(sites: allSites, catalog: catalog, logger: logger)
+        for site in sites where site.smtp != nil {
+            do {
+                report.outbox.append((site.name, .success(try await sender.sendDue(site: site.name))))
+            } catch {
+                report.outbox.append((site.name, .failure(error)))
+            }
+        }
+        if let local, !Task.isCancelled {
+            let deliverer = Deliverer(local: local, catalog: catalog, logger: logger)
+            do {
+                report.deliveries = .success(try await deliverer.deliverPending(sites: allSites))
+            } catch {
+                report.deliveries = .failure(error)
+            }
+        }
+        return report
+    }
+}
