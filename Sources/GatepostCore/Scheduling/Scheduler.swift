@@ -47,11 +47,6 @@ public struct Scheduler: Service {
         self.reloadRequested = reloadRequested
     }
 
-    private struct Schedule {
-        var due: ContinuousClock.Instant
-        var failures = 0
-    }
-
     private struct PollResult: Sendable {
         var site: String
         var host: String
@@ -65,9 +60,9 @@ public struct Scheduler: Service {
         var fingerprint = Self.fingerprint(sitesFolder)
         report(directory)
         var states = (try? await catalog.siteStates()) ?? [:]
-        var schedules: [String: Schedule] = [:]
-        var running: [String: String] = [:]  // site -> host
-        var pollsPerHost: [String: Int] = [:]
+        var schedule = PollSchedule<ContinuousClock.Instant>(
+            limits: .init(concurrentPolls: limits.concurrentPolls, concurrentPollsPerHost: limits.concurrentPollsPerHost)
+        )
         let clock = ContinuousClock()
         var nextRefresh = clock.now + .seconds(1)
         var tickerRunning = false
@@ -99,17 +94,9 @@ public struct Scheduler: Service {
                 }
                 // Start what is due, within the limits.
                 let now = clock.now
-                for site in directory.sites where running.count < limits.concurrentPolls && running[site.name] == nil {
-                    guard site.isEnabled(states[site.name]) else { continue }
-                    let schedule = schedules[site.name] ?? Schedule(due: now)
-                    schedules[site.name] = schedule
-                    let host = site.pop3.host
-                    guard schedule.due <= now, pollsPerHost[host, default: 0] < limits.concurrentPollsPerHost else { continue }
-                    running[site.name] = host
-                    pollsPerHost[host, default: 0] += 1
+                for (site, failures) in schedule.due(at: now, sites: directory.sites, states: states) {
                     let local = directory.local
                     let allSites = directory.sites
-                    let failures = schedule.failures
                     group.addTask { .poll(await poll(site, failuresSoFar: failures, local: local, sites: allSites)) }
                 }
                 if !outboxRunning, now >= nextOutbox {
@@ -143,14 +130,9 @@ public struct Scheduler: Service {
                 case .poll(let polled):
                     result = polled
                 }
-                running[result.site] = nil
-                pollsPerHost[result.host, default: 1] -= 1
-                var schedule = schedules[result.site] ?? Schedule(due: clock.now)
-                schedule.failures = result.failed ? schedule.failures + 1 : 0
-                schedule.due = clock.now + result.delay
-                schedules[result.site] = schedule
+                schedule.finished(result.site, failed: result.failed, delay: result.delay, at: clock.now)
             }
-            logger.info("shutting down: cancelling polls in progress", metadata: ["polls": "\(running.count)"])
+            logger.info("shutting down: cancelling polls in progress", metadata: ["polls": "\(schedule.running.count)"])
             group.cancelAll()
             for await _ in group {}
         }
@@ -161,13 +143,9 @@ public struct Scheduler: Service {
     static let outboxInterval: Duration = .seconds(15)
 
     private func nextDelay(_ site: RemoteSite, failures: Int, retryAfter: Duration?) -> Duration {
-        if let retryAfter { return max(retryAfter, site.poll.interval) }
-        var delay = site.poll.interval
-        if failures > 0 {
-            delay = min(.seconds(3600), delay * (1 << min(failures, 10)))
-        }
-        let jitter = Double.random(in: -0.1...0.1)
-        return delay + delay * jitter
+        PollSchedule<ContinuousClock.Instant>.nextDelay(
+            for: site, failures: failures, retryAfter: retryAfter, jitter: Double.random(in: -0.1...0.1)
+        )
     }
 
     private func poll(_ site: RemoteSite, failuresSoFar: Int, local: LocalSite?, sites: [RemoteSite]) async -> PollResult {

@@ -1,0 +1,68 @@
+import GatepostCatalog
+
+/// The daemon's scheduling decisions as a value: which sites are due at an instant (enabled,
+/// not running, within the global and per-host limits), and when a site is due again after a
+/// poll (its interval with jitter, doubled per failure up to an hour, or a server's
+/// LOGIN-DELAY). Time comes in as instants and random numbers as a parameter, so every rule is
+/// tested in virtual time without sleeping; ``Scheduler`` performs what it decides.
+struct PollSchedule<Instant: InstantProtocol> where Instant.Duration == Duration {
+    struct Limits: Sendable {
+        var concurrentPolls: Int
+        var concurrentPollsPerHost: Int
+    }
+
+    private struct Entry {
+        var due: Instant
+        var failures = 0
+    }
+
+    let limits: Limits
+    private var entries: [String: Entry] = [:]
+    /// Running polls: site name to host.
+    private(set) var running: [String: String] = [:]
+    private var pollsPerHost: [String: Int] = [:]
+
+    init(limits: Limits) {
+        self.limits = limits
+    }
+
+    /// The sites to poll now, in the order given, marked running; `failuresSoFar` of each for
+    /// its backoff. A site seen for the first time is due at once.
+    mutating func due(at now: Instant, sites: [RemoteSite], states: [String: SiteState]) -> [(site: RemoteSite, failuresSoFar: Int)] {
+        var starting: [(RemoteSite, Int)] = []
+        for site in sites where running.count < limits.concurrentPolls && running[site.name] == nil {
+            guard site.isEnabled(states[site.name]) else { continue }
+            let entry = entries[site.name] ?? Entry(due: now)
+            entries[site.name] = entry
+            let host = site.pop3.host
+            guard entry.due <= now, pollsPerHost[host, default: 0] < limits.concurrentPollsPerHost else { continue }
+            running[site.name] = host
+            pollsPerHost[host, default: 0] += 1
+            starting.append((site, entry.failures))
+        }
+        return starting
+    }
+
+    /// A poll ended at `now`; the site is due `delay` later (from ``nextDelay(for:failures:retryAfter:jitter:)``).
+    mutating func finished(_ site: String, failed: Bool, delay: Duration, at now: Instant) {
+        if let host = running.removeValue(forKey: site) {
+            pollsPerHost[host, default: 1] -= 1
+        }
+        var entry = entries[site] ?? Entry(due: now)
+        entry.failures = failed ? entry.failures + 1 : 0
+        entry.due = now.advanced(by: delay)
+        entries[site] = entry
+    }
+
+    /// When the site is due again: a server's LOGIN-DELAY (never earlier than the interval),
+    /// else the interval doubled per failure in a row (at most an hour), with `jitter` (a
+    /// fraction in -0.1...0.1) so that sites configured alike do not poll in lockstep.
+    static func nextDelay(for site: RemoteSite, failures: Int, retryAfter: Duration?, jitter: Double) -> Duration {
+        if let retryAfter { return max(retryAfter, site.poll.interval) }
+        var delay = site.poll.interval
+        if failures > 0 {
+            delay = min(.seconds(3600), delay * (1 << min(failures, 10)))
+        }
+        return delay + delay * jitter
+    }
+}

@@ -1,0 +1,93 @@
+import GatepostCatalog
+@testable import GatepostCore
+import Testing
+
+/// The daemon's scheduling rules in virtual time: instants are made, never waited for.
+@Suite struct PollScheduleTests {
+    typealias Schedule = PollSchedule<ContinuousClock.Instant>
+
+    static let start = ContinuousClock.now
+
+    static func at(_ seconds: Int) -> ContinuousClock.Instant {
+        start.advanced(by: .seconds(seconds))
+    }
+
+    static func site(_ name: String, host: String = "pop.partner.test", interval: String = "60s", enabled: Bool = true) throws -> RemoteSite {
+        let text = """
+        enabled: \(enabled)
+        pop3: {host: \(host), user: u, password: p}
+        poll: {interval: \(interval)}
+        """
+        return try #require(try SiteLoader(environment: [:]).parse(text, file: "/sites/\(name).yaml"))
+    }
+
+    static func names(_ due: [(site: RemoteSite, failuresSoFar: Int)]) -> [String] {
+        due.map(\.site.name)
+    }
+
+    @Test func aSiteIsDueAtOnceThenAfterItsInterval() throws {
+        var schedule = Schedule(limits: .init(concurrentPolls: 16, concurrentPollsPerHost: 2))
+        let acme = try Self.site("acme")
+        #expect(Self.names(schedule.due(at: Self.at(0), sites: [acme], states: [:])) == ["acme"])
+        // Running: not started twice.
+        #expect(schedule.due(at: Self.at(1), sites: [acme], states: [:]).isEmpty)
+        schedule.finished("acme", failed: false, delay: .seconds(60), at: Self.at(2))
+        #expect(schedule.due(at: Self.at(61), sites: [acme], states: [:]).isEmpty)
+        #expect(Self.names(schedule.due(at: Self.at(62), sites: [acme], states: [:])) == ["acme"])
+    }
+
+    @Test func failuresBackOffDoublingUpToAnHourAndAreCounted() throws {
+        let acme = try Self.site("acme")
+        #expect(Schedule.nextDelay(for: acme, failures: 0, retryAfter: nil, jitter: 0) == .seconds(60))
+        #expect(Schedule.nextDelay(for: acme, failures: 1, retryAfter: nil, jitter: 0) == .seconds(120))
+        #expect(Schedule.nextDelay(for: acme, failures: 3, retryAfter: nil, jitter: 0) == .seconds(480))
+        #expect(Schedule.nextDelay(for: acme, failures: 30, retryAfter: nil, jitter: 0) == .seconds(3600))
+        var schedule = Schedule(limits: .init(concurrentPolls: 16, concurrentPollsPerHost: 2))
+        _ = schedule.due(at: Self.at(0), sites: [acme], states: [:])
+        schedule.finished("acme", failed: true, delay: .seconds(120), at: Self.at(1))
+        schedule.finished("acme", failed: true, delay: .seconds(240), at: Self.at(200))
+        let due = schedule.due(at: Self.at(500), sites: [acme], states: [:])
+        #expect(due.first?.failuresSoFar == 2)
+        // A success resets the count.
+        schedule.finished("acme", failed: false, delay: .seconds(60), at: Self.at(501))
+        #expect(schedule.due(at: Self.at(600), sites: [acme], states: [:]).first?.failuresSoFar == 0)
+    }
+
+    @Test func loginDelayIsWaitedOutButNeverShortensTheInterval() throws {
+        let acme = try Self.site("acme")
+        #expect(Schedule.nextDelay(for: acme, failures: 1, retryAfter: .seconds(600), jitter: 0.1) == .seconds(600))
+        #expect(Schedule.nextDelay(for: acme, failures: 1, retryAfter: .seconds(10), jitter: 0.1) == .seconds(60))
+    }
+
+    @Test func jitterStaysWithinTenPercent() throws {
+        let acme = try Self.site("acme")
+        #expect(Schedule.nextDelay(for: acme, failures: 0, retryAfter: nil, jitter: -0.1) == .seconds(54))
+        #expect(Schedule.nextDelay(for: acme, failures: 0, retryAfter: nil, jitter: 0.1) == .seconds(66))
+    }
+
+    @Test func anOperatorsDisableAndEnableTakeEffect() throws {
+        var schedule = Schedule(limits: .init(concurrentPolls: 16, concurrentPollsPerHost: 2))
+        let acme = try Self.site("acme")
+        let disabled = ["acme": SiteState(site: "acme", enabled: false)]
+        #expect(schedule.due(at: Self.at(0), sites: [acme], states: disabled).isEmpty)
+        #expect(Self.names(schedule.due(at: Self.at(1), sites: [acme], states: [:])) == ["acme"])
+        // A site disabled in its file, enabled by the operator.
+        let off = try Self.site("off", enabled: false)
+        #expect(schedule.due(at: Self.at(2), sites: [off], states: [:]).isEmpty)
+        let enabled = ["off": SiteState(site: "off", enabled: true)]
+        #expect(Self.names(schedule.due(at: Self.at(3), sites: [off], states: enabled)) == ["off"])
+    }
+
+    @Test func pollsPerHostAndInAllAreLimited() throws {
+        var schedule = Schedule(limits: .init(concurrentPolls: 3, concurrentPollsPerHost: 2))
+        let shared = try ["a", "b", "c"].map { try Self.site($0, host: "pop.shared.test") }
+        let other = try ["x", "y"].map { try Self.site($0, host: "pop.other.test") }
+        // Two of the shared host, then one of the other (three in all).
+        #expect(Self.names(schedule.due(at: Self.at(0), sites: shared + other, states: [:])) == ["a", "b", "x"])
+        schedule.finished("a", failed: false, delay: .seconds(60), at: Self.at(5))
+        #expect(Self.names(schedule.due(at: Self.at(6), sites: shared + other, states: [:])) == ["c"])
+        schedule.finished("x", failed: false, delay: .seconds(60), at: Self.at(7))
+        #expect(Self.names(schedule.due(at: Self.at(8), sites: shared + other, states: [:])) == ["y"])
+        #expect(schedule.running.count == 3)
+    }
+}
