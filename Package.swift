@@ -29,11 +29,14 @@ let package = Package(
             name: "GatepostMIME",
             swiftSettings: strictness
         ),
-        // What the protocol clients share on the wire: the server-silence timeout.
+        // What the protocol clients share on the wire: the server-silence timeout, TLS settings
+        // and the wording of connection and TLS failures.
         .target(
             name: "GatepostWire",
             dependencies: [
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             swiftSettings: strictness
         ),
@@ -79,7 +82,7 @@ let package = Package(
         .target(
             name: "GatepostCore",
             dependencies: [
-                "GatepostMIME", "GatepostPOP3", "GatepostCatalog", "GatepostSMTP", "CGatepostSystem",
+                "GatepostMIME", "GatepostPOP3", "GatepostCatalog", "GatepostSMTP", "GatepostWire", "CGatepostSystem",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

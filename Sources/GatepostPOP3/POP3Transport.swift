@@ -45,12 +45,8 @@ public struct POP3ConnectionConfiguration: Sendable {
         self.readTimeout = readTimeout
     }
 
-    /// The name to send in SNI and check in the certificate; nil for an IP literal (NIOSSL then
-    /// checks the certificate against the connected address).
-    var tlsServerName: String? {
-        let isIPv4 = host.split(separator: ".").count == 4 && host.allSatisfy { $0.isNumber || $0 == "." }
-        return isIPv4 || host.contains(":") ? nil : host
-    }
+    /// The name to send in SNI and check in the certificate (nil for an IP literal).
+    var tlsServerName: String? { Wire.tlsServerName(forHost: host) }
 }
 
 enum POP3Transport {
@@ -105,49 +101,15 @@ enum POP3Transport {
         }
     }
 
-    /// The site's TLS settings, with a short close_notify wait: a connection we abandon (a poll
-    /// cancelled at shutdown) must not linger while the server is still streaming to us.
     static func tls(_ configuration: POP3ConnectionConfiguration) -> TLSConfiguration {
-        var tls = configuration.tls
-        tls.shutdownTimeout = min(tls.shutdownTimeout, .milliseconds(500))
-        return tls
+        Wire.clientTLS(configuration.tls)
     }
 
-    /// A short, operator-readable reason for a connection failure.
     static func describe(_ error: any Error) -> String {
-        if let error = error as? NIOConnectionError {
-            if let first = error.connectionErrors.first {
-                return describe(first.error)
-            }
-            if error.dnsAError != nil || error.dnsAAAAError != nil {
-                return "cannot resolve the host name"
-            }
-            return "no address to connect to"
-        }
-        if let error = error as? IOError {
-            return String(cString: strerror(error.errnoCode)).lowercased()
-        }
-        if let error = error as? ChannelError, case .connectTimeout = error {
-            return "connection timed out"
-        }
-        return "\(error)"
+        Wire.describeConnectionFailure(error)
     }
 
-    /// A short reason for a TLS failure; the library's text names source files and codes.
     static func describeTLS(_ error: any Error) -> String {
-        if let extra = error as? NIOSSLExtraError, extra == .failedToValidateHostname {
-            return "the server certificate is not valid for this host name"
-        }
-        let text = "\(error)"
-        if text.contains("CERTIFICATE_VERIFY_FAILED") {
-            return "the server certificate could not be verified (untrusted issuer, expired, or not for this host)"
-        }
-        if text.contains("WRONG_VERSION_NUMBER") || text.contains("PACKET_LENGTH_TOO_LONG") {
-            return "the server did not answer with TLS (is the port a plain POP3 port? try security: starttls)"
-        }
-        if case .handshakeFailed(let inner)? = error as? NIOSSLError {
-            return "handshake failed: \(inner)"
-        }
-        return text
+        Wire.describeTLSFailure(error, notTLSHint: "is the port a plain POP3 port? try security: starttls")
     }
 }

@@ -71,12 +71,8 @@ public struct SMTPConnectionConfiguration: Sendable {
         self.limits = limits
     }
 
-    /// The name to send in SNI and check in the certificate; nil for an IP literal (NIOSSL then
-    /// checks the certificate against the connected address).
-    var tlsServerName: String? {
-        let isIPv4 = host.split(separator: ".").count == 4 && host.allSatisfy { $0.isNumber || $0 == "." }
-        return isIPv4 || host.contains(":") ? nil : host
-    }
+    /// The name to send in SNI and check in the certificate (nil for an IP literal).
+    var tlsServerName: String? { Wire.tlsServerName(forHost: host) }
 }
 
 enum SMTPTransport {
@@ -130,12 +126,8 @@ enum SMTPTransport {
         }
     }
 
-    /// The configured TLS settings, with a short close_notify wait: a connection we abandon must
-    /// not linger.
     static func tls(_ configuration: SMTPConnectionConfiguration) -> TLSConfiguration {
-        var tls = configuration.tls
-        tls.shutdownTimeout = min(tls.shutdownTimeout, .milliseconds(500))
-        return tls
+        Wire.clientTLS(configuration.tls)
     }
 
     /// The EHLO name when none is configured (RFC 5321 section 4.1.4): the host name if it is
@@ -159,41 +151,11 @@ enum SMTPTransport {
         return "[127.0.0.1]"
     }
 
-    /// A short, operator-readable reason for a connection failure.
     static func describe(_ error: any Error) -> String {
-        if let error = error as? NIOConnectionError {
-            if let first = error.connectionErrors.first {
-                return describe(first.error)
-            }
-            if error.dnsAError != nil || error.dnsAAAAError != nil {
-                return "cannot resolve the host name"
-            }
-            return "no address to connect to"
-        }
-        if let error = error as? IOError {
-            return String(cString: strerror(error.errnoCode)).lowercased()
-        }
-        if let error = error as? ChannelError, case .connectTimeout = error {
-            return "connection timed out"
-        }
-        return "\(error)"
+        Wire.describeConnectionFailure(error)
     }
 
-    /// A short reason for a TLS failure; the library's text names source files and codes.
     static func describeTLS(_ error: any Error) -> String {
-        if let extra = error as? NIOSSLExtraError, extra == .failedToValidateHostname {
-            return "the server certificate is not valid for this host name"
-        }
-        let text = "\(error)"
-        if text.contains("CERTIFICATE_VERIFY_FAILED") {
-            return "the server certificate could not be verified (untrusted issuer, expired, or not for this host)"
-        }
-        if text.contains("WRONG_VERSION_NUMBER") || text.contains("PACKET_LENGTH_TOO_LONG") {
-            return "the server did not answer with TLS (is the port a plain SMTP port? try security: starttls)"
-        }
-        if case .handshakeFailed(let inner)? = error as? NIOSSLError {
-            return "handshake failed: \(inner)"
-        }
-        return text
+        Wire.describeTLSFailure(error, notTLSHint: "is the port a plain SMTP port? try security: starttls")
     }
 }

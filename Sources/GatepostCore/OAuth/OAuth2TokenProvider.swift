@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import GatepostWire
 import NIOCore
 import NIOPosix
 import NIOSSL
@@ -212,35 +213,15 @@ public actor OAuth2TokenProvider {
             if ["CERTIFICATE_REQUIRED", "ALERT_BAD_CERTIFICATE", "ALERT_UNKNOWN_CA", "ALERT_CERTIFICATE_UNKNOWN"].contains(where: text.contains) {
                 return OAuth2Error("TLS with the token endpoint \(url) failed: it wants a client certificate it trusts (check the site's tls.client_certificate and tls.client_key)")
             }
-            return OAuth2Error("TLS with the token endpoint \(url) failed: \(describeTLS(error)) (check token_url and the site's tls.ca_file)")
+            return OAuth2Error("TLS with the token endpoint \(url) failed: \(Wire.describeTLSFailure(error, notTLSHint: "is it an http:// endpoint?")) (check token_url and the site's tls.ca_file)")
         }
         if let error = error as? IOError {
             return OAuth2Error("cannot reach the token endpoint \(url): \(String(cString: strerror(error.errnoCode))) (check token_url and the network path to it)")
         }
-        if let error = error as? NIOConnectionError {
-            let reasons = error.connectionErrors.map { "\($0.error)" }
-            let reason = reasons.isEmpty ? (error.dnsAError ?? error.dnsAAAAError).map { "\($0)" } ?? "\(error)" : reasons.joined(separator: "; ")
-            return OAuth2Error("cannot reach the token endpoint \(url): \(reason)")
+        if error is NIOConnectionError {
+            return OAuth2Error("cannot reach the token endpoint \(url): \(Wire.describeConnectionFailure(error))")
         }
         return OAuth2Error("cannot reach the token endpoint \(url): \(error)")
-    }
-
-    /// A short reason for a TLS failure; the library's text names source files and codes.
-    static func describeTLS(_ error: any Error) -> String {
-        if let extra = error as? NIOSSLExtraError, extra == .failedToValidateHostname {
-            return "its certificate is not valid for this host name"
-        }
-        let text = "\(error)"
-        if text.contains("CERTIFICATE_VERIFY_FAILED") {
-            return "its certificate could not be verified (untrusted issuer, expired, or not for this host)"
-        }
-        if text.contains("WRONG_VERSION_NUMBER") || text.contains("PACKET_LENGTH_TOO_LONG") {
-            return "it did not answer with TLS (is it an http:// endpoint?)"
-        }
-        if case .handshakeFailed(let inner)? = error as? NIOSSLError {
-            return "handshake failed: \(inner)"
-        }
-        return text
     }
 
     /// `30 s`, or `1500 ms` for what is not whole seconds.

@@ -3,6 +3,7 @@ import Foundation
 import GatepostCatalog
 import Logging
 import NIOPosix
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -45,11 +46,26 @@ public struct Deliverer: Sendable {
         let sitesByName = Dictionary(sites.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         var outcomes: [DeliveryOutcome] = []
         for record in try await catalog.transfersToDeliver(at: now) {
+            // Every poll round delivers what is waiting; a transfer another round of this
+            // process is delivering is its: two would copy into the same temporary name.
+            guard Self.beginDelivering(record.id) else { continue }
+            defer { Self.endDelivering(record.id) }
             if let outcome = try await deliver(record, site: sitesByName[record.site], now: now) {
                 outcomes.append(outcome)
             }
         }
         return outcomes
+    }
+
+    /// Transfers being delivered by this process.
+    private static let delivering = Mutex<Set<String>>([])
+
+    static func beginDelivering(_ id: String) -> Bool {
+        delivering.withLock { $0.insert(id).inserted }
+    }
+
+    static func endDelivering(_ id: String) {
+        _ = delivering.withLock { $0.remove(id) }
     }
 
     /// Routes (if still `received`) and delivers one transfer. Nil when no route applies. A
