@@ -219,7 +219,7 @@ import X509
     }
 
     @Test func aTLSTokenEndpointIsTrustedThroughTheSitesCAFile() async throws {
-        let pki = try TokenEndpointPKI()
+        let pki = try TestPKI()
         defer { pki.remove() }
         let endpoint = TokenEndpoint(tls: try pki.serverContext(hostName: "localhost"))
         let port = try await endpoint.start()
@@ -242,7 +242,7 @@ import X509
     }
 
     @Test func theSitesClientCertificateIsPresentedToTheTokenEndpoint() async throws {
-        let pki = try TokenEndpointPKI()
+        let pki = try TestPKI()
         defer { pki.remove() }
         let endpoint = TokenEndpoint(tls: try pki.serverContext(hostName: "localhost", requireClientCertificate: true))
         let port = try await endpoint.start()
@@ -278,83 +278,5 @@ import X509
         #expect(POP3Session.bearerResponse(.xoauth2, user: "u", token: "t", host: "h", port: 995) == "user=u\u{1}auth=Bearer t\u{1}\u{1}")
         #expect(POP3Session.bearerResponse(.oauthbearer, user: "u", token: "t", host: "h", port: 995)
             == "n,a=u,\u{1}host=h\u{1}port=995\u{1}auth=Bearer t\u{1}\u{1}")
-    }
-}
-
-
-/// A throwaway CA with a server certificate for the token endpoint and a client certificate for
-/// the site, as PEM files a site's `tls:` can name.
-struct TokenEndpointPKI {
-    let directory: String
-    let caFile: String
-    let clientCertificateFile: String
-    let clientKeyFile: String
-    private let caCertificate: Certificate
-    private let caKey: P256.Signing.PrivateKey
-
-    init() throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("gatepost-oauth-pki-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        caKey = P256.Signing.PrivateKey()
-        let caName = try DistinguishedName { CommonName("Gatepost OAuth Test CA") }
-        let now = Date()
-        caCertificate = try Certificate(
-            version: .v3, serialNumber: .init(), publicKey: .init(caKey.publicKey),
-            notValidBefore: now - 3600, notValidAfter: now + 3600,
-            issuer: caName, subject: caName, signatureAlgorithm: .ecdsaWithSHA256,
-            extensions: try Certificate.Extensions {
-                Critical(BasicConstraints.isCertificateAuthority(maxPathLength: nil))
-                Critical(KeyUsage(keyCertSign: true))
-            },
-            issuerPrivateKey: .init(caKey)
-        )
-        caFile = directory + "/ca.pem"
-        clientCertificateFile = directory + "/client.pem"
-        clientKeyFile = directory + "/client.key"
-        try Self.write(try caCertificate.serializeAsPEM().pemString, to: caFile)
-        let clientKey = P256.Signing.PrivateKey()
-        let client = try issue(name: "gatepost-client", key: clientKey, usage: .clientAuth)
-        try Self.write(try client.serializeAsPEM().pemString, to: clientCertificateFile)
-        try Self.write(clientKey.pemRepresentation, to: clientKeyFile)
-    }
-
-    private static func write(_ text: String, to path: String) throws {
-        try Data(text.utf8).write(to: URL(fileURLWithPath: path))
-    }
-
-    private func issue(name: String, key: P256.Signing.PrivateKey, usage: ExtendedKeyUsage.Usage) throws -> Certificate {
-        let now = Date()
-        return try Certificate(
-            version: .v3, serialNumber: .init(), publicKey: .init(key.publicKey),
-            notValidBefore: now - 3600, notValidAfter: now + 3600,
-            issuer: caCertificate.subject, subject: try DistinguishedName { CommonName(name) },
-            signatureAlgorithm: .ecdsaWithSHA256,
-            extensions: try Certificate.Extensions {
-                Critical(BasicConstraints.notCertificateAuthority)
-                SubjectAlternativeNames([.dnsName(name)])
-                try ExtendedKeyUsage([usage])
-            },
-            issuerPrivateKey: .init(caKey)
-        )
-    }
-
-    /// The endpoint's TLS: a certificate for `hostName`, and optionally a client certificate
-    /// from this CA required.
-    func serverContext(hostName: String, requireClientCertificate: Bool = false) throws -> NIOSSLContext {
-        let key = P256.Signing.PrivateKey()
-        let certificate = try issue(name: hostName, key: key, usage: .serverAuth)
-        var configuration = TLSConfiguration.makeServerConfiguration(
-            certificateChain: [.certificate(try NIOSSLCertificate(bytes: Array(try certificate.serializeAsPEM().pemString.utf8), format: .pem))],
-            privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(key.pemRepresentation.utf8), format: .pem))
-        )
-        if requireClientCertificate {
-            configuration.certificateVerification = .noHostnameVerification
-            configuration.trustRoots = .file(caFile)
-        }
-        return try NIOSSLContext(configuration: configuration)
-    }
-
-    func remove() {
-        try? FileManager.default.removeItem(atPath: directory)
     }
 }

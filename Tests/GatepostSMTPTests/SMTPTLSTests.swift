@@ -8,69 +8,6 @@ import Testing
 import X509
 @testable import GatepostSMTP
 
-/// A throwaway CA and server certificates made in-process, so that TLS is tested with real
-/// verification (chain and host name) and a CA file, as a site configures it.
-struct TestPKI {
-    let caPEM: String
-    let caFile: String
-    private let caKey: P256.Signing.PrivateKey
-    private let caName: DistinguishedName
-
-    init() throws {
-        caKey = P256.Signing.PrivateKey()
-        caName = try DistinguishedName { CommonName("Gatepost SMTP Test CA") }
-        let now = Date()
-        let ca = try Certificate(
-            version: .v3, serialNumber: .init(), publicKey: .init(caKey.publicKey),
-            notValidBefore: now - 3600, notValidAfter: now + 3600,
-            issuer: caName, subject: caName, signatureAlgorithm: .ecdsaWithSHA256,
-            extensions: try Certificate.Extensions {
-                Critical(BasicConstraints.isCertificateAuthority(maxPathLength: nil))
-                Critical(KeyUsage(keyCertSign: true))
-            },
-            issuerPrivateKey: .init(caKey)
-        )
-        caPEM = try ca.serializeAsPEM().pemString
-        caFile = FileManager.default.temporaryDirectory.appendingPathComponent("gatepost-smtp-ca-\(UUID().uuidString).pem").path
-        try Data(caPEM.utf8).write(to: URL(fileURLWithPath: caFile))
-    }
-
-    /// A server TLS context whose certificate names `hostName`.
-    func serverContext(hostName: String) throws -> NIOSSLContext {
-        let key = P256.Signing.PrivateKey()
-        let now = Date()
-        let certificate = try Certificate(
-            version: .v3, serialNumber: .init(), publicKey: .init(key.publicKey),
-            notValidBefore: now - 3600, notValidAfter: now + 3600,
-            issuer: caName, subject: try DistinguishedName { CommonName(hostName) },
-            signatureAlgorithm: .ecdsaWithSHA256,
-            extensions: try Certificate.Extensions {
-                Critical(BasicConstraints.notCertificateAuthority)
-                SubjectAlternativeNames([.dnsName(hostName)])
-                try ExtendedKeyUsage([.serverAuth])
-            },
-            issuerPrivateKey: .init(caKey)
-        )
-        let pem = try certificate.serializeAsPEM().pemString
-        let configuration = TLSConfiguration.makeServerConfiguration(
-            certificateChain: [.certificate(try NIOSSLCertificate(bytes: Array(pem.utf8), format: .pem))],
-            privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(key.pemRepresentation.utf8), format: .pem))
-        )
-        return try NIOSSLContext(configuration: configuration)
-    }
-
-    func clientTLS() -> TLSConfiguration {
-        var tls = TLSConfiguration.makeClientConfiguration()
-        tls.minimumTLSVersion = .tlsv12
-        tls.trustRoots = .file(caFile)
-        return tls
-    }
-
-    func remove() {
-        try? FileManager.default.removeItem(atPath: caFile)
-    }
-}
-
 @Suite struct SMTPTLSTests {
     static let logger = Logger(label: "smtp-tls-test")
     static let credentials = SMTPCredentials(user: "mailer", password: "s3cret-Pa55")

@@ -171,7 +171,7 @@ public struct PollJob: Sendable {
     private func poll(_ session: POP3Session, summary: inout PollSummary, listed: inout Bool) async throws {
         try await SiteSessionSetup.prepare(session, for: site)
         let sizeListing = try await session.sizes()
-        let sizes = Dictionary(sizeListing.map { ($0.number, Int64($0.value) ?? 0) }, uniquingKeysWith: { first, _ in first })
+        // What LIST says of each message; none where its answer is not a number.
         let listedSizes = Dictionary(sizeListing.compactMap { entry in Int64(entry.value).map { (entry.number, $0) } }, uniquingKeysWith: { first, _ in first })
         let listing = try await uniqueIDs(session, numbers: sizeListing.map(\.number))
         let known = try await catalog.retrievedMessages(site: site.name)
@@ -205,7 +205,7 @@ public struct PollJob: Sendable {
                     continue
                 }
             }
-            if let size = sizes[entry.number], size > site.poll.maxMessageSize {
+            if let size = listedSizes[entry.number], size > site.poll.maxMessageSize {
                 summary.skippedTooLarge += 1
                 logger.warning("message left on the server: larger than max_message_size", metadata: [
                     "uidl": "\(entry.value)", "size": "\(size)", "limit": "\(site.poll.maxMessageSize)",
@@ -294,7 +294,7 @@ public struct PollJob: Sendable {
                     // The summary first: whatever fails next, these are committed.
                     for (message, record) in zip(messages, records) {
                         summary.records.append(record)
-                        summary.bytes += sizes[message.entry.number] ?? message.wireSize
+                        summary.bytes += message.listedSize ?? message.wireSize
                     }
                     action = machine.batchCommitted(batch)
                 } catch {
