@@ -29,11 +29,12 @@ let package = Package(
             name: "GatepostMIME",
             swiftSettings: strictness
         ),
-        // What the protocol clients share on the wire: the server-silence timeout, TLS settings
-        // and the wording of connection and TLS failures.
+        // What the protocol clients share on the wire: security modes, SASL and the choice of a
+        // mechanism, the server-silence timeout, TLS settings and the wording of connection failures.
         .target(
             name: "GatepostWire",
             dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -137,7 +138,7 @@ let package = Package(
         .testTarget(
             name: "GatepostPOP3Tests",
             dependencies: [
-                "GatepostPOP3",
+                "GatepostPOP3", "GatepostWire",
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: strictness
@@ -145,7 +146,7 @@ let package = Package(
         .testTarget(
             name: "GatepostSMTPTests",
             dependencies: [
-                "GatepostSMTP", "GatepostTestSupport",
+                "GatepostSMTP", "GatepostWire", "GatepostTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -176,7 +177,7 @@ let package = Package(
         ),
         .testTarget(
             name: "GatepostTestSupportTests",
-            dependencies: ["GatepostTestSupport", "GatepostPOP3"],
+            dependencies: ["GatepostTestSupport", "GatepostPOP3", "GatepostWire"],
             swiftSettings: strictness
         ),
         .testTarget(

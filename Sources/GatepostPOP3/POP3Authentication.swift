@@ -1,97 +1,138 @@
 import Crypto
 import Foundation
+import GatepostWire
 
-/// The authentication mechanisms Gatepost speaks, in the names site files use.
-public enum POP3AuthMechanism: String, Sendable, CaseIterable {
+/// The ways to log in to a POP3 server, in the names site files use: RFC 1939's USER/PASS and
+/// APOP, and the SASL mechanisms (RFC 5034) shared with SMTP.
+public enum POP3AuthMechanism: String, AuthenticationMechanism, CaseIterable {
     case user, apop, plain, login, cramMD5 = "cram-md5", xoauth2, oauthbearer, external
 
-    /// Whether the password itself crosses the wire (base64 is not protection), so that the
-    /// mechanism needs TLS or the site's explicit opt-in.
-    public var sendsPasswordInClear: Bool {
+    public init(_ mechanism: SASLMechanism) {
+        switch mechanism {
+        case .plain: self = .plain
+        case .login: self = .login
+        case .cramMD5: self = .cramMD5
+        case .xoauth2: self = .xoauth2
+        case .oauthbearer: self = .oauthbearer
+        case .external: self = .external
+        }
+    }
+
+    /// The SASL mechanism behind the name; nil for USER/PASS and APOP.
+    public var sasl: SASLMechanism? {
         switch self {
-        // A bearer token is as good as a password while it lives.
-        case .user, .plain, .login, .xoauth2, .oauthbearer: true
-        case .apop, .cramMD5, .external: false
+        case .user, .apop: nil
+        case .plain: .plain
+        case .login: .login
+        case .cramMD5: .cramMD5
+        case .xoauth2: .xoauth2
+        case .oauthbearer: .oauthbearer
+        case .external: .external
+        }
+    }
+
+    public var name: String { rawValue }
+
+    public var secretKind: SecretKind { sasl?.secretKind ?? .password }
+
+    public var sendsSecretInClear: Bool {
+        switch self {
+        case .user: true
+        case .apop: false
+        default: sasl?.sendsSecretInClear ?? true
+        }
+    }
+
+    /// The order to try without `auth:` in the site: SASL's order, then USER/PASS. APOP (no
+    /// capability announces it, and MD5 of the password is weak) only when the site asks.
+    public static func defaultPreference(connectionIsEncrypted: Bool) -> [POP3AuthMechanism] {
+        SASLMechanism.defaultPreference(connectionIsEncrypted: connectionIsEncrypted).map(POP3AuthMechanism.init) + [.user]
+    }
+}
+
+extension POP3Error {
+    /// The POP3 wording of a mechanism that cannot be used.
+    init(_ unavailable: AuthenticationUnavailable) {
+        switch unavailable {
+        case .cleartextRefused: self = .plaintextRefused
+        case .notOffered: self = .notSupported("\(unavailable)")
+        case .noFittingSecret: self = .invalidArgument(unavailable.description)
         }
     }
 }
 
 extension POP3Session {
-    /// APOP (RFC 1939 section 7): MD5 of the greeting's timestamp and the password.
-    public func authenticateAPOP(user: String, password: String) async throws(POP3Error) {
-        guard let timestamp = greeting?.apopTimestamp else {
-            throw POP3Error.notSupported("APOP (the greeting has no <timestamp>)")
-        }
+    /// The way to log in: the first of `preference` (empty: the default order) that fits a secret
+    /// the site has, that the server offers, and that this connection may carry
+    /// (``AuthenticationChoice``, the rule SMTP uses too).
+    public func chooseAuthentication(
+        preference: [POP3AuthMechanism], available: Set<SecretKind>, allowPlaintext: Bool
+    ) throws(POP3Error) -> POP3AuthMechanism {
+        let offered = capabilities?.saslMechanisms ?? []
+        let hasTimestamp = greeting?.apopTimestamp != nil
+        let encrypted = isEncrypted
         do {
-            try await execute(.apop(user: user, digest: Self.apopDigest(timestamp: timestamp, password: password)))
-        } catch .serverError(_, let status) {
-            throw Self.authenticationError(status)
+            return try AuthenticationChoice.choose(
+                from: preference.isEmpty ? POP3AuthMechanism.defaultPreference(connectionIsEncrypted: encrypted) : preference,
+                available: available,
+                isOffered: { mechanism in
+                    switch mechanism {
+                    // RFC 1939 makes USER/PASS optional but every server has it; CAPA may not say.
+                    case .user: true
+                    case .apop: hasTimestamp
+                    case .external: encrypted && offered.contains("EXTERNAL")
+                    default: offered.contains(mechanism.rawValue.uppercased())
+                    }
+                },
+                offeredDescription: (offered.isEmpty ? "no SASL" : "SASL " + offered.joined(separator: " "))
+                    + (hasTimestamp ? ", APOP" : "") + ", USER",
+                connectionIsEncrypted: encrypted,
+                allowCleartext: allowPlaintext
+            )
+        } catch {
+            throw POP3Error(error)
         }
     }
 
-    /// SASL LOGIN: the user name, then the password, each as an answer to a challenge.
-    public func authenticateLogin(user: String, password: String, allowPlaintext: Bool) async throws(POP3Error) {
-        guard isEncrypted || allowPlaintext else { throw POP3Error.plaintextRefused }
-        var answers = [user, password].map { Data($0.utf8).base64EncodedString() }[...]
-        try await saslExchange(mechanism: "LOGIN", initialResponse: nil) { _ in
-            guard let next = answers.popFirst() else { return "*" }
-            return next
-        }
-    }
-
-    /// SASL CRAM-MD5 (RFC 2195): HMAC-MD5 of the server's challenge keyed with the password.
-    public func authenticateCRAMMD5(user: String, password: String) async throws(POP3Error) {
-        try await saslExchange(mechanism: "CRAM-MD5", initialResponse: nil) { challenge in
-            guard let decoded = Data(base64Encoded: challenge) else { return "*" }
-            return Data(Self.cramMD5Response(user: user, password: password, challenge: decoded).utf8).base64EncodedString()
-        }
-    }
-
-    /// SASL EXTERNAL (RFC 4422 appendix A): the TLS client certificate is the credential.
-    public func authenticateExternal() async throws(POP3Error) {
-        guard isEncrypted else {
-            throw POP3Error.notSupported("EXTERNAL without TLS (it needs the TLS client certificate)")
-        }
-        // An empty initial response: the identity is the one the certificate names.
-        try await saslExchange(mechanism: "EXTERNAL", initialResponse: "") { _ in "" }
-    }
-
-    /// XOAUTH2 (Google/Microsoft) or OAUTHBEARER (RFC 7628) with an OAuth2 bearer token.
-    public func authenticateBearer(_ mechanism: POP3AuthMechanism, user: String, token: String, allowPlaintext: Bool) async throws(POP3Error) {
-        guard isEncrypted || allowPlaintext else { throw POP3Error.plaintextRefused }
-        let initial = Data(Self.bearerResponse(mechanism, user: user, token: token, host: configuration.host, port: configuration.port).utf8)
-            .base64EncodedString()
-        // A challenge after the token carries the server's error (JSON); RFC 7628 says to
-        // answer it with a single ^A so the server can finish with -ERR.
-        try await saslExchange(mechanism: mechanism.rawValue.uppercased(), initialResponse: initial) { _ in
-            Data([0x01]).base64EncodedString()
-        }
-    }
-
-    static func bearerResponse(_ mechanism: POP3AuthMechanism, user: String, token: String, host: String, port: Int) -> String {
-        switch mechanism {
-        case .oauthbearer: "n,a=\(user),\u{1}host=\(host)\u{1}port=\(port)\u{1}auth=Bearer \(token)\u{1}\u{1}"
-        default: "user=\(user)\u{1}auth=Bearer \(token)\u{1}\u{1}"
+    /// Logs in with `mechanism` (from ``chooseAuthentication(preference:available:allowPlaintext:)``).
+    public func authenticate(_ mechanism: POP3AuthMechanism, credentials: SASLCredentials, allowPlaintext: Bool) async throws(POP3Error) {
+        guard isEncrypted || allowPlaintext || !mechanism.sendsSecretInClear else { throw POP3Error.plaintextRefused }
+        switch (mechanism, credentials.secret) {
+        case (.user, .password(let password)):
+            do {
+                try await execute(.user(credentials.user))
+                try await execute(.pass(password))
+            } catch .serverError(_, let status) {
+                throw Self.authenticationError(status)
+            }
+        case (.apop, .password(let password)):
+            // RFC 1939 section 7: MD5 of the greeting's timestamp and the password.
+            guard let timestamp = greeting?.apopTimestamp else {
+                throw POP3Error.notSupported("APOP (the greeting has no <timestamp>)")
+            }
+            do {
+                try await execute(.apop(user: credentials.user, digest: Self.apopDigest(timestamp: timestamp, password: password)))
+            } catch .serverError(_, let status) {
+                throw Self.authenticationError(status)
+            }
+        case (.user, _), (.apop, _):
+            throw POP3Error.invalidArgument("\(mechanism.rawValue) needs a password, not a \(credentials.secret.kind)")
+        default:
+            guard let sasl = mechanism.sasl else { return }
+            if sasl == .external, !isEncrypted {
+                throw POP3Error.notSupported("EXTERNAL without TLS (it needs the TLS client certificate)")
+            }
+            let exchange: SASLClient
+            do {
+                exchange = try SASLClient(mechanism: sasl, credentials: credentials, host: configuration.host, port: configuration.port)
+            } catch {
+                throw POP3Error(error)
+            }
+            try await saslExchange(exchange)
         }
     }
 
     static func apopDigest(timestamp: String, password: String) -> String {
-        hex(Insecure.MD5.hash(data: Data((timestamp + password).utf8)))
-    }
-
-    /// `user hex(HMAC-MD5(password, challenge))`, before base64.
-    static func cramMD5Response(user: String, password: String, challenge: Data) -> String {
-        let mac = HMAC<Insecure.MD5>.authenticationCode(for: challenge, using: SymmetricKey(data: Data(password.utf8)))
-        return "\(user) \(hex(mac))"
-    }
-
-    static func hex<Bytes: Sequence>(_ bytes: Bytes) -> String where Bytes.Element == UInt8 {
-        let digits = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        for byte in bytes {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 0x0F)])
-        }
-        return String(decoding: out, as: UTF8.self)
+        hexString(Insecure.MD5.hash(data: Data((timestamp + password).utf8)))
     }
 }

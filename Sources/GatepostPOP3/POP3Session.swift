@@ -1,7 +1,7 @@
 import Foundation
+import GatepostWire
 import Logging
 import X509
-import GatepostWire
 import NIOCore
 import NIOPosix
 import NIOSSL
@@ -303,46 +303,30 @@ public final class POP3Session {
         try await loadCapabilities()
     }
 
-    /// USER/PASS (RFC 1939 section 7).
-    public func login(user: String, password: String, allowPlaintext: Bool) async throws(POP3Error) {
-        guard isEncrypted || allowPlaintext else { throw POP3Error.plaintextRefused }
-        do {
-            try await execute(.user(user))
-            try await execute(.pass(password))
-        } catch .serverError(_, let status) {
-            throw Self.authenticationError(status)
-        }
-    }
-
-    /// SASL PLAIN (RFC 4616) with the initial response on the AUTH line (RFC 5034).
-    public func authenticatePlain(user: String, password: String, allowPlaintext: Bool) async throws(POP3Error) {
-        guard isEncrypted || allowPlaintext else { throw POP3Error.plaintextRefused }
-        let token = Base64.encode(Array("\0\(user)\0\(password)".utf8))
-        // We already sent everything; a challenge means the server wants it again.
-        try await saslExchange(mechanism: "PLAIN", initialResponse: token) { _ in token }
-    }
-
     /// One SASL exchange (RFC 5034): AUTH, then an answer to each `+ challenge` until the
-    /// server says +OK or -ERR. `respond` gets the challenge's base64 text.
-    func saslExchange(
-        mechanism: String, initialResponse: String?, respond: (String) -> String
-    ) async throws(POP3Error) {
-        try await write(.auth(mechanism: mechanism, initialResponse: initialResponse))
-        var rounds = 0
+    /// server says +OK or -ERR.
+    func saslExchange(_ exchange: SASLClient) async throws(POP3Error) {
+        var exchange = exchange
+        let phase = "AUTH \(exchange.mechanism.rawValue)"
+        try await write(.auth(mechanism: exchange.mechanism.rawValue, initialResponse: exchange.initialResponse))
         while true {
-            switch try await nextEvent(during: "AUTH \(mechanism)") {
+            switch try await nextEvent(during: phase) {
             case .challenge(_, let challenge):
-                rounds += 1
-                // A server that keeps challenging is broken or hostile: give up (RFC 5034 "*").
-                let answer = rounds > 8 ? "*" : respond(challenge)
+                let answer = exchange.respond(to: challenge)
                 var buffer = channel.allocator.buffer(capacity: answer.utf8.count + 2)
                 try machine.sendSASLResponse(answer, into: &buffer)
-                do { try await outbound.write(buffer) } catch { throw mapTransportError(error, during: "AUTH \(mechanism)") }
+                do { try await outbound.write(buffer) } catch { throw mapTransportError(error, during: phase) }
             case .status(_, let status):
-                guard status.isOK else { throw Self.authenticationError(status) }
+                guard status.isOK else {
+                    var error = Self.authenticationError(status)
+                    if case .authenticationFailed(let text) = error, let detail = exchange.serverDetail {
+                        error = .authenticationFailed("\(text) (\(detail))")
+                    }
+                    throw error
+                }
                 return
             default:
-                throw POP3Error.protocolViolation("unexpected response to AUTH \(mechanism)")
+                throw POP3Error.protocolViolation("unexpected response to \(phase)")
             }
         }
     }
@@ -449,30 +433,5 @@ public enum POP3Client {
                 channel.close(promise: nil)
             }
         }
-    }
-}
-
-/// Base64 for SASL tokens; kept here so the POP3 module needs no Foundation.
-enum Base64 {
-    private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
-
-    static func encode(_ bytes: [UInt8]) -> String {
-        var out: [UInt8] = []
-        out.reserveCapacity((bytes.count + 2) / 3 * 4)
-        var i = 0
-        while i + 3 <= bytes.count {
-            let n = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2])
-            out += [alphabet[Int(n >> 18 & 63)], alphabet[Int(n >> 12 & 63)], alphabet[Int(n >> 6 & 63)], alphabet[Int(n & 63)]]
-            i += 3
-        }
-        let rest = bytes.count - i
-        if rest == 1 {
-            let n = UInt32(bytes[i]) << 16
-            out += [alphabet[Int(n >> 18 & 63)], alphabet[Int(n >> 12 & 63)], UInt8(ascii: "="), UInt8(ascii: "=")]
-        } else if rest == 2 {
-            let n = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8
-            out += [alphabet[Int(n >> 18 & 63)], alphabet[Int(n >> 12 & 63)], alphabet[Int(n >> 6 & 63)], UInt8(ascii: "=")]
-        }
-        return String(decoding: out, as: UTF8.self)
     }
 }

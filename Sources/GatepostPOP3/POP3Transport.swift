@@ -9,15 +9,7 @@ import Glibc
 
 /// How to reach a POP3 server.
 public struct POP3ConnectionConfiguration: Sendable {
-    public enum Security: String, Sendable, Hashable, CaseIterable {
-        /// TLS from the first byte (pop3s, port 995).
-        case tls
-        /// Plain connection upgraded with STLS (RFC 2595) before authentication; refused if the
-        /// server does not offer STLS.
-        case starttls
-        /// No encryption at all.
-        case none
-    }
+    public typealias Security = ConnectionSecurity
 
     public var host: String
     public var port: Int

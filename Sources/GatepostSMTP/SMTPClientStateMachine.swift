@@ -1,3 +1,4 @@
+import GatepostWire
 import NIOCore
 
 /// The SMTP client protocol as a pure state machine: calls and server bytes in, actions out. No
@@ -114,7 +115,7 @@ public struct SMTPClientStateMachine: Sendable {
     private var parser: SMTPReplyParser
     private var expected: [Expected] = [.greeting]
     private var expectedHead = 0
-    private var sasl: SASLExchange?
+    private var sasl: SASLClient?
     private var transaction: Transaction?
 
     /// - Parameters:
@@ -154,19 +155,18 @@ public struct SMTPClientStateMachine: Sendable {
         return try send([.ehlo(clientName)], expecting: [.ehlo])
     }
 
-    /// AUTH (RFC 4954) with `mechanism`; 334 challenges are answered from `credentials` without the
-    /// caller. Refused over an unencrypted connection unless `allowInsecure`.
-    public mutating func authenticate(
-        _ mechanism: SMTPAuthMechanism, credentials: SMTPCredentials, allowInsecure: Bool
-    ) throws(SMTPError) -> Action {
+    /// AUTH (RFC 4954) with `exchange`'s mechanism; 334 challenges are answered by the exchange
+    /// without the caller. A mechanism that sends the secret readable is refused over an
+    /// unencrypted connection unless `allowInsecure`.
+    public mutating func authenticate(_ exchange: SASLClient, allowInsecure: Bool) throws(SMTPError) -> Action {
         try requireReady(for: "AUTH")
         guard !isAuthenticated else { throw SMTPError.invalidState("AUTH after a successful AUTH (RFC 4954 forbids it)") }
-        guard isEncrypted || allowInsecure else { throw SMTPError.insecureAuthenticationRefused }
+        let mechanism = exchange.mechanism
+        guard isEncrypted || allowInsecure || !mechanism.sendsSecretInClear else { throw SMTPError.insecureAuthenticationRefused }
         guard capabilities.authMechanisms.contains(mechanism.rawValue) else {
             throw SMTPError.notSupported("AUTH \(mechanism.rawValue)")
         }
-        let exchange = try SASLExchange(mechanism: mechanism, credentials: credentials)
-        let action = try send([exchange.command], expecting: [.auth(mechanism.rawValue)])
+        let action = try send([.auth(mechanism: mechanism.rawValue, initialResponse: exchange.initialResponse)], expecting: [.auth(mechanism.rawValue)])
         sasl = exchange
         state = .authenticating
         return action
@@ -392,7 +392,7 @@ public struct SMTPClientStateMachine: Sendable {
 
     private mutating func answerChallenge(_ reply: SMTPReply, into actions: inout [Action]) throws(SMTPError) {
         guard var exchange = sasl else { throw SMTPError.invalidState("a SASL challenge without AUTH") }
-        let response = exchange.respond(to: reply.lines.first ?? "")
+        let response = SMTPCommand.saslResponse(exchange.respond(to: reply.lines.first ?? ""))
         sasl = exchange
         var buffer = ByteBuffer()
         try response.encode(into: &buffer)

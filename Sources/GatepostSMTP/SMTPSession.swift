@@ -134,7 +134,7 @@ public final class SMTPSession {
     // MARK: - Session steps
 
     /// Greeting, EHLO, STARTTLS and AUTH as configured.
-    func open(credentials: SMTPCredentials?) async throws(SMTPError) {
+    func open(credentials: SASLCredentials?) async throws(SMTPError) {
         try await awaitReady(during: "the greeting")
         logger.debug("SMTP server ready", metadata: [
             "greeting": "\(greeting?.description ?? "")", "extensions": "\(capabilities.lines.joined(separator: ", "))",
@@ -167,13 +167,28 @@ public final class SMTPSession {
         logger.debug("SMTP TLS established", metadata: ["extensions": "\(capabilities.lines.joined(separator: ", "))"])
     }
 
-    /// AUTH with the configured mechanism, or the best one the server offers for `credentials`.
-    public func authenticate(_ credentials: SMTPCredentials) async throws(SMTPError) {
-        guard isEncrypted || configuration.allowInsecureAuth else { throw SMTPError.insecureAuthenticationRefused }
-        let mechanism = try credentials.chooseMechanism(
-            offered: capabilities.authMechanisms, preferred: configuration.authMechanism, connectionIsEncrypted: isEncrypted
-        )
-        try await perform(try machine.authenticate(mechanism, credentials: credentials, allowInsecure: configuration.allowInsecureAuth))
+    /// AUTH with the configured mechanism, or the best one the server offers for `credentials`
+    /// (the rule POP3 uses too: ``AuthenticationChoice``).
+    public func authenticate(_ credentials: SASLCredentials) async throws(SMTPError) {
+        let offered = capabilities.authMechanisms
+        let encrypted = isEncrypted
+        guard !offered.isEmpty else { throw SMTPError.notSupported("AUTH (the EHLO reply offers no mechanism)") }
+        let mechanism: SASLMechanism
+        let exchange: SASLClient
+        do {
+            mechanism = try AuthenticationChoice.choose(
+                from: configuration.authMechanism.map { [$0] } ?? SASLMechanism.defaultPreference(connectionIsEncrypted: encrypted),
+                available: [credentials.secret.kind],
+                isOffered: { offered.contains($0.rawValue) && ($0 != .external || encrypted) },
+                offeredDescription: offered.joined(separator: " "),
+                connectionIsEncrypted: encrypted,
+                allowCleartext: configuration.allowInsecureAuth
+            )
+            exchange = try SASLClient(mechanism: mechanism, credentials: credentials, host: configuration.host, port: configuration.port)
+        } catch {
+            throw SMTPError(error)
+        }
+        try await perform(try machine.authenticate(exchange, allowInsecure: configuration.allowInsecureAuth))
         let action = try await nextAction()
         guard case .authenticated = action else { throw unexpected(action, during: "AUTH") }
         logger.debug("SMTP authenticated", metadata: ["user": "\(credentials.user)", "mechanism": "\(mechanism.rawValue)"])
@@ -304,7 +319,7 @@ public enum SMTPClient {
     ///   - body: sends messages with ``SMTPSession/send(envelope:message:messageSize:)``.
     public static func withSession<Result: Sendable>(
         _ configuration: SMTPConnectionConfiguration,
-        credentials: SMTPCredentials?,
+        credentials: SASLCredentials?,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger,
         _ body: (SMTPSession) async throws -> Result

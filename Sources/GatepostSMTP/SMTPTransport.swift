@@ -10,16 +10,7 @@ import Darwin
 
 /// How to reach an SMTP server and what the session may do there.
 public struct SMTPConnectionConfiguration: Sendable {
-    public enum Security: String, Sendable, Hashable, CaseIterable {
-        /// TLS from the first byte (submissions, port 465; RFC 8314).
-        case tls
-        /// A plain connection upgraded with STARTTLS (RFC 3207) right after EHLO; refused if the
-        /// server does not offer STARTTLS, since going on in clear text is what a downgrade
-        /// attacker would arrange.
-        case starttls
-        /// No encryption at all: only when configured explicitly.
-        case none
-    }
+    public typealias Security = ConnectionSecurity
 
     public var host: String
     public var port: Int
@@ -41,7 +32,7 @@ public struct SMTPConnectionConfiguration: Sendable {
     /// token) would cross the network readable by anyone on the path.
     public var allowInsecureAuth: Bool
     /// The SASL mechanism to use; nil chooses from what the server offers.
-    public var authMechanism: SMTPAuthMechanism?
+    public var authMechanism: SASLMechanism?
     /// Reply parser limits.
     public var limits: SMTPReplyParser.Limits
 
@@ -55,7 +46,7 @@ public struct SMTPConnectionConfiguration: Sendable {
         finalReplyTimeout: TimeAmount = .seconds(600),
         clientName: String? = nil,
         allowInsecureAuth: Bool = false,
-        authMechanism: SMTPAuthMechanism? = nil,
+        authMechanism: SASLMechanism? = nil,
         limits: SMTPReplyParser.Limits = .init()
     ) {
         self.host = host

@@ -169,7 +169,7 @@ struct SiteSummary: Encodable {
         user = site.pop3.user
         // Never the secret itself: only whether there is one.
         password = site.pop3.password == nil ? "(none)" : "****"
-        auth = site.pop3.auth
+        auth = site.pop3.auth.map(\.rawValue)
         interval = Formatting.duration(site.poll.interval)
         deleteAfterRetrieve = site.poll.deleteAfterRetrieve
         maxMessageSize = site.poll.maxMessageSize

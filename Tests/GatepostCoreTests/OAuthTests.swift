@@ -104,7 +104,7 @@ import X509
         #expect(site.pop3.oauth2?.tokenURL == "https://tenant.authentication.example/oauth/token")
         #expect(site.pop3.oauth2?.clientID == "sb-client")
         #expect(site.pop3.oauth2?.clientSecret.value == "s")
-        #expect(site.pop3.auth == ["xoauth2", "oauthbearer"])
+        #expect(site.pop3.auth == [.xoauth2, .oauthbearer])
     }
 
     // MARK: The token endpoint's connection
@@ -274,9 +274,4 @@ import X509
         #expect(error?.description == "cannot reach the token endpoint http://127.0.0.1:\(port)/t: Connection refused (check token_url and the network path to it)")
     }
 
-    @Test func bearerResponsesFollowTheirSpecifications() {
-        #expect(POP3Session.bearerResponse(.xoauth2, user: "u", token: "t", host: "h", port: 995) == "user=u\u{1}auth=Bearer t\u{1}\u{1}")
-        #expect(POP3Session.bearerResponse(.oauthbearer, user: "u", token: "t", host: "h", port: 995)
-            == "n,a=u,\u{1}host=h\u{1}port=995\u{1}auth=Bearer t\u{1}\u{1}")
-    }
 }

@@ -91,3 +91,80 @@ import Testing
         #expect(schedule.running.count == 3)
     }
 }
+
+/// The daemon loop's timers in virtual time: each step collects the actions up to the wait.
+@Suite struct SchedulerStateMachineTests {
+    typealias Machine = SchedulerStateMachine<ContinuousClock.Instant>
+
+    enum Step: Equatable {
+        case reload, poll(String), outbox, wait(Int?)
+    }
+
+    /// The actions at `seconds`, with each reload answered by `sites`.
+    static func step(_ machine: inout Machine, at seconds: Int, sites: [RemoteSite]) -> [Step] {
+        var steps: [Step] = []
+        while true {
+            switch machine.nextAction(at: PollScheduleTests.at(seconds)) {
+            case .reloadSites:
+                steps.append(.reload)
+                machine.reloaded(sites: sites, states: [:])
+            case .startPoll(let site, _):
+                steps.append(.poll(site.name))
+            case .sendOutbox:
+                steps.append(.outbox)
+            case .wait(let wakeUpAt):
+                steps.append(.wait(wakeUpAt.map { Int((PollScheduleTests.start.duration(to: $0)).components.seconds) }))
+                return steps
+            }
+        }
+    }
+
+    static func machine() -> Machine {
+        Machine(limits: .init(concurrentPolls: 16, concurrentPollsPerHost: 2), now: PollScheduleTests.at(0))
+    }
+
+    @Test func sitesAreLoadedFirstThenPolledThenTheLoopWaitsForTheNextLook() throws {
+        var machine = Self.machine()
+        let sites = [try PollScheduleTests.site("acme"), try PollScheduleTests.site("globex", host: "pop.globex.test")]
+        #expect(Self.step(&machine, at: 0, sites: sites) == [.reload, .poll("acme"), .poll("globex"), .wait(1)])
+        // Woken or not, one wake-up stays pending until it fires.
+        #expect(Self.step(&machine, at: 0, sites: sites) == [.wait(nil)])
+        machine.wokeUp()
+        #expect(Self.step(&machine, at: 1, sites: sites) == [.reload, .wait(2)])
+    }
+
+    @Test func aPollThatEndsIsDueAgainAfterItsDelay() throws {
+        var machine = Self.machine()
+        let sites = [try PollScheduleTests.site("acme", interval: "10s")]
+        _ = Self.step(&machine, at: 0, sites: sites)
+        machine.pollFinished("acme", failed: false, delay: .seconds(10), at: PollScheduleTests.at(0))
+        machine.wokeUp()
+        #expect(Self.step(&machine, at: 9, sites: sites) == [.reload, .wait(10)])
+        machine.wokeUp()
+        #expect(Self.step(&machine, at: 10, sites: sites) == [.reload, .poll("acme"), .wait(11)])
+    }
+
+    @Test func theOutboxGoesOutEveryIntervalAfterItsPreviousRunOneAtATime() throws {
+        var machine = Self.machine()
+        #expect(Self.step(&machine, at: 0, sites: []) == [.reload, .wait(1)])
+        machine.wokeUp()
+        #expect(Self.step(&machine, at: 15, sites: []) == [.reload, .outbox, .wait(16)])
+        machine.wokeUp()
+        // Still sending at 31 s: no second run beside it.
+        #expect(Self.step(&machine, at: 31, sites: []) == [.reload, .wait(32)])
+        machine.outboxSent(at: PollScheduleTests.at(31))
+        machine.wokeUp()
+        #expect(Self.step(&machine, at: 45, sites: []) == [.reload, .wait(46)])
+        machine.wokeUp()
+        #expect(Self.step(&machine, at: 46, sites: []) == [.reload, .outbox, .wait(47)])
+    }
+
+    @Test func aReloadThatDropsASiteStopsItsPolls() throws {
+        var machine = Self.machine()
+        let acme = try PollScheduleTests.site("acme", interval: "1s")
+        _ = Self.step(&machine, at: 0, sites: [acme])
+        machine.pollFinished("acme", failed: false, delay: .seconds(1), at: PollScheduleTests.at(0))
+        machine.wokeUp()
+        #expect(Self.step(&machine, at: 1, sites: []) == [.reload, .wait(2)])
+    }
+}

@@ -58,7 +58,7 @@ func makeTemporaryDirectory(_ label: String = "core") throws -> String {
         #expect(site.pop3.security == .starttls)
         #expect(site.pop3.password?.value == "s3cret")
         #expect("\(String(describing: site.pop3.password))".contains("s3cret") == false)
-        #expect(site.pop3.auth == ["plain", "user"])
+        #expect(site.pop3.auth == [.plain, .user])
         #expect(site.poll.interval == .seconds(300))
         #expect(site.poll.deleteAfterRetrieve == false)
         #expect(site.poll.maxMessageSize == 20 << 20)

@@ -166,7 +166,6 @@ struct Harness {
         let entries = try POP3Session.parseListing(["1 abc", "2 def"], command: "UIDL") { !$0.isEmpty }
         #expect(entries == [POP3ListingEntry(number: 1, value: "abc"), POP3ListingEntry(number: 2, value: "def")])
         #expect(throws: POP3Error.self) { try POP3Session.parseListing(["x abc"], command: "UIDL") { _ in true } }
-        #expect(Base64.encode(Array("\0user\0pass".utf8)) == "AHVzZXIAcGFzcw==")
     }
 }
 
@@ -178,13 +177,13 @@ import Foundation
             == "c4c9334bac560ecc979e58001b3e22fb")
     }
 
-    @Test func cramMD5MatchesRFC2195() {
-        let challenge = Data("<1896.697170952@postoffice.reston.mci.net>".utf8)
-        #expect(POP3Session.cramMD5Response(user: "tim", password: "tanstaaftanstaaf", challenge: challenge)
-            == "tim b913a602c7eda7a495b4e6e7334d3890")
+    @Test func onlyChallengeResponseAndCertificatesKeepSecretsOffTheWire() {
+        #expect(POP3AuthMechanism.allCases.filter { !$0.sendsSecretInClear } == [.apop, .cramMD5, .external])
     }
 
-    @Test func onlyChallengeResponseAndCertificatesKeepSecretsOffTheWire() {
-        #expect(POP3AuthMechanism.allCases.filter { !$0.sendsPasswordInClear } == [.apop, .cramMD5, .external])
+    @Test func theDefaultOrderEndsWithUserAndNeverGuessesAPOP() {
+        #expect(POP3AuthMechanism.defaultPreference(connectionIsEncrypted: false) == [.external, .xoauth2, .oauthbearer, .cramMD5, .plain, .login, .user])
+        #expect(POP3AuthMechanism.defaultPreference(connectionIsEncrypted: true).last == .user)
+        #expect(!POP3AuthMechanism.defaultPreference(connectionIsEncrypted: true).contains(.apop))
     }
 }

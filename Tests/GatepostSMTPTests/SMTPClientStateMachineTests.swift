@@ -1,4 +1,5 @@
 import Foundation
+import GatepostWire
 import NIOCore
 import Testing
 @testable import GatepostSMTP
@@ -217,8 +218,12 @@ func reply(_ code: Int, _ enhanced: String? = nil, _ text: String) -> SMTPReply 
 }
 
 @Suite struct SMTPAuthenticationTests {
-    static let password = SMTPCredentials(user: "tim", password: "tanstaaftanstaaf")
-    static let token = SMTPCredentials(user: "someone@example.com", bearerToken: "ya29.secret-token")
+    static let password = SASLCredentials(user: "tim", password: "tanstaaftanstaaf")
+    static let token = SASLCredentials(user: "someone@example.com", bearerToken: "ya29.secret-token")
+
+    static func sasl(_ mechanism: SASLMechanism, _ credentials: SASLCredentials) throws -> SASLClient {
+        try SASLClient(mechanism: mechanism, credentials: credentials, host: "mail.example.com", port: 587)
+    }
 
     static func authReady(encrypted: Bool = true) throws -> Conversation {
         try Conversation.ready(["AUTH PLAIN LOGIN CRAM-MD5 XOAUTH2", "PIPELINING"], encrypted: encrypted)
@@ -226,16 +231,16 @@ func reply(_ code: Int, _ enhanced: String? = nil, _ text: String) -> SMTPReply 
 
     @Test func plainSuccess() throws {
         var conversation = try Self.authReady()
-        conversation.client(try conversation.machine.authenticate(.plain, credentials: Self.password, allowInsecure: false))
+        conversation.client(try conversation.machine.authenticate(try Self.sasl(.plain, Self.password), allowInsecure: false))
         #expect(conversation.takeSent() == "AUTH PLAIN \(Data("\0tim\0tanstaaftanstaaf".utf8).base64EncodedString())\r\n")
         #expect(try conversation.server("235 2.7.0 Authentication successful\r\n") == [.authenticated])
         #expect(conversation.machine.isAuthenticated)
-        #expect(throws: SMTPError.self) { try conversation.machine.authenticate(.plain, credentials: Self.password, allowInsecure: false) }
+        #expect(throws: SMTPError.self) { try conversation.machine.authenticate(try Self.sasl(.plain, Self.password), allowInsecure: false) }
     }
 
     @Test func plainAnswersAnEmptyChallenge() throws {
         var conversation = try Self.authReady()
-        conversation.client(try conversation.machine.authenticate(.plain, credentials: Self.password, allowInsecure: false))
+        conversation.client(try conversation.machine.authenticate(try Self.sasl(.plain, Self.password), allowInsecure: false))
         _ = conversation.takeSent()
         #expect(try conversation.server("334 \r\n").isEmpty)
         #expect(conversation.takeSent() == Data("\0tim\0tanstaaftanstaaf".utf8).base64EncodedString() + "\r\n")
@@ -244,7 +249,7 @@ func reply(_ code: Int, _ enhanced: String? = nil, _ text: String) -> SMTPReply 
 
     @Test func plainFailure() throws {
         var conversation = try Self.authReady()
-        conversation.client(try conversation.machine.authenticate(.plain, credentials: Self.password, allowInsecure: false))
+        conversation.client(try conversation.machine.authenticate(try Self.sasl(.plain, Self.password), allowInsecure: false))
         do {
             _ = try conversation.server("535 5.7.8 Error: authentication failed\r\n")
             Issue.record("535 must throw")
@@ -260,14 +265,14 @@ func reply(_ code: Int, _ enhanced: String? = nil, _ text: String) -> SMTPReply 
 
     @Test func temporaryAuthenticationFailureIsTransient() throws {
         var conversation = try Self.authReady()
-        conversation.client(try conversation.machine.authenticate(.plain, credentials: Self.password, allowInsecure: false))
+        conversation.client(try conversation.machine.authenticate(try Self.sasl(.plain, Self.password), allowInsecure: false))
         let error = #expect(throws: SMTPError.self) { try conversation.server("454 4.7.0 Temporary authentication failure\r\n") }
         #expect(error?.isTransient == true)
     }
 
     @Test func loginSuccess() throws {
         var conversation = try Self.authReady()
-        conversation.client(try conversation.machine.authenticate(.login, credentials: Self.password, allowInsecure: false))
+        conversation.client(try conversation.machine.authenticate(try Self.sasl(.login, Self.password), allowInsecure: false))
         #expect(conversation.takeSent() == "AUTH LOGIN\r\n")
         #expect(try conversation.server("334 VXNlcm5hbWU6\r\n").isEmpty)
         #expect(conversation.takeSent() == "dGlt\r\n")
@@ -278,7 +283,7 @@ func reply(_ code: Int, _ enhanced: String? = nil, _ text: String) -> SMTPReply 
 
     @Test func loginFailure() throws {
         var conversation = try Self.authReady()
-        conversation.client(try conversation.machine.authenticate(.login, credentials: Self.password, allowInsecure: false))
+        conversation.client(try conversation.machine.authenticate(try Self.sasl(.login, Self.password), allowInsecure: false))
         _ = try conversation.server("334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n")
         #expect(throws: SMTPError.authenticationFailed(mechanism: "LOGIN", reply: reply(535, "5.7.8", "bad"), serverDetail: nil)) {
             try conversation.server("535 5.7.8 bad\r\n")
@@ -287,7 +292,7 @@ func reply(_ code: Int, _ enhanced: String? = nil, _ text: String) -> SMTPReply 
 
     @Test func cramMD5MatchesRFC2195() throws {
         var conversation = try Self.authReady()
-        conversation.client(try conversation.machine.authenticate(.cramMD5, credentials: Self.password, allowInsecure: false))
+        conversation.client(try conversation.machine.authenticate(try Self.sasl(.cramMD5, Self.password), allowInsecure: false))
         #expect(conversation.takeSent() == "AUTH CRAM-MD5\r\n")
         let challenge = Data("<1896.697170952@postoffice.reston.mci.net>".utf8).base64EncodedString()
         #expect(try conversation.server("334 \(challenge)\r\n").isEmpty)
@@ -298,7 +303,7 @@ func reply(_ code: Int, _ enhanced: String? = nil, _ text: String) -> SMTPReply 
 
     @Test func cramMD5Failure() throws {
         var conversation = try Self.authReady()
-        conversation.client(try conversation.machine.authenticate(.cramMD5, credentials: Self.password, allowInsecure: false))
+        conversation.client(try conversation.machine.authenticate(try Self.sasl(.cramMD5, Self.password), allowInsecure: false))
         _ = try conversation.server("334 PDE4OTYuNjk3MTcwOTUyQHBvc3RvZmZpY2UucmVzdG9uLm1jaS5uZXQ+\r\n")
         #expect(throws: SMTPError.self) { try conversation.server("535 5.7.8 bad\r\n") }
         #expect(conversation.machine.state == .ready)
@@ -306,7 +311,7 @@ func reply(_ code: Int, _ enhanced: String? = nil, _ text: String) -> SMTPReply 
 
     @Test func xoauth2Success() throws {
         var conversation = try Self.authReady()
-        conversation.client(try conversation.machine.authenticate(.xoauth2, credentials: Self.token, allowInsecure: false))
+        conversation.client(try conversation.machine.authenticate(try Self.sasl(.xoauth2, Self.token), allowInsecure: false))
         let initial = Data("user=someone@example.com\u{1}auth=Bearer ya29.secret-token\u{1}\u{1}".utf8).base64EncodedString()
         #expect(conversation.takeSent() == "AUTH XOAUTH2 \(initial)\r\n")
         #expect(try conversation.server("235 2.7.0 Accepted\r\n") == [.authenticated])
@@ -314,7 +319,7 @@ func reply(_ code: Int, _ enhanced: String? = nil, _ text: String) -> SMTPReply 
 
     @Test func xoauth2FailureSendsAnEmptyLineThenReportsTheServersDocument() throws {
         var conversation = try Self.authReady()
-        conversation.client(try conversation.machine.authenticate(.xoauth2, credentials: Self.token, allowInsecure: false))
+        conversation.client(try conversation.machine.authenticate(try Self.sasl(.xoauth2, Self.token), allowInsecure: false))
         _ = conversation.takeSent()
         let document = #"{"status":"401","schemes":"bearer","scope":"https://mail.google.com/"}"#
         #expect(try conversation.server("334 \(Data(document.utf8).base64EncodedString())\r\n").isEmpty)
@@ -335,38 +340,29 @@ func reply(_ code: Int, _ enhanced: String? = nil, _ text: String) -> SMTPReply 
 
     @Test func aServerThatKeepsChallengingIsCancelled() throws {
         var conversation = try Self.authReady()
-        conversation.client(try conversation.machine.authenticate(.login, credentials: Self.password, allowInsecure: false))
-        _ = try conversation.server(String(repeating: "334 UGFzc3dvcmQ6\r\n", count: SASLExchange.maxChallenges + 1))
+        conversation.client(try conversation.machine.authenticate(try Self.sasl(.login, Self.password), allowInsecure: false))
+        _ = try conversation.server(String(repeating: "334 UGFzc3dvcmQ6\r\n", count: SASLClient.maxChallenges + 1))
         #expect(conversation.takeSent().hasSuffix("*\r\n"))
     }
 
-    @Test func authOverPlaintextNeedsTheExplicitOptIn() throws {
+    @Test func aSecretInClearNeedsTheExplicitOptInWithoutTLS() throws {
         var conversation = try Self.authReady(encrypted: false)
         #expect(throws: SMTPError.insecureAuthenticationRefused) {
-            try conversation.machine.authenticate(.cramMD5, credentials: Self.password, allowInsecure: false)
+            try conversation.machine.authenticate(try Self.sasl(.plain, Self.password), allowInsecure: false)
         }
-        conversation.client(try conversation.machine.authenticate(.cramMD5, credentials: Self.password, allowInsecure: true))
+        // CRAM-MD5 keeps the password off the wire: no opt-in needed.
+        conversation.client(try conversation.machine.authenticate(try Self.sasl(.cramMD5, Self.password), allowInsecure: false))
         #expect(conversation.takeSent() == "AUTH CRAM-MD5\r\n")
     }
 
     @Test func mechanismMustBeOfferedAndFitTheSecret() throws {
         var conversation = try Conversation.ready(["AUTH LOGIN"], encrypted: true)
         #expect(throws: SMTPError.notSupported("AUTH PLAIN")) {
-            try conversation.machine.authenticate(.plain, credentials: Self.password, allowInsecure: false)
+            try conversation.machine.authenticate(try Self.sasl(.plain, Self.password), allowInsecure: false)
         }
-        var bearer = try Self.authReady()
-        #expect(throws: SMTPError.self) { try bearer.machine.authenticate(.plain, credentials: Self.token, allowInsecure: false) }
-    }
-
-    @Test func mechanismChoice() throws {
-        let offered = ["LOGIN", "PLAIN", "CRAM-MD5", "XOAUTH2"]
-        #expect(try Self.password.chooseMechanism(offered: offered, preferred: nil, connectionIsEncrypted: true) == .plain)
-        #expect(try Self.password.chooseMechanism(offered: offered, preferred: nil, connectionIsEncrypted: false) == .cramMD5)
-        #expect(try Self.password.chooseMechanism(offered: ["LOGIN"], preferred: nil, connectionIsEncrypted: true) == .login)
-        #expect(try Self.token.chooseMechanism(offered: offered, preferred: nil, connectionIsEncrypted: true) == .xoauth2)
-        #expect(try Self.password.chooseMechanism(offered: offered, preferred: .login, connectionIsEncrypted: true) == .login)
-        #expect(throws: SMTPError.self) { try Self.token.chooseMechanism(offered: ["PLAIN"], preferred: nil, connectionIsEncrypted: true) }
-        #expect(throws: SMTPError.self) { try Self.password.chooseMechanism(offered: [], preferred: nil, connectionIsEncrypted: true) }
+        #expect(throws: AuthenticationUnavailable.noFittingSecret(wanted: ["PLAIN"], available: [.bearerToken])) {
+            try Self.sasl(.plain, Self.token)
+        }
     }
 
     @Test func secretsStayOutOfLogsAndDescriptions() throws {
@@ -378,10 +374,10 @@ func reply(_ code: Int, _ enhanced: String? = nil, _ text: String) -> SMTPReply 
             #expect(!dumped.contains("tanstaaf") && !dumped.contains("ya29"))
         }
         var conversation = try Self.authReady()
-        conversation.client(try conversation.machine.authenticate(.login, credentials: Self.password, allowInsecure: false))
+        conversation.client(try conversation.machine.authenticate(try Self.sasl(.login, Self.password), allowInsecure: false))
         _ = try conversation.server("334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n")
         var xoauth = try Self.authReady()
-        xoauth.client(try xoauth.machine.authenticate(.xoauth2, credentials: Self.token, allowInsecure: false))
+        xoauth.client(try xoauth.machine.authenticate(try Self.sasl(.xoauth2, Self.token), allowInsecure: false))
         for line in conversation.logged + xoauth.logged {
             #expect(!line.contains(Data("tanstaaftanstaaf".utf8).base64EncodedString()))
         }

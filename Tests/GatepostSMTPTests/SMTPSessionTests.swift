@@ -1,4 +1,5 @@
 import Foundation
+import GatepostWire
 import Logging
 import NIOCore
 import GatepostTestSupport
@@ -33,7 +34,7 @@ import Testing
         defer { Task { await server.stop() } }
 
         let message = ["Subject: report\r\n", "\r\n.leading dot\nbare", " LF line\r\n..two dots\r\nlast line"]
-        let credentials = SMTPCredentials(user: "mailer", password: "s3cret-Pa55")
+        let credentials = SASLCredentials(user: "mailer", password: "s3cret-Pa55")
         let result = try await SMTPClient.withSession(Self.configuration(port: port), credentials: credentials, logger: Self.logger) { session in
             #expect(session.isAuthenticated)
             #expect(!session.isEncrypted)
@@ -121,7 +122,7 @@ import Testing
         let server = ScriptedSMTPServer()
         let port = try await server.start()
         defer { Task { await server.stop() } }
-        let credentials = SMTPCredentials(user: "mailer", password: "s3cret-Pa55")
+        let credentials = SASLCredentials(user: "mailer", password: "s3cret-Pa55")
         await #expect(throws: SMTPError.insecureAuthenticationRefused) {
             try await SMTPClient.withSession(Self.configuration(port: port, allowInsecureAuth: false), credentials: credentials, logger: Self.logger) { _ in }
         }

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import GatepostWire
 import Logging
 import NIOCore
 import NIOSSL
@@ -10,7 +11,7 @@ import X509
 
 @Suite struct SMTPTLSTests {
     static let logger = Logger(label: "smtp-tls-test")
-    static let credentials = SMTPCredentials(user: "mailer", password: "s3cret-Pa55")
+    static let credentials = SASLCredentials(user: "mailer", password: "s3cret-Pa55")
 
     static func configuration(port: Int, security: SMTPConnectionConfiguration.Security, pki: TestPKI) -> SMTPConnectionConfiguration {
         // "localhost" so that the host name is checked against the certificate.

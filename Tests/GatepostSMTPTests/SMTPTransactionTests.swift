@@ -1,3 +1,4 @@
+import GatepostWire
 import NIOCore
 import Testing
 @testable import GatepostSMTP
@@ -291,16 +292,16 @@ import Testing
         let extensions = pipelined ? ["PIPELINING", "STARTTLS", "AUTH LOGIN"] : ["STARTTLS", "AUTH LOGIN"]
         _ = try conversation.server("250-mx\r\n" + extensions.dropLast().map { "250-\($0)\r\n" }.joined() + "250 \(extensions.last ?? "")\r\n")
         let envelope = SMTPEnvelope(from: "s@x", recipients: ["a@y", "b@y"])
-        let credentials = SMTPCredentials(user: "u", password: "p")
+        let credentials = SASLCredentials(user: "u", password: "p")
         switch point {
         case .greeting, .ehlo, .idle:
             break
         case .startTLS:
             conversation.client(try conversation.machine.startTLS())
         case .auth:
-            conversation.client(try conversation.machine.authenticate(.login, credentials: credentials, allowInsecure: true))
+            conversation.client(try conversation.machine.authenticate(try SASLClient(mechanism: .login, credentials: credentials, host: "mx", port: 25), allowInsecure: true))
         case .authChallenge:
-            conversation.client(try conversation.machine.authenticate(.login, credentials: credentials, allowInsecure: true))
+            conversation.client(try conversation.machine.authenticate(try SASLClient(mechanism: .login, credentials: credentials, host: "mx", port: 25), allowInsecure: true))
             _ = try conversation.server("334 VXNlcm5hbWU6\r\n")
         case .mailFrom:
             conversation.client(try conversation.machine.beginTransaction(envelope, messageSize: nil))

@@ -1,5 +1,6 @@
 import GatepostPOP3
 import GatepostTestSupport
+import GatepostWire
 import Logging
 import NIOCore
 import Testing
@@ -18,7 +19,7 @@ import Testing
         let body: [UInt8] = Array("Subject: dots\r\n\r\n.one\r\n..two\r\n.\r\nend\r\n".utf8)
         let server = ScriptedPOP3Server(messages: [.init(uidl: "u1", bytes: body)])
         try await withSession(server) { session in
-            try await session.login(user: server.user, password: server.password, allowPlaintext: true)
+            try await session.authenticate(.user, credentials: SASLCredentials(user: server.user, password: server.password), allowPlaintext: true)
             #expect(try await session.stat() == (1, body.count))
             #expect(try await session.uniqueIDs() == [POP3ListingEntry(number: 1, value: "u1")])
             var received: [UInt8] = []
@@ -33,7 +34,7 @@ import Testing
     @Test func deletionsWithoutQuitAreForgotten() async throws {
         let server = ScriptedPOP3Server(messages: DemoMailbox.messages)
         try await withSession(server) { session in
-            try await session.authenticatePlain(user: server.user, password: server.password, allowPlaintext: true)
+            try await session.authenticate(.plain, credentials: SASLCredentials(user: server.user, password: server.password), allowPlaintext: true)
             try await session.delete(1)
         }
         #expect(server.messages.count == DemoMailbox.messages.count)
@@ -45,7 +46,7 @@ import Testing
         let server = ScriptedPOP3Server(messages: [], behavior: behavior)
         try await withSession(server) { session in
             await #expect(throws: POP3Error.serverError(command: "authentication", status: POP3StatusLine(isOK: false, code: "IN-USE", text: "mailbox locked"))) {
-                try await session.login(user: server.user, password: server.password, allowPlaintext: true)
+                try await session.authenticate(.user, credentials: SASLCredentials(user: server.user, password: server.password), allowPlaintext: true)
             }
         }
     }

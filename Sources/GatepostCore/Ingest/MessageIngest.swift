@@ -1,4 +1,5 @@
 import Crypto
+import GatepostWire
 import Synchronization
 import GatepostMIME
 import GatepostCatalog

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import GatepostMIME
+import GatepostWire
 
 /// Converts a kept text body (the message text, its HTML) to UTF-8, whatever charset it was sent
 /// in, so that applications and operators read one encoding. Bytes that are already valid UTF-8

@@ -3,6 +3,7 @@ import Foundation
 import GatepostCatalog
 import GatepostMIME
 import GatepostSMTP
+import GatepostWire
 import Logging
 import NIOCore
 import NIOSSL
@@ -18,26 +19,20 @@ extension RemoteSite.SMTP {
             configuration.certificateChain = try NIOSSLCertificate.fromPEMFile(certificate).map { .certificate($0) }
             configuration.privateKey = .privateKey(try NIOSSLPrivateKey(file: key, format: .pem))
         }
-        let mode: SMTPConnectionConfiguration.Security = switch security {
-        case .tls: .tls
-        case .starttls: .starttls
-        case .none: .none
-        }
         return SMTPConnectionConfiguration(
-            host: host, port: port, security: mode, tls: configuration, allowInsecureAuth: allowPlaintextPassword,
-            authMechanism: oauth2 == nil ? nil : .xoauth2
+            host: host, port: port, security: security, tls: configuration, allowInsecureAuth: allowPlaintextPassword
         )
     }
 
     /// The password, or with `oauth2:` a client-credentials token (cached until shortly before
     /// it expires); nil sends without AUTH.
-    func credentials() async throws -> SMTPCredentials? {
+    func credentials() async throws -> SASLCredentials? {
         guard let user else { return nil }
         if let oauth2 {
-            return SMTPCredentials(user: user, bearerToken: try await OAuth2TokenProvider.shared.token(for: oauth2))
+            return SASLCredentials(user: user, bearerToken: try await OAuth2TokenProvider.shared.token(for: oauth2))
         }
         guard let password else { return nil }
-        return SMTPCredentials(user: user, password: password.value)
+        return SASLCredentials(user: user, password: password.value)
     }
 
     /// Connects, secures and authenticates as the outbox would, then runs `body`. A token the

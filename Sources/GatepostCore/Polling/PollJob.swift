@@ -3,6 +3,7 @@ import Foundation
 import GatepostCatalog
 import GatepostMIME
 import GatepostPOP3
+import GatepostWire
 import Logging
 import NIOCore
 import NIOPosix

@@ -1,4 +1,5 @@
 import GatepostPOP3
+import GatepostWire
 import NIOCore
 import NIOSSL
 
@@ -54,21 +55,28 @@ enum SiteSessionSetup {
         try await authenticate(session, site: site)
     }
 
-    /// Without `auth:` in the site: the strongest mechanism the server offers. CRAM-MD5 keeps the
-    /// password off the wire even without TLS; APOP (no capability announces it) only when asked.
-    static let defaultPreference: [POP3AuthMechanism] = [.cramMD5, .plain, .login, .user]
-
+    /// Chooses the way to log in from the site's `auth:` (or the default order) and the secrets
+    /// the site has, then fetches the one secret that way needs: an OAuth2 token only when the
+    /// server takes one.
     static func authenticate(_ session: POP3Session, site: RemoteSite) async throws(POP3Error) {
-        let offered = Set(session.capabilities?.saslMechanisms ?? [])
-        let explicit = !site.pop3.auth.isEmpty
-        let wanted: [POP3AuthMechanism] = explicit
-            ? site.pop3.auth.compactMap(POP3AuthMechanism.init(rawValue:))
-            : (site.pop3.oauth2 != nil ? [.xoauth2, .oauthbearer]
-               : site.pop3.tls.clientCertificate != nil ? [.external] + defaultPreference : defaultPreference)
-        let user = site.pop3.user
+        var available: Set<SecretKind> = []
+        if site.pop3.password != nil { available.insert(.password) }
+        if site.pop3.oauth2 != nil { available.insert(.bearerToken) }
+        if site.pop3.tls.clientCertificate != nil { available.insert(.clientCertificate) }
+        guard !available.isEmpty else {
+            throw POP3Error.authenticationFailed("the site has no password (pop3.password or pop3.password_file), oauth2 or tls.client_certificate")
+        }
         let allowPlaintext = site.pop3.allowPlaintextPassword
-        if let oauth2 = site.pop3.oauth2,
-           let mechanism = wanted.first(where: { ($0 == .xoauth2 || $0 == .oauthbearer) && offered.contains($0.rawValue.uppercased()) }) {
+        let mechanism = try await session.chooseAuthentication(preference: site.pop3.auth, available: available, allowPlaintext: allowPlaintext)
+        let user = site.pop3.user
+        switch mechanism.secretKind {
+        case .password:
+            guard let password = site.pop3.password?.value else { throw POP3Error.invalidState("no password for \(mechanism.rawValue)") }
+            try await session.authenticate(mechanism, credentials: SASLCredentials(user: user, password: password), allowPlaintext: allowPlaintext)
+        case .clientCertificate:
+            try await session.authenticate(mechanism, credentials: SASLCredentials(user: user, secret: .clientCertificate), allowPlaintext: allowPlaintext)
+        case .bearerToken:
+            guard let oauth2 = site.pop3.oauth2 else { throw POP3Error.invalidState("no oauth2 settings for \(mechanism.rawValue)") }
             let token: String
             do {
                 token = try await OAuth2TokenProvider.shared.token(for: oauth2)
@@ -76,40 +84,12 @@ enum SiteSessionSetup {
                 throw POP3Error.authenticationFailed("no OAuth2 token: \(error)")
             }
             do {
-                try await session.authenticateBearer(mechanism, user: user, token: token, allowPlaintext: allowPlaintext)
+                try await session.authenticate(mechanism, credentials: SASLCredentials(user: user, bearerToken: token), allowPlaintext: allowPlaintext)
             } catch {
                 // A refused token may have been revoked early: fetch a new one next time.
                 await OAuth2TokenProvider.shared.invalidate(oauth2)
                 throw error
             }
-            return
         }
-        if wanted.first(where: { offered.contains($0.rawValue.uppercased()) || $0 == .user || $0 == .apop }) == .external {
-            return try await session.authenticateExternal()
-        }
-        guard let password = site.pop3.password?.value else {
-            throw POP3Error.authenticationFailed("the site has no password (pop3.password or pop3.password_file)")
-        }
-        for mechanism in wanted {
-            switch mechanism {
-            case .cramMD5 where offered.contains("CRAM-MD5"):
-                return try await session.authenticateCRAMMD5(user: user, password: password)
-            case .plain where offered.contains("PLAIN"):
-                return try await session.authenticatePlain(user: user, password: password, allowPlaintext: allowPlaintext)
-            case .login where offered.contains("LOGIN"):
-                return try await session.authenticateLogin(user: user, password: password, allowPlaintext: allowPlaintext)
-            case .apop where session.greeting?.apopTimestamp != nil:
-                return try await session.authenticateAPOP(user: user, password: password)
-            case .user:
-                return try await session.login(user: user, password: password, allowPlaintext: allowPlaintext)
-            case .xoauth2, .oauthbearer, .plain, .login, .cramMD5, .apop, .external:
-                continue
-            }
-        }
-        let known = site.pop3.auth.filter { POP3AuthMechanism(rawValue: $0) == nil }
-        if !known.isEmpty {
-            throw POP3Error.notSupported("\(known.joined(separator: ", ")) authentication yet (Gatepost speaks \(POP3AuthMechanism.allCases.map(\.rawValue).joined(separator: ", ")))")
-        }
-        throw POP3Error.notSupported("any of the site's authentication mechanisms (\(wanted.map(\.rawValue).joined(separator: ", "))); it offers SASL \(offered.sorted().joined(separator: " "))")
     }
 }

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import GatepostCatalog
+import GatepostWire
 import Logging
 import NIOPosix
 import Synchronization

@@ -59,29 +59,23 @@ public struct Scheduler: Service {
         var directory = try SiteLoader().loadDirectory(sitesFolder)
         var fingerprint = Self.fingerprint(sitesFolder)
         report(directory)
-        var states = (try? await catalog.siteStates()) ?? [:]
-        var schedule = PollSchedule<ContinuousClock.Instant>(
-            limits: .init(concurrentPolls: limits.concurrentPolls, concurrentPollsPerHost: limits.concurrentPollsPerHost)
-        )
+        var states: [String: SiteState] = [:]
         let clock = ContinuousClock()
-        var nextRefresh = clock.now + .seconds(1)
-        var tickerRunning = false
-        // The outbox also goes out on its own clock, so a retry does not wait for its site's
-        // next poll (claims keep this and a poll's own sending from doubling a message).
-        var nextOutbox = clock.now + Self.outboxInterval
-        var outboxRunning = false
+        var machine = SchedulerStateMachine(
+            limits: .init(concurrentPolls: limits.concurrentPolls, concurrentPollsPerHost: limits.concurrentPollsPerHost),
+            now: clock.now
+        )
 
         enum Finished: Sendable {
             case poll(PollResult)
-            case tick
+            case wakeUp
             case outbox
         }
 
         await withTaskGroup(of: Finished.self) { group in
             while !Task.isShuttingDownGracefully {
-                // Once a second: the sites folder and the operators' enable/disable.
-                if clock.now >= nextRefresh {
-                    nextRefresh = clock.now + .seconds(1)
+                switch machine.nextAction(at: clock.now) {
+                case .reloadSites:
                     let current = Self.fingerprint(sitesFolder)
                     if current != fingerprint || reloadRequested() {
                         fingerprint = current
@@ -91,56 +85,41 @@ public struct Scheduler: Service {
                         }
                     }
                     states = (try? await catalog.siteStates()) ?? states
-                }
-                // Start what is due, within the limits.
-                let now = clock.now
-                for (site, failures) in schedule.due(at: now, sites: directory.sites, states: states) {
+                    machine.reloaded(sites: directory.sites, states: states)
+                    continue
+                case .startPoll(let site, let failures):
                     let local = directory.local
                     let allSites = directory.sites
                     group.addTask { .poll(await poll(site, failuresSoFar: failures, local: local, sites: allSites)) }
-                }
-                if !outboxRunning, now >= nextOutbox {
-                    outboxRunning = true
+                    continue
+                case .sendOutbox:
                     let sender = OutboxSender(sites: directory.sites, catalog: catalog, logger: logger)
                     group.addTask {
                         _ = try? await sender.sendDue()
                         return .outbox
                     }
-                }
-                // Wait for a poll to end or for the next refresh, whichever comes first. One
-                // ticker task at a time marks the refresh (it returns nil).
-                if !tickerRunning {
-                    tickerRunning = true
-                    let until = nextRefresh
-                    group.addTask {
-                        try? await Task.sleep(until: until, clock: .continuous)
-                        return .tick
+                    continue
+                case .wait(let wakeUpAt):
+                    if let wakeUpAt {
+                        group.addTask {
+                            try? await Task.sleep(until: wakeUpAt, clock: .continuous)
+                            return .wakeUp
+                        }
                     }
                 }
-                guard let finished = await group.next() else { continue }
-                let result: PollResult
-                switch finished {
-                case .tick:
-                    tickerRunning = false
-                    continue
-                case .outbox:
-                    outboxRunning = false
-                    nextOutbox = clock.now + Self.outboxInterval
-                    continue
-                case .poll(let polled):
-                    result = polled
+                switch await group.next() {
+                case .wakeUp?: machine.wokeUp()
+                case .outbox?: machine.outboxSent(at: clock.now)
+                case .poll(let result)?: machine.pollFinished(result.site, failed: result.failed, delay: result.delay, at: clock.now)
+                case nil: break
                 }
-                schedule.finished(result.site, failed: result.failed, delay: result.delay, at: clock.now)
             }
-            logger.info("shutting down: cancelling polls in progress", metadata: ["polls": "\(schedule.running.count)"])
+            logger.info("shutting down: cancelling polls in progress", metadata: ["polls": "\(machine.schedule.running.count)"])
             group.cancelAll()
             for await _ in group {}
         }
         logger.info("stopped")
     }
-
-    /// How often the daemon sends what is due in the outbox, besides after each poll.
-    static let outboxInterval: Duration = .seconds(15)
 
     private func nextDelay(_ site: RemoteSite, failures: Int, retryAfter: Duration?) -> Duration {
         PollSchedule<ContinuousClock.Instant>.nextDelay(

@@ -72,7 +72,7 @@ enum BTPMailDestination {
                 security: security,
                 user: user,
                 password: password,
-                auth: oauth2 == nil ? [] : ["xoauth2", "oauthbearer"],
+                auth: oauth2 == nil ? [] : [.xoauth2, .oauthbearer],
                 allowPlaintextPassword: false,
                 tls: RemoteSite.TLS(caFile: nil, clientCertificate: nil, clientKey: nil, verify: true),
                 oauth2: oauth2,

@@ -27,7 +27,8 @@ public struct RemoteSite: Sendable, Hashable {
         public var password: Secret?
         /// Mechanisms in order of preference (`user`, `plain`, ...); empty means the strongest
         /// the server offers.
-        public var auth: [String]
+        /// The ways to log in, in order; empty: the default order (``POP3AuthMechanism/defaultPreference(connectionIsEncrypted:)``).
+        public var auth: [POP3AuthMechanism]
         /// Sending a password over an unencrypted connection needs this explicit opt-in.
         public var allowPlaintextPassword: Bool
         public var tls: TLS

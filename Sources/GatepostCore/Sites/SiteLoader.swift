@@ -196,8 +196,6 @@ public struct SiteLoader: Sendable {
         return SiteConfigurationError(file: file, line: line, field: nil, message: "not valid YAML: \(problem)")
     }
 
-    static let allowedAuth: Set<String> = ["user", "apop", "plain", "login", "cram-md5", "external", "xoauth2", "oauthbearer"]
-
     func remoteSite(_ root: ConfigMapping, defaultName: String) throws -> RemoteSite {
         try root.rejectUnknownKeys(["kind", "name", "description", "enabled", "pop3", "poll", "limits", "smtp", "application", "routes", "tenants"])
         let name = try root["name"]?.nonEmptyString() ?? defaultName
@@ -211,9 +209,14 @@ public struct SiteLoader: Sendable {
         ])
         let security = try securityValue(pop3Map["security"], default: .tls)
         let defaultPort = security == .tls ? 995 : 110
-        let auth = try pop3Map["auth"]?.stringList().map { $0.lowercased() } ?? []
-        if let node = pop3Map["auth"], let bad = auth.first(where: { !Self.allowedAuth.contains($0) }) {
-            throw node.error("`\(bad)` is not a known mechanism (known: \(Self.allowedAuth.sorted().joined(separator: ", ")))")
+        var auth: [POP3AuthMechanism] = []
+        if let node = pop3Map["auth"] {
+            for name in try node.stringList() {
+                guard let mechanism = POP3AuthMechanism(rawValue: name.lowercased()) else {
+                    throw node.error("`\(name)` is not a known mechanism (known: \(POP3AuthMechanism.allCases.map(\.rawValue).joined(separator: ", ")))")
+                }
+                auth.append(mechanism)
+            }
         }
         let pop3TLS = try tlsSettings(pop3Map["tls"])
         let pop3 = RemoteSite.POP3(

@@ -1,5 +1,6 @@
 import Crypto
 #if canImport(Glibc)
+import GatepostWire
 import Glibc
 #elseif canImport(Musl)
 import Musl
@@ -95,15 +96,4 @@ final class SpoolFileWriter {
         descriptor = -1
         return (size, hexString(hasher.finalize()))
     }
-}
-
-/// Lower-case hex, as `sha256sum` prints it.
-func hexString<Bytes: Sequence>(_ bytes: Bytes) -> String where Bytes.Element == UInt8 {
-    let digits = Array("0123456789abcdef".utf8)
-    var out: [UInt8] = []
-    for byte in bytes {
-        out.append(digits[Int(byte >> 4)])
-        out.append(digits[Int(byte & 0x0F)])
-    }
-    return String(decoding: out, as: UTF8.self)
 }
