@@ -201,6 +201,12 @@ public final class SQLiteCatalog: Catalog {
                 t.add(column: "skipped", .text)  // JSON: [SkippedMessage]
             }
         }
+        migrator.registerMigration("v11-classification") { db in
+            try db.alter(table: "transfer") { t in
+                t.add(column: "classification", .text)
+                t.add(column: "signature", .text)
+            }
+        }
         return migrator
     }
 
@@ -573,6 +579,8 @@ struct StoredTransfer: Codable, FetchableRecord, PersistableRecord {
     var ackMessageId: String?
     var purgedAt: Date?
     var messageText: String?
+    var classification: String?
+    var signature: String?
 
     init(_ record: TransferRecord) {
         id = record.id
@@ -603,6 +611,8 @@ struct StoredTransfer: Codable, FetchableRecord, PersistableRecord {
         ackMessageId = record.ackMessageId
         purgedAt = record.purgedAt
         messageText = record.messageText
+        classification = record.classification
+        signature = record.signature
     }
 
     var record: TransferRecord {
@@ -632,7 +642,9 @@ struct StoredTransfer: Codable, FetchableRecord, PersistableRecord {
             recipientReports: (try? JSONDecoder().decode([RecipientReport].self, from: Data(recipientReports.utf8))) ?? [],
             ackMessageId: ackMessageId,
             purgedAt: purgedAt,
-            messageText: messageText
+            messageText: messageText,
+            classification: classification,
+            signature: signature
         )
     }
 }
@@ -642,6 +654,7 @@ extension StoredTransfer {
         "id", "direction", "type", "fileName", "site", "application", "state", "messageId", "uidl", "sender",
         "recipients", "subject", "size", "sha256", "path", "receivedAt", "ack", "error", "originalMessageId",
         "disposition", "deliveredPath", "messageSha256", "recipientReports", "ackMessageId", "purgedAt", "messageText",
+        "classification", "signature",
     ]
     private static let insertSQL = "INSERT INTO transfer (\(columns.joined(separator: ", "))) VALUES (\(columns.map { _ in "?" }.joined(separator: ", ")))"
 
@@ -653,6 +666,7 @@ extension StoredTransfer {
             id, direction, type, fileName, site, application, state, messageId, uidl, sender,
             recipients, subject, size, sha256, path, receivedAt, ack, error, originalMessageId,
             disposition, deliveredPath, messageSha256, recipientReports, ackMessageId, purgedAt, messageText,
+            classification, signature,
         ]
         try statement.execute(arguments: StatementArguments(values))
     }

@@ -72,6 +72,12 @@ public struct TransferRecord: Codable, Sendable, Hashable, Identifiable {
     /// The message's text (UTF-8) kept with an XFER, when it was small enough to be held in
     /// memory (and holds no NUL byte); otherwise it is kept as the file `path` + ".txt".
     public var messageText: String?
+    /// Why a received message got its type and FILE_NAME ("one attached file", "2 attached files
+    /// in one message", ...): the classification's reason, kept apart from `error`.
+    public var classification: String?
+    /// How the message was signed ("S/MIME (application/pkcs7-signature)"), when it was; the
+    /// signed content was classified as if unsigned. Not a verification.
+    public var signature: String?
 
     public init(
         id: String,
@@ -99,7 +105,9 @@ public struct TransferRecord: Codable, Sendable, Hashable, Identifiable {
         recipientReports: [RecipientReport] = [],
         ackMessageId: String? = nil,
         purgedAt: Date? = nil,
-        messageText: String? = nil
+        messageText: String? = nil,
+        classification: String? = nil,
+        signature: String? = nil
     ) {
         self.id = id
         self.direction = direction
@@ -127,12 +135,14 @@ public struct TransferRecord: Codable, Sendable, Hashable, Identifiable {
         self.ackMessageId = ackMessageId
         self.purgedAt = purgedAt
         self.messageText = messageText
+        self.classification = classification
+        self.signature = signature
     }
 
     private enum CodingKeys: String, CodingKey {
         case id, direction, type, fileName, site, application, state, messageId, uidl, sender, recipients, subject
         case size, sha256, path, receivedAt, ack, error, originalMessageId, disposition, deliveredPath
-        case messageSha256, recipientReports, ackMessageId, purgedAt, messageText
+        case messageSha256, recipientReports, ackMessageId, purgedAt, messageText, classification, signature
     }
 
     /// Every field is written, absent ones as `null`: a consumer of `--format json` sees the
@@ -165,6 +175,8 @@ public struct TransferRecord: Codable, Sendable, Hashable, Identifiable {
         try container.encode(ackMessageId, forKey: .ackMessageId)
         try container.encode(purgedAt, forKey: .purgedAt)
         try container.encode(messageText, forKey: .messageText)
+        try container.encode(classification, forKey: .classification)
+        try container.encode(signature, forKey: .signature)
     }
 
     /// A new, time-ordered id: `T` + UTC timestamp to the millisecond + 8 hex digits, random for

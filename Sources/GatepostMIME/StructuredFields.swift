@@ -21,20 +21,20 @@ public struct HeaderParameters: Sendable, Hashable {
         }
 
         var plain: [String: String] = [:]
-        // Continuation sections: name -> [index: (value, extended)]
-        var sections: [String: [Int: (String, Bool)]] = [:]
+        // Continuation sections: name -> [index: (value, extended, quoted)]
+        var sections: [String: [Int: (value: String, extended: Bool, quoted: Bool)]] = [:]
         for (name, value, quoted) in raw {
             if let star = name.firstIndex(of: "*") {
                 let base = String(name[..<star])
                 let rest = name[name.index(after: star)...]
                 if rest.isEmpty {
                     // name*=charset'lang'value
-                    sections[base, default: [:]][0] = (value, !quoted)
+                    sections[base, default: [:]][0] = (value, true, quoted)
                 } else {
                     let extended = rest.hasSuffix("*")
                     let number = extended ? rest.dropLast() : rest
                     if let index = Int(number), index >= 0, index < 1_000 {
-                        sections[base, default: [:]][index] = (value, extended && !quoted)
+                        sections[base, default: [:]][index] = (value, extended, quoted)
                     }
                 }
             } else if plain[name] == nil {
@@ -45,17 +45,25 @@ public struct HeaderParameters: Sendable, Hashable {
             var bytes: [UInt8] = []
             var charset: String?
             for index in parts.keys.sorted() {
-                guard let (value, extended) = parts[index] else { continue }
-                var piece = Substring(value)
-                if extended {
-                    if index == 0 {
-                        // charset'language'encoded-text
-                        let pieces = value.split(separator: "'", maxSplits: 2, omittingEmptySubsequences: false)
-                        if pieces.count == 3 {
-                            charset = String(pieces[0])
-                            piece = pieces[2]
-                        }
+                guard let section = parts[index] else { continue }
+                var piece = Substring(section.value)
+                // An extended value in quotes is invalid (RFC 2231 makes it a token), but Pine and
+                // others send `filename*="iso-8859-1''Fr%F6sche.txt"`, and Python, MimeKit and
+                // mime4j decode it: so do we, when it has the charset'language' prefix that only
+                // an extended value has (a quoted value without it is taken as written).
+                var decode = section.extended
+                if section.extended, index == 0 {
+                    let pieces = section.value.split(separator: "'", maxSplits: 2, omittingEmptySubsequences: false)
+                    if pieces.count == 3 {
+                        charset = String(pieces[0])
+                        piece = pieces[2]
+                    } else if section.quoted {
+                        decode = false
                     }
+                } else if section.extended, section.quoted, charset == nil {
+                    decode = false
+                }
+                if decode {
                     bytes.append(contentsOf: percentDecode(piece))
                 } else {
                     bytes.append(contentsOf: piece.utf8)

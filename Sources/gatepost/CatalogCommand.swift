@@ -76,6 +76,7 @@ struct CatalogCommand: AsyncParsableCommand {
                     ("ack", record.ack.rawValue), ("ackMessageId", record.ackMessageId),
                     ("originalMessageId", record.originalMessageId),
                     ("disposition", record.disposition), ("deliveredPath", record.deliveredPath), ("error", record.error),
+                    ("classification", record.classification), ("signature", record.signature),
                     ("messageSha256", record.messageSha256),
                 ]
                 // Each recipient's report line, and each outgoing message of this transfer.

@@ -21,15 +21,21 @@ struct CorpusIngest {
         try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".eml") }.sorted()
     }
 
-    static let site: RemoteSite? = try? SiteLoader(environment: [:]).parse("""
-        pop3:
-          host: 127.0.0.1
-          security: none
-          allow_plaintext_password: true
-          user: u
-          password: p
-        application: orders
-        """, file: "/tmp/corpus.yaml")
+    static let site: RemoteSite? = site(classify: nil)
+
+    /// The corpus site, with a `classify:` block when given.
+    static func site(classify: String?) -> RemoteSite? {
+        try? SiteLoader(environment: [:]).parse("""
+            pop3:
+              host: 127.0.0.1
+              security: none
+              allow_plaintext_password: true
+              user: u
+              password: p
+            application: orders
+            \(classify.map { "classify: \($0)" } ?? "")
+            """, file: "/tmp/corpus.yaml")
+    }
 
     struct Outcome {
         var record: TransferRecord
@@ -43,10 +49,10 @@ struct CorpusIngest {
 
     /// Ingests `bytes` in chunks of `chunkSize` (nil: one chunk) and assembles the record.
     static func ingest(
-        _ bytes: [UInt8], chunkSize: Int? = nil, limits: MIMELimits = .default,
+        _ bytes: [UInt8], chunkSize: Int? = nil, limits: MIMELimits = .default, site: RemoteSite? = Self.site,
         processMemoryAvailable: @escaping () -> Int = { HeldBodies.available }
     ) throws -> Outcome {
-        let site = try #require(Self.site)
+        let site = try #require(site)
         let spool = try Spool(root: try makeTemporaryDirectory("corpus"))
         let id = TransferRecord.newID()
         let prefix = spool.temporaryPrefix(id: id)
@@ -130,6 +136,13 @@ struct CorpusIngest {
         ("raw-8bit-headers.eml", "Straße.txt"),
         ("empty-parts.eml", "empty.bin"),
         ("file-named-like-a-part.eml", "part-1"),
+        // An RFC 2231 value in quotes, as Pine sends it.
+        ("rfc2231-quoted-value.eml", "HasenundFrösche.txt"),
+        // The signature of a multipart/signed is no file; the signed content has one.
+        ("pgp-signed-file.eml", "orders.csv"),
+        // A file without a name is named from its type.
+        ("unnamed-pdf.eml", "attachment.pdf"),
+        ("message-news-attachment.eml", "attached-message.eml"),
     ])
     func oneAttachedFileIsXFERUnderItsDecodedSafeName(name: String, fileName: String) throws {
         let outcome = try CorpusIngest.ingest(try CorpusIngest.message(name))
@@ -244,6 +257,15 @@ struct CorpusIngest {
         ("begin-prose.eml", "malformed body: a uuencoded file (notes on the new contract) that does not end properly"),
         // A "file" line far longer than any encoded line ends it: kept whole, never overflowing.
         ("uuencode-overlong-line.eml", "malformed body: a uuencoded file (x.bin) that does not end properly"),
+        // A signed text is a text: its signature is no attached file.
+        ("smime-signed-text.eml", "a single-part text/plain message"),
+        ("external-body-pointer.eml", "a multipart/mixed message whose only attachment is a pointer to a document elsewhere (message/external-body)"),
+        // A bounce and an auto-reply carry the message they answer: never a transfer.
+        ("bounce-old-style.eml", "automatic message (bounce or auto-reply)"),
+        ("vacation-autoreply.eml", "automatic message (bounce or auto-reply)"),
+        // By default a message that is one file is kept whole (classify.bare_file changes it).
+        ("scanner-bare-pdf.eml", "a single-part application/pdf message"),
+        ("text-only-html.eml", "a single-part text/html message"),
     ])
     func everythingElseIsKeptWholeAsRECOVER(name: String, reason: String) throws {
         let bytes = try CorpusIngest.message(name)
@@ -251,10 +273,62 @@ struct CorpusIngest {
         #expect(outcome.record.type == .xfer)
         #expect(outcome.record.fileName == TransferRecord.recoverFileName)
         #expect(outcome.record.error == "kept whole: \(reason)")
+        #expect(outcome.record.classification == reason, "the reason has a field of its own")
         #expect(outcome.files[MessageIngest.rawFileName] == bytes, "the whole message, byte for byte")
         #expect(outcome.record.sha256 == SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined())
         #expect(outcome.record.messageSha256 == outcome.record.sha256)
         #expect(outcome.files.count == 1)
+    }
+
+    /// The renderings of a multipart/alternative are the message, whatever their parameters say.
+    @Test(arguments: ["mailutils-alternative-named-html.eml", "alternative-attachment-disposition.eml"])
+    func alternativesAreTheMessageNotAttachments(name: String) throws {
+        let outcome = try CorpusIngest.ingest(try CorpusIngest.message(name))
+        #expect(outcome.record.type == .msg)
+        #expect(outcome.record.classification == "a multipart/alternative of text")
+        #expect(CorpusIngest.text(outcome.files["message.txt"]) == "Nothing to send this week.")
+        #expect(CorpusIngest.text(outcome.files["message.html"])?.contains("<p>Nothing to send this week.</p>") == true)
+        #expect(outcome.files.count == 2)
+    }
+
+    @Test func htmlMailWithInlineImagesIsMSGKeepingTheImages() throws {
+        let outcome = try CorpusIngest.ingest(try CorpusIngest.message("alternative-related-inline-images.eml"))
+        #expect(outcome.record.type == .msg)
+        #expect(outcome.record.classification == "a multipart/alternative of text, with inline resources")
+        #expect(CorpusIngest.text(outcome.files["message.txt"]) == "Hello, this is our new logo.\r\n")
+        #expect(CorpusIngest.text(outcome.files["message.html"])?.contains("cid:F00DCAFE-0001@partner.example") == true)
+        #expect(outcome.files["logo.png"] == Array(Data(base64Encoded: "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAA=") ?? Data()))
+        #expect(outcome.suffixes["logo.png"] == ".inline-1")
+    }
+
+    @Test func aSignedMessageRecordsHowItWasSigned() throws {
+        let text = try CorpusIngest.ingest(try CorpusIngest.message("smime-signed-text.eml"))
+        #expect(text.record.signature == "S/MIME (application/pkcs7-signature)")
+        let file = try CorpusIngest.ingest(try CorpusIngest.message("pgp-signed-file.eml"))
+        #expect(file.record.signature == "OpenPGP (application/pgp-signature)")
+        #expect(CorpusIngest.text(file.files["orders.csv"]) == "id,qty\r\n1,5\r\n")
+        #expect(CorpusIngest.text(file.files["message.txt"]) == "Orders attached.\r\n")
+    }
+
+    @Test func aSitesClassifyOptionsGoBeyondTheTable() throws {
+        let bareFile = CorpusIngest.site(classify: "{bare_file: xfer}")
+        let scan = try CorpusIngest.ingest(try CorpusIngest.message("scanner-bare-pdf.eml"), site: bareFile)
+        #expect(scan.record.type == .xfer)
+        #expect(scan.record.fileName == "scan-0042.pdf")
+        #expect(CorpusIngest.text(scan.files["scan-0042.pdf"])?.hasPrefix("%PDF-1.4") == true)
+        #expect(scan.record.classification == "a message that is one application/pdf file (classify.bare_file)")
+
+        let textOnly = CorpusIngest.site(classify: "{text_only: msg}")
+        let html = try CorpusIngest.ingest(try CorpusIngest.message("text-only-html.eml"), site: textOnly)
+        #expect(html.record.type == .msg)
+        #expect(CorpusIngest.text(html.files["message.html"]) == "<p>Please call us about order 42.</p>\r\n")
+        #expect(html.suffixes["message.html"] == "")
+        let signed = try CorpusIngest.ingest(try CorpusIngest.message("smime-signed-text.eml"), site: textOnly)
+        #expect(signed.record.type == .msg)
+        #expect(CorpusIngest.text(signed.files["message.txt"]) == "Order 42 confirmed.\r\n")
+        // An option never turns a bounce into a transfer.
+        let bounce = try CorpusIngest.ingest(try CorpusIngest.message("bounce-old-style.eml"), site: bareFile)
+        #expect(bounce.record.fileName == TransferRecord.recoverFileName)
     }
 
     @Test func aDispositionNotificationIsEERPWithItsFields() throws {

@@ -104,6 +104,8 @@ func makeTemporaryDirectory(_ label: String = "core") throws -> String {
     @Test func errorsNameFileLineAndField() {
         expectError("pop3:\n  host: h\n  user: u\n  port: 99999\n", line: 4, field: "pop3.port", containing: "1 to 65535")
         expectError("pop3:\n  host: h\n  user: u\n  prot: 995\n", line: 4, field: "pop3.prot", containing: "unknown field")
+        expectError("pop3: {host: h, user: u, password: p}\nclassify:\n  text_only: maybe\n", line: 3, field: "classify.text_only", containing: "must be msg or recover")
+        expectError("pop3: {host: h, user: u, password: p}\nclassify:\n  split: true\n", line: 3, field: "classify.split", containing: "unknown field")
         expectError("pop3:\n  host: h\n  user: u\n  password: ${MISSING}\n", line: 4, field: "pop3.password", containing: "MISSING is not set")
         expectError("pop3:\n  user: u\n", line: 2, field: "pop3.host", containing: "required")
         expectError("pop3:\n  host: h\n  user: u\n  security: ssl3\n", line: 4, field: "pop3.security", containing: "tls, starttls or none")

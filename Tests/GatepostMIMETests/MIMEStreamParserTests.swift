@@ -215,6 +215,17 @@ epilogue
         #expect(disposition.isAttachment)
     }
 
+    @Test func anRFC2231ValueInQuotesIsDecodedWhenItHasACharset() throws {
+        // Invalid, but Pine and others send it; Python, MimeKit and mime4j decode it.
+        let quoted = try #require(ContentDisposition(parsing: "attachment; filename*=\"iso-8859-1''HasenundFr%F6sche.txt\""))
+        #expect(quoted.fileName == "HasenundFrösche.txt")
+        let continued = try #require(ContentDisposition(parsing: "attachment; filename*0*=\"utf-8''Gr%C3%BC\"; filename*1*=\"%C3%9Fe.txt\""))
+        #expect(continued.fileName == "Grüße.txt")
+        // Without the charset'language' prefix, a quoted value is taken as written.
+        let literal = try #require(ContentDisposition(parsing: "attachment; filename*=\"50%25 off.txt\""))
+        #expect(literal.fileName == "50%25 off.txt")
+    }
+
     @Test func encodedWordsInEveryForm() {
         #expect(EncodedWords.decode("=?iso-8859-1?Q?Gr=FC=DFe_aus?= =?UTF-8?B?S8O2bG4=?=") == "Grüße ausKöln")
         #expect(EncodedWords.decode("plain =?broken") == "plain =?broken")

@@ -35,8 +35,6 @@ enum TransferAssembler {
     static let textFileName = "message.txt"
     static let htmlFileName = "message.html"
     static let reportFileName = "report.txt"
-    /// The name of an attached message (message/rfc822) that came without one.
-    static let attachedMessageFileName = "attached-message.eml"
 
     /// - Parameter filePrefix: `tmp/<transfer id>`, the start of every file name of this message.
     static func assemble(
@@ -63,28 +61,27 @@ enum TransferAssembler {
             messageSha256: header.messageID == nil ? result.rawSHA256 : nil
         )
 
-        let messageClass: MessageClass
-        if duplicate != nil {
-            messageClass = .recover(reason: "duplicate")
+        let classification: Classification
+        if let duplicate {
+            classification = Classification(messageClass: .recover, reason: duplicate)
         } else if let error = result.parseError {
-            messageClass = .recover(reason: error.description)
+            classification = Classification(messageClass: .recover, reason: error.description)
         } else {
-            messageClass = Classifier.classify(result.parts)
+            classification = Classifier.classify(result.parts, options: site.classification)
         }
+        record.classification = classification.reason
+        record.signature = classification.signature
 
         var files = FileSet(filePrefix: filePrefix)
         do {
-            switch messageClass {
+            switch classification.messageClass {
             case .transfer(let file, let text):
                 guard let attachment = result.bodies[file] else {
                     let assembled = try keepWhole(result, record: record, reason: "attachment body missing", files: &files)
                     files.removeUnkept(result.createdFiles)
                     return assembled
                 }
-                let attachedPart = result.parts[file]
-                let proposed = attachedPart.fileName
-                    ?? (attachedPart.contentType.mimeType == "message/rfc822" ? attachedMessageFileName : SafeFileName.fallback)
-                let name = SafeFileName.make(proposed)
+                let name = SafeFileName.make(Classifier.proposedFileName(for: result.parts[file]))
                 let main = files.keep(attachment, suffix: "", name: name)
                 if let text, let body = result.bodies[text] {
                     let converted = try files.utf8(body, part: result.parts[text])
@@ -100,16 +97,26 @@ enum TransferAssembler {
                 record.fileName = name
                 record.size = main.size
                 record.sha256 = main.sha256
-            case .message(let text, let html):
+            case .message(let text, let html, let resources):
                 guard let original = result.bodies[text] else {
                     let assembled = try keepWhole(result, record: record, reason: "text body missing", files: &files)
                     files.removeUnkept(result.createdFiles)
                     return assembled
                 }
                 // What MSG keeps is for people and applications to read: UTF-8, whatever was sent.
-                let main = files.keep(try files.utf8(original, part: result.parts[text]), suffix: "", name: textFileName)
+                let textPart = result.parts[text]
+                let main = files.keep(
+                    try files.utf8(original, part: textPart), suffix: "", name: textPart.contentType.subtype == "html" ? htmlFileName : textFileName
+                )
                 if let html, let body = result.bodies[html] {
                     _ = files.keep(try files.utf8(body, part: result.parts[html]), suffix: ".html", name: htmlFileName)
+                }
+                // What the HTML shows inline (images): kept as sent, nothing the partner sent lost.
+                for (number, resource) in resources.enumerated() {
+                    guard let body = result.bodies[resource] else { continue }
+                    let part = result.parts[resource]
+                    let name = SafeFileName.make(part.fileName ?? Classifier.proposedFileName(for: part))
+                    _ = files.keep(body, suffix: ".inline-\(number + 1)", name: name)
                 }
                 record.type = .msg
                 record.fileName = site.application ?? "MSG"
@@ -133,8 +140,8 @@ enum TransferAssembler {
                 if let recipient = fields.finalRecipient { record.recipients = [recipient] }
                 record.size = main.size
                 record.sha256 = main.sha256
-            case .recover(let reason):
-                var assembled = try keepWhole(result, record: record, reason: reason, files: &files)
+            case .recover:
+                var assembled = try keepWhole(result, record: record, reason: duplicate == nil ? classification.reason : nil, files: &files)
                 if let duplicate {
                     assembled.record.fileName = TransferRecord.duplicateFileName
                     assembled.record.error = duplicate
@@ -160,7 +167,7 @@ enum TransferAssembler {
         record.sha256 = result.rawSHA256
         record.messageSha256 = result.rawSHA256
         if let reason {
-            record.error = reason == "duplicate" ? nil : "kept whole: \(reason)"
+            record.error = "kept whole: \(reason)"
         }
         let path = files.filePrefix + ".eml"
         try result.scratch.move(to: path)

@@ -117,6 +117,8 @@ public struct RemoteSite: Sendable, Hashable {
     public var pop3: POP3
     public var poll: Poll
     public var smtp: SMTP?
+    /// `classify:`, the choices beyond the classification table.
+    public var classification = ClassificationOptions()
     /// The default application: the FILE_NAME of MSG transfers and the routing fallback.
     public var application: String?
     public var applicationLine: Int?

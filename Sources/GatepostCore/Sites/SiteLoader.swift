@@ -197,7 +197,7 @@ public struct SiteLoader: Sendable {
     }
 
     func remoteSite(_ root: ConfigMapping, defaultName: String) throws -> RemoteSite {
-        try root.rejectUnknownKeys(["kind", "name", "description", "enabled", "pop3", "poll", "limits", "smtp", "application", "routes", "tenants"])
+        try root.rejectUnknownKeys(["kind", "name", "description", "enabled", "pop3", "poll", "limits", "classify", "smtp", "application", "routes", "tenants"])
         let name = try root["name"]?.nonEmptyString() ?? defaultName
         try Self.validateSiteName(name, node: root["name"] ?? root.owner)
 
@@ -253,6 +253,14 @@ public struct SiteLoader: Sendable {
             limits.maxDepth = try limitsMap["max_depth"]?.int(in: 1...100) ?? limits.maxDepth
             limits.maxParts = try limitsMap["max_parts"]?.int(in: 2...100_000) ?? limits.maxParts
             poll.limits = limits
+        }
+
+        var classification = ClassificationOptions()
+        if let classifyNode = root["classify"] {
+            let classifyMap = try classifyNode.mapping()
+            try classifyMap.rejectUnknownKeys(["text_only", "bare_file"])
+            classification.textOnlyIsMessage = try choice(classifyMap["text_only"], yes: "msg", no: "recover") ?? false
+            classification.bareFileIsTransfer = try choice(classifyMap["bare_file"], yes: "xfer", no: "recover") ?? false
         }
 
         var smtp: RemoteSite.SMTP?
@@ -313,7 +321,7 @@ public struct SiteLoader: Sendable {
             }
         }
 
-        return RemoteSite(
+        var site = RemoteSite(
             name: name,
             description: try root["description"]?.string(),
             enabled: try root["enabled"]?.bool() ?? true,
@@ -325,6 +333,18 @@ public struct SiteLoader: Sendable {
             routes: routes,
             sourceFile: root.owner.file
         )
+        site.classification = classification
+        return site
+    }
+
+    /// One of two words: true for `yes`, false for `no`, nil when absent.
+    func choice(_ node: ConfigNode?, yes: String, no: String) throws -> Bool? {
+        guard let node else { return nil }
+        switch try node.string().lowercased() {
+        case yes: return true
+        case no: return false
+        default: throw node.error("must be \(yes) or \(no)")
+        }
     }
 
     static func validateSiteName(_ name: String, node: ConfigNode) throws {

@@ -30,6 +30,12 @@ public struct SpoolPurge: Sendable {
                 // The main file and its companions; and the folder a transfer had in older spools.
                 let main = spool.transferPath(site: record.site, id: record.id)
                 paths += [main, main + ".txt", main + ".html"]
+                // A MSG's inline resources, numbered from 1.
+                var number = 1
+                while FileManager.default.fileExists(atPath: main + ".inline-\(number)") {
+                    paths.append(main + ".inline-\(number)")
+                    number += 1
+                }
             }
             paths += outbox.map(\.path)
             if let path = record.path { paths.append(path) }
