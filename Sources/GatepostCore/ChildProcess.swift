@@ -31,20 +31,28 @@ public enum ChildProcess {
     }
 
     /// Runs the program on a thread of its own, so an async test never blocks the cooperative pool.
+    ///
+    /// The result is the program's own: it is done when it exits, even if something it started
+    /// in the background still holds its output open. With `endingItsProcessGroup`, whatever it
+    /// left running in its process group is killed when it exits.
     public static func run(
         _ executable: String, _ arguments: [String], environment: [String: String]? = nil,
-        timeout: Duration? = nil, maxOutput: Int = 16 << 20
+        timeout: Duration? = nil, maxOutput: Int = 16 << 20, endingItsProcessGroup: Bool = false
     ) async throws -> Result {
         try await offloaded {
-            try runBlocking(executable, arguments, environment: environment, timeout: timeout, maxOutput: maxOutput)
+            try runBlocking(
+                executable, arguments, environment: environment, timeout: timeout, maxOutput: maxOutput,
+                endingItsProcessGroup: endingItsProcessGroup
+            )
         }
     }
 
     public static func runBlocking(
         _ executable: String, _ arguments: [String], environment: [String: String]? = nil,
-        timeout: Duration? = nil, maxOutput: Int = 16 << 20
+        timeout: Duration? = nil, maxOutput: Int = 16 << 20, endingItsProcessGroup: Bool = false
     ) throws -> Result {
-        try start(executable, arguments, environment: environment).collect(timeout: timeout, maxOutput: maxOutput)
+        try start(executable, arguments, environment: environment)
+            .collect(timeout: timeout, maxOutput: maxOutput, endingItsProcessGroup: endingItsProcessGroup)
     }
 
     /// A started program: signal it, then collect its output and status.
@@ -65,10 +73,10 @@ public enum ChildProcess {
 
         /// Waits (on a thread of its own) for the program to end.
         public func finish(timeout: Duration? = nil, maxOutput: Int = 16 << 20) async throws -> Result {
-            try await offloaded { [self] in collect(timeout: timeout, maxOutput: maxOutput) }
+            try await offloaded { [self] in collect(timeout: timeout, maxOutput: maxOutput, endingItsProcessGroup: false) }
         }
 
-        func collect(timeout: Duration?, maxOutput: Int) -> Result {
+        func collect(timeout: Duration?, maxOutput: Int, endingItsProcessGroup: Bool) -> Result {
             let pid = pid
             let stdoutPipe = [stdoutFD]
             let stderrPipe = [stderrFD]
@@ -78,7 +86,21 @@ public enum ChildProcess {
             var buffer = [UInt8](repeating: 0, count: 65536)
             let deadline = timeout.map { ContinuousClock.now + $0 }
             var timedOut = false
+            var status: Int32 = 0
+            var exited = false
+            var drainUntil: ContinuousClock.Instant?
             while !open.isEmpty {
+                // Done when the program exits: a background child of it may hold the pipes open
+                // for as long as it likes. What is already in the pipes is still read.
+                if !exited {
+                    var reaped: pid_t
+                    repeat { reaped = waitpid(pid, &status, WNOHANG) } while reaped < 0 && errno == EINTR
+                    exited = reaped == pid
+                    if exited { drainUntil = ContinuousClock.now + .milliseconds(200) }
+                } else if let drainUntil, ContinuousClock.now > drainUntil {
+                    // A background child that keeps writing does not keep us here.
+                    break
+                }
                 var fds = open.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
                 var waitMilliseconds: Int32 = -1
                 if let deadline {
@@ -93,11 +115,15 @@ public enum ChildProcess {
                         waitMilliseconds = Int32(clamping: seconds * 1000 + attoseconds / 1_000_000_000_000_000 + 1)
                     }
                 }
+                // Until it exits, wake now and then to notice that it did (its pipes may stay
+                // open); once it has, only drain what is there.
+                waitMilliseconds = exited ? 0 : (waitMilliseconds < 0 ? 50 : min(waitMilliseconds, 50))
                 let ready = poll(&fds, nfds_t(fds.count), waitMilliseconds)
                 if ready < 0 {
                     if errno == EINTR { continue }
                     break
                 }
+                if ready == 0, exited { break }
                 for entry in fds where entry.revents != 0 {
                     let count = read(entry.fd, &buffer, buffer.count)
                     if count > 0 {
@@ -111,8 +137,11 @@ public enum ChildProcess {
                     }
                 }
             }
-            var status: Int32 = 0
-            while waitpid(pid, &status, 0) < 0, errno == EINTR {}
+            for fd in open { close(fd) }
+            if !exited {
+                while waitpid(pid, &status, 0) < 0, errno == EINTR {}
+            }
+            if endingItsProcessGroup { kill(-pid, SIGKILL) }
             // WIFEXITED / WEXITSTATUS, spelled out (the C macros are not imported).
             let exitStatus = (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
             return Result(

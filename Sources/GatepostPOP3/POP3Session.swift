@@ -73,6 +73,12 @@ public final class POP3Session {
     private let logger: Logger
 
     private let readTimeout: ServerSilenceTimeout
+    /// Bytes read from the connection so far, to tell injected plaintext at STLS.
+    private var bytesRead = 0
+    /// For tests: runs after +OK to STLS, before TLS is put in place (to wait until injected
+    /// plaintext has reached the session's stream, so the test does not depend on timing).
+    /// It gets the bytes the session has read so far.
+    var beforeTLSUpgrade: ((ServerSilenceTimeout, Int) async -> Void)?
 
     init(
         configuration: POP3ConnectionConfiguration,
@@ -112,6 +118,7 @@ public final class POP3Session {
                 if readTimeout.hasFired { throw POP3Error.timeout(during: phase()) }
                 throw machine.connectionClosed() ?? POP3Error.connectionClosed(during: phase())
             }
+            bytesRead += buffer.readableBytes
             events = try machine.receive(&buffer)
         }
         defer { eventHead += 1 }
@@ -297,7 +304,12 @@ public final class POP3Session {
     /// STLS and the TLS handshake; capabilities are read again afterwards, as RFC 2595 requires.
     public func startTLS() async throws(POP3Error) {
         try await execute(.stls)
-        try await POP3Transport.upgradeToTLS(channel, configuration: configuration)
+        await beforeTLSUpgrade?(readTimeout, bytesRead)
+        let inClear = try await POP3Transport.upgradeToTLS(channel, configuration: configuration, silence: readTimeout)
+        // Bytes that came after +OK and before TLS are not the server's answer over TLS.
+        guard inClear == bytesRead else {
+            throw POP3Error.protocolViolation("\(inClear - bytesRead) bytes of plain text arrived after +OK to STLS, before the TLS handshake (an injection attempt?)")
+        }
         try machine.tlsEstablished()
         isEncrypted = true
         try await loadCapabilities()

@@ -80,14 +80,13 @@ enum POP3Transport {
     }
 
     /// Puts TLS in front of everything else after STLS was accepted.
-    static func upgradeToTLS(_ channel: any Channel, configuration: POP3ConnectionConfiguration) async throws(POP3Error) {
+    /// Returns the bytes the connection delivered in clear (``Wire/startTLS(on:context:serverName:silence:)``).
+    static func upgradeToTLS(
+        _ channel: any Channel, configuration: POP3ConnectionConfiguration, silence: ServerSilenceTimeout
+    ) async throws(POP3Error) -> Int {
         do {
             let context = try NIOSSLContext(configuration: Self.tls(configuration))
-            let serverName = configuration.tlsServerName
-            try await channel.eventLoop.submit {
-                let handler = try NIOSSLClientHandler(context: context, serverHostname: serverName)
-                try channel.pipeline.syncOperations.addHandler(handler, position: .first)
-            }.get()
+            return try await Wire.startTLS(on: channel, context: context, serverName: configuration.tlsServerName, silence: silence)
         } catch {
             throw POP3Error.tlsFailed("cannot start TLS: \(error)")
         }

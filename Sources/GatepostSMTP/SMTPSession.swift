@@ -28,6 +28,11 @@ public final class SMTPSession {
     private var actionHead = 0
     private let logger: Logger
     private let timeout: ServerSilenceTimeout
+    /// Bytes read from the connection so far, to tell injected plaintext at STARTTLS.
+    private var bytesRead = 0
+    /// For tests: runs after the 220 to STARTTLS, before TLS is put in place (to wait until
+    /// injected plaintext has reached the session's stream); it gets the bytes read so far.
+    var beforeTLSUpgrade: ((ServerSilenceTimeout, Int) async -> Void)?
 
     init(
         configuration: SMTPConnectionConfiguration,
@@ -78,6 +83,7 @@ public final class SMTPSession {
                 if timeout.hasFired { throw SMTPError.timeout(during: phase) }
                 throw machine.connectionClosed() ?? SMTPError.connectionClosed(during: phase)
             }
+            bytesRead += buffer.readableBytes
             actions = try machine.receive(&buffer)
         }
     }
@@ -160,7 +166,12 @@ public final class SMTPSession {
         try await perform(try machine.startTLS())
         let action = try await nextAction()
         guard case .startTLS = action else { throw unexpected(action, during: "STARTTLS") }
-        try await SMTPTransport.upgradeToTLS(channel, configuration: configuration)
+        await beforeTLSUpgrade?(timeout, bytesRead)
+        let inClear = try await SMTPTransport.upgradeToTLS(channel, configuration: configuration, silence: timeout)
+        // Bytes that came after 220 and before TLS are not the server's answer over TLS.
+        guard inClear == bytesRead else {
+            throw SMTPError.protocolViolation("\(inClear - bytesRead) bytes of plain text arrived after the STARTTLS reply, before the TLS handshake (an injection attempt?)")
+        }
         try await perform(try machine.tlsEstablished())
         // The handshake runs when EHLO is written; its failure surfaces on this read.
         try await awaitReady(during: "EHLO after STARTTLS")
@@ -324,6 +335,18 @@ public enum SMTPClient {
         logger: Logger,
         _ body: (SMTPSession) async throws -> Result
     ) async throws -> Result {
+        try await withSession(configuration, credentials: credentials, group: group, logger: logger, prepare: { _ in }, body)
+    }
+
+    /// `prepare` gets the session before it is opened (tests set their hooks there).
+    static func withSession<Result: Sendable>(
+        _ configuration: SMTPConnectionConfiguration,
+        credentials: SASLCredentials?,
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger,
+        prepare: (SMTPSession) -> Void,
+        _ body: (SMTPSession) async throws -> Result
+    ) async throws -> Result {
         let timeout = ServerSilenceTimeout(timeout: configuration.readTimeout)
         let connection = try await SMTPTransport.connect(configuration, group: group, timeout: timeout)
         let channel = connection.channel
@@ -333,6 +356,7 @@ public enum SMTPClient {
                 configuration: configuration, clientName: clientName, channel: channel, timeout: timeout,
                 inbound: inbound, outbound: outbound, logger: logger
             )
+            prepare(session)
             // A cancelled task closes the connection, which ends any read or write in progress
             // at once; a message whose data was not ended is not delivered.
             return try await withTaskCancellationHandler {

@@ -104,14 +104,13 @@ enum SMTPTransport {
     }
 
     /// Puts TLS in front of everything else after STARTTLS was accepted.
-    static func upgradeToTLS(_ channel: any Channel, configuration: SMTPConnectionConfiguration) async throws(SMTPError) {
+    /// Returns the bytes the connection delivered in clear (``Wire/startTLS(on:context:serverName:silence:)``).
+    static func upgradeToTLS(
+        _ channel: any Channel, configuration: SMTPConnectionConfiguration, silence: ServerSilenceTimeout
+    ) async throws(SMTPError) -> Int {
         do {
             let context = try NIOSSLContext(configuration: Self.tls(configuration))
-            let serverName = configuration.tlsServerName
-            try await channel.eventLoop.submit {
-                let handler = try NIOSSLClientHandler(context: context, serverHostname: serverName)
-                try channel.pipeline.syncOperations.addHandler(handler, position: .first)
-            }.get()
+            return try await Wire.startTLS(on: channel, context: context, serverName: configuration.tlsServerName, silence: silence)
         } catch {
             throw SMTPError.tlsFailed("cannot start TLS: \(error)")
         }

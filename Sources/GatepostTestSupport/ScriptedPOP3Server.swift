@@ -52,6 +52,10 @@ public final class ScriptedPOP3Server: Sendable {
         public var supportsUIDL = true
         /// The bearer token XOAUTH2 and OAUTHBEARER accept (nil: those mechanisms fail).
         public var bearerToken: String?
+        /// Bytes to send after the answer to a command line, in a write of their own, when the
+        /// test calls ``ScriptedPOP3Server/sendInjections()`` (a man in the middle injecting
+        /// plaintext after `+OK` to STLS, at the moment the test chooses).
+        public var injectAfter: @Sendable (String) -> String? = { _ in nil }
 
         public init() {}
     }
@@ -66,6 +70,7 @@ public final class ScriptedPOP3Server: Sendable {
     private let behavior: Behavior
     private let mailbox: NIOLockedValueBox<Mailbox>
     private let listener = LoopbackListener()
+    private let injections = NIOLockedValueBox<[(channel: any Channel, bytes: String)]>([])
 
     public init(messages: [Message], user: String = "demo", password: String = "demo-password", behavior: Behavior = Behavior()) {
         self.user = user
@@ -86,6 +91,23 @@ public final class ScriptedPOP3Server: Sendable {
 
     public func stop() async {
         await listener.stop()
+    }
+
+    /// Sends the injections (``Behavior/injectAfter``) that are due, and returns their bytes.
+    @discardableResult
+    public func sendInjections() -> Int {
+        let due = injections.withLockedValue { due in
+            defer { due = [] }
+            return due
+        }
+        for (channel, bytes) in due {
+            channel.writeAndFlush(ByteBuffer(string: bytes), promise: nil)
+        }
+        return due.reduce(0) { $0 + $1.bytes.utf8.count }
+    }
+
+    fileprivate func holdInjection(_ bytes: String, for channel: any Channel) {
+        injections.withLockedValue { $0.append((channel, bytes)) }
     }
 
     // MARK: - Session logic, called by the handler on its event loop
@@ -157,6 +179,9 @@ private final class ScriptedPOP3Handler: ChannelInboundHandler {
         }
         if let answer = behavior.override(line) {
             send(answer, context: context)
+            if let injected = behavior.injectAfter(line) {
+                server.holdInjection(injected, for: context.channel)
+            }
             return
         }
         if let endless = behavior.endlessLineOn, line.uppercased().hasPrefix(endless.uppercased()) {

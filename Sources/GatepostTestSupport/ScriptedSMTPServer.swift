@@ -22,6 +22,10 @@ public final class ScriptedSMTPServer: Sendable {
         public var implicitTLS: NIOSSLContext?
         /// Offered as STARTTLS (only while the connection is not encrypted yet).
         public var startTLS: NIOSSLContext?
+        /// Plaintext to send after the 220 to STARTTLS, in a write of its own and before the
+        /// handshake, when the test calls ``ScriptedSMTPServer/sendInjections()`` (a man in
+        /// the middle's injection, at the moment the test chooses).
+        public var injectAfterStartTLS: String?
 
         public init() {}
     }
@@ -65,6 +69,33 @@ public final class ScriptedSMTPServer: Sendable {
 
     public func stop() async {
         await listener.stop()
+    }
+
+    private let injections = NIOLockedValueBox<[(channel: any Channel, bytes: String, tls: NIOSSLContext)]>([])
+
+    /// Sends the injections (``Script/injectAfterStartTLS``) that are due, then starts TLS on
+    /// their connections; returns their bytes.
+    @discardableResult
+    public func sendInjections() -> Int {
+        let due = injections.withLockedValue { due in
+            defer { due = [] }
+            return due
+        }
+        for (channel, bytes, tls) in due {
+            channel.eventLoop.execute {
+                channel.writeAndFlush(ByteBuffer(string: bytes), promise: nil)
+                do {
+                    try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls), position: .first)
+                } catch {
+                    channel.close(promise: nil)
+                }
+            }
+        }
+        return due.reduce(0) { $0 + $1.bytes.utf8.count }
+    }
+
+    fileprivate func holdInjection(_ bytes: String, tls: NIOSSLContext, for channel: any Channel) {
+        injections.withLockedValue { $0.append((channel, bytes, tls)) }
     }
 
     fileprivate func update(_ change: (inout Record) -> Void) {
@@ -150,6 +181,13 @@ private final class ScriptedSMTPHandler: ChannelInboundHandler {
             send(lines.enumerated().map { "250\($0.offset == lines.count - 1 ? " " : "-")\($0.element)" }.joined(separator: "\n"), context: context)
         } else if upper == "STARTTLS", let tls = script.startTLS, !encrypted {
             send("220 2.0.0 Ready to start TLS", context: context)
+            if let injected = script.injectAfterStartTLS {
+                // TLS starts after the injection, when the test sends it.
+                encrypted = true
+                pending = []
+                server.holdInjection(injected, tls: tls, for: context.channel)
+                return
+            }
             // The 220 has been flushed in clear text; everything after it goes through TLS.
             encrypted = true
             pending = []

@@ -87,8 +87,16 @@ public final class ServerSilenceTimeout: ChannelDuplexHandler, Sendable {
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         reads.wrappingAdd(1, ordering: .acquiringAndReleasing)
+        bytesDelivered.wrappingAdd(unwrapInboundIn(data).readableBytes, ordering: .relaxed)
         context.fireChannelRead(data)
     }
+
+    /// Bytes passed on to the session so far (after TLS, decrypted): ``Wire/startTLS(on:context:serverName:silence:)``
+    /// reads it on the event loop to tell what arrived in clear before the handshake.
+    let bytesDelivered = Atomic<Int>(0)
+
+    /// ``bytesDelivered`` for tests that wait for bytes to reach the session's stream.
+    public var bytesDeliveredSoFar: Int { bytesDelivered.load(ordering: .relaxed) }
 
     public func channelWritabilityChanged(context: ChannelHandlerContext) {
         unwritableSince.store(context.channel.isWritable ? Self.never : Self.stamp(now()), ordering: .releasing)

@@ -61,4 +61,20 @@ public enum Wire {
         }
         return text
     }
+
+    /// Puts TLS in front of everything else once the server accepted STLS or STARTTLS, and
+    /// returns how many bytes the connection had passed to the session until then, in clear. The
+    /// count is taken on the event loop in the same step that adds TLS, so it is exact: when the
+    /// session has read fewer, the rest is plaintext that arrived after the server's "go ahead"
+    /// and before the handshake (a man in the middle's injection, CVE-2011-0411 and kin), and
+    /// must never be read as if it came over TLS.
+    public static func startTLS(
+        on channel: any Channel, context: NIOSSLContext, serverName: String?, silence: ServerSilenceTimeout
+    ) async throws -> Int {
+        try await channel.eventLoop.submit {
+            let handler = try NIOSSLClientHandler(context: context, serverHostname: serverName)
+            try channel.pipeline.syncOperations.addHandler(handler, position: .first)
+            return silence.bytesDelivered.load(ordering: .relaxed)
+        }.get()
+    }
 }

@@ -36,7 +36,7 @@ struct CatalogCommand: AsyncParsableCommand {
             let catalog = try openCatalog(options)
             let records = try await catalog.transfers(TransferFilter(site: site, type: type, state: state, since: sinceDate))
             switch format {
-            case .table: print(Formatting.transferTable(records))
+            case .table: Terminal.block(Formatting.transferTable(records))
             case .json: print(try Formatting.json(records))
             }
         }
@@ -91,16 +91,11 @@ struct CatalogCommand: AsyncParsableCommand {
                     if let error = entry.lastError { line += ": \(error)" }
                     return ("outbox", line)
                 }
-                print(TextTable.fields((fields + reports + outgoing).map { ($0.0, $0.1 ?? "-") }).render())
+                Terminal.block(TextTable.fields((fields + reports + outgoing).map { ($0.0, $0.1 ?? "-") }).render())
                 if let text = record.messageText {
                     // A partner's words: no escape sequence or direction override reaches the
                     // operator's terminal. Line ends become plain newlines.
-                    let lines = text.replacingOccurrences(of: "\r\n", with: "\n")
-                    let printable = String(String.UnicodeScalarView(lines.unicodeScalars.map { scalar in
-                        let category = scalar.properties.generalCategory
-                        return scalar == "\n" || scalar == "\t" || (category != .control && category != .format) ? scalar : "\u{FFFD}"
-                    }))
-                    print("\nmessage text:\n" + printable)
+                    Terminal.block("\nmessage text:\n" + text)
                 }
             }
         }
@@ -129,10 +124,10 @@ extension CatalogCommand {
             if requeued > 0 {
                 let sender = OutboxSender(sites: directory.sites, catalog: catalog, logger: Logger(label: "gatepost.outbox"))
                 let summary = try await sender.sendDue(site: record.site)
-                if let line = PollCommand.describe(summary, site: record.site) { print(line) }
+                if let line = PollCommand.describe(summary, site: record.site) { Terminal.line(line) }
                 guard let updated = try await catalog.transfer(id: id) else { return }
                 record = updated
-                print("\(id): \(record.direction == .outbound ? record.state.rawValue : "acknowledgment \(record.ack.rawValue)")")
+                Terminal.line("\(id): \(record.direction == .outbound ? record.state.rawValue : "acknowledgment \(record.ack.rawValue)")")
                 sendFailed = summary.failed > 0
             }
             let transfer: TransferRecord
@@ -152,7 +147,7 @@ extension CatalogCommand {
             guard let outcome = try await deliverer.deliver(transfer, site: directory.site(named: transfer.site), retrying: false) else {
                 throw fail(CommandFailure(description: "transfer \(id): no route of site `\(transfer.site)` applies; it stays received", exitCode: 1))
             }
-            print(PollCommand.describe(outcome))
+            Terminal.line(PollCommand.describe(outcome))
             if outcome.state == .failed { throw ExitCode(1) }
         }
     }
@@ -199,7 +194,7 @@ extension CatalogCommand {
             }
             let summary = try await SpoolPurge(spool: spool, catalog: catalog)
                 .run(before: cutoff, site: site, dryRun: dryRun)
-            print("\(dryRun ? "would purge" : "purged") \(summary.transfers) transfers: \(summary.files) files, \(Formatting.bytes(summary.bytes))")
+            Terminal.line("\(dryRun ? "would purge" : "purged") \(summary.transfers) transfers: \(summary.files) files, \(Formatting.bytes(summary.bytes))")
         }
 
         static func seconds(_ text: String) -> TimeInterval? {

@@ -18,11 +18,7 @@ struct DemoCommand: AsyncParsableCommand {
     var verbose = false
 
     func run() async throws {
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = verbose ? .info : .warning
-            return handler
-        }
+        Terminal.bootstrapLogging(level: verbose ? .info : .warning)
         let root = into ?? (NSTemporaryDirectory() as NSString).appendingPathComponent("gatepost-demo-\(UUID().uuidString.prefix(8))")
         let sitesFolder = (root as NSString).appendingPathComponent("sites")
         let spoolFolder = (root as NSString).appendingPathComponent("spool")
@@ -75,22 +71,22 @@ struct DemoCommand: AsyncParsableCommand {
         """.write(toFile: localFile, atomically: true, encoding: .utf8)
         let directory = try SiteLoader().loadDirectory(sitesFolder)
         guard let site = directory.site(named: "demo"), let local = directory.local else {
-            FileHandle.standardError.write(Data("gatepost: demo site files did not load: \(directory.errors)\n".utf8))
+            Terminal.error("demo site files did not load: \(directory.errors)")
             throw ExitCode(2)
         }
 
         let spool = try Spool(root: spoolFolder)
         let catalog = try SQLiteCatalog(path: spool.catalogPath)
-        print("Sandbox POP3 server on 127.0.0.1:\(port) with \(DemoMailbox.messages.count) messages, SMTP on 127.0.0.1:\(smtpPort)")
-        print("Site file \(siteFile), spool \(spoolFolder)\n")
+        Terminal.line("Sandbox POP3 server on 127.0.0.1:\(port) with \(DemoMailbox.messages.count) messages, SMTP on 127.0.0.1:\(smtpPort)")
+        Terminal.block("Site file \(siteFile), spool \(spoolFolder)\n")
         let round = PollRound(spool: spool, catalog: catalog, local: local, allSites: [site], retry: .none, logger: Logger(label: "gatepost.demo"))
         let report = await round.run([site])
         for polled in report.polls {
             switch polled.result {
             case .success(let summary):
-                print(PollCommand.describe(summary) + "\n")
+                Terminal.block(PollCommand.describe(summary) + "\n")
             case .failure(let error):
-                FileHandle.standardError.write(Data("gatepost: \(error.description)\n".utf8))
+                Terminal.error("\(error.description)")
                 throw ExitCode(1)
             }
         }
@@ -98,25 +94,25 @@ struct DemoCommand: AsyncParsableCommand {
             switch sent {
             case .success(let summary):
                 if let line = PollCommand.describe(summary, site: name) {
-                    print(line + " (acknowledgments received by the sandbox SMTP server: \(smtpServer.recorded.messages.count))")
+                    Terminal.line(line + " (acknowledgments received by the sandbox SMTP server: \(smtpServer.recorded.messages.count))")
                 }
             case .failure(let error):
-                FileHandle.standardError.write(Data("gatepost: \(name): outbox: \(error)\n".utf8))
+                Terminal.error("\(name): outbox: \(error)")
             }
         }
         switch report.deliveries {
         case .success(let outcomes)?:
             for outcome in outcomes {
-                print(PollCommand.describe(outcome))
+                Terminal.line(PollCommand.describe(outcome))
             }
         case .failure(let error)?:
-            FileHandle.standardError.write(Data("gatepost: delivery stopped: \(error)\n".utf8))
+            Terminal.error("delivery stopped: \(error)")
         case nil:
             break
         }
-        print("")
-        print(Formatting.transferTable(try await catalog.transfers(TransferFilter())))
-        print("\nMessages left on the sandbox server: \(server.messages.count)")
-        print("Try: swift run gatepost catalog list --spool \(spoolFolder) --format json")
+        Terminal.block("")
+        Terminal.block(Formatting.transferTable(try await catalog.transfers(TransferFilter())))
+        Terminal.block("\nMessages left on the sandbox server: \(server.messages.count)")
+        Terminal.line("Try: swift run gatepost catalog list --spool \(spoolFolder) --format json")
     }
 }

@@ -26,14 +26,13 @@ struct Gatepost: AsyncParsableCommand {
         } catch {
             let code = exitCode(for: error)
             if code == .success {
-                print(fullMessage(for: error))
+                Terminal.block(fullMessage(for: error))
                 Foundation.exit(0)
             }
             if let exit = error as? ExitCode {
                 Foundation.exit(exit.rawValue)
             }
-            let message = fullMessage(for: error)
-            FileHandle.standardError.write(Data("gatepost: \(message)\n".utf8))
+            Terminal.error(fullMessage(for: error))
             // ArgumentParser's usage errors (64) and anything unforeseen count as usage errors.
             Foundation.exit(code == .failure ? 1 : 2)
         }
@@ -53,12 +52,7 @@ struct GlobalOptions: ParsableArguments {
 
     func bootstrapLogging() {
         // Quiet by default: commands print their own results and one line per error.
-        let level: Logger.Level = verbose ? .info : .error
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        Terminal.bootstrapLogging(level: verbose ? .info : .error)
     }
 
     var absoluteSpool: String {
@@ -75,6 +69,6 @@ struct CommandFailure: Error, CustomStringConvertible {
 }
 
 func fail(_ failure: CommandFailure) -> ExitCode {
-    FileHandle.standardError.write(Data("gatepost: \(failure.description)\n".utf8))
+    Terminal.error(failure.description)
     return ExitCode(failure.exitCode)
 }

@@ -11,7 +11,11 @@ struct TextTable {
         TextTable(headers: ["FIELD", "VALUE"], rows: pairs.map { [$0.0, $0.1] })
     }
 
+    /// Every cell made safe for a terminal first: no control character or line break of a
+    /// partner's text can forge a row or drive the terminal.
     func render() -> String {
+        let headers = headers.map { Terminal.safe($0) }
+        let rows = rows.map { $0.map { Terminal.safe($0) } }
         var widths = headers.map(\.count)
         for row in rows {
             for (index, cell) in row.enumerated() where index < widths.count {

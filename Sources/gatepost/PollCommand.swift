@@ -59,12 +59,12 @@ struct PollCommand: AsyncParsableCommand {
         for polled in report.polls {
             switch polled.result {
             case .success(let summary):
-                print(Self.describe(summary))
+                Terminal.line(Self.describe(summary))
             case .failure(let error):
                 failed = true
-                FileHandle.standardError.write(Data("gatepost: \(error.description)\n".utf8))
+                Terminal.error("\(error.description)")
                 if !error.partial.records.isEmpty {
-                    print(Self.describe(error.partial) + " before the failure")
+                    Terminal.line(Self.describe(error.partial) + " before the failure")
                 }
             }
         }
@@ -72,22 +72,22 @@ struct PollCommand: AsyncParsableCommand {
         for (site, sent) in report.outbox {
             switch sent {
             case .success(let summary):
-                if let line = Self.describe(summary, site: site) { print(line) }
+                if let line = Self.describe(summary, site: site) { Terminal.line(line) }
                 if summary.failed > 0 { failed = true }
             case .failure(let error):
                 failed = true
-                FileHandle.standardError.write(Data("gatepost: \(site): outbox: \(error)\n".utf8))
+                Terminal.error("\(site): outbox: \(error)")
             }
         }
         switch report.deliveries {
         case .success(let outcomes)?:
             for outcome in outcomes {
-                print(Self.describe(outcome))
+                Terminal.line(Self.describe(outcome))
                 if outcome.state == .failed { failed = true }
             }
         case .failure(let error)?:
             failed = true
-            FileHandle.standardError.write(Data("gatepost: delivery stopped: \(error)\n".utf8))
+            Terminal.error("delivery stopped: \(error)")
         case nil:
             break
         }

@@ -20,11 +20,7 @@ struct RunCommand: AsyncParsableCommand {
 
     func run() async throws {
         // A daemon logs what it does; `-v` is for the one-shot commands.
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = options.verbose ? .debug : .info
-            return handler
-        }
+        Terminal.bootstrapLogging(level: options.verbose ? .debug : .info)
         let logger = Logger(label: "gatepost.run")
         _ = try Runtime.loadSites(options)
         let (spool, catalog): (Spool, SQLiteCatalog)

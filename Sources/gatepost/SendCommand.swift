@@ -57,15 +57,15 @@ struct SendCommand: AsyncParsableCommand {
         } catch {
             throw fail(CommandFailure(description: "cannot queue \(file): \(error)", exitCode: 1))
         }
-        print("\(record.id) queued: \(record.fileName ?? "-") to \(recipients.map(\.address).joined(separator: ", ")) <\(record.messageId ?? "")>")
+        Terminal.line("\(record.id) queued: \(record.fileName ?? "-") to \(recipients.map(\.address).joined(separator: ", ")) <\(record.messageId ?? "")>")
         let sender = OutboxSender(sites: directory.sites, catalog: catalog, logger: Logger(label: "gatepost.outbox"))
         let summary = try await sender.sendDue(site: remote.name)
         let state = try await catalog.transfer(id: record.id)
-        print("\(record.id) \(state?.state.rawValue ?? "unknown")\(state?.error.map { ": \($0)" } ?? "")")
-        if let line = PollCommand.describe(summary, site: remote.name) { print(line) }
+        Terminal.line("\(record.id) \(state?.state.rawValue ?? "unknown")\(state?.error.map { ": \($0)" } ?? "")")
+        if let line = PollCommand.describe(summary, site: remote.name) { Terminal.line(line) }
         // Still queued: say why and when it goes again.
         for entry in try await catalog.outbox(transferId: record.id) where entry.state == .pending {
-            print("\(record.id) waiting: \(entry.lastError ?? "not sent yet"); next attempt \(Formatting.timestamp(entry.nextAttempt))")
+            Terminal.line("\(record.id) waiting: \(entry.lastError ?? "not sent yet"); next attempt \(Formatting.timestamp(entry.nextAttempt))")
         }
         if state?.state == .failed { throw ExitCode(1) }
     }

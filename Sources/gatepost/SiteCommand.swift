@@ -43,10 +43,10 @@ struct SiteCommand: AsyncParsableCommand {
                         String((state?.lastError ?? "-").prefix(60)),
                     ])
                 }
-                print(table.render())
+                Terminal.block(table.render())
             }
             for error in directory.errors {
-                FileHandle.standardError.write(Data("gatepost: unusable site file: \(error.description)\n".utf8))
+                Terminal.error("unusable site file: \(error.description)")
             }
             if !directory.errors.isEmpty { throw ExitCode(2) }
         }
@@ -66,7 +66,7 @@ struct SiteCommand: AsyncParsableCommand {
             case .json:
                 print(try Formatting.json(summary))
             case .table:
-                print(TextTable.fields(summary.fields).render())
+                Terminal.block(TextTable.fields(summary.fields).render())
             }
         }
     }
@@ -83,10 +83,10 @@ struct SiteCommand: AsyncParsableCommand {
             options.bootstrapLogging()
             let remote = try Runtime.site(named: site, options)
             let steps = await SiteTester.run(remote, logger: Logger(label: "gatepost.site-test"))
-            print("\(remote.name): site test")
+            Terminal.line("\(remote.name): site test")
             let width = steps.map(\.name.count).max() ?? 0
             for step in steps {
-                print("  \(step.passed ? "PASS" : "FAIL") \(step.name.padding(toLength: width, withPad: " ", startingAt: 0))  \(step.detail)")
+                Terminal.line("  \(step.passed ? "PASS" : "FAIL") \(step.name.padding(toLength: width, withPad: " ", startingAt: 0))  \(step.detail)")
             }
             if steps.contains(where: { !$0.passed }) { throw ExitCode(1) }
         }
@@ -109,7 +109,7 @@ struct SiteCommand: AsyncParsableCommand {
     static func setEnabled(_ name: String, _ enabled: Bool, options: GlobalOptions) async throws {
         _ = try Runtime.site(named: name, options)
         try await openCatalog(options).setSiteEnabled(name, enabled: enabled)
-        print("\(name): \(enabled ? "enabled" : "disabled")")
+        Terminal.line("\(name): \(enabled ? "enabled" : "disabled")")
     }
 }
 

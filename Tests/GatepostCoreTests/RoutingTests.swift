@@ -45,6 +45,36 @@ func inbound(_ type: TransferRecord.Kind = .xfer, fileName: String? = "orders.cs
         #expect(Router.application(for: inbound(), site: try site("")) == nil)
     }
 
+    @Test func globsMatchWholeNamesCaseInsensitively() {
+        let cases: [(String, String, Bool)] = [
+            ("*.csv", "Orders.CSV", true), ("*.csv", "orders.csv.bak", false), ("order?.csv", "orders.csv", true),
+            ("[a-c]*", "Billing", true), ("[!a-c]*", "billing", false), ("edi@*.example", "edi@acme.example", true),
+            ("RECOVER", "RECOVER", true), ("*", "", true), ("a*b*c", "aXbYc", true), ("a*b*c", "aXbY", false),
+            ("[abc", "[abc", true), ("\\*", "*", true),
+        ]
+        for (pattern, text, expected) in cases {
+            #expect(RoutePatterns.glob(pattern, text) == expected, "\(pattern) ~ \(text)")
+        }
+    }
+
+    /// Classic catastrophic patterns finish at once: neither matcher backtracks.
+    @Test func patternsCannotHangDelivery() throws {
+        let started = ContinuousClock.now
+        let subject = String(repeating: "a", count: 35) + "!"
+        for pattern in ["^(a+)+$", "^(a|a)*$", "^(a|aa)+$", "(x+x+)+y", "^(([a-z])+.)+[A-Z]([a-z])+$", "(.*a){12}"] {
+            #expect(RoutePatterns.subjectPatternProblem(pattern) == nil, "\(pattern)")
+            _ = RoutePatterns.subject(pattern, subject)
+            _ = RoutePatterns.subject(pattern, String(repeating: "a", count: 20_000))
+        }
+        #expect(!RoutePatterns.glob(String(repeating: "*a", count: 30) + "b", String(repeating: "a", count: 5000)))
+        // A backtracking matcher takes minutes here; these take microseconds.
+        #expect(ContinuousClock.now - started < .seconds(5))
+        #expect(RoutePatterns.subjectPatternProblem("(a)\\1")?.contains("back-reference") == true)
+        #expect(RoutePatterns.subjectPatternProblem("(a{1000}){1000}")?.contains("255") == true)
+        #expect(RoutePatterns.subjectPatternProblem("([unclosed")?.contains("not a valid") == true)
+        #expect(RoutePatterns.subject("^Invoice [0-9]+", "Invoice 42 attached"))
+    }
+
     @Test func renamePatterns() {
         let record = inbound(fileName: "../x/orders.csv")
         #expect(RenamePattern.apply("${site}-${date}-${fileName}", to: record, application: "billing") == "acme-20261118-.._x_orders.csv")
@@ -67,6 +97,30 @@ func inbound(_ type: TransferRecord.Kind = .xfer, fileName: String? = "orders.cs
         #expect(local.applications.first?.command == ["/bin/true"])
         #expect(directory.sites.map(\.name) == ["good"])
         #expect(directory.errors.map(\.description) == ["\(dir)/bad.yaml:3: routes[0].application: no application `nowhere` in \(dir)/local.yaml"])
+    }
+
+    @Test func aCommandIsAListWhoseArgumentsMayNameTheTransfersFields() throws {
+        let loader = SiteLoader(environment: ["IMPORT_HOME": "/opt/import"])
+        func load(_ line: String) throws -> LocalSite.Application? {
+            guard case .local(let local) = try loader.parseDocument("kind: local-site\napplications:\n  - " + line + "\n", file: "sites/local.yaml") else { return nil }
+            return local.applications.first
+        }
+        let application = try load("{name: a, folder: /tmp, command: [\"${IMPORT_HOME}/bin/import\", \"--name=${GATEPOST_FILE_NAME}\"], environment: {QUEUE: orders}}")
+        #expect(application?.command == ["/opt/import/bin/import", "--name=${GATEPOST_FILE_NAME}"])
+        #expect(application?.environment == ["QUEUE": "orders"])
+        for (line, message) in [
+            ("{name: a, folder: /tmp, command: \"/usr/bin/import --queue orders\"}", "must be a list of the program and its arguments"),
+            ("{name: a, folder: /tmp, command: [import, \"${GATEPOST_NOPE}\"]}", "unknown variable ${GATEPOST_NOPE}"),
+            ("{name: a, folder: /tmp, environment: {GATEPOST_ID: x}}", "cannot be set"),
+        ] {
+            do {
+                _ = try load(line)
+                Issue.record("expected an error for \(line)")
+            } catch let error as SiteConfigurationError {
+                #expect(error.message.contains(message), "\(error.message)")
+                #expect(error.line == 3)
+            }
+        }
     }
 
     @Test func badRenameVariableIsAConfigurationError() throws {
@@ -192,6 +246,66 @@ func inbound(_ type: TransferRecord.Kind = .xfer, fileName: String? = "orders.cs
         let outcomes = try await deliverer.deliverPending(sites: [try site("application: billing\n")])
         #expect(outcomes.first?.state == .failed)
         #expect(outcomes.first?.error?.contains("ran longer than") == true)
+    }
+
+    @Test func aCommandGetsACleanEnvironmentAndItsFieldsInTheArguments() async throws {
+        let fixture = try Fixture()
+        // A partner password given to gatepost as an environment variable.
+        setenv("ACME_POP3_PASSWORD_FOR_ENV_TEST", "hunter2", 1)
+        let dump = fixture.dir + "/env.txt"
+        var application = fixture.application(command: ["/bin/sh", "-c", "env > \(dump); echo \"$1\" >> \(dump)", "import", "${GATEPOST_FILE_NAME}"])
+        application.environment = ["IMPORT_QUEUE": "orders"]
+        let deliverer = fixture.deliverer([application])
+        _ = try await fixture.record()
+        let outcomes = try await deliverer.deliverPending(sites: [try site("application: billing\n")])
+        #expect(outcomes.first?.state == .delivered, "\(outcomes.first?.error ?? "")")
+        let lines = try String(contentsOfFile: dump, encoding: .utf8).split(separator: "\n").map(String.init)
+        let names = Set(lines.dropLast().compactMap { $0.split(separator: "=", maxSplits: 1).first.map(String.init) })
+        #expect(!lines.contains { $0.contains("hunter2") }, "no secret of gatepost's environment")
+        #expect(lines.contains("IMPORT_QUEUE=orders"))
+        #expect(lines.contains("GATEPOST_FILE_NAME=orders.csv"))
+        #expect(lines.last == "orders.csv", "${GATEPOST_FILE_NAME} in the arguments is the transfer's")
+        let allowed = CommandEnvironment.inherited.union(CommandEnvironment.fieldNames).union(["IMPORT_QUEUE", "PWD", "SHLVL", "_", "OLDPWD"])
+        #expect(names.subtracting(allowed).filter { !$0.hasPrefix("LC_") }.isEmpty, "only the allowlist: \(names.subtracting(allowed).sorted())")
+    }
+
+    @Test func aCommandIsDoneWhenItExitsWhateverItLeftInTheBackground() async throws {
+        let fixture = try Fixture()
+        let marker = fixture.dir + "/background.pid"
+        // Exits 0 at once, leaving a child that holds its output open for 20 s.
+        let deliverer = fixture.deliverer([
+            fixture.application(command: ["/bin/sh", "-c", "sleep 20 & echo $! > \(marker); exit 0", "import"], timeout: .seconds(10)),
+        ])
+        _ = try await fixture.record()
+        let started = ContinuousClock.now
+        let outcomes = try await deliverer.deliverPending(sites: [try site("application: billing\n")])
+        #expect(outcomes.first?.state == .delivered, "\(outcomes.first?.error ?? "")")
+        #expect(ContinuousClock.now - started < .seconds(8), "not held up by the background child")
+        // The background child ended with the command.
+        let pid = try #require(pid_t(try String(contentsOfFile: marker, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
+        var gone = false
+        for _ in 0..<100 where !gone {
+            gone = kill(pid, 0) != 0 || ((try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8))?.contains(") Z ") ?? true)
+            if !gone { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        #expect(gone)
+    }
+
+    @Test func aTimeoutIsKeptEvenWhenAChildLeftTheProcessGroup() async throws {
+        let fixture = try Fixture()
+        let marker = fixture.dir + "/escaped.pid"
+        // The escaped child holds the output open for 30 s; the command itself hangs.
+        let script = "setsid sh -c 'echo $$ > \(marker); exec sleep 30' & sleep 30"
+        let deliverer = fixture.deliverer([fixture.application(command: ["/bin/sh", "-c", script, "hang"], timeout: .milliseconds(500))])
+        _ = try await fixture.record()
+        let started = ContinuousClock.now
+        let outcomes = try await deliverer.deliverPending(sites: [try site("application: billing\n")])
+        #expect(ContinuousClock.now - started < .seconds(8), "the timeout bounds the delivery")
+        #expect(outcomes.first?.state == .failed)
+        #expect(outcomes.first?.error?.contains("ran longer than") == true)
+        if let text = try? String(contentsOfFile: marker, encoding: .utf8), let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)) {
+            kill(pid, SIGKILL)
+        }
     }
 
     @Test func aCrashAfterTheLinkDoesNotDeliverTwice() async throws {

@@ -222,3 +222,47 @@ struct GatepostProcess {
         #expect(dovecot.messageCount(user: "alice") == 2)
     }
 }
+
+/// Partner- and server-supplied text never drives the operator's terminal: no ESC, no C1, no CR
+/// or LF forging a row, no direction override in a table; JSON escapes as JSON does.
+@Suite struct TerminalSafetyTests {
+    static let hostile = "Inv\u{1B}]0;pwned\u{07}oice\u{1B}[2J\r\nFORGED  ROW\u{9B}31m\u{202E}fdp.exe\u{7F}"
+
+    @Test func catalogListAndShowPrintNoControlCharacters() async throws {
+        let dir = (NSTemporaryDirectory() as NSString).appendingPathComponent("gatepost-terminal-\(UUID().uuidString)")
+        let spool = dir + "/spool"
+        try FileManager.default.createDirectory(atPath: spool, withIntermediateDirectories: true)
+        let catalog = try SQLiteCatalog(path: spool + "/catalog.sqlite")
+        let record = TransferRecord(
+            id: TransferRecord.newID(), type: .xfer, fileName: Self.hostile, site: "acme", sender: Self.hostile,
+            subject: Self.hostile, error: Self.hostile, messageText: "line one\r\n\u{1B}[31mred\u{1B}[0m\r\nline three"
+        )
+        try await catalog.commitReceived(record, uidl: "u1")
+
+        let list = try await GatepostProcess.run(["catalog", "list", "--spool", spool])
+        #expect(list.status == 0, "\(list.stderr)")
+        let show = try await GatepostProcess.run(["catalog", "show", record.id, "--spool", spool])
+        #expect(show.status == 0, "\(show.stderr)")
+        for output in [list.stdout, show.stdout] {
+            let forbidden = output.unicodeScalars.filter { scalar in
+                scalar != "\n" && (TerminalCheck.isControl(scalar) || (0x202A...0x202E).contains(scalar.value))
+            }
+            #expect(forbidden.isEmpty, "control characters reached the terminal: \(forbidden.map { String($0.value, radix: 16) })")
+            #expect(!output.contains("\nFORGED"), "a CR/LF in a field forged a line")
+        }
+        #expect(show.stdout.contains("message text:\nline one\n\u{FFFD}[31mred\u{FFFD}[0m\nline three"), "\(show.stdout)")
+
+        let json = try await GatepostProcess.run(["catalog", "show", record.id, "--spool", spool, "--format", "json"])
+        #expect(json.status == 0)
+        #expect(!json.stdout.contains("\u{1B}") && json.stdout.contains("\\u001b"), "JSON escapes control characters")
+        let decoded = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
+        #expect(decoded?["subject"] as? String == Self.hostile, "and keeps them exactly")
+    }
+}
+
+/// The characters the command line must never print raw (the test's own definition).
+enum TerminalCheck {
+    static func isControl(_ scalar: Unicode.Scalar) -> Bool {
+        (0x00...0x1F).contains(scalar.value) || (0x7F...0x9F).contains(scalar.value)
+    }
+}

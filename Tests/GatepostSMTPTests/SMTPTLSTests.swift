@@ -58,6 +58,40 @@ import X509
         #expect(!recorded.commands.prefix(2).contains { $0.hasPrefix("AUTH") })
     }
 
+    /// Plaintext injected after the 220 to STARTTLS, in a segment of its own that has reached
+    /// the client before TLS is in place, is never read as the server's answer over TLS.
+    @Test func plaintextAfterTheStartTLSReplyFailsTheSession() async throws {
+        let pki = try TestPKI()
+        defer { pki.remove() }
+        var script = ScriptedSMTPServer.Script()
+        script.startTLS = try pki.serverContext(hostName: "localhost")
+        let injected = "250-forged.example\r\n250 AUTH PLAIN\r\n"
+        script.injectAfterStartTLS = injected
+        let server = ScriptedSMTPServer(script: script)
+        let port = try await server.start()
+        defer { Task { await server.stop() } }
+        let error = await #expect(throws: SMTPError.self) {
+            try await SMTPClient.withSession(
+                Self.configuration(port: port, security: .starttls, pki: pki), credentials: Self.credentials, logger: Self.logger,
+                prepare: { session in
+                    // The 220 was read alone; now the injection is sent, and the session waits,
+                    // by the bytes counted, not by time, until it is in its stream: the very case
+                    // that raced before.
+                    session.beforeTLSUpgrade = { silence, read in
+                        server.sendInjections()
+                        while silence.bytesDeliveredSoFar < read + injected.utf8.count { try? await Task.sleep(for: .milliseconds(2)) }
+                    }
+                }
+            ) { _ in }
+        }
+        guard case .protocolViolation(let what)? = error else {
+            Issue.record("expected a protocol violation, got \(String(describing: error))")
+            return
+        }
+        #expect(what.contains("\(injected.utf8.count) bytes of plain text arrived after the STARTTLS reply"))
+        #expect(!server.recorded.commands.contains { $0.hasPrefix("AUTH") }, "no password after a failed upgrade")
+    }
+
     @Test func implicitTLS() async throws {
         let pki = try TestPKI()
         defer { pki.remove() }

@@ -1,4 +1,4 @@
-import GatepostPOP3
+@testable import GatepostPOP3
 import GatepostTestSupport
 import GatepostWire
 import Logging
@@ -49,5 +49,39 @@ import Testing
                 try await session.authenticate(.user, credentials: SASLCredentials(user: server.user, password: server.password), allowPlaintext: true)
             }
         }
+    }
+}
+
+/// Plaintext a man in the middle sends after `+OK` to STLS, in a segment of its own that has
+/// reached the client before TLS is put in place, is never read as the server's answer over TLS.
+@Suite struct STLSInjectionTests {
+    @Test func plaintextAfterTheSTLSReplyFailsTheSession() async throws {
+        var behavior = ScriptedPOP3Server.Behavior()
+        behavior.capabilities = ["USER", "STLS"]
+        behavior.override = { $0 == "STLS" ? "+OK Begin TLS negotiation" : nil }
+        let injected = "+OK forged capabilities\r\nSASL PLAIN\r\n.\r\n"
+        behavior.injectAfter = { $0 == "STLS" ? injected : nil }
+        let server = ScriptedPOP3Server(messages: [], behavior: behavior)
+        let port = try await server.start()
+        defer { Task { await server.stop() } }
+        let configuration = POP3ConnectionConfiguration(host: "127.0.0.1", port: port, security: .starttls, readTimeout: .seconds(30))
+        let error = await #expect(throws: POP3Error.self) {
+            try await POP3Client.withSession(configuration, logger: Logger(label: "test")) { session in
+                _ = try await session.loadCapabilities()
+                // The +OK was read alone; now the injection is sent, and the session waits, by
+                // the bytes counted, not by time, until it is in its stream: the very case that
+                // raced before.
+                session.beforeTLSUpgrade = { silence, read in
+                    server.sendInjections()
+                    while silence.bytesDeliveredSoFar < read + injected.utf8.count { try? await Task.sleep(for: .milliseconds(2)) }
+                }
+                try await session.startTLS()
+            }
+        }
+        guard case .protocolViolation(let what)? = error else {
+            Issue.record("expected a protocol violation, got \(String(describing: error))")
+            return
+        }
+        #expect(what.contains("\(injected.utf8.count) bytes of plain text arrived after +OK to STLS"))
     }
 }

@@ -181,21 +181,16 @@ public struct Deliverer: Sendable {
 
     private func run(_ command: [String], for record: TransferRecord, deliveredPath: String, application: LocalSite.Application) async throws {
         guard let program = command.first else { return }
-        var environment = ProcessInfo.processInfo.environment
-        let fields: [String: String?] = [
-            "GATEPOST_ID": record.id, "GATEPOST_SITE": record.site, "GATEPOST_TYPE": record.type.rawValue,
-            "GATEPOST_FILE_NAME": record.fileName, "GATEPOST_APPLICATION": application.name,
-            "GATEPOST_SENDER": record.sender, "GATEPOST_SUBJECT": record.subject, "GATEPOST_MESSAGE_ID": record.messageId,
-            "GATEPOST_SHA256": record.sha256, "GATEPOST_SIZE": String(record.size), "GATEPOST_PATH": deliveredPath,
-            "GATEPOST_SPOOL_PATH": record.path,
-        ]
-        for (key, value) in fields {
-            // Received fields come from strangers: no control characters reach the environment.
-            environment[key] = value.map { String($0.unicodeScalars.filter { $0.value >= 0x20 && $0 != "\u{7F}" }.map(Character.init)) } ?? ""
-        }
+        let fields = CommandEnvironment.fields(of: record, application: application.name, deliveredPath: deliveredPath)
+        let environment = CommandEnvironment.make(parent: ProcessInfo.processInfo.environment, fields: fields, application: application.environment)
+        let arguments = command.dropFirst().map { CommandEnvironment.expand($0, fields: fields) } + [deliveredPath]
         let result: ChildProcess.Result
         do {
-            result = try await ChildProcess.run(program, Array(command.dropFirst()) + [deliveredPath], environment: environment, timeout: application.commandTimeout, maxOutput: 64 * 1024)
+            // Its own exit status decides; what it left running in its process group ends with it.
+            result = try await ChildProcess.run(
+                program, arguments, environment: environment, timeout: application.commandTimeout, maxOutput: 64 * 1024,
+                endingItsProcessGroup: true
+            )
         } catch {
             throw DeliveryError("cannot run the command `\(program)`: \(error)")
         }

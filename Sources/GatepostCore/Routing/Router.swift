@@ -22,16 +22,10 @@ public enum Router {
 
     static func matches(_ route: RemoteSite.Route, _ record: TransferRecord) -> Bool {
         if let type = route.type, type != record.type { return false }
-        if let pattern = route.fileName, !glob(pattern, record.fileName ?? "") { return false }
-        if let pattern = route.sender, !glob(pattern, senderAddress(record.sender ?? "")) { return false }
-        if let pattern = route.subject {
-            guard let regex = try? Regex(pattern), (record.subject ?? "").contains(regex) else { return false }
-        }
+        if let pattern = route.fileName, !RoutePatterns.glob(pattern, record.fileName ?? "") { return false }
+        if let pattern = route.sender, !RoutePatterns.glob(pattern, senderAddress(record.sender ?? "")) { return false }
+        if let pattern = route.subject, !RoutePatterns.subject(pattern, record.subject ?? "") { return false }
         return true
-    }
-
-    static func glob(_ pattern: String, _ text: String) -> Bool {
-        fnmatch(pattern.lowercased(), text.lowercased(), 0) == 0
     }
 
     /// `ACME Orders <orders@acme.example>` -> `orders@acme.example`.

@@ -51,7 +51,9 @@ struct ConfigNode {
     }
 
     /// Replaces `${NAME}` with the environment variable; an unset variable is an error, never "".
-    func substitute(_ text: String) throws -> String {
+    /// A name `leaving` accepts stays as written (a command's `${GATEPOST_FILE_NAME}`, expanded
+    /// at delivery).
+    func substitute(_ text: String, leaving: (String) -> Bool = { _ in false }) throws -> String {
         guard text.contains("${") else { return text }
         var result = ""
         var rest = Substring(text)
@@ -63,6 +65,11 @@ struct ConfigNode {
             let name = String(rest[open.upperBound..<close])
             guard !name.isEmpty, name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) else {
                 throw error("`${\(name)}` is not a valid environment variable reference")
+            }
+            if leaving(name) {
+                result += "${\(name)}"
+                rest = rest[rest.index(after: close)...]
+                continue
             }
             guard let value = environment[name] else {
                 throw error("environment variable \(name) is not set")

@@ -7,8 +7,12 @@ public struct LocalSite: Sendable, Hashable {
         /// Where delivered files go (absolute).
         public var folder: String
         /// Program and arguments run after delivery; the delivered file's path is appended and the
-        /// transfer's fields are in the environment (`GATEPOST_ID`, `GATEPOST_FILE_NAME`, ...).
+        /// transfer's fields are in the environment (`GATEPOST_ID`, `GATEPOST_FILE_NAME`, ...) and
+        /// may be named in the arguments (`${GATEPOST_FILE_NAME}`, expanded at delivery).
         public var command: [String]?
+        /// Variables the command gets besides the allowlist and the `GATEPOST_*` fields
+        /// (``CommandEnvironment``).
+        public var environment: [String: String] = [:]
         public var commandTimeout: Duration
         /// The delivered file's name: `${fileName}`, `${site}`, `${id}`, `${date}` (YYYYMMDD),
         /// `${time}` (HHMMSS), `${type}`, `${application}`. Default `${fileName}`.
@@ -37,7 +41,7 @@ extension SiteLoader {
         let base = (root.owner.file as NSString).deletingLastPathComponent
         for node in try root["applications"]?.sequence() ?? [] {
             let map = try node.mapping()
-            try map.rejectUnknownKeys(["name", "folder", "command", "command_timeout", "rename", "attempts", "retry_delay"])
+            try map.rejectUnknownKeys(["name", "folder", "command", "command_timeout", "environment", "rename", "attempts", "retry_delay"])
             let nameNode = try map.require("name")
             let name = try nameNode.nonEmptyString()
             if applications.contains(where: { $0.name == name }) {
@@ -47,9 +51,29 @@ extension SiteLoader {
             if !folder.hasPrefix("/") { folder = (base as NSString).appendingPathComponent(folder) }
             var command: [String]?
             if let commandNode = map["command"] {
-                let parts = try commandNode.stringList()
-                guard !parts.isEmpty else { throw commandNode.error("must name a program") }
-                command = parts
+                // A list, each item one argument as written: a single string is refused rather
+                // than split (at commas or spaces) in a way nobody expects.
+                guard case .sequence = commandNode.node else {
+                    throw commandNode.error("must be a list of the program and its arguments, such as [/usr/local/bin/import, --queue, orders]; for a shell command line write [/bin/sh, -c, \"...\"]")
+                }
+                let items = try commandNode.sequence()
+                guard !items.isEmpty else { throw commandNode.error("must name a program") }
+                command = try items.map { item in
+                    let argument = try item.substitute(item.rawString(), leaving: { $0.hasPrefix("GATEPOST_") })
+                    if let unknown = CommandEnvironment.unknownField(in: argument) {
+                        throw item.error("unknown variable ${\(unknown)} (the transfer's fields: \(CommandEnvironment.fieldNames.joined(separator: ", ")))")
+                    }
+                    return argument
+                }
+            }
+            var environment: [String: String] = [:]
+            if let environmentNode = map["environment"] {
+                for (key, value) in try environmentNode.mapping().entries {
+                    guard !key.isEmpty, key.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }), !key.hasPrefix("GATEPOST_") else {
+                        throw value.error("`\(key)` cannot be set (a variable name of letters, digits and _, not GATEPOST_*)")
+                    }
+                    environment[key] = try value.string()
+                }
             }
             var rename: String?
             if let renameNode = map["rename"] {
@@ -63,6 +87,7 @@ extension SiteLoader {
                 name: name,
                 folder: (folder as NSString).standardizingPath,
                 command: command,
+                environment: environment,
                 commandTimeout: try map["command_timeout"]?.duration() ?? .seconds(300),
                 rename: rename,
                 attempts: try map["attempts"]?.int(in: 1...100) ?? 3,

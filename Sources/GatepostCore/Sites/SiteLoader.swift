@@ -305,7 +305,7 @@ public struct SiteLoader: Sendable {
                 var subject: String?
                 if let subjectNode = routeMap["subject"] {
                     let pattern = try subjectNode.nonEmptyString()
-                    guard (try? Regex(pattern)) != nil else { throw subjectNode.error("`\(pattern)` is not a valid regular expression") }
+                    if let problem = RoutePatterns.subjectPatternProblem(pattern) { throw subjectNode.error("`\(pattern)` \(problem)") }
                     subject = pattern
                 }
                 let applicationNode = try routeMap.require("application")

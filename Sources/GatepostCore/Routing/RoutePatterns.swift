@@ -1,0 +1,119 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The patterns of a route, matched in time bounded by the sizes of pattern and text: a route
+/// is checked for every received transfer, with the poll's lock held, and a pattern that
+/// backtracks (`^(a+)+$` against a 35-character subject took minutes with a backtracking
+/// engine) must never hang delivery.
+public enum RoutePatterns {
+    /// The longest text a pattern is matched against; a longer subject is cut (a header line
+    /// is at most 998 characters anyway).
+    static let maxText = 4096
+    static let maxPattern = 512
+
+    /// A shell glob (`*`, `?`, `[a-z]`, `[!0-9]`), case-insensitive, over the whole text. The
+    /// matcher goes back only to the last `*`, so it takes at most pattern × text steps.
+    public static func glob(_ pattern: String, _ text: String) -> Bool {
+        let pattern = Array(pattern.lowercased().unicodeScalars)
+        let text = Array(text.lowercased().unicodeScalars.prefix(maxText))
+        var p = 0, t = 0
+        var star: Int?
+        var starText = 0
+        while t < text.count {
+            if p < pattern.count, pattern[p] == "*" {
+                star = p
+                starText = t
+                p += 1
+            } else if p < pattern.count, let (matched, next) = single(pattern, at: p, text[t]), matched {
+                p = next
+                t += 1
+            } else if let star {
+                p = star + 1
+                starText += 1
+                t = starText
+            } else {
+                return false
+            }
+        }
+        while p < pattern.count, pattern[p] == "*" { p += 1 }
+        return p == pattern.count
+    }
+
+    /// Whether `pattern[at]` (a literal, `?`, or a bracket expression) matches `character`,
+    /// and where the pattern goes on; nil at a `*`.
+    private static func single(_ pattern: [Unicode.Scalar], at index: Int, _ character: Unicode.Scalar) -> (Bool, Int)? {
+        switch pattern[index] {
+        case "*": return nil
+        case "?": return (true, index + 1)
+        case "[":
+            var i = index + 1
+            let negated = i < pattern.count && (pattern[i] == "!" || pattern[i] == "^")
+            if negated { i += 1 }
+            var found = false
+            var first = true
+            while i < pattern.count, pattern[i] != "]" || first {
+                first = false
+                if i + 2 < pattern.count, pattern[i + 1] == "-", pattern[i + 2] != "]" {
+                    if pattern[i].value <= character.value, character.value <= pattern[i + 2].value { found = true }
+                    i += 3
+                } else {
+                    if pattern[i] == character { found = true }
+                    i += 1
+                }
+            }
+            // No closing bracket: the `[` is a literal.
+            guard i < pattern.count else { return (character == "[", index + 1) }
+            return (found != negated, i + 1)
+        case "\\" where index + 1 < pattern.count:
+            return (pattern[index + 1] == character, index + 2)
+        default:
+            return (pattern[index] == character, index + 1)
+        }
+    }
+
+    /// Why `pattern` cannot be a subject pattern, or nil when it can: a POSIX extended regular
+    /// expression, without back-references (the one feature that needs backtracking) and
+    /// without large repetition counts (each copies the expression when compiled).
+    public static func subjectPatternProblem(_ pattern: String) -> String? {
+        guard pattern.utf8.count <= maxPattern else { return "is longer than \(maxPattern) bytes" }
+        let scalars = Array(pattern.unicodeScalars)
+        for (index, scalar) in scalars.enumerated() where scalar == "\\" && index + 1 < scalars.count {
+            if ("1"..."9").contains(scalars[index + 1]) { return "uses a back-reference (\\\(scalars[index + 1])), which is not supported" }
+        }
+        var digits = ""
+        var inBraces = false
+        for scalar in scalars {
+            switch scalar {
+            case "{":
+                inBraces = true
+                digits = ""
+            case "}", ",":
+                if inBraces, let count = Int(digits), count > 255 { return "repeats more than 255 times" }
+                digits = ""
+                if scalar == "}" { inBraces = false }
+            default:
+                if inBraces { digits.unicodeScalars.append(scalar) }
+            }
+        }
+        var regex = regex_t()
+        let status = regcomp(&regex, pattern, REG_EXTENDED | REG_NOSUB)
+        defer { if status == 0 { regfree(&regex) } }
+        guard status == 0 else {
+            var message = [CChar](repeating: 0, count: 256)
+            regerror(status, &regex, &message, message.count)
+            return "is not a valid POSIX extended regular expression (\(String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)))"
+        }
+        return nil
+    }
+
+    /// Whether `text` contains a match of `pattern` (a POSIX extended regular expression),
+    /// by the C library's matcher, which does not backtrack without back-references.
+    public static func subject(_ pattern: String, _ text: String) -> Bool {
+        guard subjectPatternProblem(pattern) == nil else { return false }
+        var regex = regex_t()
+        guard regcomp(&regex, pattern, REG_EXTENDED | REG_NOSUB) == 0 else { return false }
+        defer { regfree(&regex) }
+        return regexec(&regex, String(text.prefix(maxText)), 0, nil, 0) == 0
+    }
+}
