@@ -9,12 +9,33 @@ public final class SQLiteCatalog: Catalog {
 
     public enum OpenError: Error, CustomStringConvertible {
         case cannotOpen(path: String, reason: String)
+        /// The catalog is missing or empty where it must not be (see ``init(path:mayStartAnew:)``).
+        case missing(path: String)
 
         public var description: String {
             switch self {
             case .cannotOpen(let path, let reason): "cannot open the catalog \(path): \(reason)"
+            case .missing(let path):
+                "the catalog \(path) is missing or empty, but the spool holds received files: restore the catalog from a backup "
+                    + "(gatepost catalog backup), or start a new one with --new-catalog (every message still on a server is then fetched again)"
             }
         }
+    }
+
+    /// Whether `path` holds no catalog yet: no file, or an empty one (which SQLite would take
+    /// as a new database).
+    public static func isNew(at path: String) -> Bool {
+        var info = stat()
+        return stat(path, &info) != 0 || info.st_size == 0
+    }
+
+    /// Opens the catalog at `path`, creating it when it is new. `mayStartAnew` false refuses a
+    /// new (missing or empty) catalog: one that vanished must not be silently replaced by an
+    /// empty one, after which every message left on a server would be fetched and delivered
+    /// again.
+    public convenience init(path: String, mayStartAnew: Bool) throws {
+        if !mayStartAnew, Self.isNew(at: path) { throw OpenError.missing(path: path) }
+        try self.init(path: path)
     }
 
     public init(path: String) throws {
@@ -55,6 +76,24 @@ public final class SQLiteCatalog: Catalog {
             }
         }
         try migrator.migrate(database)
+    }
+
+    /// Copies the catalog to a new file at `destination` with SQLite's online backup: a
+    /// consistent copy while the daemon keeps writing. The copy is owner-only.
+    public func backup(to destination: String) throws {
+        let fd = open(destination, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            throw OpenError.cannotOpen(path: destination, reason: String(cString: strerror(errno)))
+        }
+        close(fd)
+        do {
+            let copy = try DatabaseQueue(path: destination)
+            try database.backup(to: copy)
+            try copy.close()
+        } catch {
+            unlink(destination)
+            throw error
+        }
     }
 
     /// A reused UIDL whose row no longer names the transfer the poll saw under it: another

@@ -137,12 +137,36 @@ public enum MessageComposer {
     /// A header: fields in order; values must already be safe (see ``OutgoingHeader``).
     public typealias Fields = [(name: String, value: String)]
 
-    static func headerBytes(_ fields: Fields) -> [UInt8] {
+    /// The fields as header lines, each folded (at white space) to at most 78 characters where
+    /// it can be: the field name counts, and values folded before keep their folds.
+    public static func headerBytes(_ fields: Fields) -> [UInt8] {
         var out: [UInt8] = []
         for (name, value) in fields {
-            out += Array("\(name): \(value)\r\n".utf8)
+            out += Array((fold("\(name): \(value)") + "\r\n").utf8)
         }
         return out
+    }
+
+    /// `line` (a field, perhaps already folded) with every physical line past 78 characters
+    /// broken at its last space before column 78 (or the first one after, for a long word).
+    static func fold(_ line: String, width: Int = 78) -> String {
+        var out: [String] = []
+        for physical in line.components(separatedBy: "\r\n") {
+            var rest = Substring(physical)
+            while rest.utf8.count > width {
+                let bytes = Array(rest.utf8)
+                // Never at the leading white space of a continuation line.
+                let start = bytes.firstIndex { $0 != 0x20 && $0 != 0x09 } ?? 0
+                var cut = bytes[..<(width + 1)].lastIndex { $0 == 0x20 || $0 == 0x09 }
+                if let found = cut, found <= start { cut = nil }
+                if cut == nil { cut = bytes[(width + 1)...].firstIndex { $0 == 0x20 || $0 == 0x09 } }
+                guard let at = cut else { break }
+                out.append(String(decoding: bytes[..<at], as: UTF8.self))
+                rest = Substring(String(decoding: bytes[at...], as: UTF8.self))
+            }
+            out.append(String(rest))
+        }
+        return out.joined(separator: "\r\n")
     }
 
     /// A fresh boundary that cannot occur in base64 or quoted-printable text ("=_" and ".").

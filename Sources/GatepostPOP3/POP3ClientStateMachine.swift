@@ -117,6 +117,12 @@ public struct POP3ClientStateMachine: Sendable {
     public mutating func receive(_ buffer: inout ByteBuffer) throws(POP3Error) -> [Event] {
         var events: [Event] = []
         while buffer.readableBytes > 0 {
+            // After +OK to QUIT the session is over and the deletions are done: whatever else
+            // the server sends is ignored, never turned into a failed poll.
+            if sessionState == .closed {
+                buffer.moveReaderIndex(to: buffer.writerIndex)
+                break
+            }
             switch parser {
             case .statusLine:
                 guard let line = try readLine(from: &buffer) else { return events }

@@ -116,6 +116,8 @@ public final class POP3Session {
             guard var buffer = received else {
                 // Our own read timeout closed the connection: that is the cause to report.
                 if readTimeout.hasFired { throw POP3Error.timeout(during: phase()) }
+                // A failed TLS handshake closes the connection: its error is the cause.
+                if let error = readTimeout.caughtError { throw mapTransportError(error, during: phase()) }
                 throw machine.connectionClosed() ?? POP3Error.connectionClosed(during: phase())
             }
             bytesRead += buffer.readableBytes
@@ -128,6 +130,8 @@ public final class POP3Session {
     private func mapTransportError(_ error: any Error, during phase: String) -> POP3Error {
         if let error = error as? POP3Error { return error }
         if error is ServerSilenceTimeout.Fired || readTimeout.hasFired { return .timeout(during: phase) }
+        // A write onto a connection a failed TLS handshake closed: the handshake is the cause.
+        let error = Self.isTLSError(error) ? error : (readTimeout.caughtError.flatMap { Self.isTLSError($0) ? $0 : nil } ?? error)
         if error is NIOSSLError || error is BoringSSLError || error is NIOSSLExtraError {
             return .tlsFailed(POP3Transport.describeTLS(error))
         }
@@ -341,6 +345,10 @@ public final class POP3Session {
                 throw POP3Error.protocolViolation("unexpected response to \(phase)")
             }
         }
+    }
+
+    static func isTLSError(_ error: any Error) -> Bool {
+        error is NIOSSLError || error is BoringSSLError || error is NIOSSLExtraError
     }
 
     static func authenticationError(_ status: POP3StatusLine) -> POP3Error {

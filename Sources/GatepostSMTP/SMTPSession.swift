@@ -81,6 +81,8 @@ public final class SMTPSession {
                 let phase = machine.currentPhase
                 // Our own timeout closed the connection: that is the cause to report.
                 if timeout.hasFired { throw SMTPError.timeout(during: phase) }
+                // A failed TLS handshake closes the connection: its error is the cause.
+                if let error = timeout.caughtError { throw mapTransportError(error, during: phase) }
                 throw machine.connectionClosed() ?? SMTPError.connectionClosed(during: phase)
             }
             bytesRead += buffer.readableBytes
@@ -126,6 +128,9 @@ public final class SMTPSession {
     private func mapTransportError(_ error: any Error, during phase: String) -> SMTPError {
         if let error = error as? SMTPError { return error }
         if error is ServerSilenceTimeout.Fired || timeout.hasFired { return .timeout(during: phase) }
+        // A write onto a connection a failed TLS handshake closed: the handshake is the cause.
+        let isTLS: (any Error) -> Bool = { $0 is NIOSSLError || $0 is BoringSSLError || $0 is NIOSSLExtraError }
+        let error = isTLS(error) ? error : (timeout.caughtError.flatMap { isTLS($0) ? $0 : nil } ?? error)
         if error is NIOSSLError || error is BoringSSLError || error is NIOSSLExtraError {
             return .tlsFailed(SMTPTransport.describeTLS(error))
         }

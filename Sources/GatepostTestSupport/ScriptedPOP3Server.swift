@@ -56,6 +56,8 @@ public final class ScriptedPOP3Server: Sendable {
         /// test calls ``ScriptedPOP3Server/sendInjections()`` (a man in the middle injecting
         /// plaintext after `+OK` to STLS, at the moment the test chooses).
         public var injectAfter: @Sendable (String) -> String? = { _ in nil }
+        /// A line sent after `+OK` to QUIT (a server that says goodbye twice).
+        public var strayAfterQUIT: String?
 
         public init() {}
     }
@@ -281,6 +283,7 @@ private final class ScriptedPOP3Handler: ChannelInboundHandler {
                 server.commitDeletions(deleted.sorted().map { snapshot[$0 - 1] })
             }
             send("+OK bye", context: context)
+            if let stray = behavior.strayAfterQUIT { send(stray, context: context) }
             context.close(promise: nil)
         default:
             send("-ERR command not recognized or not allowed now", context: context)

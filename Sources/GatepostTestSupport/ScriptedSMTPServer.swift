@@ -26,6 +26,12 @@ public final class ScriptedSMTPServer: Sendable {
         /// handshake, when the test calls ``ScriptedSMTPServer/sendInjections()`` (a man in
         /// the middle's injection, at the moment the test chooses).
         public var injectAfterStartTLS: String?
+        /// Answer a command starting with this with a reply line that never ends (256 KiB
+        /// without a line break, then silence).
+        public var endlessReplyOn: String?
+        /// After this many lines of message data, answer `421` and close: a server shutting
+        /// down in the middle of DATA.
+        public var closeWith421AfterDataLines: Int?
 
         public init() {}
     }
@@ -110,6 +116,7 @@ private final class ScriptedSMTPHandler: ChannelInboundHandler {
     private let server: ScriptedSMTPServer
     private var pending: [UInt8] = []
     private var inData = false
+    private var dataLines = 0
     private var message: [UInt8] = []
     private var acceptedRecipients = 0
     private var silent = false
@@ -160,6 +167,13 @@ private final class ScriptedSMTPHandler: ChannelInboundHandler {
                 send("250 2.0.0 Ok: queued as \(server.script.queueID)", context: context)
             } else {
                 message += rawLine
+                dataLines += 1
+                if let limit = server.script.closeWith421AfterDataLines, dataLines >= limit {
+                    inData = false
+                    silent = true
+                    send("421 4.3.2 Service shutting down, closing transmission channel", context: context)
+                    context.close(promise: nil)
+                }
             }
             return
         }
@@ -175,6 +189,13 @@ private final class ScriptedSMTPHandler: ChannelInboundHandler {
             return
         }
         let upper = line.uppercased()
+        if let endless = script.endlessReplyOn, upper.hasPrefix(endless.uppercased()) {
+            silent = true
+            var out = context.channel.allocator.buffer(capacity: 256 * 1024)
+            out.writeString("250 " + String(repeating: "x", count: 256 * 1024))
+            context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+            return
+        }
         if upper.hasPrefix("EHLO ") {
             let offersStartTLS = script.startTLS != nil && !encrypted
             let lines = ["scripted.test greets \(line.dropFirst(5))"] + script.extensions + (offersStartTLS ? ["STARTTLS"] : [])

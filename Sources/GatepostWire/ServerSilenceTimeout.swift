@@ -95,6 +95,18 @@ public final class ServerSilenceTimeout: ChannelDuplexHandler, Sendable {
     /// reads it on the event loop to tell what arrived in clear before the handshake.
     let bytesDelivered = Atomic<Int>(0)
 
+    /// The first error the pipeline reported (a failed TLS handshake, say): when the connection
+    /// then closes, this is the cause to report, not the close.
+    public var caughtError: (any Error)? { firstError.withLock { $0 } }
+    private let firstError = Mutex<(any Error)?>(nil)
+
+    public func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        firstError.withLock { first in
+            if first == nil { first = error }
+        }
+        context.fireErrorCaught(error)
+    }
+
     /// ``bytesDelivered`` for tests that wait for bytes to reach the session's stream.
     public var bytesDeliveredSoFar: Int { bytesDelivered.load(ordering: .relaxed) }
 

@@ -12,7 +12,7 @@ struct CatalogCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "catalog",
         abstract: "Inspect transfer records.",
-        subcommands: [List.self, Show.self, Retry.self, Purge.self]
+        subcommands: [List.self, Show.self, Retry.self, Purge.self, Backup.self]
     )
 
     struct List: AsyncParsableCommand {
@@ -203,6 +203,29 @@ extension CatalogCommand {
                 if let number = Double(text.dropLast(suffix.count)), number >= 0 { return number * factor }
             }
             return nil
+        }
+    }
+}
+
+extension CatalogCommand {
+    struct Backup: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Copy the catalog to FILE, consistently, while the daemon runs (SQLite's online backup).",
+            discussion: "To restore: stop the daemon, remove spool/catalog.sqlite and its -wal and -shm files, copy FILE to spool/catalog.sqlite, start again."
+        )
+        @OptionGroup var options: GlobalOptions
+        @Argument(help: ArgumentHelp("Where the copy goes; it must not exist yet.", valueName: "file")) var file: String
+
+        func run() async throws {
+            options.bootstrapLogging()
+            let catalog = try openCatalog(options)
+            do {
+                try catalog.backup(to: file)
+            } catch {
+                throw fail(CommandFailure(description: "cannot back up the catalog to \(file): \(error)", exitCode: 1))
+            }
+            let size = ((try? FileManager.default.attributesOfItem(atPath: file))?[.size] as? Int64) ?? 0
+            Terminal.line("catalog backed up to \(file) (\(Formatting.bytes(size)))")
         }
     }
 }

@@ -50,6 +50,9 @@ struct GlobalOptions: ParsableArguments {
     @Flag(name: .shortAndLong, help: "Log each step to standard error.")
     var verbose = false
 
+    @Flag(help: "Start a new, empty catalog although the spool holds received files (the catalog was lost and there is no backup: every message still on a server is fetched again).")
+    var newCatalog = false
+
     func bootstrapLogging() {
         // Quiet by default: commands print their own results and one line per error.
         Terminal.bootstrapLogging(level: verbose ? .info : .error)

@@ -43,7 +43,7 @@ enum Runtime {
     static func openSpool(_ options: GlobalOptions) throws -> (Spool, SQLiteCatalog) {
         do {
             let spool = try Spool(root: options.absoluteSpool)
-            let catalog = try SQLiteCatalog(path: spool.catalogPath)
+            let catalog = try SQLiteCatalog(path: spool.catalogPath, mayStartAnew: options.newCatalog || !spool.holdsReceivedFiles)
             return (spool, catalog)
         } catch {
             throw CommandFailure(description: "\(error)", exitCode: 1)

@@ -28,19 +28,41 @@ import Testing
             to: [try MailAddress("edi@partner.example")], from: try MailAddress("gateway@ours.example"),
             finalRecipient: try MailAddress("gateway@ours.example")
         ))
-        // The mailbox it was delivered to is the Final-Recipient, when the MTA says so.
-        let delivered = AcknowledgmentPolicy.decide(
-            record: Self.record,
-            header: Self.header([
-                ("Return-Path", "<edi@partner.example>"), ("Disposition-Notification-To", "edi@partner.example"),
-                ("Delivered-To", "orders@ours.example"),
-            ]),
-            site: try Self.site()
-        )
-        #expect(delivered == .send(
+        // The Final-Recipient is what the site knows (pop3.address), never a Delivered-To the
+        // sender could have written.
+        let withAddress = try #require(try SiteLoader(environment: [:]).parse("""
+            pop3: {host: pop.example, user: u, password: p, address: orders@ours.example}
+            smtp: {host: smtp.example, from: gateway@ours.example}
+            """, file: "/tmp/partner.yaml"))
+        let forged = Self.header([
+            ("Return-Path", "<edi@partner.example>"), ("Disposition-Notification-To", "edi@partner.example"),
+            ("Delivered-To", "ceo@victim.example"),
+        ])
+        #expect(AcknowledgmentPolicy.decide(record: Self.record, header: forged, site: withAddress) == .send(
             to: [try MailAddress("edi@partner.example")], from: try MailAddress("gateway@ours.example"),
             finalRecipient: try MailAddress("orders@ours.example")
         ))
+        #expect(AcknowledgmentPolicy.decide(record: Self.record, header: forged, site: try Self.site()) == .send(
+            to: [try MailAddress("edi@partner.example")], from: try MailAddress("gateway@ours.example"),
+            finalRecipient: try MailAddress("gateway@ours.example")
+        ))
+    }
+
+    @Test func manyRecipientsAreRefused() throws {
+        let trusting = try Self.site(smtp: "smtp: {host: smtp.example, from: gateway@ours.example, acknowledge_any_address: true}")
+        let addresses = (1...1500).map { "r\($0)@victims.example" }.joined(separator: ", ")
+        let decision = AcknowledgmentPolicy.decide(
+            record: Self.record, header: Self.header([("Disposition-Notification-To", addresses)]), site: trusting
+        )
+        #expect(decision == .refused(reason: "Disposition-Notification-To names 1500 addresses (at most 5 are acknowledged)"))
+        let five = (1...5).map { "r\($0)@partner.example" }.joined(separator: ", ")
+        guard case .send(let to, _, _) = AcknowledgmentPolicy.decide(
+            record: Self.record, header: Self.header([("Disposition-Notification-To", five)]), site: trusting
+        ) else {
+            Issue.record("five addresses are acknowledged")
+            return
+        }
+        #expect(to.count == 5)
     }
 
     @Test func followsRFC8098WhenNotToSend() throws {
@@ -140,6 +162,32 @@ import Testing
         #expect(entry.path.hasPrefix(spool.outboundRoot + "/"))
         let attributes = try FileManager.default.attributesOfItem(atPath: entry.path)
         #expect((attributes[.posixPermissions] as? Int) == 0o600)
+    }
+
+    @Test func everyHeaderLineOfTheMDNFitsIn78Characters() throws {
+        let spool = try Spool(root: try makeTemporaryDirectory("mdn"))
+        let record = TransferRecord(
+            id: "T1", type: .xfer, fileName: "a.csv", site: "partner",
+            messageId: "a-rather-long-message-identifier-0123456789-abcdefghij@mail.partner.example", size: 3, sha256: "abc"
+        )
+        let long = "Bestellung 4711 vom 27.11.2026 über die Lieferung von Ersatzteilen für die Anlage Nord, Halle 3, Tor 7"
+        let header = MessageHeader(fields: [
+            HeaderField(name: "Subject", value: long),
+            HeaderField(name: "From", value: "Einkauf der Partner GmbH und Co. KG Abteilung Zentrale Beschaffung <einkauf@partner.example>"),
+            HeaderField(name: "Message-ID", value: "<\(record.messageId ?? "")>"),
+        ])
+        let recipients = try (1...5).map { try MailAddress("edi-department-\($0)@mail.partner.example") }
+        let entry = try AcknowledgmentWriter.write(
+            for: record, header: header, to: recipients, from: try MailAddress("gateway@ours.example"), spool: spool
+        )
+        let text = try String(contentsOfFile: entry.path, encoding: .utf8)
+        let lines = text.components(separatedBy: "\r\n")
+        // Header lines: the message's and each MIME part's (base64 body lines are 76 anyway).
+        let tooLong = lines.filter { $0.utf8.count > 78 }
+        #expect(tooLong.isEmpty, "\(tooLong)")
+        // Folding keeps every recipient.
+        let toField = text.components(separatedBy: "\r\nTo: ").dropFirst().first?.components(separatedBy: "\r\nSubject:").first ?? ""
+        #expect(toField.replacingOccurrences(of: "\r\n", with: "").components(separatedBy: ", ").count == 5)
     }
 
     @Test func aMessageKeptWholeGetsProcessedWithError() throws {

@@ -36,6 +36,18 @@ import Testing
         }
     }
 
+    /// The deletions are done once QUIT is answered +OK: what the server sends after that
+    /// never turns the poll into a failure.
+    @Test func strayBytesAfterQUITLeaveThePollSuccessful() async throws {
+        let fixture = try await fixture { $0.strayAfterQUIT = "+OK see you" }
+        let server = fixture.server
+        defer { Task { await server.stop() } }
+        let summary = try await fixture.poll()
+        #expect(summary.records.count == DemoMailbox.messages.count)
+        #expect(summary.deleted == DemoMailbox.messages.count)
+        #expect(fixture.server.messages.isEmpty)
+    }
+
     /// One message the server will not give does not block the mailbox: the others are
     /// received and deleted, it stays on the server, and the skip is kept where operators see
     /// it, counted poll after poll until it is reported as stuck.

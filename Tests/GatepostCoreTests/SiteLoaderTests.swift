@@ -183,6 +183,21 @@ func makeTemporaryDirectory(_ label: String = "core") throws -> String {
         #expect(directory.errors.first?.description.contains("bad.yaml:1: pop3.port") == true)
     }
 
+    @Test func smtpReadTimeoutIsASiteSetting() throws {
+        let withTimeout = try #require(try load("pop3: {host: h, user: u, password: p}\nsmtp: {host: s, read_timeout: 45s}\n"))
+        #expect(withTimeout.smtp?.readTimeout == .seconds(45))
+        #expect(try #require(try load("pop3: {host: h, user: u, password: p}\nsmtp: {host: s}\n")).smtp?.readTimeout == .seconds(300))
+    }
+
+    @Test func siteNamesThatDifferOnlyByCaseAreRefused() throws {
+        let dir = try makeTemporaryDirectory()
+        try "pop3: {host: h, user: u}\n".write(toFile: dir + "/Acme.yaml", atomically: true, encoding: .utf8)
+        try "pop3: {host: h, user: u}\n".write(toFile: dir + "/acme.yaml", atomically: true, encoding: .utf8)
+        let directory = try loader.loadDirectory(dir)
+        #expect(directory.sites.map(\.name) == ["Acme"])
+        #expect(directory.errors.map(\.description) == ["\(dir)/acme.yaml: name: site `acme` differs from `Acme` (\(dir)/Acme.yaml) only by case"])
+    }
+
     @Test func theShippedExamplesLoad() throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let loader = SiteLoader(environment: ["ACME_POP3_PASSWORD": "x", "ACME_SMTP_PASSWORD": "y", "PARTNER_PASSWORD": "z"])

@@ -59,6 +59,42 @@ struct GatepostProcess {
         #expect(!show.stdout.contains("\u{FFFD}"), "line ends print as newlines, not replacement characters")
     }
 
+    @Test func aLostCatalogIsNeverSilentlyReplacedAndABackupRestoresIt() async throws {
+        let dir = try scratch()
+        let demo = try await GatepostProcess.run(["demo", "--into", dir])
+        #expect(demo.status == 0, "\(demo.stderr)")
+        let spool = dir + "/spool"
+        let catalog = spool + "/catalog.sqlite"
+        let backup = dir + "/catalog-backup.sqlite"
+        let saved = try await GatepostProcess.run(["catalog", "backup", backup, "--spool", spool])
+        #expect(saved.status == 0, "\(saved.stderr)")
+        #expect(saved.stdout.hasPrefix("catalog backed up to \(backup)"))
+        #expect((try FileManager.default.attributesOfItem(atPath: backup)[.posixPermissions] as? Int) == 0o600)
+        #expect(try await GatepostProcess.run(["catalog", "backup", backup, "--spool", spool]).status != 0, "never overwrites")
+
+        // The catalog is lost (a zero-byte file), the spool still holds received files.
+        for suffix in ["", "-wal", "-shm"] { unlink(catalog + suffix) }
+        FileManager.default.createFile(atPath: catalog, contents: Data())
+        let refused = try await GatepostProcess.run(["catalog", "list", "--spool", spool])
+        #expect(refused.status != 0)
+        #expect(refused.stderr.contains("is missing or empty, but the spool holds received files"), "\(refused.stderr)")
+        unlink(catalog)
+        #expect(try await GatepostProcess.run(["poll", "--spool", spool, "--sites", dir + "/sites"]).status != 0, "a poll refuses too")
+        #expect(!FileManager.default.fileExists(atPath: catalog) || SQLiteCatalog.isNew(at: catalog))
+
+        // Restored from the backup: everything is there again.
+        try FileManager.default.copyItem(atPath: backup, toPath: catalog)
+        let restored = try await GatepostProcess.run(["catalog", "list", "--spool", spool, "--format", "json"])
+        #expect(restored.status == 0, "\(restored.stderr)")
+        #expect((try JSONSerialization.jsonObject(with: Data(restored.stdout.utf8)) as? [Any])?.count == 4)
+
+        // Or, knowingly, a new one.
+        for suffix in ["", "-wal", "-shm"] { unlink(catalog + suffix) }
+        let fresh = try await GatepostProcess.run(["catalog", "list", "--spool", spool, "--format", "json", "--new-catalog"])
+        #expect(fresh.status == 0, "\(fresh.stderr)")
+        #expect((try JSONSerialization.jsonObject(with: Data(fresh.stdout.utf8)) as? [Any])?.count == 0)
+    }
+
     @Test func purgeRemovesSpoolFilesOfFinishedTransfersAndKeepsTheRecords() async throws {
         let dir = try scratch()
         let demo = try await GatepostProcess.run(["demo", "--into", dir])

@@ -184,6 +184,24 @@ import Testing
         #expect(setup.dovecot.messageCount(user: "alice") == 3)
     }
 
+    /// Over STLS the failed handshake closes the connection right when CAPA is due; the cause
+    /// is still the certificate, in `poll` and `site test` alike.
+    @Test func aCertificateThatDoesNotVerifyOverSTLSIsNamed() async throws {
+        let setup = try await Setup()
+        defer { setup.tearDown() }
+        let site = try setup.site(security: "starttls", caFile: false)
+        for _ in 0..<5 {
+            await #expect {
+                try await setup.poll(site)
+            } throws: { error in
+                "\(error)".contains("TLS failed: the server certificate could not be verified")
+            }
+            let steps = await SiteTester.run(site, logger: Logger(label: "test"))
+            let failed = steps.first { !$0.passed }
+            #expect(failed?.detail.contains("the server certificate could not be verified") == true, "\(steps.map { "\($0.name): \($0.detail)" })")
+        }
+    }
+
     @Test func noPasswordInClearTextUnlessTheSiteSaysSo() async throws {
         let setup = try await Setup()
         defer { setup.tearDown() }

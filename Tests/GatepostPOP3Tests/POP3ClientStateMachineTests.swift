@@ -117,6 +117,16 @@ struct Harness {
         }
     }
 
+    @Test func strayBytesAfterTheAnswerToQUITAreIgnored() throws {
+        var harness = Harness()
+        _ = try harness.receive("+OK\r\n")
+        try harness.send(.quit)
+        let events = try harness.receive("+OK bye\r\ngarbage the server should not have sent\r\n+OK\r\n")
+        #expect(events.count == 1)
+        #expect(harness.machine.sessionState == .closed)
+        #expect(try harness.receive("more\r\n").isEmpty)
+    }
+
     @Test func stlsWaitsForTLS() throws {
         var harness = Harness()
         _ = try harness.receive("+OK\r\n")

@@ -163,6 +163,41 @@ import Testing
         #expect(ContinuousClock.now - started < .seconds(30))
     }
 
+    @Test func anEndlessReplyLineIsRefusedInBoundedMemory() async throws {
+        var script = ScriptedSMTPServer.Script()
+        script.endlessReplyOn = "MAIL FROM"
+        let server = ScriptedSMTPServer(script: script)
+        let port = try await server.start()
+        defer { Task { await server.stop() } }
+        let error = await #expect(throws: SMTPError.self) {
+            try await SMTPClient.withSession(Self.configuration(port: port), credentials: nil, logger: Self.logger) { session in
+                try await session.send(envelope: SMTPEnvelope(from: "a@x", recipients: ["b@y"]), message: Self.chunks(["hi"]))
+            }
+        }
+        guard case .malformedReply(.lineTooLong)? = error else {
+            Issue.record("expected a reply line that is too long, got \(String(describing: error))")
+            return
+        }
+        #expect(error?.isTransient == false)
+    }
+
+    @Test func aServerThatShutsDownInTheMiddleOfTheDataIsATemporaryFailure() async throws {
+        var script = ScriptedSMTPServer.Script()
+        script.closeWith421AfterDataLines = 3
+        let server = ScriptedSMTPServer(script: script)
+        let port = try await server.start()
+        defer { Task { await server.stop() } }
+        let lines = (1...2000).map { "line \($0) of a message that is long enough to be sent in several writes\r\n" }
+        let error = await #expect(throws: SMTPError.self) {
+            try await SMTPClient.withSession(Self.configuration(port: port), credentials: nil, logger: Self.logger) { session in
+                try await session.send(envelope: SMTPEnvelope(from: "a@x", recipients: ["b@y"]), message: Self.chunks(lines))
+            }
+        }
+        // Not delivered, and worth another try later: the outbox keeps the message.
+        #expect(error?.isTransient == true, "\(String(describing: error))")
+        #expect(server.recorded.messages.isEmpty)
+    }
+
     @Test func aFailingMessageSourceDropsTheConnectionWithoutEndingTheData() async throws {
         struct SourceBroke: Error {}
         let server = ScriptedSMTPServer()

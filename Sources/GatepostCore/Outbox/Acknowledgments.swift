@@ -5,7 +5,8 @@ import GatepostMIME
 /// Whether a received message gets an RFC 8098 MDN, and to whom.
 public enum AcknowledgmentDecision: Sendable, Equatable {
     case notRequested
-    /// `finalRecipient` is the mailbox the message was delivered to (Delivered-To), else `from`.
+    /// `finalRecipient` is the site's mailbox (``RemoteSite/POP3/address``, else its user name
+    /// when that is an address, else `from`): what the site knows, never a header the sender wrote.
     case send(to: [MailAddress], from: MailAddress, finalRecipient: MailAddress)
     /// Requested, but not sent automatically; `reason` goes to the log and the record's state
     /// says `failed`.
@@ -13,6 +14,10 @@ public enum AcknowledgmentDecision: Sendable, Equatable {
 }
 
 public enum AcknowledgmentPolicy {
+    /// More addresses than this in Disposition-Notification-To is no acknowledgment request but
+    /// a way to make us mail many people: refused.
+    public static let maxRecipients = 5
+
     /// RFC 8098 section 2.1 and the site's settings, as one pure function.
     public static func decide(record: TransferRecord, header: MessageHeader, site: RemoteSite) -> AcknowledgmentDecision {
         guard let requested = header["Disposition-Notification-To"] else { return .notRequested }
@@ -28,6 +33,9 @@ public enum AcknowledgmentPolicy {
         }
         let recipients = MailAddress.list(requested)
         guard !recipients.isEmpty else { return .refused(reason: "Disposition-Notification-To holds no valid address") }
+        guard recipients.count <= maxRecipients else {
+            return .refused(reason: "Disposition-Notification-To names \(recipients.count) addresses (at most \(maxRecipients) are acknowledged)")
+        }
         // An MDN to an address other than the envelope sender's could be used to mail a third
         // party: only when Return-Path agrees, or the site trusts its partner's setup.
         if !smtp.acknowledgeAnyAddress {
@@ -51,8 +59,8 @@ public enum AcknowledgmentPolicy {
                 return .refused(reason: "Disposition-Notification-Options requires \(required.joined(separator: ", ")), which Gatepost does not implement")
             }
         }
-        let delivered = header["Delivered-To"].flatMap { MailAddress.list($0).first }
-        return .send(to: recipients, from: from, finalRecipient: delivered ?? from)
+        let mailbox = site.pop3.address.flatMap { try? MailAddress($0) } ?? (try? MailAddress(site.pop3.user))
+        return .send(to: recipients, from: from, finalRecipient: mailbox ?? from)
     }
 }
 
@@ -79,12 +87,10 @@ public enum AcknowledgmentWriter {
             ? "Your message \(record.messageId.map { "<\($0)>" } ?? "") was received by \(from) but could not be processed as a file transfer; it is kept for an operator: \(record.error ?? "unknown reason")."
             : "Your message \(record.messageId.map { "<\($0)>" } ?? "") was received and processed by \(from)"
                 + (record.fileName.map { " (\($0), \(record.size) bytes, SHA-256 \(record.sha256 ?? "-"))" } ?? "") + "."
-        var original: [UInt8] = []
-        for name in returnedFields {
-            if let value = header[name] {
-                original += Array("\(name): \(OutgoingHeader.unstructured(value))\r\n".utf8)
-            }
+        let returned: MessageComposer.Fields = returnedFields.compactMap { name in
+            header[name].map { (name, OutgoingHeader.unstructured($0)) }
         }
+        let original = MessageComposer.headerBytes(returned)
         let notification = DispositionNotification(
             reportingUA: reportingUA(for: from),
             originalRecipient: header["Original-Recipient"],

@@ -20,7 +20,9 @@ extension RemoteSite.SMTP {
             configuration.privateKey = .privateKey(try NIOSSLPrivateKey(file: key, format: .pem))
         }
         return SMTPConnectionConfiguration(
-            host: host, port: port, security: security, tls: configuration, allowInsecureAuth: allowPlaintextPassword
+            host: host, port: port, security: security, tls: configuration,
+            readTimeout: TimeAmount(readTimeout), finalReplyTimeout: TimeAmount(readTimeout * 2),
+            allowInsecureAuth: allowPlaintextPassword
         )
     }
 

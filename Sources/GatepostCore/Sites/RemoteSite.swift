@@ -25,8 +25,9 @@ public struct RemoteSite: Sendable, Hashable {
         public var security: POP3ConnectionConfiguration.Security
         public var user: String
         public var password: Secret?
-        /// Mechanisms in order of preference (`user`, `plain`, ...); empty means the strongest
-        /// the server offers.
+        /// The mailbox's mail address (`pop3.address`): the Final-Recipient of the MDNs this
+        /// site sends. Default: the user name when it is an address, else `smtp.from`.
+        public var address: String? = nil
         /// The ways to log in, in order; empty: the default order (``POP3AuthMechanism/defaultPreference(connectionIsEncrypted:)``).
         public var auth: [POP3AuthMechanism]
         /// Sending a password over an unencrypted connection needs this explicit opt-in.
@@ -81,6 +82,9 @@ public struct RemoteSite: Sendable, Hashable {
         /// RFC 8098 section 2.1: no automatic MDN when Return-Path and Disposition-Notification-To
         /// differ, unless the site trusts this partner's setup (`acknowledge_any_address: true`).
         public var acknowledgeAnyAddress: Bool = false
+        /// How long the server may stay silent while a reply is due (`smtp.read_timeout`); the
+        /// end of the data gets twice as long (RFC 5321 section 4.5.3.2 suggests 5 and 10 minutes).
+        public var readTimeout: Duration = .seconds(300)
     }
 
     /// A routing rule: every condition given must hold; the first matching route wins.

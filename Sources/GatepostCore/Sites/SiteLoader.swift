@@ -39,7 +39,7 @@ public struct SiteLoader: Sendable {
         var sites: [RemoteSite] = []
         var errors: [SiteConfigurationError] = []
         var local: LocalSite?
-        var seen: [String: String] = [:]
+        var seen: [String: (name: String, file: String)] = [:]
         for name in names {
             let path = (directory as NSString).appendingPathComponent(name)
             do {
@@ -57,10 +57,17 @@ public struct SiteLoader: Sendable {
                     remotes = perTenant
                 }
                 for site in remotes {
-                    if let other = seen[site.name] {
-                        throw SiteConfigurationError(file: path, line: nil, field: "name", message: "site `\(site.name)` is already defined in \(other)")
+                    // Names that differ only by case would share a folder on a case-insensitive
+                    // file system (a mounted share, a backup on another system).
+                    if let other = seen[site.name.lowercased()] {
+                        let same = other.name == site.name
+                        throw SiteConfigurationError(
+                            file: path, line: nil, field: "name",
+                            message: same ? "site `\(site.name)` is already defined in \(other.file)"
+                                : "site `\(site.name)` differs from `\(other.name)` (\(other.file)) only by case"
+                        )
                     }
-                    seen[site.name] = path
+                    seen[site.name.lowercased()] = (site.name, path)
                 }
                 sites += remotes
             } catch let error as SiteConfigurationError {
@@ -205,7 +212,7 @@ public struct SiteLoader: Sendable {
         let pop3Map = try pop3Node.mapping()
         try pop3Map.rejectUnknownKeys([
             "host", "port", "security", "user", "password", "password_file", "auth", "allow_plaintext_password",
-            "tls", "oauth2", "connect_timeout", "read_timeout",
+            "tls", "oauth2", "connect_timeout", "read_timeout", "address",
         ])
         let security = try securityValue(pop3Map["security"], default: .tls)
         let defaultPort = security == .tls ? 995 : 110
@@ -219,7 +226,7 @@ public struct SiteLoader: Sendable {
             }
         }
         let pop3TLS = try tlsSettings(pop3Map["tls"])
-        let pop3 = RemoteSite.POP3(
+        var pop3 = RemoteSite.POP3(
             host: try pop3Map.require("host").nonEmptyString(),
             port: try pop3Map["port"]?.int(in: 1...65535) ?? defaultPort,
             security: security,
@@ -232,6 +239,11 @@ public struct SiteLoader: Sendable {
             connectTimeout: try pop3Map["connect_timeout"]?.duration() ?? .seconds(15),
             readTimeout: try pop3Map["read_timeout"]?.duration() ?? .seconds(60)
         )
+        if let addressNode = pop3Map["address"] {
+            let text = try addressNode.nonEmptyString()
+            guard (try? MailAddress(text)) != nil else { throw addressNode.error("must be a mail address such as orders@ours.example") }
+            pop3.address = text
+        }
 
         var poll = RemoteSite.Poll(interval: .seconds(300), deleteAfterRetrieve: true, maxMessageSize: 200 << 20)
         if let pollNode = root["poll"] {
@@ -268,7 +280,7 @@ public struct SiteLoader: Sendable {
             let smtpMap = try smtpNode.mapping()
             try smtpMap.rejectUnknownKeys([
                 "host", "port", "security", "from", "user", "password", "password_file", "tls", "allow_plaintext_password",
-                "acknowledgments", "acknowledge_any_address", "oauth2",
+                "acknowledgments", "acknowledge_any_address", "oauth2", "read_timeout",
             ])
             let smtpSecurity = try securityValue(smtpMap["security"], default: .tls)
             smtp = RemoteSite.SMTP(
@@ -285,6 +297,7 @@ public struct SiteLoader: Sendable {
             smtp?.acknowledgments = try smtpMap["acknowledgments"]?.bool() ?? true
             smtp?.acknowledgeAnyAddress = try smtpMap["acknowledge_any_address"]?.bool() ?? false
             smtp?.oauth2 = try oauth2Settings(smtpMap["oauth2"], tls: smtpTLS)
+            smtp?.readTimeout = try smtpMap["read_timeout"]?.duration() ?? .seconds(300)
             if let fromNode = smtpMap["from"], (try? MailAddress(try fromNode.string())) == nil {
                 throw fromNode.error("must be a mail address such as gateway@example.com")
             }

@@ -21,6 +21,14 @@ public struct Spool: Sendable {
     public var outboundRoot: String { root + "/out" }
     public var catalogPath: String { root + "/catalog.sqlite" }
 
+    /// Whether any site folder in `in/` holds a file: received transfers a catalog knew.
+    public var holdsReceivedFiles: Bool {
+        let sites = (try? FileManager.default.contentsOfDirectory(atPath: inboundRoot)) ?? []
+        return sites.contains { site in
+            !(((try? FileManager.default.contentsOfDirectory(atPath: inboundRoot + "/" + site)) ?? []).isEmpty)
+        }
+    }
+
     public init(root: String) throws(SpoolError) {
         self.root = root.hasSuffix("/") && root.count > 1 ? String(root.dropLast()) : root
         let createdRoot = try Self.makeDirectory(self.root)
