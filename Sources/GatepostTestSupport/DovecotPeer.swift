@@ -139,6 +139,15 @@ public final class DovecotPeer: Sendable {
         return try JSONDecoder().decode([ExpectedMessage].self, from: Data(contentsOf: URL(fileURLWithPath: manifest)))
     }
 
+    /// Puts one message, exactly these bytes, in `user`'s mailbox (a hostile message a test
+    /// wrote by hand).
+    public func addMessage(user: String, _ bytes: [UInt8]) throws {
+        guard let maildir = info.maildirs[user] else { throw PeerError.scriptFailed("addMessage", status: 1, output: "no user \(user)") }
+        let path = maildir + "/" + "\(Int(Date().timeIntervalSince1970)).\(UUID().uuidString.prefix(12)).gatepost-test"
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        try Self.chownTree(maildir, uid: info.mailUid, gid: info.mailGid)
+    }
+
     /// What `make-large-message.py` wrote.
     public struct LargeMessage: Decodable, Sendable {
         public var fileName: String

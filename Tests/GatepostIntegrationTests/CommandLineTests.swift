@@ -296,6 +296,60 @@ struct GatepostProcess {
     }
 }
 
+/// A hostile message's file name and subject reach the log of `gatepost poll -v` safe.
+@Suite struct LogSafetyTests {
+    @Test func logLinesCarryNoControlCharacters() async throws {
+        let dovecot = try await DovecotPeer.start()
+        defer { dovecot.stop() }
+        let name = "inv\u{1B}]0;pwned\u{07}oice\u{1B}[2J.pdf"
+        let message = """
+            From: p@partner.example\r
+            Subject: =?utf-8?b?\(Data("Orders\u{1B}[31m\u{9B}2J\u{202E}".utf8).base64EncodedString())?=\r
+            Message-ID: <hostile-log@partner.example>\r
+            Content-Type: multipart/mixed; boundary=b\r
+            \r
+            --b\r
+            Content-Type: application/pdf\r
+            Content-Disposition: attachment; filename*=utf-8''\(name.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")\r
+            \r
+            %PDF\r
+            --b--\r
+
+            """
+        try dovecot.addMessage(user: "alice", Array(message.utf8))
+        let dir = (NSTemporaryDirectory() as NSString).appendingPathComponent("gatepost-log-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(atPath: dir + "/sites", withIntermediateDirectories: true)
+        try """
+        pop3:
+          host: 127.0.0.1
+          port: \(dovecot.info.tlsPort)
+          user: alice
+          password: \(dovecot.info.users["alice"] ?? "")
+          tls: {ca_file: \(dovecot.info.caFile)}
+        """.write(toFile: dir + "/sites/partner.yaml", atomically: true, encoding: .utf8)
+        let poll = try await GatepostProcess.run(["poll", "-v", "--sites", dir + "/sites", "--spool", dir + "/spool"])
+        #expect(poll.status == 0, "\(poll.stderr)")
+        #expect(poll.stderr.contains("received"), "the log names the transfer")
+
+        // A server's words: its -ERR text reaches the error line and the log.
+        var behavior = ScriptedPOP3Server.Behavior()
+        behavior.override = { $0.hasPrefix("PASS") || $0.hasPrefix("AUTH") ? "-ERR [AUTH] \u{1B}]0;pwned\u{07}bad\u{1B}[2J \u{9B}password\rFORGED" : nil }
+        let server = ScriptedPOP3Server(messages: [], behavior: behavior)
+        let port = try await server.start()
+        defer { Task { await server.stop() } }
+        try """
+        pop3: {host: 127.0.0.1, port: \(port), security: none, user: demo, password: x, allow_plaintext_password: true}
+        """.write(toFile: dir + "/sites/hostile.yaml", atomically: true, encoding: .utf8)
+        let refused = try await GatepostProcess.run(["poll", "hostile", "-v", "--sites", dir + "/sites", "--spool", dir + "/spool"])
+        #expect(refused.status == 1)
+        #expect(refused.stderr.contains("pwned"), "\(refused.stderr)")
+        for output in [poll.stdout, poll.stderr, refused.stdout, refused.stderr] {
+            let forbidden = output.unicodeScalars.filter { $0 != "\n" && TerminalCheck.isControl($0) }
+            #expect(forbidden.isEmpty, "control characters reached the log: \(forbidden.map { String($0.value, radix: 16) })")
+        }
+    }
+}
+
 /// The characters the command line must never print raw (the test's own definition).
 enum TerminalCheck {
     static func isControl(_ scalar: Unicode.Scalar) -> Bool {
