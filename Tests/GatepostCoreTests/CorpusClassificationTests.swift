@@ -45,6 +45,8 @@ struct CorpusIngest {
         var suffixes: [String: String] = [:]
         /// Names of the kept files still in memory (written by the commit, not yet in `tmp/`).
         var inMemory: Set<String> = []
+        /// The other transfers of the message (classify.split_attachments), with their files.
+        var siblings: [(record: TransferRecord, files: [String: [UInt8]])] = []
     }
 
     /// Ingests `bytes` in chunks of `chunkSize` (nil: one chunk) and assembles the record.
@@ -81,6 +83,24 @@ struct CorpusIngest {
                 files[file.name] = bytes
             }
         }
+        var siblings: [(record: TransferRecord, files: [String: [UInt8]])] = []
+        for sibling in assembled.siblings {
+            var siblingFiles: [String: [UInt8]] = [:]
+            for file in sibling.files {
+                switch file.content {
+                case .file(let path):
+                    siblingFiles[file.name] = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+                    keptInTemporary.append(path)
+                case .bytes(let bytes):
+                    siblingFiles[file.name] = bytes
+                }
+            }
+            var record = sibling.record
+            record.id = "T\(siblings.count + 2)"
+            record.receivedAt = Date(timeIntervalSince1970: 0)
+            record.classification = record.classification?.replacingOccurrences(of: assembled.record.id, with: "T")
+            siblings.append((record, siblingFiles))
+        }
         if let text = assembled.record.messageText {
             #expect(files[TransferAssembler.textFileName] == nil, "the message text is kept once")
             files[TransferAssembler.textFileName] = Array(text.utf8)
@@ -97,7 +117,8 @@ struct CorpusIngest {
             inMemory: Set(assembled.files.compactMap { file in
                 if case .bytes = file.content { return file.name }
                 return nil
-            })
+            }),
+            siblings: siblings
         )
     }
 
@@ -117,6 +138,7 @@ struct CorpusIngest {
             let chunked = try CorpusIngest.ingest(bytes, chunkSize: chunkSize)
             #expect(chunked.record == whole.record, "\(name) in chunks of \(chunkSize)")
             #expect(chunked.files == whole.files, "\(name) in chunks of \(chunkSize)")
+            #expect(chunked.siblings.map(\.record) == whole.siblings.map(\.record), "\(name) in chunks of \(chunkSize)")
         }
     }
 
@@ -326,6 +348,22 @@ struct CorpusIngest {
         let signed = try CorpusIngest.ingest(try CorpusIngest.message("smime-signed-text.eml"), site: textOnly)
         #expect(signed.record.type == .msg)
         #expect(CorpusIngest.text(signed.files["message.txt"]) == "Order 42 confirmed.\r\n")
+        // Several files: one transfer each, all from the one message.
+        let split = CorpusIngest.site(classify: "{split_attachments: true}")
+        for chunkSize in [nil, 1, 7, 4096] {
+            let two = try CorpusIngest.ingest(try CorpusIngest.message("two-files.eml"), chunkSize: chunkSize, site: split)
+            #expect(two.record.type == .xfer)
+            #expect(two.record.classification == "2 attached files, one transfer each (classify.split_attachments)")
+            #expect(two.siblings.count == 1)
+            let sibling = try #require(two.siblings.first)
+            #expect(sibling.record.type == .xfer && sibling.record.fileName != two.record.fileName)
+            #expect(sibling.record.messageId == two.record.messageId && sibling.record.uidl == two.record.uidl)
+            #expect(sibling.record.ack == .none, "one acknowledgment per message, on the first transfer")
+            #expect(sibling.record.classification == "file 2 of 2 of one message (classify.split_attachments); the first is transfer T")
+            let siblingName = try #require(sibling.record.fileName)
+            #expect(sibling.files[siblingName] != nil)
+            #expect(two.files[try #require(two.record.fileName)] != nil)
+        }
         // An option never turns a bounce into a transfer.
         let bounce = try CorpusIngest.ingest(try CorpusIngest.message("bounce-old-style.eml"), site: bareFile)
         #expect(bounce.record.fileName == TransferRecord.recoverFileName)

@@ -61,6 +61,49 @@ func sha256Hex(ofFile path: String) throws -> String {
 }
 
 @Suite struct PollJobTests {
+    /// classify.split_attachments: one message, a transfer per file, all committed with its
+    /// UIDL in one transaction and deleted once.
+    @Test func aMessageWithSeveralFilesGivesOneTransferEachWhenTheSiteSplits() async throws {
+        let twoFiles = ScriptedPOP3Server.Message(uidl: "two-files-1", bytes: Array("""
+            From: a@partner.example\r
+            Message-ID: <two-files@partner.example>\r
+            Content-Type: multipart/mixed; boundary=b\r
+            \r
+            --b\r
+            Content-Type: text/plain\r
+            \r
+            two files\r
+            --b\r
+            Content-Type: text/csv; name=a.csv\r
+            \r
+            1,2\r
+            --b\r
+            Content-Type: application/pdf; name=b.pdf\r
+            \r
+            %PDF\r
+            --b--\r
+
+            """.utf8))
+        var fixture = try await PollFixture(messages: [twoFiles])
+        let server = fixture.server
+        defer { Task { await server.stop() } }
+        fixture.site.classification.splitAttachments = true
+        let summary = try await fixture.poll()
+        #expect(summary.records.map(\.fileName) == ["a.csv", "b.pdf"])
+        #expect(summary.deleted == 1)
+        #expect(fixture.server.messages.isEmpty)
+        let records = try await fixture.records()
+        #expect(Set(records.map(\.fileName)) == ["a.csv", "b.pdf"])
+        for record in records {
+            #expect(record.messageText == "two files")
+            let path = try #require(record.path)
+            #expect(try sha256Hex(ofFile: path) == record.sha256)
+        }
+        #expect(try fixture.temporaryEntries().filter { !$0.hasPrefix("raw-") }.isEmpty)
+        // The UIDL names the first transfer: the message is never fetched again.
+        #expect(try await fixture.poll().records.isEmpty)
+    }
+
     @Test func pollsEveryClassIntoTheSpoolAndCatalog() async throws {
         let fixture = try await PollFixture()
         let server = fixture.server

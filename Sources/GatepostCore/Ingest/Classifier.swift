@@ -5,6 +5,8 @@ import GatepostMIME
 public enum MessageClass: Sendable, Hashable {
     /// One attached file; `text` is the message's text body, if any.
     case transfer(file: Int, text: Int?)
+    /// Several attached files, one transfer each (`classify.split_attachments: true`).
+    case transfers(files: [Int], text: Int?)
     /// A text message: `text` is its text (plain, else HTML), `html` its HTML rendering, and
     /// `resources` what the HTML shows inline (the images of a multipart/related).
     case message(text: Int, html: Int?, resources: [Int])
@@ -32,10 +34,13 @@ public struct ClassificationOptions: Sendable, Hashable {
     /// A message that is itself one file (a single-part `application/pdf`, as scanners send):
     /// XFER of that file instead of RECOVER.
     public var bareFileIsTransfer: Bool
+    /// Several attached files: one XFER each instead of RECOVER.
+    public var splitAttachments: Bool
 
-    public init(textOnlyIsMessage: Bool = false, bareFileIsTransfer: Bool = false) {
+    public init(textOnlyIsMessage: Bool = false, bareFileIsTransfer: Bool = false, splitAttachments: Bool = false) {
         self.textOnlyIsMessage = textOnlyIsMessage
         self.bareFileIsTransfer = bareFileIsTransfer
+        self.splitAttachments = splitAttachments
     }
 }
 
@@ -90,6 +95,12 @@ public enum Classifier {
             return classification(.transfer(file: walk.files[0], text: walk.plainText), "one attached file")
         case 2...:
             if automatic { return classification(.recover, automaticReason) }
+            if options.splitAttachments {
+                return classification(
+                    .transfers(files: walk.files, text: walk.plainText),
+                    "\(walk.files.count) attached files, one transfer each (classify.split_attachments)"
+                )
+            }
             return classification(.recover, "\(walk.files.count) attached files in one message")
         default:
             break

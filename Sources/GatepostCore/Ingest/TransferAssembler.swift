@@ -30,6 +30,14 @@ enum TransferAssembler {
         var record: TransferRecord
         /// The main file first.
         var files: [KeptFile]
+        /// More transfers of the same message (``MessageClass/transfers(files:text:)``): each
+        /// attached file after the first, with its own record, committed with the first.
+        var siblings: [Sibling] = []
+    }
+
+    struct Sibling: Sendable {
+        var record: TransferRecord
+        var files: [KeptFile]
     }
 
     static let textFileName = "message.txt"
@@ -97,6 +105,45 @@ enum TransferAssembler {
                 record.fileName = name
                 record.size = main.size
                 record.sha256 = main.sha256
+            case .transfers(let attached, let text):
+                guard let first = attached.first, attached.allSatisfy({ result.bodies[$0] != nil }) else {
+                    let assembled = try keepWhole(result, record: record, reason: "attachment body missing", files: &files)
+                    files.removeUnkept(result.createdFiles)
+                    return assembled
+                }
+                var siblings: [Sibling] = []
+                for (number, file) in attached.enumerated() {
+                    guard let body = result.bodies[file] else { continue }
+                    let name = SafeFileName.make(Classifier.proposedFileName(for: result.parts[file]))
+                    if file == first {
+                        let main = files.keep(body, suffix: "", name: name)
+                        record.fileName = name
+                        record.size = main.size
+                        record.sha256 = main.sha256
+                        continue
+                    }
+                    var sibling = record
+                    sibling.id = TransferRecord.newID()
+                    sibling.fileName = name
+                    sibling.size = body.size
+                    sibling.sha256 = body.sha256
+                    // One message, one acknowledgment: the first transfer's.
+                    sibling.ack = .none
+                    sibling.classification = "file \(number + 1) of \(attached.count) of one message (classify.split_attachments); the first is transfer \(record.id)"
+                    siblings.append(Sibling(record: sibling, files: [files.keepElsewhere(body, name: name)]))
+                }
+                if let text, let body = result.bodies[text] {
+                    let converted = try files.utf8(body, part: result.parts[text])
+                    if case .memory(let bytes) = converted.storage, !bytes.contains(0) {
+                        record.messageText = String(decoding: bytes, as: UTF8.self)
+                        for index in siblings.indices { siblings[index].record.messageText = record.messageText }
+                    } else {
+                        _ = files.keep(converted, suffix: ".txt", name: textFileName)
+                    }
+                }
+                record.type = .xfer
+                files.removeUnkept(result.createdFiles)
+                return Assembled(record: record, files: files.kept, siblings: siblings)
             case .message(let text, let html, let resources):
                 guard let original = result.bodies[text] else {
                     let assembled = try keepWhole(result, record: record, reason: "text body missing", files: &files)
@@ -181,6 +228,8 @@ enum TransferAssembler {
         var kept: [KeptFile] = []
         /// Files written here (converted texts).
         var written: [String] = []
+        /// Files kept for another transfer of the same message.
+        var keptElsewhere: [KeptFile] = []
         var conversions = 0
 
         init(filePrefix: String) {
@@ -198,6 +247,16 @@ enum TransferAssembler {
             return (body.size, body.sha256)
         }
 
+        /// Keeps `body` as the main file of another transfer of this message.
+        mutating func keepElsewhere(_ body: PartBody, name: String) -> KeptFile {
+            let file: KeptFile = switch body.storage {
+            case .file(let path): KeptFile(content: .file(path), suffix: "", name: name)
+            case .memory(let bytes): KeptFile(content: .bytes(bytes), suffix: "", name: name)
+            }
+            keptElsewhere.append(file)
+            return file
+        }
+
         mutating func utf8(_ body: PartBody, part: MIMEPart) throws -> PartBody {
             conversions += 1
             let path = "\(filePrefix).utf8-\(conversions)"
@@ -208,7 +267,7 @@ enum TransferAssembler {
 
         /// Removes every file the ingest created or this set wrote that is not kept.
         func removeUnkept(_ created: [String]) {
-            let keptPaths = Set(kept.compactMap { file -> String? in
+            let keptPaths = Set((kept + keptElsewhere).compactMap { file -> String? in
                 if case .file(let path) = file.content { return path }
                 return nil
             })

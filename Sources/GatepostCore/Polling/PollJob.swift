@@ -295,6 +295,7 @@ public struct PollJob: Sendable {
                     // The summary first: whatever fails next, these are committed.
                     for (message, record) in zip(messages, records) {
                         summary.records.append(record)
+                        summary.records += message.siblings.map(\.record)
                         summary.bytes += message.listedSize ?? message.wireSize
                     }
                     action = machine.batchCommitted(batch)
@@ -432,6 +433,8 @@ public struct PollJob: Sendable {
         /// In memory or in `tmp/` until the batch is committed.
         var files: [TransferAssembler.KeptFile]
         var record: TransferRecord
+        /// More transfers of the same message (`classify.split_attachments`), committed with it.
+        var siblings: [TransferAssembler.Sibling] = []
         var acknowledgment: OutboxEntry?
         var wireSize: Int64
         /// Memory its bodies hold (``HeldBodies``), released when its batch is done.
@@ -445,9 +448,11 @@ public struct PollJob: Sendable {
         /// a pending name in the site's folder) and its acknowledgment: nothing of it was
         /// committed, and the message stays on the server.
         func discardFiles(spool: Spool, site: String) {
-            for file in files {
-                if case .file(let source) = file.content { unlink(source) }
-                unlink(spool.pendingPath(site: site, id: record.id, suffix: file.suffix))
+            for (id, files) in [(record.id, files)] + siblings.map({ ($0.record.id, $0.files) }) {
+                for file in files {
+                    if case .file(let source) = file.content { unlink(source) }
+                    unlink(spool.pendingPath(site: site, id: id, suffix: file.suffix))
+                }
             }
             if let acknowledgment { unlink(acknowledgment.path) }
         }
@@ -484,12 +489,17 @@ public struct PollJob: Sendable {
             let result = try ingest.finish()
             let duplicate = try await duplicateOf(result, staged: staged)
             let assembled = try TransferAssembler.assemble(result, site: site, id: id, uidl: entry.value, filePrefix: filePrefix, duplicateOf: duplicate)
-            keptFiles = assembled.files
+            keptFiles = assembled.files + assembled.siblings.flatMap(\.files)
             var record = assembled.record
             record.path = spool.transferPath(site: site.name, id: id)
+            let siblings = assembled.siblings.map { sibling in
+                var sibling = sibling
+                sibling.record.path = spool.transferPath(site: site.name, id: sibling.record.id)
+                return sibling
+            }
             let acknowledgment = try await acknowledgment(for: &record, header: result.parts.first?.header ?? MessageHeader())
             return StagedMessage(
-                entry: entry, files: assembled.files, record: record,
+                entry: entry, files: assembled.files, record: record, siblings: siblings,
                 acknowledgment: acknowledgment, wireSize: result.rawSize, heldBytes: ingest.heldBytes
             )
         } catch {
@@ -514,7 +524,7 @@ public struct PollJob: Sendable {
         guard !batch.isEmpty else { return [] }
         do {
             // fsync blocks: on NIO's thread pool, not on a thread of the concurrency pool.
-            let files = batch.map { ($0.record.id, $0.files) }
+            let files = batch.flatMap { [($0.record.id, $0.files)] + $0.siblings.map { ($0.record.id, $0.files) } }
             try await NIOThreadPool.singleton.runIfActive { [spool, site] in
                 try spool.commitFiles(files, site: site.name)
             }
@@ -528,11 +538,13 @@ public struct PollJob: Sendable {
             FailPoint.hit("poll.before-commit")
             // Beyond cancellation: a shutdown must not turn received and durable messages into
             // a second download (GRDB checks for cancellation before it writes).
-            let items = batch.map {
-                ReceivedTransfer(
-                    record: $0.record, uidl: $0.entry.value, acknowledgment: $0.acknowledgment,
-                    listedSize: $0.listedSize, replacing: $0.replacing
-                )
+            // The first transfer of a message holds its UIDL; its siblings come in the same
+            // transaction, without one.
+            let items = batch.flatMap { message in
+                [ReceivedTransfer(
+                    record: message.record, uidl: message.entry.value, acknowledgment: message.acknowledgment,
+                    listedSize: message.listedSize, replacing: message.replacing
+                )] + message.siblings.map { ReceivedTransfer(record: $0.record, uidl: nil) }
             }
             try await uncancellable { [catalog] in try await catalog.commitReceived(items) }
         } catch {
@@ -545,6 +557,9 @@ public struct PollJob: Sendable {
         for message in batch {
             do {
                 try spool.publish(site: site.name, id: message.record.id, suffixes: message.files.map(\.suffix))
+                for sibling in message.siblings {
+                    try spool.publish(site: site.name, id: sibling.record.id, suffixes: sibling.files.map(\.suffix))
+                }
             } catch {
                 // Committed: the pending files are published at the next start.
                 logger.error("received, but its files keep their pending names until the next start", metadata: [

@@ -270,9 +270,10 @@ public struct SiteLoader: Sendable {
         var classification = ClassificationOptions()
         if let classifyNode = root["classify"] {
             let classifyMap = try classifyNode.mapping()
-            try classifyMap.rejectUnknownKeys(["text_only", "bare_file"])
+            try classifyMap.rejectUnknownKeys(["text_only", "bare_file", "split_attachments"])
             classification.textOnlyIsMessage = try choice(classifyMap["text_only"], yes: "msg", no: "recover") ?? false
             classification.bareFileIsTransfer = try choice(classifyMap["bare_file"], yes: "xfer", no: "recover") ?? false
+            classification.splitAttachments = try classifyMap["split_attachments"]?.bool() ?? false
         }
 
         var smtp: RemoteSite.SMTP?
