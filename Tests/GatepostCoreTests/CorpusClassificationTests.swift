@@ -132,10 +132,13 @@ struct CorpusIngest {
     /// same files whatever the chunking.
     @Test(arguments: [1, 7, 4096])
     func everyCorpusMessageGivesTheSameRecordInChunks(chunkSize: Int) throws {
-        for name in try CorpusIngest.allNames() {
+        // With the table's defaults, and with every classify: option on.
+        let sites = [CorpusIngest.site, CorpusIngest.site(classify: "{text_only: msg, bare_file: xfer, split_attachments: true}")]
+        let names = try CorpusIngest.allNames()
+        for (site, name) in sites.flatMap({ site in names.map { (site, $0) } }) {
             let bytes = try CorpusIngest.message(name)
-            let whole = try CorpusIngest.ingest(bytes)
-            let chunked = try CorpusIngest.ingest(bytes, chunkSize: chunkSize)
+            let whole = try CorpusIngest.ingest(bytes, site: site)
+            let chunked = try CorpusIngest.ingest(bytes, chunkSize: chunkSize, site: site)
             #expect(chunked.record == whole.record, "\(name) in chunks of \(chunkSize)")
             #expect(chunked.files == whole.files, "\(name) in chunks of \(chunkSize)")
             #expect(chunked.siblings.map(\.record) == whole.siblings.map(\.record), "\(name) in chunks of \(chunkSize)")
