@@ -25,7 +25,7 @@ struct SiteCommand: AsyncParsableCommand {
                 print(try Formatting.json(directory.sites.map { SiteSummary(site: $0, state: states[$0.name]) }))
             case .table:
                 var table = TextTable(headers: [
-                    "NAME", "ENABLED", "SERVER", "SECURITY", "USER", "DELETE", "INTERVAL", "LAST POLL", "MESSAGES", "SKIPPED", "LAST ERROR",
+                    "NAME", "ENABLED", "SERVER", "SECURITY", "USER", "SECRETS", "DELETE", "INTERVAL", "LAST POLL", "MESSAGES", "SKIPPED", "LAST ERROR",
                 ])
                 for site in directory.sites {
                     let state = states[site.name]
@@ -35,6 +35,7 @@ struct SiteCommand: AsyncParsableCommand {
                         "\(site.pop3.host):\(site.pop3.port)",
                         site.pop3.security.rawValue,
                         site.pop3.user,
+                        site.unavailableSecrets.isEmpty ? "ok" : "\(site.unavailableSecrets.count) unavailable",
                         site.poll.deleteAfterRetrieve ? "yes" : "no",
                         Formatting.duration(site.poll.interval),
                         state?.lastPoll.map(Formatting.timestamp) ?? "-",
@@ -124,6 +125,8 @@ struct SiteSummary: Encodable {
     var security: String
     var user: String
     var password: String
+    /// Secrets the site names that cannot be had right now, with the reason.
+    var unavailableSecrets: [String]
     var auth: [String]
     var interval: String
     var deleteAfterRetrieve: Bool
@@ -168,7 +171,8 @@ struct SiteSummary: Encodable {
         security = site.pop3.security.rawValue
         user = site.pop3.user
         // Never the secret itself: only whether there is one.
-        password = site.pop3.password == nil ? "(none)" : "****"
+        password = site.pop3.password.map { $0.problem.map { "(unavailable: \($0))" } ?? "****" } ?? "(none)"
+        unavailableSecrets = site.unavailableSecrets
         auth = site.pop3.auth.map(\.rawValue)
         interval = Formatting.duration(site.poll.interval)
         deleteAfterRetrieve = site.poll.deleteAfterRetrieve
@@ -204,6 +208,7 @@ struct SiteSummary: Encodable {
             ("skipped", Self.skippedCount(skipped, stuckAfter: stuckAfter)),
         ]
         let skips: [(String, String)] = skipped.map { skip in ("  message \(skip.number)", describe(skip)) }
-        return settings + skips
+        let secrets: [(String, String)] = unavailableSecrets.map { ("secret unavailable", $0) }
+        return settings + secrets + skips
     }
 }

@@ -103,7 +103,7 @@ import X509
         """, file: "sites/btp.json"))
         #expect(site.pop3.oauth2?.tokenURL == "https://tenant.authentication.example/oauth/token")
         #expect(site.pop3.oauth2?.clientID == "sb-client")
-        #expect(site.pop3.oauth2?.clientSecret.value == "s")
+        #expect(try site.pop3.oauth2?.clientSecret.resolve() == "s")
         #expect(site.pop3.auth == [.xoauth2, .oauthbearer])
     }
 

@@ -56,7 +56,7 @@ func makeTemporaryDirectory(_ label: String = "core") throws -> String {
         #expect(site.enabled == false)
         #expect(site.pop3.port == 110)
         #expect(site.pop3.security == .starttls)
-        #expect(site.pop3.password?.value == "s3cret")
+        #expect(try site.pop3.password?.resolve() == "s3cret")
         #expect("\(String(describing: site.pop3.password))".contains("s3cret") == false)
         #expect(site.pop3.auth == [.plain, .user])
         #expect(site.poll.interval == .seconds(300))
@@ -106,7 +106,8 @@ func makeTemporaryDirectory(_ label: String = "core") throws -> String {
         expectError("pop3:\n  host: h\n  user: u\n  prot: 995\n", line: 4, field: "pop3.prot", containing: "unknown field")
         expectError("pop3: {host: h, user: u, password: p}\nclassify:\n  text_only: maybe\n", line: 3, field: "classify.text_only", containing: "must be msg or recover")
         expectError("pop3: {host: h, user: u, password: p}\nclassify:\n  split: true\n", line: 3, field: "classify.split", containing: "unknown field")
-        expectError("pop3:\n  host: h\n  user: u\n  password: ${MISSING}\n", line: 4, field: "pop3.password", containing: "MISSING is not set")
+        // An unset variable in a setting is an error; in a secret it is not (see below).
+        expectError("pop3:\n  host: ${MISSING}\n  user: u\n", line: 2, field: "pop3.host", containing: "MISSING is not set")
         expectError("pop3:\n  user: u\n", line: 2, field: "pop3.host", containing: "required")
         expectError("pop3:\n  host: h\n  user: u\n  security: ssl3\n", line: 4, field: "pop3.security", containing: "tls, starttls or none")
         expectError("pop3:\n  host: h\n  user: u\npoll:\n  interval: soon\n", line: 5, field: "poll.interval", containing: "duration")
@@ -115,12 +116,30 @@ func makeTemporaryDirectory(_ label: String = "core") throws -> String {
         expectError("pop3: [\n", line: 2, field: nil, containing: "not valid YAML")
     }
 
+    @Test func aSecretThatCannotBeHadLeavesTheSiteLoadable() throws {
+        let dir = try makeTemporaryDirectory()
+        try "pop3: {host: h, user: u, password: \"${NOT_SET_ANYWHERE}\"}\n".write(toFile: dir + "/env.yaml", atomically: true, encoding: .utf8)
+        try "pop3: {host: h, user: u, password_file: missing.secret}\n".write(toFile: dir + "/file.yaml", atomically: true, encoding: .utf8)
+        let directory = try loader.loadDirectory(dir)
+        #expect(directory.errors.isEmpty)
+        #expect(directory.sites.map(\.name) == ["env", "file"])
+        let env = try #require(directory.site(named: "env"))
+        #expect(env.unavailableSecrets == ["\(dir)/env.yaml:1: pop3.password: environment variable NOT_SET_ANYWHERE is not set"])
+        #expect(throws: SecretUnavailable.self) { try env.pop3.password?.resolve() }
+        let file = try #require(directory.site(named: "file"))
+        #expect(file.unavailableSecrets == ["cannot read the secret file \(dir)/missing.secret"])
+        // Read when needed: once the file is there, the secret is.
+        try "now-there\n".write(toFile: dir + "/missing.secret", atomically: true, encoding: .utf8)
+        #expect(try file.pop3.password?.resolve() == "now-there")
+        #expect(file.unavailableSecrets.isEmpty)
+    }
+
     @Test func passwordFileIsReadRelativeToTheSiteFile() throws {
         let dir = try makeTemporaryDirectory()
         try "from-file\n".write(toFile: dir + "/acme.secret", atomically: true, encoding: .utf8)
         try "pop3: {host: h, user: u, password_file: acme.secret}\n".write(toFile: dir + "/acme.yaml", atomically: true, encoding: .utf8)
         let site = try #require(try loader.loadFile(dir + "/acme.yaml"))
-        #expect(site.pop3.password?.value == "from-file")
+        #expect(try site.pop3.password?.resolve() == "from-file")
     }
 
     @Test func btpMailDestinationWorksAsIs() throws {
@@ -144,7 +163,7 @@ func makeTemporaryDirectory(_ label: String = "core") throws -> String {
         #expect(site.pop3.port == 995)
         #expect(site.pop3.security == .tls)
         #expect(site.pop3.user == "edi@partner.example")
-        #expect(site.pop3.password?.value == "s3cret")
+        #expect(try site.pop3.password?.resolve() == "s3cret")
         #expect(site.smtp?.host == "smtp.partner.example")
         #expect(site.smtp?.security == .tls)
     }
@@ -164,7 +183,7 @@ func makeTemporaryDirectory(_ label: String = "core") throws -> String {
         #expect(directory.sites.map(\.name) == ["shop-alpha", "shop-beta-2"])
         #expect(directory.sites.map(\.pop3.host) == ["pop.alpha.example", "pop.beta-2.example"])
         #expect(directory.sites.map(\.pop3.user) == ["edi-alpha", "edi-beta-2"])
-        #expect(directory.sites.allSatisfy { $0.pop3.password?.value == "s3cret" })
+        #expect(directory.sites.allSatisfy { (try? $0.pop3.password?.resolve()) == "s3cret" })
         expectError("tenants: [\"a/b\"]\npop3: {host: h, user: u}\n", line: 1, field: "tenants", containing: "not a valid tenant")
     }
 

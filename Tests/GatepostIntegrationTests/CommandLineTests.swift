@@ -95,6 +95,41 @@ struct GatepostProcess {
         #expect((try JSONSerialization.jsonObject(with: Data(fresh.stdout.utf8)) as? [Any])?.count == 0)
     }
 
+    /// An operator stops a partner at 3 a.m. without its password in the shell.
+    @Test func sitesAreControlledWithoutTheirSecrets() async throws {
+        let server = ScriptedPOP3Server(messages: [])
+        let port = try await server.start()
+        defer { Task { await server.stop() } }
+        let dir = try scratch()
+        try """
+        pop3:
+          host: 127.0.0.1
+          port: \(port)
+          security: none
+          allow_plaintext_password: true
+          user: demo
+          password: ${ACME_POP3_PASSWORD_UNSET_IN_TEST}
+        """.write(toFile: dir + "/sites/acme.yaml", atomically: true, encoding: .utf8)
+        let arguments = ["--sites", dir + "/sites", "--spool", dir + "/spool"]
+        let disable = try await GatepostProcess.run(["site", "disable", "acme"] + arguments)
+        #expect(disable.status == 0, "\(disable.stderr)")
+        #expect(disable.stdout == "acme: disabled\n")
+        let list = try await GatepostProcess.run(["site", "list"] + arguments)
+        #expect(list.status == 0, "\(list.stderr)")
+        #expect(list.stdout.contains("acme") && list.stdout.contains("1 unavailable"), "\(list.stdout)")
+        let show = try await GatepostProcess.run(["site", "show", "acme"] + arguments)
+        #expect(show.status == 0, "\(show.stderr)")
+        #expect(show.stdout.contains("environment variable ACME_POP3_PASSWORD_UNSET_IN_TEST is not set"), "\(show.stdout)")
+        #expect(show.stdout.contains("acme.yaml:7: pop3.password"), "names the file, line and field: \(show.stdout)")
+        #expect(try await GatepostProcess.run(["site", "enable", "acme"] + arguments).status == 0)
+        // Only connecting needs the secret, and says which one is missing.
+        let poll = try await GatepostProcess.run(["poll", "acme"] + arguments)
+        #expect(poll.status == 1)
+        #expect(poll.stderr.contains("no password: ") && poll.stderr.contains("ACME_POP3_PASSWORD_UNSET_IN_TEST is not set"), "\(poll.stderr)")
+        let catalog = try await GatepostProcess.run(["catalog", "list"] + arguments)
+        #expect(catalog.status == 0, "\(catalog.stderr)")
+    }
+
     @Test func purgeRemovesSpoolFilesOfFinishedTransfersAndKeepsTheRecords() async throws {
         let dir = try scratch()
         let demo = try await GatepostProcess.run(["demo", "--into", dir])

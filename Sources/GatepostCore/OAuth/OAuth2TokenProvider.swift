@@ -111,7 +111,13 @@ public actor OAuth2TokenProvider {
         }
         var form = "grant_type=client_credentials"
         if let scope = settings.scope { form += "&scope=" + formEncode(scope) }
-        let credentials = Data("\(formEncode(settings.clientID)):\(formEncode(settings.clientSecret.value))".utf8).base64EncodedString()
+        let clientSecret: String
+        do {
+            clientSecret = try settings.clientSecret.resolve()
+        } catch {
+            throw OAuth2Error("no client secret: \(error)")
+        }
+        let credentials = Data("\(formEncode(settings.clientID)):\(formEncode(clientSecret))".utf8).base64EncodedString()
         var post = HTTPClientRequest(url: url)
         post.method = .POST
         post.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")

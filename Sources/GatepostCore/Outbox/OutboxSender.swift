@@ -34,7 +34,7 @@ extension RemoteSite.SMTP {
             return SASLCredentials(user: user, bearerToken: try await OAuth2TokenProvider.shared.token(for: oauth2))
         }
         guard let password else { return nil }
-        return SASLCredentials(user: user, password: password.value)
+        return SASLCredentials(user: user, password: try password.resolve())
     }
 
     /// Connects, secures and authenticates as the outbox would, then runs `body`. A token the

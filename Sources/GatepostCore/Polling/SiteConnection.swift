@@ -71,7 +71,15 @@ enum SiteSessionSetup {
         let user = site.pop3.user
         switch mechanism.secretKind {
         case .password:
-            guard let password = site.pop3.password?.value else { throw POP3Error.invalidState("no password for \(mechanism.rawValue)") }
+            let password: String
+            do {
+                guard let secret = try site.pop3.password?.resolve() else { throw POP3Error.invalidState("no password for \(mechanism.rawValue)") }
+                password = secret
+            } catch let error as SecretUnavailable {
+                throw POP3Error.authenticationFailed("no password: \(error)")
+            } catch {
+                throw POP3Error.invalidState("no password for \(mechanism.rawValue)")
+            }
             try await session.authenticate(mechanism, credentials: SASLCredentials(user: user, password: password), allowPlaintext: allowPlaintext)
         case .clientCertificate:
             try await session.authenticate(mechanism, credentials: SASLCredentials(user: user, secret: .clientCertificate), allowPlaintext: allowPlaintext)

@@ -50,6 +50,19 @@ struct ConfigNode {
         return value
     }
 
+    /// The `${NAME}` references of this scalar whose variable is not set.
+    func unsetVariables() -> [String] {
+        guard let text = try? rawString(), text.contains("${") else { return [] }
+        var missing: [String] = []
+        var rest = Substring(text)
+        while let open = rest.range(of: "${"), let close = rest[open.upperBound...].firstIndex(of: "}") {
+            let name = String(rest[open.upperBound..<close])
+            if environment[name] == nil { missing.append(name) }
+            rest = rest[rest.index(after: close)...]
+        }
+        return missing
+    }
+
     /// Replaces `${NAME}` with the environment variable; an unset variable is an error, never "".
     /// A name `leaving` accepts stays as written (a command's `${GATEPOST_FILE_NAME}`, expanded
     /// at delivery).

@@ -5,15 +5,68 @@ import GatepostPOP3
 
 /// A secret from a site file. It prints as `****` everywhere, so it cannot leak into a log line,
 /// an error or `site show` by accident; only the connection code reads ``value``.
+///
+/// A secret that cannot be had (its environment variable is not set, its file cannot be read)
+/// does not make the site unusable: the site loads, every command that does not connect works
+/// (an operator must be able to disable a partner at 3 a.m. without its password in the shell),
+/// and the secret is asked for only when connecting, with the reason it is missing.
 public struct Secret: Sendable, Hashable, CustomStringConvertible, CustomDebugStringConvertible {
-    public let value: String
+    enum Source: Sendable, Hashable {
+        case value(String)
+        /// Read when needed: `password_file`.
+        case file(String)
+        /// Why there is none, naming the file, line and field.
+        case unavailable(String)
+    }
+
+    let source: Source
 
     public init(_ value: String) {
-        self.value = value
+        source = .value(value)
+    }
+
+    init(file path: String) {
+        source = .file(path)
+    }
+
+    init(unavailable reason: String) {
+        source = .unavailable(reason)
+    }
+
+    /// Why the secret cannot be had right now, or nil when it can.
+    public var problem: String? {
+        do {
+            _ = try resolve()
+            return nil
+        } catch {
+            return error.description
+        }
+    }
+
+    /// The secret itself, for the moment of connecting.
+    public func resolve() throws(SecretUnavailable) -> String {
+        switch source {
+        case .value(let value):
+            return value
+        case .unavailable(let reason):
+            throw SecretUnavailable(description: reason)
+        case .file(let path):
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw SecretUnavailable(description: "cannot read the secret file \(path)")
+            }
+            var text = String(decoding: data, as: UTF8.self)
+            while text.hasSuffix("\n") || text.hasSuffix("\r") { text.removeLast() }
+            return text
+        }
     }
 
     public var description: String { "****" }
     public var debugDescription: String { "****" }
+}
+
+/// A secret a site names but that cannot be had: what to fix, and where.
+public struct SecretUnavailable: Error, Sendable, CustomStringConvertible {
+    public var description: String
 }
 
 /// One trading partner's mailbox: how to reach it, how often, and what to do with what arrives.
@@ -129,6 +182,13 @@ public struct RemoteSite: Sendable, Hashable {
     public var routes: [Route]
     /// The file this site was read from, for error messages.
     public var sourceFile: String
+
+    /// The secrets this site names that cannot be had right now, each with its reason: the
+    /// site still loads, and polls fail with that reason until they are fixed.
+    public var unavailableSecrets: [String] {
+        let secrets: [Secret?] = [pop3.password, pop3.oauth2?.clientSecret, smtp?.password, smtp?.oauth2?.clientSecret]
+        return secrets.compactMap { $0?.problem }
+    }
 
     /// Enabled, as the operator last said (`gatepost site enable|disable`), else as the file says.
     public func isEnabled(_ state: SiteState?) -> Bool {

@@ -391,6 +391,11 @@ public struct SiteLoader: Sendable {
             throw inline.error("give either \(key) or \(key)_file, not both")
         }
         if let inline {
+            // An unset variable leaves the secret unavailable, not the site: it is needed only
+            // to connect (see ``Secret``).
+            if let missing = inline.unsetVariables().first {
+                return Secret(unavailable: inline.error("environment variable \(missing) is not set").description)
+            }
             return Secret(try inline.string())
         }
         if let fileNode {
@@ -398,12 +403,7 @@ public struct SiteLoader: Sendable {
             if !path.hasPrefix("/") {
                 path = ((fileNode.file as NSString).deletingLastPathComponent as NSString).appendingPathComponent(path)
             }
-            guard let data = FileManager.default.contents(atPath: path) else {
-                throw fileNode.error("cannot read \(path)")
-            }
-            var text = String(decoding: data, as: UTF8.self)
-            while text.hasSuffix("\n") || text.hasSuffix("\r") { text.removeLast() }
-            return Secret(text)
+            return Secret(file: path)
         }
         return nil
     }
