@@ -123,6 +123,10 @@ public protocol SiteStateStore: Sendable {
     /// site's `skipped` becomes ``SkippedMessage/merge(_:with:complete:)`` of what it was and
     /// `skipped`, in one transaction.
     func recordSkips(site: String, skipped: [SkippedMessage], complete: Bool) async throws
+    /// Records that the site's file has `error` while the last good version of it runs (nil:
+    /// the file is fine again). `configurationErrorSince` becomes `at` when the error appears,
+    /// and stays while it lasts (an edit that changes the error keeps the first time).
+    func recordConfigurationError(site: String, error: String?, at: Date) async throws
 }
 
 /// Messages waiting to go out over SMTP (MDNs and outbound files), claimed with leases so that

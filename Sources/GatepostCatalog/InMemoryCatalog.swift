@@ -215,6 +215,19 @@ public final class InMemoryCatalog: Catalog {
         read { $0.sites }
     }
 
+    public func recordConfigurationError(site: String, error: String?, at: Date) async throws {
+        tables.withLock { tables in
+            var state = tables.sites[site] ?? SiteState(site: site)
+            if error == nil {
+                state.configurationErrorSince = nil
+            } else if state.configurationError == nil {
+                state.configurationErrorSince = at
+            }
+            state.configurationError = error
+            tables.sites[site] = state
+        }
+    }
+
     public func setSiteEnabled(_ site: String, enabled: Bool) async throws {
         tables.withLock { tables in
             tables.sites[site, default: SiteState(site: site)].enabled = enabled

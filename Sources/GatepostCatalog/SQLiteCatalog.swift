@@ -246,6 +246,12 @@ public final class SQLiteCatalog: Catalog {
                 t.add(column: "signature", .text)
             }
         }
+        migrator.registerMigration("v12-configuration-error") { db in
+            try db.alter(table: "site_state") { t in
+                t.add(column: "configurationError", .text)
+                t.add(column: "configurationErrorSince", .datetime)
+            }
+        }
         return migrator
     }
 
@@ -258,10 +264,25 @@ public final class SQLiteCatalog: Catalog {
                 states[site] = SiteState(
                     site: site, enabled: row["enabled"], lastPoll: row["lastPoll"], lastSuccess: row["lastSuccess"],
                     lastError: row["lastError"], nextPoll: row["nextPoll"], messages: row["messages"], bytes: row["bytes"],
-                    skipped: Self.decodeSkipped(row["skipped"])
+                    skipped: Self.decodeSkipped(row["skipped"]),
+                    configurationError: row["configurationError"], configurationErrorSince: row["configurationErrorSince"]
                 )
             }
             return states
+        }
+    }
+
+    public func recordConfigurationError(site: String, error: String?, at: Date) async throws {
+        try await database.write { db in
+            try db.execute(sql: "INSERT INTO site_state (site) VALUES (?) ON CONFLICT(site) DO NOTHING", arguments: [site])
+            try db.execute(
+                sql: """
+                UPDATE site_state SET configurationError = ?,
+                    configurationErrorSince = CASE WHEN ? IS NULL THEN NULL ELSE COALESCE(configurationErrorSince, ?) END
+                WHERE site = ?
+                """,
+                arguments: [error, error, at, site]
+            )
         }
     }
 

@@ -312,9 +312,16 @@ public struct SiteState: Codable, Sendable, Hashable {
     public var bytes: Int64
     /// Messages the polls went past because they could not be retrieved.
     public var skipped: [SkippedMessage]
+    /// The error in the site's file since it was last edited badly, while the daemon runs the
+    /// last good version of it; nil when the file is fine.
+    public var configurationError: String?
+    public var configurationErrorSince: Date?
 
     public init(site: String, enabled: Bool? = nil, lastPoll: Date? = nil, lastSuccess: Date? = nil, lastError: String? = nil,
-                nextPoll: Date? = nil, messages: Int64 = 0, bytes: Int64 = 0, skipped: [SkippedMessage] = []) {
+                nextPoll: Date? = nil, messages: Int64 = 0, bytes: Int64 = 0, skipped: [SkippedMessage] = [],
+                configurationError: String? = nil, configurationErrorSince: Date? = nil) {
+        self.configurationError = configurationError
+        self.configurationErrorSince = configurationErrorSince
         self.site = site
         self.enabled = enabled
         self.lastPoll = lastPoll

@@ -41,7 +41,15 @@ struct SiteCommand: AsyncParsableCommand {
                         state?.lastPoll.map(Formatting.timestamp) ?? "-",
                         String(state?.messages ?? 0),
                         SiteSummary.skippedCount(state?.skipped ?? [], stuckAfter: site.poll.stuckAfter),
-                        String((state?.lastError ?? "-").prefix(60)),
+                        String((state?.configurationError.map { _ in Self.lastGoodNote(state) } ?? state?.lastError ?? "-").prefix(60)),
+                    ])
+                }
+                // Sites whose file is broken now, while the daemon runs their last good version.
+                let loaded = Set(directory.sites.map(\.name))
+                for state in states.values.sorted(by: { $0.site < $1.site }) where state.configurationError != nil && !loaded.contains(state.site) {
+                    table.rows.append([
+                        state.site, state.enabled.map { $0 ? "yes" : "no" } ?? "-", "-", "-", "-", "-", "-", "-",
+                        state.lastPoll.map(Formatting.timestamp) ?? "-", String(state.messages), "-", Self.lastGoodNote(state),
                     ])
                 }
                 Terminal.block(table.render())
@@ -50,6 +58,10 @@ struct SiteCommand: AsyncParsableCommand {
                 Terminal.error("unusable site file: \(error.description)")
             }
             if !directory.errors.isEmpty { throw ExitCode(2) }
+        }
+
+        static func lastGoodNote(_ state: SiteState?) -> String {
+            "config error since \(state?.configurationErrorSince.map(Formatting.timestamp) ?? "?"); running the last good version"
         }
     }
 
@@ -61,8 +73,27 @@ struct SiteCommand: AsyncParsableCommand {
         @Option(help: "table or json.") var format: OutputFormat = .table
 
         func run() async throws {
-            let remote = try Runtime.site(named: site, options)
-            let summary = SiteSummary(site: remote, state: try await openCatalog(options).siteStates()[remote.name])
+            let directory = try Runtime.loadSites(options)
+            let states = try await openCatalog(options).siteStates()
+            guard directory.site(named: site) == nil, let state = states[site], state.configurationError != nil else {
+                let remote = try Runtime.site(named: site, options)
+                try show(SiteSummary(site: remote, state: states[remote.name]))
+                return
+            }
+            // The file is broken; the daemon runs the last good version.
+            let fields: [(String, String)] = [
+                ("name", state.site), ("configuration error", state.configurationError ?? "-"),
+                ("since", state.configurationErrorSince.map(Formatting.timestamp) ?? "-"),
+                ("running", "the last good version of the file, in the daemon"),
+                ("last poll", state.lastPoll.map(Formatting.timestamp) ?? "-"), ("last error", state.lastError ?? "-"),
+            ]
+            switch format {
+            case .json: print(try Formatting.json(state))
+            case .table: Terminal.block(TextTable.fields(fields).render())
+            }
+        }
+
+        func show(_ summary: SiteSummary) throws {
             switch format {
             case .json:
                 print(try Formatting.json(summary))

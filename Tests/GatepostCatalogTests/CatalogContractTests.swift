@@ -235,4 +235,19 @@ import Testing
         try await catalog.recordPoll(site: "bcorp", at: second, error: nil, messages: 0, bytes: 0, nextPoll: nil)
         #expect(try await catalog.siteStates()["bcorp"]?.enabled == true, "a poll leaves the operator's override")
     }
+
+    @Test(arguments: CatalogStore.allCases)
+    func aConfigurationErrorKeepsWhenItBeganUntilItClears(_ store: CatalogStore) async throws {
+        let catalog = try store.make()
+        let first = F.epoch
+        let later = F.epoch.addingTimeInterval(60)
+        try await catalog.recordConfigurationError(site: "acme", error: "acme.yaml:3: pop3.port: must be a number", at: first)
+        try await catalog.recordConfigurationError(site: "acme", error: "acme.yaml:4: poll.interval: not a duration", at: later)
+        var state = try #require(try await catalog.siteStates()["acme"])
+        #expect(state.configurationError == "acme.yaml:4: poll.interval: not a duration")
+        #expect(state.configurationErrorSince == first, "an edit that changes the error keeps when it began")
+        try await catalog.recordConfigurationError(site: "acme", error: nil, at: later)
+        state = try #require(try await catalog.siteStates()["acme"])
+        #expect(state.configurationError == nil && state.configurationErrorSince == nil)
+    }
 }

@@ -168,3 +168,24 @@ import Testing
         #expect(Self.step(&machine, at: 1, sites: []) == [.reload, .wait(2)])
     }
 }
+
+@Suite struct SiteReloadTests {
+    @Test func aBrokenFileKeepsItsLastGoodSites() throws {
+        let acme = try PollScheduleTests.site("acme")
+        let globex = try PollScheduleTests.site("globex", host: "pop.globex.test")
+        var faster = globex
+        faster.poll.interval = .seconds(10)
+        let previous = SiteDirectory(sites: [acme, globex], errors: [], local: nil)
+        let broken = SiteConfigurationError(file: acme.sourceFile, line: 3, field: "pop3.port", message: "must be a number")
+        let reload = SiteReload(previous: previous, loaded: SiteDirectory(sites: [faster], errors: [broken], local: nil))
+        #expect(reload.directory.sites.map(\.name).sorted() == ["acme", "globex"])
+        #expect(reload.directory.site(named: "acme") == acme, "the last good version")
+        #expect(reload.keptLastGood.map(\.site) == ["acme"])
+        #expect(reload.loading == ["globex"])
+        #expect(reload.changed == ["globex"] && reload.added.isEmpty && reload.removed.isEmpty)
+
+        // A file removed takes its site; a new one adds one.
+        let next = SiteReload(previous: reload.directory, loaded: SiteDirectory(sites: [acme, try PollScheduleTests.site("initech")], errors: [], local: nil))
+        #expect(next.removed == ["globex"] && next.added == ["initech"] && next.keptLastGood.isEmpty)
+    }
+}

@@ -89,6 +89,65 @@ import Testing
         try? FileManager.default.removeItem(atPath: root)
     }
 
+    /// A typo in a site file while the daemon runs never stops that partner: the last good
+    /// version keeps polling, `site list` and `site show` say so, and the fixed file clears it.
+    @Test func aBrokenEditKeepsTheSitePolling() async throws {
+        let dovecot = try await DovecotPeer.start()
+        defer { dovecot.stop() }
+        let root = (NSTemporaryDirectory() as NSString).appendingPathComponent("gatepost-daemon-\(UUID().uuidString)")
+        let sites = root + "/sites", spool = root + "/spool"
+        try FileManager.default.createDirectory(atPath: sites, withIntermediateDirectories: true)
+        let good = """
+            pop3:
+              host: 127.0.0.1
+              port: \(dovecot.info.tlsPort)
+              user: alice
+              password: alice-secret
+              tls: {ca_file: \(dovecot.info.caFile)}
+            poll: {interval: 1s}
+            """
+        try good.write(toFile: sites + "/alice.yaml", atomically: true, encoding: .utf8)
+        let global = ["--sites", sites, "--spool", spool]
+        let daemon = try ChildProcess.start(GatepostProcess.binary, ["run"] + global)
+        var stopped = false
+        defer { if !stopped { daemon.signal(SIGKILL) } }
+        let catalogPath = spool + "/catalog.sqlite"
+        func count() async throws -> Int {
+            guard FileManager.default.fileExists(atPath: catalogPath) else { return 0 }
+            return try await SQLiteCatalog(path: catalogPath).transfers(TransferFilter(site: "alice")).count
+        }
+        _ = try await dovecot.fillMailbox(user: "alice", count: 2, seed: 5)
+        #expect(try await Self.waitUntil(20) { try await count() == 2 })
+
+        // The operator breaks the file; the daemon notices within a second.
+        try (good + "\n  port: twice\n").write(toFile: sites + "/alice.yaml", atomically: true, encoding: .utf8)
+        let noted = try await Self.waitUntil(10) {
+            (try? await SQLiteCatalog(path: catalogPath).siteStates()["alice"]?.configurationError) != nil
+        }
+        #expect(noted)
+        // New mail still arrives: the last good version polls.
+        _ = try await dovecot.fillMailbox(user: "alice", count: 2, seed: 6)
+        #expect(try await Self.waitUntil(20) { try await count() == 4 }, "the broken edit stopped the partner")
+        let list = try await GatepostProcess.run(["site", "list"] + global)
+        #expect(list.stdout.contains("running the last good version"), "\(list.stdout)")
+        let show = try await GatepostProcess.run(["site", "show", "alice"] + global)
+        #expect(show.status == 0, "\(show.stderr)")
+        #expect(show.stdout.contains("alice.yaml:") && show.stdout.contains("the last good version"), "\(show.stdout)")
+
+        // Fixed: the note goes.
+        try good.write(toFile: sites + "/alice.yaml", atomically: true, encoding: .utf8)
+        let cleared = try await Self.waitUntil(10) {
+            (try? await SQLiteCatalog(path: catalogPath).siteStates()["alice"]).map { $0?.configurationError == nil } ?? false
+        }
+        #expect(cleared)
+        daemon.signal(SIGTERM)
+        let result = try await daemon.finish(timeout: .seconds(30))
+        stopped = true
+        #expect(result.status == 0)
+        #expect(result.stderr.contains("site file broken: running the last good version"), "\(result.stderr.suffix(2000))")
+        try? FileManager.default.removeItem(atPath: root)
+    }
+
     /// Blocking work never stalls another site: while the daemon copies and fsyncs a 200 MiB
     /// file into an application's folder, another site is polled with a 1 s read timeout, and
     /// none of its polls fails.

@@ -59,6 +59,7 @@ public struct Scheduler: Service {
         var directory = try SiteLoader().loadDirectory(sitesFolder)
         var fingerprint = Self.fingerprint(sitesFolder)
         report(directory)
+        await recordConfigurationErrors(SiteReload(previous: SiteDirectory(sites: [], errors: [], local: nil), loaded: directory))
         var states: [String: SiteState] = [:]
         let clock = ContinuousClock()
         var machine = SchedulerStateMachine(
@@ -79,9 +80,11 @@ public struct Scheduler: Service {
                     let current = Self.fingerprint(sitesFolder)
                     if current != fingerprint || reloadRequested() {
                         fingerprint = current
-                        if let reloaded = try? SiteLoader().loadDirectory(sitesFolder) {
-                            directory = reloaded
-                            report(directory)
+                        if let loaded = try? SiteLoader().loadDirectory(sitesFolder) {
+                            let reload = SiteReload(previous: directory, loaded: loaded)
+                            directory = reload.directory
+                            report(reload)
+                            await recordConfigurationErrors(reload)
                         }
                     }
                     states = (try? await catalog.siteStates()) ?? states
@@ -161,6 +164,34 @@ public struct Scheduler: Service {
             }
         }
         return result
+    }
+
+    /// What a reload changed, and what keeps running in its last good version.
+    private func report(_ reload: SiteReload) {
+        logger.info("sites reloaded", metadata: [
+            "added": "\(reload.added.joined(separator: ","))", "removed": "\(reload.removed.joined(separator: ","))",
+            "changed": "\(reload.changed.joined(separator: ","))",
+        ])
+        for (site, error) in reload.keptLastGood {
+            logger.error("site file broken: running the last good version", metadata: ["site": "\(site)", "error": "\(error.description)"])
+        }
+        let kept = Set(reload.keptLastGood.map(\.error.file))
+        for error in reload.directory.errors where !kept.contains(error.file) {
+            logger.error("unusable site file", metadata: ["error": "\(error.description)"])
+        }
+    }
+
+    /// Keeps in the catalog, for `site list` and `site show`, which sites run a last good
+    /// version and since when; clears it for the sites whose files load.
+    private func recordConfigurationErrors(_ reload: SiteReload) async {
+        let now = Date()
+        let states = (try? await catalog.siteStates()) ?? [:]
+        for (site, error) in reload.keptLastGood {
+            try? await catalog.recordConfigurationError(site: site, error: error.description, at: now)
+        }
+        for site in reload.loading where states[site]?.configurationError != nil {
+            try? await catalog.recordConfigurationError(site: site, error: nil, at: now)
+        }
     }
 
     private func report(_ directory: SiteDirectory) {
