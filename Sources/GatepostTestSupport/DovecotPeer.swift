@@ -139,6 +139,18 @@ public final class DovecotPeer: Sendable {
         return try JSONDecoder().decode([ExpectedMessage].self, from: Data(contentsOf: URL(fileURLWithPath: manifest)))
     }
 
+    /// The `pop3:` block of a site file for `user` over implicit TLS, trusting the test CA.
+    public func pop3Block(user: String) -> String {
+        """
+        pop3:
+          host: 127.0.0.1
+          port: \(info.tlsPort)
+          user: \(user)
+          password: \(info.users[user] ?? "")
+          tls: {ca_file: \(info.caFile)}
+        """
+    }
+
     /// Puts one message, exactly these bytes, in `user`'s mailbox (a hostile message a test
     /// wrote by hand).
     public func addMessage(user: String, _ bytes: [UInt8]) throws {

@@ -19,12 +19,7 @@ import Testing
         let sites = root + "/sites", spool = root + "/spool"
         try FileManager.default.createDirectory(atPath: sites, withIntermediateDirectories: true)
         try """
-        pop3:
-          host: 127.0.0.1
-          port: \(dovecot.info.tlsPort)
-          user: alice
-          password: alice-secret
-          tls: {ca_file: \(dovecot.info.caFile)}
+        \(dovecot.pop3Block(user: "alice"))
         poll:
           commit_batch: 3   # batches of several messages, small enough for many kills per drain
         application: orders

@@ -97,15 +97,7 @@ import Testing
         let root = (NSTemporaryDirectory() as NSString).appendingPathComponent("gatepost-daemon-\(UUID().uuidString)")
         let sites = root + "/sites", spool = root + "/spool"
         try FileManager.default.createDirectory(atPath: sites, withIntermediateDirectories: true)
-        let good = """
-            pop3:
-              host: 127.0.0.1
-              port: \(dovecot.info.tlsPort)
-              user: alice
-              password: alice-secret
-              tls: {ca_file: \(dovecot.info.caFile)}
-            poll: {interval: 1s}
-            """
+        let good = dovecot.pop3Block(user: "alice") + "\npoll: {interval: 1s}"
         try good.write(toFile: sites + "/alice.yaml", atomically: true, encoding: .utf8)
         let global = ["--sites", sites, "--spool", spool]
         let daemon = try ChildProcess.start(GatepostProcess.binary, ["run"] + global)

@@ -50,12 +50,7 @@ import Testing
           - {name: text, folder: \(out)/text}
         """.write(toFile: sites + "/local.yaml", atomically: true, encoding: .utf8)
         try """
-        pop3:
-          host: 127.0.0.1
-          port: \(dovecot.info.tlsPort)
-          user: alice
-          password: alice-secret
-          tls: {ca_file: \(dovecot.info.caFile)}
+        \(dovecot.pop3Block(user: "alice"))
         application: text
         routes:
           - {type: XFER, file_name: "*.csv", application: csv}
