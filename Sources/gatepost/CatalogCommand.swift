@@ -7,6 +7,7 @@ import Logging
 extension OutputFormat: ExpressibleByArgument {}
 extension TransferRecord.Kind: ExpressibleByArgument {}
 extension TransferRecord.State: ExpressibleByArgument {}
+extension TransferRecord.Direction: ExpressibleByArgument {}
 
 struct CatalogCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -16,37 +17,81 @@ struct CatalogCommand: AsyncParsableCommand {
     )
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List transfers, oldest first.")
+        static let configuration = CommandConfiguration(
+            abstract: "List transfers, newest first.",
+            discussion: "Dates are ISO 8601: 2026-11-27 (midnight UTC), 2026-11-27T17:40Z, 2026-11-27 17:40:05+01:00. Patterns are globs (*, ?, [...]) or, without one, a substring; case-insensitive."
+        )
 
         @OptionGroup var options: GlobalOptions
         @Option(help: "Only this site.") var site: String?
-        @Option(help: "Only this type (XFER, MSG, EERP).") var type: TransferRecord.Kind?
+        @Option(help: "Only this type: XFER, MSG, EERP, or RECOVER and DUPLICATE (messages kept whole).") var type: ListedType?
         @Option(help: "Only this state.") var state: TransferRecord.State?
-        @Option(help: "Only transfers received at or after this time (ISO 8601, or YYYY-MM-DD).") var since: String?
-        @Option(help: "table or json.") var format: OutputFormat = .table
+        @Option(help: "Only this direction: in or out.") var direction: TransferRecord.Direction?
+        @Option(help: "Only these file names (glob or substring).") var fileName: String?
+        @Option(help: "Only these senders (glob or substring).") var sender: String?
+        @Option(help: "Only these subjects (glob or substring).") var subject: String?
+        @Option(help: "Only transfers received at or after this time.") var since: String?
+        @Option(help: "Only transfers received before this time.") var until: String?
+        @Option(help: "At most this many.") var limit: Int?
+        @Option(help: "Skip this many first.") var offset: Int = 0
+        @Flag(help: "Oldest first.") var oldestFirst = false
+        @Option(help: "table, json or csv.") var format: ListFormat = .table
+
+        enum ListedType: String, ExpressibleByArgument, CaseIterable {
+            case xfer = "XFER", msg = "MSG", eerp = "EERP", recover = "RECOVER", duplicate = "DUPLICATE"
+            init?(argument: String) { self.init(rawValue: argument.uppercased()) }
+        }
+
+        enum ListFormat: String, ExpressibleByArgument, CaseIterable {
+            case table, json, csv
+        }
 
         func run() async throws {
-            var sinceDate: Date?
-            if let since {
-                guard let parsed = Self.parseDate(since) else {
-                    throw fail(.configuration("--since: `\(since)` is not a date (use 2026-11-25 or 2026-11-25T08:00:00Z)"))
-                }
-                sinceDate = parsed
+            let since = try self.since.map { try Self.date($0, option: "--since") }
+            let until = try self.until.map { try Self.date($0, option: "--until") }
+            guard limit.map({ $0 > 0 }) ?? true, offset >= 0 else {
+                throw fail(.configuration("--limit must be above 0 and --offset at least 0"))
             }
             let catalog = try openCatalog(options)
-            let records = try await catalog.transfers(TransferFilter(site: site, type: type, state: state, since: sinceDate))
+            let kind: TransferRecord.Kind? = switch type {
+            case .xfer, .recover, .duplicate: .xfer
+            case .msg: .msg
+            case .eerp: .eerp
+            case nil: nil
+            }
+            var records = try await catalog.transfers(TransferFilter(site: site, type: kind, state: state, since: since, before: until))
+            records = records.filter { record in
+                switch type {
+                case .recover: if record.fileName != TransferRecord.recoverFileName { return false }
+                case .duplicate: if record.fileName != TransferRecord.duplicateFileName { return false }
+                case .xfer: if [TransferRecord.recoverFileName, TransferRecord.duplicateFileName].contains(record.fileName ?? "") { return false }
+                default: break
+                }
+                if let direction, record.direction != direction { return false }
+                return Self.matches(fileName, record.fileName) && Self.matches(sender, record.sender) && Self.matches(subject, record.subject)
+            }
+            if !oldestFirst { records.reverse() }
+            records = Array(records.dropFirst(offset).prefix(limit ?? .max))
             switch format {
             case .table: Terminal.block(Formatting.transferTable(records))
             case .json: print(try Formatting.json(records))
+            case .csv: print(Formatting.transferCSV(records), terminator: "")
             }
         }
 
-        static func parseDate(_ text: String) -> Date? {
-            let full = ISO8601DateFormatter()
-            if let date = full.date(from: text) { return date }
-            let day = ISO8601DateFormatter()
-            day.formatOptions = [.withFullDate]
-            return day.date(from: text)
+        /// A glob when the pattern has one of `*?[`, else a substring; case-insensitive.
+        static func matches(_ pattern: String?, _ value: String?) -> Bool {
+            guard let pattern else { return true }
+            let text = value ?? ""
+            if pattern.contains(where: { "*?[".contains($0) }) { return RoutePatterns.glob(pattern, text) }
+            return text.lowercased().contains(pattern.lowercased())
+        }
+
+        static func date(_ text: String, option: String) throws -> Date {
+            guard let date = StrictDate.parse(text) else {
+                throw fail(.configuration("\(option): `\(text)` is not a date (ISO 8601: 2026-11-27, 2026-11-27T17:40Z or 2026-11-27T17:40:05+01:00)"))
+            }
+            return date
         }
     }
 
@@ -179,10 +224,7 @@ extension CatalogCommand {
                 }
                 cutoff = Date().addingTimeInterval(-seconds)
             case (nil, let date?):
-                guard let parsed = List.parseDate(date) else {
-                    throw fail(.configuration("--before: `\(date)` is not a date (use 2026-11-25 or 2026-11-25T08:00:00Z)"))
-                }
-                cutoff = parsed
+                cutoff = try List.date(date, option: "--before")
             default:
                 throw fail(.configuration("give exactly one of --older-than AGE and --before DATE"))
             }

@@ -84,4 +84,27 @@ enum Formatting {
         }
         return table.render()
     }
+
+    /// RFC 4180 CSV: a header line, then one line per transfer; fields with a comma, quote or
+    /// line break quoted, quotes doubled. Control characters become spaces (a spreadsheet is a
+    /// terminal of sorts), and a leading = + - @ is quoted with a ' so no cell is a formula.
+    static func transferCSV(_ records: [TransferRecord]) -> String {
+        let headers = ["id", "direction", "type", "fileName", "site", "application", "state", "ack", "size", "receivedAt", "sender", "subject", "sha256", "classification", "error"]
+        func cell(_ value: String?) -> String {
+            var text = String((value ?? "").unicodeScalars.map { Terminal.needsReplacing($0) ? " " : Character($0) })
+            if let first = text.first, "=+-@".contains(first) { text = "'" + text }
+            guard text.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" }) else { return text }
+            return "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+        }
+        var out = headers.joined(separator: ",") + "\r\n"
+        for record in records {
+            let fields: [String?] = [
+                record.id, record.direction.rawValue, record.type.rawValue, record.fileName, record.site, record.application,
+                record.state.rawValue, record.ack.rawValue, String(record.size), timestamp(record.receivedAt), record.sender,
+                record.subject, record.sha256, record.classification, record.error,
+            ]
+            out += fields.map(cell).joined(separator: ",") + "\r\n"
+        }
+        return out
+    }
 }

@@ -51,7 +51,8 @@ struct GatepostProcess {
         #expect(records?.first?["sha256"] as? String != nil)
         // Every record has every key; absent values are null.
         #expect(records?.allSatisfy { $0.keys.contains("error") && $0.keys.contains("deliveredPath") && $0.keys.contains("messageText") } == true)
-        let show = try await GatepostProcess.run(["catalog", "show", (records?.first?["id"] as? String) ?? "", "--spool", dir + "/spool"])
+        let xfer = records?.first { $0["fileName"] as? String == "orders-2026-11-25.csv" }
+        let show = try await GatepostProcess.run(["catalog", "show", (xfer?["id"] as? String) ?? "", "--spool", dir + "/spool"])
         #expect(show.status == 0)
         #expect(show.stdout.contains("orders-2026-11-25.csv"))
         // The XFER's message text is kept in its record and shown with it.
@@ -128,6 +129,44 @@ struct GatepostProcess {
         #expect(poll.stderr.contains("no password: ") && poll.stderr.contains("ACME_POP3_PASSWORD_UNSET_IN_TEST is not set"), "\(poll.stderr)")
         let catalog = try await GatepostProcess.run(["catalog", "list"] + arguments)
         #expect(catalog.status == 0, "\(catalog.stderr)")
+    }
+
+    @Test func theCatalogIsFoundByTypeFieldsAndDates() async throws {
+        let dir = try scratch()
+        let demo = try await GatepostProcess.run(["demo", "--into", dir])
+        #expect(demo.status == 0, "\(demo.stderr)")
+        let spool = ["--spool", dir + "/spool"]
+        func ids(_ arguments: [String]) async throws -> [String] {
+            let result = try await GatepostProcess.run(["catalog", "list", "--format", "json"] + arguments + spool)
+            #expect(result.status == 0, "\(arguments): \(result.stderr)")
+            let records = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [[String: Any]] ?? []
+            return records.compactMap { $0["fileName"] as? String ?? ($0["type"] as? String).map { "(\($0))" } }
+        }
+        #expect(try await ids(["--type", "RECOVER"]) == ["RECOVER"])
+        #expect(try await ids(["--type", "recover"]) == ["RECOVER"])
+        #expect(try await ids(["--type", "DUPLICATE"]).isEmpty)
+        #expect(try await ids(["--type", "XFER"]) == ["orders-2026-11-25.csv"], "XFER means a file, not a message kept whole")
+        #expect(try await ids(["--file-name", "*.csv"]) == ["orders-2026-11-25.csv"])
+        #expect(try await ids(["--file-name", "ORDERS-2026"]) == ["orders-2026-11-25.csv"], "a substring, case-insensitive")
+        // Newest first by default; --oldest-first, --limit and --offset page through.
+        let all = try await ids([])
+        #expect(all.count == 4)
+        #expect(try await ids(["--oldest-first"]) == all.reversed())
+        #expect(try await ids(["--limit", "2"]) == Array(all.prefix(2)))
+        #expect(try await ids(["--limit", "2", "--offset", "2"]) == Array(all.dropFirst(2)))
+        #expect(try await ids(["--since", "2100-01-01"]).isEmpty)
+        #expect(try await ids(["--until", "2100-01-01T00:00Z"]).count == 4)
+        // Dates are read strictly.
+        let junk = try await GatepostProcess.run(["catalog", "list", "--until", "2026-11-28 junk"] + spool)
+        #expect(junk.status == 2)
+        #expect(junk.stderr.contains("--until: `2026-11-28 junk` is not a date"), "\(junk.stderr)")
+        let purgeJunk = try await GatepostProcess.run(["catalog", "purge", "--before", "2026-11-28 junk"] + spool)
+        #expect(purgeJunk.status == 2)
+        // CSV: a header and one line per transfer.
+        let csv = try await GatepostProcess.run(["catalog", "list", "--format", "csv"] + spool)
+        let lines = csv.stdout.components(separatedBy: "\r\n").filter { !$0.isEmpty }
+        #expect(lines.first?.hasPrefix("id,direction,type,fileName,site") == true)
+        #expect(lines.count == 5)
     }
 
     @Test func purgeRemovesSpoolFilesOfFinishedTransfersAndKeepsTheRecords() async throws {
