@@ -209,7 +209,7 @@ extension CatalogCommand {
         )
 
         @OptionGroup var options: GlobalOptions
-        @Option(name: .long, help: ArgumentHelp("Age of the transfers to purge, such as 30d or 12h.", valueName: "age")) var olderThan: String?
+        @Option(name: .long, help: ArgumentHelp("Age of the transfers to purge: 30d (days), 12h (hours), 90m (minutes), 45s (seconds).", valueName: "age")) var olderThan: String?
         @Option(help: "Or: transfers received before this time (ISO 8601, or YYYY-MM-DD).") var before: String?
         @Option(help: "Only this site.") var site: String?
         @Flag(help: "Say what would be removed, remove nothing.") var dryRun = false
@@ -236,7 +236,15 @@ extension CatalogCommand {
             }
             let summary = try await SpoolPurge(spool: spool, catalog: catalog)
                 .run(before: cutoff, site: site, dryRun: dryRun)
-            Terminal.line("\(dryRun ? "would purge" : "purged") \(summary.transfers) transfers: \(summary.files) files, \(Formatting.bytes(summary.bytes))")
+            if dryRun {
+                for transfer in summary.purged {
+                    Terminal.line("  \(transfer.id): \(transfer.files) files, \(Formatting.bytes(transfer.bytes))")
+                }
+            }
+            Terminal.line(
+                "\(dryRun ? "would purge" : "purged") \(summary.transfers) transfers received before \(Formatting.timestamp(cutoff)): "
+                    + "\(summary.files) files, \(Formatting.bytes(summary.bytes))"
+            )
         }
 
         static func seconds(_ text: String) -> TimeInterval? {

@@ -178,13 +178,20 @@ struct GatepostProcess {
         let delivered = before.filter { $0.state == .delivered }
         #expect(!delivered.isEmpty)
 
-        let dry = try await GatepostProcess.run(["catalog", "purge", "--older-than", "0s", "--dry-run", "--spool", spool])
+        let dry = try await GatepostProcess.run(["catalog", "purge", "--before", "2100-01-01", "--dry-run", "--spool", spool])
         #expect(dry.status == 0, "\(dry.stderr)")
-        #expect(dry.stdout.hasPrefix("would purge"))
+        // The dry run lists each transfer, then says what the purge will do, to the file.
+        let dryLines = dry.stdout.split(separator: "\n").map(String.init)
+        #expect(dryLines.dropLast().allSatisfy { $0.hasPrefix("  T") }, "\(dry.stdout)")
+        #expect(dryLines.count > 1)
+        #expect(dryLines.last?.hasPrefix("would purge") == true)
         #expect(delivered.allSatisfy { FileManager.default.fileExists(atPath: $0.path ?? "") }, "a dry run removes nothing")
 
-        let purge = try await GatepostProcess.run(["catalog", "purge", "--older-than", "0s", "--spool", spool])
+        let purge = try await GatepostProcess.run(["catalog", "purge", "--before", "2100-01-01", "--spool", spool])
         #expect(purge.status == 0, "\(purge.stderr)")
+        // The same transfers, files and bytes as the dry run said.
+        #expect(purge.stdout.split(separator: "\n").last.map { "would " + $0.replacingOccurrences(of: "purged", with: "purge") } == dryLines.last,
+                "\(dry.stdout)\n\(purge.stdout)")
         let after = try await SQLiteCatalog(path: spool + "/catalog.sqlite").transfers(TransferFilter())
         #expect(after.count == before.count, "the records stay")
         for record in delivered {

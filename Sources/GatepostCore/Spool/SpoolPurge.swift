@@ -18,10 +18,15 @@ public struct SpoolPurge: Sendable {
         public var transfers = 0
         public var files = 0
         public var bytes: Int64 = 0
+        /// Each transfer purged (or, in a dry run, that would be), with its files and bytes.
+        public var purged: [(id: String, files: Int, bytes: Int64)] = []
     }
 
     public func run(before cutoff: Date, site: String? = nil, dryRun: Bool = false, now: Date = Date()) async throws -> Summary {
         var summary = Summary()
+        // A file is counted once, under the first transfer that names it, in a dry run as in a
+        // purge (where it is gone for the next one): the dry run says exactly what the purge does.
+        var counted = Set<String>()
         for record in try await catalog.transfers(TransferFilter(site: site, before: cutoff, purged: false)) {
             let outbox = try await catalog.outbox(transferId: record.id)
             guard PurgeRules.isPurgeable(record, before: cutoff, outbox: outbox) else { continue }
@@ -41,13 +46,20 @@ public struct SpoolPurge: Sendable {
             if let path = record.path { paths.append(path) }
             // Nothing outside this spool's in/ and out/ is ever removed.
             let owned = Set(paths.filter { Self.isInside($0, spool.inboundRoot) || Self.isInside($0, spool.outboundRoot) })
-            for path in owned.sorted() {
+                .map { ($0 as NSString).standardizingPath }
+            var transferFiles = 0
+            var transferBytes: Int64 = 0
+            for path in Set(owned).sorted() where !counted.contains(path) {
+                counted.insert(path)
                 let (files, bytes) = Self.measure(path)
                 guard files > 0 else { continue }
-                summary.files += files
-                summary.bytes += bytes
+                transferFiles += files
+                transferBytes += bytes
                 if !dryRun { try? FileManager.default.removeItem(atPath: path) }
             }
+            summary.files += transferFiles
+            summary.bytes += transferBytes
+            summary.purged.append((record.id, transferFiles, transferBytes))
             summary.transfers += 1
             if !dryRun { try await catalog.markPurged(id: record.id, at: now) }
         }
