@@ -308,6 +308,61 @@ func inbound(_ type: TransferRecord.Kind = .xfer, fileName: String? = "orders.cs
         }
     }
 
+    @Test func deliveredFilesAndFoldersGetTheApplicationsModesAndGroup() async throws {
+        let fixture = try Fixture()
+        var application = fixture.application()
+        application.fileMode = 0o644
+        application.folderMode = 0o755
+        let ownGroup = getegid()
+        application.group = UInt32(ownGroup)
+        let deliverer = fixture.deliverer([application])
+        _ = try await fixture.record()
+        let outcomes = try await deliverer.deliverPending(sites: [try site("application: billing\n")])
+        let path = try #require(outcomes.first?.deliveredPath)
+        var info = stat()
+        #expect(stat(path, &info) == 0)
+        #expect(info.st_mode & 0o777 == 0o644, "not the 0600 gatepost's umask would give")
+        #expect(info.st_gid == ownGroup)
+        #expect(stat(fixture.dir + "/billing", &info) == 0)
+        #expect(info.st_mode & 0o777 == 0o755)
+    }
+
+    @Test func aDeliveryFolderThatIsAFileIsSaidInWords() async throws {
+        let fixture = try Fixture()
+        try "not a folder".write(toFile: fixture.dir + "/billing", atomically: true, encoding: .utf8)
+        let deliverer = fixture.deliverer([fixture.application()])
+        _ = try await fixture.record()
+        let outcomes = try await deliverer.deliverPending(sites: [try site("application: billing\n")])
+        #expect(outcomes.first?.state == .failed)
+        #expect(outcomes.first?.error == "the delivery folder \(fixture.dir)/billing is a file, not a folder")
+        #expect(outcomes.first?.error?.contains("NSCocoaErrorDomain") == false)
+    }
+
+    @Test func modesAndGroupAreReadFromTheLocalSite() throws {
+        let loader = SiteLoader(environment: [:])
+        let groupName = String(cString: getgrgid(getegid()).pointee.gr_name)
+        guard case .local(let local) = try loader.parseDocument(
+            "kind: local-site\napplications:\n  - {name: a, folder: out, file_mode: \"0644\", folder_mode: \"0755\", group: \(groupName)}\n",
+            file: "sites/local.yaml"
+        ) else { Issue.record("not a local site"); return }
+        let application = try #require(local.applications.first)
+        #expect(application.fileMode == 0o644 && application.folderMode == 0o755 && application.group == UInt32(getegid()))
+        #expect(application.folder.hasPrefix("/"), "an absolute folder: \(application.folder)")
+        for (line, message) in [
+            ("{name: a, folder: /tmp, file_mode: \"rw-r--r--\"}", "must be an octal mode"),
+            ("{name: a, folder: /tmp, group: no-such-group-here}", "no group `no-such-group-here`"),
+        ] {
+            #expect(throws: SiteConfigurationError.self) {
+                _ = try loader.parseDocument("kind: local-site\napplications:\n  - " + line + "\n", file: "sites/local.yaml")
+            }
+            do {
+                _ = try loader.parseDocument("kind: local-site\napplications:\n  - " + line + "\n", file: "sites/local.yaml")
+            } catch let error as SiteConfigurationError {
+                #expect(error.message.contains(message), "\(error.message)")
+            }
+        }
+    }
+
     @Test func aCrashAfterTheLinkDoesNotDeliverTwice() async throws {
         let fixture = try Fixture()
         let deliverer = fixture.deliverer([fixture.application()])

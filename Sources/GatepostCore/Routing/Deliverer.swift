@@ -132,13 +132,13 @@ public struct Deliverer: Sendable {
             guard let source = record.path, FileManager.default.fileExists(atPath: source) else {
                 throw DeliveryError("the spool file \(record.path ?? "-") is missing")
             }
-            try FileManager.default.createDirectory(atPath: application.folder, withIntermediateDirectories: true)
+            try Self.makeFolder(application.folder, application: application)
             unlink(temporary)
             if let previous, FileManager.default.fileExists(atPath: previous),
                let sha256 = record.sha256, try Self.sha256(ofFile: previous) == sha256 {
                 return previous
             }
-            try Self.copy(source, to: temporary)
+            try Self.copy(source, to: temporary, mode: application.fileMode, group: application.group)
             return nil
         }
         if let placed { return placed }
@@ -203,12 +203,49 @@ public struct Deliverer: Sendable {
         }
     }
 
-    static func copy(_ source: String, to destination: String) throws {
+    /// The delivery folder, created with the application's `folder_mode` and `group` when it
+    /// does not exist (an existing folder is left as its owner set it up).
+    static func makeFolder(_ folder: String, application: LocalSite.Application) throws {
+        var isFolder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: folder, isDirectory: &isFolder) {
+            guard isFolder.boolValue else { throw DeliveryError("the delivery folder \(folder) is a file, not a folder") }
+            return
+        }
+        do {
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        } catch {
+            throw DeliveryError("cannot create the delivery folder \(folder): \(Self.reason(error))")
+        }
+        // chmod, not the mode of mkdir: gatepost's umask (077) would take the group's bits.
+        guard chmod(folder, mode_t(application.folderMode)) == 0 else { throw SpoolError("chmod", path: folder, errno: errno) }
+        if let group = application.group, chown(folder, uid_t.max, gid_t(group)) != 0 {
+            throw SpoolError("give the group \(application.groupName ?? String(group)) to", path: folder, errno: errno)
+        }
+    }
+
+    /// A file-system error in words: Foundation's own text (`NSCocoaErrorDomain Code=512`)
+    /// means nothing to an operator.
+    static func reason(_ error: any Error) -> String {
+        let underlying = (error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError
+        if let code = underlying.map({ Int32($0.code) }), underlying?.domain == NSPOSIXErrorDomain {
+            return String(cString: strerror(code))
+        }
+        return (error as NSError).localizedFailureReason ?? "\(error)"
+    }
+
+    static func copy(_ source: String, to destination: String, mode: UInt32 = 0o640, group: UInt32? = nil) throws {
         let input = open(source, O_RDONLY | O_CLOEXEC)
         guard input >= 0 else { throw SpoolError("open", path: source, errno: errno) }
         defer { close(input) }
-        let output = open(destination, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o640)
+        let output = open(destination, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard output >= 0 else { throw SpoolError("create", path: destination, errno: errno) }
+        // fchmod, not the mode of open: gatepost's umask (077) would take the group's bits.
+        if fchmod(output, mode_t(mode)) != 0 || (group.map { fchown(output, uid_t.max, gid_t($0)) != 0 } ?? false) {
+            let failure = SpoolError("set the mode or group of", path: destination, errno: errno)
+            close(output)
+            unlink(destination)
+            throw failure
+        }
         var buffer = [UInt8](repeating: 0, count: 1 << 20)
         var failure: SpoolError?
         while failure == nil {

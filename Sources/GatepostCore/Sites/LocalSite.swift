@@ -21,6 +21,15 @@ public struct LocalSite: Sendable, Hashable {
         public var attempts: Int = 3
         /// The wait before the second attempt; it doubles for each one after.
         public var retryDelay: Duration = .seconds(60)
+        /// Permissions of delivered files (`file_mode`, default 0640: the owner and the group
+        /// read them), whatever gatepost's own umask (077) is.
+        public var fileMode: UInt32 = 0o640
+        /// Permissions of the delivery folder when gatepost creates it (`folder_mode`, 0750).
+        public var folderMode: UInt32 = 0o750
+        /// The group delivered files and created folders get (`group`), e.g. the application's
+        /// service account's; nil keeps gatepost's.
+        public var group: UInt32? = nil
+        public var groupName: String? = nil
     }
 
     public var name: String
@@ -38,10 +47,14 @@ extension SiteLoader {
     func localSite(_ root: ConfigMapping, defaultName: String) throws -> LocalSite {
         try root.rejectUnknownKeys(["kind", "name", "description", "applications"])
         var applications: [LocalSite.Application] = []
-        let base = (root.owner.file as NSString).deletingLastPathComponent
+        // Absolute, so that commands get absolute paths whatever gatepost's working folder.
+        let base = URL(fileURLWithPath: (root.owner.file as NSString).deletingLastPathComponent).standardizedFileURL.path
         for node in try root["applications"]?.sequence() ?? [] {
             let map = try node.mapping()
-            try map.rejectUnknownKeys(["name", "folder", "command", "command_timeout", "environment", "rename", "attempts", "retry_delay"])
+            try map.rejectUnknownKeys([
+                "name", "folder", "command", "command_timeout", "environment", "rename", "attempts", "retry_delay",
+                "file_mode", "folder_mode", "group",
+            ])
             let nameNode = try map.require("name")
             let name = try nameNode.nonEmptyString()
             if applications.contains(where: { $0.name == name }) {
@@ -83,6 +96,21 @@ extension SiteLoader {
                 }
                 rename = pattern
             }
+            var modes: (file: UInt32, folder: UInt32) = (0o640, 0o750)
+            for (key, keyPath) in [("file_mode", \(file: UInt32, folder: UInt32).file), ("folder_mode", \.folder)] {
+                guard let node = map[key] else { continue }
+                let text = try node.rawString()
+                guard (3...4).contains(text.count), let mode = UInt32(text, radix: 8), mode <= 0o777 else {
+                    throw node.error("must be an octal mode such as 0640 (in quotes)")
+                }
+                modes[keyPath: keyPath] = mode
+            }
+            var group: (id: UInt32, name: String)?
+            if let groupNode = map["group"] {
+                let name = try groupNode.nonEmptyString()
+                guard let entry = getgrnam(name) else { throw groupNode.error("no group `\(name)` on this system") }
+                group = (entry.pointee.gr_gid, name)
+            }
             applications.append(LocalSite.Application(
                 name: name,
                 folder: (folder as NSString).standardizingPath,
@@ -91,7 +119,11 @@ extension SiteLoader {
                 commandTimeout: try map["command_timeout"]?.duration() ?? .seconds(300),
                 rename: rename,
                 attempts: try map["attempts"]?.int(in: 1...100) ?? 3,
-                retryDelay: try map["retry_delay"]?.duration() ?? .seconds(60)
+                retryDelay: try map["retry_delay"]?.duration() ?? .seconds(60),
+                fileMode: modes.file,
+                folderMode: modes.folder,
+                group: group?.id,
+                groupName: group?.name
             ))
         }
         return LocalSite(
