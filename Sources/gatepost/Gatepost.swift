@@ -8,6 +8,7 @@ struct Gatepost: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gatepost",
         abstract: "Managed file transfer over POP3/SMTP: poll partners' mailboxes into a spool catalog.",
+        version: GatepostVersion.current,
         subcommands: [RunCommand.self, PollCommand.self, SendCommand.self, SiteCommand.self, CatalogCommand.self, DemoCommand.self]
     )
 

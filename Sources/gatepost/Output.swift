@@ -1,5 +1,6 @@
 import Foundation
 import GatepostCatalog
+import GatepostCore
 
 /// Plain-text tables: columns as wide as their widest cell, no wrapping.
 struct TextTable {
@@ -61,8 +62,7 @@ enum Formatting {
     }
 
     static func duration(_ duration: Duration) -> String {
-        let (seconds, attoseconds) = duration.components
-        return String(format: "%.2f s", Double(seconds) + Double(attoseconds) / 1e18)
+        DurationText.describe(duration)
     }
 
     static func transferTable(_ records: [TransferRecord]) -> String {

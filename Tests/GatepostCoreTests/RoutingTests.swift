@@ -363,6 +363,23 @@ func inbound(_ type: TransferRecord.Kind = .xfer, fileName: String? = "orders.cs
         }
     }
 
+    @Test func wholeMessagesEndInEMLAndTextsInTXTRenamedOrNot() throws {
+        let fixture = try Fixture()
+        let deliverer = fixture.deliverer([fixture.application()])
+        var application = fixture.application()
+        var recover = inbound(fileName: TransferRecord.recoverFileName)
+        recover.id = "T1"
+        #expect(deliverer.deliveryName(recover, application: application) == "RECOVER-T1.eml")
+        let message = TransferRecord(id: "T2", type: .msg, fileName: "billing", site: "acme")
+        #expect(deliverer.deliveryName(message, application: application) == "billing-T2.txt")
+        application.rename = "${site}-${id}"
+        #expect(deliverer.deliveryName(message, application: application) == "acme-T2.txt")
+        #expect(deliverer.deliveryName(recover, application: application) == "acme-T1.eml")
+        application.rename = "${site}-${id}.txt"
+        #expect(deliverer.deliveryName(message, application: application) == "acme-T2.txt", "not .txt.txt")
+        #expect(deliverer.deliveryName(inbound(fileName: "orders.csv"), application: application).hasSuffix(".txt"), "a file is renamed as asked")
+    }
+
     @Test func aCrashAfterTheLinkDoesNotDeliverTwice() async throws {
         let fixture = try Fixture()
         let deliverer = fixture.deliverer([fixture.application()])

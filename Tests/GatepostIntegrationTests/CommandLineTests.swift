@@ -210,6 +210,16 @@ struct GatepostProcess {
         #expect(neither.status == 2)
     }
 
+    @Test func theVersionAndIntervalsAsWritten() async throws {
+        let version = try await GatepostProcess.run(["--version"])
+        #expect(version.status == 0 && version.stdout == GatepostVersion.current + "\n")
+        let dir = try scratch()
+        try "pop3: {host: h, user: u, password: p}\npoll: {interval: 5m}\n".write(toFile: dir + "/sites/acme.yaml", atomically: true, encoding: .utf8)
+        let show = try await GatepostProcess.run(["site", "show", "acme", "--sites", dir + "/sites", "--spool", dir + "/spool"])
+        let interval = show.stdout.split(separator: "\n").first { $0.hasPrefix("interval ") }
+        #expect(interval?.split(separator: " ").last == "5m", "\(show.stdout)")
+    }
+
     @Test func aMalformedSiteFileNamesFileLineAndField() async throws {
         let dir = try scratch()
         try "pop3:\n  host: 127.0.0.1\n  port: many\n  user: u\n".write(toFile: dir + "/sites/broken.yaml", atomically: true, encoding: .utf8)

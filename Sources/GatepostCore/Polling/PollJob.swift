@@ -583,7 +583,8 @@ public struct PollJob: Sendable {
             return nil
         case .refused(let reason):
             record.ack = .failed
-            if record.error == nil { record.error = "acknowledgment not sent: \(reason)" }
+            // Said on the transfer, beside whatever error it already has (a RECOVER's, say).
+            record.error = [record.error, "acknowledgment not sent: \(reason)"].compactMap { $0 }.joined(separator: "; ")
             logger.warning("acknowledgment requested but not sent", metadata: ["transfer": "\(record.id)", "reason": "\(reason)"])
             return nil
         case .send(let recipients, let from, let finalRecipient):

@@ -169,14 +169,25 @@ public struct Deliverer: Sendable {
         }
     }
 
+    /// The delivered file's name: the rename pattern or the file's own name. A message kept
+    /// whole ends in `.eml` and a message text in `.txt`, renamed or not, so that what opens
+    /// them knows what they are.
     func deliveryName(_ record: TransferRecord, application: LocalSite.Application) -> String {
+        let isWholeMessage = record.fileName == TransferRecord.recoverFileName || record.fileName == TransferRecord.duplicateFileName
+        let requiredExtension: String? = record.type == .msg ? "txt" : isWholeMessage ? "eml" : nil
+        var name: String
         if let pattern = application.rename {
-            return RenamePattern.apply(pattern, to: record, application: application.name)
+            name = RenamePattern.apply(pattern, to: record, application: application.name)
+        } else {
+            switch record.type {
+            case .msg: name = "\(application.name)-\(record.id).txt"
+            case .xfer, .eerp: name = isWholeMessage ? "\(record.fileName ?? "RECOVER")-\(record.id).eml" : record.fileName ?? record.id
+            }
         }
-        switch record.type {
-        case .msg: return SafeFileName.make("\(application.name)-\(record.id).txt")
-        case .xfer, .eerp: return SafeFileName.make(record.fileName ?? record.id)
+        if let requiredExtension, (name as NSString).pathExtension.lowercased() != requiredExtension {
+            name += "." + requiredExtension
         }
+        return SafeFileName.make(name)
     }
 
     private func run(_ command: [String], for record: TransferRecord, deliveredPath: String, application: LocalSite.Application) async throws {

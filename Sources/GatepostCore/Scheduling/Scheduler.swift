@@ -150,7 +150,7 @@ public struct Scheduler: Service {
                 }
             case .failure(let error):
                 result.failed = true
-                siteLogger.error("poll failed", metadata: ["error": "\(error.cause)", "next": "\(result.delay)"])
+                siteLogger.error("poll failed", metadata: ["error": "\(error.cause)", "next": "\(DurationText.describe(result.delay))"])
             }
         }
         for (_, sent) in report.outbox {
