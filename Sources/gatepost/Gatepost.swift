@@ -12,7 +12,7 @@ struct Gatepost: AsyncParsableCommand {
         subcommands: [RunCommand.self, PollCommand.self, SendCommand.self, SiteCommand.self, CatalogCommand.self, DemoCommand.self]
     )
 
-    /// Exit codes (ARCHITECTURE.md): 0 ok, 1 some site failed, 2 usage or configuration error.
+    /// Exit codes (README, "Command line"): 0 ok, 1 some site failed, 2 usage or configuration error.
     static func main() async {
         // Nothing Gatepost creates (spool folders, files, catalog) is readable by others.
         umask(0o077)

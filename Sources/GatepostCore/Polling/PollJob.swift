@@ -74,7 +74,7 @@ public struct RetryPolicy: Sendable {
 /// Polls one site once: connect, authenticate, list, retrieve each new message into the spool
 /// and the catalog, delete what the site wants deleted, quit.
 ///
-/// The order is the guarantee (ARCHITECTURE.md, "Data flow of one poll"): a message's files are
+/// The order is the guarantee (README, "The order of one poll"): a message's files are
 /// fsynced and its record and UIDL are committed in one transaction before its DELE is sent, and
 /// UIDLs are marked deleted only after QUIT succeeded. A crash or error anywhere leaves each
 /// message either recorded once or not at all.
