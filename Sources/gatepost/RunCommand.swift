@@ -17,10 +17,18 @@ struct RunCommand: AsyncParsableCommand {
 
     @Option(help: "Polls running at once, over all sites.") var concurrentPolls = 16
     @Option(help: "Polls running at once against one server host.") var concurrentPollsPerHost = 2
+    @Option(help: "text, or json: one JSON object per line, for a log collector.") var logFormat: LogFormat = .text
+
+    enum LogFormat: String, ExpressibleByArgument, CaseIterable {
+        case text, json
+    }
 
     func run() async throws {
         // A daemon logs what it does; `-v` is for the one-shot commands.
-        Terminal.bootstrapLogging(level: options.verbose ? .debug : .info)
+        switch logFormat {
+        case .text: Terminal.bootstrapLogging(level: options.verbose ? .debug : .info)
+        case .json: JSONLogHandler.bootstrap(level: options.verbose ? .debug : .info)
+        }
         let logger = Logger(label: "gatepost.run")
         _ = try Runtime.loadSites(options)
         let (spool, catalog): (Spool, SQLiteCatalog)

@@ -220,6 +220,34 @@ struct GatepostProcess {
         #expect(interval?.split(separator: " ").last == "5m", "\(show.stdout)")
     }
 
+    @Test func theDaemonLogsJSONLinesWhenAsked() async throws {
+        let dir = try scratch()
+        try "pop3: {host: 127.0.0.1, port: 9, user: u, password: p, connect_timeout: 1s}\npoll: {interval: 1h}\n"
+            .write(toFile: dir + "/sites/gone.yaml", atomically: true, encoding: .utf8)
+        let daemon = try ChildProcess.start(GatepostProcess.binary, ["run", "--log-format", "json", "--sites", dir + "/sites", "--spool", dir + "/spool"])
+        var finished = false
+        defer { if !finished { daemon.signal(SIGKILL) } }
+        // The first poll of the site fails at once (nothing listens on port 9): then stop.
+        let catalog = dir + "/spool/catalog.sqlite"
+        let deadline = ContinuousClock.now + .seconds(20)
+        while ContinuousClock.now < deadline {
+            if FileManager.default.fileExists(atPath: catalog),
+               (try? await SQLiteCatalog(path: catalog).siteStates()["gone"]?.lastError) != nil { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        daemon.signal(SIGTERM)
+        let result = try await daemon.finish(timeout: .seconds(30))
+        finished = true
+        #expect(result.status == 0)
+        let lines = result.stderr.split(separator: "\n")
+        #expect(!lines.isEmpty)
+        for line in lines {
+            let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: String]
+            #expect(object?["level"] != nil && object?["message"] != nil && object?["time"] != nil, "\(line)")
+        }
+        #expect(lines.contains { $0.contains("\"message\":\"poll failed\"") && $0.contains("\"site\":\"gone\"") }, "\(result.stderr)")
+    }
+
     @Test func aMalformedSiteFileNamesFileLineAndField() async throws {
         let dir = try scratch()
         try "pop3:\n  host: 127.0.0.1\n  port: many\n  user: u\n".write(toFile: dir + "/sites/broken.yaml", atomically: true, encoding: .utf8)
