@@ -21,8 +21,10 @@ enum Runtime {
         }
         return try names.map { name in
             if let site = directory.site(named: name) { return site }
-            if let error = directory.errors.first(where: { ($0.file as NSString).lastPathComponent.hasPrefix(name + ".") }) {
-                throw CommandFailure.configuration(error.description)
+            let errors = directory.errors.filter { ($0.file as NSString).lastPathComponent.hasPrefix(name + ".") }
+            if !errors.isEmpty {
+                // Every error of the file, on the one line an error gets.
+                throw CommandFailure.configuration(errors.map(\.description).joined(separator: "; "))
             }
             let known = directory.sites.map(\.name).sorted().joined(separator: ", ")
             throw CommandFailure.configuration("no site named `\(name)` (known: \(known.isEmpty ? "none" : known))")

@@ -116,6 +116,36 @@ func makeTemporaryDirectory(_ label: String = "core") throws -> String {
         expectError("pop3: [\n", line: 2, field: nil, containing: "not valid YAML")
     }
 
+    @Test func everyErrorOfAFileIsNamedInOneRun() throws {
+        let dir = try makeTemporaryDirectory()
+        try """
+        pop3:
+          host: h
+          user: u
+          port: many
+          security: ssl3
+        poll:
+          interval: soon
+        smtp: {host: s, from: not-an-address}
+        routes:
+          - {type: FAX, application: a}
+          - {subject: '(a)\\1', application: b}
+        colour: blue
+        """.write(toFile: dir + "/acme.yaml", atomically: true, encoding: .utf8)
+        let directory = try loader.loadDirectory(dir)
+        #expect(directory.sites.isEmpty)
+        let fields = directory.errors.map { $0.field ?? "-" }
+        #expect(Set(fields) == ["colour", "pop3.port", "pop3.security", "poll.interval", "smtp.from", "routes[0].type", "routes[1].subject"], "\(directory.errors.map(\.description))")
+        #expect(directory.errors.allSatisfy { $0.file == dir + "/acme.yaml" && $0.line != nil })
+    }
+
+    @Test func aTabIsNamedAsATab() throws {
+        let dir = try makeTemporaryDirectory()
+        try "pop3:\n\thost: h\n  user: u\n".write(toFile: dir + "/tabbed.yaml", atomically: true, encoding: .utf8)
+        let errors = try loader.loadDirectory(dir).errors
+        #expect(errors.map(\.description) == ["\(dir)/tabbed.yaml:2: a tab at column 1: YAML indents with spaces only"])
+    }
+
     @Test func aSecretThatCannotBeHadLeavesTheSiteLoadable() throws {
         let dir = try makeTemporaryDirectory()
         try "pop3: {host: h, user: u, password: \"${NOT_SET_ANYWHERE}\"}\n".write(toFile: dir + "/env.yaml", atomically: true, encoding: .utf8)

@@ -5,6 +5,15 @@ public struct SiteConfigurationError: Error, Sendable, Hashable, CustomStringCon
     public var line: Int?
     public var field: String?
     public var message: String
+    /// The file's other errors, found in the same reading: one run names them all.
+    public var others: [SiteConfigurationError] = []
+
+    /// This error and the others, each on its own.
+    public var all: [SiteConfigurationError] {
+        var first = self
+        first.others = []
+        return [first] + others.flatMap(\.all)
+    }
 
     public init(file: String, line: Int?, field: String?, message: String) {
         self.file = file
@@ -14,6 +23,10 @@ public struct SiteConfigurationError: Error, Sendable, Hashable, CustomStringCon
     }
 
     public var description: String {
+        ([single] + others.map(\.description)).joined(separator: "\n")
+    }
+
+    private var single: String {
         var text = file
         if let line { text += ":\(line)" }
         text += ": "

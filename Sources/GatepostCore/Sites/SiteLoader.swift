@@ -17,6 +17,31 @@ public struct SiteDirectory: Sendable {
     }
 }
 
+/// Collects the errors of a site file as it is read, so that one run names them all.
+final class ConfigProblems {
+    private(set) var errors: [SiteConfigurationError] = []
+
+    /// `body`'s result, or nil after noting its error.
+    @discardableResult
+    func attempt<T>(_ body: () throws -> T) -> T? {
+        do {
+            return try body()
+        } catch let error as SiteConfigurationError {
+            errors += error.all
+        } catch {
+            errors.append(SiteConfigurationError(file: "", line: nil, field: nil, message: "\(error)"))
+        }
+        return nil
+    }
+
+    /// Throws what was collected: the first error, carrying the others.
+    func finish() throws {
+        guard var first = errors.first else { return }
+        first.others = Array(errors.dropFirst())
+        throw first
+    }
+}
+
 /// Reads Remote Site files: Gatepost YAML (`kind: remote-site`) or an SAP BTP-style MAIL
 /// destination (JSON with `"Type": "MAIL"` and `mail.*` properties), taken as it is.
 public struct SiteLoader: Sendable {
@@ -71,7 +96,7 @@ public struct SiteLoader: Sendable {
                 }
                 sites += remotes
             } catch let error as SiteConfigurationError {
-                errors.append(error)
+                errors += error.all
             }
         }
         // With a Local Site in place, every application a site names must exist there.
@@ -137,7 +162,15 @@ public struct SiteLoader: Sendable {
         do {
             node = try Yams.compose(yaml: text)
         } catch let error as YamlError {
-            throw Self.syntaxError(error, file: file)
+            var problem = Self.syntaxError(error, file: file)
+            // YAML's own words for a tab ("found character that cannot start any token") do
+            // not say what to fix.
+            let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+            if let line = problem.line, line >= 1, line <= lines.count, let column = lines[line - 1].firstIndex(of: "\t") {
+                let position = lines[line - 1].distance(from: lines[line - 1].startIndex, to: column) + 1
+                problem.message = "a tab at column \(position): YAML indents with spaces only"
+            }
+            throw problem
         }
         guard let node else {
             throw SiteConfigurationError(file: file, line: nil, field: nil, message: "the file is empty")
@@ -203,50 +236,52 @@ public struct SiteLoader: Sendable {
         return SiteConfigurationError(file: file, line: line, field: nil, message: "not valid YAML: \(problem)")
     }
 
+    /// Every error of the file is collected (each section, each POP3 field), so that one run
+    /// names them all, not one at a time.
     func remoteSite(_ root: ConfigMapping, defaultName: String) throws -> RemoteSite {
-        try root.rejectUnknownKeys(["kind", "name", "description", "enabled", "pop3", "poll", "limits", "classify", "smtp", "application", "routes", "tenants"])
-        let name = try root["name"]?.nonEmptyString() ?? defaultName
-        try Self.validateSiteName(name, node: root["name"] ?? root.owner)
+        let problems = ConfigProblems()
+        problems.attempt { try root.rejectUnknownKeys(["kind", "name", "description", "enabled", "pop3", "poll", "limits", "classify", "smtp", "application", "routes", "tenants"]) }
+        let name = problems.attempt { try root["name"]?.nonEmptyString() }.flatMap { $0 } ?? defaultName
+        problems.attempt { try Self.validateSiteName(name, node: root["name"] ?? root.owner) }
 
-        let pop3Node = try root.require("pop3")
-        let pop3Map = try pop3Node.mapping()
-        try pop3Map.rejectUnknownKeys([
+        let pop3Map = problems.attempt { try root.require("pop3").mapping() } ?? ConfigMapping(owner: root.owner, entries: [])
+        problems.attempt { try pop3Map.rejectUnknownKeys([
             "host", "port", "security", "user", "password", "password_file", "auth", "allow_plaintext_password",
             "tls", "oauth2", "connect_timeout", "read_timeout", "address",
-        ])
-        let security = try securityValue(pop3Map["security"], default: .tls)
+        ]) }
+        let security = problems.attempt { try securityValue(pop3Map["security"], default: .tls) } ?? .tls
         let defaultPort = security == .tls ? 995 : 110
         var auth: [POP3AuthMechanism] = []
-        if let node = pop3Map["auth"] {
+        if let node = pop3Map["auth"] { problems.attempt {
             for name in try node.stringList() {
                 guard let mechanism = POP3AuthMechanism(rawValue: name.lowercased()) else {
                     throw node.error("`\(name)` is not a known mechanism (known: \(POP3AuthMechanism.allCases.map(\.rawValue).joined(separator: ", ")))")
                 }
                 auth.append(mechanism)
             }
-        }
-        let pop3TLS = try tlsSettings(pop3Map["tls"])
+        } }
+        let pop3TLS = problems.attempt { try tlsSettings(pop3Map["tls"]) } ?? RemoteSite.TLS(caFile: nil, clientCertificate: nil, clientKey: nil, verify: true)
         var pop3 = RemoteSite.POP3(
-            host: try pop3Map.require("host").nonEmptyString(),
-            port: try pop3Map["port"]?.int(in: 1...65535) ?? defaultPort,
+            host: problems.attempt { try pop3Map.require("host").nonEmptyString() } ?? "",
+            port: problems.attempt { try pop3Map["port"]?.int(in: 1...65535) }.flatMap { $0 } ?? defaultPort,
             security: security,
-            user: try pop3Map.require("user").nonEmptyString(),
-            password: try secret(pop3Map, key: "password"),
+            user: problems.attempt { try pop3Map.require("user").nonEmptyString() } ?? "",
+            password: problems.attempt { try secret(pop3Map, key: "password") }.flatMap { $0 },
             auth: auth,
-            allowPlaintextPassword: try pop3Map["allow_plaintext_password"]?.bool() ?? false,
+            allowPlaintextPassword: problems.attempt { try pop3Map["allow_plaintext_password"]?.bool() }.flatMap { $0 } ?? false,
             tls: pop3TLS,
-            oauth2: try oauth2Settings(pop3Map["oauth2"], tls: pop3TLS),
-            connectTimeout: try pop3Map["connect_timeout"]?.duration() ?? .seconds(15),
-            readTimeout: try pop3Map["read_timeout"]?.duration() ?? .seconds(60)
+            oauth2: problems.attempt { try oauth2Settings(pop3Map["oauth2"], tls: pop3TLS) }.flatMap { $0 },
+            connectTimeout: problems.attempt { try pop3Map["connect_timeout"]?.duration() }.flatMap { $0 } ?? .seconds(15),
+            readTimeout: problems.attempt { try pop3Map["read_timeout"]?.duration() }.flatMap { $0 } ?? .seconds(60)
         )
-        if let addressNode = pop3Map["address"] {
+        if let addressNode = pop3Map["address"] { problems.attempt {
             let text = try addressNode.nonEmptyString()
             guard (try? MailAddress(text)) != nil else { throw addressNode.error("must be a mail address such as orders@ours.example") }
             pop3.address = text
-        }
+        } }
 
         var poll = RemoteSite.Poll(interval: .seconds(300), deleteAfterRetrieve: true, maxMessageSize: 200 << 20)
-        if let pollNode = root["poll"] {
+        if let pollNode = root["poll"] { problems.attempt {
             let pollMap = try pollNode.mapping()
             try pollMap.rejectUnknownKeys(["interval", "delete_after_retrieve", "max_message_size", "commit_batch", "stuck_after"])
             poll.interval = try pollMap["interval"]?.duration() ?? poll.interval
@@ -254,8 +289,8 @@ public struct SiteLoader: Sendable {
             poll.maxMessageSize = try pollMap["max_message_size"]?.byteSize() ?? poll.maxMessageSize
             poll.commitBatch = try pollMap["commit_batch"]?.int(in: 1...1000) ?? poll.commitBatch
             poll.stuckAfter = try pollMap["stuck_after"]?.int(in: 1...1000) ?? poll.stuckAfter
-        }
-        if let limitsNode = root["limits"] {
+        } }
+        if let limitsNode = root["limits"] { problems.attempt {
             let limitsMap = try limitsNode.mapping()
             try limitsMap.rejectUnknownKeys(["max_message_size", "max_header_size", "max_line_length", "max_depth", "max_parts"])
             var limits = poll.limits
@@ -265,19 +300,19 @@ public struct SiteLoader: Sendable {
             limits.maxDepth = try limitsMap["max_depth"]?.int(in: 1...100) ?? limits.maxDepth
             limits.maxParts = try limitsMap["max_parts"]?.int(in: 2...100_000) ?? limits.maxParts
             poll.limits = limits
-        }
+        } }
 
         var classification = ClassificationOptions()
-        if let classifyNode = root["classify"] {
+        if let classifyNode = root["classify"] { problems.attempt {
             let classifyMap = try classifyNode.mapping()
             try classifyMap.rejectUnknownKeys(["text_only", "bare_file", "split_attachments"])
             classification.textOnlyIsMessage = try choice(classifyMap["text_only"], yes: "msg", no: "recover") ?? false
             classification.bareFileIsTransfer = try choice(classifyMap["bare_file"], yes: "xfer", no: "recover") ?? false
             classification.splitAttachments = try classifyMap["split_attachments"]?.bool() ?? false
-        }
+        } }
 
         var smtp: RemoteSite.SMTP?
-        if let smtpNode = root["smtp"] {
+        if let smtpNode = root["smtp"] { problems.attempt {
             let smtpMap = try smtpNode.mapping()
             try smtpMap.rejectUnknownKeys([
                 "host", "port", "security", "from", "user", "password", "password_file", "tls", "allow_plaintext_password",
@@ -302,11 +337,11 @@ public struct SiteLoader: Sendable {
             if let fromNode = smtpMap["from"], (try? MailAddress(try fromNode.string())) == nil {
                 throw fromNode.error("must be a mail address such as gateway@example.com")
             }
-        }
+        } }
 
         var routes: [RemoteSite.Route] = []
-        if let routesNode = root["routes"] {
-            for routeNode in try routesNode.sequence() {
+        if let routesNode = root["routes"], let routeNodes = problems.attempt({ try routesNode.sequence() }) {
+            for routeNode in routeNodes { problems.attempt {
                 let routeMap = try routeNode.mapping()
                 try routeMap.rejectUnknownKeys(["type", "file_name", "sender", "subject", "application"])
                 var type: TransferRecord.Kind?
@@ -332,17 +367,21 @@ public struct SiteLoader: Sendable {
                     line: applicationNode.line,
                     field: applicationNode.path
                 ))
-            }
+            } }
         }
+        let description = problems.attempt { try root["description"]?.string() }.flatMap { $0 }
+        let enabled = problems.attempt { try root["enabled"]?.bool() }.flatMap { $0 } ?? true
+        let application = problems.attempt { try root["application"]?.nonEmptyString() }.flatMap { $0 }
+        try problems.finish()
 
         var site = RemoteSite(
             name: name,
-            description: try root["description"]?.string(),
-            enabled: try root["enabled"]?.bool() ?? true,
+            description: description,
+            enabled: enabled,
             pop3: pop3,
             poll: poll,
             smtp: smtp,
-            application: try root["application"]?.nonEmptyString(),
+            application: application,
             applicationLine: root["application"]?.line,
             routes: routes,
             sourceFile: root.owner.file
