@@ -163,9 +163,53 @@ struct SiteSummary: Encodable {
     var deleteAfterRetrieve: Bool
     var maxMessageSize: Int64
     var commitBatch: Int
+    var tls: TLSSummary
+    var oauth2TokenURL: String?
+    var connectTimeout: String
+    var readTimeout: String
+    var address: String?
     /// Where acknowledgments and outbound files go, secrets masked; nil without `smtp:`.
-    var smtp: String?
+    var smtp: SMTPSummary?
     var application: String?
+    var routes: [RouteSummary]
+    var limits: LimitsSummary
+    var classify: [String: String]
+
+    struct TLSSummary: Encodable {
+        var verify: Bool
+        var caFile: String?
+        var clientCertificate: String?
+    }
+
+    struct SMTPSummary: Encodable {
+        var host: String
+        var port: Int
+        var security: String
+        var from: String?
+        var user: String?
+        var password: String
+        var oauth2TokenURL: String?
+        var acknowledgments: Bool
+        var acknowledgeAnyAddress: Bool
+        var readTimeout: String
+        var tls: TLSSummary
+    }
+
+    struct RouteSummary: Encodable {
+        var type: String?
+        var fileName: String?
+        var sender: String?
+        var subject: String?
+        var application: String
+    }
+
+    struct LimitsSummary: Encodable {
+        var maxMessageSize: Int64
+        var maxHeaderSize: Int
+        var maxLineLength: Int
+        var maxDepth: Int
+        var maxParts: Int
+    }
     var lastPoll: Date?
     var lastSuccess: Date?
     var lastError: String?
@@ -209,13 +253,34 @@ struct SiteSummary: Encodable {
         deleteAfterRetrieve = site.poll.deleteAfterRetrieve
         maxMessageSize = site.poll.maxMessageSize
         commitBatch = site.poll.commitBatch
+        tls = TLSSummary(verify: site.pop3.tls.verify, caFile: site.pop3.tls.caFile, clientCertificate: site.pop3.tls.clientCertificate)
+        oauth2TokenURL = site.pop3.oauth2?.tokenURL
+        connectTimeout = Formatting.duration(site.pop3.connectTimeout)
+        readTimeout = Formatting.duration(site.pop3.readTimeout)
+        address = site.pop3.address
         smtp = site.smtp.map { smtp in
-            var text = "\(smtp.host):\(smtp.port) (\(smtp.security.rawValue))"
-            if let user = smtp.user { text += " as \(user)" + (smtp.oauth2 != nil ? " (OAuth2)" : smtp.password == nil ? "" : " ****") }
-            text += ", from \(smtp.from ?? "(none)"), acknowledgments \(smtp.acknowledgments ? "on" : "off")"
-            return text
+            SMTPSummary(
+                host: smtp.host, port: smtp.port, security: smtp.security.rawValue, from: smtp.from, user: smtp.user,
+                password: smtp.password.map { $0.problem.map { "(unavailable: \($0))" } ?? "****" } ?? "(none)",
+                oauth2TokenURL: smtp.oauth2?.tokenURL, acknowledgments: smtp.acknowledgments,
+                acknowledgeAnyAddress: smtp.acknowledgeAnyAddress, readTimeout: Formatting.duration(smtp.readTimeout),
+                tls: TLSSummary(verify: smtp.tls.verify, caFile: smtp.tls.caFile, clientCertificate: smtp.tls.clientCertificate)
+            )
         }
         application = site.application
+        routes = site.routes.map {
+            RouteSummary(type: $0.type?.rawValue, fileName: $0.fileName, sender: $0.sender, subject: $0.subject, application: $0.application)
+        }
+        let parser = site.poll.limits
+        limits = LimitsSummary(
+            maxMessageSize: Int64(parser.maxMessageSize), maxHeaderSize: parser.maxHeaderBytes,
+            maxLineLength: parser.maxHeaderLineLength, maxDepth: parser.maxDepth, maxParts: parser.maxParts
+        )
+        classify = [
+            "text_only": site.classification.textOnlyIsMessage ? "msg" : "recover",
+            "bare_file": site.classification.bareFileIsTransfer ? "xfer" : "recover",
+            "split_attachments": site.classification.splitAttachments ? "true" : "false",
+        ]
         lastPoll = state?.lastPoll
         lastSuccess = state?.lastSuccess
         lastError = state?.lastError
@@ -232,14 +297,30 @@ struct SiteSummary: Encodable {
             ("server", "\(host):\(port)"), ("security", security), ("user", user), ("password", password),
             ("auth", auth.isEmpty ? "(strongest offered)" : auth.joined(separator: ", ")), ("interval", interval),
             ("delete after retrieve", deleteAfterRetrieve ? "yes" : "no"), ("max message size", String(maxMessageSize)),
-            ("commit batch", String(commitBatch)), ("smtp", smtp ?? "-"),
-            ("application", application ?? "-"), ("last poll", lastPoll.map(Formatting.timestamp) ?? "-"),
+            ("commit batch", String(commitBatch)),
+            ("tls", "verify \(tls.verify ? "on" : "OFF")" + (tls.caFile.map { ", ca_file \($0)" } ?? "") + (tls.clientCertificate.map { ", client certificate \($0)" } ?? "")),
+            ("oauth2 token url", oauth2TokenURL ?? "-"), ("timeouts", "connect \(connectTimeout), read \(readTimeout)"),
+            ("address", address ?? "-"),
+            ("smtp", smtp.map { smtp in
+                "\(smtp.host):\(smtp.port) (\(smtp.security)), from \(smtp.from ?? "(none)")"
+                    + (smtp.user.map { ", as \($0) \(smtp.oauth2TokenURL != nil ? "(OAuth2)" : smtp.password)" } ?? "")
+                    + ", acknowledgments \(smtp.acknowledgments ? "on" : "off")\(smtp.acknowledgeAnyAddress ? " (any address)" : ""), read \(smtp.readTimeout)"
+                    + ", tls verify \(smtp.tls.verify ? "on" : "OFF")"
+            } ?? "-"),
+            ("application", application ?? "-"),
+            ("limits", "message \(limits.maxMessageSize) bytes, header \(limits.maxHeaderSize), line \(limits.maxLineLength), depth \(limits.maxDepth), parts \(limits.maxParts)"),
+            ("classify", classify.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")), ("last poll", lastPoll.map(Formatting.timestamp) ?? "-"),
             ("last success", lastSuccess.map(Formatting.timestamp) ?? "-"), ("last error", lastError ?? "-"),
             ("next poll", nextPoll.map(Formatting.timestamp) ?? "-"), ("messages", String(messages)), ("bytes", String(bytes)),
             ("skipped", Self.skippedCount(skipped, stuckAfter: stuckAfter)),
         ]
         let skips: [(String, String)] = skipped.map { skip in ("  message \(skip.number)", describe(skip)) }
         let secrets: [(String, String)] = unavailableSecrets.map { ("secret unavailable", $0) }
-        return settings + secrets + skips
+        let routeLines: [(String, String)] = routes.enumerated().map { index, route in
+            let conditions = [route.type.map { "type \($0)" }, route.fileName.map { "file_name \($0)" }, route.sender.map { "sender \($0)" },
+                              route.subject.map { "subject \($0)" }].compactMap { $0 }
+            return ("route \(index + 1)", (conditions.isEmpty ? "always" : conditions.joined(separator: ", ")) + " -> \(route.application)")
+        }
+        return settings + routeLines + secrets + skips
     }
 }

@@ -248,6 +248,33 @@ struct GatepostProcess {
         #expect(lines.contains { $0.contains("\"message\":\"poll failed\"") && $0.contains("\"site\":\"gone\"") }, "\(result.stderr)")
     }
 
+    @Test func siteShowIsComplete() async throws {
+        let dir = try scratch()
+        try """
+        pop3: {host: h, user: u, password: p, tls: {ca_file: /etc/hostname}, read_timeout: 90s}
+        smtp: {host: s, from: g@ours.example, user: m, password: q, read_timeout: 2m}
+        application: orders
+        routes:
+          - {type: XFER, file_name: "*.csv", application: billing}
+        limits: {max_depth: 7}
+        classify: {text_only: msg}
+        """.write(toFile: dir + "/sites/acme.yaml", atomically: true, encoding: .utf8)
+        let arguments = ["--sites", dir + "/sites", "--spool", dir + "/spool"]
+        let table = try await GatepostProcess.run(["site", "show", "acme"] + arguments)
+        #expect(table.status == 0, "\(table.stderr)")
+        for expected in ["route 1", "type XFER, file_name *.csv -> billing", "ca_file /etc/hostname", "connect 15s, read 1m30s",
+                         "depth 7", "text_only msg", "read 2m"] {
+            #expect(table.stdout.contains(expected), "missing \(expected) in\n\(table.stdout)")
+        }
+        #expect(!table.stdout.contains(" q") && !table.stdout.contains(": p"), "no secret")
+        let json = try await GatepostProcess.run(["site", "show", "acme", "--format", "json"] + arguments)
+        let object = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
+        let smtp = object?["smtp"] as? [String: Any]
+        #expect(smtp?["host"] as? String == "s" && smtp?["password"] as? String == "****" && smtp?["readTimeout"] as? String == "2m")
+        #expect((object?["routes"] as? [[String: Any]])?.first?["application"] as? String == "billing")
+        #expect((object?["limits"] as? [String: Any])?["maxDepth"] as? Int == 7)
+    }
+
     @Test func aMalformedSiteFileNamesFileLineAndField() async throws {
         let dir = try scratch()
         try "pop3:\n  host: 127.0.0.1\n  port: many\n  user: u\n".write(toFile: dir + "/sites/broken.yaml", atomically: true, encoding: .utf8)

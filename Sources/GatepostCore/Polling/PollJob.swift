@@ -47,8 +47,10 @@ public struct SitePollError: Error, Sendable, CustomStringConvertible {
 }
 
 /// When to try a failed poll again within one run: transient failures only (network trouble,
-/// a server that is busy or says [IN-USE] or [SYS/TEMP]), exponential backoff with full jitter
-/// so that many sites failing together do not retry in lockstep. LOGIN-DELAY is never retried
+/// a server that is busy or says [IN-USE] or [SYS/TEMP]), exponential backoff with "equal
+/// jitter" (half the step fixed, half random) so that many sites failing together do not retry
+/// in lockstep, yet no retry comes much sooner than its step: full jitter (0 to the step) let a
+/// message refused with 451 go again a second later. LOGIN-DELAY is never retried
 /// early: the server said how long to wait.
 public struct RetryPolicy: Sendable {
     public var attempts: Int
@@ -63,11 +65,12 @@ public struct RetryPolicy: Sendable {
 
     public static let none = RetryPolicy(attempts: 1)
 
-    /// The wait before attempt `attempt + 1` (attempt counts from 1): uniform in [0, base * 2^(attempt-1)], capped.
+    /// The wait before attempt `attempt + 1` (attempt counts from 1): uniform in
+    /// [step / 2, step], the step being base * 2^(attempt-1), capped.
     public func delay(after attempt: Int, using random: inout some RandomNumberGenerator) -> Duration {
         let ceiling = min(maxDelay, baseDelay * (1 << min(attempt - 1, 20)))
-        let milliseconds = ceiling.components.seconds * 1000 + ceiling.components.attoseconds / 1_000_000_000_000_000
-        return .milliseconds(Int64.random(in: 0...max(0, milliseconds), using: &random))
+        let milliseconds = max(0, ceiling.components.seconds * 1000 + ceiling.components.attoseconds / 1_000_000_000_000_000)
+        return .milliseconds(Int64.random(in: (milliseconds / 2)...milliseconds, using: &random))
     }
 }
 
