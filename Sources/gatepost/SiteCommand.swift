@@ -114,7 +114,8 @@ struct SiteCommand: AsyncParsableCommand {
         func run() async throws {
             options.bootstrapLogging()
             let remote = try Runtime.site(named: site, options)
-            let steps = await SiteTester.run(remote, logger: Logger(label: "gatepost.site-test"))
+            let local = try Runtime.loadSites(options).local
+            let steps = await SiteTester.run(remote, local: local, logger: Logger(label: "gatepost.site-test"))
             Terminal.line("\(remote.name): site test")
             let width = steps.map(\.name.count).max() ?? 0
             for step in steps {

@@ -123,6 +123,29 @@ func inbound(_ type: TransferRecord.Kind = .xfer, fileName: String? = "orders.cs
         }
     }
 
+    @Test func deliveryFoldersAreCheckedAtLoadAndBySiteTest() async throws {
+        let dir = try makeTemporaryDirectory("routing")
+        try "a file".write(toFile: dir + "/blocker", atomically: true, encoding: .utf8)
+        #expect(DeliveryFolders.problem(dir + "/new/folder") == nil, "created at the first delivery")
+        #expect(DeliveryFolders.problem(dir + "/blocker") == "\(dir)/blocker is a file, not a folder")
+        #expect(DeliveryFolders.problem(dir + "/blocker/inside") == "\(dir)/blocker/inside cannot be created: \(dir)/blocker is a file")
+        try "kind: local-site\napplications:\n  - {name: billing, folder: blocker/inside}\n".write(toFile: dir + "/local.yaml", atomically: true, encoding: .utf8)
+        try "pop3: {host: 127.0.0.1, port: 9, user: u, password: p, connect_timeout: 1s}\napplication: billing\n"
+            .write(toFile: dir + "/acme.yaml", atomically: true, encoding: .utf8)
+        let directory = try SiteLoader(environment: [:]).loadDirectory(dir)
+        #expect(directory.errors.first?.description == "\(dir)/local.yaml:3: applications[0].folder: \(dir)/blocker/inside cannot be created: \(dir)/blocker is a file")
+
+        // site test checks the folders of the site's applications before it connects.
+        let site = try #require(try SiteLoader(environment: [:]).loadFile(dir + "/acme.yaml"))
+        let local = LocalSite(name: "ours", applications: [
+            LocalSite.Application(name: "billing", folder: dir + "/blocker", command: nil, commandTimeout: .seconds(5), rename: nil),
+        ], sourceFile: dir + "/local.yaml")
+        let steps = await SiteTester.run(site, local: local, logger: Logger(label: "test"))
+        #expect(steps.first?.name == "delivery billing")
+        #expect(steps.first?.passed == false)
+        #expect(steps.first?.detail == "\(dir)/blocker is a file, not a folder")
+    }
+
     @Test func badRenameVariableIsAConfigurationError() throws {
         #expect(throws: SiteConfigurationError.self) {
             try SiteLoader(environment: [:]).parseDocument(

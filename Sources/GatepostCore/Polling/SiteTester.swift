@@ -12,8 +12,15 @@ public enum SiteTester {
         public var detail: String
     }
 
-    public static func run(_ site: RemoteSite, logger: Logger) async -> [Step] {
+    /// `local`: where the site's applications deliver; each of their folders is checked too.
+    public static func run(_ site: RemoteSite, local: LocalSite? = nil, logger: Logger) async -> [Step] {
         var steps: [Step] = []
+        for reference in site.applicationReferences {
+            guard let application = local?.application(named: reference.name),
+                  !steps.contains(where: { $0.name == "delivery \(application.name)" }) else { continue }
+            let problem = DeliveryFolders.problem(application.folder)
+            steps.append(Step(name: "delivery \(application.name)", passed: problem == nil, detail: problem ?? "\(application.folder) takes files"))
+        }
         let configuration: POP3ConnectionConfiguration
         do {
             configuration = try site.pop3Configuration()

@@ -60,8 +60,12 @@ extension SiteLoader {
             if applications.contains(where: { $0.name == name }) {
                 throw nameNode.error("application `\(name)` is defined twice")
             }
-            var folder = try map.require("folder").nonEmptyString()
+            let folderNode = try map.require("folder")
+            var folder = try folderNode.nonEmptyString()
             if !folder.hasPrefix("/") { folder = (base as NSString).appendingPathComponent(folder) }
+            if let problem = DeliveryFolders.problem((folder as NSString).standardizingPath) {
+                throw folderNode.error(problem)
+            }
             var command: [String]?
             if let commandNode = map["command"] {
                 // A list, each item one argument as written: a single string is refused rather
