@@ -281,7 +281,7 @@ public final class InMemoryCatalog: Catalog {
                 tables.outbox[entry.id] = stored
             }
             if let followUp { try tables.insert(followUp) }
-            tables.updateTransfer(id: entry.transferId) { OutboxRules.sent($0, entry: entry, refused: refused) }
+            tables.updateTransfer(id: entry.transferId) { OutboxRules.sent($0, entry: entry, refused: refused, followUp: followUp) }
         }
     }
 

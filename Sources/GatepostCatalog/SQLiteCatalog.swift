@@ -507,7 +507,7 @@ public final class SQLiteCatalog: Catalog {
                 arguments: [date, OutboxRules.refusalNote(refused), entry.id]
             )
             if let followUp { try Self.insert(followUp, db) }
-            try Self.updateTransfer(id: entry.transferId, db) { OutboxRules.sent($0, entry: entry, refused: refused) }
+            try Self.updateTransfer(id: entry.transferId, db) { OutboxRules.sent($0, entry: entry, refused: refused, followUp: followUp) }
         }
     }
 

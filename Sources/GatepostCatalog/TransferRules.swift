@@ -63,8 +63,10 @@ public enum OutboxRules {
     }
 
     /// The server took `entry`. A file's transfer becomes sent only from queued: a report that
-    /// came back before the send was recorded has already moved it further.
-    public static func sent(_ transfer: TransferRecord, entry: OutboxEntry, refused: [String]) -> TransferRecord {
+    /// came back before the send was recorded has already moved it further. While `followUp`
+    /// (recipients the server refused for now, 4xx) waits for its retry, the transfer stays
+    /// queued: work is still owed, and `catalog list --state queued` shows it.
+    public static func sent(_ transfer: TransferRecord, entry: OutboxEntry, refused: [String], followUp: OutboxEntry? = nil) -> TransferRecord {
         var transfer = transfer
         switch entry.kind {
         case .acknowledgment:
@@ -72,6 +74,11 @@ public enum OutboxRules {
             transfer.ackMessageId = entry.messageId
         case .file:
             guard transfer.state == .queued else { return transfer }
+            if let followUp {
+                transfer.error = ["waiting to retry \(followUp.recipients.joined(separator: ", ")) (refused for now)", refusalNote(refused)]
+                    .compactMap { $0 }.joined(separator: "; ")
+                return transfer
+            }
             transfer.state = .sent
             transfer.error = refusalNote(refused)
         }

@@ -18,8 +18,8 @@ import Testing
         later.recipients = ["ops@acme.example"]
         try await catalog.outboxSent(F.entry("T1", now: now), at: now, refused: ["bad@acme.example"], followUp: later)
         let record = try #require(try await catalog.transfer(id: "T1"))
-        #expect(record.state == .sent)
-        #expect(record.error == "refused by the server: bad@acme.example")
+        #expect(record.state == .queued, "ops@ waits for its retry")
+        #expect(record.error == "waiting to retry ops@acme.example (refused for now); refused by the server: bad@acme.example")
         let entries = try await catalog.outbox(transferId: "T1")
         #expect(entries.map(\.state) == [.sent, .pending])
         #expect(entries.first?.sentAt == now)

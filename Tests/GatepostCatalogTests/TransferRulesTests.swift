@@ -69,6 +69,18 @@ import Testing
 }
 
 @Suite struct OutboxRulesTests {
+    @Test func aFileWithRecipientsRefusedForNowStaysQueuedUntilTheirRetry() {
+        let entry = F.entry("T1")
+        var followUp = entry
+        followUp.id = entry.id + "-1"
+        followUp.recipients = ["later@acme.example"]
+        let partly = OutboxRules.sent(F.outbound("T1"), entry: entry, refused: ["never@acme.example"], followUp: followUp)
+        #expect(partly.state == .queued)
+        #expect(partly.error == "waiting to retry later@acme.example (refused for now); refused by the server: never@acme.example")
+        // The follow-up goes through: now the transfer is sent.
+        #expect(OutboxRules.sent(partly, entry: followUp, refused: []).state == .sent)
+    }
+
     @Test func aSentFileIsSentOnlyFromQueuedAndKeepsTheRefusals() {
         let entry = F.entry("T1")
         let sent = OutboxRules.sent(F.outbound("T1"), entry: entry, refused: ["a@acme.example", "b@acme.example"])

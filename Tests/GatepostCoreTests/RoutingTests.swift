@@ -295,15 +295,18 @@ func inbound(_ type: TransferRecord.Kind = .xfer, fileName: String? = "orders.cs
     @Test func aCommandIsDoneWhenItExitsWhateverItLeftInTheBackground() async throws {
         let fixture = try Fixture()
         let marker = fixture.dir + "/background.pid"
-        // Exits 0 at once, leaving a child that holds its output open for 20 s.
+        // Exits 0 at once, leaving a child that holds its output open for 60 s.
         let deliverer = fixture.deliverer([
-            fixture.application(command: ["/bin/sh", "-c", "sleep 20 & echo $! > \(marker); exit 0", "import"], timeout: .seconds(10)),
+            fixture.application(command: ["/bin/sh", "-c", "sleep 60 & echo $! > \(marker); exit 0", "import"], timeout: .seconds(50)),
         ])
         _ = try await fixture.record()
         let started = ContinuousClock.now
         let outcomes = try await deliverer.deliverPending(sites: [try site("application: billing\n")])
         #expect(outcomes.first?.state == .delivered, "\(outcomes.first?.error ?? "")")
-        #expect(ContinuousClock.now - started < .seconds(8), "not held up by the background child")
+        // Done in about a second; held up, it would take the child's 60 s (or the 50 s timeout).
+        // The bound sits between the two, far from both: the delivery's fsyncs can take
+        // seconds while the 1 GiB test writes beside it.
+        #expect(ContinuousClock.now - started < .seconds(30), "not held up by the background child")
         // The background child ended with the command.
         let pid = try #require(pid_t(try String(contentsOfFile: marker, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
         var gone = false
@@ -317,13 +320,15 @@ func inbound(_ type: TransferRecord.Kind = .xfer, fileName: String? = "orders.cs
     @Test func aTimeoutIsKeptEvenWhenAChildLeftTheProcessGroup() async throws {
         let fixture = try Fixture()
         let marker = fixture.dir + "/escaped.pid"
-        // The escaped child holds the output open for 30 s; the command itself hangs.
-        let script = "setsid sh -c 'echo $$ > \(marker); exec sleep 30' & sleep 30"
+        // The escaped child holds the output open for 60 s; the command itself hangs.
+        let script = "setsid sh -c 'echo $$ > \(marker); exec sleep 60' & sleep 60"
         let deliverer = fixture.deliverer([fixture.application(command: ["/bin/sh", "-c", script, "hang"], timeout: .milliseconds(500))])
         _ = try await fixture.record()
         let started = ContinuousClock.now
         let outcomes = try await deliverer.deliverPending(sites: [try site("application: billing\n")])
-        #expect(ContinuousClock.now - started < .seconds(8), "the timeout bounds the delivery")
+        // About a second past the timeout; unbounded, it would take the child's 60 s. The bound
+        // sits between the two, far from both (the delivery's fsyncs can take seconds under load).
+        #expect(ContinuousClock.now - started < .seconds(30), "the timeout bounds the delivery")
         #expect(outcomes.first?.state == .failed)
         #expect(outcomes.first?.error?.contains("ran longer than") == true)
         if let text = try? String(contentsOfFile: marker, encoding: .utf8), let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)) {
