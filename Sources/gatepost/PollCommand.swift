@@ -48,9 +48,15 @@ struct PollCommand: AsyncParsableCommand {
         }
         let logger = Logger(label: "gatepost.poll")
 
-        let round = PollRound(
+        var round = PollRound(
             spool: spool, catalog: catalog, local: directory.local, allSites: directory.sites, retry: RetryPolicy(), logger: logger
         )
+        // On a terminal, a line that says how far each site is; nothing when output is a file.
+        let progress = isatty(STDERR_FILENO) != 0 ? TerminalProgress() : nil
+        if let progress {
+            round.progress = { @Sendable site, messages, bytes in progress.update(site: site, messages: messages, bytes: bytes) }
+        }
+        defer { progress?.clear() }
         // A server's LOGIN-DELAY is recorded as when the site may be polled again.
         let report = await round.run(selected) { _, result in
             if case .failure(let error) = result { error.retryAfter } else { nil }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 
 /// What reaches an operator's terminal. Subjects, senders, file names, a server's `-ERR` text
 /// and a site's last error come from partners and servers: an ESC sequence in them would clear
@@ -155,5 +156,40 @@ struct JSONLogHandler: LogHandler {
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         return formatter.string(from: date)
+    }
+}
+
+/// `gatepost poll`'s progress line on a terminal: the site, messages, bytes and rate, rewritten
+/// in place at most four times a second, and cleared before the summary.
+final class TerminalProgress: Sendable {
+    private struct State {
+        var started: [String: ContinuousClock.Instant] = [:]
+        var lastDrawn: ContinuousClock.Instant?
+        var drawn = false
+    }
+
+    private let state = Mutex(State())
+
+    func update(site: String, messages: Int, bytes: Int64) {
+        let now = ContinuousClock.now
+        let line: String? = state.withLock { state in
+            let started = state.started[site] ?? now
+            state.started[site] = started
+            if let last = state.lastDrawn, now - last < .milliseconds(250) { return nil }
+            state.lastDrawn = now
+            state.drawn = true
+            return Self.line(site: site, messages: messages, bytes: bytes, elapsed: now - started)
+        }
+        if let line { FileHandle.standardError.write(Data("\r\u{1B}[K\(Terminal.safe(line))".utf8)) }
+    }
+
+    func clear() {
+        if state.withLock({ $0.drawn }) { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+    }
+
+    static func line(site: String, messages: Int, bytes: Int64, elapsed: Duration) -> String {
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let rate = seconds > 0.5 ? ", \(Formatting.bytes(Int64(Double(bytes) / seconds)))/s" : ""
+        return "\(site): \(messages) message\(messages == 1 ? "" : "s"), \(Formatting.bytes(bytes))\(rate)"
     }
 }

@@ -5,6 +5,7 @@ import GRDB
 import GatepostPOP3
 import GatepostTestSupport
 import Logging
+import Synchronization
 import Testing
 @testable import GatepostCore
 
@@ -61,6 +62,24 @@ func sha256Hex(ofFile path: String) throws -> String {
 }
 
 @Suite struct PollJobTests {
+    @Test func progressIsToldAfterEachCommittedBatch() async throws {
+        var fixture = try await PollFixture()
+        let server = fixture.server
+        defer { Task { await server.stop() } }
+        fixture.site.poll.commitBatch = 1
+        let seen = Mutex<[Int]>([])
+        var job = PollJob(site: fixture.site, spool: fixture.spool, catalog: fixture.catalog, logger: Logger(label: "test"))
+        let name = fixture.site.name
+        job.progress = { site, messages, bytes in
+            #expect(site == name && bytes > 0)
+            seen.withLock { $0.append(messages) }
+        }
+        let summary = try await job.run()
+        let counts = seen.withLock { $0 }
+        #expect(counts.last == summary.records.count)
+        #expect(counts == counts.sorted(), "it only grows")
+    }
+
     /// classify.split_attachments: one message, a transfer per file, all committed with its
     /// UIDL in one transaction and deleted once.
     @Test func aMessageWithSeveralFilesGivesOneTransferEachWhenTheSiteSplits() async throws {

@@ -326,6 +326,7 @@ struct GatepostProcess {
         )
         #expect(right.status == 0, "\(right.stderr)")
         #expect(right.stdout.hasPrefix("partner: 2 new"), "\(right.stdout)")
+        #expect(!right.stderr.contains("\r") && !right.stderr.contains("\u{1B}"), "no progress line when standard error is not a terminal")
         // Spool and catalog are owner-only.
         let attributes = try FileManager.default.attributesOfItem(atPath: dir + "/spool/catalog.sqlite")
         #expect(((attributes[.posixPermissions] as? Int) ?? 0o777) & 0o077 == 0)

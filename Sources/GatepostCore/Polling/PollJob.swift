@@ -74,6 +74,9 @@ public struct RetryPolicy: Sendable {
     }
 }
 
+/// What a poll has received so far: the site, messages, bytes. Called after each committed batch.
+public typealias PollProgress = @Sendable (_ site: String, _ messages: Int, _ bytes: Int64) -> Void
+
 /// Polls one site once: connect, authenticate, list, retrieve each new message into the spool
 /// and the catalog, delete what the site wants deleted, quit.
 ///
@@ -86,6 +89,8 @@ public struct PollJob: Sendable {
     public var spool: Spool
     public var catalog: any Catalog
     public var logger: Logger
+    /// Told after each committed batch: the site, messages and bytes received so far.
+    public var progress: PollProgress?
 
     public init(site: RemoteSite, spool: Spool, catalog: any Catalog, logger: Logger) {
         self.site = site
@@ -301,6 +306,7 @@ public struct PollJob: Sendable {
                         summary.records += message.siblings.map(\.record)
                         summary.bytes += message.listedSize ?? message.wireSize
                     }
+                    progress?(site.name, summary.records.count, summary.bytes)
                     action = machine.batchCommitted(batch)
                 } catch {
                     logger.error("could not commit the messages received", metadata: ["error": "\(error)"])

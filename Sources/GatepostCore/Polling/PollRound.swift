@@ -33,6 +33,8 @@ public struct PollRound: Sendable {
     public var allSites: [RemoteSite]
     public var retry: RetryPolicy
     public var logger: Logger
+    /// Told as each site's poll commits its batches (`gatepost poll` on a terminal).
+    public var progress: PollProgress?
 
     public init(spool: Spool, catalog: any Catalog, local: LocalSite?, allSites: [RemoteSite], retry: RetryPolicy, logger: Logger) {
         self.spool = spool
@@ -54,7 +56,9 @@ public struct PollRound: Sendable {
             let started = Date()
             let result: Result<PollSummary, SitePollError>
             do {
-                result = .success(try await PollJob(site: site, spool: spool, catalog: catalog, logger: logger).run(retrying: retry))
+                var job = PollJob(site: site, spool: spool, catalog: catalog, logger: logger)
+                job.progress = progress
+                result = .success(try await job.run(retrying: retry))
             } catch {
                 result = .failure(error)
             }
