@@ -76,6 +76,21 @@ public enum RoutePatterns {
     /// expression, without back-references (the one feature that needs backtracking) and
     /// without large repetition counts (each copies the expression when compiled).
     public static func subjectPatternProblem(_ pattern: String) -> String? {
+        if let feature = unsupportedFeature(pattern) { return feature }
+        var regex = regex_t()
+        let status = regcomp(&regex, pattern, REG_EXTENDED | REG_NOSUB)
+        defer { if status == 0 { regfree(&regex) } }
+        guard status == 0 else {
+            var message = [CChar](repeating: 0, count: 256)
+            regerror(status, &regex, &message, message.count)
+            return "is not a valid POSIX extended regular expression (\(String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)))"
+        }
+        return nil
+    }
+
+    /// What in `pattern` would need backtracking or blow up when compiled: too long, a
+    /// back-reference, a large repetition count. A scan, no compilation.
+    static func unsupportedFeature(_ pattern: String) -> String? {
         guard pattern.utf8.count <= maxPattern else { return "is longer than \(maxPattern) bytes" }
         let scalars = Array(pattern.unicodeScalars)
         for (index, scalar) in scalars.enumerated() where scalar == "\\" && index + 1 < scalars.count {
@@ -96,21 +111,15 @@ public enum RoutePatterns {
                 if inBraces { digits.unicodeScalars.append(scalar) }
             }
         }
-        var regex = regex_t()
-        let status = regcomp(&regex, pattern, REG_EXTENDED | REG_NOSUB)
-        defer { if status == 0 { regfree(&regex) } }
-        guard status == 0 else {
-            var message = [CChar](repeating: 0, count: 256)
-            regerror(status, &regex, &message, message.count)
-            return "is not a valid POSIX extended regular expression (\(String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)))"
-        }
         return nil
     }
 
     /// Whether `text` contains a match of `pattern` (a POSIX extended regular expression),
     /// by the C library's matcher, which does not backtrack without back-references.
     public static func subject(_ pattern: String, _ text: String) -> Bool {
-        guard subjectPatternProblem(pattern) == nil else { return false }
+        // Checked once more by scanning (a route built in code skips the site loader), then
+        // compiled once: not twice per delivery.
+        guard unsupportedFeature(pattern) == nil else { return false }
         var regex = regex_t()
         guard regcomp(&regex, pattern, REG_EXTENDED | REG_NOSUB) == 0 else { return false }
         defer { regfree(&regex) }
