@@ -45,10 +45,11 @@ public struct ReceivedTransfer: Sendable {
 public protocol TransferStore: Sendable {
     /// Stores a batch of received messages in one transaction (one fsync of the database for the
     /// batch), each item in order: its record; its UIDL as retrieved and not deleted, if it has
-    /// one; the acknowledgment entry it is owed, if any. A record that
-    /// ``AcknowledgmentRules/acknowledgedMessageId(by:)`` gives a Message-ID closes the outbound
-    /// transfer of the same site with that Message-ID, in the same transaction: it becomes what
-    /// ``AcknowledgmentRules/close(outbound:report:)`` returns (and stays as it is for nil).
+    /// one; the acknowledgment entry it is owed, if any. A report closes the outbound transfer it
+    /// ``AcknowledgmentRules/answers(_:outbound:)`` (the first one in order: the transfer
+    /// whose id is the report's envelope id, else one with its Message-ID), in the same
+    /// transaction: it becomes what ``AcknowledgmentRules/close(outbound:report:)`` returns
+    /// (and stays as it is for nil).
     ///
     /// The one rule the poll relies on: a message is either fully recorded (and will only be
     /// deleted, never fetched again) or not at all (and will be fetched again). So a record id,
@@ -92,6 +93,11 @@ public protocol TransferStore: Sendable {
     /// crash between the link and the state update is recognized and not delivered twice.
     /// Replaces an earlier target. Throws when no transfer has this id.
     func recordDeliveryTarget(id: String, application: String, target: String) async throws
+
+    /// The outbound transfers of `site` that ``AcknowledgmentRules/overdue(_:)`` moves on, when
+    /// their file's last outbox entry was sent before `sentBefore`, in one transaction; returns
+    /// them as they now are, in order.
+    func markOverdue(site: String, sentBefore: Date) async throws -> [TransferRecord]
 
     /// Records that `id`'s files are gone: `path` and `messageText` become nil, `purgedAt` is
     /// `at`. The row stays (the audit trail, and the UIDL that keeps the message from being

@@ -58,6 +58,17 @@ public final class InMemoryCatalog: Catalog {
             if let record = transfers[id] { transfers[id] = rule(record) }
         }
 
+        /// The outbound transfer `report` answers: the one whose id is its envelope id, else the
+        /// first with its Message-ID.
+        func answered(by report: TransferRecord) -> TransferRecord? {
+            guard AcknowledgmentRules.reference(of: report) != nil else { return nil }
+            if let envelopeId = report.originalEnvelopeId, let outbound = transfers[envelopeId],
+               AcknowledgmentRules.answers(report, outbound: outbound) {
+                return outbound
+            }
+            return sortedTransfers { AcknowledgmentRules.answers(report, outbound: $0) }.first
+        }
+
         func sortedTransfers(where include: (TransferRecord) -> Bool) -> [TransferRecord] {
             transfers.values.filter(include).sorted { ($0.receivedAt, $0.id) < ($1.receivedAt, $1.id) }
         }
@@ -106,10 +117,7 @@ public final class InMemoryCatalog: Catalog {
                 if let acknowledgment = item.acknowledgment {
                     try tables.insert(acknowledgment)
                 }
-                if let original = AcknowledgmentRules.acknowledgedMessageId(by: record),
-                   let outbound = tables.sortedTransfers(where: {
-                       $0.direction == .outbound && $0.site == record.site && $0.messageId == original
-                   }).first,
+                if let outbound = tables.answered(by: record),
                    let closed = AcknowledgmentRules.close(outbound: outbound, report: record) {
                     tables.transfers[closed.id] = closed
                 }
@@ -184,6 +192,24 @@ public final class InMemoryCatalog: Catalog {
         try write { tables throws(ConstraintViolation) in
             try tables.requireTransfer(id)
             tables.deliveryTargets[id] = target
+        }
+    }
+
+    public func markOverdue(site: String, sentBefore: Date) async throws -> [TransferRecord] {
+        tables.withLock { tables in
+            var lastSent: [String: Date] = [:]
+            for entry in tables.outbox.values where entry.kind == .file && entry.site == site && entry.state == .sent {
+                guard let sentAt = entry.sentAt else { continue }
+                lastSent[entry.transferId] = max(lastSent[entry.transferId] ?? sentAt, sentAt)
+            }
+            let due = tables.sortedTransfers { record in
+                record.site == site && lastSent[record.id].map { $0 < sentBefore } == true
+            }
+            return due.compactMap { record in
+                guard let overdue = AcknowledgmentRules.overdue(record) else { return nil }
+                tables.transfers[overdue.id] = overdue
+                return overdue
+            }
         }
     }
 

@@ -252,6 +252,11 @@ public final class SQLiteCatalog: Catalog {
                 t.add(column: "configurationErrorSince", .datetime)
             }
         }
+        migrator.registerMigration("v13-envelope-id") { db in
+            try db.alter(table: "transfer") { t in
+                t.add(column: "originalEnvelopeId", .text)
+            }
+        }
         return migrator
     }
 
@@ -431,16 +436,30 @@ public final class SQLiteCatalog: Catalog {
                 if let acknowledgment = item.acknowledgment {
                     try Self.insert(acknowledgment, db)
                 }
-                if let original = AcknowledgmentRules.acknowledgedMessageId(by: record),
-                   let outbound = try StoredTransfer
-                    .filter(Column("direction") == TransferRecord.Direction.outbound.rawValue && Column("messageId") == original)
-                    .filter(Column("site") == record.site)
-                    .fetchOne(db)?.record,
+                if let outbound = try Self.outbound(answeredBy: record, db),
                    let closed = AcknowledgmentRules.close(outbound: outbound, report: record) {
                     try StoredTransfer(closed).update(db)
                 }
             }
         }
+    }
+
+    /// The outbound transfer `report` answers: the one whose id is its envelope id, else the
+    /// first with its Message-ID.
+    static func outbound(answeredBy report: TransferRecord, _ db: Database) throws -> TransferRecord? {
+        guard AcknowledgmentRules.reference(of: report) != nil else { return nil }
+        if let envelopeId = report.originalEnvelopeId, let outbound = try StoredTransfer.fetchOne(db, key: envelopeId)?.record,
+           AcknowledgmentRules.answers(report, outbound: outbound) {
+            return outbound
+        }
+        guard let messageId = report.originalMessageId else { return nil }
+        return try StoredTransfer
+            .filter(Column("direction") == TransferRecord.Direction.outbound.rawValue && Column("messageId") == messageId)
+            .filter(Column("site") == report.site)
+            .order(Column("receivedAt"), Column("id"))
+            .fetchAll(db)
+            .map(\.record)
+            .first { AcknowledgmentRules.answers(report, outbound: $0) }
     }
 
     /// Replaces transfer `id` by what `rule` makes of it, in the caller's transaction; nothing
@@ -514,6 +533,27 @@ public final class SQLiteCatalog: Catalog {
     public func outboxReferences(path: String) async throws -> Bool {
         try await database.read { db in
             try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM outbox WHERE path = ?)", arguments: [path]) ?? false
+        }
+    }
+
+    public func markOverdue(site: String, sentBefore: Date) async throws -> [TransferRecord] {
+        try await database.write { db in
+            let waiting = try StoredTransfer.fetchAll(
+                db,
+                sql: """
+                SELECT * FROM transfer
+                WHERE direction = 'out' AND site = ? AND state IN ('sent', 'delivered')
+                  AND id IN (SELECT transferId FROM outbox WHERE kind = 'file' AND state = 'sent' AND site = ?
+                             GROUP BY transferId HAVING max(sentAt) < ?)
+                ORDER BY receivedAt, id
+                """,
+                arguments: [site, site, sentBefore]
+            )
+            return try waiting.compactMap { stored in
+                guard let overdue = AcknowledgmentRules.overdue(stored.record) else { return nil }
+                try StoredTransfer(overdue).update(db)
+                return overdue
+            }
         }
     }
 
@@ -641,6 +681,7 @@ struct StoredTransfer: Codable, FetchableRecord, PersistableRecord {
     var messageText: String?
     var classification: String?
     var signature: String?
+    var originalEnvelopeId: String?
 
     init(_ record: TransferRecord) {
         id = record.id
@@ -673,6 +714,7 @@ struct StoredTransfer: Codable, FetchableRecord, PersistableRecord {
         messageText = record.messageText
         classification = record.classification
         signature = record.signature
+        originalEnvelopeId = record.originalEnvelopeId
     }
 
     var record: TransferRecord {
@@ -704,7 +746,8 @@ struct StoredTransfer: Codable, FetchableRecord, PersistableRecord {
             purgedAt: purgedAt,
             messageText: messageText,
             classification: classification,
-            signature: signature
+            signature: signature,
+            originalEnvelopeId: originalEnvelopeId
         )
     }
 }
@@ -714,7 +757,7 @@ extension StoredTransfer {
         "id", "direction", "type", "fileName", "site", "application", "state", "messageId", "uidl", "sender",
         "recipients", "subject", "size", "sha256", "path", "receivedAt", "ack", "error", "originalMessageId",
         "disposition", "deliveredPath", "messageSha256", "recipientReports", "ackMessageId", "purgedAt", "messageText",
-        "classification", "signature",
+        "classification", "signature", "originalEnvelopeId",
     ]
     private static let insertSQL = "INSERT INTO transfer (\(columns.joined(separator: ", "))) VALUES (\(columns.map { _ in "?" }.joined(separator: ", ")))"
 
@@ -726,7 +769,7 @@ extension StoredTransfer {
             id, direction, type, fileName, site, application, state, messageId, uidl, sender,
             recipients, subject, size, sha256, path, receivedAt, ack, error, originalMessageId,
             disposition, deliveredPath, messageSha256, recipientReports, ackMessageId, purgedAt, messageText,
-            classification, signature,
+            classification, signature, originalEnvelopeId,
         ]
         try statement.execute(arguments: StatementArguments(values))
     }

@@ -18,7 +18,15 @@ public struct TransferRecord: Codable, Sendable, Hashable, Identifiable {
     public enum State: String, Codable, Sendable, Hashable, CaseIterable {
         /// Outbound: waiting in the outbox.
         case queued
-        case received, routed, delivered, failed, sent, acknowledged
+        case received, routed
+        /// Inbound: delivered to its application. Outbound: a delivery status notification
+        /// (RFC 3464) says every recipient's server has it; the partner's acknowledgment is
+        /// still to come.
+        case delivered
+        case failed, sent, acknowledged
+        /// Outbound: no acknowledgment within the site's `ack_timeout` of being sent. A late
+        /// acknowledgment still closes it.
+        case overdue
     }
 
     public enum Acknowledgment: String, Codable, Sendable, Hashable, CaseIterable {
@@ -53,6 +61,9 @@ public struct TransferRecord: Codable, Sendable, Hashable, Identifiable {
     public var error: String?
     /// For EERP: the Message-ID of the message the report is about.
     public var originalMessageId: String?
+    /// For EERP: the `Original-Envelope-Id` of a delivery status notification (RFC 3464): the
+    /// ENVID Gatepost gave the outbound transfer, its id.
+    public var originalEnvelopeId: String?
     /// For EERP: the Disposition (RFC 8098) or Action (RFC 3464) reported.
     public var disposition: String?
     /// Where the file was delivered to its application, once delivered.
@@ -107,7 +118,8 @@ public struct TransferRecord: Codable, Sendable, Hashable, Identifiable {
         purgedAt: Date? = nil,
         messageText: String? = nil,
         classification: String? = nil,
-        signature: String? = nil
+        signature: String? = nil,
+        originalEnvelopeId: String? = nil
     ) {
         self.id = id
         self.direction = direction
@@ -137,12 +149,14 @@ public struct TransferRecord: Codable, Sendable, Hashable, Identifiable {
         self.messageText = messageText
         self.classification = classification
         self.signature = signature
+        self.originalEnvelopeId = originalEnvelopeId
     }
 
     private enum CodingKeys: String, CodingKey {
         case id, direction, type, fileName, site, application, state, messageId, uidl, sender, recipients, subject
         case size, sha256, path, receivedAt, ack, error, originalMessageId, disposition, deliveredPath
         case messageSha256, recipientReports, ackMessageId, purgedAt, messageText, classification, signature
+        case originalEnvelopeId
     }
 
     /// Every field is written, absent ones as `null`: a consumer of `--format json` sees the
@@ -177,6 +191,7 @@ public struct TransferRecord: Codable, Sendable, Hashable, Identifiable {
         try container.encode(messageText, forKey: .messageText)
         try container.encode(classification, forKey: .classification)
         try container.encode(signature, forKey: .signature)
+        try container.encode(originalEnvelopeId, forKey: .originalEnvelopeId)
     }
 
     /// A new, time-ordered id: `T` + UTC timestamp to the millisecond + 8 hex digits, random for
@@ -227,6 +242,13 @@ public struct RecipientReport: Codable, Sendable, Hashable {
         guard let disposition = disposition?.lowercased() else { return false }
         let type = disposition.split(separator: ";").last.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
         return type.contains("/error") || type.hasPrefix("failed") || type.hasPrefix("deleted") || type.hasPrefix("denied")
+    }
+
+    /// A DSN says the recipient's server has it: `delivered`, or passed on where no report
+    /// will come from (`relayed`, `expanded`).
+    public var reportsDelivery: Bool {
+        guard let action = action?.lowercased() else { return false }
+        return ["delivered", "relayed", "expanded"].contains(action)
     }
 
     public func encode(to encoder: any Encoder) throws {

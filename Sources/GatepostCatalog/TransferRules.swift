@@ -11,44 +11,87 @@ extension TransferRecord.State {
 }
 
 /// What a partner's report (an EERP: an RFC 8098 MDN or an RFC 3464 DSN) does to the outbound
-/// transfer it answers.
+/// transfer it answers, and what the lack of one does.
 public enum AcknowledgmentRules {
-    /// The Message-ID of the outbound transfer `report` may close: that of the message it
-    /// reports on, when it is a report with at least one recipient's line.
-    public static func acknowledgedMessageId(by report: TransferRecord) -> String? {
-        guard report.type == .eerp, !report.recipientReports.isEmpty else { return nil }
-        return report.originalMessageId
+    /// How a report names the outbound transfer it answers: a DSN by the ENVID Gatepost gave
+    /// it (the transfer's id) and by the Message-ID in the header it returns; an MDN by its
+    /// Original-Message-ID.
+    public struct Reference: Sendable, Hashable {
+        public var envelopeId: String?
+        public var messageId: String?
+    }
+
+    /// What `report` names, when it is a report with at least one recipient's line and names
+    /// something.
+    public static func reference(of report: TransferRecord) -> Reference? {
+        guard report.type == .eerp, !report.recipientReports.isEmpty,
+              report.originalEnvelopeId != nil || report.originalMessageId != nil
+        else { return nil }
+        return Reference(envelopeId: report.originalEnvelopeId, messageId: report.originalMessageId)
+    }
+
+    /// Whether `report` is about `outbound`: the same site (a partner cannot close another
+    /// partner's transfer by naming it), and the envelope id or Message-ID it names.
+    public static func answers(_ report: TransferRecord, outbound: TransferRecord) -> Bool {
+        guard outbound.direction == .outbound, outbound.site == report.site, let reference = reference(of: report) else { return false }
+        if let envelopeId = reference.envelopeId, outbound.id == envelopeId { return true }
+        if let messageId = reference.messageId, outbound.messageId == messageId { return true }
+        return false
     }
 
     /// The outbound transfer after `report`, or nil when the report leaves it as it is: a report
-    /// from another site (a partner cannot close another partner's transfer by naming its
-    /// Message-ID), about another message, or for a transfer not waiting for one.
+    /// about another transfer (``answers(_:outbound:)``), or for a transfer not waiting for one.
     ///
     /// Each reported recipient's line replaces an earlier one for the same recipient (compared
-    /// without case). A report of failure (`processed/error`, a DSN `failed`) fails the transfer,
-    /// naming each failing line; any other acknowledges it.
+    /// without case). Then, in this order:
+    /// - a line reporting failure (an MDN's `processed/error`, a DSN's `failed`) fails the
+    ///   transfer, naming each failing line;
+    /// - an MDN acknowledges it (the partner has processed it);
+    /// - a DSN moves a sent transfer to `delivered` once every recipient has been reported
+    ///   delivered (or relayed, or expanded): the server has it, the partner's acknowledgment is
+    ///   still to come. A `delayed` line is recorded and changes nothing else.
     public static func close(outbound: TransferRecord, report: TransferRecord) -> TransferRecord? {
-        guard outbound.direction == .outbound, outbound.site == report.site,
-              let original = acknowledgedMessageId(by: report), outbound.messageId == original,
-              [.queued, .sent, .acknowledged].contains(outbound.state)
+        guard answers(report, outbound: outbound),
+              [.queued, .sent, .delivered, .overdue, .acknowledged].contains(outbound.state)
         else { return nil }
         var closed = outbound
         for line in report.recipientReports {
             closed.recipientReports.removeAll { $0.recipient.lowercased() == line.recipient.lowercased() }
             closed.recipientReports.append(line)
         }
-        closed.ack = .received
-        closed.ackMessageId = report.messageId
         let failures = report.recipientReports.filter(\.reportsFailure)
-        if failures.isEmpty {
-            closed.state = .acknowledged
-        } else {
+        let isDisposition = report.recipientReports.contains { $0.disposition != nil }
+        if isDisposition {
+            closed.ack = .received
+            closed.ackMessageId = report.messageId
+        }
+        if !failures.isEmpty {
             closed.state = .failed
             closed.error = "the partner reported: " + failures.map { line in
                 "\(line.recipient): " + [line.disposition, line.action, line.status].compactMap { $0 }.joined(separator: " ")
             }.joined(separator: "; ")
+        } else if isDisposition {
+            closed.state = .acknowledged
+        } else if [.queued, .sent].contains(closed.state), allDelivered(closed) {
+            closed.state = .delivered
         }
         return closed
+    }
+
+    /// Whether every recipient of `outbound` has a line saying its server has the message.
+    static func allDelivered(_ outbound: TransferRecord) -> Bool {
+        let delivered = Set(outbound.recipientReports.filter(\.reportsDelivery).map { $0.recipient.lowercased() })
+        return !outbound.recipients.isEmpty && outbound.recipients.allSatisfy { delivered.contains($0.lowercased()) }
+    }
+
+    /// `outbound` once its site's `ack_timeout` has passed since it was sent with no
+    /// acknowledgment, or nil when it is not waiting for one (not sent yet, acknowledged,
+    /// failed, or already overdue). Its `error` stays: the state says what is missing.
+    public static func overdue(_ outbound: TransferRecord) -> TransferRecord? {
+        guard outbound.direction == .outbound, [.sent, .delivered].contains(outbound.state) else { return nil }
+        var overdue = outbound
+        overdue.state = .overdue
+        return overdue
     }
 }
 

@@ -45,6 +45,8 @@ public struct SMTPCapabilities: Sendable, Hashable {
     public var supportsStartTLS: Bool { has("STARTTLS") }
     /// ENHANCEDSTATUSCODES (RFC 2034).
     public var supportsEnhancedStatusCodes: Bool { has("ENHANCEDSTATUSCODES") }
+    /// DSN (RFC 3461): delivery status notifications asked for in MAIL FROM and RCPT TO.
+    public var supportsDeliveryStatusNotifications: Bool { has("DSN") }
     /// SMTPUTF8 (RFC 6531): non-ASCII addresses.
     public var supportsSMTPUTF8: Bool { has("SMTPUTF8") }
 

@@ -94,6 +94,8 @@ public struct SMTPClientStateMachine: Sendable {
     private struct Transaction: Sendable {
         var envelope: SMTPEnvelope
         var pipelined: Bool
+        /// What was asked for in MAIL FROM: the envelope's request when the server offers DSN.
+        var deliveryStatus: DeliveryStatusRequest?
         var mailFromReply: SMTPReply?
         var recipientReplies: [SMTPReply] = []
         /// Set once the transaction cannot succeed; reported when the server is ready again.
@@ -101,6 +103,11 @@ public struct SMTPClientStateMachine: Sendable {
 
         var recipientResults: [SMTPRecipientResult] {
             zip(envelope.recipients, recipientReplies).map { SMTPRecipientResult(recipient: $0, reply: $1) }
+        }
+
+        func recipientCommand(_ index: Int) -> SMTPCommand {
+            let recipient = envelope.recipients[index]
+            return .recipient(recipient, parameters: deliveryStatus?.recipientParameters(recipient) ?? [])
         }
     }
 
@@ -193,19 +200,23 @@ public struct SMTPClientStateMachine: Sendable {
             }
             parameters.append("SMTPUTF8")
         }
+        // Asked for only where the server can carry it: RFC 3461 parameters sent to a server
+        // without DSN are refused (555), and the message is worth more than the report.
+        let deliveryStatus = capabilities.supportsDeliveryStatusNotifications ? envelope.deliveryStatus : nil
+        if let deliveryStatus { parameters += deliveryStatus.mailParameters }
         let pipelined = capabilities.supportsPipelining
         var commands: [SMTPCommand] = [.mailFrom(envelope.from, parameters: parameters)]
         var replies: [Expected] = [.mailFrom]
         if pipelined {
             for (index, recipient) in envelope.recipients.enumerated() {
-                commands.append(.recipient(recipient, parameters: []))
+                commands.append(.recipient(recipient, parameters: deliveryStatus?.recipientParameters(recipient) ?? []))
                 replies.append(.recipient(index))
             }
             commands.append(.data)
             replies.append(.data)
         }
         let action = try send(commands, expecting: replies)
-        transaction = Transaction(envelope: envelope, pipelined: pipelined)
+        transaction = Transaction(envelope: envelope, pipelined: pipelined, deliveryStatus: deliveryStatus)
         state = .transaction
         return action
     }
@@ -405,7 +416,7 @@ public struct SMTPClientStateMachine: Sendable {
         if reply.isPositiveCompletion {
             transaction = current
             if !current.pipelined {
-                actions.append(try send([.recipient(current.envelope.recipients[0], parameters: [])], expecting: [.recipient(0)]))
+                actions.append(try send([current.recipientCommand(0)], expecting: [.recipient(0)]))
             }
             return
         }
@@ -431,7 +442,7 @@ public struct SMTPClientStateMachine: Sendable {
         guard !current.pipelined else { return }
         let next = index + 1
         if next < current.envelope.recipients.count {
-            actions.append(try send([.recipient(current.envelope.recipients[next], parameters: [])], expecting: [.recipient(next)]))
+            actions.append(try send([current.recipientCommand(next)], expecting: [.recipient(next)]))
         } else if current.recipientResults.contains(where: \.isAccepted) {
             actions.append(try send([.data], expecting: [.data]))
         } else {

@@ -75,10 +75,14 @@ public struct SMTPEnvelope: Sendable, Hashable {
     /// The reverse-path; empty for the null sender `<>`.
     public var from: String
     public var recipients: [String]
+    /// Delivery status notifications to ask for (RFC 3461), when the server offers DSN; a
+    /// server without it is sent the message without asking.
+    public var deliveryStatus: DeliveryStatusRequest?
 
-    public init(from: String, recipients: [String]) {
+    public init(from: String, recipients: [String], deliveryStatus: DeliveryStatusRequest? = nil) {
         self.from = from
         self.recipients = recipients
+        self.deliveryStatus = deliveryStatus
     }
 
     /// Whether an address needs SMTPUTF8 (RFC 6531) to be sent.
@@ -105,6 +109,51 @@ public struct SMTPEnvelope: Sendable, Hashable {
 
     static func printable(_ text: String) -> String {
         String(text.prefix(80).unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F ? "?" : Character($0) })
+    }
+}
+
+/// The delivery status notifications (RFC 3461) a message asks for, for every recipient, with
+/// only the header of the message returned (`RET=HDRS`: a bounce does not carry the file back),
+/// tagged with `envelopeID` so that a report names what it is about even when the message's
+/// own header is lost.
+public struct DeliveryStatusRequest: Sendable, Hashable {
+    /// When a report is wanted (NOTIFY).
+    public enum Notify: String, Sendable, Hashable, CaseIterable {
+        case success = "SUCCESS", failure = "FAILURE", delay = "DELAY"
+    }
+
+    /// ENVID: printable ASCII, at most 100 characters (RFC 3461 section 4.4); sent as xtext.
+    public var envelopeID: String
+    /// Empty: NOTIFY=NEVER.
+    public var notify: [Notify]
+
+    public init(envelopeID: String, notify: [Notify] = Notify.allCases) {
+        self.envelopeID = envelopeID
+        self.notify = notify
+    }
+
+    var mailParameters: [String] { ["RET=HDRS", "ENVID=" + Self.xtext(String(envelopeID.prefix(100)))] }
+
+    /// The RCPT TO parameters for `recipient`: NOTIFY, and ORCPT (the address as we named it,
+    /// which the report gives back as Original-Recipient) when it is ASCII.
+    func recipientParameters(_ recipient: String) -> [String] {
+        var parameters = ["NOTIFY=" + (notify.isEmpty ? "NEVER" : notify.map(\.rawValue).joined(separator: ","))]
+        if recipient.utf8.allSatisfy({ $0 < 0x80 }) { parameters.append("ORCPT=rfc822;" + Self.xtext(recipient)) }
+        return parameters
+    }
+
+    /// RFC 3461 section 4: `+`, `=`, spaces, controls and non-ASCII as `+XX`.
+    static func xtext(_ text: String) -> String {
+        var out = ""
+        for byte in text.utf8 {
+            if byte >= 0x21, byte <= 0x7E, byte != UInt8(ascii: "+"), byte != UInt8(ascii: "=") {
+                out.append(Character(Unicode.Scalar(byte)))
+            } else {
+                let hex = String(byte, radix: 16, uppercase: true)
+                out += "+" + (hex.count == 1 ? "0" + hex : hex)
+            }
+        }
+        return out
     }
 }
 

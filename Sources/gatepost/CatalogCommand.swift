@@ -25,7 +25,7 @@ struct CatalogCommand: AsyncParsableCommand {
         @OptionGroup var options: GlobalOptions
         @Option(help: "Only this site.") var site: String?
         @Option(help: "Only this type: XFER, MSG, EERP, or RECOVER and DUPLICATE (messages kept whole).") var type: ListedType?
-        @Option(help: "Only this state.") var state: TransferRecord.State?
+        @Option(help: "Only this state: \(TransferRecord.State.allCases.map(\.rawValue).joined(separator: ", ")).") var state: TransferRecord.State?
         @Option(help: "Only this direction: in or out.") var direction: TransferRecord.Direction?
         @Option(help: "Only these file names (glob or substring).") var fileName: String?
         @Option(help: "Only these senders (glob or substring).") var sender: String?
@@ -119,7 +119,7 @@ struct CatalogCommand: AsyncParsableCommand {
                     ("subject", record.subject), ("size", String(record.size)), ("sha256", record.sha256),
                     ("path", record.path), ("receivedAt", Formatting.timestamp(record.receivedAt)),
                     ("ack", record.ack.rawValue), ("ackMessageId", record.ackMessageId),
-                    ("originalMessageId", record.originalMessageId),
+                    ("originalMessageId", record.originalMessageId), ("originalEnvelopeId", record.originalEnvelopeId),
                     ("disposition", record.disposition), ("deliveredPath", record.deliveredPath), ("error", record.error),
                     ("classification", record.classification), ("signature", record.signature),
                     ("messageSha256", record.messageSha256),

@@ -101,10 +101,12 @@ struct PollCommand: AsyncParsableCommand {
         if failed { throw ExitCode(1) }
     }
 
-    /// "acme: outbox: 2 sent, 1 waiting to retry, 0 failed", or nil when nothing was due.
+    /// "acme: outbox: 2 sent, 1 waiting to retry, 0 failed", with ", 1 now overdue" when
+    /// acknowledgments stayed away; nil when nothing happened.
     static func describe(_ summary: OutboxSender.Summary, site: String) -> String? {
-        guard summary.sent + summary.retrying + summary.failed > 0 else { return nil }
+        guard summary.sent + summary.retrying + summary.failed + summary.overdue > 0 else { return nil }
         return "\(site): outbox: \(summary.sent) sent, \(summary.retrying) waiting to retry, \(summary.failed) failed"
+            + (summary.overdue > 0 ? ", \(summary.overdue) now overdue (no acknowledgment within ack_timeout)" : "")
     }
 
     static func describe(_ outcome: DeliveryOutcome) -> String {

@@ -193,6 +193,10 @@ struct SiteSummary: Encodable {
         var acknowledgments: Bool
         var acknowledgeAnyAddress: Bool
         var readTimeout: String
+        /// `smtp.ack_timeout`, or nil: outbound transfers never become overdue.
+        var ackTimeout: String?
+        /// `smtp.delivery_reports`: all, failures or none.
+        var deliveryReports: String
         var tls: TLSSummary
     }
 
@@ -265,6 +269,7 @@ struct SiteSummary: Encodable {
                 password: smtp.password.map { $0.problem.map { "(unavailable: \($0))" } ?? "****" } ?? "(none)",
                 oauth2TokenURL: smtp.oauth2?.tokenURL, acknowledgments: smtp.acknowledgments,
                 acknowledgeAnyAddress: smtp.acknowledgeAnyAddress, readTimeout: Formatting.duration(smtp.readTimeout),
+                ackTimeout: smtp.acknowledgmentTimeout.map(Formatting.duration), deliveryReports: smtp.deliveryReports.rawValue,
                 tls: TLSSummary(verify: smtp.tls.verify, caFile: smtp.tls.caFile, clientCertificate: smtp.tls.clientCertificate)
             )
         }
@@ -306,6 +311,7 @@ struct SiteSummary: Encodable {
                 "\(smtp.host):\(smtp.port) (\(smtp.security)), from \(smtp.from ?? "(none)")"
                     + (smtp.user.map { ", as \($0) \(smtp.oauth2TokenURL != nil ? "(OAuth2)" : smtp.password)" } ?? "")
                     + ", acknowledgments \(smtp.acknowledgments ? "on" : "off")\(smtp.acknowledgeAnyAddress ? " (any address)" : ""), read \(smtp.readTimeout)"
+                    + (smtp.ackTimeout.map { ", ack timeout \($0)" } ?? "") + ", delivery reports \(smtp.deliveryReports)"
                     + ", tls verify \(smtp.tls.verify ? "on" : "OFF")"
             } ?? "-"),
             ("application", application ?? "-"),

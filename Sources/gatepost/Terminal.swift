@@ -1,4 +1,5 @@
 import Foundation
+import GatepostCore
 import Logging
 import Synchronization
 
@@ -188,7 +189,7 @@ final class TerminalProgress: Sendable {
     }
 
     static func line(site: String, messages: Int, bytes: Int64, elapsed: Duration) -> String {
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let seconds = elapsed.timeInterval
         let rate = seconds > 0.5 ? ", \(Formatting.bytes(Int64(Double(bytes) / seconds)))/s" : ""
         return "\(site): \(messages) message\(messages == 1 ? "" : "s"), \(Formatting.bytes(bytes))\(rate)"
     }

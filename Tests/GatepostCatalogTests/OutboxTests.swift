@@ -114,6 +114,72 @@ import Testing
     }
 
     @Test(arguments: CatalogStore.allCases)
+    func aDeliveryReportClosesItsTransferByEnvelopeId(_ store: CatalogStore) async throws {
+        let catalog = try store.make()
+        try await catalog.commitOutbound(F.outbound("T1"), message: F.entry("T1"))
+        try await catalog.outboxSent(F.entry("T1"), at: F.epoch, refused: [], followUp: nil)
+        try await catalog.commitOutbound(F.outbound("T2"), message: F.entry("T2"))
+        try await catalog.outboxSent(F.entry("T2"), at: F.epoch, refused: [], followUp: nil)
+
+        // The returned header named no Message-ID we know; the envelope id is enough.
+        var bounce = F.report("D1", site: "acme", original: "unknown@relay.example", lines: [
+            RecipientReport(recipient: "ops@acme.example", action: "failed", status: "5.1.1"),
+        ])
+        bounce.originalEnvelopeId = "T2"
+        try await catalog.commitReceived(bounce, uidl: "d1")
+        #expect(try await catalog.transfer(id: "T1")?.state == .sent)
+        let failed = try #require(try await catalog.transfer(id: "T2"))
+        #expect(failed.state == .failed)
+        #expect(failed.error == "the partner reported: ops@acme.example: failed 5.1.1")
+
+        // Both recipients delivered, by Message-ID alone: delivered, still waiting for the MDN.
+        let delivered = F.report("D2", site: "acme", original: "T1@ours.example", lines: [
+            RecipientReport(recipient: "edi@acme.example", action: "delivered", status: "2.0.0"),
+            RecipientReport(recipient: "ops@acme.example", action: "delivered", status: "2.0.0"),
+        ])
+        try await catalog.commitReceived(delivered, uidl: "d2")
+        let record = try #require(try await catalog.transfer(id: "T1"))
+        #expect((record.state, record.ack) == (.delivered, .requested))
+    }
+
+    @Test(arguments: CatalogStore.allCases)
+    func anUnacknowledgedTransferBecomesOverdueCountingFromItsLastSend(_ store: CatalogStore) async throws {
+        let catalog = try store.make()
+        let hour: TimeInterval = 3600
+        // T1 sent at 0, T2 sent at 0 but partly refused for now: its follow-up went at 2 h.
+        for id in ["T1", "T2", "T3", "T4"] {
+            try await catalog.commitOutbound(F.outbound(id), message: F.entry(id))
+        }
+        try await catalog.outboxSent(F.entry("T1"), at: F.epoch, refused: [], followUp: nil)
+        var followUp = F.entry("T2-2", transferId: "T2")
+        followUp.recipients = ["ops@acme.example"]
+        try await catalog.outboxSent(F.entry("T2"), at: F.epoch, refused: [], followUp: followUp)
+        try await catalog.outboxSent(followUp, at: F.epoch.addingTimeInterval(2 * hour), refused: [], followUp: nil)
+        // T3 acknowledged; T4 never sent.
+        try await catalog.outboxSent(F.entry("T3"), at: F.epoch, refused: [], followUp: nil)
+        try await catalog.commitReceived(F.report("R3", site: "acme", original: "T3@ours.example", lines: [
+            RecipientReport(recipient: "edi@acme.example", disposition: F.processed),
+        ]), uidl: "r3")
+
+        #expect(try await catalog.markOverdue(site: "acme", sentBefore: F.epoch).isEmpty, "sent at the cutoff is not before it")
+        #expect(try await catalog.markOverdue(site: "other", sentBefore: F.epoch.addingTimeInterval(9 * hour)).isEmpty)
+        let first = try await catalog.markOverdue(site: "acme", sentBefore: F.epoch.addingTimeInterval(hour))
+        #expect(first.map(\.id) == ["T1"])
+        #expect(first.map(\.state) == [.overdue])
+        let later = try await catalog.markOverdue(site: "acme", sentBefore: F.epoch.addingTimeInterval(3 * hour))
+        #expect(later.map(\.id) == ["T2"], "once overdue is not overdue again; acknowledged and queued never")
+        #expect(try await catalog.transfer(id: "T3")?.state == .acknowledged)
+        #expect(try await catalog.transfer(id: "T4")?.state == .queued)
+        #expect(try await catalog.transfers(TransferFilter(state: .overdue)).map(\.id) == ["T1", "T2"])
+
+        // A late acknowledgment still closes it.
+        try await catalog.commitReceived(F.report("R1", site: "acme", original: "T1@ours.example", lines: [
+            RecipientReport(recipient: "edi@acme.example", disposition: F.processed),
+        ]), uidl: "r1")
+        #expect(try await catalog.transfer(id: "T1")?.state == .acknowledged)
+    }
+
+    @Test(arguments: CatalogStore.allCases)
     func aFailedFileCanBeRequeued(_ store: CatalogStore) async throws {
         let catalog = try store.make()
         let entry = F.entry("T1")

@@ -10,17 +10,97 @@ import Testing
         return record
     }
 
-    @Test func onlyAReportWithLinesNamesTheMessageItAcknowledges() {
+    @Test func onlyAReportWithLinesNamesWhatItAnswers() {
         let line = RecipientReport(recipient: "edi@acme.example", disposition: F.processed)
-        #expect(AcknowledgmentRules.acknowledgedMessageId(by: F.report("R1", site: "acme", original: "T1@ours.example", lines: [line])) == "T1@ours.example")
-        #expect(AcknowledgmentRules.acknowledgedMessageId(by: F.report("R1", site: "acme", original: "T1@ours.example", lines: [])) == nil)
+        #expect(AcknowledgmentRules.reference(of: F.report("R1", site: "acme", original: "T1@ours.example", lines: [line]))
+            == AcknowledgmentRules.Reference(envelopeId: nil, messageId: "T1@ours.example"))
+        #expect(AcknowledgmentRules.reference(of: F.report("R1", site: "acme", original: "T1@ours.example", lines: [])) == nil)
         var notAReport = F.inbound("R1")
         notAReport.originalMessageId = "T1@ours.example"
         notAReport.recipientReports = [line]
-        #expect(AcknowledgmentRules.acknowledgedMessageId(by: notAReport) == nil)
+        #expect(AcknowledgmentRules.reference(of: notAReport) == nil)
         var noOriginal = F.report("R1", site: "acme", original: "x", lines: [line])
         noOriginal.originalMessageId = nil
-        #expect(AcknowledgmentRules.acknowledgedMessageId(by: noOriginal) == nil)
+        #expect(AcknowledgmentRules.reference(of: noOriginal) == nil)
+        noOriginal.originalEnvelopeId = "T1"
+        #expect(AcknowledgmentRules.reference(of: noOriginal) == AcknowledgmentRules.Reference(envelopeId: "T1", messageId: nil))
+    }
+
+    @Test func aDeliveryReportNamesItsTransferByEnvelopeIdOrMessageId() {
+        let line = RecipientReport(recipient: "edi@acme.example", action: "failed", status: "5.1.1")
+        var byEnvelope = F.report("R1", site: "acme", original: "lost@elsewhere.example", lines: [line])
+        byEnvelope.originalEnvelopeId = "T1"
+        #expect(AcknowledgmentRules.answers(byEnvelope, outbound: sent()))
+        var byMessageId = F.report("R1", site: "acme", original: "T1@ours.example", lines: [line])
+        byMessageId.originalEnvelopeId = "someone-elses-envid"
+        #expect(AcknowledgmentRules.answers(byMessageId, outbound: sent()))
+        var neither = byEnvelope
+        neither.originalEnvelopeId = "T2"
+        #expect(!AcknowledgmentRules.answers(neither, outbound: sent()))
+        var otherSite = byEnvelope
+        otherSite.site = "mallory"
+        #expect(!AcknowledgmentRules.answers(otherSite, outbound: sent()), "an envelope id is no key to another site's transfer")
+    }
+
+    @Test func aDeliveryStatusNotificationDeliversOnlyOnceEveryRecipientIsDelivered() throws {
+        // F.outbound has two recipients: edi@ and ops@acme.example.
+        func dsn(_ lines: [RecipientReport]) -> TransferRecord {
+            var report = F.report("D1", site: "acme", original: "T1@ours.example", lines: lines)
+            report.originalEnvelopeId = "T1"
+            return report
+        }
+        let first = try #require(AcknowledgmentRules.close(outbound: sent(), report: dsn([
+            RecipientReport(recipient: "edi@acme.example", action: "delivered", status: "2.0.0"),
+        ])))
+        #expect(first.state == .sent, "one of two recipients delivered")
+        #expect((first.ack, first.ackMessageId) == (.requested, nil), "a DSN is not the partner's acknowledgment")
+        let delayed = try #require(AcknowledgmentRules.close(outbound: first, report: dsn([
+            RecipientReport(recipient: "ops@acme.example", action: "delayed", status: "4.4.1"),
+        ])))
+        #expect(delayed.state == .sent)
+        #expect(delayed.recipientReports.count == 2)
+        let both = try #require(AcknowledgmentRules.close(outbound: delayed, report: dsn([
+            RecipientReport(recipient: "OPS@acme.example", action: "relayed", status: "2.0.0"),
+        ])))
+        #expect(both.state == .delivered)
+        #expect(both.recipientReports.map(\.action) == ["delivered", "relayed"])
+        // The partner's MDN acknowledges a delivered (or overdue) transfer.
+        let mdn = F.report("R1", site: "acme", original: "T1@ours.example", lines: [
+            RecipientReport(recipient: "edi@acme.example", disposition: F.processed),
+        ])
+        #expect(AcknowledgmentRules.close(outbound: both, report: mdn)?.state == .acknowledged)
+        var overdue = both
+        overdue.state = .overdue
+        #expect(AcknowledgmentRules.close(outbound: overdue, report: mdn)?.state == .acknowledged)
+        #expect(AcknowledgmentRules.close(outbound: overdue, report: dsn([
+            RecipientReport(recipient: "edi@acme.example", action: "delivered"),
+        ]))?.state == .overdue, "a late delivery report is not the missing acknowledgment")
+    }
+
+    @Test func aFailedDeliveryStatusNotificationFailsTheTransfer() throws {
+        var report = F.report("D1", site: "acme", original: "lost@elsewhere.example", lines: [
+            RecipientReport(recipient: "edi@acme.example", action: "delivered", status: "2.0.0"),
+            RecipientReport(recipient: "ops@acme.example", action: "failed", status: "5.1.1"),
+        ])
+        report.originalEnvelopeId = "T1"
+        let closed = try #require(AcknowledgmentRules.close(outbound: sent(), report: report))
+        #expect(closed.state == .failed)
+        #expect(closed.error == "the partner reported: ops@acme.example: failed 5.1.1")
+        #expect(closed.ack == .requested)
+    }
+
+    @Test func onlyASentOrDeliveredTransferBecomesOverdue() {
+        for state in TransferRecord.State.allCases {
+            var outbound = sent()
+            outbound.state = state
+            outbound.error = "refused by the server: x@acme.example"
+            let overdue = AcknowledgmentRules.overdue(outbound)
+            #expect((overdue != nil) == [.sent, .delivered].contains(state), "\(state)")
+            #expect(overdue.map { ($0.state, $0.error) } ?? (.overdue, outbound.error) == (.overdue, outbound.error))
+        }
+        var inbound = sent()
+        inbound.direction = .inbound
+        #expect(AcknowledgmentRules.overdue(inbound) == nil)
     }
 
     @Test func aProcessedReportAcknowledges() throws {
@@ -63,7 +143,7 @@ import Testing
             var outbound = sent()
             outbound.state = state
             let closes = AcknowledgmentRules.close(outbound: outbound, report: report) != nil
-            #expect(closes == [.queued, .sent, .acknowledged].contains(state), "\(state)")
+            #expect(closes == [.queued, .sent, .delivered, .overdue, .acknowledged].contains(state), "\(state)")
         }
     }
 }

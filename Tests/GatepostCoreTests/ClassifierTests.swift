@@ -91,7 +91,35 @@ func classify(_ message: String, options: ClassificationOptions = Classification
 
         Disposition: automatic-action/MDN-sent-automatically; processed
         --r--
-        """) == .report(report: 2))
+        """) == .report(report: 2, returned: nil))
+    }
+
+    @Test func aDeliveryReportNamesWhatItReturnsOfTheOriginal() throws {
+        for returnedType in ["text/rfc822-headers", "message/rfc822", "message/global-headers"] {
+            #expect(try classify("""
+            Content-Type: multipart/report; report-type=delivery-status; boundary=r
+
+            --r
+            Content-Type: text/plain
+
+            Your message could not be delivered.
+            --r
+            Content-Type: message/delivery-status
+
+            Reporting-MTA: dns; mx.acme.example
+
+            Final-Recipient: rfc822; edi@acme.example
+            Action: failed
+            Status: 5.1.1
+            --r
+            Content-Type: \(returnedType)
+
+            Message-ID: <T1@ours.example>
+            Subject: File a.csv
+
+            --r--
+            """) == .report(report: 2, returned: 3), "\(returnedType)")
+        }
     }
 
     @Test func twoFilesAreRECOVER() throws {

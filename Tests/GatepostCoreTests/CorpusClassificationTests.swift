@@ -390,6 +390,19 @@ struct CorpusIngest {
             RecipientReport(recipient: "gone@partner.example", action: "failed", status: "5.1.1"),
             RecipientReport(recipient: "slow@partner.example", action: "delayed", status: "4.4.7"),
         ])
+        #expect(outcome.record.originalEnvelopeId == "out-2")
+        #expect(outcome.record.originalMessageId == "out-2@gatepost.example", "from the returned header")
+    }
+
+    @Test func aPostfixBounceNamesTheEnvelopeTheOriginalRecipientAndTheReturnedMessageId() throws {
+        let outcome = try CorpusIngest.ingest(try CorpusIngest.message("dsn-postfix-bounce.eml"))
+        #expect(outcome.record.type == .eerp)
+        #expect(outcome.record.originalEnvelopeId == "T1764291723000-0a1b2c3d")
+        #expect(outcome.record.originalMessageId == "T1764291723000-0a1b2c3d@gatepost.test")
+        #expect(outcome.record.recipientReports == [
+            RecipientReport(recipient: "edi+files@partner.example", action: "failed", status: "5.1.1"),
+        ], "the address we sent to (ORCPT, xtext-decoded), not the alias it reached")
+        #expect(outcome.record.disposition == "failed 5.1.1")
     }
 
     @Test func everyLimitKeepsTheMessageWholeRatherThanFailing() throws {

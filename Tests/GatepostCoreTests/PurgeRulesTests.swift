@@ -17,7 +17,7 @@ import Testing
 
     @Test func finishedTransfersAndNeverDeliveredOnesOnceReceived() {
         for state in TransferRecord.State.allCases {
-            #expect(PurgeRules.isFinished(transfer(state)) == [.delivered, .failed, .acknowledged, .sent].contains(state), "\(state)")
+            #expect(PurgeRules.isFinished(transfer(state)) == [.delivered, .failed, .acknowledged, .sent, .overdue].contains(state), "\(state)")
         }
         #expect(PurgeRules.isFinished(transfer(.received, type: .eerp, fileName: nil)))
         #expect(PurgeRules.isFinished(transfer(.received, fileName: TransferRecord.duplicateFileName)))

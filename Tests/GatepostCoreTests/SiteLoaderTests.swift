@@ -238,6 +238,19 @@ func makeTemporaryDirectory(_ label: String = "core") throws -> String {
         #expect(try #require(try load("pop3: {host: h, user: u, password: p}\nsmtp: {host: s}\n")).smtp?.readTimeout == .seconds(300))
     }
 
+    @Test func acknowledgmentTimeoutAndDeliveryReportsAreSmtpSettings() throws {
+        let site = try #require(try load("pop3: {host: h, user: u, password: p}\nsmtp: {host: s, ack_timeout: 4h, delivery_reports: failures}\n"))
+        #expect(site.smtp?.acknowledgmentTimeout == .seconds(4 * 3600))
+        #expect(site.smtp?.deliveryReports == .failures)
+        let defaults = try #require(try load("pop3: {host: h, user: u, password: p}\nsmtp: {host: s}\n"))
+        #expect(defaults.smtp?.acknowledgmentTimeout == nil, "never overdue unless the site says when")
+        #expect(defaults.smtp?.deliveryReports == .all)
+        expectError("pop3: {host: h, user: u, password: p}\nsmtp:\n  host: s\n  delivery_reports: sometimes\n",
+                    line: 4, field: "smtp.delivery_reports", containing: "all, failures or none")
+        expectError("pop3: {host: h, user: u, password: p}\nsmtp:\n  host: s\n  ack_timeout: soon\n",
+                    line: 4, field: "smtp.ack_timeout", containing: "positive duration")
+    }
+
     @Test func siteNamesThatDifferOnlyByCaseAreRefused() throws {
         let dir = try makeTemporaryDirectory()
         try "pop3: {host: h, user: u}\n".write(toFile: dir + "/Acme.yaml", atomically: true, encoding: .utf8)

@@ -17,7 +17,8 @@ import Testing
         var sites: String { root + "/sites" }
         var spool: String { root + "/spool" }
 
-        init(siteName: String, pop3User: String, dovecot: DovecotPeer, smtp: SMTPPeer) throws {
+        /// `smtpSettings`: more lines for the site's `smtp:` block.
+        init(siteName: String, pop3User: String, dovecot: DovecotPeer, smtp: SMTPPeer, smtpSettings: [String] = []) throws {
             root = (NSTemporaryDirectory() as NSString).appendingPathComponent("gatepost-ack-\(pop3User)-\(UUID().uuidString.prefix(8))")
             self.siteName = siteName
             try FileManager.default.createDirectory(atPath: root + "/sites", withIntermediateDirectories: true)
@@ -38,6 +39,7 @@ import Testing
               user: \(pop3User)
               password: \(password)
               tls: {ca_file: \(smtp.info.caFile)}
+            \(smtpSettings.map { "  " + $0 }.joined(separator: "\n"))
             application: erp
             """.write(toFile: root + "/sites/\(siteName).yaml", atomically: true, encoding: .utf8)
         }
@@ -91,8 +93,23 @@ import Testing
         #expect(outbound.sha256 == payloadSHA)
         let outboundMessageID = try #require(outbound.messageId)
 
-        // B polls: one XFER with the file, and an MDN on its way back.
+        // Postfix reports the delivery into bob's mailbox (a DSN: the server has it, RFC 3461):
+        // A's poll records it and the transfer is delivered, still waiting for the partner.
         try await Self.waitForMail(dovecot, user: "bob")
+        try await Self.waitForMail(dovecot, user: "alice")
+        let dsnPoll = try await gatewayA.gatepost(["poll", "bcorp"])
+        #expect(dsnPoll.status == 0, "\(dsnPoll.stderr)")
+        let dsn = try #require(try await gatewayA.records().first { $0.type == .eerp })
+        #expect(dsn.originalEnvelopeId == outbound.id, "Postfix returned the ENVID")
+        #expect(dsn.originalMessageId == outboundMessageID, "from the returned header")
+        // Postfix says `relayed` for a hand-over to LMTP without DSN, `delivered` otherwise.
+        #expect(dsn.recipientReports.count == 1 && dsn.recipientReports.allSatisfy(\.reportsDelivery), "\(dsn.recipientReports)")
+        let delivered = try #require(try await gatewayA.records().first { $0.id == outbound.id })
+        #expect(delivered.state == .delivered)
+        #expect(delivered.ack == .requested)
+        #expect(delivered.recipientReports.map(\.recipient) == ["bob@\(smtp.info.domain)"])
+
+        // B polls: one XFER with the file, and an MDN on its way back.
         let pollB = try await gatewayB.gatepost(["poll", "acorp"])
         #expect(pollB.status == 0, "\(pollB.stderr)")
         #expect(pollB.stdout.contains("acorp: outbox: 1 sent"), "\(pollB.stdout)")
@@ -104,7 +121,8 @@ import Testing
         #expect(received.ack == .sent)
         let mdnMessageID = try #require(received.ackMessageId)
 
-        // The MDN, as it sits in A's mailbox, checked by an independent parser.
+        // The MDN, as it sits in A's mailbox (the DSN was deleted by A's poll), checked by an
+        // independent parser.
         try await Self.waitForMail(dovecot, user: "alice")
         let maildir = try #require(dovecot.info.maildirs["alice"])
         let mdnFile = try #require(try FileManager.default.contentsOfDirectory(atPath: maildir).first.map { maildir + "/" + $0 })
@@ -118,7 +136,7 @@ import Testing
         let pollA = try await gatewayA.gatepost(["poll", "bcorp"])
         #expect(pollA.status == 0, "\(pollA.stderr)")
         let recordsA = try await gatewayA.records()
-        let eerp = try #require(recordsA.first { $0.type == .eerp })
+        let eerp = try #require(recordsA.first { $0.type == .eerp && $0.id != dsn.id })
         #expect(eerp.originalMessageId == outboundMessageID)
         #expect(eerp.messageId == mdnMessageID)
         #expect(eerp.ack == .none, "a report is never acknowledged")
@@ -131,6 +149,52 @@ import Testing
         )])
         // Nothing went back for the report: B's mailbox stays empty after its poll.
         #expect(dovecot.messageCount(user: "bob") == 0)
+    }
+
+    /// A partner's server that took the file and then could not deliver it bounces it (an RFC
+    /// 3464 DSN from Postfix): the transfer fails, naming the recipient. A file delivered but
+    /// never acknowledged becomes overdue after the site's `ack_timeout`.
+    @Test func aBounceFailsTheTransferAndSilenceMakesItOverdue() async throws {
+        let dovecot = try await DovecotPeer.start()
+        defer { dovecot.stop() }
+        let smtp = try await SMTPPeer.start(for: dovecot)
+        defer { smtp.stop() }
+        let gateway = try Gateway(siteName: "bcorp", pop3User: "alice", dovecot: dovecot, smtp: smtp, smtpSettings: ["ack_timeout: 1s"])
+        let file = gateway.root + "/orders.csv"
+        try "1;2;3\n".write(toFile: file, atomically: true, encoding: .utf8)
+
+        let bounced = try await gateway.gatepost(["send", "bcorp", file, "--to", "bounce@\(smtp.info.domain)"])
+        #expect(bounced.status == 0, "the server took it: \(bounced.stderr)")
+        let unanswered = try await gateway.gatepost(["send", "bcorp", file, "--to", "carol@\(smtp.info.domain)"])
+        #expect(unanswered.status == 0, "\(unanswered.stderr)")
+        let sent = try await gateway.records()
+        #expect(sent.map(\.state) == [.sent, .sent])
+        let sentAt = Date()
+
+        // Three reports come back to alice: bounce@ was `expanded` (an alias), then `failed`
+        // (its target refused by LMTP); carol's was delivered. Carol never acknowledges.
+        try await Self.waitForMail(dovecot, user: "alice", count: 3)
+        try await Self.waitForMail(dovecot, user: "carol")
+        // ack_timeout is 1s: let it pass, so that this poll's outbox run finds carol's overdue.
+        let passed = sentAt.addingTimeInterval(1.2).timeIntervalSinceNow
+        if passed > 0 { try await Task.sleep(for: .milliseconds(Int(passed * 1000))) }
+        let poll = try await gateway.gatepost(["poll", "bcorp"])
+        #expect(poll.status == 0, "\(poll.stderr)")
+        #expect(poll.stdout.contains("1 now overdue"), "\(poll.stdout)")
+
+        let records = try await gateway.records()
+        let failed = try #require(records.first { $0.id == sent[0].id })
+        #expect(failed.state == .failed)
+        #expect(failed.error == "the partner reported: bounce@\(smtp.info.domain): failed 5.1.1", "\(failed.error ?? "")")
+        let bounce = try #require(records.first { $0.type == .eerp && $0.originalEnvelopeId == sent[0].id && $0.disposition?.hasPrefix("failed") == true })
+        #expect(bounce.originalMessageId == sent[0].messageId)
+        #expect(bounce.recipientReports.map(\.recipient) == ["bounce@\(smtp.info.domain)"], "the address sent to (ORCPT), not the alias's target")
+        let overdue = try #require(records.first { $0.id == sent[1].id })
+        #expect(overdue.state == .overdue)
+        #expect(overdue.recipientReports.count == 1 && overdue.recipientReports.allSatisfy(\.reportsDelivery),
+                "delivered to carol's mailbox, never acknowledged: \(overdue.recipientReports)")
+        let listed = try await gateway.gatepost(["catalog", "list", "--state", "overdue", "--format", "json"])
+        #expect(listed.stdout.contains(sent[1].id) && !listed.stdout.contains(sent[0].id), "\(listed.stdout)")
     }
 
     /// 4xx is "later", 5xx is "no": against the same Postfix, a temporarily failing recipient

@@ -51,6 +51,30 @@ import Testing
         #expect(conversation.machine.state == .ready)
     }
 
+    @Test func deliveryReportsAreAskedForOnlyFromAServerOfferingDSN() throws {
+        var envelope = SMTPEnvelope(from: "sender@example.com", recipients: ["a+b@example.net", "c@example.net"])
+        envelope.deliveryStatus = DeliveryStatusRequest(envelopeID: "T1 x=y+z")
+        var offering = try Conversation.ready(Self.pipelining + ["DSN"])
+        offering.client(try offering.machine.beginTransaction(envelope, messageSize: nil))
+        #expect(offering.takeSent() == """
+            MAIL FROM:<sender@example.com> BODY=8BITMIME RET=HDRS ENVID=T1+20x+3Dy+2Bz\r
+            RCPT TO:<a+b@example.net> NOTIFY=SUCCESS,FAILURE,DELAY ORCPT=rfc822;a+2Bb@example.net\r
+            RCPT TO:<c@example.net> NOTIFY=SUCCESS,FAILURE,DELAY ORCPT=rfc822;c@example.net\r
+            DATA\r
+
+            """)
+        // Command by command too.
+        var unpipelined = try Conversation.ready(Self.plain + ["DSN"])
+        unpipelined.client(try unpipelined.machine.beginTransaction(envelope, messageSize: nil))
+        #expect(unpipelined.takeSent() == "MAIL FROM:<sender@example.com> BODY=8BITMIME RET=HDRS ENVID=T1+20x+3Dy+2Bz\r\n")
+        #expect(try unpipelined.server("250 2.1.0 Ok\r\n").isEmpty)
+        #expect(unpipelined.takeSent() == "RCPT TO:<a+b@example.net> NOTIFY=SUCCESS,FAILURE,DELAY ORCPT=rfc822;a+2Bb@example.net\r\n")
+        // A server without DSN would refuse the parameters: the message goes without them.
+        var withoutDSN = try Conversation.ready(Self.pipelining)
+        withoutDSN.client(try withoutDSN.machine.beginTransaction(envelope, messageSize: nil))
+        #expect(withoutDSN.takeSent().hasPrefix("MAIL FROM:<sender@example.com> BODY=8BITMIME\r\nRCPT TO:<a+b@example.net>\r\n"))
+    }
+
     @Test func unpipelinedTransactionGoesCommandByCommand() throws {
         var conversation = try Conversation.ready(Self.plain)
         conversation.client(try conversation.machine.beginTransaction(Self.envelope, messageSize: 99))

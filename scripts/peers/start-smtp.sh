@@ -32,6 +32,10 @@
 #   <user>@gatepost.test    250, delivered over LMTP into DOVECOT_DIR/mail/<user>/Maildir
 #                           for every Dovecot user (alice, bob, carol, certuser)
 #   tempfail@gatepost.test  451 4.3.0 (temporary failure, for retry tests)
+#   bounce@gatepost.test    250 at RCPT, then an alias for a user Dovecot does
+#                           not have: LMTP refuses it (5.1.1) and Postfix
+#                           returns a delivery status notification (a bounce)
+#                           to the sender, as a partner's MTA does after accepting
 #   any other @gatepost.test 550 5.1.1 (user unknown)
 #   any other domain        550 5.7.1 (relay access denied; nothing is ever relayed)
 # Without --require-auth, mail to @gatepost.test is accepted with or without AUTH
@@ -49,6 +53,7 @@
 #    "caFile": ".../dovecot/tls/ca.pem", "authUser": "alice",
 #    "authPassword": "alice-secret", "authMechanisms": ["PLAIN", "LOGIN", "CRAM-MD5"],
 #    "domain": "gatepost.test", "tempfailRecipient": "tempfail@gatepost.test",
+#    "bounceRecipient": "bounce@gatepost.test",
 #    "requireAuth": false, "sizeLimit": 104857600,
 #    "mailboxes": {"alice@gatepost.test": {"popUser": "alice",
 #                  "popPassword": "alice-secret", "maildirNew": ".../Maildir/new"}, ...},
@@ -150,6 +155,10 @@ done < "$DOVECOT_DIR/users"
 # Dovecot accepts them over LMTP as <user>@anything (auth_username_format = %Ln).
 for u in "${USERS[@]}"; do echo "$u@$DOMAIN OK"; done > "$ETC/mailboxes"
 echo "$TEMPFAIL 451 4.3.0 <$TEMPFAIL>: temporary failure for testing, try again later" > "$ETC/recipient_access"
+# Accepted at RCPT (an alias), refused by Dovecot's LMTP after: a real RFC 3464
+# bounce, whose Final-Recipient (the alias's target) is not the address sent to.
+BOUNCE=bounce@$DOMAIN
+echo "$BOUNCE nosuchuser@$DOMAIN" > "$ETC/aliases"
 # AUTH test user: the first user with a {PLAIN} password.
 read -r AUTH_USER AUTH_PASSWORD < <(sed -n 's/^\([^:]*\):{PLAIN}\([^:]*\):.*/\1 \2/p' "$DOVECOT_DIR/users" | head -n 1) ||
   die "no {PLAIN} password in $DOVECOT_DIR/users"
@@ -209,6 +218,7 @@ disable_mime_output_conversion = yes
 virtual_mailbox_domains = $DOMAIN
 virtual_mailbox_maps = texthash:$ETC/mailboxes
 virtual_transport = lmtp:unix:$DOVECOT_DIR/run/lmtp
+virtual_alias_maps = texthash:$ETC/aliases
 # One recipient per LMTP transaction: each mailbox's copy gets its own
 # "Delivered-To: <user>@$DOMAIN" (Dovecot leaves it out for several).
 lmtp_destination_recipient_limit = 1
@@ -307,7 +317,7 @@ print(json.dumps({
     "pid": int(pid), "host": "127.0.0.1", "port": int(port), "tlsPort": int(tls),
     "caFile": f"{dd}/tls/ca.pem", "certFile": f"{d}/tls/smtp.pem",
     "authUser": user, "authPassword": password, "authMechanisms": ["PLAIN", "LOGIN", "CRAM-MD5"],
-    "domain": domain, "tempfailRecipient": tempfail,
+    "domain": domain, "tempfailRecipient": tempfail, "bounceRecipient": f"bounce@{domain}",
     "requireAuth": require == "1", "sizeLimit": int(size),
     # Delivered mail: POP3 at the Dovecot of dovecotDir as popUser/popPassword
     # (null: certificate login only), or the files in maildirNew.

@@ -10,8 +10,9 @@ public enum MessageClass: Sendable, Hashable {
     /// A text message: `text` is its text (plain, else HTML), `html` its HTML rendering, and
     /// `resources` what the HTML shows inline (the images of a multipart/related).
     case message(text: Int, html: Int?, resources: [Int])
-    /// A report (multipart/report); `report` is its machine-readable part, if found.
-    case report(report: Int?)
+    /// A report (multipart/report); `report` is its machine-readable part, if found, and
+    /// `returned` what it returns of the original message (its header, or all of it), if found.
+    case report(report: Int?, returned: Int?)
     /// Anything else, kept whole.
     case recover
 }
@@ -60,6 +61,13 @@ public enum Classifier {
         "disposition-notification", "delivery-status", "global-disposition-notification", "global-delivery-status",
     ]
 
+    /// What a report returns of the original message (RFC 6522 section 3: the third part):
+    /// its header, or the whole message. `message/rfc822-headers` is no registered type, but
+    /// mailers send it.
+    static let returnedContentTypes: Set<String> = [
+        "text/rfc822-headers", "message/rfc822", "message/global", "message/global-headers", "message/rfc822-headers",
+    ]
+
     /// - Parameter parts: the parser's parts, in order (index 0 is the message).
     public static func classify(_ parts: [MIMEPart], options: ClassificationOptions = ClassificationOptions()) -> Classification {
         guard let top = parts.first else { return Classification(messageClass: .recover, reason: "no message header") }
@@ -80,7 +88,10 @@ public enum Classifier {
                 let type = parts[index].contentType
                 return type.type == "message" && reportTypes.contains(type.subtype)
             }
-            return classification(.report(report: report), "a multipart/report" + (report.map { " (\(parts[$0].contentType.mimeType))" } ?? " without a report part"))
+            let returned = walk.children(of: root.index).first { index in
+                index != report && returnedContentTypes.contains(parts[index].contentType.mimeType)
+            }
+            return classification(.report(report: report, returned: returned), "a multipart/report" + (report.map { " (\(parts[$0].contentType.mimeType))" } ?? " without a report part"))
         }
         if root.isMultipart, root.contentType.subtype == "encrypted" {
             return classification(.recover, "an encrypted message (multipart/encrypted): kept for an operator")

@@ -5,6 +5,8 @@ import GatepostMIME
 /// (message/disposition-notification) or RFC 3464 (message/delivery-status).
 public struct ReportFields: Sendable, Hashable {
     public var originalMessageID: String?
+    /// A DSN's `Original-Envelope-Id`: the ENVID the sender gave in MAIL FROM (RFC 3461).
+    public var originalEnvelopeID: String?
     public var finalRecipient: String?
     /// `Disposition` of an MDN, or the first recipient's `Action` (with `Status`) of a DSN.
     public var disposition: String?
@@ -35,6 +37,9 @@ public struct ReportFields: Sendable, Hashable {
             if fields.originalMessageID == nil, let id = header["Original-Message-ID"] {
                 fields.originalMessageID = MessageHeader.stripAngles(id)
             }
+            if fields.originalEnvelopeID == nil, let id = header["Original-Envelope-Id"] {
+                fields.originalEnvelopeID = Self.xtextDecoded(id.trimmingASCIIWhitespace())
+            }
             if fields.finalRecipient == nil, let recipient = header["Final-Recipient"] {
                 fields.finalRecipient = Self.address(recipient)
             }
@@ -45,8 +50,11 @@ public struct ReportFields: Sendable, Hashable {
                 fields.disposition = header["Status"].map { "\(action) \($0)" } ?? action
             }
             if let recipient = header["Final-Recipient"] {
+                // The address the sender named (ORCPT) is the one to match with what it sent;
+                // the final one may be an alias's target.
+                let original = header["Original-Recipient"].map(Self.address).map(Self.xtextDecoded)
                 fields.recipients.append(RecipientReport(
-                    recipient: Self.address(recipient),
+                    recipient: original ?? Self.address(recipient),
                     action: header["Action"].map { $0.trimmingASCIIWhitespace().asciiLowercased() },
                     status: header["Status"].map { $0.split(separator: " ").first.map(String.init) ?? $0 },
                     disposition: header["Disposition"]
@@ -54,6 +62,40 @@ public struct ReportFields: Sendable, Hashable {
             }
         }
         return fields
+    }
+
+    /// The Message-ID in what a report returns of the original message (its `text/rfc822-headers`
+    /// or `message/rfc822` part): the header only, up to its first blank line.
+    public static func returnedMessageID(_ bytes: [UInt8]) -> String? {
+        var end = bytes.endIndex
+        var lineStart = 0
+        for index in bytes.indices where bytes[index] == 0x0A {
+            let line = bytes[lineStart..<index]
+            if line.isEmpty || line == [0x0D] {
+                end = lineStart
+                break
+            }
+            lineStart = index + 1
+        }
+        return MessageHeader.parse(Array(bytes[..<end]))["Message-ID"].flatMap(MessageHeader.stripAngles)
+    }
+
+    /// RFC 3461 xtext: `+XX` is the byte XX in hexadecimal; anything else stands for itself. A
+    /// malformed `+` is kept as it is.
+    static func xtextDecoded(_ text: String) -> String {
+        guard text.contains("+") else { return text }
+        var bytes: [UInt8] = []
+        var utf8 = Array(text.utf8)[...]
+        while let byte = utf8.popFirst() {
+            if byte == UInt8(ascii: "+"), utf8.count >= 2,
+               let value = UInt8(String(decoding: utf8.prefix(2), as: UTF8.self), radix: 16) {
+                bytes.append(value)
+                utf8 = utf8.dropFirst(2)
+            } else {
+                bytes.append(byte)
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// `rfc822; user@example.com` -> `user@example.com`.

@@ -169,7 +169,7 @@ enum TransferAssembler {
                 record.fileName = site.application ?? "MSG"
                 record.size = main.size
                 record.sha256 = main.sha256
-            case .report(let report):
+            case .report(let report, let returned):
                 record.type = .eerp
                 record.ack = .none  // RFC 8098 section 2.1: never acknowledge a report.
                 guard let report, let body = result.bodies[report] else {
@@ -181,7 +181,12 @@ enum TransferAssembler {
                 }
                 let main = files.keep(body, suffix: "", name: reportFileName)
                 let fields = ReportFields.parse(try body.bytes(limit: 256 * 1024))
-                record.originalMessageId = fields.originalMessageID
+                // A DSN names the message only in what it returns of it; an MDN may leave its
+                // Original-Message-ID out too (RFC 8098 section 3.2.5: SHOULD).
+                record.originalMessageId = try fields.originalMessageID ?? returned.flatMap { index in
+                    try result.bodies[index].flatMap { try ReportFields.returnedMessageID($0.bytes(limit: 256 * 1024)) }
+                }
+                record.originalEnvelopeId = fields.originalEnvelopeID
                 record.disposition = fields.disposition
                 record.recipientReports = fields.recipients
                 if let recipient = fields.finalRecipient { record.recipients = [recipient] }

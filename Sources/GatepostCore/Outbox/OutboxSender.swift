@@ -77,6 +77,8 @@ public struct OutboxSender: Sendable {
         public var sent = 0
         public var retrying = 0
         public var failed = 0
+        /// Outbound transfers that became overdue in this run (``markOverdue(site:now:)``).
+        public var overdue = 0
     }
 
     /// Sends what is due, of one site or all; one SMTP session per site.
@@ -97,7 +99,25 @@ public struct OutboxSender: Sendable {
             }
             await send(entries, site: site, smtp: smtp, summary: &summary)
         }
+        for site in sites.values.sorted(by: { $0.name < $1.name }) where name == nil || site.name == name {
+            summary.overdue += try await markOverdue(site: site, now: now).count
+        }
         return summary
+    }
+
+    /// The site's outbound transfers sent longer than its `smtp.ack_timeout` ago with no
+    /// acknowledgment become `overdue`, each logged once (when it becomes so).
+    @discardableResult
+    public func markOverdue(site: RemoteSite, now: Date = Date()) async throws -> [TransferRecord] {
+        guard let timeout = site.smtp?.acknowledgmentTimeout else { return [] }
+        let overdue = try await catalog.markOverdue(site: site.name, sentBefore: now.addingTimeInterval(-timeout.timeInterval))
+        for transfer in overdue {
+            logger.warning("no acknowledgment within the site's ack_timeout", metadata: [
+                "site": "\(site.name)", "transfer": "\(transfer.id)", "file": "\(transfer.fileName ?? "")",
+                "ackTimeout": "\(DurationText.describe(timeout))",
+            ])
+        }
+        return overdue
     }
 
     private func send(_ entries: [OutboxEntry], site: RemoteSite, smtp: RemoteSite.SMTP, summary: inout Summary) async {
@@ -108,7 +128,13 @@ public struct OutboxSender: Sendable {
         do {
             try await smtp.withSession(logger: logger) { session in
                 for entry in entries {
-                    let envelope = SMTPEnvelope(from: entry.mailFrom, recipients: entry.recipients)
+                    // A file asks for delivery reports, tagged with its transfer's id; an MDN
+                    // does not (no reports on reports: it goes from the null sender).
+                    let envelope = SMTPEnvelope(
+                        from: entry.mailFrom, recipients: entry.recipients,
+                        deliveryStatus: entry.kind == .file && smtp.deliveryReports != .none
+                            ? DeliveryStatusRequest(envelopeID: entry.transferId, notify: smtp.deliveryReports.notify) : nil
+                    )
                     let outcome: Result<SMTPSendResult, SMTPError>
                     do throws(SMTPError) {
                         outcome = .success(try await session.send(envelope: envelope, messageFileAt: entry.path))
@@ -180,7 +206,7 @@ public struct OutboxSender: Sendable {
     private func nextAttempt(after attempt: Int) -> Date {
         var random = SystemRandomNumberGenerator()
         let delay = retry.delay(after: max(1, attempt), using: &random)
-        let seconds = Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18
+        let seconds = delay.timeInterval
         return Date().addingTimeInterval(max(1, seconds))
     }
 

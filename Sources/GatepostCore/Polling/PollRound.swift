@@ -63,7 +63,7 @@ public struct PollRound: Sendable {
                 result = .failure(error)
             }
             let delay = nextDelay(site, result)
-            let nextPoll = delay.map { Date().addingTimeInterval(Double($0.components.seconds) + Double($0.components.attoseconds) / 1e18) }
+            let nextPoll = delay.map { Date().addingTimeInterval($0.timeInterval) }
             // The poll is over either way; a failure to record it must not hide its outcome.
             switch result {
             case .success(let summary):

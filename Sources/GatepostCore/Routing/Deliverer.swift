@@ -103,7 +103,7 @@ public struct Deliverer: Sendable {
                 let failures = try await catalog.deliveryAttempts(id: record.id) + 1
                 if failures < application.attempts {
                     let wait = application.retryDelay * (1 << min(failures - 1, 16))
-                    let at = now.addingTimeInterval(Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18)
+                    let at = now.addingTimeInterval(wait.timeInterval)
                     try await catalog.scheduleDeliveryRetry(id: record.id, application: applicationName, error: message, at: at)
                     transferLogger.warning("delivery failed; will try again", metadata: ["error": "\(message)", "attempt": "\(failures)"])
                     return DeliveryOutcome(id: record.id, application: applicationName, state: .routed, error: message, retryAt: at)

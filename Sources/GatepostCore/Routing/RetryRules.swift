@@ -26,7 +26,7 @@ public enum RetryRules {
             again.state = .received
             again.application = nil
             return .deliverAgain(again)
-        case .delivered, .acknowledged, .sent, .queued:
+        case .delivered, .acknowledged, .sent, .queued, .overdue:
             return requeued > 0 ? .resent : .refused(reason: "transfer \(transfer.id) is already \(transfer.state.rawValue)")
         }
     }

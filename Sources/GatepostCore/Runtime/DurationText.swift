@@ -2,8 +2,7 @@
 /// never `81.83632939375411 seconds`.
 public enum DurationText {
     public static func describe(_ duration: Duration) -> String {
-        let (seconds, attoseconds) = duration.components
-        let total = Double(seconds) + Double(attoseconds) / 1e18
+        let total = duration.timeInterval
         if total < 0 { return "-" + describe(.zero - duration) }
         if total < 10 {
             let tenths = (total * 10).rounded() / 10
@@ -16,5 +15,12 @@ public enum DurationText {
             rest %= size
         }
         return parts.joined()
+    }
+}
+
+extension Duration {
+    /// In seconds, for `Date` arithmetic.
+    public var timeInterval: Double {
+        Double(components.seconds) + Double(components.attoseconds) / 1e18
     }
 }

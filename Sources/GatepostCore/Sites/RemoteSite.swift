@@ -2,6 +2,7 @@ import GatepostMIME
 import Foundation
 import GatepostCatalog
 import GatepostPOP3
+import GatepostSMTP
 
 /// A secret from a site file. It prints as `****` everywhere, so it cannot leak into a log line,
 /// an error or `site show` by accident; only the connection code reads ``value``.
@@ -138,6 +139,27 @@ public struct RemoteSite: Sendable, Hashable {
         /// How long the server may stay silent while a reply is due (`smtp.read_timeout`); the
         /// end of the data gets twice as long (RFC 5321 section 4.5.3.2 suggests 5 and 10 minutes).
         public var readTimeout: Duration = .seconds(300)
+        /// How long after an outbound file was sent its acknowledgment (the partner's MDN) may
+        /// take before the transfer is `overdue` (`smtp.ack_timeout`); nil: never.
+        public var acknowledgmentTimeout: Duration? = nil
+        /// Which delivery status notifications (RFC 3461) outbound files ask for, when the
+        /// server offers DSN (`smtp.delivery_reports`).
+        public var deliveryReports: DeliveryReports = .all
+    }
+
+    /// `smtp.delivery_reports`: `all` (delivered, failed and delayed: a file's transfer becomes
+    /// `delivered` when every recipient's server has it), `failures` (failed and delayed only),
+    /// or `none`.
+    public enum DeliveryReports: String, Sendable, Hashable, CaseIterable {
+        case all, failures, none
+
+        var notify: [DeliveryStatusRequest.Notify] {
+            switch self {
+            case .all: [.success, .failure, .delay]
+            case .failures: [.failure, .delay]
+            case .none: []
+            }
+        }
     }
 
     /// A routing rule: every condition given must hold; the first matching route wins.

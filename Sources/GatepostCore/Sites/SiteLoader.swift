@@ -316,7 +316,8 @@ public struct SiteLoader: Sendable {
             let smtpMap = try smtpNode.mapping()
             try smtpMap.rejectUnknownKeys([
                 "host", "port", "security", "from", "user", "password", "password_file", "tls", "allow_plaintext_password",
-                "acknowledgments", "acknowledge_any_address", "oauth2", "read_timeout",
+                "acknowledgments", "acknowledge_any_address", "oauth2", "read_timeout", "ack_timeout",
+                "delivery_reports",
             ])
             let smtpSecurity = try securityValue(smtpMap["security"], default: .tls)
             smtp = RemoteSite.SMTP(
@@ -334,6 +335,13 @@ public struct SiteLoader: Sendable {
             smtp?.acknowledgeAnyAddress = try smtpMap["acknowledge_any_address"]?.bool() ?? false
             smtp?.oauth2 = try oauth2Settings(smtpMap["oauth2"], tls: smtpTLS)
             smtp?.readTimeout = try smtpMap["read_timeout"]?.duration() ?? .seconds(300)
+            smtp?.acknowledgmentTimeout = try smtpMap["ack_timeout"]?.duration()
+            if let reportsNode = smtpMap["delivery_reports"] {
+                guard let reports = RemoteSite.DeliveryReports(rawValue: try reportsNode.string().lowercased()) else {
+                    throw reportsNode.error("must be all, failures or none")
+                }
+                smtp?.deliveryReports = reports
+            }
             if let fromNode = smtpMap["from"], (try? MailAddress(try fromNode.string())) == nil {
                 throw fromNode.error("must be a mail address such as gateway@example.com")
             }

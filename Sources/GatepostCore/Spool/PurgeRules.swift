@@ -3,12 +3,12 @@ import GatepostCatalog
 
 /// Which transfers `gatepost catalog purge` may remove the spool files of.
 public enum PurgeRules {
-    /// Done with: delivered, failed, acknowledged or sent; or a report or a duplicate, which are
+    /// Done with: delivered, failed, acknowledged, sent or overdue; or a report or a duplicate, which are
     /// never delivered, once received. A RECOVER (a message kept whole) waits for an operator,
     /// and a transfer still routed or queued for its delivery or its send.
     public static func isFinished(_ transfer: TransferRecord) -> Bool {
         switch transfer.state {
-        case .delivered, .failed, .acknowledged, .sent:
+        case .delivered, .failed, .acknowledged, .sent, .overdue:
             true
         case .received:
             transfer.type == .eerp || transfer.fileName == TransferRecord.duplicateFileName
