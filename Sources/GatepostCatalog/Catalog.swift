@@ -168,9 +168,19 @@ public protocol OutboxStore: Sendable {
     func outboxReferences(path: String) async throws -> Bool
 }
 
+/// Who did what to which site or transfer, and when: every operator action, from the console,
+/// the API or the command line.
+public protocol AuditStore: Sendable {
+    /// Appends `action` (its id is assigned: ids grow with each action recorded).
+    func recordOperatorAction(_ action: OperatorAction) async throws
+    /// The actions on `site` (every one naming it, including those on its transfers) or on
+    /// `transferId`, or all of them when both are nil; newest first, at most `limit`.
+    func operatorActions(site: String?, transferId: String?, limit: Int) async throws -> [OperatorAction]
+}
+
 /// The spool catalog: every role, in one store, so that a commit spanning roles (a record, its
 /// UIDL and its MDN) is one transaction.
-public protocol Catalog: TransferStore, UIDLStore, SiteStateStore, OutboxStore {}
+public protocol Catalog: TransferStore, UIDLStore, SiteStateStore, OutboxStore, AuditStore {}
 
 extension TransferStore {
     public func transfersToDeliver() async throws -> [TransferRecord] {

@@ -38,6 +38,7 @@ public final class InMemoryCatalog: Catalog {
         var deliveryTargets: [String: String] = [:]
         var deliveryRetries: [String: DeliveryRetry] = [:]
         var sites: [String: SiteState] = [:]
+        var operatorActions: [OperatorAction] = []
 
         mutating func insert(_ record: TransferRecord) throws(ConstraintViolation) {
             guard transfers[record.id] == nil else { throw .transferExists(id: record.id) }
@@ -133,7 +134,8 @@ public final class InMemoryCatalog: Catalog {
     }
 
     public func transfers(_ filter: TransferFilter) async throws -> [TransferRecord] {
-        let matching = read { $0.sortedTransfers(where: filter.matches) }
+        var matching = read { $0.sortedTransfers(where: filter.matches) }
+        if filter.newestFirst { matching.reverse() }
         // As SQL's LIMIT: a negative one is no limit.
         guard let limit = filter.limit, limit >= 0 else { return matching }
         return Array(matching.prefix(limit))
@@ -232,6 +234,24 @@ public final class InMemoryCatalog: Catalog {
             for uidl in uidls {
                 tables.retrieved[site]?[uidl]?.deleted = true
             }
+        }
+    }
+
+    // MARK: SiteStateStore
+
+    // MARK: AuditStore
+
+    public func recordOperatorAction(_ action: OperatorAction) async throws {
+        tables.withLock { tables in
+            var recorded = action
+            recorded.id = Int64(tables.operatorActions.count + 1)
+            tables.operatorActions.append(recorded)
+        }
+    }
+
+    public func operatorActions(site: String?, transferId: String?, limit: Int) async throws -> [OperatorAction] {
+        read { tables in
+            Array(tables.operatorActions.reversed().filter { $0.concerns(site: site, transferId: transferId) }.prefix(max(0, limit)))
         }
     }
 

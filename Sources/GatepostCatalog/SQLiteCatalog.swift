@@ -43,6 +43,7 @@ public final class SQLiteCatalog: Catalog {
         var configuration = Configuration()
         configuration.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = FULL")
+            db.add(function: Self.textPatternFunction)
         }
         configuration.busyMode = .timeout(10)
         do {
@@ -257,7 +258,55 @@ public final class SQLiteCatalog: Catalog {
                 t.add(column: "originalEnvelopeId", .text)
             }
         }
+        migrator.registerMigration("v14-operator-actions") { db in
+            try db.create(table: "operator_action") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("at", .datetime).notNull()
+                t.column("actor", .text).notNull()
+                t.column("action", .text).notNull()
+                t.column("site", .text)
+                t.column("transferId", .text)
+                t.column("detail", .text)
+            }
+            try db.create(index: "operator_action_site", on: "operator_action", columns: ["site", "id"])
+            try db.create(index: "operator_action_transfer", on: "operator_action", columns: ["transferId", "id"])
+        }
         return migrator
+    }
+
+    public func recordOperatorAction(_ action: OperatorAction) async throws {
+        try await database.write { db in
+            try db.execute(
+                sql: "INSERT INTO operator_action (at, actor, action, site, transferId, detail) VALUES (?, ?, ?, ?, ?, ?)",
+                arguments: [action.at, action.actor, action.action, action.site, action.transferId, action.detail]
+            )
+        }
+    }
+
+    public func operatorActions(site: String?, transferId: String?, limit: Int) async throws -> [OperatorAction] {
+        try await database.read { db in
+            var conditions: [String] = []
+            var arguments: StatementArguments = []
+            if let site {
+                conditions.append("site = ?")
+                arguments += [site]
+            }
+            if let transferId {
+                conditions.append("transferId = ?")
+                arguments += [transferId]
+            }
+            arguments += [max(0, limit)]
+            let rows = try Row.fetchAll(db, sql: """
+                SELECT * FROM operator_action \(conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND "))
+                ORDER BY id DESC LIMIT ?
+                """, arguments: arguments)
+            return rows.map { row in
+                OperatorAction(
+                    id: row["id"], at: row["at"], actor: row["actor"], action: row["action"],
+                    site: row["site"], transferId: row["transferId"], detail: row["detail"]
+                )
+            }
+        }
     }
 
     public func siteStates() async throws -> [String: SiteState] {
@@ -632,7 +681,26 @@ public final class SQLiteCatalog: Catalog {
             if let since = filter.since { request = request.filter(Column("receivedAt") >= since) }
             if let before = filter.before { request = request.filter(Column("receivedAt") < before) }
             if let purged = filter.purged { request = request.filter(purged ? Column("purgedAt") != nil : Column("purgedAt") == nil) }
-            request = request.order(Column("receivedAt"), Column("id"))
+            if let direction = filter.direction { request = request.filter(Column("direction") == direction.rawValue) }
+            if let keptWhole = filter.keptWhole {
+                let names = Array(TransferRecord.keptWholeFileNames)
+                request = request.filter(keptWhole
+                    ? names.contains(Column("fileName"))
+                    : Column("fileName") == nil || !names.contains(Column("fileName")))
+            }
+            for (column, pattern) in [("fileName", filter.fileName), ("sender", filter.sender), ("subject", filter.subject)] {
+                guard let pattern else { continue }
+                request = request.filter(Self.textPatternFunction(pattern.kind.rawValue, pattern.text, Column(column)))
+            }
+            if let after = filter.after {
+                let receivedAt = Column("receivedAt"), id = Column("id")
+                request = request.filter(filter.newestFirst
+                    ? receivedAt < after.receivedAt || (receivedAt == after.receivedAt && id < after.id)
+                    : receivedAt > after.receivedAt || (receivedAt == after.receivedAt && id > after.id))
+            }
+            request = filter.newestFirst
+                ? request.order(Column("receivedAt").desc, Column("id").desc)
+                : request.order(Column("receivedAt"), Column("id"))
             if let limit = filter.limit { request = request.limit(limit) }
             return try request.fetchAll(db).map(\.record)
         }
@@ -640,6 +708,15 @@ public final class SQLiteCatalog: Catalog {
 
     public func transfer(id: String) async throws -> TransferRecord? {
         try await database.read { db in try StoredTransfer.fetchOne(db, key: id)?.record }
+    }
+
+    /// `gatepost_text_matches(kind, pattern, value)`: ``TextPattern``'s rule inside SQL, so that
+    /// a search means the same in every store.
+    static let textPatternFunction = DatabaseFunction("gatepost_text_matches", argumentCount: 3, pure: true) { values in
+        guard let kindName = String.fromDatabaseValue(values[0]), let kind = TextPattern.Kind(rawValue: kindName),
+              let pattern = String.fromDatabaseValue(values[1])
+        else { return false }
+        return TextPattern.matches(kind: kind, pattern: pattern, value: String.fromDatabaseValue(values[2]) ?? "")
     }
 
     /// `PRAGMA integrity_check`, for tests and `gatepost` health checks.

@@ -37,6 +37,8 @@ public struct TransferRecord: Codable, Sendable, Hashable, Identifiable {
     public static let recoverFileName = "RECOVER"
     /// The FILE_NAME of a message whose Message-ID this site already delivered.
     public static let duplicateFileName = "DUPLICATE"
+    /// The FILE_NAMEs of messages kept whole.
+    public static let keptWholeFileNames: Set<String> = [recoverFileName, duplicateFileName]
 
     public var id: String
     public var direction: Direction
@@ -265,17 +267,30 @@ public struct TransferFilter: Sendable, Hashable {
     public var site: String?
     public var type: TransferRecord.Kind?
     public var state: TransferRecord.State?
+    public var direction: TransferRecord.Direction?
     /// Received at or after.
     public var since: Date?
     /// Received strictly before.
     public var before: Date?
     /// True: only transfers whose files were purged; false: only those not purged.
     public var purged: Bool?
+    /// True: only messages kept whole (FILE_NAME RECOVER or DUPLICATE); false: none of them.
+    public var keptWhole: Bool?
+    public var fileName: TextPattern?
+    public var sender: TextPattern?
+    public var subject: TextPattern?
+    /// Newest first (by `receivedAt`, then `id`, both descending) instead of oldest first.
+    public var newestFirst: Bool
+    /// Only transfers after this one in the order chosen: the next page after a page that
+    /// ended with it.
+    public var after: TransferCursor?
     public var limit: Int?
 
     public init(
         site: String? = nil, type: TransferRecord.Kind? = nil, state: TransferRecord.State? = nil, since: Date? = nil,
-        before: Date? = nil, purged: Bool? = nil, limit: Int? = nil
+        before: Date? = nil, purged: Bool? = nil, limit: Int? = nil, direction: TransferRecord.Direction? = nil,
+        keptWhole: Bool? = nil, fileName: TextPattern? = nil, sender: TextPattern? = nil, subject: TextPattern? = nil,
+        newestFirst: Bool = false, after: TransferCursor? = nil
     ) {
         self.site = site
         self.type = type
@@ -284,6 +299,19 @@ public struct TransferFilter: Sendable, Hashable {
         self.before = before
         self.purged = purged
         self.limit = limit
+        self.direction = direction
+        self.keptWhole = keptWhole
+        self.fileName = fileName
+        self.sender = sender
+        self.subject = subject
+        self.newestFirst = newestFirst
+        self.after = after
+    }
+
+    /// Whether `record` comes before `other` in this filter's order.
+    public func orders(_ record: TransferRecord, before other: TransferRecord) -> Bool {
+        let key = (record.receivedAt, record.id), otherKey = (other.receivedAt, other.id)
+        return newestFirst ? key > otherKey : key < otherKey
     }
 
     /// Whether `record` passes every condition but `limit`: the in-memory catalog's filter, and
@@ -295,7 +323,44 @@ public struct TransferFilter: Sendable, Hashable {
         if let since, record.receivedAt < since { return false }
         if let before, record.receivedAt >= before { return false }
         if let purged, (record.purgedAt != nil) != purged { return false }
+        if let direction, record.direction != direction { return false }
+        if let keptWhole, TransferRecord.keptWholeFileNames.contains(record.fileName ?? "") != keptWhole { return false }
+        if let fileName, !fileName.matches(record.fileName) { return false }
+        if let sender, !sender.matches(record.sender) { return false }
+        if let subject, !subject.matches(record.subject) { return false }
+        if let after {
+            let key = (record.receivedAt, record.id), cursor = (after.receivedAt, after.id)
+            if newestFirst ? key >= cursor : key <= cursor { return false }
+        }
         return true
+    }
+}
+
+/// A place in a list of transfers: the last one of a page, from which the next page goes on.
+/// As text (for a URL) it is opaque to the caller but not a secret.
+public struct TransferCursor: Sendable, Hashable {
+    public var receivedAt: Date
+    public var id: String
+
+    public init(receivedAt: Date, id: String) {
+        self.receivedAt = receivedAt
+        self.id = id
+    }
+
+    public init(after record: TransferRecord) {
+        self.init(receivedAt: record.receivedAt, id: record.id)
+    }
+
+    /// `<seconds since 1970, exactly as stored>_<id>`
+    public var text: String {
+        "\(receivedAt.timeIntervalSince1970)_\(id)"
+    }
+
+    public init?(text: String) {
+        guard let separator = text.firstIndex(of: "_"), let seconds = Double(text[..<separator]), seconds.isFinite else { return nil }
+        let id = String(text[text.index(after: separator)...])
+        guard !id.isEmpty, id.count <= 64 else { return nil }
+        self.init(receivedAt: Date(timeIntervalSince1970: seconds), id: id)
     }
 }
 

@@ -40,6 +40,17 @@ struct CatalogCommand: AsyncParsableCommand {
         enum ListedType: String, ExpressibleByArgument, CaseIterable {
             case xfer = "XFER", msg = "MSG", eerp = "EERP", recover = "RECOVER", duplicate = "DUPLICATE"
             init?(argument: String) { self.init(rawValue: argument.uppercased()) }
+
+            /// XFER is a file transfer; RECOVER and DUPLICATE are XFERs kept whole.
+            func narrow(_ filter: inout TransferFilter) {
+                switch self {
+                case .xfer: (filter.type, filter.keptWhole) = (.xfer, false)
+                case .msg: filter.type = .msg
+                case .eerp: filter.type = .eerp
+                case .recover: (filter.type, filter.fileName) = (.xfer, .exactly(TransferRecord.recoverFileName))
+                case .duplicate: (filter.type, filter.fileName) = (.xfer, .exactly(TransferRecord.duplicateFileName))
+                }
+            }
         }
 
         enum ListFormat: String, ExpressibleByArgument, CaseIterable {
@@ -53,38 +64,19 @@ struct CatalogCommand: AsyncParsableCommand {
                 throw fail(.configuration("--limit must be above 0 and --offset at least 0"))
             }
             let catalog = try openCatalog(options)
-            let kind: TransferRecord.Kind? = switch type {
-            case .xfer, .recover, .duplicate: .xfer
-            case .msg: .msg
-            case .eerp: .eerp
-            case nil: nil
-            }
-            var records = try await catalog.transfers(TransferFilter(site: site, type: kind, state: state, since: since, before: until))
-            records = records.filter { record in
-                switch type {
-                case .recover: if record.fileName != TransferRecord.recoverFileName { return false }
-                case .duplicate: if record.fileName != TransferRecord.duplicateFileName { return false }
-                case .xfer: if [TransferRecord.recoverFileName, TransferRecord.duplicateFileName].contains(record.fileName ?? "") { return false }
-                default: break
-                }
-                if let direction, record.direction != direction { return false }
-                return Self.matches(fileName, record.fileName) && Self.matches(sender, record.sender) && Self.matches(subject, record.subject)
-            }
-            if !oldestFirst { records.reverse() }
-            records = Array(records.dropFirst(offset).prefix(limit ?? .max))
+            var filter = TransferFilter(
+                site: site, state: state, since: since, before: until, direction: direction,
+                fileName: fileName.map(TextPattern.init), sender: sender.map(TextPattern.init), subject: subject.map(TextPattern.init),
+                newestFirst: !oldestFirst
+            )
+            type?.narrow(&filter)
+            if let limit { filter.limit = offset + limit }
+            let records = Array(try await catalog.transfers(filter).dropFirst(offset))
             switch format {
             case .table: Terminal.block(Formatting.transferTable(records))
             case .json: print(try Formatting.json(records))
             case .csv: print(Formatting.transferCSV(records), terminator: "")
             }
-        }
-
-        /// A glob when the pattern has one of `*?[`, else a substring; case-insensitive.
-        static func matches(_ pattern: String?, _ value: String?) -> Bool {
-            guard let pattern else { return true }
-            let text = value ?? ""
-            if pattern.contains(where: { "*?[".contains($0) }) { return RoutePatterns.glob(pattern, text) }
-            return text.lowercased().contains(pattern.lowercased())
         }
 
         static func date(_ text: String, option: String) throws -> Date {
@@ -158,42 +150,31 @@ extension CatalogCommand {
 
         func run() async throws {
             options.bootstrapLogging()
-            let directory = try Runtime.loadSites(options)
-            let catalog = try openCatalog(options)
-            guard var record = try await catalog.transfer(id: id) else {
-                throw fail(CommandFailure(description: "no transfer with id \(id)", exitCode: 1))
+            let commands = OperatorCommands(
+                directory: try Runtime.loadSites(options), catalog: try openCatalog(options), logger: Logger(label: "gatepost.retry")
+            )
+            let outcomes: [OperatorCommands.RetryOutcome]
+            do {
+                outcomes = try await commands.retry(id, actor: Runtime.commandLineActor)
+            } catch let failure as OperatorCommands.Failure {
+                if case .noApplications = failure {
+                    throw fail(.configuration("nothing to deliver to: \(options.sites)/local.yaml defines no applications"))
+                }
+                throw fail(CommandFailure(description: failure.description, exitCode: 1))
             }
-            // Failed outgoing messages first: requeued, due now, sent at once.
-            let requeued = try await catalog.requeueOutbox(transferId: id, at: Date())
-            var sendFailed = false
-            if requeued > 0 {
-                let sender = OutboxSender(sites: directory.sites, catalog: catalog, logger: Logger(label: "gatepost.outbox"))
-                let summary = try await sender.sendDue(site: record.site)
-                if let line = PollCommand.describe(summary, site: record.site) { Terminal.line(line) }
-                guard let updated = try await catalog.transfer(id: id) else { return }
-                record = updated
-                Terminal.line("\(id): \(record.direction == .outbound ? record.state.rawValue : "acknowledgment \(record.ack.rawValue)")")
-                sendFailed = summary.failed > 0
+            var failed = false
+            for outcome in outcomes {
+                switch outcome {
+                case .resent(let summary, let record):
+                    if let line = PollCommand.describe(summary, site: record.site) { Terminal.line(line) }
+                    Terminal.line("\(id): \(record.direction == .outbound ? record.state.rawValue : "acknowledgment \(record.ack.rawValue)")")
+                    failed = failed || summary.failed > 0
+                case .delivered(let delivery):
+                    Terminal.line(PollCommand.describe(delivery))
+                    failed = failed || delivery.state == .failed
+                }
             }
-            let transfer: TransferRecord
-            switch RetryRules.decide(record, requeued: requeued) {
-            case .resent:
-                if sendFailed { throw ExitCode(1) }
-                return
-            case .refused(let reason):
-                throw fail(CommandFailure(description: reason, exitCode: 1))
-            case .deliverAgain(let again):
-                transfer = again
-            }
-            guard let local = directory.local else {
-                throw fail(.configuration("nothing to deliver to: \(options.sites)/local.yaml defines no applications"))
-            }
-            let deliverer = Deliverer(local: local, catalog: catalog, logger: Logger(label: "gatepost.deliver"))
-            guard let outcome = try await deliverer.deliver(transfer, site: directory.site(named: transfer.site), retrying: false) else {
-                throw fail(CommandFailure(description: "transfer \(id): no route of site `\(transfer.site)` applies; it stays received", exitCode: 1))
-            }
-            Terminal.line(PollCommand.describe(outcome))
-            if outcome.state == .failed { throw ExitCode(1) }
+            if failed { throw ExitCode(1) }
         }
     }
 }
@@ -203,7 +184,7 @@ extension CatalogCommand {
         static let configuration = CommandConfiguration(
             abstract: "Remove the spool files of finished transfers older than a cutoff; the records stay, marked purged.",
             discussion: """
-            Finished: delivered, failed, acknowledged or sent, with no outgoing message pending. Only \
+            Finished: delivered, failed, acknowledged, sent or overdue, with no outgoing message pending. Only \
             files in the spool go (in/ and out/); files delivered to applications are not touched.
             """
         )

@@ -32,6 +32,12 @@ enum Runtime {
     }
 
     /// One named site, or the command fails with the configuration error (exit 2).
+    /// Who acts from the command line, for the audit trail: `cli:<user name>`.
+    static var commandLineActor: String {
+        guard let entry = getpwuid(geteuid()), let name = entry.pointee.pw_name else { return "cli:uid-\(geteuid())" }
+        return "cli:" + String(cString: name)
+    }
+
     static func site(named name: String, _ options: GlobalOptions) throws -> RemoteSite {
         let directory = try loadSites(options)
         do {

@@ -38,3 +38,17 @@ import Testing
         }
     }
 }
+
+@Suite struct RetryOfPurgedTransfersTests {
+    @Test func aPurgedTransferIsNeverRetried() {
+        for direction in [TransferRecord.Direction.inbound, .outbound] {
+            var record = TransferRecord(id: "T1", direction: direction, type: .xfer, fileName: "a.csv", site: "acme", state: .failed)
+            record.purgedAt = Date(timeIntervalSince1970: 1_700_000_000)
+            guard case .refused(let reason) = RetryRules.decide(record, requeued: 1) else {
+                Issue.record("a purged \(direction) transfer was retried")
+                continue
+            }
+            #expect(reason.contains("purged on 2023-11-14"), "\(reason)")
+        }
+    }
+}

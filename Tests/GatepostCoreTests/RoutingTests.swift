@@ -211,6 +211,35 @@ func inbound(_ type: TransferRecord.Kind = .xfer, fileName: String? = "orders.cs
         #expect(try await deliverer.deliverPending(sites: [site]).isEmpty)
     }
 
+    @Test func anOperatorRedeliversToAnotherApplicationAndEveryActionIsAudited() async throws {
+        let fixture = try Fixture()
+        let site = try site("application: billing\n")
+        let local = LocalSite(name: "ours", applications: [fixture.application("billing"), fixture.application("archive")], sourceFile: fixture.dir + "/local.yaml")
+        let record = try await fixture.record()
+        let delivered = try await Deliverer(local: local, catalog: fixture.catalog, logger: Logger(label: "test")).deliverPending(sites: [site])
+        #expect(delivered.first?.deliveredPath == fixture.dir + "/billing/orders.csv")
+
+        let commands = OperatorCommands(
+            directory: SiteDirectory(sites: [site], errors: [], local: local), catalog: fixture.catalog, logger: Logger(label: "test")
+        )
+        // The copy in billing/ is still there: a redelivery to archive is a copy of its own.
+        let again = try await commands.redeliver(record.id, to: "archive", actor: "alice")
+        #expect(again.state == .delivered)
+        #expect(again.deliveredPath == fixture.dir + "/archive/orders.csv")
+        #expect(try String(contentsOfFile: fixture.dir + "/archive/orders.csv", encoding: .utf8) == "a,b\n1,2\n")
+        #expect(try await fixture.catalog.transfer(id: record.id)?.application == "archive")
+        await #expect(throws: OperatorCommands.Failure.refused("no application named `nowhere` in local.yaml")) {
+            try await commands.redeliver(record.id, to: "nowhere", actor: "alice")
+        }
+        try await commands.setSiteEnabled(site.name, false, actor: "bob")
+        await #expect(throws: OperatorCommands.Failure.noSuchSite("ghost")) { try await commands.setSiteEnabled("ghost", false, actor: "bob") }
+        let actions = try await fixture.catalog.operatorActions(site: nil, transferId: nil, limit: 10)
+        #expect(actions.map { "\($0.actor) \($0.action) \($0.transferId ?? $0.site ?? "")" } == [
+            "bob site.disable \(site.name)", "alice transfer.redeliver \(record.id)",
+        ])
+        #expect(actions.last?.detail == "archive")
+    }
+
     @Test func aFailingCommandFailsTheTransferWithItsExitCodeAndStderr() async throws {
         let fixture = try Fixture()
         let marker = fixture.dir + "/fail-once"

@@ -134,7 +134,10 @@ public struct Deliverer: Sendable {
             }
             try Self.makeFolder(application.folder, application: application)
             unlink(temporary)
-            if let previous, FileManager.default.fileExists(atPath: previous),
+            // Only a copy in this application's folder counts: a retry after the routes changed,
+            // or a redelivery to another application, is a new delivery.
+            if let previous, (previous as NSString).deletingLastPathComponent == application.folder,
+               FileManager.default.fileExists(atPath: previous),
                let sha256 = record.sha256, try Self.sha256(ofFile: previous) == sha256 {
                 return previous
             }

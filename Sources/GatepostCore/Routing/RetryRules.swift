@@ -1,3 +1,4 @@
+import Foundation
 import GatepostCatalog
 
 /// What `gatepost catalog retry` does with a transfer once its failed outgoing messages (a file,
@@ -15,6 +16,9 @@ public enum RetryDecision: Sendable, Equatable {
 public enum RetryRules {
     /// `requeued`: how many of the transfer's failed outgoing messages were queued again.
     public static func decide(_ transfer: TransferRecord, requeued: Int) -> RetryDecision {
+        if let purged = transfer.purgedAt {
+            return .refused(reason: "transfer \(transfer.id)'s files were purged on \(purged.formatted(.iso8601)): there is nothing to send or deliver")
+        }
         guard transfer.direction == .inbound else {
             return requeued > 0 ? .resent : .refused(
                 reason: "transfer \(transfer.id) is outbound and has no failed message to send again (\(transfer.state.rawValue))"

@@ -1,0 +1,106 @@
+import Foundation
+
+/// Shell globs (`*`, `?`, `[a-z]`, `[!0-9]`), case-insensitive, over the whole text: the
+/// patterns of routes and of catalog searches. The matcher goes back only to the last `*`, so
+/// it takes at most pattern × text steps, whoever wrote the pattern.
+public enum Glob {
+    /// The longest text a pattern is matched against; a longer one is cut (a header line is at
+    /// most 998 characters anyway).
+    static let maxText = 4096
+
+    /// Whether `pattern` matches all of `text`.
+    public static func matches(_ pattern: String, _ text: String) -> Bool {
+        let pattern = Array(pattern.lowercased().unicodeScalars)
+        let text = Array(text.lowercased().unicodeScalars.prefix(maxText))
+        var p = 0, t = 0
+        var star: Int?
+        var starText = 0
+        while t < text.count {
+            if p < pattern.count, pattern[p] == "*" {
+                star = p
+                starText = t
+                p += 1
+            } else if p < pattern.count, let (matched, next) = single(pattern, at: p, text[t]), matched {
+                p = next
+                t += 1
+            } else if let star {
+                p = star + 1
+                starText += 1
+                t = starText
+            } else {
+                return false
+            }
+        }
+        while p < pattern.count, pattern[p] == "*" { p += 1 }
+        return p == pattern.count
+    }
+
+    /// Whether `pattern[at]` (a literal, `?`, or a bracket expression) matches `character`,
+    /// and where the pattern goes on; nil at a `*`.
+    private static func single(_ pattern: [Unicode.Scalar], at index: Int, _ character: Unicode.Scalar) -> (Bool, Int)? {
+        switch pattern[index] {
+        case "*": return nil
+        case "?": return (true, index + 1)
+        case "[":
+            var i = index + 1
+            let negated = i < pattern.count && (pattern[i] == "!" || pattern[i] == "^")
+            if negated { i += 1 }
+            var found = false
+            var first = true
+            while i < pattern.count, pattern[i] != "]" || first {
+                first = false
+                if i + 2 < pattern.count, pattern[i + 1] == "-", pattern[i + 2] != "]" {
+                    if pattern[i].value <= character.value, character.value <= pattern[i + 2].value { found = true }
+                    i += 3
+                } else {
+                    if pattern[i] == character { found = true }
+                    i += 1
+                }
+            }
+            // No closing bracket: the `[` is a literal.
+            guard i < pattern.count else { return (character == "[", index + 1) }
+            return (found != negated, i + 1)
+        case "\\" where index + 1 < pattern.count:
+            return (pattern[index + 1] == character, index + 2)
+        default:
+            return (pattern[index] == character, index + 1)
+        }
+    }
+
+}
+
+/// What an operator types to find transfers by file name, sender or subject: a glob when it
+/// holds one of `*?[`, else a substring; case-insensitive either way.
+public struct TextPattern: Sendable, Hashable {
+    public enum Kind: String, Sendable, Hashable {
+        case glob, substring, exact
+    }
+
+    public var kind: Kind
+    public var text: String
+
+    /// A glob when `text` holds one of `*?[`, else a substring.
+    public init(_ text: String) {
+        self.text = text
+        kind = text.contains(where: { "*?[".contains($0) }) ? .glob : .substring
+    }
+
+    /// The whole value, without case.
+    public static func exactly(_ text: String) -> TextPattern {
+        var pattern = TextPattern(text)
+        pattern.kind = .exact
+        return pattern
+    }
+
+    public func matches(_ value: String?) -> Bool {
+        Self.matches(kind: kind, pattern: text, value: value ?? "")
+    }
+
+    static func matches(kind: Kind, pattern: String, value: String) -> Bool {
+        switch kind {
+        case .glob: Glob.matches(pattern, value)
+        case .substring: pattern.isEmpty || value.range(of: pattern, options: .caseInsensitive) != nil
+        case .exact: value.compare(pattern, options: .caseInsensitive) == .orderedSame
+        }
+    }
+}
