@@ -22,6 +22,12 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        // The console: HTTP server, sessions and bcrypt, Prometheus metrics. Hummingbird without
+        // its swift-configuration trait (not used: settings come from site files and options).
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: ["FullFoundation"]),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // Bytes in, structure out: no sockets, no files, no database.
@@ -95,6 +101,27 @@ let package = Package(
             ],
             swiftSettings: strictness
         ),
+        // The operator's console: REST API, server-rendered HTML, metrics, users and roles. HTTP
+        // only: it calls Core's operations and the catalog, never a protocol module.
+        .target(
+            name: "GatepostConsole",
+            dependencies: [
+                "GatepostCore", "GatepostCatalog",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "HummingbirdAuth", package: "hummingbird-auth"),
+                .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: strictness
+        ),
         // Scripted in-process servers (fault injection, demo) and real test-peer launchers.
         .target(
             name: "GatepostTestSupport",
@@ -113,7 +140,7 @@ let package = Package(
         .executableTarget(
             name: "gatepost",
             dependencies: [
-                "GatepostCore", "GatepostCatalog", "GatepostMIME", "GatepostTestSupport",
+                "GatepostCore", "GatepostCatalog", "GatepostMIME", "GatepostTestSupport", "GatepostConsole",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -178,6 +205,16 @@ let package = Package(
         .testTarget(
             name: "GatepostTestSupportTests",
             dependencies: ["GatepostTestSupport", "GatepostPOP3", "GatepostWire"],
+            swiftSettings: strictness
+        ),
+        .testTarget(
+            name: "GatepostConsoleTests",
+            dependencies: [
+                "GatepostConsole", "GatepostCore", "GatepostCatalog",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strictness
         ),
         .testTarget(

@@ -5,15 +5,15 @@ import GRDB
 /// an outbound file. It is written in the same transaction as the record it belongs to, so a
 /// crash never leaves an acknowledgment owed but forgotten, and the sender delivers it later
 /// with retries.
-public struct OutboxEntry: Sendable, Hashable {
-    public enum Kind: String, Sendable, Hashable {
+public struct OutboxEntry: Codable, Sendable, Hashable {
+    public enum Kind: String, Codable, Sendable, Hashable {
         /// An RFC 8098 MDN for the inbound transfer `transferId`.
         case acknowledgment
         /// The outbound transfer `transferId` itself.
         case file
     }
 
-    public enum State: String, Sendable, Hashable {
+    public enum State: String, Codable, Sendable, Hashable {
         case pending, sent, failed
     }
 

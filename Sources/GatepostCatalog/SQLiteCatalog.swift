@@ -692,6 +692,10 @@ public final class SQLiteCatalog: Catalog {
                 guard let pattern else { continue }
                 request = request.filter(Self.textPatternFunction(pattern.kind.rawValue, pattern.text, Column(column)))
             }
+            if let pattern = filter.anyText {
+                let matches = { (column: String) in Self.textPatternFunction(pattern.kind.rawValue, pattern.text, Column(column)) }
+                request = request.filter(matches("fileName") || matches("sender") || matches("subject"))
+            }
             if let after = filter.after {
                 let receivedAt = Column("receivedAt"), id = Column("id")
                 request = request.filter(filter.newestFirst

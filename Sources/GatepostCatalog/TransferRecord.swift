@@ -279,6 +279,8 @@ public struct TransferFilter: Sendable, Hashable {
     public var fileName: TextPattern?
     public var sender: TextPattern?
     public var subject: TextPattern?
+    /// Any of file name, sender and subject (the console's one search box).
+    public var anyText: TextPattern?
     /// Newest first (by `receivedAt`, then `id`, both descending) instead of oldest first.
     public var newestFirst: Bool
     /// Only transfers after this one in the order chosen: the next page after a page that
@@ -328,6 +330,7 @@ public struct TransferFilter: Sendable, Hashable {
         if let fileName, !fileName.matches(record.fileName) { return false }
         if let sender, !sender.matches(record.sender) { return false }
         if let subject, !subject.matches(record.subject) { return false }
+        if let anyText, ![record.fileName, record.sender, record.subject].contains(where: anyText.matches) { return false }
         if let after {
             let key = (record.receivedAt, record.id), cursor = (after.receivedAt, after.id)
             if newestFirst ? key >= cursor : key <= cursor { return false }

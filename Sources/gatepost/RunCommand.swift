@@ -2,6 +2,7 @@ import ArgumentParser
 import Dispatch
 import Foundation
 import GatepostCatalog
+import GatepostConsole
 import GatepostCore
 import Logging
 import ServiceLifecycle
@@ -18,6 +19,7 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Polls running at once, over all sites.") var concurrentPolls = 16
     @Option(help: "Polls running at once against one server host.") var concurrentPollsPerHost = 2
     @Option(help: "text, or json: one JSON object per line, for a log collector.") var logFormat: LogFormat = .text
+    @OptionGroup var console: ConsoleOptions
 
     enum LogFormat: String, ExpressibleByArgument, CaseIterable {
         case text, json
@@ -51,13 +53,28 @@ struct RunCommand: AsyncParsableCommand {
         hangup.setEventHandler { reload.withLock { $0 = true } }
         hangup.resume()
 
-        let scheduler = Scheduler(
+        var scheduler = Scheduler(
             sitesFolder: options.sites, spool: spool, catalog: catalog,
             limits: .init(concurrentPolls: concurrentPolls, concurrentPollsPerHost: concurrentPollsPerHost),
             logger: logger,
             reloadRequested: { reload.withLock { value in defer { value = false }; return value } }
         )
-        let group = ServiceGroup(services: [scheduler], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        var services: [any Service] = []
+        // With --http, the console runs in the daemon: its polls on request go to the scheduler.
+        if let configuration = try console.configuration(defaultAddress: nil) {
+            let polls = DaemonPolls()
+            let sites = CurrentSites(try Runtime.loadSites(options))
+            scheduler.polls = polls
+            scheduler.sitesLoaded = { sites.update($0) }
+            let environment = ConsoleEnvironment(
+                catalog: catalog, sites: { sites.directory }, polls: polls,
+                accounts: try console.accounts(sites: options.sites), logger: Logger(label: "gatepost.console"), mode: "run"
+            )
+            services.append(try console.service(environment, configuration: configuration))
+            logger.info("console", metadata: ["url": "\(configuration.usesTLS ? "https" : "http")://\(configuration.host):\(configuration.port)/"])
+        }
+        services.insert(scheduler, at: 0)
+        let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await group.run()
         hangup.cancel()
         withExtendedLifetime(lock) {}

@@ -38,6 +38,13 @@ import Testing
         // acme has T0 (INV-001.csv), T2 (xml), T4 (DUPLICATE), T6 (txt), T8 (pdf), T10 (a.csv, out).
         #expect(try await ids(catalog, TransferFilter(site: "acme", fileName: TextPattern("csv"))) == ["T0", "T10"])
         #expect(try await ids(catalog, TransferFilter(fileName: TextPattern("%"))).isEmpty, "SQL's wildcards are literals")
+        var anyText = TransferFilter()
+        anyText.anyText = TextPattern("xml")
+        #expect(try await ids(catalog, anyText) == ["T2"], "the file name")
+        anyText.anyText = TextPattern("ops@")
+        #expect(try await ids(catalog, anyText) == ["T5", "T6", "T7", "T8", "T9"], "the sender")
+        anyText.anyText = TextPattern("batch 4")
+        #expect(try await ids(catalog, anyText) == ["T4"], "the subject")
     }
 
     @Test(arguments: CatalogStore.allCases)

@@ -1,3 +1,4 @@
+import Foundation
 import GatepostCatalog
 @testable import GatepostCore
 import Testing
@@ -34,6 +35,28 @@ import Testing
         schedule.finished("acme", failed: false, delay: .seconds(60), at: Self.at(2))
         #expect(schedule.due(at: Self.at(61), sites: [acme], states: [:]).isEmpty)
         #expect(Self.names(schedule.due(at: Self.at(62), sites: [acme], states: [:])) == ["acme"])
+    }
+
+    @Test func anOperatorsRequestMakesASiteDueNowOrRightAfterItsRunningPoll() throws {
+        var schedule = Schedule(limits: .init(concurrentPolls: 16, concurrentPollsPerHost: 1))
+        let acme = try Self.site("acme", interval: "1h")
+        let bcorp = try Self.site("bcorp", interval: "1h")
+        #expect(Self.names(schedule.due(at: Self.at(0), sites: [acme, bcorp], states: [:])) == ["acme"], "one poll per host")
+        schedule.finished("acme", failed: true, delay: .seconds(3600), at: Self.at(1))
+        #expect(Self.names(schedule.due(at: Self.at(1), sites: [acme, bcorp], states: [:])) == ["bcorp"])
+        // Asked for at 10 s: due at once, whatever the interval and backoff said.
+        schedule.request("acme", at: Self.at(10))
+        #expect(Self.names(schedule.due(at: Self.at(10), sites: [acme, bcorp], states: [:])).isEmpty, "one poll per host: bcorp still runs")
+        schedule.finished("bcorp", failed: false, delay: .seconds(3600), at: Self.at(11))
+        let due = schedule.due(at: Self.at(11), sites: [acme, bcorp], states: [:])
+        #expect(Self.names(due) == ["acme"])
+        #expect(due.first?.failuresSoFar == 1, "the backoff's count is kept")
+        // Asked for while it runs: polled again right after, not an hour later.
+        schedule.request("acme", at: Self.at(12))
+        schedule.finished("acme", failed: false, delay: .seconds(3600), at: Self.at(13))
+        #expect(Self.names(schedule.due(at: Self.at(13), sites: [acme], states: [:])) == ["acme"])
+        schedule.finished("acme", failed: false, delay: .seconds(3600), at: Self.at(14))
+        #expect(schedule.due(at: Self.at(15), sites: [acme], states: [:]).isEmpty, "one request, one extra poll")
     }
 
     @Test func failuresBackOffDoublingUpToAnHourAndAreCounted() throws {
@@ -187,5 +210,42 @@ import Testing
         // A file removed takes its site; a new one adds one.
         let next = SiteReload(previous: reload.directory, loaded: SiteDirectory(sites: [acme, try PollScheduleTests.site("initech")], errors: [], local: nil))
         #expect(next.removed == ["globex"] && next.added == ["initech"] && next.keptLastGood.isEmpty)
+    }
+}
+
+/// Requests to the daemon: answered by the first poll that started after them.
+@Suite(.timeLimit(.minutes(1))) struct DaemonPollsTests {
+    @Test func aRequestIsAnsweredByThePollThatStartedAfterIt() async throws {
+        let polls = DaemonPolls()
+        let acme = try PollScheduleTests.site("acme")
+        let before = Date()
+        // A poll already running when the request comes does not answer it.
+        polls.started("acme", at: before.addingTimeInterval(-5))
+        async let answer = polls.pollNow(acme)
+        while polls.pendingRequests().isEmpty { await Task.yield() }
+        #expect(polls.takeRequests() == ["acme"])
+        #expect(polls.takeRequests().isEmpty, "taken once")
+        polls.progress("acme", messages: 2, bytes: 20)
+        #expect(polls.running() == [RunningPoll(site: "acme", started: before.addingTimeInterval(-5), messages: 2, bytes: 20)])
+        polls.finished("acme", startedAt: before.addingTimeInterval(-5), outcome: PollNowOutcome(site: "acme", messages: 9, bytes: 9, transfers: [], error: nil))
+        #expect(polls.running().isEmpty)
+        let startedAfter = Date().addingTimeInterval(1)
+        polls.started("acme", at: startedAfter)
+        polls.finished("acme", startedAt: startedAfter, outcome: PollNowOutcome(site: "acme", messages: 1, bytes: 5, transfers: ["T1"], error: nil))
+        #expect(await answer == PollNowOutcome(site: "acme", messages: 1, bytes: 5, transfers: ["T1"], error: nil))
+    }
+
+    @Test func aRefusalAndAShutdownAnswerAtOnce() async throws {
+        let polls = DaemonPolls()
+        let acme = try PollScheduleTests.site("acme")
+        async let refused = polls.pollNow(acme)
+        while polls.pendingRequests().isEmpty { await Task.yield() }
+        #expect(polls.takeRequests() == ["acme"], "as the scheduler takes them")
+        polls.refuse("acme", reason: "site acme is disabled: enable it first")
+        #expect(await refused.error == "site acme is disabled: enable it first")
+        async let stopped = polls.pollNow(acme)
+        while polls.pendingRequests().isEmpty { await Task.yield() }
+        polls.answerAll(reason: "the daemon is shutting down")
+        #expect(await stopped.error == "the daemon is shutting down")
     }
 }

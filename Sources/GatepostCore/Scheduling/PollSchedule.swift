@@ -21,6 +21,8 @@ struct PollSchedule<Instant: InstantProtocol> where Instant.Duration == Duration
     /// Running polls: site name to host.
     private(set) var running: [String: String] = [:]
     private var pollsPerHost: [String: Int] = [:]
+    /// Sites an operator asked to poll while they were being polled: due again at once.
+    private var requestedWhileRunning: Set<String> = []
 
     init(limits: Limits) {
         self.limits = limits
@@ -43,15 +45,29 @@ struct PollSchedule<Instant: InstantProtocol> where Instant.Duration == Duration
         return starting
     }
 
-    /// A poll ended at `now`; the site is due `delay` later (from ``nextDelay(for:failures:retryAfter:jitter:)``).
+    /// A poll ended at `now`; the site is due `delay` later (from ``nextDelay(for:failures:retryAfter:jitter:)``),
+    /// or at once when an operator asked for a poll while this one ran.
     mutating func finished(_ site: String, failed: Bool, delay: Duration, at now: Instant) {
         if let host = running.removeValue(forKey: site) {
             pollsPerHost[host, default: 1] -= 1
         }
         var entry = entries[site] ?? Entry(due: now)
         entry.failures = failed ? entry.failures + 1 : 0
-        entry.due = now.advanced(by: delay)
+        entry.due = requestedWhileRunning.remove(site) != nil ? now : now.advanced(by: delay)
         entries[site] = entry
+    }
+
+    /// An operator asks for a poll of `site`: due now (within the limits, like any due poll),
+    /// or right after the one running. Backoff and LOGIN-DELAY are the server's wishes for
+    /// the schedule, not for an operator who asks.
+    mutating func request(_ site: String, at now: Instant) {
+        if running[site] != nil {
+            requestedWhileRunning.insert(site)
+        } else {
+            var entry = entries[site] ?? Entry(due: now)
+            entry.due = now
+            entries[site] = entry
+        }
     }
 
     /// When the site is due again: a server's LOGIN-DELAY (never earlier than the interval),

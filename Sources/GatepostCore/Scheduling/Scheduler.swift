@@ -33,6 +33,10 @@ public struct Scheduler: Service {
     public var logger: Logger
     /// Set (by a SIGHUP handler) to reload the sites folder at the next tick.
     public var reloadRequested: @Sendable () -> Bool
+    /// Polls asked for by operators, and the polls under way, for the console.
+    public var polls: DaemonPolls?
+    /// Told each time the sites folder was (re)loaded: the directory the daemon now runs.
+    public var sitesLoaded: (@Sendable (SiteDirectory) -> Void)?
 
     public init(
         sitesFolder: String, spool: Spool, catalog: any Catalog, limits: Limits = Limits(),
@@ -62,6 +66,7 @@ public struct Scheduler: Service {
         await recordConfigurationErrors(SiteReload(previous: SiteDirectory(sites: [], errors: [], local: nil), loaded: directory))
         var states: [String: SiteState] = [:]
         let clock = ContinuousClock()
+        sitesLoaded?(directory)
         var machine = SchedulerStateMachine(
             limits: .init(concurrentPolls: limits.concurrentPolls, concurrentPollsPerHost: limits.concurrentPollsPerHost),
             now: clock.now
@@ -83,12 +88,24 @@ public struct Scheduler: Service {
                         if let loaded = try? SiteLoader().loadDirectory(sitesFolder) {
                             let reload = SiteReload(previous: directory, loaded: loaded)
                             directory = reload.directory
+                            sitesLoaded?(directory)
                             report(reload)
                             await recordConfigurationErrors(reload)
                         }
                     }
                     states = (try? await catalog.siteStates()) ?? states
                     machine.reloaded(sites: directory.sites, states: states)
+                    for name in polls?.takeRequests() ?? [] {
+                        guard let site = directory.site(named: name) else {
+                            polls?.refuse(name, reason: "no site named `\(name)` in the daemon's sites folder")
+                            continue
+                        }
+                        guard site.isEnabled(states[name]) else {
+                            polls?.refuse(name, reason: "site \(name) is disabled: enable it first")
+                            continue
+                        }
+                        machine.pollRequested(name, at: clock.now)
+                    }
                     continue
                 case .startPoll(let site, let failures):
                     let local = directory.local
@@ -118,6 +135,7 @@ public struct Scheduler: Service {
                 }
             }
             logger.info("shutting down: cancelling polls in progress", metadata: ["polls": "\(machine.schedule.running.count)"])
+            polls?.answerAll(reason: "the daemon is shutting down")
             group.cancelAll()
             for await _ in group {}
         }
@@ -133,7 +151,12 @@ public struct Scheduler: Service {
     private func poll(_ site: RemoteSite, failuresSoFar: Int, local: LocalSite?, sites: [RemoteSite]) async -> PollResult {
         var siteLogger = logger
         siteLogger[metadataKey: "site"] = "\(site.name)"
-        let round = PollRound(spool: spool, catalog: catalog, local: local, allSites: sites, retry: retry, logger: logger)
+        var round = PollRound(spool: spool, catalog: catalog, local: local, allSites: sites, retry: retry, logger: logger)
+        let startedAt = Date()
+        if let polls {
+            polls.started(site.name, at: startedAt)
+            round.progress = { site, messages, bytes in polls.progress(site, messages: messages, bytes: bytes) }
+        }
         let report = await round.run([site]) { site, result in
             switch result {
             case .success: nextDelay(site, failures: 0, retryAfter: nil)
@@ -141,6 +164,8 @@ public struct Scheduler: Service {
             }
         }
         var result = PollResult(site: site.name, host: site.pop3.host, failed: false, delay: site.poll.interval)
+        polls?.finished(site.name, startedAt: startedAt, outcome: report.polls.first.map { PollNowOutcome(site: site.name, result: $0.result) }
+            ?? PollNowOutcome(site: site.name, messages: 0, bytes: 0, transfers: [], error: "the poll did not run"))
         if let polled = report.polls.first {
             result.delay = polled.nextDelay ?? site.poll.interval
             switch polled.result {

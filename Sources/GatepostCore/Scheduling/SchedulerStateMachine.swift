@@ -78,6 +78,11 @@ struct SchedulerStateMachine<Instant: InstantProtocol> where Instant.Duration ==
         nextOutbox = now.advanced(by: Self.outboxInterval)
     }
 
+    /// An operator asked for a poll of `site` (``PollSchedule/request(_:at:)``).
+    mutating func pollRequested(_ site: String, at now: Instant) {
+        schedule.request(site, at: now)
+    }
+
     /// A poll ended at `now`; `delay` from ``PollSchedule/nextDelay(for:failures:retryAfter:jitter:)``.
     mutating func pollFinished(_ site: String, failed: Bool, delay: Duration, at now: Instant) {
         schedule.finished(site, failed: failed, delay: delay, at: now)

@@ -12,6 +12,12 @@ public struct SiteDirectory: Sendable {
     /// `sites/local.yaml`; nil when there is none, and then nothing is routed.
     public var local: LocalSite?
 
+    public init(sites: [RemoteSite], errors: [SiteConfigurationError], local: LocalSite?) {
+        self.sites = sites
+        self.errors = errors
+        self.local = local
+    }
+
     public func site(named name: String) -> RemoteSite? {
         sites.first { $0.name == name }
     }
@@ -212,7 +218,7 @@ public struct SiteLoader: Sendable {
         }
     }
 
-    private static func syntaxError(_ error: YamlError, file: String) -> SiteConfigurationError {
+    static func syntaxError(_ error: YamlError, file: String) -> SiteConfigurationError {
         var line: Int?
         var problem = "\(error)"
         switch error {

@@ -1,0 +1,285 @@
+import Foundation
+import GatepostCatalog
+import GatepostCore
+import Hummingbird
+
+/// The REST API, version 1 (docs/api.md): JSON in and out, the same operations as the command
+/// line. Every route says the permission it needs; the access middleware has resolved who asks.
+struct ConsoleAPI: Sendable {
+    let environment: ConsoleEnvironment
+
+    struct Health: ResponseEncodable {
+        var status: String
+        var version: String
+        var mode: String
+    }
+
+    struct SiteList: ResponseEncodable {
+        var sites: [SiteStatus]
+        var running: [RunningPoll]
+    }
+
+    struct SiteDetail: ResponseEncodable {
+        var site: SiteStatus
+        var actions: [OperatorAction]
+    }
+
+    struct TransferPage: ResponseEncodable {
+        var transfers: [TransferRecord]
+        /// Give it as `after` for the next page; absent on the last.
+        var next: String?
+    }
+
+    struct TransferDetail: ResponseEncodable {
+        var transfer: TransferRecord
+        var outbox: [OutboxEntry]
+        var actions: [OperatorAction]
+        var deliveryAttempts: Int
+    }
+
+    struct Done: ResponseEncodable {
+        var site: String?
+        var transfer: String?
+        var result: String
+    }
+
+    struct Redelivery: Decodable {
+        var application: String
+    }
+
+    func register(on router: Hummingbird.Router<ConsoleRequestContext>) {
+        let api = router.group("api/v1")
+        api.get("health") { _, _ in
+            Health(status: "ok", version: GatepostVersion.current, mode: environment.mode)
+        }
+        // Ready: the catalog answers (a load balancer stops sending to a node whose catalog
+        // does not).
+        api.get("ready") { _, _ -> Health in
+            do {
+                _ = try await environment.catalog.siteStates()
+            } catch {
+                throw ConsoleError(status: .serviceUnavailable, message: "the catalog does not answer: \(error)")
+            }
+            return Health(status: "ready", version: GatepostVersion.current, mode: environment.mode)
+        }
+
+        api.get("sites") { _, context -> SiteList in
+            _ = try context.require(.read)
+            return SiteList(sites: try await siteStatuses(), running: environment.polls.running())
+        }
+        api.get("sites/:name") { _, context -> SiteDetail in
+            _ = try context.require(.read)
+            let name = try context.parameters.require("name")
+            guard let status = try await siteStatuses().first(where: { $0.name == name }) else {
+                throw ConsoleError.notFound("no site named `\(name)`")
+            }
+            return SiteDetail(site: status, actions: try await environment.catalog.operatorActions(site: name, transferId: nil, limit: 50))
+        }
+        for enabled in [true, false] {
+            api.post("sites/:name/\(enabled ? "enable" : "disable")") { _, context -> Done in
+                let identity = try context.require(.operate)
+                let name = try context.parameters.require("name")
+                try await setSiteEnabled(name, enabled, actor: identity.actor)
+                return Done(site: name, result: enabled ? "enabled" : "disabled")
+            }
+        }
+        api.post("sites/:name/poll") { _, context -> PollNowOutcome in
+            let identity = try context.require(.operate)
+            return try await pollNow(try context.parameters.require("name"), actor: identity.actor)
+        }
+
+        api.get("transfers") { request, context -> TransferPage in
+            _ = try context.require(.read)
+            let filter = try TransferQuery.filter(request.uri.queryParameters)
+            let transfers = try await environment.catalog.transfers(filter)
+            let next = transfers.count == filter.limit ? transfers.last.map { TransferCursor(after: $0).text } : nil
+            return TransferPage(transfers: transfers, next: next)
+        }
+        api.get("transfers/:id") { _, context -> TransferDetail in
+            _ = try context.require(.read)
+            return try await transferDetail(try context.parameters.require("id"))
+        }
+        api.get("transfers/:id/file") { _, context -> Response in
+            _ = try context.require(.read)
+            return try await download(try context.parameters.require("id"), context: context)
+        }
+        api.post("transfers/:id/retry") { _, context -> Done in
+            let identity = try context.require(.operate)
+            let id = try context.parameters.require("id")
+            return Done(transfer: id, result: try await retry(id, actor: identity.actor))
+        }
+        api.post("transfers/:id/redeliver") { request, context -> Done in
+            let identity = try context.require(.operate)
+            let id = try context.parameters.require("id")
+            let application = try await request.decode(as: Redelivery.self, context: context).application
+            return Done(transfer: id, result: try await redeliver(id, to: application, actor: identity.actor))
+        }
+        api.get("actions") { request, context -> [OperatorAction] in
+            _ = try context.require(.read)
+            let limit = request.uri.queryParameters["limit"].flatMap { Int($0) } ?? 100
+            return try await environment.catalog.operatorActions(site: nil, transferId: nil, limit: min(max(limit, 1), 1000))
+        }
+    }
+
+    // MARK: Operations shared with the HTML console
+
+    func siteStatuses() async throws -> [SiteStatus] {
+        let directory = await environment.sites()
+        let states = try await environment.catalog.siteStates()
+        return SiteStatus.ordered(directory.sites.map { SiteStatus(site: $0, state: states[$0.name]) })
+    }
+
+    func setSiteEnabled(_ name: String, _ enabled: Bool, actor: String) async throws {
+        do {
+            try await environment.commands().setSiteEnabled(name, enabled, actor: actor)
+        } catch let failure as OperatorCommands.Failure {
+            throw ConsoleError(failure)
+        }
+    }
+
+    func pollNow(_ name: String, actor: String) async throws -> PollNowOutcome {
+        guard let site = await environment.sites().site(named: name) else { throw ConsoleError.notFound("no site named `\(name)`") }
+        try await environment.catalog.recordOperatorAction(OperatorAction(actor: actor, action: "site.poll", site: name))
+        let outcome = await environment.polls.pollNow(site)
+        if let error = outcome.error {
+            environment.logger.notice("poll asked for: failed", metadata: ["site": "\(name)", "by": "\(actor)", "error": "\(error)"])
+        }
+        return outcome
+    }
+
+    func transferDetail(_ id: String) async throws -> TransferDetail {
+        let catalog = environment.catalog
+        guard let transfer = try await catalog.transfer(id: id) else { throw ConsoleError.notFound("no transfer with id \(id)") }
+        return TransferDetail(
+            transfer: transfer, outbox: try await catalog.outbox(transferId: id),
+            actions: try await catalog.operatorActions(site: nil, transferId: id, limit: 50),
+            deliveryAttempts: try await catalog.deliveryAttempts(id: id)
+        )
+    }
+
+    /// The kept file, streamed from the spool, under its FILE_NAME.
+    func download(_ id: String, context: ConsoleRequestContext) async throws -> Response {
+        guard let transfer = try await environment.catalog.transfer(id: id) else { throw ConsoleError.notFound("no transfer with id \(id)") }
+        guard let path = transfer.path else {
+            throw ConsoleError.notFound(transfer.purgedAt != nil ? "transfer \(id)'s files were purged" : "transfer \(id) keeps no file")
+        }
+        let body = try await FileIO().loadFile(path: path, context: context)
+        let name = TransferQuery.downloadName(transfer)
+        return Response(status: .ok, headers: [
+            .contentType: "application/octet-stream",
+            .contentDisposition: TransferQuery.contentDisposition(name),
+            .init("X-Content-SHA256")!: transfer.sha256 ?? "",
+        ], body: body)
+    }
+
+    func retry(_ id: String, actor: String) async throws -> String {
+        do {
+            let outcomes = try await environment.commands().retry(id, actor: actor)
+            return outcomes.map { outcome in
+                switch outcome {
+                case .resent(let summary, let record):
+                    "sent again: \(summary.sent) sent, \(summary.retrying) waiting to retry, \(summary.failed) failed; now \(record.state.rawValue)"
+                case .delivered(let delivery):
+                    delivery.state == .delivered ? "delivered to \(delivery.application ?? "-"): \(delivery.deliveredPath ?? "")"
+                        : "delivery to \(delivery.application ?? "-") failed: \(delivery.error ?? "")"
+                }
+            }.joined(separator: "; ")
+        } catch let failure as OperatorCommands.Failure {
+            throw ConsoleError(failure)
+        }
+    }
+
+    func redeliver(_ id: String, to application: String, actor: String) async throws -> String {
+        do {
+            let delivery = try await environment.commands().redeliver(id, to: application, actor: actor)
+            return delivery.state == .delivered ? "delivered to \(application): \(delivery.deliveredPath ?? "")"
+                : "delivery to \(application) failed: \(delivery.error ?? "")"
+        } catch let failure as OperatorCommands.Failure {
+            throw ConsoleError(failure)
+        }
+    }
+}
+
+extension ConsoleError {
+    init(_ failure: OperatorCommands.Failure) {
+        switch failure {
+        case .noSuchSite, .noSuchTransfer: self = .notFound(failure.description)
+        case .refused, .noRoute: self = .conflict(failure.description)
+        case .noApplications: self = ConsoleError(status: .unprocessableContent, message: failure.description)
+        }
+    }
+}
+
+/// The query of a transfer list, as the API and the console's search form give it.
+enum TransferQuery {
+    static let defaultLimit = 50
+    static let maxLimit = 500
+
+    static func filter(_ query: Parameters) throws -> TransferFilter {
+        func text(_ name: String) -> String? {
+            guard let value = query[Substring(name)].map(String.init)?.trimmingCharacters(in: .whitespaces), !value.isEmpty else { return nil }
+            return value
+        }
+        var filter = TransferFilter(newestFirst: text("order") != "oldest")
+        filter.site = text("site")
+        if let type = text("type") {
+            switch type.uppercased() {
+            case "XFER": (filter.type, filter.keptWhole) = (.xfer, false)
+            case "MSG": filter.type = .msg
+            case "EERP": filter.type = .eerp
+            case "RECOVER": (filter.type, filter.fileName) = (.xfer, .exactly(TransferRecord.recoverFileName))
+            case "DUPLICATE": (filter.type, filter.fileName) = (.xfer, .exactly(TransferRecord.duplicateFileName))
+            default: throw ConsoleError.badRequest("type must be XFER, MSG, EERP, RECOVER or DUPLICATE")
+            }
+        }
+        if let state = text("state") {
+            guard let value = TransferRecord.State(rawValue: state) else {
+                throw ConsoleError.badRequest("state must be one of \(TransferRecord.State.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            filter.state = value
+        }
+        if let direction = text("direction") {
+            guard let value = TransferRecord.Direction(rawValue: direction) else { throw ConsoleError.badRequest("direction must be in or out") }
+            filter.direction = value
+        }
+        if let fileName = text("fileName"), filter.fileName == nil { filter.fileName = TextPattern(fileName) }
+        filter.sender = text("sender").map(TextPattern.init)
+        filter.subject = text("subject").map(TextPattern.init)
+        // One box searching file name, sender and subject is the console's; the API takes each.
+        for (name, date) in [("since", \TransferFilter.since), ("until", \TransferFilter.before)] {
+            guard let value = text(name) else { continue }
+            guard let parsed = StrictDate.parse(value) else {
+                throw ConsoleError.badRequest("\(name): `\(value)` is not a date (ISO 8601: 2026-11-27, 2026-11-27T17:40Z)")
+            }
+            filter[keyPath: date] = parsed
+        }
+        if let after = text("after") {
+            guard let cursor = TransferCursor(text: after) else { throw ConsoleError.badRequest("after: not a cursor this API gave") }
+            filter.after = cursor
+        }
+        let limit = text("limit").map { Int($0) } ?? defaultLimit
+        guard let limit, (1...maxLimit).contains(limit) else { throw ConsoleError.badRequest("limit must be 1 to \(maxLimit)") }
+        filter.limit = limit
+        return filter
+    }
+
+    /// The name a download is saved as: FILE_NAME, `RECOVER-<id>.eml` for a message kept whole.
+    static func downloadName(_ transfer: TransferRecord) -> String {
+        switch transfer.fileName {
+        case nil: "\(transfer.id).\(transfer.type == .eerp ? "txt" : "bin")"
+        case let name? where TransferRecord.keptWholeFileNames.contains(name): "\(name)-\(transfer.id).eml"
+        case let name?: name
+        }
+    }
+
+    /// RFC 6266: an ASCII fallback, and the UTF-8 name (RFC 8187).
+    static func contentDisposition(_ name: String) -> String {
+        let fallback = String(name.unicodeScalars.map { $0.isASCII && $0.value >= 0x20 && $0 != "\"" && $0 != "\\" ? Character($0) : "_" })
+        let encoded = name.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-._~"))) ?? fallback
+        return "attachment; filename=\"\(fallback)\"; filename*=UTF-8''\(encoded)"
+    }
+}
+
+extension PollNowOutcome: ResponseEncodable {}
+extension RunningPoll: ResponseEncodable {}
+extension OperatorAction: ResponseEncodable {}

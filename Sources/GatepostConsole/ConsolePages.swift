@@ -1,0 +1,244 @@
+import Foundation
+import GatepostCatalog
+import GatepostCore
+import Hummingbird
+import HummingbirdAuth
+
+/// The console's pages: the dashboard, the transfer catalog, a transfer, login. Every action is
+/// a form that POSTs with the session's CSRF token and comes back to the page it was on.
+struct ConsolePages: Sendable {
+    let api: ConsoleAPI
+    let authenticator: ConsoleAuthenticator?
+    let sessionLifetime: Duration
+
+    var environment: ConsoleEnvironment { api.environment }
+
+    func register(on router: Hummingbird.Router<ConsoleRequestContext>) {
+        router.get("login") { _, context in
+            loginPage(context: context, problem: nil)
+        }
+        router.post("login") { request, context -> Response in
+            var request = request
+            let form = FormFields(try await request.collectBody(upTo: context.maxUploadSize))
+            guard let authenticator else { return HTML.redirect("/") }
+            guard let identity = authenticator.login(name: form.value("name") ?? "", password: form.value("password") ?? "") else {
+                environment.logger.notice("console login refused", metadata: ["user": "\(form.value("name") ?? "")"])
+                var page = loginPage(context: context, problem: "Wrong name or password.")
+                page.status = .unauthorized
+                return page
+            }
+            // A new session at login (and a new CSRF token): a session id known before the
+            // login is worth nothing after it.
+            context.sessions.clearSession()
+            context.sessions.createSession(ConsoleSession(identity: identity, csrf: ConsoleAuthenticator.randomHex(bytes: 32)), expiresIn: sessionLifetime)
+            environment.logger.info("console login", metadata: ["user": "\(identity.name)"])
+            return HTML.redirect(form.value("next").flatMap(Self.localPath) ?? "/")
+        }
+        router.post("logout") { _, context -> Response in
+            context.sessions.clearSession()
+            return HTML.redirect("/login")
+        }
+
+        router.get("/") { _, context -> Response in
+            guard let identity = try signedIn(context, next: "/") else { return HTML.redirect("/login?next=/") }
+            return try await dashboard(identity: identity, context: context)
+        }
+        router.post("sites/:name/:verb") { _, context -> Response in
+            guard let identity = try signedIn(context, next: "/") else { return HTML.redirect("/login") }
+            guard ConsolePolicy.allows(identity.role, .operate) else { throw ConsoleError.forbidden("only an operator may do this") }
+            let name = try context.parameters.require("name")
+            switch try context.parameters.require("verb") {
+            case "enable": try await api.setSiteEnabled(name, true, actor: identity.actor)
+            case "disable": try await api.setSiteEnabled(name, false, actor: identity.actor)
+            case "poll": _ = try await api.pollNow(name, actor: identity.actor)
+            default: throw ConsoleError.notFound("no such action")
+            }
+            return HTML.redirect("/")
+        }
+
+        router.get("transfers") { request, context -> Response in
+            guard let identity = try signedIn(context, next: "/transfers") else { return HTML.redirect("/login?next=/transfers") }
+            return try await transfers(request: request, identity: identity, context: context)
+        }
+        router.get("transfers/:id") { _, context -> Response in
+            let id = try context.parameters.require("id")
+            guard let identity = try signedIn(context, next: "/transfers/\(id)") else { return HTML.redirect("/login") }
+            return try await transfer(id, identity: identity, context: context, message: nil)
+        }
+        router.get("transfers/:id/file") { _, context -> Response in
+            guard try signedIn(context, next: "/") != nil else { return HTML.redirect("/login") }
+            return try await api.download(try context.parameters.require("id"), context: context)
+        }
+        router.post("transfers/:id/:verb") { request, context -> Response in
+            let id = try context.parameters.require("id")
+            guard let identity = try signedIn(context, next: "/") else { return HTML.redirect("/login") }
+            guard ConsolePolicy.allows(identity.role, .operate) else { throw ConsoleError.forbidden("only an operator may do this") }
+            var request = request
+            let form = FormFields(try await request.collectBody(upTo: context.maxUploadSize))
+            let message: String
+            do {
+                switch try context.parameters.require("verb") {
+                case "retry": message = try await api.retry(id, actor: identity.actor)
+                case "redeliver": message = try await api.redeliver(id, to: form.value("application") ?? "", actor: identity.actor)
+                default: throw ConsoleError.notFound("no such action")
+                }
+            } catch let error as ConsoleError where error.status == .conflict || error.status == .unprocessableContent {
+                message = error.message
+            }
+            return try await transfer(id, identity: identity, context: context, message: message)
+        }
+    }
+
+    /// The identity when there is one that may read; nil sends the browser to log in.
+    private func signedIn(_ context: ConsoleRequestContext, next: String) throws -> ConsoleIdentity? {
+        guard let identity = context.identity else { return nil }
+        return identity
+    }
+
+    /// Only a path of this console (`/...`, not `//host`) is followed after login.
+    static func localPath(_ path: String) -> String? {
+        path.hasPrefix("/") && !path.hasPrefix("//") && !path.contains("\\") ? path : nil
+    }
+
+    private func loginPage(context: ConsoleRequestContext, problem: String?) -> Response {
+        let body = """
+        \(problem.map { "<p class=bad>\(HTML.escape($0))</p>" } ?? "")
+        <form method=post action=/login>\(HTML.csrfField(context.csrf))
+        <p><label>Name <input name=name autocomplete=username required autofocus></label></p>
+        <p><label>Password <input name=password type=password autocomplete=current-password required></label></p>
+        <p><button>Log in</button></p></form>
+        """
+        return HTML.page("Log in", identity: nil, csrf: context.csrf, body: body)
+    }
+
+    private func dashboard(identity: ConsoleIdentity, context: ConsoleRequestContext) async throws -> Response {
+        let statuses = try await api.siteStatuses()
+        let running = environment.polls.running()
+        let operate = ConsolePolicy.allows(identity.role, .operate)
+        let rows: [[String]] = statuses.map { site in
+            let state: String
+            if let error = site.configurationError {
+                state = "<span class=bad>config error since \(HTML.timestamp(site.configurationErrorSince)): \(HTML.escape(error)); running the last good version</span>"
+            } else if !site.enabled {
+                state = "<span class=muted>disabled</span>"
+            } else if let error = site.lastError {
+                state = "<span class=bad>failing: \(HTML.escape(error))</span>"
+            } else if site.stuck > 0 {
+                state = "<span class=bad>\(site.stuck) message(s) stuck</span>"
+            } else {
+                state = "<span class=ok>ok</span>"
+            }
+            let secrets = site.unavailableSecrets.isEmpty ? "" : "<br><span class=bad>unavailable: \(HTML.escape(site.unavailableSecrets.joined(separator: "; ")))</span>"
+            let actions = operate
+                ? HTML.button(site.enabled ? "Disable" : "Enable", action: "/sites/\(HTML.component(site.name))/\(site.enabled ? "disable" : "enable")", csrf: context.csrf, danger: site.enabled)
+                    + " " + HTML.button("Poll now", action: "/sites/\(HTML.component(site.name))/poll", csrf: context.csrf)
+                : ""
+            return [
+                "<a href=\"/transfers?site=\(HTML.component(site.name))\">\(HTML.escape(site.name))</a>",
+                "<span data-state=\"\(site.enabled ? "enabled" : "disabled")\">\(state)</span>\(secrets)",
+                HTML.escape("\(site.host):\(site.port)"), HTML.escape(site.interval), HTML.timestamp(site.lastPoll), HTML.timestamp(site.nextPoll),
+                "\(site.messages)", actions,
+            ]
+        }
+        var body = HTML.table(["Site", "State", "Server", "Every", "Last poll", "Next poll", "Messages", ""], rows)
+        body = body.replacingOccurrences(of: "<tr><td><a", with: "<tr><td><a")
+        body += "<h2>Polls in progress</h2>"
+        body += running.isEmpty ? "<p class=muted>None.</p>" : HTML.table(["Site", "Since", "Messages", "Bytes"], running.map {
+            [HTML.escape($0.site), HTML.timestamp($0.started), "\($0.messages)", HTML.bytes($0.bytes)]
+        })
+        body += "<h2>Received today</h2>" + HTML.barChart(try await volumeToday(statuses.map(\.name)))
+        return HTML.page("Dashboard", identity: identity, csrf: context.csrf, body: body)
+    }
+
+    /// Inbound transfers per site since midnight UTC.
+    private func volumeToday(_ sites: [String]) async throws -> [(String, Int)] {
+        let midnight = Calendar(identifier: .gregorian).startOfDay(for: Date())
+        var counts: [String: Int] = [:]
+        for record in try await environment.catalog.transfers(TransferFilter(since: midnight, direction: .inbound)) {
+            counts[record.site, default: 0] += 1
+        }
+        return sites.map { ($0, counts[$0] ?? 0) }.filter { $0.1 > 0 }
+    }
+
+    private func transfers(request: Request, identity: ConsoleIdentity, context: ConsoleRequestContext) async throws -> Response {
+        let query = request.uri.queryParameters
+        var filter = try TransferQuery.filter(query)
+        if let text = query["q"].map(String.init)?.trimmingCharacters(in: .whitespaces), !text.isEmpty {
+            filter.anyText = TextPattern(text)
+        }
+        let records = try await environment.catalog.transfers(filter)
+        func value(_ name: Substring) -> String { HTML.escape(query[name].map(String.init) ?? "") }
+        var body = """
+        <form class=search method=get action=/transfers>
+        <input name=q placeholder="file name, sender or subject" value="\(value("q"))" size=30>
+        <input name=site placeholder=site value="\(value("site"))" size=10>
+        <select name=type>\(["", "XFER", "MSG", "EERP", "RECOVER", "DUPLICATE"].map { "<option\(query["type"].map(String.init) == $0 ? " selected" : "")>\($0)</option>" }.joined())</select>
+        <select name=state>\(([""] + TransferRecord.State.allCases.map(\.rawValue)).map { "<option\(query["state"].map(String.init) == $0 ? " selected" : "")>\($0)</option>" }.joined())</select>
+        <select name=direction>\(["", "in", "out"].map { "<option\(query["direction"].map(String.init) == $0 ? " selected" : "")>\($0)</option>" }.joined())</select>
+        <input name=since placeholder="since 2026-11-27" value="\(value("since"))" size=14>
+        <button>Search</button></form>
+        """
+        body += HTML.table(["Received", "Type", "File name", "Site", "State", "Sender", "Subject", "Size"], records.map { record in
+            [
+                HTML.timestamp(record.receivedAt), record.type.rawValue + (record.direction == .outbound ? " out" : ""),
+                "<a href=\"/transfers/\(HTML.component(record.id))\">\(HTML.escape(record.fileName ?? record.id))</a>",
+                HTML.escape(record.site), HTML.escape(record.state.rawValue), HTML.escape(record.sender ?? ""),
+                HTML.escape(record.subject ?? ""), HTML.bytes(record.size),
+            ]
+        })
+        if records.count == filter.limit, let last = records.last {
+            var items = query.map { (String($0.key), String($0.value)) }.filter { $0.0 != "after" }
+            items.append(("after", TransferCursor(after: last).text))
+            body += "<p><a rel=next href=\"/transfers?\(items.map { "\(HTML.component($0.0))=\(HTML.component($0.1))" }.joined(separator: "&"))\">Older</a></p>"
+        }
+        return HTML.page("Transfers", identity: identity, csrf: context.csrf, body: body)
+    }
+
+    private func transfer(_ id: String, identity: ConsoleIdentity, context: ConsoleRequestContext, message: String?) async throws -> Response {
+        let detail = try await api.transferDetail(id)
+        let record = detail.transfer
+        var body = message.map { "<p class=ok id=outcome>\(HTML.escape($0))</p>" } ?? ""
+        body += HTML.fields([
+            ("id", record.id), ("direction", record.direction.rawValue), ("type", record.type.rawValue),
+            ("file name", record.fileName), ("site", record.site), ("application", record.application), ("state", record.state.rawValue),
+            ("classification", record.classification), ("signature", record.signature), ("sender", record.sender),
+            ("recipients", record.recipients.joined(separator: ", ")), ("subject", record.subject), ("message id", record.messageId),
+            ("received", HTML.timestamp(record.receivedAt)), ("size", HTML.bytes(record.size)), ("sha256", record.sha256),
+            ("acknowledgment", record.ack.rawValue), ("error", record.error), ("delivered to", record.deliveredPath),
+            ("delivery attempts", String(detail.deliveryAttempts)), ("purged", record.purgedAt.map { HTML.timestamp($0) }),
+            ("original message id", record.originalMessageId), ("original envelope id", record.originalEnvelopeId),
+        ])
+        if record.path != nil {
+            body += "<p><a id=download href=\"/transfers/\(HTML.component(record.id))/file\">Download \(HTML.escape(TransferQuery.downloadName(record)))</a></p>"
+        }
+        if ConsolePolicy.allows(identity.role, .operate) {
+            let applications = await environment.sites().local?.applications.map(\.name) ?? []
+            body += "<p>" + HTML.button("Retry", action: "/transfers/\(HTML.component(record.id))/retry", csrf: context.csrf)
+            if record.direction == .inbound, !applications.isEmpty {
+                let options = applications.map { "<option>\(HTML.escape($0))</option>" }.joined()
+                body += " " + HTML.button("Redeliver to", action: "/transfers/\(HTML.component(record.id))/redeliver", csrf: context.csrf,
+                                          extra: "<select name=application>\(options)</select> ")
+            }
+            body += "</p>"
+        }
+        if !record.recipientReports.isEmpty {
+            body += "<h2>Reports</h2>" + HTML.table(["Recipient", "Action", "Status", "Disposition"], record.recipientReports.map {
+                [HTML.escape($0.recipient), HTML.escape($0.action ?? ""), HTML.escape($0.status ?? ""), HTML.escape($0.disposition ?? "")]
+            })
+        }
+        if !detail.outbox.isEmpty {
+            body += "<h2>Outgoing messages</h2>" + HTML.table(["Kind", "To", "State", "Attempts", "Last error", "Sent"], detail.outbox.map {
+                [$0.kind.rawValue, HTML.escape($0.recipients.joined(separator: ", ")), $0.state.rawValue, "\($0.attempts)",
+                 HTML.escape($0.lastError ?? ""), HTML.timestamp($0.sentAt)]
+            })
+        }
+        if let text = record.messageText {
+            body += "<h2>Message text</h2><pre>\(HTML.escape(String(text.prefix(64 * 1024))))</pre>"
+        }
+        body += "<h2>Operator actions</h2>"
+        body += detail.actions.isEmpty ? "<p class=muted>None.</p>" : HTML.table(["When", "Who", "What", "Detail"], detail.actions.map {
+            [HTML.timestamp($0.at), HTML.escape($0.actor), HTML.escape($0.action), HTML.escape($0.detail ?? "")]
+        })
+        return HTML.page(record.fileName ?? record.id, identity: identity, csrf: context.csrf, body: body)
+    }
+}

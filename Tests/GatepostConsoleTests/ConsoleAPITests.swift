@@ -1,0 +1,328 @@
+import Foundation
+import GatepostCatalog
+import GatepostCore
+import Hummingbird
+import HummingbirdBcrypt
+import HummingbirdTesting
+import Logging
+import Testing
+@testable import GatepostConsole
+
+/// Polls nothing: says what it was asked. The real poll-now runs against Dovecot in the
+/// browser test.
+struct RecordingPolls: PollControl {
+    func pollNow(_ site: RemoteSite) async -> PollNowOutcome {
+        PollNowOutcome(site: site.name, messages: 0, bytes: 0, transfers: [], error: nil)
+    }
+
+    func running() -> [RunningPoll] { [RunningPoll(site: "acme", started: Date(timeIntervalSince1970: 0), messages: 3, bytes: 300)] }
+}
+
+/// A console over an in-memory catalog with two sites, and users of each role.
+struct ConsoleFixture {
+    let catalog = InMemoryCatalog()
+    let directory: SiteDirectory
+    let accounts: ConsoleAccounts?
+    let spool: String
+    static let operatorPassword = "correct horse"
+    static let viewerPassword = "battery staple"
+    static let viewerToken = "gp_viewer_token_for_tests"
+
+    init(accounts: Bool = true) throws {
+        spool = NSTemporaryDirectory() + "gatepost-console-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: spool, withIntermediateDirectories: true)
+        let loader = SiteLoader(environment: [:])
+        let acme = try #require(try loader.parse("pop3: {host: pop.acme.example, user: u, password: p}\n", file: spool + "/acme.yaml"))
+        let bcorp = try #require(try loader.parse("pop3: {host: pop.bcorp.example, user: u, password: p}\n", file: spool + "/bcorp.yaml"))
+        directory = SiteDirectory(sites: [acme, bcorp], errors: [], local: nil)
+        self.accounts = accounts ? ConsoleAccounts(
+            users: [
+                .init(name: "olivia", role: .operator, passwordHash: Bcrypt.hash(Self.operatorPassword, cost: 4)),
+                .init(name: "victor", role: .viewer, passwordHash: Bcrypt.hash(Self.viewerPassword, cost: 4)),
+            ],
+            tokens: [.init(name: "grafana", role: .viewer, sha256: ConsoleAuthenticator.sha256(Self.viewerToken))]
+        ) : nil
+    }
+
+    var environment: ConsoleEnvironment {
+        let directory = directory
+        return ConsoleEnvironment(
+            catalog: catalog, sites: { directory }, polls: RecordingPolls(), accounts: accounts,
+            logger: Logger(label: "test"), mode: "test"
+        )
+    }
+
+    func application() -> some ApplicationProtocol {
+        Application(router: ConsoleServer.router(environment, sessions: MemoryPersistDriver()))
+    }
+
+    /// A stored inbound transfer with a kept file.
+    func addTransfer(_ id: String, fileName: String, at seconds: TimeInterval, site: String = "acme", body: String = "a;b\n") async throws -> TransferRecord {
+        let path = spool + "/" + id
+        try body.write(toFile: path, atomically: true, encoding: .utf8)
+        let record = TransferRecord(
+            id: id, type: .xfer, fileName: fileName, site: site, state: .delivered, sender: "edi@acme.example",
+            subject: "Invoices", size: Int64(body.utf8.count), sha256: ConsoleAuthenticator.sha256(body), path: path,
+            receivedAt: Date(timeIntervalSince1970: 1_764_000_000 + seconds)
+        )
+        try await catalog.commitReceived(record, uidl: id)
+        return record
+    }
+}
+
+/// A browser's side of a session: its cookie and the CSRF token of the last page.
+struct Browser {
+    var cookie: String?
+    var csrf: String?
+
+    var headers: HTTPFields {
+        var fields = HTTPFields()
+        if let cookie { fields[.cookie] = cookie }
+        return fields
+    }
+
+    /// Keeps the session cookie and the page's CSRF token.
+    mutating func take(_ response: TestResponse) {
+        if let setCookie = response.headers[.setCookie], let pair = setCookie.split(separator: ";").first {
+            cookie = String(pair)
+        }
+        let page = String(buffer: response.body)
+        if let range = page.range(of: "name=csrf value=\"") {
+            csrf = String(page[range.upperBound...].prefix { $0 != "\"" })
+        }
+    }
+
+    func form(_ fields: [String: String], csrf include: Bool = true) -> (HTTPFields, ByteBuffer) {
+        var headers = self.headers
+        headers[.contentType] = "application/x-www-form-urlencoded"
+        var all = fields
+        if include, let csrf { all["csrf"] = csrf }
+        let body = all.map { "\($0.key)=\(HTML.component($0.value))" }.joined(separator: "&")
+        return (headers, ByteBuffer(string: body))
+    }
+}
+
+@Suite struct ConsoleAPITests {
+    @Test func healthNeedsNobodyAndEverythingElseNeedsSomeone() async throws {
+        let fixture = try ConsoleFixture()
+        try await fixture.application().test(.router) { client in
+            try await client.execute(uri: "/api/v1/health", method: .get) { response in
+                #expect(response.status == .ok)
+                #expect(String(buffer: response.body).contains("\"status\":\"ok\""))
+            }
+            try await client.execute(uri: "/api/v1/sites", method: .get) { response in
+                #expect(response.status == .unauthorized)
+            }
+            try await client.execute(uri: "/", method: .get) { response in
+                #expect(response.status == .seeOther)
+                #expect(response.headers[.location]?.hasPrefix("/login") == true)
+            }
+            try await client.execute(uri: "/api/v1/sites", method: .get, headers: [.authorization: "Bearer nope"]) { response in
+                #expect(response.status == .unauthorized)
+            }
+        }
+    }
+
+    @Test func aViewerReadsButCannotDisableAndAnOperatorCan() async throws {
+        let fixture = try ConsoleFixture()
+        try await fixture.application().test(.router) { client in
+            // The viewer's API token reads the sites...
+            let token: HTTPFields = [.authorization: "Bearer \(ConsoleFixture.viewerToken)"]
+            try await client.execute(uri: "/api/v1/sites", method: .get, headers: token) { response in
+                #expect(response.status == .ok)
+                let body = String(buffer: response.body)
+                #expect(body.contains("\"name\":\"acme\"") && body.contains("\"name\":\"bcorp\""), "\(body)")
+                #expect(body.contains("\"running\":[{"), "polls in progress")
+            }
+            // ...but may not disable one.
+            try await client.execute(uri: "/api/v1/sites/acme/disable", method: .post, headers: token) { response in
+                #expect(response.status == .forbidden)
+                #expect(String(buffer: response.body).contains("only an operator"))
+            }
+            #expect(try await fixture.catalog.siteStates()["acme"]?.enabled == nil)
+
+            // The viewer logged in to the console: no Disable button, and the form is refused.
+            var viewer = Browser()
+            try await client.execute(uri: "/login", method: .get) { viewer.take($0) }
+            let (headers, body) = viewer.form(["name": "victor", "password": ConsoleFixture.viewerPassword])
+            try await client.execute(uri: "/login", method: .post, headers: headers, body: body) { response in
+                #expect(response.status == .seeOther)
+                viewer.take(response)
+            }
+            try await client.execute(uri: "/", method: .get, headers: viewer.headers) { response in
+                #expect(response.status == .ok)
+                #expect(!String(buffer: response.body).contains(">Disable<"))
+                viewer.take(response)
+            }
+            let (disableHeaders, disableBody) = viewer.form([:])
+            try await client.execute(uri: "/sites/acme/disable", method: .post, headers: disableHeaders, body: disableBody) { response in
+                #expect(response.status == .forbidden)
+            }
+            #expect(try await fixture.catalog.siteStates()["acme"]?.enabled == nil)
+
+            // The operator can, and the action is recorded with who did it.
+            var operatorBrowser = Browser()
+            try await client.execute(uri: "/login", method: .get) { operatorBrowser.take($0) }
+            let (loginHeaders, loginBody) = operatorBrowser.form(["name": "olivia", "password": ConsoleFixture.operatorPassword])
+            try await client.execute(uri: "/login", method: .post, headers: loginHeaders, body: loginBody) { operatorBrowser.take($0) }
+            try await client.execute(uri: "/", method: .get, headers: operatorBrowser.headers) { response in
+                #expect(String(buffer: response.body).contains(">Disable<"))
+                operatorBrowser.take(response)
+            }
+            let (h, b) = operatorBrowser.form([:])
+            try await client.execute(uri: "/sites/acme/disable", method: .post, headers: h, body: b) { response in
+                #expect(response.status == .seeOther)
+            }
+            #expect(try await fixture.catalog.siteStates()["acme"]?.enabled == false)
+            let actions = try await fixture.catalog.operatorActions(site: "acme", transferId: nil, limit: 5)
+            #expect(actions.map { "\($0.actor) \($0.action)" } == ["olivia site.disable"])
+        }
+    }
+
+    @Test func aFormWithoutItsSessionsCSRFTokenIsRefused() async throws {
+        let fixture = try ConsoleFixture()
+        try await fixture.application().test(.router) { client in
+            var browser = Browser()
+            try await client.execute(uri: "/login", method: .get) { browser.take($0) }
+            let (loginHeaders, loginBody) = browser.form(["name": "olivia", "password": ConsoleFixture.operatorPassword])
+            try await client.execute(uri: "/login", method: .post, headers: loginHeaders, body: loginBody) { browser.take($0) }
+            // No token, a wrong one, another session's: all refused, nothing changed.
+            let (noToken, noTokenBody) = browser.form([:], csrf: false)
+            try await client.execute(uri: "/sites/acme/disable", method: .post, headers: noToken, body: noTokenBody) { response in
+                #expect(response.status == .forbidden)
+                #expect(String(buffer: response.body).contains("CSRF"))
+            }
+            var forged = browser
+            forged.csrf = String(repeating: "0", count: 64)
+            let (forgedHeaders, forgedBody) = forged.form([:])
+            try await client.execute(uri: "/sites/acme/disable", method: .post, headers: forgedHeaders, body: forgedBody) { response in
+                #expect(response.status == .forbidden)
+            }
+            // The JSON API with the session cookie needs the header too.
+            try await client.execute(uri: "/api/v1/sites/acme/disable", method: .post, headers: browser.headers) { response in
+                #expect(response.status == .forbidden)
+            }
+            #expect(try await fixture.catalog.siteStates()["acme"]?.enabled == nil)
+            // The login rotated the token: the one of the login page no longer works.
+            let (stale, staleBody) = browser.form([:])
+            try await client.execute(uri: "/sites/acme/disable", method: .post, headers: stale, body: staleBody) { response in
+                #expect(response.status == .forbidden)
+            }
+            try await client.execute(uri: "/", method: .get, headers: browser.headers) { browser.take($0) }
+            var headers = browser.headers
+            headers[.csrfToken] = browser.csrf
+            try await client.execute(uri: "/api/v1/sites/acme/disable", method: .post, headers: headers) { response in
+                #expect(response.status == .ok)
+            }
+            #expect(try await fixture.catalog.siteStates()["acme"]?.enabled == false)
+        }
+    }
+
+    @Test func aWrongPasswordLogsNobodyIn() async throws {
+        let fixture = try ConsoleFixture()
+        try await fixture.application().test(.router) { client in
+            var browser = Browser()
+            try await client.execute(uri: "/login", method: .get) { browser.take($0) }
+            for (name, password) in [("olivia", "wrong"), ("nobody", ConsoleFixture.operatorPassword)] {
+                let (headers, body) = browser.form(["name": name, "password": password])
+                try await client.execute(uri: "/login", method: .post, headers: headers, body: body) { response in
+                    #expect(response.status == .unauthorized)
+                    #expect(String(buffer: response.body).contains("Wrong name or password."))
+                }
+            }
+            try await client.execute(uri: "/api/v1/sites", method: .get, headers: browser.headers) { response in
+                #expect(response.status == .unauthorized)
+            }
+        }
+    }
+
+    @Test func transfersAreSearchedAndPagedNewestFirst() async throws {
+        let fixture = try ConsoleFixture()
+        for index in 0..<7 {
+            _ = try await fixture.addTransfer("T\(index)", fileName: index % 2 == 0 ? "INV-\(index).csv" : "orders-\(index).xml", at: TimeInterval(index))
+        }
+        try await fixture.application().test(.router) { client in
+            let token: HTTPFields = [.authorization: "Bearer \(ConsoleFixture.viewerToken)"]
+            struct Page: Decodable {
+                var transfers: [TransferRecord]
+                var next: String?
+            }
+            func page(_ query: String) async throws -> Page {
+                try await client.execute(uri: "/api/v1/transfers?\(query)", method: .get, headers: token) { response in
+                    #expect(response.status == .ok, "\(String(buffer: response.body))")
+                    let decoder = JSONDecoder()
+                    decoder.dateDecodingStrategy = .iso8601
+                    return try decoder.decode(Page.self, from: Data(buffer: response.body))
+                }
+            }
+            let first = try await page("fileName=inv-*.csv&limit=2")
+            #expect(first.transfers.map(\.id) == ["T6", "T4"])
+            let second = try await page("fileName=inv-*.csv&limit=2&after=\(HTML.component(try #require(first.next)))")
+            #expect(second.transfers.map(\.id) == ["T2", "T0"])
+            let third = try await page("fileName=inv-*.csv&limit=2&after=\(HTML.component(try #require(second.next)))")
+            #expect(third.transfers.isEmpty && third.next == nil)
+            #expect(try await page("order=oldest&limit=3").transfers.map(\.id) == ["T0", "T1", "T2"])
+            try await client.execute(uri: "/api/v1/transfers?since=yesterday", method: .get, headers: token) { response in
+                #expect(response.status == .badRequest)
+                #expect(String(buffer: response.body).contains("is not a date"))
+            }
+            try await client.execute(uri: "/api/v1/transfers?limit=100000", method: .get, headers: token) { response in
+                #expect(response.status == .badRequest)
+            }
+        }
+    }
+
+    @Test func aTransferIsShownAndItsFileDownloadsWithItsNameAndHash() async throws {
+        let fixture = try ConsoleFixture()
+        let record = try await fixture.addTransfer("T1", fileName: "Bestellung Müller \"42\".csv", at: 0, body: "1;2;3\n")
+        try await fixture.application().test(.router) { client in
+            let token: HTTPFields = [.authorization: "Bearer \(ConsoleFixture.viewerToken)"]
+            try await client.execute(uri: "/api/v1/transfers/T1/file", method: .get, headers: token) { response in
+                #expect(response.status == .ok)
+                #expect(String(buffer: response.body) == "1;2;3\n")
+                #expect(response.headers[.init("X-Content-SHA256")!] == record.sha256)
+                let disposition = response.headers[.contentDisposition] ?? ""
+                #expect(disposition == "attachment; filename=\"Bestellung M_ller _42_.csv\"; filename*=UTF-8''Bestellung%20M%C3%BCller%20%2242%22.csv", "\(disposition)")
+            }
+            try await client.execute(uri: "/api/v1/transfers/T1", method: .get, headers: token) { response in
+                let body = String(buffer: response.body)
+                #expect(body.contains("\"deliveryAttempts\":0") && body.contains("\"outbox\":[]"), "\(body)")
+            }
+            try await client.execute(uri: "/api/v1/transfers/T9", method: .get, headers: token) { response in
+                #expect(response.status == .notFound)
+            }
+        }
+    }
+
+    @Test func withoutAccountsTheLocalMachineOperatesButStillNeedsTheCSRFToken() async throws {
+        let fixture = try ConsoleFixture(accounts: false)
+        try await fixture.application().test(.router) { client in
+            var browser = Browser()
+            try await client.execute(uri: "/", method: .get) { response in
+                #expect(response.status == .ok)
+                #expect(String(buffer: response.body).contains("local (operator)"))
+                browser.take(response)
+            }
+            // A page of another site posting to the console has no token.
+            try await client.execute(uri: "/api/v1/sites/acme/disable", method: .post) { response in
+                #expect(response.status == .forbidden)
+            }
+            let (headers, body) = browser.form([:])
+            try await client.execute(uri: "/sites/acme/disable", method: .post, headers: headers, body: body) { response in
+                #expect(response.status == .seeOther)
+            }
+            #expect(try await fixture.catalog.operatorActions(site: "acme", transferId: nil, limit: 1).first?.actor == "local")
+        }
+    }
+
+    @Test func onlyTheLocalMachineMayGoWithoutTLSAndLogins() {
+        let users = ConsoleAccounts(users: [.init(name: "a", role: .operator, passwordHash: String(repeating: "x", count: 60))])
+        #expect(ConsolePolicy.exposureProblem(host: "127.0.0.1", tls: false, accounts: nil) == nil)
+        #expect(ConsolePolicy.exposureProblem(host: "::1", tls: false, accounts: nil) == nil)
+        #expect(ConsolePolicy.exposureProblem(host: "0.0.0.0", tls: false, accounts: users)?.contains("needs TLS") == true)
+        #expect(ConsolePolicy.exposureProblem(host: "0.0.0.0", tls: true, accounts: nil)?.contains("needs users") == true)
+        #expect(ConsolePolicy.exposureProblem(host: "10.0.0.5", tls: true, accounts: users) == nil)
+        #expect(ConsolePages.localPath("//evil.example/") == nil)
+        #expect(ConsolePages.localPath("/transfers?x=1") == "/transfers?x=1")
+    }
+}
