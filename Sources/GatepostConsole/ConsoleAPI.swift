@@ -63,6 +63,19 @@ struct ConsoleAPI: Sendable {
             return Health(status: "ready", version: GatepostVersion.current, mode: environment.mode)
         }
 
+        router.get("metrics") { _, context -> Response in
+            _ = try context.require(.read)
+            return Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(string: try await ConsoleMetrics.scrape(environment)))
+            )
+        }
+
+        api.get("status") { _, context -> DaemonStatus in
+            _ = try context.require(.read)
+            return try await status()
+        }
+
         api.get("sites") { _, context -> SiteList in
             _ = try context.require(.read)
             return SiteList(sites: try await siteStatuses(), running: environment.polls.running())
@@ -122,6 +135,20 @@ struct ConsoleAPI: Sendable {
     }
 
     // MARK: Operations shared with the HTML console
+
+    func status() async throws -> DaemonStatus {
+        let sites = try await siteStatuses()
+        let catalog = environment.catalog
+        let overdue = try await catalog.transfers(TransferFilter(state: .overdue, direction: .outbound))
+        let pending = try await catalog.dueOutbox(site: nil, at: .distantFuture)
+        return DaemonStatus(
+            mode: environment.mode, version: GatepostVersion.current, running: environment.polls.running(),
+            sites: sites.count, enabled: sites.filter(\.enabled).count,
+            attention: sites.filter(\.needsAttention),
+            outboxPending: pending.count, outboxDue: pending.filter { $0.nextAttempt <= Date() }.count,
+            overdue: overdue.map { DaemonStatus.Overdue(id: $0.id, site: $0.site, fileName: $0.fileName, sentAt: $0.receivedAt) }
+        )
+    }
 
     func siteStatuses() async throws -> [SiteStatus] {
         let directory = await environment.sites()
@@ -283,3 +310,34 @@ enum TransferQuery {
 extension PollNowOutcome: ResponseEncodable {}
 extension RunningPoll: ResponseEncodable {}
 extension OperatorAction: ResponseEncodable {}
+
+/// `gatepost status` and `GET /api/v1/status`: the daemon, its polls in progress, the queues,
+/// and what needs an operator.
+public struct DaemonStatus: Codable, Sendable, ResponseEncodable {
+    public struct Overdue: Codable, Sendable, Hashable {
+        public var id: String
+        public var site: String
+        public var fileName: String?
+        public var sentAt: Date
+    }
+
+    /// `run` (the daemon) or `serve`.
+    public var mode: String
+    public var version: String
+    public var running: [RunningPoll]
+    public var sites: Int
+    public var enabled: Int
+    /// Failing, stuck or misconfigured sites.
+    public var attention: [SiteStatus]
+    public var outboxPending: Int
+    public var outboxDue: Int
+    /// Outbound transfers whose acknowledgment is overdue.
+    public var overdue: [Overdue]
+}
+
+/// The status view, for the API and for `gatepost status` without a daemon.
+public enum ConsoleStatus {
+    public static func status(_ environment: ConsoleEnvironment) async throws -> DaemonStatus {
+        try await ConsoleAPI(environment: environment).status()
+    }
+}

@@ -14,6 +14,9 @@ public struct ConsoleIdentity: Sendable, Hashable, Codable {
         /// No accounts are configured and the console listens on the local machine only:
         /// whoever reaches it has a shell here, as trusted as the command line.
         case local
+        /// The daemon's control socket (`<spool>/control.sock`, owner-only like the spool):
+        /// the command line of someone who may use the spool anyway.
+        case controlSocket
     }
 
     public var name: String
@@ -26,6 +29,7 @@ public struct ConsoleIdentity: Sendable, Hashable, Codable {
         case .session: name
         case .token: "token:" + name
         case .local: "local"
+        case .controlSocket: name
         }
     }
 }
@@ -55,7 +59,7 @@ public enum ConsolePolicy {
     /// which a browser sends to any page that asks) needs the session's, submitted in the form
     /// or the `X-CSRF-Token` header.
     public static func passesCSRF(credential: ConsoleIdentity.Credential?, sessionToken: String?, submitted: String?) -> Bool {
-        if credential == .token { return true }
+        if credential == .token || credential == .controlSocket { return true }
         guard let sessionToken, let submitted, !sessionToken.isEmpty else { return false }
         return constantTimeEqual(Array(sessionToken.utf8), Array(submitted.utf8))
     }

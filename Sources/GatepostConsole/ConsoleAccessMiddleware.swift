@@ -13,11 +13,17 @@ struct ConsoleAccessMiddleware: RouterMiddleware {
 
     let authenticator: ConsoleAuthenticator?
     let sessionLifetime: Duration
+    /// Behind the control socket: the command line, trusted as the spool's owner, names itself
+    /// in `X-Gatepost-Actor`.
+    var controlSocket = false
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
         var request = request
-        if let authorization = request.headers[.authorization], authorization.lowercased().hasPrefix("bearer ") {
+        if controlSocket {
+            let actor = request.headers[.gatepostActor].map { String($0.prefix(64)) } ?? "cli"
+            context.identity = ConsoleIdentity(name: actor, role: .operator, credential: .controlSocket)
+        } else if let authorization = request.headers[.authorization], authorization.lowercased().hasPrefix("bearer ") {
             let token = String(authorization.dropFirst("bearer ".count)).trimmingCharacters(in: .whitespaces)
             guard let identity = authenticator?.identity(bearer: token) else {
                 throw ConsoleError.unauthorized("the API token is not known")
@@ -53,6 +59,7 @@ struct ConsoleAccessMiddleware: RouterMiddleware {
 
 extension HTTPField.Name {
     static let csrfToken = Self("X-CSRF-Token")!
+    public static let gatepostActor = Self("X-Gatepost-Actor")!
 }
 
 extension ConsoleRequestContext {

@@ -50,6 +50,28 @@ public enum ConsoleServer {
         return router
     }
 
+    /// The daemon's control socket: the REST API (no pages) on a Unix socket in the spool, for
+    /// the command line (`gatepost poll` while the daemon runs, `gatepost status`). The socket
+    /// is the owner's only (the process's umask), like the spool it lives in.
+    public static func controlService(_ environment: ConsoleEnvironment, socket path: String) throws -> any Service {
+        guard path.utf8.count < 100 else {
+            throw ExposureError(description: "the control socket's path is too long for a Unix socket (\(path.utf8.count) bytes): use a shorter --spool")
+        }
+        unlink(path)  // left by a daemon that died; the spool's lock says none runs now
+        let router = controlRouter(environment)
+        var logger = environment.logger
+        logger[metadataKey: "component"] = "control"
+        return Application(router: router, configuration: .init(address: .unixDomainSocket(path: path), serverName: "Gatepost"), logger: logger)
+    }
+
+    /// The control socket's routes, for the service and for tests.
+    public static func controlRouter(_ environment: ConsoleEnvironment) -> Hummingbird.Router<ConsoleRequestContext> {
+        let router = Hummingbird.Router(context: ConsoleRequestContext.self)
+        router.add(middleware: ConsoleAccessMiddleware(authenticator: nil, sessionLifetime: .seconds(60), controlSocket: true))
+        ConsoleAPI(environment: environment).register(on: router)
+        return router
+    }
+
     /// The console as a service of the process's service group.
     public static func service(_ environment: ConsoleEnvironment, configuration: Configuration) throws -> any Service {
         try application(environment, configuration: configuration)

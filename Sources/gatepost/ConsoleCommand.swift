@@ -44,6 +44,7 @@ struct ConsoleOptions: ParsableArguments {
 
     /// The console as a service of the process, or a configuration error in the operator's words.
     func service(_ environment: ConsoleEnvironment, configuration: ConsoleServer.Configuration) throws -> any Service {
+        ConsoleMetrics.bootstrap()
         do {
             return try ConsoleServer.service(environment, configuration: configuration)
         } catch let error as ConsoleServer.ExposureError {

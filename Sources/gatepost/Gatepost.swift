@@ -9,7 +9,7 @@ struct Gatepost: AsyncParsableCommand {
         commandName: "gatepost",
         abstract: "Managed file transfer over POP3/SMTP: poll partners' mailboxes into a spool catalog.",
         version: GatepostVersion.current,
-        subcommands: [RunCommand.self, PollCommand.self, SendCommand.self, SiteCommand.self, CatalogCommand.self, ServeCommand.self, ConsoleCommand.self, DemoCommand.self]
+        subcommands: [RunCommand.self, PollCommand.self, SendCommand.self, SiteCommand.self, CatalogCommand.self, StatusCommand.self, ServeCommand.self, ConsoleCommand.self, DemoCommand.self]
     )
 
     /// Exit codes (README, "Command line"): 0 ok, 1 some site failed, 2 usage or configuration error.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GatepostCatalog
+import GatepostConsole
 import GatepostCore
 import Logging
 
@@ -19,14 +20,26 @@ struct PollCommand: AsyncParsableCommand {
         options.bootstrapLogging()
         let directory = try Runtime.loadSites(options)
         let (spool, catalog): (Spool, SQLiteCatalog)
-        let lock: SpoolLock
+        let lock: SpoolLock?
+        var daemon: (client: DaemonClient, sites: [String])?
         do {
             (spool, catalog) = try Runtime.openSpool(options)
-            lock = try SpoolLock(spool: spool)
+            do {
+                lock = try SpoolLock(spool: spool)
+            } catch let busy as SpoolLock.Busy {
+                // A daemon polls this spool: it is asked to poll now, instead of failing on its lock.
+                guard let client = DaemonClient.connect(spool: spool) else { throw busy }
+                daemon = (client, try Runtime.selectSites(sites, from: directory, states: try await catalog.siteStates()).map(\.name))
+                lock = nil
+            }
         } catch let failure as CommandFailure {
             throw fail(failure)
         } catch {
             throw fail(CommandFailure(description: "\(error)", exitCode: 1))
+        }
+        if let daemon {
+            try await pollThroughDaemon(daemon.client, daemon.sites)
+            return
         }
         let selected: [RemoteSite]
         do {
@@ -98,6 +111,27 @@ struct PollCommand: AsyncParsableCommand {
             break
         }
         withExtendedLifetime(lock) {}
+        if failed { throw ExitCode(1) }
+    }
+
+    /// Each site in turn, by the running daemon; the same lines as a poll of our own.
+    private func pollThroughDaemon(_ daemon: DaemonClient, _ names: [String]) async throws {
+        Terminal.line("a daemon polls this spool: asking it to poll now")
+        var failed = false
+        for name in names {
+            let outcome: PollNowOutcome
+            do {
+                outcome = try await daemon.pollNow(name)
+            } catch {
+                throw fail(CommandFailure(description: "\(error)", exitCode: 1))
+            }
+            if let error = outcome.error {
+                failed = true
+                Terminal.error("\(name): \(error)")
+            } else {
+                Terminal.line("\(name): \(outcome.messages) new (\(Formatting.bytes(outcome.bytes)))")
+            }
+        }
         if failed { throw ExitCode(1) }
     }
 

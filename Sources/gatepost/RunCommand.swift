@@ -59,17 +59,24 @@ struct RunCommand: AsyncParsableCommand {
             logger: logger,
             reloadRequested: { reload.withLock { value in defer { value = false }; return value } }
         )
+        // The daemon answers the command line on its control socket (gatepost poll while it
+        // runs, gatepost status) and, with --http, the console: polls asked for go to the
+        // scheduler.
+        let polls = DaemonPolls()
+        let sites = CurrentSites(try Runtime.loadSites(options))
+        scheduler.polls = polls
+        scheduler.sitesLoaded = { sites.update($0) }
+        let environment = ConsoleEnvironment(
+            catalog: catalog, sites: { sites.directory }, polls: polls,
+            accounts: try console.accounts(sites: options.sites), logger: Logger(label: "gatepost.console"), mode: "run"
+        )
         var services: [any Service] = []
-        // With --http, the console runs in the daemon: its polls on request go to the scheduler.
+        do {
+            services.append(try ConsoleServer.controlService(environment, socket: DaemonClient.socketPath(spool: spool)))
+        } catch {
+            logger.warning("no control socket: gatepost poll and status cannot reach this daemon", metadata: ["reason": "\(error)"])
+        }
         if let configuration = try console.configuration(defaultAddress: nil) {
-            let polls = DaemonPolls()
-            let sites = CurrentSites(try Runtime.loadSites(options))
-            scheduler.polls = polls
-            scheduler.sitesLoaded = { sites.update($0) }
-            let environment = ConsoleEnvironment(
-                catalog: catalog, sites: { sites.directory }, polls: polls,
-                accounts: try console.accounts(sites: options.sites), logger: Logger(label: "gatepost.console"), mode: "run"
-            )
             services.append(try console.service(environment, configuration: configuration))
             logger.info("console", metadata: ["url": "\(configuration.usesTLS ? "https" : "http")://\(configuration.host):\(configuration.port)/"])
         }

@@ -315,6 +315,40 @@ struct Browser {
         }
     }
 
+    @Test func metricsAreReadFromTheCatalogAtEachScrapeByAViewer() async throws {
+        let fixture = try ConsoleFixture()
+        try await fixture.catalog.setSiteEnabled("bcorp", enabled: false)
+        try await fixture.catalog.recordPoll(site: "acme", at: Date(timeIntervalSince1970: 1_764_000_000), error: nil, messages: 2, bytes: 20, nextPoll: nil)
+        var outbound = TransferRecord(id: "T9", direction: .outbound, type: .xfer, fileName: "a.csv", site: "acme", state: .queued,
+                                      messageId: "T9@ours.example", recipients: ["edi@acme.example"], receivedAt: Date().addingTimeInterval(-600))
+        outbound.ack = .requested
+        try await fixture.catalog.commitOutbound(outbound, message: OutboxEntry(
+            id: "T9", kind: .file, transferId: "T9", site: "acme", mailFrom: "g@ours.example", recipients: ["edi@acme.example"],
+            path: "/nowhere", messageId: "T9@ours.example", nextAttempt: Date(), createdAt: Date().addingTimeInterval(-600)
+        ))
+        try await fixture.catalog.outboxSent(OutboxEntry(
+            id: "T9", kind: .file, transferId: "T9", site: "acme", mailFrom: "g@ours.example", recipients: ["edi@acme.example"],
+            path: "/nowhere", messageId: "T9@ours.example"
+        ), at: Date(), refused: [], followUp: nil)
+        try await fixture.application().test(.router) { client in
+            try await client.execute(uri: "/metrics", method: .get) { response in
+                #expect(response.status == .unauthorized)
+            }
+            try await client.execute(uri: "/metrics", method: .get, headers: [.authorization: "Bearer \(ConsoleFixture.viewerToken)"]) { response in
+                #expect(response.status == .ok)
+                let text = String(buffer: response.body)
+                #expect(text.contains("gatepost_site_enabled{site=\"acme\"} 1"), "\(text)")
+                #expect(text.contains("gatepost_site_enabled{site=\"bcorp\"} 0"))
+                #expect(text.contains("gatepost_site_up{site=\"acme\"} 1"))
+                #expect(text.contains("gatepost_site_last_success_timestamp_seconds{site=\"acme\"} 1764000000"))
+                #expect(text.contains("gatepost_outbox_pending 0"))
+                let oldest = text.split(separator: "\n").first { $0.hasPrefix("gatepost_oldest_unacknowledged_seconds ") }
+                let seconds = oldest.flatMap { Double($0.split(separator: " ").last ?? "") } ?? 0
+                #expect(seconds >= 600 && seconds < 3600, "the sent transfer queued 10 minutes ago: \(oldest ?? "none")")
+            }
+        }
+    }
+
     @Test func onlyTheLocalMachineMayGoWithoutTLSAndLogins() {
         let users = ConsoleAccounts(users: [.init(name: "a", role: .operator, passwordHash: String(repeating: "x", count: 60))])
         #expect(ConsolePolicy.exposureProblem(host: "127.0.0.1", tls: false, accounts: nil) == nil)

@@ -89,6 +89,68 @@ import Testing
         try? FileManager.default.removeItem(atPath: root)
     }
 
+    /// `gatepost poll` while the daemon runs asks the daemon to poll now (through its control
+    /// socket) instead of failing on its lock; `gatepost status` shows the daemon and what needs
+    /// an operator; the request is in the audit trail with who asked.
+    @Test func theCommandLineAsksARunningDaemonToPollNow() async throws {
+        let dovecot = try await DovecotPeer.start()
+        defer { dovecot.stop() }
+        let root = (NSTemporaryDirectory() as NSString).appendingPathComponent("gatepost-daemon-\(UUID().uuidString.prefix(8))")
+        let sites = root + "/sites", spool = root + "/spool"
+        try FileManager.default.createDirectory(atPath: sites, withIntermediateDirectories: true)
+        for (user, password) in [("alice", "alice-secret"), ("bob", "wrong")] {
+            try """
+            pop3:
+              host: 127.0.0.1
+              port: \(dovecot.info.tlsPort)
+              user: \(user)
+              password: \(password)
+              tls: {ca_file: \(dovecot.info.caFile)}
+            poll: {interval: 1h}
+            """.write(toFile: sites + "/\(user).yaml", atomically: true, encoding: .utf8)
+        }
+        let global = ["--sites", sites, "--spool", spool]
+        let daemon = try ChildProcess.start(GatepostProcess.binary, ["run"] + global)
+        var stopped = false
+        defer { if !stopped { daemon.signal(SIGKILL) } }
+        let catalogPath = spool + "/catalog.sqlite"
+        // The first polls at start (nothing for alice, bob's password refused).
+        let firstPolls = try await Self.waitUntil(20) {
+            guard FileManager.default.fileExists(atPath: catalogPath) else { return false }
+            let states = try await SQLiteCatalog(path: catalogPath).siteStates()
+            return states["alice"]?.lastSuccess != nil && states["bob"]?.lastError != nil
+        }
+        #expect(firstPolls)
+
+        // A message arrives; the next scheduled poll is an hour away. The operator asks.
+        let sent = try await dovecot.fillMailbox(user: "alice", count: 1, seed: 5)
+        let poll = try await GatepostProcess.run(["poll", "alice"] + global)
+        #expect(poll.status == 0, "\(poll.stdout) \(poll.stderr)")
+        #expect(poll.stdout.contains("asking it to poll now") && poll.stdout.contains("alice: 1 new"), "\(poll.stdout)")
+        let records = try await SQLiteCatalog(path: catalogPath).transfers(TransferFilter(site: "alice"))
+        #expect(records.map(\.messageId) == sent.map(\.messageId))
+        #expect(dovecot.messageCount(user: "alice") == 0)
+        let actions = try await SQLiteCatalog(path: catalogPath).operatorActions(site: "alice", transferId: nil, limit: 5)
+        #expect(actions.first?.action == "site.poll" && actions.first?.actor.hasPrefix("cli:") == true, "\(actions)")
+
+        // A site that fails: the poll says why and exits 1.
+        let failing = try await GatepostProcess.run(["poll", "bob"] + global)
+        #expect(failing.status == 1)
+        #expect(failing.stderr.contains("bob: ") && failing.stderr.lowercased().contains("auth"), "\(failing.stderr)")
+
+        let status = try await GatepostProcess.run(["status"] + global)
+        #expect(status.status == 0, "\(status.stderr)")
+        #expect(status.stdout.contains("daemon: running"), "\(status.stdout)")
+        #expect(status.stdout.contains("needs attention: bob: failing"), "\(status.stdout)")
+
+        daemon.signal(SIGTERM)
+        _ = try await daemon.finish(timeout: .seconds(30))
+        stopped = true
+        let after = try await GatepostProcess.run(["status"] + global)
+        #expect(after.stdout.contains("daemon: not running"), "\(after.stdout)")
+        try? FileManager.default.removeItem(atPath: root)
+    }
+
     /// A typo in a site file while the daemon runs never stops that partner: the last good
     /// version keeps polling, `site list` and `site show` say so, and the fixed file clears it.
     @Test func aBrokenEditKeepsTheSitePolling() async throws {

@@ -40,9 +40,43 @@ public struct SitePollError: Error, Sendable, CustomStringConvertible {
     public var partial: PollSummary
     /// How many attempts were made.
     public var attempts = 1
+    /// What kind of failure, for metrics and alerts.
+    public var category: PollFailureCategory = .other
 
     public var description: String {
         "\(site): \(cause)" + (attempts > 1 ? " (after \(attempts) attempts)" : "")
+    }
+}
+
+/// What kind of failure a poll met: the metrics' `cause`, and how alerts tell a password that
+/// stopped working (at once) from a network that hiccups (after several polls).
+public enum PollFailureCategory: String, Sendable, Hashable, Codable, CaseIterable {
+    case connection, timeout, tls, authentication, server
+    case protocolViolation = "protocol"
+    /// The site's settings cannot work (a secret missing, plaintext refused, nothing fits).
+    case configuration
+    /// The spool or the catalog (disk full, read-only).
+    case spool
+    case other
+
+    public init(_ error: any Error) {
+        switch error {
+        case let error as POP3Error:
+            switch error {
+            case .connectionFailed, .connectionClosed: self = .connection
+            case .timeout: self = .timeout
+            case .tlsFailed: self = .tls
+            case .authenticationFailed: self = .authentication
+            case .serverError: self = .server
+            case .protocolViolation: self = .protocolViolation
+            case .plaintextRefused, .notSupported, .invalidArgument: self = .configuration
+            case .invalidState: self = .other
+            }
+        case is OAuth2Error: self = .authentication
+        case is SecretUnavailable: self = .configuration
+        case is SpoolError: self = .spool
+        default: self = .other
+        }
     }
 }
 
@@ -149,7 +183,7 @@ public struct PollJob: Sendable {
             // Not logged here: the caller reports the error (once) with the site's name.
             throw SitePollError(
                 site: site.name, cause: "\(error)", isTransient: pop3Error?.isTransient ?? false,
-                retryAfter: retryAfter, partial: summary
+                retryAfter: retryAfter, partial: summary, category: PollFailureCategory(error)
             )
         }
         summary.duration = ContinuousClock.now - start

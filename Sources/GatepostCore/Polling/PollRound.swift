@@ -76,6 +76,7 @@ public struct PollRound: Sendable {
                     bytes: error.partial.bytes, nextPoll: nextPoll
                 )
             }
+            EngineMetrics.poll(site: site.name, result: result)
             report.polls.append(SitePoll(site: site, started: started, result: result, nextDelay: delay))
         }
         guard !Task.isCancelled else { return report }

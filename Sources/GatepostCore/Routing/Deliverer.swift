@@ -96,6 +96,7 @@ public struct Deliverer: Sendable {
             }
             try await catalog.updateDelivery(id: record.id, state: .delivered, application: applicationName, error: nil, deliveredPath: target)
             transferLogger.info("delivered", metadata: ["path": "\(target)"])
+            EngineMetrics.delivery(application: applicationName, result: "delivered")
             return DeliveryOutcome(id: record.id, application: applicationName, state: .delivered, deliveredPath: target)
         } catch {
             let message = "\(error)"
@@ -106,11 +107,13 @@ public struct Deliverer: Sendable {
                     let at = now.addingTimeInterval(wait.timeInterval)
                     try await catalog.scheduleDeliveryRetry(id: record.id, application: applicationName, error: message, at: at)
                     transferLogger.warning("delivery failed; will try again", metadata: ["error": "\(message)", "attempt": "\(failures)"])
+                    EngineMetrics.delivery(application: applicationName, result: "retrying")
                     return DeliveryOutcome(id: record.id, application: applicationName, state: .routed, error: message, retryAt: at)
                 }
             }
             try await catalog.updateDelivery(id: record.id, state: .failed, application: applicationName, error: message, deliveredPath: nil)
             transferLogger.warning("delivery failed", metadata: ["error": "\(message)"])
+            EngineMetrics.delivery(application: applicationName, result: "failed")
             return DeliveryOutcome(id: record.id, application: applicationName, state: .failed, error: message)
         }
     }

@@ -43,7 +43,8 @@ public struct PollNowOutcome: Codable, Sendable, Hashable {
                       transfers: summary.records.map(\.id), error: nil)
         case .failure(let error):
             self.init(site: site, messages: error.partial.records.count, bytes: error.partial.records.reduce(0) { $0 + $1.size },
-                      transfers: error.partial.records.map(\.id), error: error.description)
+                      transfers: error.partial.records.map(\.id),
+                      error: error.cause + (error.attempts > 1 ? " (after \(error.attempts) attempts)" : ""))
         }
     }
 }
