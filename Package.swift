@@ -224,7 +224,7 @@ let package = Package(
         ),
         .testTarget(
             name: "GatepostIntegrationTests",
-            dependencies: ["GatepostCore", "GatepostCatalog", "GatepostTestSupport"],
+            dependencies: ["GatepostCore", "GatepostCatalog", "GatepostTestSupport", "GatepostConsole"],
             swiftSettings: strictness
         ),
     ]
