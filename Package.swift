@@ -159,6 +159,13 @@ let package = Package(
             path: "Benchmarks/MIMEThroughput",
             swiftSettings: strictness
         ),
+        // Fills a catalog with many transfers for Benchmarks/console.sh; not a test, run by hand.
+        .executableTarget(
+            name: "gatepost-catalog-fill",
+            dependencies: ["GatepostCatalog"],
+            path: "Benchmarks/CatalogFill",
+            swiftSettings: strictness
+        ),
         // libFuzzer target over the MIME parser (scripts/fuzz); a replay tool in normal builds.
         .executableTarget(
             name: "gatepost-mime-fuzzer",
@@ -217,6 +224,7 @@ let package = Package(
             dependencies: [
                 "GatepostConsole", "GatepostCore", "GatepostCatalog",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Yams", package: "Yams"),
                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
                 .product(name: "Logging", package: "swift-log"),
             ],

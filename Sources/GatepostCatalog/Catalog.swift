@@ -67,6 +67,9 @@ public protocol TransferStore: Sendable {
     /// The transfers `filter` selects, in order, at most `filter.limit` of them.
     func transfers(_ filter: TransferFilter) async throws -> [TransferRecord]
     func transfer(id: String) async throws -> TransferRecord?
+    /// Per site, how many inbound transfers were received at or after `since` (sites with none
+    /// are left out): the dashboard's volume, without reading the records.
+    func inboundCounts(since: Date) async throws -> [String: Int]
     /// The id of the earliest received inbound transfer of `site` with this Message-ID, if any.
     func transferID(site: String, messageId: String) async throws -> String?
     /// The id of the earliest received inbound transfer of `site` whose whole message had this

@@ -98,9 +98,57 @@ public struct TextPattern: Sendable, Hashable {
 
     static func matches(kind: Kind, pattern: String, value: String) -> Bool {
         switch kind {
-        case .glob: Glob.matches(pattern, value)
-        case .substring: pattern.isEmpty || value.range(of: pattern, options: .caseInsensitive) != nil
-        case .exact: value.compare(pattern, options: .caseInsensitive) == .orderedSame
+        case .glob:
+            return Glob.matches(pattern, value)
+        case .substring:
+            if pattern.isEmpty { return true }
+            // A search runs this for every row it looks at: ASCII (most file names, addresses
+            // and subjects) is compared byte by byte, without building strings; anything else
+            // the Unicode way.
+            if let found = ASCIIText.contains(value, pattern) { return found }
+            return value.range(of: pattern, options: .caseInsensitive) != nil
+        case .exact:
+            if let equal = ASCIIText.equal(value, pattern) { return equal }
+            return value.compare(pattern, options: .caseInsensitive) == .orderedSame
+        }
+    }
+}
+
+/// Case-insensitive comparisons of ASCII text without building new strings; nil when either
+/// side is not ASCII (the caller then compares the Unicode way).
+enum ASCIIText {
+    static func folded(_ byte: UInt8) -> UInt8 {
+        byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte
+    }
+
+    static func contains(_ text: String, _ pattern: String) -> Bool? {
+        var text = text, pattern = pattern
+        return text.withUTF8 { haystack in
+            pattern.withUTF8 { needle -> Bool? in
+                guard !haystack.contains(where: { $0 >= 0x80 }), !needle.contains(where: { $0 >= 0x80 }) else { return nil }
+                guard needle.count <= haystack.count else { return false }
+                let first = folded(needle[0])
+                var start = 0
+                while start + needle.count <= haystack.count {
+                    if folded(haystack[start]) == first {
+                        var offset = 1
+                        while offset < needle.count, folded(haystack[start + offset]) == folded(needle[offset]) { offset += 1 }
+                        if offset == needle.count { return true }
+                    }
+                    start += 1
+                }
+                return false
+            }
+        }
+    }
+
+    static func equal(_ a: String, _ b: String) -> Bool? {
+        var a = a, b = b
+        return a.withUTF8 { left in
+            b.withUTF8 { right -> Bool? in
+                guard !left.contains(where: { $0 >= 0x80 }), !right.contains(where: { $0 >= 0x80 }) else { return nil }
+                return left.count == right.count && zip(left, right).allSatisfy { folded($0) == folded($1) }
+            }
         }
     }
 }

@@ -141,6 +141,13 @@ public final class InMemoryCatalog: Catalog {
         return Array(matching.prefix(limit))
     }
 
+    public func inboundCounts(since: Date) async throws -> [String: Int] {
+        read { tables in
+            tables.transfers.values.filter { $0.direction == .inbound && $0.receivedAt >= since }
+                .reduce(into: [:]) { counts, record in counts[record.site, default: 0] += 1 }
+        }
+    }
+
     public func transfer(id: String) async throws -> TransferRecord? {
         read { $0.transfers[id] }
     }

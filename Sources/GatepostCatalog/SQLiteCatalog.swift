@@ -690,11 +690,10 @@ public final class SQLiteCatalog: Catalog {
             }
             for (column, pattern) in [("fileName", filter.fileName), ("sender", filter.sender), ("subject", filter.subject)] {
                 guard let pattern else { continue }
-                request = request.filter(Self.textPatternFunction(pattern.kind.rawValue, pattern.text, Column(column)))
+                request = request.filter(Self.matching(pattern, column))
             }
             if let pattern = filter.anyText {
-                let matches = { (column: String) in Self.textPatternFunction(pattern.kind.rawValue, pattern.text, Column(column)) }
-                request = request.filter(matches("fileName") || matches("sender") || matches("subject"))
+                request = request.filter(Self.matching(pattern, "fileName") || Self.matching(pattern, "sender") || Self.matching(pattern, "subject"))
             }
             if let after = filter.after {
                 let receivedAt = Column("receivedAt"), id = Column("id")
@@ -710,8 +709,23 @@ public final class SQLiteCatalog: Catalog {
         }
     }
 
+    public func inboundCounts(since: Date) async throws -> [String: Int] {
+        try await database.read { db in
+            let rows = try Row.fetchAll(
+                db, sql: "SELECT site, COUNT(*) AS count FROM transfer WHERE receivedAt >= ? AND direction = 'in' GROUP BY site",
+                arguments: [since]
+            )
+            return Dictionary(rows.map { ($0["site"] as String, $0["count"] as Int) }, uniquingKeysWith: +)
+        }
+    }
+
     public func transfer(id: String) async throws -> TransferRecord? {
         try await database.read { db in try StoredTransfer.fetchOne(db, key: id)?.record }
+    }
+
+    /// `pattern` over `column`, by ``TextPattern``'s own code: one rule for every store.
+    static func matching(_ pattern: TextPattern, _ column: String) -> SQLExpression {
+        textPatternFunction(pattern.kind.rawValue, pattern.text, Column(column))
     }
 
     /// `gatepost_text_matches(kind, pattern, value)`: ``TextPattern``'s rule inside SQL, so that

@@ -152,11 +152,9 @@ struct ConsolePages: Sendable {
 
     /// Inbound transfers per site since midnight UTC.
     private func volumeToday(_ sites: [String]) async throws -> [(String, Int)] {
-        let midnight = Calendar(identifier: .gregorian).startOfDay(for: Date())
-        var counts: [String: Int] = [:]
-        for record in try await environment.catalog.transfers(TransferFilter(since: midnight, direction: .inbound)) {
-            counts[record.site, default: 0] += 1
-        }
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC") ?? calendar.timeZone
+        let counts = try await environment.catalog.inboundCounts(since: calendar.startOfDay(for: Date()))
         return sites.map { ($0, counts[$0] ?? 0) }.filter { $0.1 > 0 }
     }
 

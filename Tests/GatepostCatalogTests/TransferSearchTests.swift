@@ -48,6 +48,41 @@ import Testing
     }
 
     @Test(arguments: CatalogStore.allCases)
+    func inboundTransfersAreCountedPerSiteSinceAnInstant(_ store: CatalogStore) async throws {
+        let catalog = try await stocked(store)
+        #expect(try await catalog.inboundCounts(since: F.epoch) == ["acme": 5, "bcorp": 5], "the outbound T10 is not counted")
+        #expect(try await catalog.inboundCounts(since: F.epoch.addingTimeInterval(8)) == ["acme": 1, "bcorp": 1])
+        #expect(try await catalog.inboundCounts(since: F.epoch.addingTimeInterval(60)).isEmpty)
+    }
+
+    @Test(arguments: CatalogStore.allCases)
+    func searchesOverNonASCIIValuesAgreeInEveryStore(_ store: CatalogStore) async throws {
+        let catalog = try store.make()
+        for (index, name) in ["Übersicht-INV.csv", "inv.csv", "ÜBERSICHT.txt", "straße.csv", nil].enumerated() {
+            var record = F.inbound("T\(index)", at: TimeInterval(index))
+            record.fileName = name
+            try await catalog.commitReceived(record, uidl: "u\(index)")
+        }
+        #expect(try await ids(catalog, TransferFilter(fileName: TextPattern("INV"))) == ["T0", "T1"])
+        #expect(try await ids(catalog, TransferFilter(fileName: TextPattern("übersicht"))) == ["T0", "T2"])
+        #expect(try await ids(catalog, TransferFilter(fileName: TextPattern("STRASSE"))) == ["T3"], "Unicode case folding: ß is SS")
+        #expect(try await ids(catalog, TransferFilter(fileName: TextPattern("ß"))) == ["T3"])
+        #expect(try await ids(catalog, TransferFilter(fileName: TextPattern(".csv"))) == ["T0", "T1", "T3"])
+    }
+
+    @Test func asciiAndUnicodeSearchesAgree() {
+        for (value, pattern, expected) in [
+            ("INV-001.csv", "inv-0", true), ("INV-001.csv", "CSVX", false), ("Übersicht.csv", "übersicht", true),
+            ("Übersicht.csv", "UBERSICHT", false), ("a", "ab", false), ("", "a", false), ("orders", "ORDERS", true),
+        ] {
+            #expect(TextPattern(pattern).matches(value) == expected, "\(value) ~ \(pattern)")
+        }
+        #expect(TextPattern.exactly("recover").matches("RECOVER"))
+        #expect(!TextPattern.exactly("recover").matches("RECOVERY"))
+        #expect(TextPattern.exactly("größe").matches("GRÖSSE") == ("größe".compare("GRÖSSE", options: .caseInsensitive) == .orderedSame))
+    }
+
+    @Test(arguments: CatalogStore.allCases)
     func keptWholeAndDirectionNarrow(_ store: CatalogStore) async throws {
         let catalog = try await stocked(store)
         #expect(try await ids(catalog, TransferFilter(keptWhole: true)) == ["T3", "T4"])
