@@ -1,6 +1,7 @@
 import Foundation
 import GatepostCatalog
 import GatepostCore
+import GatepostMIME
 import Hummingbird
 
 /// The REST API, version 1 (docs/api.md): JSON in and out, the same operations as the command
@@ -45,6 +46,25 @@ struct ConsoleAPI: Sendable {
 
     struct Redelivery: Decodable {
         var application: String
+    }
+
+    struct TestStep: Codable, ResponseEncodable {
+        var name: String
+        var passed: Bool
+        var detail: String
+    }
+
+    struct SiteTest: ResponseEncodable {
+        var site: String
+        var passed: Bool
+        var steps: [TestStep]
+    }
+
+    struct Sent: ResponseEncodable {
+        var transfer: TransferRecord
+        var sent: Int
+        var retrying: Int
+        var failed: Int
     }
 
     func register(on router: Hummingbird.Router<ConsoleRequestContext>) {
@@ -99,6 +119,23 @@ struct ConsoleAPI: Sendable {
         api.post("sites/:name/poll") { _, context -> PollNowOutcome in
             let identity = try context.require(.operate)
             return try await pollNow(try context.parameters.require("name"), actor: identity.actor)
+        }
+
+        api.post("sites/:name/test") { _, context -> SiteTest in
+            let identity = try context.require(.operate)
+            return try await testSite(try context.parameters.require("name"), actor: identity.actor)
+        }
+        api.post("sites/:name/send") { request, context -> Sent in
+            let identity = try context.require(.operate)
+            let query = request.uri.queryParameters
+            let recipients = query.getAll("to").map { String($0) }
+            guard let fileName = query["fileName"].map(String.init), !fileName.isEmpty else {
+                throw ConsoleError.badRequest("fileName is required: the name the partner gets the file under")
+            }
+            return try await send(
+                request.body, site: try context.parameters.require("name"), fileName: fileName, recipients: recipients,
+                application: query["application"].map(String.init), subject: query["subject"].map(String.init), actor: identity.actor
+            )
         }
 
         api.get("transfers") { request, context -> TransferPage in
@@ -172,6 +209,65 @@ struct ConsoleAPI: Sendable {
             environment.logger.notice("poll asked for: failed", metadata: ["site": "\(name)", "by": "\(actor)", "error": "\(error)"])
         }
         return outcome
+    }
+
+    /// `gatepost site test`: connect, TLS, login, STAT, SMTP; nothing retrieved, deleted or sent.
+    func testSite(_ name: String, actor: String) async throws -> SiteTest {
+        let directory = await environment.sites()
+        guard let site = directory.site(named: name) else { throw ConsoleError.notFound("no site named `\(name)`") }
+        try await environment.catalog.recordOperatorAction(OperatorAction(actor: actor, action: "site.test", site: name))
+        let steps = await SiteTester.run(site, local: directory.local, logger: environment.logger)
+        return SiteTest(site: name, passed: steps.allSatisfy(\.passed), steps: steps.map { TestStep(name: $0.name, passed: $0.passed, detail: $0.detail) })
+    }
+
+    /// The largest file the console takes to send.
+    static let maxSendSize: Int64 = 2 << 30
+
+    /// `gatepost send`: `body` streams to a file of its own (never whole in memory), is queued
+    /// as an outbound transfer asking for an MDN, and sent at once.
+    func send(
+        _ body: RequestBody, site name: String, fileName: String, recipients: [String], application: String?, subject: String?, actor: String
+    ) async throws -> Sent {
+        guard let spool = environment.spool else { throw ConsoleError(status: .serviceUnavailable, message: "this console cannot send files") }
+        let directory = await environment.sites()
+        guard let site = directory.site(named: name) else { throw ConsoleError.notFound("no site named `\(name)`") }
+        guard !recipients.isEmpty else { throw ConsoleError.badRequest("give at least one recipient: to=edi@partner.example") }
+        let addresses: [MailAddress]
+        do {
+            addresses = try recipients.map { try MailAddress($0) }
+        } catch {
+            throw ConsoleError.badRequest("\(error)")
+        }
+        let folder = spool.root + "/uploads/" + TransferRecord.newID()
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let path = folder + "/" + SafeFileName.make(fileName)
+        guard FileManager.default.createFile(atPath: path, contents: nil), let handle = FileHandle(forWritingAtPath: path) else {
+            throw ConsoleError(status: .internalServerError, message: "cannot write \(path)")
+        }
+        var size: Int64 = 0
+        do {
+            defer { try? handle.close() }
+            for try await chunk in body {
+                size += Int64(chunk.readableBytes)
+                guard size <= Self.maxSendSize else { throw ConsoleError(status: .contentTooLarge, message: "the file is larger than \(OperatorText.bytes(Self.maxSendSize))") }
+                try handle.write(contentsOf: chunk.readableBytesView)
+            }
+        }
+        let record: TransferRecord
+        do {
+            record = try await OutboundTransfer.queue(
+                file: path, to: addresses, site: site, application: application, subject: subject, spool: spool, catalog: environment.catalog
+            )
+        } catch let failure as OutboundTransfer.Failure {
+            throw ConsoleError(status: .unprocessableContent, message: failure.description)
+        }
+        try await environment.catalog.recordOperatorAction(OperatorAction(
+            actor: actor, action: "outbound.send", site: name, transferId: record.id, detail: "\(record.fileName ?? fileName) to \(recipients.joined(separator: ", "))"
+        ))
+        let summary = try await OutboxSender(sites: directory.sites, catalog: environment.catalog, logger: environment.logger).sendDue(site: name)
+        let now = try await environment.catalog.transfer(id: record.id) ?? record
+        return Sent(transfer: now, sent: summary.sent, retrying: summary.retrying, failed: summary.failed)
     }
 
     func transferDetail(_ id: String) async throws -> TransferDetail {

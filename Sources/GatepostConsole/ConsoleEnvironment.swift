@@ -14,11 +14,14 @@ public struct ConsoleEnvironment: Sendable {
     public var logger: Logger
     /// `gatepost serve` or `gatepost run`, for the page's footer and `/api/v1/health`.
     public var mode: String
+    /// Where files sent from the console are written; nil: sending is refused.
+    public var spool: Spool?
 
     public init(
         catalog: any Catalog, sites: @escaping @Sendable () async -> SiteDirectory, polls: any PollControl,
-        accounts: ConsoleAccounts?, logger: Logger, mode: String
+        accounts: ConsoleAccounts?, logger: Logger, mode: String, spool: Spool? = nil
     ) {
+        self.spool = spool
         self.catalog = catalog
         self.sites = sites
         self.polls = polls

@@ -51,6 +51,7 @@ struct ConsolePages: Sendable {
             case "enable": try await api.setSiteEnabled(name, true, actor: identity.actor)
             case "disable": try await api.setSiteEnabled(name, false, actor: identity.actor)
             case "poll": _ = try await api.pollNow(name, actor: identity.actor)
+            case "test": return siteTestPage(try await api.testSite(name, actor: identity.actor), identity: identity, context: context)
             default: throw ConsoleError.notFound("no such action")
             }
             return HTML.redirect("/")
@@ -132,6 +133,7 @@ struct ConsolePages: Sendable {
             let actions = operate
                 ? HTML.button(site.enabled ? "Disable" : "Enable", action: "/sites/\(HTML.component(site.name))/\(site.enabled ? "disable" : "enable")", csrf: context.csrf, danger: site.enabled)
                     + " " + HTML.button("Poll now", action: "/sites/\(HTML.component(site.name))/poll", csrf: context.csrf)
+                    + " " + HTML.button("Test", action: "/sites/\(HTML.component(site.name))/test", csrf: context.csrf)
                 : ""
             return [
                 "<a href=\"/transfers?site=\(HTML.component(site.name))\">\(HTML.escape(site.name))</a>",
@@ -147,7 +149,15 @@ struct ConsolePages: Sendable {
             [HTML.escape($0.site), HTML.timestamp($0.started), "\($0.messages)", HTML.bytes($0.bytes)]
         })
         body += "<h2>Received today</h2>" + HTML.barChart(try await volumeToday(statuses.map(\.name)))
-        return HTML.page("Dashboard", identity: identity, csrf: context.csrf, body: body)
+        return HTML.page("Dashboard", identity: identity, csrf: context.csrf, body: body, refreshSeconds: 10)
+    }
+
+    private func siteTestPage(_ test: ConsoleAPI.SiteTest, identity: ConsoleIdentity, context: ConsoleRequestContext) -> Response {
+        let rows = test.steps.map { step in
+            [HTML.escape(step.name), step.passed ? "<span class=ok>PASS</span>" : "<span class=bad>FAIL</span>", HTML.escape(step.detail)]
+        }
+        let body = "<p>Nothing was retrieved, deleted or sent.</p>" + HTML.table(["Step", "", "Detail"], rows) + "<p><a href=/>Back to the dashboard</a></p>"
+        return HTML.page("Test of \(test.site)", identity: identity, csrf: context.csrf, body: body)
     }
 
     /// Inbound transfers per site since midnight UTC.

@@ -37,7 +37,8 @@ enum HTML {
     }
 
     /// A whole page: the title, the navigation (with who is logged in), the body.
-    static func page(_ title: String, identity: ConsoleIdentity?, csrf: String?, body: String) -> Response {
+    /// `refreshSeconds`: the page reloads itself (the dashboard's live view, without script).
+    static func page(_ title: String, identity: ConsoleIdentity?, csrf: String?, body: String, refreshSeconds: Int? = nil) -> Response {
         let user = identity.map { identity in
             let logout = identity.credential == .session
                 ? "<form method=post action=/logout class=inline>\(csrfField(csrf))<button>Log out</button></form>" : ""
@@ -46,7 +47,7 @@ enum HTML {
         let html = """
         <!doctype html>
         <html lang=en><head><meta charset=utf-8><meta name=viewport content="width=device-width, initial-scale=1">
-        <title>\(escape(title)) · Gatepost</title><style>\(stylesheet)</style></head>
+        \(refreshSeconds.map { "<meta http-equiv=refresh content=\($0)>" } ?? "")<title>\(escape(title)) · Gatepost</title><style>\(stylesheet)</style></head>
         <body><header><a href=/ class=brand>Gatepost</a><nav><a href=/>Dashboard</a><a href=/transfers>Transfers</a>\
         <a href="/transfers?direction=out">Outbound</a></nav>\(user)</header>
         <main><h1>\(escape(title))</h1>

@@ -85,7 +85,7 @@ struct ServeCommand: AsyncParsableCommand {
         let environment = ConsoleEnvironment(
             catalog: catalog, sites: directory,
             polls: PollsWithoutDaemon(spool: spool, catalog: catalog, sites: directory, logger: Logger(label: "gatepost.poll")),
-            accounts: try console.accounts(sites: options.sites), logger: logger, mode: "serve"
+            accounts: try console.accounts(sites: options.sites), logger: logger, mode: "serve", spool: spool
         )
         let service = try console.service(environment, configuration: configuration)
         logger.info("console", metadata: ["url": "\(configuration.usesTLS ? "https" : "http")://\(configuration.host):\(configuration.port)/"])

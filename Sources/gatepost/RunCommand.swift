@@ -68,7 +68,7 @@ struct RunCommand: AsyncParsableCommand {
         scheduler.sitesLoaded = { sites.update($0) }
         let environment = ConsoleEnvironment(
             catalog: catalog, sites: { sites.directory }, polls: polls,
-            accounts: try console.accounts(sites: options.sites), logger: Logger(label: "gatepost.console"), mode: "run"
+            accounts: try console.accounts(sites: options.sites), logger: Logger(label: "gatepost.console"), mode: "run", spool: spool
         )
         var services: [any Service] = []
         do {

@@ -33,7 +33,11 @@ struct ConsoleFixture {
         try FileManager.default.createDirectory(atPath: spool, withIntermediateDirectories: true)
         let loader = SiteLoader(environment: [:])
         let acme = try #require(try loader.parse("pop3: {host: pop.acme.example, user: u, password: p}\n", file: spool + "/acme.yaml"))
-        let bcorp = try #require(try loader.parse("pop3: {host: pop.bcorp.example, user: u, password: p}\n", file: spool + "/bcorp.yaml"))
+        // bcorp's SMTP server is a port nobody listens on: a send is queued and waits to retry.
+        let bcorp = try #require(try loader.parse(
+            "pop3: {host: pop.bcorp.example, user: u, password: p}\nsmtp: {host: 127.0.0.1, port: 9, security: none, from: gateway@ours.example}\n",
+            file: spool + "/bcorp.yaml"
+        ))
         directory = SiteDirectory(sites: [acme, bcorp], errors: [], local: nil)
         self.accounts = accounts ? ConsoleAccounts(
             users: [
@@ -48,7 +52,7 @@ struct ConsoleFixture {
         let directory = directory
         return ConsoleEnvironment(
             catalog: catalog, sites: { directory }, polls: RecordingPolls(), accounts: accounts,
-            logger: Logger(label: "test"), mode: "test"
+            logger: Logger(label: "test"), mode: "test", spool: try? Spool(root: spool + "/spool")
         )
     }
 
@@ -347,6 +351,44 @@ struct Browser {
                 #expect(seconds >= 600 && seconds < 3600, "the sent transfer queued 10 minutes ago: \(oldest ?? "none")")
             }
         }
+    }
+
+    @Test func anOperatorSendsAFileThroughTheAPIStreamedToTheSpool() async throws {
+        let fixture = try ConsoleFixture()
+        let payload = ByteBuffer(bytes: (0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 31) })
+        let expected = ConsoleAuthenticator.sha256Hex(Array(payload.readableBytesView))
+        try await fixture.application().test(.router) { client in
+            let viewer: HTTPFields = [.authorization: "Bearer \(ConsoleFixture.viewerToken)"]
+            try await client.execute(uri: "/api/v1/sites/bcorp/send?fileName=a.bin&to=edi@bcorp.example", method: .post, headers: viewer, body: payload) { response in
+                #expect(response.status == .forbidden)
+            }
+            // An operator's session (the JSON API with its CSRF token).
+            var browser = Browser()
+            try await client.execute(uri: "/login", method: .get) { browser.take($0) }
+            let (h, b) = browser.form(["name": "olivia", "password": ConsoleFixture.operatorPassword])
+            try await client.execute(uri: "/login", method: .post, headers: h, body: b) { browser.take($0) }
+            try await client.execute(uri: "/", method: .get, headers: browser.headers) { browser.take($0) }
+            var headers = browser.headers
+            headers[.csrfToken] = browser.csrf
+            try await client.execute(uri: "/api/v1/sites/acme/send?fileName=a.bin&to=edi@acme.example", method: .post, headers: headers, body: payload) { response in
+                #expect(response.status == .unprocessableContent)
+                #expect(String(buffer: response.body).contains("no smtp: settings"), "\(String(buffer: response.body))")
+            }
+            try await client.execute(uri: "/api/v1/sites/bcorp/send?fileName=a.bin", method: .post, headers: headers, body: payload) { response in
+                #expect(response.status == .badRequest)
+            }
+            try await client.execute(uri: "/api/v1/sites/bcorp/send?fileName=../../etc/Bestellung.bin&to=edi@bcorp.example&to=ops@bcorp.example", method: .post, headers: headers, body: payload) { response in
+                #expect(response.status == .ok, "\(String(buffer: response.body))")
+                let body = String(buffer: response.body)
+                #expect(body.contains("\"retrying\":1"), "the server does not answer: waits to retry: \(body)")
+                #expect(body.contains("\"sha256\":\"\(expected)\""), "the bytes sent are the bytes uploaded")
+                #expect(body.contains("\"fileName\":\"Bestellung.bin\""), "a hostile name loses its path: \(body)")
+            }
+        }
+        let outbound = try #require(try await fixture.catalog.transfers(TransferFilter(direction: .outbound)).first)
+        #expect(outbound.recipients == ["edi@bcorp.example", "ops@bcorp.example"])
+        #expect(try await fixture.catalog.operatorActions(site: "bcorp", transferId: nil, limit: 5).map(\.action) == ["outbound.send"])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: fixture.spool + "/spool/uploads").isEmpty, "the upload is removed once queued")
     }
 
     @Test func onlyTheLocalMachineMayGoWithoutTLSAndLogins() {

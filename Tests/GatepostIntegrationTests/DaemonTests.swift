@@ -45,10 +45,13 @@ import Testing
             guard FileManager.default.fileExists(atPath: catalogPath) else { return 0 }
             return try await SQLiteCatalog(path: catalogPath).transfers(TransferFilter(site: site)).count
         }
+        // A poll's records are committed as its batches go; its outcome (last success, next
+        // poll) is recorded when it ends: wait for both.
         let bothPolled = try await Self.waitUntil(20) {
             let alice = try await count("alice")
             let bob = try await count("bob")
-            return alice == 3 && bob == 3
+            guard alice == 3, bob == 3 else { return false }
+            return try await SQLiteCatalog(path: catalogPath).siteStates()["alice"]?.lastSuccess != nil
         }
         #expect(bothPolled)
         #expect(try await count("carol") == 0)
