@@ -40,6 +40,11 @@ public struct TransferRecord: Codable, Sendable, Hashable, Identifiable {
     /// The FILE_NAMEs of messages kept whole.
     public static let keptWholeFileNames: Set<String> = [recoverFileName, duplicateFileName]
 
+    /// Its kept file is the whole message as received (RECOVER or DUPLICATE).
+    public var keptWhole: Bool {
+        direction == .inbound && fileName.map(Self.keptWholeFileNames.contains) == true
+    }
+
     public var id: String
     public var direction: Direction
     public var type: Kind

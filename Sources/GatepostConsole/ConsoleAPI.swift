@@ -153,6 +153,10 @@ struct ConsoleAPI: Sendable {
             _ = try context.require(.read)
             return try await download(try context.parameters.require("id"), context: context)
         }
+        api.get("transfers/:id/parts") { _, context -> PartTree.Tree in
+            _ = try context.require(.read)
+            return try await parts(try context.parameters.require("id"))
+        }
         api.post("transfers/:id/retry") { _, context -> Done in
             let identity = try context.require(.operate)
             let id = try context.parameters.require("id")
@@ -280,6 +284,20 @@ struct ConsoleAPI: Sendable {
         )
     }
 
+    /// The part tree of a message kept whole, read again from its file: why it is a RECOVER.
+    func parts(_ id: String) async throws -> PartTree.Tree {
+        guard let transfer = try await environment.catalog.transfer(id: id) else { throw ConsoleError.notFound("no transfer with id \(id)") }
+        guard let path = transfer.path, transfer.keptWhole else {
+            throw ConsoleError.notFound("transfer \(id) does not keep the whole message" + (transfer.purgedAt != nil ? " (purged)" : ""))
+        }
+        let limits = await environment.sites().site(named: transfer.site)?.poll.limits ?? .default
+        do {
+            return try await offloaded { try PartTree.read(path: path, limits: limits) }
+        } catch {
+            throw ConsoleError.notFound("cannot read \(path): \(error)")
+        }
+    }
+
     /// The kept file, streamed from the spool, under its FILE_NAME.
     func download(_ id: String, context: ConsoleRequestContext) async throws -> Response {
         guard let transfer = try await environment.catalog.transfer(id: id) else { throw ConsoleError.notFound("no transfer with id \(id)") }
@@ -405,6 +423,7 @@ enum TransferQuery {
 
 extension PollNowOutcome: ResponseEncodable {}
 extension RunningPoll: ResponseEncodable {}
+extension PartTree.Tree: ResponseEncodable {}
 extension OperatorAction: ResponseEncodable {}
 
 /// `gatepost status` and `GET /api/v1/status`: the daemon, its polls in progress, the queues,

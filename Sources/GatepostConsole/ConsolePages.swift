@@ -240,6 +240,14 @@ struct ConsolePages: Sendable {
                  HTML.escape($0.lastError ?? ""), HTML.timestamp($0.sentAt)]
             })
         }
+        if record.keptWhole, record.path != nil, let tree = try? await api.parts(record.id) {
+            body += "<h2>Parts</h2><p class=muted>Why it was kept whole: \(HTML.escape(record.classification ?? record.error ?? "-"))</p>"
+            body += HTML.table(["Part", "Type", "File name", "Disposition", "Size"], tree.parts.map { part in
+                [String(repeating: "&nbsp;&nbsp;", count: part.depth) + "\(part.index)", HTML.escape(part.contentType),
+                 HTML.escape(part.fileName ?? ""), HTML.escape(part.disposition ?? ""), part.contentType.hasPrefix("multipart/") ? "" : HTML.bytes(part.size)]
+            })
+            if let problem = tree.problem { body += "<p class=bad>\(HTML.escape(problem))</p>" }
+        }
         if let text = record.messageText {
             body += "<h2>Message text</h2><pre>\(HTML.escape(String(text.prefix(64 * 1024))))</pre>"
         }

@@ -391,6 +391,50 @@ struct Browser {
         #expect(try FileManager.default.contentsOfDirectory(atPath: fixture.spool + "/spool/uploads").isEmpty, "the upload is removed once queued")
     }
 
+    @Test func aMessageKeptWholeShowsItsPartTree() async throws {
+        let fixture = try ConsoleFixture()
+        let message = """
+        From: edi@acme.example\r
+        Subject: two files\r
+        Content-Type: multipart/mixed; boundary=b\r
+        \r
+        --b\r
+        Content-Type: text/plain\r
+        \r
+        Two files.\r
+        --b\r
+        Content-Type: text/csv; name=a.csv\r
+        Content-Disposition: attachment; filename=a.csv\r
+        \r
+        1;2\r
+        --b\r
+        Content-Type: application/pdf\r
+        Content-Disposition: attachment; filename="b.pdf"\r
+        Content-Transfer-Encoding: base64\r
+        \r
+        JVBERi0=\r
+        --b--\r
+
+        """
+        _ = try await fixture.addTransfer("T1", fileName: TransferRecord.recoverFileName, at: 0, body: message)
+        _ = try await fixture.addTransfer("T2", fileName: "a.csv", at: 1)
+        try await fixture.application().test(.router) { client in
+            let token: HTTPFields = [.authorization: "Bearer \(ConsoleFixture.viewerToken)"]
+            try await client.execute(uri: "/api/v1/transfers/T1/parts", method: .get, headers: token) { response in
+                #expect(response.status == .ok, "\(String(buffer: response.body))")
+                let tree = try JSONDecoder().decode(PartTree.Tree.self, from: Data(buffer: response.body))
+                #expect(tree.parts.map(\.contentType) == ["multipart/mixed", "text/plain", "text/csv", "application/pdf"])
+                #expect(tree.parts.map(\.fileName) == [nil, nil, "a.csv", "b.pdf"])
+                #expect(tree.parts.map(\.depth) == [0, 1, 1, 1])
+                #expect(tree.parts.last?.size == 5, "decoded: %PDF-")
+                #expect(tree.problem == nil)
+            }
+            try await client.execute(uri: "/api/v1/transfers/T2/parts", method: .get, headers: token) { response in
+                #expect(response.status == .notFound)
+            }
+        }
+    }
+
     @Test func onlyTheLocalMachineMayGoWithoutTLSAndLogins() {
         let users = ConsoleAccounts(users: [.init(name: "a", role: .operator, passwordHash: String(repeating: "x", count: 60))])
         #expect(ConsolePolicy.exposureProblem(host: "127.0.0.1", tls: false, accounts: nil) == nil)
