@@ -167,6 +167,9 @@ public protocol OutboxStore: Sendable {
     func requeueOutbox(transferId: String, at: Date) async throws -> Int
     /// The entries of a transfer, in any state, in order.
     func outbox(transferId: String) async throws -> [OutboxEntry]
+    /// Entries in `state` (any when nil), newest first (by `createdAt`, then `id`), at most
+    /// `limit`: the console's view of the outbox.
+    func outboxEntries(state: OutboxEntry.State?, limit: Int) async throws -> [OutboxEntry]
     /// Whether an entry, in any state, names this message file.
     func outboxReferences(path: String) async throws -> Bool
 }

@@ -316,6 +316,12 @@ public final class InMemoryCatalog: Catalog {
         }
     }
 
+    public func outboxEntries(state: OutboxEntry.State?, limit: Int) async throws -> [OutboxEntry] {
+        read { tables in
+            Array(tables.sortedOutbox { state == nil || $0.state == state }.reversed().prefix(max(0, limit)))
+        }
+    }
+
     public func claimOutbox(_ id: String, due: Date, until: Date) async throws -> Bool {
         tables.withLock { tables in
             guard let entry = tables.outbox[id], entry.state == .pending, entry.nextAttempt <= due else { return false }

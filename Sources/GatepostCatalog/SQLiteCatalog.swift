@@ -558,6 +558,15 @@ public final class SQLiteCatalog: Catalog {
         try await database.read { db in try Self.outboxEntries(db, where: "transferId = ?", [transferId]) }
     }
 
+    public func outboxEntries(state: OutboxEntry.State?, limit: Int) async throws -> [OutboxEntry] {
+        try await database.read { db in
+            let condition = state == nil ? "" : "WHERE state = ?"
+            let arguments: StatementArguments = state.map { [$0.rawValue, max(0, limit)] } ?? [max(0, limit)]
+            return try Row.fetchAll(db, sql: "SELECT * FROM outbox \(condition) ORDER BY createdAt DESC, id DESC LIMIT ?", arguments: arguments)
+                .map { try StoredOutboxEntry(row: $0).entry }
+        }
+    }
+
     public func claimOutbox(_ id: String, due: Date, until: Date) async throws -> Bool {
         try await database.write { db in
             try db.execute(

@@ -168,6 +168,10 @@ struct ConsoleAPI: Sendable {
             let application = try await request.decode(as: Redelivery.self, context: context).application
             return Done(transfer: id, result: try await redeliver(id, to: application, actor: identity.actor))
         }
+        api.get("outbox") { request, context -> [OutboxEntry] in
+            _ = try context.require(.read)
+            return try await outbox(request.uri.queryParameters)
+        }
         api.get("actions") { request, context -> [OperatorAction] in
             _ = try context.require(.read)
             let limit = request.uri.queryParameters["limit"].flatMap { Int($0) } ?? 100
@@ -272,6 +276,18 @@ struct ConsoleAPI: Sendable {
         let summary = try await OutboxSender(sites: directory.sites, catalog: environment.catalog, logger: environment.logger).sendDue(site: name)
         let now = try await environment.catalog.transfer(id: record.id) ?? record
         return Sent(transfer: now, sent: summary.sent, retrying: summary.retrying, failed: summary.failed)
+    }
+
+    /// The outbox, newest first: `state` (pending, sent, failed) and `limit` (1 to 500).
+    func outbox(_ query: Parameters) async throws -> [OutboxEntry] {
+        var state: OutboxEntry.State?
+        if let text = query["state"].map(String.init), !text.isEmpty {
+            guard let value = OutboxEntry.State(rawValue: text) else { throw ConsoleError.badRequest("state must be pending, sent or failed") }
+            state = value
+        }
+        let limit = query["limit"].flatMap { Int($0) } ?? 100
+        guard (1...500).contains(limit) else { throw ConsoleError.badRequest("limit must be 1 to 500") }
+        return try await environment.catalog.outboxEntries(state: state, limit: limit)
     }
 
     func transferDetail(_ id: String) async throws -> TransferDetail {
@@ -424,6 +440,7 @@ enum TransferQuery {
 extension PollNowOutcome: ResponseEncodable {}
 extension RunningPoll: ResponseEncodable {}
 extension PartTree.Tree: ResponseEncodable {}
+extension OutboxEntry: ResponseEncodable {}
 extension OperatorAction: ResponseEncodable {}
 
 /// `gatepost status` and `GET /api/v1/status`: the daemon, its polls in progress, the queues,

@@ -61,6 +61,20 @@ struct ConsolePages: Sendable {
             guard let identity = try signedIn(context, next: "/transfers") else { return HTML.redirect("/login?next=/transfers") }
             return try await transfers(request: request, identity: identity, context: context)
         }
+        router.get("outbox") { request, context -> Response in
+            guard let identity = try signedIn(context, next: "/outbox") else { return HTML.redirect("/login?next=/outbox") }
+            let entries = try await api.outbox(request.uri.queryParameters)
+            let states = ["", "pending", "failed", "sent"].map { state in
+                "<a href=\"/outbox\(state.isEmpty ? "" : "?state=\(state)")\">\(state.isEmpty ? "all" : state)</a>"
+            }.joined(separator: " · ")
+            let body = "<p>\(states)</p>" + HTML.table(["Created", "Kind", "Site", "Transfer", "To", "State", "Attempts", "Next try", "Last error"], entries.map { entry in
+                [HTML.timestamp(entry.createdAt), entry.kind == .file ? "file" : "MDN", HTML.escape(entry.site),
+                 "<a href=\"/transfers/\(HTML.component(entry.transferId))\">\(HTML.escape(entry.transferId))</a>",
+                 HTML.escape(entry.recipients.joined(separator: ", ")), entry.state.rawValue, "\(entry.attempts)",
+                 entry.state == .pending ? HTML.timestamp(entry.nextAttempt) : "", HTML.escape(entry.lastError ?? "")]
+            })
+            return HTML.page("Outbox", identity: identity, csrf: context.csrf, body: body)
+        }
         router.get("transfers/:id") { _, context -> Response in
             let id = try context.parameters.require("id")
             guard let identity = try signedIn(context, next: "/transfers/\(id)") else { return HTML.redirect("/login") }

@@ -49,7 +49,7 @@ enum HTML {
         <html lang=en><head><meta charset=utf-8><meta name=viewport content="width=device-width, initial-scale=1">
         \(refreshSeconds.map { "<meta http-equiv=refresh content=\($0)>" } ?? "")<title>\(escape(title)) · Gatepost</title><style>\(stylesheet)</style></head>
         <body><header><a href=/ class=brand>Gatepost</a><nav><a href=/>Dashboard</a><a href=/transfers>Transfers</a>\
-        <a href="/transfers?direction=out">Outbound</a></nav>\(user)</header>
+        <a href="/transfers?direction=out">Outbound</a><a href=/outbox>Outbox</a></nav>\(user)</header>
         <main><h1>\(escape(title))</h1>
         \(body)
         </main></body></html>

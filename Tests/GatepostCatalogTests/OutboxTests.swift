@@ -180,6 +180,20 @@ import Testing
     }
 
     @Test(arguments: CatalogStore.allCases)
+    func theOutboxListsNewestFirstByState(_ store: CatalogStore) async throws {
+        let catalog = try store.make()
+        for (index, id) in ["T1", "T2", "T3"].enumerated() {
+            try await catalog.commitOutbound(F.outbound(id), message: F.entry(id, now: F.epoch.addingTimeInterval(TimeInterval(index))))
+        }
+        try await catalog.outboxSent(F.entry("T1"), at: F.epoch, refused: [], followUp: nil)
+        try await catalog.outboxFailed(F.entry("T2"), error: "550 no", retryAt: nil)
+        #expect(try await catalog.outboxEntries(state: nil, limit: 10).map(\.id) == ["T3", "T2", "T1"])
+        #expect(try await catalog.outboxEntries(state: .pending, limit: 10).map(\.id) == ["T3"])
+        #expect(try await catalog.outboxEntries(state: .failed, limit: 10).map(\.lastError) == ["550 no"])
+        #expect(try await catalog.outboxEntries(state: nil, limit: 2).map(\.id) == ["T3", "T2"])
+    }
+
+    @Test(arguments: CatalogStore.allCases)
     func aFailedFileCanBeRequeued(_ store: CatalogStore) async throws {
         let catalog = try store.make()
         let entry = F.entry("T1")

@@ -384,6 +384,14 @@ struct Browser {
                 #expect(body.contains("\"sha256\":\"\(expected)\""), "the bytes sent are the bytes uploaded")
                 #expect(body.contains("\"fileName\":\"Bestellung.bin\""), "a hostile name loses its path: \(body)")
             }
+            // The entry waits in the outbox for its retry.
+            try await client.execute(uri: "/api/v1/outbox?state=pending", method: .get, headers: viewer) { response in
+                let body = String(buffer: response.body)
+                #expect(response.status == .ok && body.contains("\"kind\":\"file\"") && body.contains("\"attempts\":1"), "\(body)")
+            }
+            try await client.execute(uri: "/api/v1/outbox?state=lost", method: .get, headers: viewer) { response in
+                #expect(response.status == .badRequest)
+            }
         }
         let outbound = try #require(try await fixture.catalog.transfers(TransferFilter(direction: .outbound)).first)
         #expect(outbound.recipients == ["edi@bcorp.example", "ops@bcorp.example"])
