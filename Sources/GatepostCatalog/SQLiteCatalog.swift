@@ -732,9 +732,21 @@ public final class SQLiteCatalog: Catalog {
         try await database.read { db in try StoredTransfer.fetchOne(db, key: id)?.record }
     }
 
-    /// `pattern` over `column`, by ``TextPattern``'s own code: one rule for every store.
+    /// `pattern` over `column`, as ``TextPattern`` decides. An ASCII substring or exact pattern
+    /// is matched by SQLite's own LIKE in ASCII values (LIKE folds A-Z only, as TextPattern
+    /// does for ASCII text; a value is ASCII when its bytes are as many as its characters);
+    /// every other value and pattern goes through TextPattern's code, so both stores answer
+    /// alike.
     static func matching(_ pattern: TextPattern, _ column: String) -> SQLExpression {
-        textPatternFunction(pattern.kind.rawValue, pattern.text, Column(column))
+        let rule = textPatternFunction(pattern.kind.rawValue, pattern.text, Column(column))
+        guard pattern.kind != .glob, !pattern.text.isEmpty, pattern.text.utf8.allSatisfy({ $0 < 0x80 }) else { return rule }
+        let escaped = pattern.text.replacingOccurrences(of: "\\", with: "\\\\")
+            .replacingOccurrences(of: "%", with: "\\%").replacingOccurrences(of: "_", with: "\\_")
+        let like = pattern.kind == .substring ? "%" + escaped + "%" : escaped
+        let value = Column(column)
+        return SQL(
+            "CASE WHEN length(CAST(\(value) AS BLOB)) = length(\(value)) THEN \(value) LIKE \(like) ESCAPE '\\' ELSE \(rule) END"
+        ).sqlExpression
     }
 
     /// `gatepost_text_matches(kind, pattern, value)`: ``TextPattern``'s rule inside SQL, so that

@@ -70,6 +70,21 @@ import Testing
         #expect(try await ids(catalog, TransferFilter(fileName: TextPattern(".csv"))) == ["T0", "T1", "T3"])
     }
 
+    @Test(arguments: CatalogStore.allCases)
+    func likesWildcardsAndEscapeAreLiteralsInASearch(_ store: CatalogStore) async throws {
+        let catalog = try store.make()
+        for (index, name) in ["INV_1.csv", "INVX1.csv", "50%.csv", "a\\b.csv", "ab.csv"].enumerated() {
+            var record = F.inbound("T\(index)", at: TimeInterval(index))
+            record.fileName = name
+            try await catalog.commitReceived(record, uidl: "u\(index)")
+        }
+        #expect(try await ids(catalog, TransferFilter(fileName: TextPattern("v_1"))) == ["T0"])
+        #expect(try await ids(catalog, TransferFilter(fileName: TextPattern("0%"))) == ["T2"])
+        #expect(try await ids(catalog, TransferFilter(fileName: TextPattern("a\\b"))) == ["T3"])
+        #expect(try await ids(catalog, TransferFilter(fileName: .exactly("ab.CSV"))) == ["T4"])
+        #expect(try await ids(catalog, TransferFilter(fileName: .exactly("ab"))) == [])
+    }
+
     @Test func asciiAndUnicodeSearchesAgree() {
         for (value, pattern, expected) in [
             ("INV-001.csv", "inv-0", true), ("INV-001.csv", "CSVX", false), ("Übersicht.csv", "übersicht", true),
