@@ -38,11 +38,7 @@ struct ConsoleAPI: Sendable {
         var deliveryAttempts: Int
     }
 
-    struct Done: ResponseEncodable {
-        var site: String?
-        var transfer: String?
-        var result: String
-    }
+    typealias Done = OperatorOutcome
 
     struct Redelivery: Decodable {
         var application: String
@@ -160,7 +156,8 @@ struct ConsoleAPI: Sendable {
         api.post("transfers/:id/retry") { _, context -> Done in
             let identity = try context.require(.operate)
             let id = try context.parameters.require("id")
-            return Done(transfer: id, result: try await retry(id, actor: identity.actor))
+            let (result, failed) = try await retryOutcome(id, actor: identity.actor)
+            return Done(transfer: id, result: result, failed: failed)
         }
         api.post("transfers/:id/redeliver") { request, context -> Done in
             let identity = try context.require(.operate)
@@ -330,9 +327,20 @@ struct ConsoleAPI: Sendable {
     }
 
     func retry(_ id: String, actor: String) async throws -> String {
+        try await retryOutcome(id, actor: actor).result
+    }
+
+    /// What a retry did, in words, and whether any of it failed.
+    func retryOutcome(_ id: String, actor: String) async throws -> (result: String, failed: Bool) {
         do {
             let outcomes = try await environment.commands().retry(id, actor: actor)
-            return outcomes.map { outcome in
+            let failed = outcomes.contains { outcome in
+                switch outcome {
+                case .resent(let summary, _): summary.failed > 0
+                case .delivered(let delivery): delivery.state == .failed
+                }
+            }
+            return (outcomes.map { outcome in
                 switch outcome {
                 case .resent(let summary, let record):
                     "sent again: \(summary.sent) sent, \(summary.retrying) waiting to retry, \(summary.failed) failed; now \(record.state.rawValue)"
@@ -340,7 +348,7 @@ struct ConsoleAPI: Sendable {
                     delivery.state == .delivered ? "delivered to \(delivery.application ?? "-"): \(delivery.deliveredPath ?? "")"
                         : "delivery to \(delivery.application ?? "-") failed: \(delivery.error ?? "")"
                 }
-            }.joined(separator: "; ")
+            }.joined(separator: "; "), failed)
         } catch let failure as OperatorCommands.Failure {
             throw ConsoleError(failure)
         }
@@ -471,5 +479,21 @@ public struct DaemonStatus: Codable, Sendable, ResponseEncodable {
 public enum ConsoleStatus {
     public static func status(_ environment: ConsoleEnvironment) async throws -> DaemonStatus {
         try await ConsoleAPI(environment: environment).status()
+    }
+}
+
+/// What an operator's request did (enable, disable, retry, redeliver), in words.
+public struct OperatorOutcome: Codable, Sendable, ResponseEncodable {
+    public var site: String?
+    public var transfer: String?
+    public var result: String
+    /// Something it did failed (a send refused, a delivery that failed).
+    public var failed: Bool?
+
+    public init(site: String? = nil, transfer: String? = nil, result: String, failed: Bool? = nil) {
+        self.site = site
+        self.transfer = transfer
+        self.result = result
+        self.failed = failed
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GatepostCatalog
+import GatepostConsole
 import GatepostCore
 import Logging
 
@@ -150,9 +151,34 @@ extension CatalogCommand {
 
         func run() async throws {
             options.bootstrapLogging()
-            let commands = OperatorCommands(
-                directory: try Runtime.loadSites(options), catalog: try openCatalog(options), logger: Logger(label: "gatepost.retry")
-            )
+            // One process delivers at a time: while a daemon holds the spool, it does the retry.
+            let (spool, catalog): (Spool, SQLiteCatalog)
+            do {
+                (spool, catalog) = try Runtime.openSpool(options)
+            } catch let failure as CommandFailure {
+                throw fail(failure)
+            }
+            let lock: SpoolLock
+            do {
+                lock = try SpoolLock(spool: spool)
+            } catch is SpoolLock.Busy {
+                guard let daemon = DaemonClient.connect(spool: spool) else {
+                    throw fail(CommandFailure(description: "another gatepost process holds this spool and does not answer on its control socket: try again when it is done", exitCode: 1))
+                }
+                let done: OperatorOutcome
+                do {
+                    done = try await daemon.retry(id)
+                } catch {
+                    throw fail(CommandFailure(description: "\(error)", exitCode: 1))
+                }
+                Terminal.line("a daemon holds this spool: it retried \(id): \(done.result)")
+                if done.failed == true { throw ExitCode(1) }
+                return
+            } catch {
+                throw fail(CommandFailure(description: "\(error)", exitCode: 1))
+            }
+            defer { withExtendedLifetime(lock) {} }
+            let commands = OperatorCommands(directory: try Runtime.loadSites(options), catalog: catalog, logger: Logger(label: "gatepost.retry"))
             let outcomes: [OperatorCommands.RetryOutcome]
             do {
                 outcomes = try await commands.retry(id, actor: Runtime.commandLineActor)

@@ -30,6 +30,11 @@ struct DaemonClient {
                           timeout: .hours(2))
     }
 
+    func retry(_ id: String) async throws -> OperatorOutcome {
+        try await request("/api/v1/transfers/\(id.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? id)/retry", method: .POST,
+                          timeout: .minutes(30))
+    }
+
     func status() async throws -> DaemonStatus {
         try await request("/api/v1/status", method: .GET, timeout: .seconds(30))
     }

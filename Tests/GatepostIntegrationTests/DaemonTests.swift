@@ -136,6 +136,15 @@ import Testing
         let actions = try await SQLiteCatalog(path: catalogPath).operatorActions(site: "alice", transferId: nil, limit: 5)
         #expect(actions.first?.action == "site.poll" && actions.first?.actor.hasPrefix("cli:") == true, "\(actions)")
 
+        // A retry while the daemon runs is the daemon's to do (one process delivers at a
+        // time): here it has no applications to deliver to, and says so.
+        let transferId = try #require(records.first?.id)
+        let retry = try await GatepostProcess.run(["catalog", "retry", transferId] + global)
+        #expect(retry.status == 1, "\(retry.stdout) \(retry.stderr)")
+        #expect(retry.stderr.contains("nothing to deliver to"), "\(retry.stderr)")
+        let retried = try await SQLiteCatalog(path: catalogPath).operatorActions(site: nil, transferId: transferId, limit: 5)
+        #expect(retried.map(\.action) == ["transfer.retry"] && retried.first?.actor.hasPrefix("cli:") == true, "\(retried)")
+
         // A site that fails: the poll says why and exits 1.
         let failing = try await GatepostProcess.run(["poll", "bob"] + global)
         #expect(failing.status == 1)
