@@ -21,7 +21,9 @@ struct ConsoleAccessMiddleware: RouterMiddleware {
         var context = context
         var request = request
         if controlSocket {
-            let actor = request.headers[.gatepostActor].map { String($0.prefix(64)) } ?? "cli"
+            // Printable ASCII only: the name goes into the audit trail and the log.
+            let named = request.headers[.gatepostActor].map { String($0.unicodeScalars.filter { $0.value > 0x20 && $0.value < 0x7F }.prefix(64)) }
+            let actor = named.flatMap { $0.isEmpty ? nil : $0 } ?? "cli"
             context.identity = ConsoleIdentity(name: actor, role: .operator, credential: .controlSocket)
         } else if let authorization = request.headers[.authorization], authorization.lowercased().hasPrefix("bearer ") {
             let token = String(authorization.dropFirst("bearer ".count)).trimmingCharacters(in: .whitespaces)
@@ -31,9 +33,13 @@ struct ConsoleAccessMiddleware: RouterMiddleware {
             context.identity = identity
         } else {
             var session = context.sessions.session
-            if session == nil {
+            // A browser gets a session (and its CSRF token) from the pages; a program calling
+            // the API or /metrics without one gets none, so requests cannot fill memory with
+            // sessions. One that nobody logs in with lasts half an hour.
+            let path = request.uri.path
+            if session == nil, !path.hasPrefix("/api/"), path != "/metrics" {
                 let fresh = ConsoleSession(identity: nil, csrf: ConsoleAuthenticator.randomHex(bytes: 32))
-                context.sessions.createSession(fresh, expiresIn: sessionLifetime)
+                context.sessions.createSession(fresh, expiresIn: min(sessionLifetime, .seconds(1800)))
                 session = fresh
             }
             context.csrf = session?.csrf

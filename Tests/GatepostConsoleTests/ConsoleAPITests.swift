@@ -116,6 +116,11 @@ struct Browser {
             }
             try await client.execute(uri: "/api/v1/sites", method: .get) { response in
                 #expect(response.status == .unauthorized)
+                #expect(response.headers[.setCookie] == nil, "a program gets no session: requests cannot fill memory with them")
+            }
+            try await client.execute(uri: "/login", method: .get) { response in
+                #expect(response.headers[.setCookie]?.contains("SameSite=Strict") == true, "\(response.headers)")
+                #expect(response.headers[.setCookie]?.contains("HttpOnly") == true)
             }
             try await client.execute(uri: "/", method: .get) { response in
                 #expect(response.status == .seeOther)
