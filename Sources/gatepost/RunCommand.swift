@@ -84,6 +84,8 @@ struct RunCommand: AsyncParsableCommand {
         let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await group.run()
         hangup.cancel()
+        // Nobody answers on it any more; removed while the spool is still ours.
+        unlink(DaemonClient.socketPath(spool: spool))
         withExtendedLifetime(lock) {}
     }
 }

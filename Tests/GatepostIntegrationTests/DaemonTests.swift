@@ -158,6 +158,7 @@ import Testing
         daemon.signal(SIGTERM)
         _ = try await daemon.finish(timeout: .seconds(30))
         stopped = true
+        #expect(!FileManager.default.fileExists(atPath: spool + "/control.sock"), "the daemon removes its socket when it stops")
         let after = try await GatepostProcess.run(["status"] + global)
         #expect(after.stdout.contains("daemon: not running"), "\(after.stdout)")
         try? FileManager.default.removeItem(atPath: root)
