@@ -10,6 +10,7 @@ struct ConsolePages: Sendable {
     let api: ConsoleAPI
     let authenticator: ConsoleAuthenticator?
     let sessionLifetime: Duration
+    let throttle = SharedLoginThrottle()
 
     var environment: ConsoleEnvironment { api.environment }
 
@@ -21,12 +22,21 @@ struct ConsolePages: Sendable {
             var request = request
             let form = FormFields(try await request.collectBody(upTo: context.maxUploadSize))
             guard let authenticator else { return HTML.redirect("/") }
-            guard let identity = authenticator.login(name: form.value("name") ?? "", password: form.value("password") ?? "") else {
-                environment.logger.notice("console login refused", metadata: ["user": "\(form.value("name") ?? "")"])
+            let name = form.value("name") ?? ""
+            if let wait = throttle.wait(for: name) {
+                environment.logger.notice("console login refused: too many wrong passwords", metadata: ["user": "\(name.prefix(64))"])
+                var page = loginPage(context: context, problem: "Too many wrong passwords for this name: try again in \(DurationText.describe(.seconds(Int64(wait.rounded(.up))))).")
+                page.status = .tooManyRequests
+                return page
+            }
+            guard let identity = authenticator.login(name: name, password: form.value("password") ?? "") else {
+                throttle.failed(name)
+                environment.logger.notice("console login refused", metadata: ["user": "\(name.prefix(64))"])
                 var page = loginPage(context: context, problem: "Wrong name or password.")
                 page.status = .unauthorized
                 return page
             }
+            throttle.succeeded(name)
             // A new session at login (and a new CSRF token): a session id known before the
             // login is worth nothing after it.
             context.sessions.clearSession()

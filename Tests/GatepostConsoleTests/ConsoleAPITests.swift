@@ -459,3 +459,46 @@ struct Browser {
         #expect(ConsolePages.localPath("/transfers?x=1") == "/transfers?x=1")
     }
 }
+
+/// Wrong passwords for a name, in virtual time.
+@Suite struct LoginThrottleTests {
+    @Test func fiveWrongPasswordsStopANameForTheRestOfItsWindow() {
+        var throttle = LoginThrottle()
+        let start = Date(timeIntervalSince1970: 1_764_000_000)
+        for minute in 0..<5 {
+            #expect(throttle.wait(for: "Olivia", at: start.addingTimeInterval(Double(minute) * 60)) == nil)
+            throttle.failed("olivia", at: start.addingTimeInterval(Double(minute) * 60))
+        }
+        #expect(throttle.wait(for: "OLIVIA", at: start.addingTimeInterval(300)) == 600, "15 minutes from the first counted failure")
+        #expect(throttle.wait(for: "victor", at: start.addingTimeInterval(300)) == nil, "another name is not stopped")
+        // The first failure leaves the window: four remain, one more try is allowed.
+        #expect(throttle.wait(for: "olivia", at: start.addingTimeInterval(900)) == nil)
+        throttle.failed("olivia", at: start.addingTimeInterval(900))
+        #expect(throttle.wait(for: "olivia", at: start.addingTimeInterval(901)) != nil)
+        throttle.succeeded("olivia")
+        #expect(throttle.wait(for: "olivia", at: start.addingTimeInterval(902)) == nil, "a success clears the count")
+    }
+
+    @Test func theConsoleRefusesEvenTheRightPasswordAfterTooManyWrongOnes() async throws {
+        let fixture = try ConsoleFixture()
+        try await fixture.application().test(.router) { client in
+            var browser = Browser()
+            try await client.execute(uri: "/login", method: .get) { browser.take($0) }
+            for _ in 0..<5 {
+                let (headers, body) = browser.form(["name": "olivia", "password": "wrong"])
+                try await client.execute(uri: "/login", method: .post, headers: headers, body: body) { response in
+                    #expect(response.status == .unauthorized)
+                }
+            }
+            let (headers, body) = browser.form(["name": "olivia", "password": ConsoleFixture.operatorPassword])
+            try await client.execute(uri: "/login", method: .post, headers: headers, body: body) { response in
+                #expect(response.status == .tooManyRequests)
+                #expect(String(buffer: response.body).contains("Too many wrong passwords"))
+            }
+            let (viewerHeaders, viewerBody) = browser.form(["name": "victor", "password": ConsoleFixture.viewerPassword])
+            try await client.execute(uri: "/login", method: .post, headers: viewerHeaders, body: viewerBody) { response in
+                #expect(response.status == .seeOther, "another name logs in")
+            }
+        }
+    }
+}
