@@ -107,7 +107,7 @@ let package = Package(
         .target(
             name: "GatepostConsole",
             dependencies: [
-                "GatepostCore", "GatepostCatalog",
+                "GatepostCore", "GatepostCatalog", "GatepostWire",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),

@@ -45,6 +45,13 @@ public struct TransferRecord: Codable, Sendable, Hashable, Identifiable {
         direction == .inbound && fileName.map(Self.keptWholeFileNames.contains) == true
     }
 
+    /// The name a message kept whole is saved under (delivered or downloaded):
+    /// `RECOVER-<id>.eml`; nil for anything else.
+    public var wholeMessageFileName: String? {
+        guard keptWhole, let fileName else { return nil }
+        return "\(fileName)-\(id).eml"
+    }
+
     public var id: String
     public var direction: Direction
     public var type: Kind
@@ -313,6 +320,20 @@ public struct TransferFilter: Sendable, Hashable {
         self.subject = subject
         self.newestFirst = newestFirst
         self.after = after
+    }
+
+    /// The types operators list by: XFER (files, not messages kept whole), MSG, EERP, and
+    /// RECOVER and DUPLICATE (XFERs kept whole). False when `name` is none of them.
+    public mutating func narrow(toListedType name: String) -> Bool {
+        switch name.uppercased() {
+        case "XFER": (type, keptWhole) = (.xfer, false)
+        case "MSG": type = .msg
+        case "EERP": type = .eerp
+        case TransferRecord.recoverFileName: (type, fileName) = (.xfer, .exactly(TransferRecord.recoverFileName))
+        case TransferRecord.duplicateFileName: (type, fileName) = (.xfer, .exactly(TransferRecord.duplicateFileName))
+        default: return false
+        }
+        return true
     }
 
     /// Whether `record` comes before `other` in this filter's order.

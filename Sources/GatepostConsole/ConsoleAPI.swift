@@ -387,15 +387,8 @@ enum TransferQuery {
         }
         var filter = TransferFilter(newestFirst: text("order") != "oldest")
         filter.site = text("site")
-        if let type = text("type") {
-            switch type.uppercased() {
-            case "XFER": (filter.type, filter.keptWhole) = (.xfer, false)
-            case "MSG": filter.type = .msg
-            case "EERP": filter.type = .eerp
-            case "RECOVER": (filter.type, filter.fileName) = (.xfer, .exactly(TransferRecord.recoverFileName))
-            case "DUPLICATE": (filter.type, filter.fileName) = (.xfer, .exactly(TransferRecord.duplicateFileName))
-            default: throw ConsoleError.badRequest("type must be XFER, MSG, EERP, RECOVER or DUPLICATE")
-            }
+        if let type = text("type"), !filter.narrow(toListedType: type) {
+            throw ConsoleError.badRequest("type must be XFER, MSG, EERP, RECOVER or DUPLICATE")
         }
         if let state = text("state") {
             guard let value = TransferRecord.State(rawValue: state) else {
@@ -430,11 +423,7 @@ enum TransferQuery {
 
     /// The name a download is saved as: FILE_NAME, `RECOVER-<id>.eml` for a message kept whole.
     static func downloadName(_ transfer: TransferRecord) -> String {
-        switch transfer.fileName {
-        case nil: "\(transfer.id).\(transfer.type == .eerp ? "txt" : "bin")"
-        case let name? where TransferRecord.keptWholeFileNames.contains(name): "\(name)-\(transfer.id).eml"
-        case let name?: name
-        }
+        transfer.wholeMessageFileName ?? transfer.fileName ?? "\(transfer.id).\(transfer.type == .eerp ? "txt" : "bin")"
     }
 
     /// RFC 6266: an ASCII fallback, and the UTF-8 name (RFC 8187).

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import GatepostCore
+import GatepostWire
 import HummingbirdBcrypt
 
 /// Who is asking, once authenticated.
@@ -119,7 +120,7 @@ public struct ConsoleAuthenticator: Sendable {
     }
 
     static func sha256Hex(_ bytes: [UInt8]) -> String {
-        SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+        hexString(SHA256.hash(data: bytes))
     }
 
     /// A new API token and the SHA-256 that goes into users.yaml.
@@ -134,6 +135,6 @@ public struct ConsoleAuthenticator: Sendable {
 
     static func randomHex(bytes: Int) -> String {
         var generator = SystemRandomNumberGenerator()
-        return (0..<bytes).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
+        return hexString((0..<bytes).map { _ in UInt8.random(in: 0...255, using: &generator) })
     }
 }

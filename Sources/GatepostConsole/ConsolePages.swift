@@ -50,11 +50,11 @@ struct ConsolePages: Sendable {
         }
 
         router.get("/") { _, context -> Response in
-            guard let identity = try signedIn(context, next: "/") else { return HTML.redirect("/login?next=/") }
+            guard let identity = context.identity else { return HTML.redirect("/login?next=/") }
             return try await dashboard(identity: identity, context: context)
         }
         router.post("sites/:name/:verb") { _, context -> Response in
-            guard let identity = try signedIn(context, next: "/") else { return HTML.redirect("/login") }
+            guard let identity = context.identity else { return HTML.redirect("/login") }
             guard ConsolePolicy.allows(identity.role, .operate) else { throw ConsoleError.forbidden("only an operator may do this") }
             let name = try context.parameters.require("name")
             switch try context.parameters.require("verb") {
@@ -68,11 +68,11 @@ struct ConsolePages: Sendable {
         }
 
         router.get("transfers") { request, context -> Response in
-            guard let identity = try signedIn(context, next: "/transfers") else { return HTML.redirect("/login?next=/transfers") }
+            guard let identity = context.identity else { return HTML.redirect("/login?next=/transfers") }
             return try await transfers(request: request, identity: identity, context: context)
         }
         router.get("outbox") { request, context -> Response in
-            guard let identity = try signedIn(context, next: "/outbox") else { return HTML.redirect("/login?next=/outbox") }
+            guard let identity = context.identity else { return HTML.redirect("/login?next=/outbox") }
             let entries = try await api.outbox(request.uri.queryParameters)
             let states = ["", "pending", "failed", "sent"].map { state in
                 "<a href=\"/outbox\(state.isEmpty ? "" : "?state=\(state)")\">\(state.isEmpty ? "all" : state)</a>"
@@ -87,16 +87,16 @@ struct ConsolePages: Sendable {
         }
         router.get("transfers/:id") { _, context -> Response in
             let id = try context.parameters.require("id")
-            guard let identity = try signedIn(context, next: "/transfers/\(id)") else { return HTML.redirect("/login") }
+            guard let identity = context.identity else { return HTML.redirect("/login") }
             return try await transfer(id, identity: identity, context: context, message: nil)
         }
         router.get("transfers/:id/file") { _, context -> Response in
-            guard try signedIn(context, next: "/") != nil else { return HTML.redirect("/login") }
+            guard context.identity != nil else { return HTML.redirect("/login") }
             return try await api.download(try context.parameters.require("id"), context: context)
         }
         router.post("transfers/:id/:verb") { request, context -> Response in
             let id = try context.parameters.require("id")
-            guard let identity = try signedIn(context, next: "/") else { return HTML.redirect("/login") }
+            guard let identity = context.identity else { return HTML.redirect("/login") }
             guard ConsolePolicy.allows(identity.role, .operate) else { throw ConsoleError.forbidden("only an operator may do this") }
             var request = request
             let form = FormFields(try await request.collectBody(upTo: context.maxUploadSize))
@@ -112,12 +112,6 @@ struct ConsolePages: Sendable {
             }
             return try await transfer(id, identity: identity, context: context, message: message)
         }
-    }
-
-    /// The identity when there is one that may read; nil sends the browser to log in.
-    private func signedIn(_ context: ConsoleRequestContext, next: String) throws -> ConsoleIdentity? {
-        guard let identity = context.identity else { return nil }
-        return identity
     }
 
     /// Only a path of this console (`/...`, not `//host`) is followed after login.
@@ -167,7 +161,6 @@ struct ConsolePages: Sendable {
             ]
         }
         var body = HTML.table(["Site", "State", "Server", "Every", "Last poll", "Next poll", "Messages", ""], rows)
-        body = body.replacingOccurrences(of: "<tr><td><a", with: "<tr><td><a")
         body += "<h2>Polls in progress</h2>"
         body += running.isEmpty ? "<p class=muted>None.</p>" : HTML.table(["Site", "Since", "Messages", "Bytes"], running.map {
             [HTML.escape($0.site), HTML.timestamp($0.started), "\($0.messages)", HTML.bytes($0.bytes)]

@@ -41,17 +41,6 @@ struct CatalogCommand: AsyncParsableCommand {
         enum ListedType: String, ExpressibleByArgument, CaseIterable {
             case xfer = "XFER", msg = "MSG", eerp = "EERP", recover = "RECOVER", duplicate = "DUPLICATE"
             init?(argument: String) { self.init(rawValue: argument.uppercased()) }
-
-            /// XFER is a file transfer; RECOVER and DUPLICATE are XFERs kept whole.
-            func narrow(_ filter: inout TransferFilter) {
-                switch self {
-                case .xfer: (filter.type, filter.keptWhole) = (.xfer, false)
-                case .msg: filter.type = .msg
-                case .eerp: filter.type = .eerp
-                case .recover: (filter.type, filter.fileName) = (.xfer, .exactly(TransferRecord.recoverFileName))
-                case .duplicate: (filter.type, filter.fileName) = (.xfer, .exactly(TransferRecord.duplicateFileName))
-                }
-            }
         }
 
         enum ListFormat: String, ExpressibleByArgument, CaseIterable {
@@ -70,7 +59,7 @@ struct CatalogCommand: AsyncParsableCommand {
                 fileName: fileName.map(TextPattern.init), sender: sender.map(TextPattern.init), subject: subject.map(TextPattern.init),
                 newestFirst: !oldestFirst
             )
-            type?.narrow(&filter)
+            if let type { _ = filter.narrow(toListedType: type.rawValue) }
             if let limit { filter.limit = offset + limit }
             let records = Array(try await catalog.transfers(filter).dropFirst(offset))
             switch format {

@@ -6,7 +6,8 @@ Debian's chromium and chromium-driver; installed by scripts/install-test-deps).
 
 Logs in; disables SITE and sees its state say so, enables it again; asks for a poll now and
 sees the new transfer; finds it by FILE_NAME in the transfer catalog; opens it; downloads its
-file (with the browser's session) and compares the SHA-256. A screenshot of each step goes
+file (with the browser's session) and compares the SHA-256; reads /metrics for the polls'
+counters. A screenshot of each step goes
 into SCREENSHOTS. Exit 0 when every step held; otherwise the step that failed, on stderr."""
 import hashlib
 import os
@@ -87,6 +88,14 @@ def main():
         with urllib.request.urlopen(urllib.request.Request(link, headers={"Cookie": cookie}), timeout=30) as response:
             digest = hashlib.sha256(response.read()).hexdigest()
         assert digest == sha256, f"downloaded SHA-256 {digest}, expected {sha256}"
+
+        step = "metrics"
+        with urllib.request.urlopen(urllib.request.Request(url + "/metrics", headers={"Cookie": cookie}), timeout=30) as response:
+            metrics = response.read().decode()
+        # The engine's counters, recorded by the daemon's polls (the one asked for included).
+        for name in ("gatepost_polls_total", "gatepost_messages_total", "gatepost_poll_duration_seconds"):
+            assert any(line.startswith(name) and f'site="{site}"' in line for line in metrics.splitlines()), f"no {name} for {site}"
+        assert any(line.startswith("gatepost_polls_total") and 'result="ok"' in line for line in metrics.splitlines())
         print("console browser test: every step held")
     except Exception as error:  # noqa: BLE001 - the step and the error are the report
         try:

@@ -179,15 +179,14 @@ public struct Deliverer: Sendable {
     /// whole ends in `.eml` and a message text in `.txt`, renamed or not, so that what opens
     /// them knows what they are.
     func deliveryName(_ record: TransferRecord, application: LocalSite.Application) -> String {
-        let isWholeMessage = record.fileName == TransferRecord.recoverFileName || record.fileName == TransferRecord.duplicateFileName
-        let requiredExtension: String? = record.type == .msg ? "txt" : isWholeMessage ? "eml" : nil
+        let requiredExtension: String? = record.type == .msg ? "txt" : record.keptWhole ? "eml" : nil
         var name: String
         if let pattern = application.rename {
             name = RenamePattern.apply(pattern, to: record, application: application.name)
         } else {
             switch record.type {
             case .msg: name = "\(application.name)-\(record.id).txt"
-            case .xfer, .eerp: name = isWholeMessage ? "\(record.fileName ?? "RECOVER")-\(record.id).eml" : record.fileName ?? record.id
+            case .xfer, .eerp: name = record.wholeMessageFileName ?? record.fileName ?? record.id
             }
         }
         if let requiredExtension, (name as NSString).pathExtension.lowercased() != requiredExtension {
