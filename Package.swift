@@ -201,7 +201,11 @@ let package = Package(
             dependencies: ["GatepostWire", .product(name: "NIOEmbedded", package: "swift-nio")],
             swiftSettings: strictness
         ),
-        .testTarget(name: "GatepostCatalogTests", dependencies: ["GatepostCatalog"], swiftSettings: strictness),
+        .testTarget(
+            name: "GatepostCatalogTests",
+            dependencies: ["GatepostCatalog", "GatepostTestSupport", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: strictness
+        ),
         .testTarget(
             name: "GatepostCoreTests",
             dependencies: [

@@ -39,4 +39,8 @@ for index in 0..<count {
     }
 }
 if !batch.isEmpty { try await catalog.commitReceived(batch) }
-print("filled \(arguments[1]) with \(count) transfers over \(siteCount) sites")
+// The daemon indexes transfers for searches a few seconds after they arrive; over the days
+// these stand for, it would have indexed them all.
+var indexed = 0
+while case let added = try await catalog.indexForSearch(limit: 10_000), added > 0 { indexed += added }
+print("filled \(arguments[1]) with \(count) transfers over \(siteCount) sites, \(indexed) indexed for searches")

@@ -77,16 +77,20 @@ public protocol TransferStore: Sendable {
     func transferID(site: String, messageSha256: String) async throws -> String?
 
     /// Inbound transfers in a state of ``TransferRecord/State/awaitingDelivery``, in order,
-    /// except those whose next delivery attempt (``scheduleDeliveryRetry(id:application:error:at:)``)
-    /// is after `now`.
+    /// except those whose next delivery attempt (a ``DeliveryAttempt/Outcome/retrying``
+    /// attempt's `retryAt`) is after `now`.
     func transfersToDeliver(at now: Date) async throws -> [TransferRecord]
-    /// How many delivery attempts of this transfer have failed so far: the number of
-    /// ``scheduleDeliveryRetry(id:application:error:at:)`` calls for it, 0 for none. Never reset.
+    /// How many delivery attempts of this transfer failed to be tried again: the number of
+    /// ``DeliveryAttempt/Outcome/retrying`` attempts recorded for it, 0 for none. Never reset.
     func deliveryAttempts(id: String) async throws -> Int
-    /// A failed attempt that will be tried again at `at`, in one transaction: the attempts grow
-    /// by one, the next attempt is `at`, and the transfer is routed to `application` with
-    /// `error`. Throws when no transfer has this id.
-    func scheduleDeliveryRetry(id: String, application: String, error: String, at: Date) async throws
+    /// Records how an attempt to deliver `id` ended, in one transaction: the attempt is appended
+    /// to the transfer's delivery history, and the transfer goes to `attempt.application` with
+    /// its outcome: `delivered` (with the delivered path, no error), `failed` (with the error),
+    /// or, for `retrying`, `routed` with the error, its failed attempts one more and its next
+    /// attempt at `attempt.retryAt` (at once when nil). Throws when no transfer has this id.
+    func recordDeliveryAttempt(id: String, _ attempt: DeliveryAttempt) async throws
+    /// The delivery attempts recorded for `id`, oldest first.
+    func deliveryHistory(id: String) async throws -> [DeliveryAttempt]
     /// Sets a transfer's state, application, error and delivered path in one update (nil clears
     /// a field).
     func updateDelivery(id: String, state: TransferRecord.State, application: String?, error: String?, deliveredPath: String?) async throws

@@ -35,6 +35,20 @@ public enum Glob {
         return p == pattern.count
     }
 
+    /// Where the bracket expression opened at `opening` closes, as ``single(_:at:_:)`` reads
+    /// it (a `]` first in the set, after an optional `!` or `^`, is a member); nil when it
+    /// does not close (the `[` is then a literal).
+    static func closingBracket(_ pattern: [Unicode.Scalar], opening: Int) -> Int? {
+        var i = opening + 1
+        if i < pattern.count, pattern[i] == "!" || pattern[i] == "^" { i += 1 }
+        var first = true
+        while i < pattern.count, pattern[i] != "]" || first {
+            first = false
+            i += i + 2 < pattern.count && pattern[i + 1] == "-" && pattern[i + 2] != "]" ? 3 : 1
+        }
+        return i < pattern.count ? i : nil
+    }
+
     /// Whether `pattern[at]` (a literal, `?`, or a bracket expression) matches `character`,
     /// and where the pattern goes on; nil at a `*`.
     private static func single(_ pattern: [Unicode.Scalar], at index: Int, _ character: Unicode.Scalar) -> (Bool, Int)? {
@@ -94,6 +108,42 @@ public struct TextPattern: Sendable, Hashable {
 
     public func matches(_ value: String?) -> Bool {
         Self.matches(kind: kind, pattern: text, value: value ?? "")
+    }
+
+    /// Texts every value this pattern matches contains, without case: the whole text of a
+    /// substring or exact pattern, the runs of literal characters between a glob's wildcards
+    /// and bracket expressions (a `\\`-escaped character is a literal). An index of substrings
+    /// narrows a search to the values holding all of them, then ``matches(_:)`` decides.
+    public var requiredLiterals: [String] {
+        guard kind == .glob else { return text.isEmpty ? [] : [text] }
+        var literals: [String] = []
+        var run = String.UnicodeScalarView()
+        func endRun() {
+            if !run.isEmpty { literals.append(String(run)) }
+            run = String.UnicodeScalarView()
+        }
+        let scalars = Array(text.unicodeScalars)
+        var index = 0
+        while index < scalars.count {
+            switch scalars[index] {
+            case "*", "?", "[":
+                // What a bracket holds is one character of a set, not a literal: the run ends
+                // there and the characters up to the closing bracket are passed over (an
+                // unclosed `[` only shortens the literals, which narrows less, never wrongly).
+                endRun()
+                if scalars[index] == "[", let close = Glob.closingBracket(scalars, opening: index) {
+                    index = close
+                }
+            case "\\" where index + 1 < scalars.count:
+                index += 1
+                run.append(scalars[index])
+            default:
+                run.append(scalars[index])
+            }
+            index += 1
+        }
+        endRun()
+        return literals
     }
 
     static func matches(kind: Kind, pattern: String, value: String) -> Bool {

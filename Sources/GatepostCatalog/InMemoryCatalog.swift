@@ -37,6 +37,7 @@ public final class InMemoryCatalog: Catalog {
         var outbox: [String: OutboxEntry] = [:]
         var deliveryTargets: [String: String] = [:]
         var deliveryRetries: [String: DeliveryRetry] = [:]
+        var deliveryHistory: [String: [DeliveryAttempt]] = [:]
         var sites: [String: SiteState] = [:]
         var operatorActions: [OperatorAction] = []
 
@@ -173,15 +174,29 @@ public final class InMemoryCatalog: Catalog {
         read { $0.deliveryRetries[id]?.attempts ?? 0 }
     }
 
-    public func scheduleDeliveryRetry(id: String, application: String, error: String, at: Date) async throws {
+    public func recordDeliveryAttempt(id: String, _ attempt: DeliveryAttempt) async throws {
         try write { tables throws(ConstraintViolation) in
             try tables.requireTransfer(id)
-            let attempts = (tables.deliveryRetries[id]?.attempts ?? 0) + 1
-            tables.deliveryRetries[id] = DeliveryRetry(attempts: attempts, nextAttempt: at)
-            tables.transfers[id]?.state = .routed
-            tables.transfers[id]?.application = application
-            tables.transfers[id]?.error = error
+            tables.deliveryHistory[id, default: []].append(attempt)
+            tables.transfers[id]?.application = attempt.application
+            tables.transfers[id]?.error = attempt.error
+            switch attempt.outcome {
+            case .delivered:
+                tables.transfers[id]?.state = .delivered
+                tables.transfers[id]?.deliveredPath = attempt.deliveredPath
+            case .failed:
+                tables.transfers[id]?.state = .failed
+                tables.transfers[id]?.deliveredPath = nil
+            case .retrying:
+                let attempts = (tables.deliveryRetries[id]?.attempts ?? 0) + 1
+                tables.deliveryRetries[id] = DeliveryRetry(attempts: attempts, nextAttempt: attempt.retryAt ?? attempt.at)
+                tables.transfers[id]?.state = .routed
+            }
         }
+    }
+
+    public func deliveryHistory(id: String) async throws -> [DeliveryAttempt] {
+        read { $0.deliveryHistory[id] ?? [] }
     }
 
     public func updateDelivery(id: String, state: TransferRecord.State, application: String?, error: String?, deliveredPath: String?) async throws {

@@ -5,7 +5,7 @@ import GRDB
 /// committed transaction survives power loss before the server is told to delete.
 public final class SQLiteCatalog: Catalog {
     public let path: String
-    private let database: DatabasePool
+    let database: DatabasePool
 
     public enum OpenError: Error, CustomStringConvertible {
         case cannotOpen(path: String, reason: String)
@@ -103,6 +103,11 @@ public final class SQLiteCatalog: Catalog {
         var site: String
         var uidl: String
         var description: String { "UIDL \(uidl) of site \(site) was recorded by another poll meanwhile" }
+    }
+
+    struct MissingTransferError: Error, CustomStringConvertible {
+        var id: String
+        var description: String { "no transfer \(id) in the catalog" }
     }
 
     struct MigrationLockError: Error, CustomStringConvertible {
@@ -271,6 +276,24 @@ public final class SQLiteCatalog: Catalog {
             try db.create(index: "operator_action_site", on: "operator_action", columns: ["site", "id"])
             try db.create(index: "operator_action_transfer", on: "operator_action", columns: ["transferId", "id"])
         }
+        migrator.registerMigration("v15-search") { db in
+            try SearchIndex.create(db)
+            // A site's newest transfers (the console's pages of one site) without sorting
+            // all of the site's rows.
+            try db.create(index: "transfer_site_receivedAt", on: "transfer", columns: ["site", "receivedAt"])
+        }
+        migrator.registerMigration("v16-delivery-attempts") { db in
+            try db.create(table: "delivery_attempt") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("transferId", .text).notNull().indexed()
+                t.column("at", .datetime).notNull()
+                t.column("application", .text).notNull()
+                t.column("outcome", .text).notNull()
+                t.column("deliveredPath", .text)
+                t.column("error", .text)
+                t.column("retryAt", .datetime)
+            }
+        }
         return migrator
     }
 
@@ -398,19 +421,51 @@ public final class SQLiteCatalog: Catalog {
         }
     }
 
-    public func scheduleDeliveryRetry(id: String, application: String, error: String, at: Date) async throws {
+    public func recordDeliveryAttempt(id: String, _ attempt: DeliveryAttempt) async throws {
         try await database.write { db in
+            guard try Bool.fetchOne(db, sql: "SELECT 1 FROM transfer WHERE id = ?", arguments: [id]) == true else {
+                throw MissingTransferError(id: id)
+            }
             try db.execute(
                 sql: """
-                INSERT INTO delivery_retry (transferId, attempts, nextAttempt) VALUES (?, 1, ?)
-                ON CONFLICT(transferId) DO UPDATE SET attempts = attempts + 1, nextAttempt = excluded.nextAttempt
-                """,
-                arguments: [id, at]
+                    INSERT INTO delivery_attempt (transferId, at, application, outcome, deliveredPath, error, retryAt)
+                    VALUES (?, ?, ?, ?, ?, ?, ?)
+                    """,
+                arguments: [id, attempt.at, attempt.application, attempt.outcome.rawValue, attempt.deliveredPath, attempt.error, attempt.retryAt]
             )
-            try db.execute(
-                sql: "UPDATE transfer SET state = 'routed', application = ?, error = ? WHERE id = ?",
-                arguments: [application, error, id]
-            )
+            switch attempt.outcome {
+            case .delivered, .failed:
+                try db.execute(
+                    sql: "UPDATE transfer SET state = ?, application = ?, error = ?, deliveredPath = ? WHERE id = ?",
+                    arguments: [attempt.outcome == .delivered ? "delivered" : "failed", attempt.application, attempt.error, attempt.deliveredPath, id]
+                )
+            case .retrying:
+                try db.execute(
+                    sql: """
+                    INSERT INTO delivery_retry (transferId, attempts, nextAttempt) VALUES (?, 1, ?)
+                    ON CONFLICT(transferId) DO UPDATE SET attempts = attempts + 1, nextAttempt = excluded.nextAttempt
+                    """,
+                    arguments: [id, attempt.retryAt ?? attempt.at]
+                )
+                try db.execute(
+                    sql: "UPDATE transfer SET state = 'routed', application = ?, error = ? WHERE id = ?",
+                    arguments: [attempt.application, attempt.error, id]
+                )
+            }
+        }
+    }
+
+    public func deliveryHistory(id: String) async throws -> [DeliveryAttempt] {
+        try await database.read { db in
+            try Row.fetchAll(
+                db, sql: "SELECT * FROM delivery_attempt WHERE transferId = ? ORDER BY id", arguments: [id]
+            ).map { row in
+                DeliveryAttempt(
+                    at: row["at"], application: row["application"],
+                    outcome: DeliveryAttempt.Outcome(rawValue: row["outcome"] as String) ?? .failed,
+                    deliveredPath: row["deliveredPath"], error: row["error"], retryAt: row["retryAt"]
+                )
+            }
         }
     }
 
@@ -703,6 +758,9 @@ public final class SQLiteCatalog: Catalog {
             }
             if let pattern = filter.anyText {
                 request = request.filter(Self.matching(pattern, "fileName") || Self.matching(pattern, "sender") || Self.matching(pattern, "subject"))
+            }
+            if let candidates = try SearchIndex.candidates(for: filter, db) {
+                request = request.filter(candidates)
             }
             if let after = filter.after {
                 let receivedAt = Column("receivedAt"), id = Column("id")

@@ -35,7 +35,10 @@ struct ConsoleAPI: Sendable {
         var transfer: TransferRecord
         var outbox: [OutboxEntry]
         var actions: [OperatorAction]
+        /// Failed attempts that were to be tried again (the count the retry delay grows with).
         var deliveryAttempts: Int
+        /// Every delivery attempt, oldest first.
+        var deliveries: [DeliveryAttempt]
     }
 
     typealias Done = OperatorOutcome
@@ -293,7 +296,8 @@ struct ConsoleAPI: Sendable {
         return TransferDetail(
             transfer: transfer, outbox: try await catalog.outbox(transferId: id),
             actions: try await catalog.operatorActions(site: nil, transferId: id, limit: 50),
-            deliveryAttempts: try await catalog.deliveryAttempts(id: id)
+            deliveryAttempts: try await catalog.deliveryAttempts(id: id),
+            deliveries: try await catalog.deliveryHistory(id: id)
         )
     }
 

@@ -246,6 +246,12 @@ struct ConsolePages: Sendable {
             }
             body += "</p>"
         }
+        if !detail.deliveries.isEmpty {
+            body += "<h2>Deliveries</h2>" + HTML.table(["When", "Application", "Outcome", "Path or error", "Next attempt"], detail.deliveries.map {
+                [HTML.timestamp($0.at), HTML.escape($0.application), $0.outcome.rawValue,
+                 HTML.escape($0.deliveredPath ?? $0.error ?? ""), $0.retryAt.map { HTML.timestamp($0) } ?? ""]
+            })
+        }
         if !record.recipientReports.isEmpty {
             body += "<h2>Reports</h2>" + HTML.table(["Recipient", "Action", "Status", "Disposition"], record.recipientReports.map {
                 [HTML.escape($0.recipient), HTML.escape($0.action ?? ""), HTML.escape($0.status ?? ""), HTML.escape($0.disposition ?? "")]

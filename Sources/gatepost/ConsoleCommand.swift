@@ -89,7 +89,7 @@ struct ServeCommand: AsyncParsableCommand {
         )
         let service = try console.service(environment, configuration: configuration)
         logger.info("console", metadata: ["url": "\(configuration.usesTLS ? "https" : "http")://\(configuration.host):\(configuration.port)/"])
-        let group = ServiceGroup(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        let group = ServiceGroup(services: [service, SearchIndexer(catalog: catalog, logger: logger)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await group.run()
     }
 }

@@ -81,6 +81,7 @@ struct RunCommand: AsyncParsableCommand {
             logger.info("console", metadata: ["url": "\(configuration.usesTLS ? "https" : "http")://\(configuration.host):\(configuration.port)/"])
         }
         services.insert(scheduler, at: 0)
+        services.append(SearchIndexer(catalog: catalog, logger: logger))
         let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await group.run()
         hangup.cancel()

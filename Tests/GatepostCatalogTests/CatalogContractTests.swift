@@ -170,33 +170,43 @@ import Testing
         try await catalog.commitOutbound(F.outbound("T5"), message: F.entry("T5"))
         #expect(try await catalog.transfersToDeliver(at: now).map(\.id) == ["T1", "T2"])
 
-        try await catalog.scheduleDeliveryRetry(id: "T1", application: "billing", error: "disk full", at: now.addingTimeInterval(60))
+        let first = DeliveryAttempt.retrying(at: now, application: "billing", error: "disk full", retryAt: now.addingTimeInterval(60))
+        try await catalog.recordDeliveryAttempt(id: "T1", first)
         var record = try #require(try await catalog.transfer(id: "T1"))
         #expect((record.state, record.application, record.error) == (.routed, "billing", "disk full"))
         #expect(try await catalog.deliveryAttempts(id: "T1") == 1)
         #expect(try await catalog.deliveryAttempts(id: "T2") == 0)
         #expect(try await catalog.transfersToDeliver(at: now).map(\.id) == ["T2"], "not due yet")
         #expect(try await catalog.transfersToDeliver(at: now.addingTimeInterval(60)).map(\.id) == ["T1", "T2"])
-        try await catalog.scheduleDeliveryRetry(id: "T1", application: "billing", error: "disk full", at: now)
+        let second = DeliveryAttempt.retrying(at: now.addingTimeInterval(60), application: "billing", error: "disk full", retryAt: now)
+        try await catalog.recordDeliveryAttempt(id: "T1", second)
         #expect(try await catalog.deliveryAttempts(id: "T1") == 2)
 
         try await catalog.recordDeliveryTarget(id: "T1", application: "billing", target: "/apps/billing/a.csv")
         try await catalog.recordDeliveryTarget(id: "T1", application: "billing", target: "/apps/billing/a-1.csv")
         #expect(try await catalog.deliveryTarget(id: "T1") == "/apps/billing/a-1.csv")
         #expect(try await catalog.deliveryTarget(id: "T2") == nil)
-        try await catalog.updateDelivery(id: "T1", state: .delivered, application: "billing", error: nil, deliveredPath: "/apps/billing/a-1.csv")
+        let delivered = DeliveryAttempt.delivered(at: now.addingTimeInterval(120), application: "billing", path: "/apps/billing/a-1.csv")
+        try await catalog.recordDeliveryAttempt(id: "T1", delivered)
         record = try #require(try await catalog.transfer(id: "T1"))
         #expect((record.state, record.error, record.deliveredPath) == (.delivered, nil, "/apps/billing/a-1.csv"))
+        #expect(try await catalog.deliveryHistory(id: "T1") == [first, second, delivered])
+        #expect(try await catalog.deliveryHistory(id: "T2").isEmpty)
         #expect(try await catalog.transfersToDeliver(at: now).map(\.id) == ["T2"])
         #expect(try await catalog.deliveryAttempts(id: "T1") == 2, "never reset")
+        try await catalog.recordDeliveryAttempt(id: "T2", .failed(at: now, application: "ledger", error: "exit 3"))
+        let failed = try #require(try await catalog.transfer(id: "T2"))
+        #expect((failed.state, failed.application, failed.error) == (.failed, "ledger", "exit 3"))
+        #expect(try await catalog.deliveryAttempts(id: "T2") == 0, "only attempts to be tried again are counted")
 
         await #expect(throws: (any Error).self) {
-            try await catalog.scheduleDeliveryRetry(id: "T9", application: "billing", error: "x", at: now)
+            try await catalog.recordDeliveryAttempt(id: "T9", .failed(at: now, application: "billing", error: "x"))
         }
         await #expect(throws: (any Error).self) {
             try await catalog.recordDeliveryTarget(id: "T9", application: "billing", target: "/apps/billing/x")
         }
         #expect(try await catalog.deliveryAttempts(id: "T9") == 0)
+        #expect(try await catalog.deliveryHistory(id: "T9").isEmpty)
         try await catalog.updateDelivery(id: "T9", state: .delivered, application: nil, error: nil, deliveredPath: nil)
         #expect(try await catalog.transfer(id: "T9") == nil)
     }

@@ -295,7 +295,7 @@ struct Browser {
             }
             try await client.execute(uri: "/api/v1/transfers/T1", method: .get, headers: token) { response in
                 let body = String(buffer: response.body)
-                #expect(body.contains("\"deliveryAttempts\":0") && body.contains("\"outbox\":[]"), "\(body)")
+                #expect(body.contains("\"deliveryAttempts\":0") && body.contains("\"deliveries\":[]") && body.contains("\"outbox\":[]"), "\(body)")
             }
             try await client.execute(uri: "/api/v1/transfers/T9", method: .get, headers: token) { response in
                 #expect(response.status == .notFound)

@@ -276,7 +276,8 @@ func inbound(_ type: TransferRecord.Kind = .xfer, fileName: String? = "orders.cs
         ])
         let site = try site("application: billing\n")
         let record = try await fixture.record()
-        let start = Date()
+        // Whole seconds: the catalog keeps times to the millisecond.
+        let start = Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down))
         let first = try await deliverer.deliverPending(sites: [site], now: start)
         #expect(first.first?.state == .routed)
         #expect(first.first?.retryAt == start.addingTimeInterval(60))
@@ -289,6 +290,13 @@ func inbound(_ type: TransferRecord.Kind = .xfer, fileName: String? = "orders.cs
         #expect(try await deliverer.deliverPending(sites: [site], now: start.addingTimeInterval(61 + 121)).first?.state == .delivered)
         #expect(try await fixture.catalog.transfer(id: record.id)?.state == .delivered)
         #expect(try FileManager.default.contentsOfDirectory(atPath: fixture.dir + "/billing") == ["orders.csv"])
+        // The transfer's history: each attempt, when, and how it ended.
+        let history = try await fixture.catalog.deliveryHistory(id: record.id)
+        #expect(history.map(\.outcome) == [.retrying, .retrying, .delivered])
+        #expect(history.map(\.at) == [start, start.addingTimeInterval(61), start.addingTimeInterval(61 + 121)])
+        #expect(history.map(\.retryAt) == [start.addingTimeInterval(60), start.addingTimeInterval(61 + 120), nil])
+        #expect(history.prefix(2).allSatisfy { $0.error?.contains("busy") == true }, "\(history)")
+        #expect(history.last?.deliveredPath == fixture.dir + "/billing/orders.csv")
     }
 
     @Test func aCommandThatHangsIsKilled() async throws {

@@ -94,7 +94,7 @@ public struct Deliverer: Sendable {
             if let command = application.command {
                 try await run(command, for: record, deliveredPath: target, application: application)
             }
-            try await catalog.updateDelivery(id: record.id, state: .delivered, application: applicationName, error: nil, deliveredPath: target)
+            try await catalog.recordDeliveryAttempt(id: record.id, .delivered(at: now, application: applicationName, path: target))
             transferLogger.info("delivered", metadata: ["path": "\(target)"])
             EngineMetrics.delivery(application: applicationName, result: "delivered")
             return DeliveryOutcome(id: record.id, application: applicationName, state: .delivered, deliveredPath: target)
@@ -105,13 +105,13 @@ public struct Deliverer: Sendable {
                 if failures < application.attempts {
                     let wait = application.retryDelay * (1 << min(failures - 1, 16))
                     let at = now.addingTimeInterval(wait.timeInterval)
-                    try await catalog.scheduleDeliveryRetry(id: record.id, application: applicationName, error: message, at: at)
+                    try await catalog.recordDeliveryAttempt(id: record.id, .retrying(at: now, application: applicationName, error: message, retryAt: at))
                     transferLogger.warning("delivery failed; will try again", metadata: ["error": "\(message)", "attempt": "\(failures)"])
                     EngineMetrics.delivery(application: applicationName, result: "retrying")
                     return DeliveryOutcome(id: record.id, application: applicationName, state: .routed, error: message, retryAt: at)
                 }
             }
-            try await catalog.updateDelivery(id: record.id, state: .failed, application: applicationName, error: message, deliveredPath: nil)
+            try await catalog.recordDeliveryAttempt(id: record.id, .failed(at: now, application: applicationName, error: message))
             transferLogger.warning("delivery failed", metadata: ["error": "\(message)"])
             EngineMetrics.delivery(application: applicationName, result: "failed")
             return DeliveryOutcome(id: record.id, application: applicationName, state: .failed, error: message)
