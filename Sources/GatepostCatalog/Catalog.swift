@@ -129,9 +129,11 @@ public protocol SiteStateStore: Sendable {
     /// in it changes); a running daemon picks it up.
     func setSiteEnabled(_ site: String, enabled: Bool) async throws
     /// Records one poll's outcome (creating the site's state if need be): `lastPoll` becomes
-    /// `at`, `lastError` becomes `error`, `nextPoll` becomes `nextPoll` (nil clears it), the
-    /// counts are added to the totals, and `lastSuccess` becomes `at` when `error` is nil.
-    func recordPoll(site: String, at: Date, error: String?, messages: Int, bytes: Int64, nextPoll: Date?) async throws
+    /// `at`, `lastError` becomes `error` and `lastErrorCategory` `errorCategory`, `nextPoll`
+    /// becomes `nextPoll` (nil clears it), the counts are added to the totals, `firstPoll`
+    /// becomes `at` if it was nil; when `error` is nil `lastSuccess` becomes `at` and
+    /// `failuresInARow` 0, else `failuresInARow` grows by one.
+    func recordPoll(site: String, at: Date, error: String?, errorCategory: String?, messages: Int, bytes: Int64, nextPoll: Date?) async throws
     /// Records the messages one poll went past (creating the site's state if need be): the
     /// site's `skipped` becomes ``SkippedMessage/merge(_:with:complete:)`` of what it was and
     /// `skipped`, in one transaction.
@@ -190,7 +192,7 @@ public protocol AuditStore: Sendable {
 
 /// The spool catalog: every role, in one store, so that a commit spanning roles (a record, its
 /// UIDL and its MDN) is one transaction.
-public protocol Catalog: TransferStore, UIDLStore, SiteStateStore, OutboxStore, AuditStore {}
+public protocol Catalog: TransferStore, UIDLStore, SiteStateStore, OutboxStore, AuditStore, AlertStore {}
 
 extension TransferStore {
     public func transfersToDeliver() async throws -> [TransferRecord] {

@@ -38,6 +38,7 @@ public final class InMemoryCatalog: Catalog {
         var deliveryTargets: [String: String] = [:]
         var deliveryRetries: [String: DeliveryRetry] = [:]
         var deliveryHistory: [String: [DeliveryAttempt]] = [:]
+        var alerts: [Alert] = []
         var sites: [String: SiteState] = [:]
         var operatorActions: [OperatorAction] = []
 
@@ -302,15 +303,22 @@ public final class InMemoryCatalog: Catalog {
         }
     }
 
-    public func recordPoll(site: String, at: Date, error: String?, messages: Int, bytes: Int64, nextPoll: Date?) async throws {
+    public func recordPoll(site: String, at: Date, error: String?, errorCategory: String?, messages: Int, bytes: Int64, nextPoll: Date?) async throws {
         tables.withLock { tables in
             var state = tables.sites[site] ?? SiteState(site: site)
             state.lastPoll = at
             state.lastError = error
+            state.lastErrorCategory = errorCategory
             state.nextPoll = nextPoll
             state.messages += Int64(messages)
             state.bytes += bytes
-            if error == nil { state.lastSuccess = at }
+            state.firstPoll = state.firstPoll ?? at
+            if error == nil {
+                state.lastSuccess = at
+                state.failuresInARow = 0
+            } else {
+                state.failuresInARow += 1
+            }
             tables.sites[site] = state
         }
     }
@@ -398,5 +406,40 @@ public final class InMemoryCatalog: Catalog {
 
     public func outboxReferences(path: String) async throws -> Bool {
         read { tables in tables.outbox.values.contains { $0.path == path } }
+    }
+
+    public func updateAlerts(opening: [Alert], resolving: [String], at: Date) async throws -> AlertChanges {
+        tables.withLock { tables in
+            var changes = AlertChanges()
+            for alert in opening where !tables.alerts.contains(where: { $0.isOpen && $0.key == alert.key }) {
+                var opened = alert
+                opened.id = (tables.alerts.last?.id ?? 0) + 1
+                opened.openedAt = at
+                opened.resolvedAt = nil
+                opened.acknowledgedBy = nil
+                opened.acknowledgedAt = nil
+                tables.alerts.append(opened)
+                changes.opened.append(opened)
+            }
+            for key in resolving {
+                guard let index = tables.alerts.firstIndex(where: { $0.isOpen && $0.key == key }) else { continue }
+                tables.alerts[index].resolvedAt = at
+                changes.resolved.append(tables.alerts[index])
+            }
+            return changes
+        }
+    }
+
+    public func alerts(openOnly: Bool, limit: Int) async throws -> [Alert] {
+        read { tables in Array(tables.alerts.reversed().filter { !openOnly || $0.isOpen }.prefix(max(limit, 0))) }
+    }
+
+    public func acknowledgeAlert(id: Int64, by actor: String, at: Date) async throws -> Alert? {
+        tables.withLock { tables in
+            guard let index = tables.alerts.firstIndex(where: { $0.id == id }) else { return nil }
+            tables.alerts[index].acknowledgedBy = actor
+            tables.alerts[index].acknowledgedAt = at
+            return tables.alerts[index]
+        }
     }
 }

@@ -294,6 +294,28 @@ public final class SQLiteCatalog: Catalog {
                 t.column("retryAt", .datetime)
             }
         }
+        migrator.registerMigration("v17-alerts") { db in
+            try db.alter(table: "site_state") { t in
+                t.add(column: "failuresInARow", .integer).notNull().defaults(to: 0)
+                t.add(column: "lastErrorCategory", .text)
+                t.add(column: "firstPoll", .datetime)
+            }
+            // Sites polled before: their watch starts at their last poll.
+            try db.execute(sql: "UPDATE site_state SET firstPoll = lastPoll")
+            try db.create(table: "alert") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("key", .text).notNull()
+                t.column("kind", .text).notNull()
+                t.column("site", .text)
+                t.column("summary", .text).notNull()
+                t.column("openedAt", .datetime).notNull()
+                t.column("resolvedAt", .datetime)
+                t.column("acknowledgedBy", .text)
+                t.column("acknowledgedAt", .datetime)
+            }
+            // One open alert per condition, whatever the callers do.
+            try db.execute(sql: "CREATE UNIQUE INDEX alert_open_key ON alert(key) WHERE resolvedAt IS NULL")
+        }
         return migrator
     }
 
@@ -342,7 +364,8 @@ public final class SQLiteCatalog: Catalog {
                     site: site, enabled: row["enabled"], lastPoll: row["lastPoll"], lastSuccess: row["lastSuccess"],
                     lastError: row["lastError"], nextPoll: row["nextPoll"], messages: row["messages"], bytes: row["bytes"],
                     skipped: Self.decodeSkipped(row["skipped"]),
-                    configurationError: row["configurationError"], configurationErrorSince: row["configurationErrorSince"]
+                    configurationError: row["configurationError"], configurationErrorSince: row["configurationErrorSince"],
+                    failuresInARow: row["failuresInARow"], lastErrorCategory: row["lastErrorCategory"], firstPoll: row["firstPoll"]
                 )
             }
             return states
@@ -372,16 +395,18 @@ public final class SQLiteCatalog: Catalog {
         }
     }
 
-    public func recordPoll(site: String, at: Date, error: String?, messages: Int, bytes: Int64, nextPoll: Date?) async throws {
+    public func recordPoll(site: String, at: Date, error: String?, errorCategory: String?, messages: Int, bytes: Int64, nextPoll: Date?) async throws {
         try await database.write { db in
             try db.execute(sql: "INSERT INTO site_state (site) VALUES (?) ON CONFLICT(site) DO NOTHING", arguments: [site])
             try db.execute(
                 sql: """
-                UPDATE site_state SET lastPoll = ?, lastError = ?, nextPoll = ?, messages = messages + ?, bytes = bytes + ?,
-                  lastSuccess = CASE WHEN ? IS NULL THEN ? ELSE lastSuccess END
+                UPDATE site_state SET lastPoll = ?, lastError = ?, lastErrorCategory = ?, nextPoll = ?,
+                  messages = messages + ?, bytes = bytes + ?, firstPoll = COALESCE(firstPoll, ?),
+                  lastSuccess = CASE WHEN ? IS NULL THEN ? ELSE lastSuccess END,
+                  failuresInARow = CASE WHEN ? IS NULL THEN 0 ELSE failuresInARow + 1 END
                 WHERE site = ?
                 """,
-                arguments: [at, error, nextPoll, messages, bytes, error, at, site]
+                arguments: [at, error, errorCategory, nextPoll, messages, bytes, at, error, at, error, site]
             )
         }
     }
@@ -819,6 +844,61 @@ public final class SQLiteCatalog: Catalog {
     /// `PRAGMA integrity_check`, for tests and `gatepost` health checks.
     public func integrityCheck() throws -> String {
         try database.read { db in try String.fetchOne(db, sql: "PRAGMA integrity_check") ?? "no answer" }
+    }
+}
+
+extension SQLiteCatalog: AlertStore {
+    public func updateAlerts(opening: [Alert], resolving: [String], at: Date) async throws -> AlertChanges {
+        try await database.write { db in
+            var changes = AlertChanges()
+            for alert in opening {
+                try db.execute(
+                    sql: """
+                        INSERT INTO alert (key, kind, site, summary, openedAt) VALUES (?, ?, ?, ?, ?)
+                        ON CONFLICT (key) WHERE resolvedAt IS NULL DO NOTHING
+                        """,
+                    arguments: [alert.key, alert.kind, alert.site, alert.summary, at]
+                )
+                guard db.changesCount > 0 else { continue }
+                var opened = alert
+                opened.id = db.lastInsertedRowID
+                opened.openedAt = at
+                opened.resolvedAt = nil
+                opened.acknowledgedBy = nil
+                opened.acknowledgedAt = nil
+                changes.opened.append(opened)
+            }
+            for key in resolving {
+                guard let row = try Row.fetchOne(db, sql: "SELECT * FROM alert WHERE key = ? AND resolvedAt IS NULL", arguments: [key]) else { continue }
+                try db.execute(sql: "UPDATE alert SET resolvedAt = ? WHERE id = ?", arguments: [at, row["id"] as Int64])
+                var resolved = Self.alert(row)
+                resolved.resolvedAt = at
+                changes.resolved.append(resolved)
+            }
+            return changes
+        }
+    }
+
+    public func alerts(openOnly: Bool, limit: Int) async throws -> [Alert] {
+        try await database.read { db in
+            try Row.fetchAll(
+                db, sql: "SELECT * FROM alert \(openOnly ? "WHERE resolvedAt IS NULL" : "") ORDER BY id DESC LIMIT ?", arguments: [max(limit, 0)]
+            ).map(Self.alert)
+        }
+    }
+
+    public func acknowledgeAlert(id: Int64, by actor: String, at: Date) async throws -> Alert? {
+        try await database.write { db in
+            try db.execute(sql: "UPDATE alert SET acknowledgedBy = ?, acknowledgedAt = ? WHERE id = ?", arguments: [actor, at, id])
+            return try Row.fetchOne(db, sql: "SELECT * FROM alert WHERE id = ?", arguments: [id]).map(Self.alert)
+        }
+    }
+
+    static func alert(_ row: Row) -> Alert {
+        Alert(
+            id: row["id"], key: row["key"], kind: row["kind"], site: row["site"], summary: row["summary"], openedAt: row["openedAt"],
+            resolvedAt: row["resolvedAt"], acknowledgedBy: row["acknowledgedBy"], acknowledgedAt: row["acknowledgedAt"]
+        )
     }
 }
 

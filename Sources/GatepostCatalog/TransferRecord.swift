@@ -432,10 +432,20 @@ public struct SiteState: Codable, Sendable, Hashable {
     /// last good version of it; nil when the file is fine.
     public var configurationError: String?
     public var configurationErrorSince: Date?
+    /// Polls in a row that failed: 0 after a success.
+    public var failuresInARow: Int
+    /// The kind of the last failure (authentication, tls, connection...) while it lasts.
+    public var lastErrorCategory: String?
+    /// When the site was first polled: the watch over its expected files starts there.
+    public var firstPoll: Date?
 
     public init(site: String, enabled: Bool? = nil, lastPoll: Date? = nil, lastSuccess: Date? = nil, lastError: String? = nil,
                 nextPoll: Date? = nil, messages: Int64 = 0, bytes: Int64 = 0, skipped: [SkippedMessage] = [],
-                configurationError: String? = nil, configurationErrorSince: Date? = nil) {
+                configurationError: String? = nil, configurationErrorSince: Date? = nil,
+                failuresInARow: Int = 0, lastErrorCategory: String? = nil, firstPoll: Date? = nil) {
+        self.failuresInARow = failuresInARow
+        self.lastErrorCategory = lastErrorCategory
+        self.firstPoll = firstPoll
         self.configurationError = configurationError
         self.configurationErrorSince = configurationErrorSince
         self.site = site

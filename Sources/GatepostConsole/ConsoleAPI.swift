@@ -172,6 +172,18 @@ struct ConsoleAPI: Sendable {
             _ = try context.require(.read)
             return try await outbox(request.uri.queryParameters)
         }
+        api.get("alerts") { request, context -> [Alert] in
+            _ = try context.require(.read)
+            let query = request.uri.queryParameters
+            let state = query["state"].map(String.init) ?? "open"
+            guard ["open", "all"].contains(state) else { throw ConsoleError.badRequest("state must be open or all") }
+            let limit = query["limit"].flatMap { Int($0) } ?? 100
+            return try await environment.catalog.alerts(openOnly: state == "open", limit: min(max(limit, 1), 1000))
+        }
+        api.post("alerts/:id/acknowledge") { _, context -> Alert in
+            let identity = try context.require(.operate)
+            return try await acknowledgeAlert(try context.parameters.require("id"), actor: identity.actor)
+        }
         api.get("actions") { request, context -> [OperatorAction] in
             _ = try context.require(.read)
             let limit = request.uri.queryParameters["limit"].flatMap { Int($0) } ?? 100
@@ -191,7 +203,8 @@ struct ConsoleAPI: Sendable {
             sites: sites.count, enabled: sites.filter(\.enabled).count,
             attention: sites.filter(\.needsAttention),
             outboxPending: pending.count, outboxDue: pending.filter { $0.nextAttempt <= Date() }.count,
-            overdue: overdue.map { DaemonStatus.Overdue(id: $0.id, site: $0.site, fileName: $0.fileName, sentAt: $0.receivedAt) }
+            overdue: overdue.map { DaemonStatus.Overdue(id: $0.id, site: $0.site, fileName: $0.fileName, sentAt: $0.receivedAt) },
+            alerts: try await catalog.alerts(openOnly: true, limit: 100)
         )
     }
 
@@ -199,6 +212,15 @@ struct ConsoleAPI: Sendable {
         let directory = await environment.sites()
         let states = try await environment.catalog.siteStates()
         return SiteStatus.ordered(directory.sites.map { SiteStatus(site: $0, state: states[$0.name]) })
+    }
+
+    func acknowledgeAlert(_ id: String, actor: String) async throws -> Alert {
+        guard let number = Int64(id) else { throw ConsoleError.notFound("no alert with id \(id)") }
+        do {
+            return try await environment.commands().acknowledgeAlert(number, actor: actor)
+        } catch let failure as OperatorCommands.Failure {
+            throw ConsoleError(failure)
+        }
     }
 
     func setSiteEnabled(_ name: String, _ enabled: Bool, actor: String) async throws {
@@ -372,7 +394,7 @@ struct ConsoleAPI: Sendable {
 extension ConsoleError {
     init(_ failure: OperatorCommands.Failure) {
         switch failure {
-        case .noSuchSite, .noSuchTransfer: self = .notFound(failure.description)
+        case .noSuchSite, .noSuchTransfer, .noSuchAlert: self = .notFound(failure.description)
         case .refused, .noRoute: self = .conflict(failure.description)
         case .noApplications: self = ConsoleError(status: .unprocessableContent, message: failure.description)
         }
@@ -440,6 +462,7 @@ enum TransferQuery {
 
 extension PollNowOutcome: ResponseEncodable {}
 extension RunningPoll: ResponseEncodable {}
+extension Alert: ResponseEncodable {}
 extension PartTree.Tree: ResponseEncodable {}
 extension OutboxEntry: ResponseEncodable {}
 extension OperatorAction: ResponseEncodable {}
@@ -466,6 +489,8 @@ public struct DaemonStatus: Codable, Sendable, ResponseEncodable {
     public var outboxDue: Int
     /// Outbound transfers whose acknowledgment is overdue.
     public var overdue: [Overdue]
+    /// Open alerts, newest first.
+    public var alerts: [Alert]
 }
 
 /// The status view, for the API and for `gatepost status` without a daemon.

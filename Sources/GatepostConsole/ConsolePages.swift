@@ -67,6 +67,13 @@ struct ConsolePages: Sendable {
             return HTML.redirect("/")
         }
 
+        router.post("alerts/:id/acknowledge") { _, context -> Response in
+            guard let identity = context.identity else { return HTML.redirect("/login") }
+            guard ConsolePolicy.allows(identity.role, .operate) else { throw ConsoleError.forbidden("only an operator may do this") }
+            _ = try await api.acknowledgeAlert(try context.parameters.require("id"), actor: identity.actor)
+            return HTML.redirect("/")
+        }
+
         router.get("transfers") { request, context -> Response in
             guard let identity = context.identity else { return HTML.redirect("/login?next=/transfers") }
             return try await transfers(request: request, identity: identity, context: context)
@@ -160,7 +167,19 @@ struct ConsolePages: Sendable {
                 "\(site.messages)", actions,
             ]
         }
-        var body = HTML.table(["Site", "State", "Server", "Every", "Last poll", "Next poll", "Messages", ""], rows)
+        // Open alerts come first: what needs someone now.
+        let alerts = try await environment.catalog.alerts(openOnly: true, limit: 100)
+        var body = ""
+        if !alerts.isEmpty {
+            body += "<h2 id=alerts>Open alerts</h2>" + HTML.table(["Since", "Kind", "Site", "What", "Acknowledged"], alerts.map { alert in
+                let acknowledged = alert.acknowledgedBy.map { "\(HTML.escape($0)), \(HTML.timestamp(alert.acknowledgedAt))" }
+                    ?? (operate ? HTML.button("Acknowledge", action: "/alerts/\(alert.id)/acknowledge", csrf: context.csrf) : "")
+                return [HTML.timestamp(alert.openedAt), HTML.escape(alert.kind), HTML.escape(alert.site ?? ""),
+                        "<span class=bad>\(HTML.escape(alert.summary))</span>", acknowledged]
+            })
+            body += "<h2>Sites</h2>"
+        }
+        body += HTML.table(["Site", "State", "Server", "Every", "Last poll", "Next poll", "Messages", ""], rows)
         body += "<h2>Polls in progress</h2>"
         body += running.isEmpty ? "<p class=muted>None.</p>" : HTML.table(["Site", "Since", "Messages", "Bytes"], running.map {
             [HTML.escape($0.site), HTML.timestamp($0.started), "\($0.messages)", HTML.bytes($0.bytes)]

@@ -151,6 +151,22 @@ public final class DovecotPeer: Sendable {
         """
     }
 
+    /// Changes `user`'s password on the server, as a partner's administrator would: the
+    /// passwd-file is replaced whole (Dovecot reads it again when it changes).
+    public func setPassword(user: String, to password: String) throws {
+        let path = directory + "/users"
+        let lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false).map { line in
+            guard line.hasPrefix("\(user):") else { return String(line) }
+            var fields = line.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+            fields[1] = "{PLAIN}\(password)"
+            return fields.joined(separator: ":")
+        }
+        let temporary = path + ".new"
+        try lines.joined(separator: "\n").write(toFile: temporary, atomically: false, encoding: .utf8)
+        chmod(temporary, 0o600)
+        guard rename(temporary, path) == 0 else { throw PeerError.scriptFailed("setPassword", status: errno, output: "cannot replace \(path)") }
+    }
+
     /// Puts one message, exactly these bytes, in `user`'s mailbox (a hostile message a test
     /// wrote by hand).
     public func addMessage(user: String, _ bytes: [UInt8]) throws {

@@ -82,6 +82,7 @@ struct RunCommand: AsyncParsableCommand {
         }
         services.insert(scheduler, at: 0)
         services.append(SearchIndexer(catalog: catalog, logger: logger))
+        services.append(AlertMonitor(catalog: catalog, sites: { sites.directory }, logger: Logger(label: "gatepost.alerts")))
         let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await group.run()
         hangup.cancel()

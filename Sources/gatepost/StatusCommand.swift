@@ -53,6 +53,11 @@ struct StatusCommand: AsyncParsableCommand {
         for transfer in status.overdue {
             lines.append("acknowledgment overdue: \(transfer.id) \(transfer.fileName ?? "") to \(transfer.site), sent \(Formatting.timestamp(transfer.sentAt))")
         }
+        lines.append("open alerts: \(status.alerts.isEmpty ? "none" : String(status.alerts.count))")
+        for alert in status.alerts {
+            let acknowledged = alert.acknowledgedBy.map { ", acknowledged by \($0)" } ?? ""
+            lines.append("alert \(alert.id) \(alert.kind) since \(Formatting.timestamp(alert.openedAt))\(acknowledged): \(alert.summary)")
+        }
         Terminal.block(lines.joined(separator: "\n"))
     }
 }

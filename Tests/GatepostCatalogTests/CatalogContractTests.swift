@@ -231,19 +231,60 @@ import Testing
         let catalog = try store.make()
         let first = F.epoch
         let second = F.epoch.addingTimeInterval(300)
-        try await catalog.recordPoll(site: "acme", at: first, error: nil, messages: 3, bytes: 300, nextPoll: first.addingTimeInterval(300))
-        try await catalog.recordPoll(site: "acme", at: second, error: "connection refused", messages: 1, bytes: 20, nextPoll: nil)
+        try await catalog.recordPoll(site: "acme", at: first, error: nil, errorCategory: nil, messages: 3, bytes: 300, nextPoll: first.addingTimeInterval(300))
+        try await catalog.recordPoll(site: "acme", at: second, error: "connection refused", errorCategory: "connection", messages: 1, bytes: 20, nextPoll: nil)
         try await catalog.setSiteEnabled("acme", enabled: false)
         try await catalog.setSiteEnabled("bcorp", enabled: true)
         let states = try await catalog.siteStates()
         #expect(states["acme"] == SiteState(
             site: "acme", enabled: false, lastPoll: second, lastSuccess: first, lastError: "connection refused",
-            nextPoll: nil, messages: 4, bytes: 320
+            nextPoll: nil, messages: 4, bytes: 320, failuresInARow: 1, lastErrorCategory: "connection", firstPoll: first
         ))
         #expect(states["bcorp"] == SiteState(site: "bcorp", enabled: true))
         #expect(states.count == 2)
-        try await catalog.recordPoll(site: "bcorp", at: second, error: nil, messages: 0, bytes: 0, nextPoll: nil)
+        try await catalog.recordPoll(site: "bcorp", at: second, error: nil, errorCategory: nil, messages: 0, bytes: 0, nextPoll: nil)
         #expect(try await catalog.siteStates()["bcorp"]?.enabled == true, "a poll leaves the operator's override")
+
+        let third = second.addingTimeInterval(300)
+        try await catalog.recordPoll(site: "acme", at: third, error: "bad password", errorCategory: "authentication", messages: 0, bytes: 0, nextPoll: nil)
+        var acme = try #require(try await catalog.siteStates()["acme"])
+        #expect((acme.failuresInARow, acme.lastErrorCategory, acme.firstPoll) == (2, "authentication", first))
+        try await catalog.recordPoll(site: "acme", at: third.addingTimeInterval(60), error: nil, errorCategory: nil, messages: 0, bytes: 0, nextPoll: nil)
+        acme = try #require(try await catalog.siteStates()["acme"])
+        #expect((acme.failuresInARow, acme.lastErrorCategory) == (0, nil), "a success ends the run of failures")
+    }
+
+    @Test(arguments: CatalogStore.allCases)
+    func anAlertIsOpenedOncePerConditionAndResolvedWhenItClears(_ store: CatalogStore) async throws {
+        let catalog = try store.make()
+        let failing = Alert(key: "site-failing:acme", kind: "site-failing", site: "acme", summary: "acme: 3 polls failed", openedAt: .distantPast)
+        let missed = Alert(key: "arrival-missed:bcorp:INV*:2026-11-27", kind: "arrival-missed", site: "bcorp", summary: "no INV*", openedAt: .distantPast)
+        var changes = try await catalog.updateAlerts(opening: [failing, missed], resolving: [], at: F.epoch)
+        #expect(changes.opened.map(\.key) == [failing.key, missed.key])
+        #expect(changes.opened.allSatisfy { $0.openedAt == F.epoch && $0.isOpen })
+        let firstId = try #require(changes.opened.first?.id)
+        #expect(changes.opened.last?.id ?? 0 > firstId, "ids grow")
+
+        changes = try await catalog.updateAlerts(opening: [failing], resolving: ["no-such-key"], at: F.epoch.addingTimeInterval(60))
+        #expect(changes.isEmpty, "an open condition is not opened again")
+
+        let acknowledged = try await catalog.acknowledgeAlert(id: firstId, by: "alice", at: F.epoch.addingTimeInterval(90))
+        #expect((acknowledged?.acknowledgedBy, acknowledged?.acknowledgedAt, acknowledged?.isOpen) == ("alice", F.epoch.addingTimeInterval(90), true))
+        #expect(try await catalog.acknowledgeAlert(id: 999, by: "alice", at: F.epoch) == nil)
+
+        changes = try await catalog.updateAlerts(opening: [], resolving: [failing.key], at: F.epoch.addingTimeInterval(120))
+        #expect(changes.resolved.map(\.id) == [firstId])
+        #expect(changes.resolved.first?.resolvedAt == F.epoch.addingTimeInterval(120))
+        #expect(changes.resolved.first?.acknowledgedBy == "alice")
+        #expect(try await catalog.alerts(openOnly: true, limit: 10).map(\.key) == [missed.key])
+
+        // The same condition again later is a new alert.
+        changes = try await catalog.updateAlerts(opening: [failing], resolving: [], at: F.epoch.addingTimeInterval(180))
+        #expect(changes.opened.count == 1 && changes.opened.first?.id != firstId && changes.opened.first?.acknowledgedBy == nil)
+        let all = try await catalog.alerts(openOnly: false, limit: 10)
+        #expect(all.map(\.key) == [failing.key, missed.key, failing.key], "newest first")
+        #expect(all.last?.resolvedAt != nil)
+        #expect(try await catalog.alerts(openOnly: false, limit: 1).count == 1)
     }
 
     @Test(arguments: CatalogStore.allCases)

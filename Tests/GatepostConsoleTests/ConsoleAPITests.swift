@@ -188,6 +188,52 @@ struct Browser {
         }
     }
 
+    @Test func openAlertsAreListedShownFirstAndAcknowledgedByAnOperatorOnly() async throws {
+        let fixture = try ConsoleFixture()
+        let failing = Alert(key: "site-failing:acme:polls", kind: "site-failing", site: "acme", summary: "acme: 3 polls in a row failed", openedAt: .distantPast)
+        let id = try #require(try await fixture.catalog.updateAlerts(opening: [failing], resolving: [], at: Date()).opened.first?.id)
+        try await fixture.application().test(.router) { client in
+            let token: HTTPFields = [.authorization: "Bearer \(ConsoleFixture.viewerToken)"]
+            try await client.execute(uri: "/api/v1/alerts", method: .get, headers: token) { response in
+                #expect(response.status == .ok)
+                #expect(String(buffer: response.body).contains("\"kind\":\"site-failing\""))
+            }
+            try await client.execute(uri: "/api/v1/alerts?state=closed", method: .get, headers: token) { response in
+                #expect(response.status == .badRequest)
+            }
+            try await client.execute(uri: "/api/v1/alerts/\(id)/acknowledge", method: .post, headers: token) { response in
+                #expect(response.status == .forbidden, "a viewer reads, does not acknowledge")
+            }
+            try await client.execute(uri: "/api/v1/status", method: .get, headers: token) { response in
+                #expect(String(buffer: response.body).contains("\"alerts\":[{"))
+            }
+
+            var operatorBrowser = Browser()
+            try await client.execute(uri: "/login", method: .get) { operatorBrowser.take($0) }
+            let (loginHeaders, loginBody) = operatorBrowser.form(["name": "olivia", "password": ConsoleFixture.operatorPassword])
+            try await client.execute(uri: "/login", method: .post, headers: loginHeaders, body: loginBody) { operatorBrowser.take($0) }
+            try await client.execute(uri: "/", method: .get, headers: operatorBrowser.headers) { response in
+                let page = String(buffer: response.body)
+                let alerts = try #require(page.range(of: "Open alerts"))
+                let sites = try #require(page.range(of: ">Disable<"))
+                #expect(alerts.lowerBound < sites.lowerBound, "alerts come before the sites")
+                #expect(page.contains("acme: 3 polls in a row failed") && page.contains(">Acknowledge<"))
+                operatorBrowser.take(response)
+            }
+            let (h, b) = operatorBrowser.form([:])
+            try await client.execute(uri: "/alerts/\(id)/acknowledge", method: .post, headers: h, body: b) { response in
+                #expect(response.status == .seeOther)
+            }
+            try await client.execute(uri: "/alerts/999/acknowledge", method: .post, headers: h, body: b) { response in
+                #expect(response.status == .notFound)
+            }
+        }
+        let alert = try #require(try await fixture.catalog.alerts(openOnly: true, limit: 1).first)
+        #expect(alert.acknowledgedBy == "olivia" && alert.isOpen, "acknowledged, still open until it clears")
+        let actions = try await fixture.catalog.operatorActions(site: "acme", transferId: nil, limit: 5)
+        #expect(actions.map { "\($0.actor) \($0.action)" } == ["olivia alert.acknowledge"])
+    }
+
     @Test func aFormWithoutItsSessionsCSRFTokenIsRefused() async throws {
         let fixture = try ConsoleFixture()
         try await fixture.application().test(.router) { client in
@@ -327,7 +373,7 @@ struct Browser {
     @Test func metricsAreReadFromTheCatalogAtEachScrapeByAViewer() async throws {
         let fixture = try ConsoleFixture()
         try await fixture.catalog.setSiteEnabled("bcorp", enabled: false)
-        try await fixture.catalog.recordPoll(site: "acme", at: Date(timeIntervalSince1970: 1_764_000_000), error: nil, messages: 2, bytes: 20, nextPoll: nil)
+        try await fixture.catalog.recordPoll(site: "acme", at: Date(timeIntervalSince1970: 1_764_000_000), error: nil, errorCategory: nil, messages: 2, bytes: 20, nextPoll: nil)
         var outbound = TransferRecord(id: "T9", direction: .outbound, type: .xfer, fileName: "a.csv", site: "acme", state: .queued,
                                       messageId: "T9@ours.example", recipients: ["edi@acme.example"], receivedAt: Date().addingTimeInterval(-600))
         outbound.ack = .requested

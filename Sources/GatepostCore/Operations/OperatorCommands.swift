@@ -18,6 +18,7 @@ public struct OperatorCommands: Sendable {
     public enum Failure: Error, Equatable, CustomStringConvertible {
         case noSuchSite(String)
         case noSuchTransfer(String)
+        case noSuchAlert(Int64)
         /// The retry has nothing to do; the reason is for the operator.
         case refused(String)
         case noApplications
@@ -27,6 +28,7 @@ public struct OperatorCommands: Sendable {
             switch self {
             case .noSuchSite(let name): "no site named `\(name)`"
             case .noSuchTransfer(let id): "no transfer with id \(id)"
+            case .noSuchAlert(let id): "no alert with id \(id)"
             case .refused(let reason): reason
             case .noApplications: "nothing to deliver to: local.yaml defines no applications"
             case .noRoute(let id, let site): "transfer \(id): no route of site `\(site)` applies; it stays received"
@@ -40,6 +42,15 @@ public struct OperatorCommands: Sendable {
         try await catalog.setSiteEnabled(site, enabled: enabled)
         try await catalog.recordOperatorAction(OperatorAction(actor: actor, action: enabled ? "site.enable" : "site.disable", site: site))
         logger.notice("site \(enabled ? "enabled" : "disabled")", metadata: ["site": "\(site)", "by": "\(actor)"])
+    }
+
+    /// Says someone is on alert `id`: it stays open until its condition clears, acknowledged
+    /// by `actor`.
+    public func acknowledgeAlert(_ id: Int64, actor: String) async throws -> Alert {
+        guard let alert = try await catalog.acknowledgeAlert(id: id, by: actor, at: Date()) else { throw Failure.noSuchAlert(id) }
+        try await catalog.recordOperatorAction(OperatorAction(actor: actor, action: "alert.acknowledge", site: alert.site, detail: alert.summary))
+        logger.notice("alert acknowledged", metadata: ["alert": "\(id)", "by": "\(actor)"])
+        return alert
     }
 
     /// What a retry did.

@@ -68,11 +68,11 @@ public struct PollRound: Sendable {
             switch result {
             case .success(let summary):
                 try? await catalog.recordPoll(
-                    site: site.name, at: started, error: nil, messages: summary.records.count, bytes: summary.bytes, nextPoll: nextPoll
+                    site: site.name, at: started, error: nil, errorCategory: nil, messages: summary.records.count, bytes: summary.bytes, nextPoll: nextPoll
                 )
             case .failure(let error):
                 try? await catalog.recordPoll(
-                    site: site.name, at: started, error: error.cause, messages: error.partial.records.count,
+                    site: site.name, at: started, error: error.cause, errorCategory: error.category.rawValue, messages: error.partial.records.count,
                     bytes: error.partial.bytes, nextPoll: nextPoll
                 )
             }

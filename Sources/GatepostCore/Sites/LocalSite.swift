@@ -35,6 +35,8 @@ public struct LocalSite: Sendable, Hashable {
     public var name: String
     public var applications: [Application]
     public var sourceFile: String
+    /// `alerts:`: thresholds, channels and routes of the alerts.
+    public var alerts = AlertSettings.defaults
 
     public func application(named name: String) -> Application? {
         applications.first { $0.name == name }
@@ -45,7 +47,7 @@ public struct LocalSite: Sendable, Hashable {
 
 extension SiteLoader {
     func localSite(_ root: ConfigMapping, defaultName: String) throws -> LocalSite {
-        try root.rejectUnknownKeys(["kind", "name", "description", "applications"])
+        try root.rejectUnknownKeys(["kind", "name", "description", "applications", "alerts"])
         var applications: [LocalSite.Application] = []
         // Absolute, so that commands get absolute paths whatever gatepost's working folder.
         let base = URL(fileURLWithPath: (root.owner.file as NSString).deletingLastPathComponent).standardizedFileURL.path
@@ -130,10 +132,12 @@ extension SiteLoader {
                 groupName: group?.name
             ))
         }
-        return LocalSite(
+        var local = LocalSite(
             name: try root["name"]?.nonEmptyString() ?? defaultName,
             applications: applications,
             sourceFile: root.owner.file
         )
+        local.alerts = try alertSettings(root["alerts"])
+        return local
     }
 }

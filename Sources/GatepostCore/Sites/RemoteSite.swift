@@ -198,6 +198,8 @@ public struct RemoteSite: Sendable, Hashable {
     public var smtp: SMTP?
     /// `classify:`, the choices beyond the classification table.
     public var classification = ClassificationOptions()
+    /// `expect:`, the files this partner sends on a schedule (an alert when one does not come).
+    public var expectations: [ExpectedArrival] = []
     /// The default application: the FILE_NAME of MSG transfers and the routing fallback.
     public var application: String?
     public var applicationLine: Int?

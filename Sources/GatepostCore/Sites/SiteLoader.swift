@@ -246,7 +246,7 @@ public struct SiteLoader: Sendable {
     /// names them all, not one at a time.
     func remoteSite(_ root: ConfigMapping, defaultName: String) throws -> RemoteSite {
         let problems = ConfigProblems()
-        problems.attempt { try root.rejectUnknownKeys(["kind", "name", "description", "enabled", "pop3", "poll", "limits", "classify", "smtp", "application", "routes", "tenants"]) }
+        problems.attempt { try root.rejectUnknownKeys(["kind", "name", "description", "enabled", "pop3", "poll", "limits", "classify", "smtp", "application", "routes", "tenants", "expect"]) }
         let name = problems.attempt { try root["name"]?.nonEmptyString() }.flatMap { $0 } ?? defaultName
         problems.attempt { try Self.validateSiteName(name, node: root["name"] ?? root.owner) }
 
@@ -386,6 +386,7 @@ public struct SiteLoader: Sendable {
         let description = problems.attempt { try root["description"]?.string() }.flatMap { $0 }
         let enabled = problems.attempt { try root["enabled"]?.bool() }.flatMap { $0 } ?? true
         let application = problems.attempt { try root["application"]?.nonEmptyString() }.flatMap { $0 }
+        let expectations = problems.attempt { try expectedArrivals(root["expect"]) } ?? []
         try problems.finish()
 
         var site = RemoteSite(
@@ -401,6 +402,7 @@ public struct SiteLoader: Sendable {
             sourceFile: root.owner.file
         )
         site.classification = classification
+        site.expectations = expectations
         return site
     }
 

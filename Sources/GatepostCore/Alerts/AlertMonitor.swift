@@ -1,0 +1,155 @@
+import AsyncHTTPClient
+import Foundation
+import GatepostCatalog
+import Logging
+import NIOCore
+import ServiceLifecycle
+import Synchronization
+
+/// The driver of the alerts: every `alerts.interval` it reads a snapshot from the catalog and
+/// the sites, asks ``AlertConditions`` what holds, opens and resolves alerts in the catalog,
+/// and tells the channels. Everything it decides is in ``AlertConditions`` and
+/// ``NotificationBudget``; ``check(at:)`` is one look at a given instant, so tests drive it in
+/// their own time.
+public final class AlertMonitor: Service, Sendable {
+    let catalog: any Catalog
+    let sites: @Sendable () async -> SiteDirectory
+    let logger: Logger
+    private let budgets = Mutex<[String: NotificationBudget]>([:])
+
+    public init(catalog: any Catalog, sites: @escaping @Sendable () async -> SiteDirectory, logger: Logger) {
+        self.catalog = catalog
+        self.sites = sites
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        while !Task.isCancelled, !Task.isShuttingDownGracefully {
+            let settings = await sites().local?.alerts ?? .defaults
+            do {
+                _ = try await check(at: Date())
+            } catch {
+                logger.error("alerts: cannot look at the conditions", metadata: ["reason": "\(error)"])
+            }
+            let interval = settings.interval
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+        }
+    }
+
+    /// One look at `now`: opens and resolves alerts and notifies their channels; returns what
+    /// changed.
+    @discardableResult
+    public func check(at now: Date) async throws -> AlertChanges {
+        let directory = await sites()
+        let settings = directory.local?.alerts ?? .defaults
+        let snapshot = try await snapshot(at: now, directory: directory, settings: settings)
+        let active = AlertConditions.active(in: snapshot, settings: settings)
+        let open = try await catalog.alerts(openOnly: true, limit: Int.max)
+        let (opening, resolving) = AlertConditions.changes(open: open, active: active)
+        guard !opening.isEmpty || !resolving.isEmpty else { return AlertChanges() }
+        let changes = try await catalog.updateAlerts(opening: opening, resolving: resolving, at: now)
+        await notify(changes, settings: settings, at: now)
+        return changes
+    }
+
+    func snapshot(at now: Date, directory: SiteDirectory, settings: AlertSettings) async throws -> AlertSnapshot {
+        let states = try await catalog.siteStates()
+        let since = now.addingTimeInterval(-settings.lookback.timeInterval)
+        var transfers = try await catalog.transfers(TransferFilter(state: .failed, since: since))
+        transfers += try await catalog.transfers(TransferFilter(state: .overdue, since: since))
+        transfers += try await catalog.transfers(TransferFilter(
+            since: since, direction: .inbound, fileName: .exactly(TransferRecord.recoverFileName)
+        ))
+        var arrivals: [AlertSnapshot.Arrival] = []
+        for site in directory.sites {
+            for (index, expectation) in site.expectations.enumerated() {
+                guard let window = expectation.lastWindow(at: now), AlertConditions.watches(window, state: states[site.name]) else { continue }
+                var pattern = TextPattern(expectation.fileName)
+                pattern.kind = .glob
+                let found = try await catalog.transfers(TransferFilter(
+                    site: site.name, since: window.start, limit: 1, direction: .inbound, fileName: pattern
+                ))
+                arrivals.append(.init(
+                    site: site.name, rule: index, expectation: expectation, windowStart: window.start, deadline: window.deadline, arrived: !found.isEmpty
+                ))
+            }
+        }
+        return AlertSnapshot(
+            now: now, sites: directory.sites, states: states, transfers: transfers,
+            pendingOutbox: try await catalog.outboxEntries(state: .pending, limit: 10_000), arrivals: arrivals
+        )
+    }
+
+    func notify(_ changes: AlertChanges, settings: AlertSettings, at now: Date) async {
+        let notifications = changes.opened.map { AlertNotification(event: .opened, alert: $0) }
+            + changes.resolved.map { AlertNotification(event: .resolved, alert: $0) }
+        await withTaskGroup(of: Void.self) { group in
+            for notification in notifications {
+                for channel in settings.channels(for: notification.alert) {
+                    switch channel.destination {
+                    case .log:
+                        log(notification)
+                    case .webhook(let url, let secret):
+                        let heldBack = budgets.withLock { budgets in
+                            var budget = budgets[channel.name] ?? NotificationBudget(perMinute: settings.notificationsPerMinute)
+                            defer { budgets[channel.name] = budget }
+                            return budget.take(at: now)
+                        }
+                        guard heldBack.allowed else { continue }
+                        var sent = notification
+                        sent.suppressed = heldBack.heldBack
+                        group.addTask { await self.post(sent, channel: channel.name, url: url, secret: secret) }
+                    }
+                }
+            }
+        }
+    }
+
+    private func log(_ notification: AlertNotification) {
+        let metadata: Logger.Metadata = [
+            "alert": "\(notification.alert.id)", "kind": "\(notification.alert.kind)", "site": "\(notification.alert.site ?? "-")",
+        ]
+        switch notification.event {
+        case .opened: logger.warning("alert opened: \(notification.alert.summary)", metadata: metadata)
+        case .resolved: logger.info("alert resolved: \(notification.alert.summary)", metadata: metadata)
+        }
+    }
+
+    /// POSTs the notification, trying again (``WebhookRetry``) while the receiver is down or
+    /// busy.
+    func post(_ notification: AlertNotification, channel: String, url: URL, secret: Secret?) async {
+        var attempt = 0
+        while true {
+            attempt += 1
+            let outcome: String
+            do {
+                let body = try notification.json()
+                var request = HTTPClientRequest(url: url.absoluteString)
+                request.method = .POST
+                request.headers.add(name: "Content-Type", value: "application/json")
+                request.headers.add(name: "User-Agent", value: "gatepost/\(GatepostVersion.current)")
+                if let secret {
+                    request.headers.add(name: WebhookSignature.header, value: WebhookSignature.sign(body: body, secret: try secret.resolve(), at: Date()))
+                }
+                request.body = .bytes(ByteBuffer(bytes: body))
+                let response = try await HTTPClient.shared.execute(request, deadline: .now() + .seconds(10))
+                _ = try? await response.body.collect(upTo: 64 * 1024)
+                let status = Int(response.status.code)
+                if (200..<300).contains(status) { return }
+                outcome = "answered \(status)"
+                if !WebhookRetry.isTransient(status: status) {
+                    logger.error("alerts: webhook refused the notification", metadata: ["channel": "\(channel)", "status": "\(status)"])
+                    return
+                }
+            } catch {
+                outcome = "\(error)"
+            }
+            guard let delay = WebhookRetry.delay(afterAttempt: attempt) else {
+                logger.error("alerts: webhook not reached; giving up", metadata: ["channel": "\(channel)", "attempts": "\(attempt)", "reason": "\(outcome)"])
+                return
+            }
+            logger.warning("alerts: webhook not reached; trying again", metadata: ["channel": "\(channel)", "reason": "\(outcome)"])
+            try? await Task.sleep(for: delay)
+        }
+    }
+}

@@ -1,0 +1,297 @@
+import Foundation
+import GatepostCatalog
+@testable import GatepostCore
+import GatepostTestSupport
+import Logging
+import Testing
+
+/// Alerts in virtual time: each condition opens once at the instant it holds and resolves at
+/// the instant it clears; instants are given, never waited for.
+@Suite struct AlertTests {
+    /// Monday 30 November 2026, 12:00 UTC.
+    static let monday = Date(timeIntervalSince1970: 1_796_040_000)
+
+    static func at(_ seconds: TimeInterval) -> Date { monday.addingTimeInterval(seconds) }
+
+    static func site(_ name: String, _ extra: String = "") throws -> RemoteSite {
+        try #require(try SiteLoader(environment: [:]).parse("pop3: {host: pop.\(name).test, user: u, password: p}\n" + extra, file: "/sites/\(name).yaml"))
+    }
+
+    static func local(_ text: String) throws -> LocalSite {
+        guard case .local(let local) = try SiteLoader(environment: ["HOOK_SECRET": "s3cret"]).parseDocument("kind: local-site\n" + text, file: "/sites/local.yaml") else {
+            throw LocalSiteMissing()
+        }
+        return local
+    }
+
+    struct LocalSiteMissing: Error {}
+
+    static func monitor(_ catalog: InMemoryCatalog, sites: [RemoteSite], local: LocalSite? = nil) -> AlertMonitor {
+        let directory = SiteDirectory(sites: sites, errors: [], local: local)
+        return AlertMonitor(catalog: catalog, sites: { directory }, logger: Logger(label: "test"))
+    }
+
+    static func keys(_ alerts: [Alert]) -> [String] { alerts.map(\.key) }
+
+    @Test func aSiteFailsAfterThreePollsOrAtOnceForItsPassword() async throws {
+        let catalog = InMemoryCatalog()
+        let monitor = Self.monitor(catalog, sites: [try Self.site("acme"), try Self.site("bcorp")])
+        for n in 1...2 {
+            try await catalog.recordPoll(site: "acme", at: Self.at(Double(n)), error: "connection refused", errorCategory: "connection", messages: 0, bytes: 0, nextPoll: nil)
+        }
+        #expect(try await monitor.check(at: Self.at(10)).isEmpty, "two connection failures are not yet a failing site")
+        try await catalog.recordPoll(site: "acme", at: Self.at(20), error: "connection refused", errorCategory: "connection", messages: 0, bytes: 0, nextPoll: nil)
+        try await catalog.recordPoll(site: "bcorp", at: Self.at(20), error: "-ERR wrong password", errorCategory: "authentication", messages: 0, bytes: 0, nextPoll: nil)
+        let opened = try await monitor.check(at: Self.at(30)).opened
+        #expect(Self.keys(opened) == ["site-failing:acme:polls", "site-failing:bcorp:polls"])
+        #expect(opened.last?.summary.contains("authentication") == true && opened.last?.summary.contains("wrong password") == true)
+        #expect(try await monitor.check(at: Self.at(40)).isEmpty, "opened once")
+        try await catalog.recordPoll(site: "acme", at: Self.at(50), error: nil, errorCategory: nil, messages: 1, bytes: 10, nextPoll: nil)
+        let changes = try await monitor.check(at: Self.at(60))
+        #expect(Self.keys(changes.resolved) == ["site-failing:acme:polls"] && changes.opened.isEmpty)
+        #expect(changes.resolved.first?.resolvedAt == Self.at(60))
+    }
+
+    @Test func aDisabledSiteIsNotAlertedAbout() async throws {
+        let catalog = InMemoryCatalog()
+        let monitor = Self.monitor(catalog, sites: [try Self.site("acme")])
+        try await catalog.recordPoll(site: "acme", at: Self.at(1), error: "bad", errorCategory: "authentication", messages: 0, bytes: 0, nextPoll: nil)
+        #expect(try await monitor.check(at: Self.at(2)).opened.count == 1)
+        try await catalog.setSiteEnabled("acme", enabled: false)
+        #expect(Self.keys(try await monitor.check(at: Self.at(3)).resolved) == ["site-failing:acme:polls"], "the operator stopped it")
+    }
+
+    @Test func aMessageIsStuckAfterThreePollsThatCouldNotRetrieveIt() async throws {
+        let catalog = InMemoryCatalog()
+        let monitor = Self.monitor(catalog, sites: [try Self.site("acme")])
+        try await catalog.recordPoll(site: "acme", at: Self.at(0), error: nil, errorCategory: nil, messages: 0, bytes: 0, nextPoll: nil)
+        for poll in 1...3 {
+            try await catalog.recordSkips(site: "acme", skipped: [SkippedMessage(uidl: "u7", number: 7, reason: "-ERR message locked", at: Self.at(Double(poll)))], complete: true)
+            let opened = try await monitor.check(at: Self.at(Double(poll) + 0.5)).opened
+            #expect(Self.keys(opened) == (poll == 3 ? ["message-stuck:acme:u7"] : []), "poll \(poll)")
+        }
+        try await catalog.recordSkips(site: "acme", skipped: [], complete: true)
+        #expect(Self.keys(try await monitor.check(at: Self.at(10)).resolved) == ["message-stuck:acme:u7"])
+    }
+
+    @Test func transfersOpenAlertsWhileTheyNeedSomeoneAndForTheLookbackAtMost() async throws {
+        let catalog = InMemoryCatalog()
+        let monitor = Self.monitor(catalog, sites: [try Self.site("acme")])
+        var recover = TransferRecord(id: "T1", type: .xfer, fileName: TransferRecord.recoverFileName, site: "acme", state: .received,
+                                     recipients: [], size: 10, receivedAt: Self.at(0))
+        recover.classification = "two attached files"
+        let failed = TransferRecord(id: "T2", type: .xfer, fileName: "INV.csv", site: "acme", application: "billing", state: .failed,
+                                    recipients: [], size: 10, receivedAt: Self.at(0), error: "exit 3")
+        try await catalog.commitReceived([ReceivedTransfer(record: recover, uidl: "u1"), ReceivedTransfer(record: failed, uidl: "u2")])
+        let outbound = TransferRecord(id: "T3", direction: .outbound, type: .xfer, fileName: "ORD.csv", site: "acme", state: .queued,
+                                      recipients: ["edi@acme.example"], size: 5, receivedAt: Self.at(0), ack: .requested)
+        let entry = OutboxEntry(id: "T3", kind: .file, transferId: "T3", site: "acme", mailFrom: "g@ours.example", recipients: ["edi@acme.example"],
+                                path: "/spool/out/T3.eml", messageId: "T3@ours.example", nextAttempt: Self.at(0), createdAt: Self.at(0))
+        try await catalog.commitOutbound(outbound, message: entry)
+
+        let opened = try await monitor.check(at: Self.at(60)).opened
+        #expect(Set(Self.keys(opened)) == ["recover-received:acme:T1", "delivery-failed:acme:T2"])
+        #expect(opened.first { $0.kind == "recover-received" }?.summary.contains("two attached files") == true)
+
+        // The outbox entry has waited an hour: stale. Then the file is sent and goes overdue.
+        #expect(Self.keys(try await monitor.check(at: Self.at(3601)).opened) == ["outbox-stale:acme:outbox"])
+        try await catalog.outboxSent(entry, at: Self.at(3602), refused: [], followUp: nil)
+        _ = try await catalog.markOverdue(site: "acme", sentBefore: Self.at(3700))
+        let sent = try await monitor.check(at: Self.at(3700))
+        #expect(Self.keys(sent.opened) == ["acknowledgment-overdue:acme:T3"] && Self.keys(sent.resolved) == ["outbox-stale:acme:outbox"])
+
+        // An operator delivers the RECOVER by hand: its alert resolves.
+        try await catalog.updateDelivery(id: "T1", state: .delivered, application: "billing", error: nil, deliveredPath: "/apps/x")
+        #expect(Self.keys(try await monitor.check(at: Self.at(3800)).resolved) == ["recover-received:acme:T1"])
+
+        // Past the lookback (7 days) what is left resolves.
+        let later = try await monitor.check(at: Self.at(7 * 86400 + 1))
+        #expect(Set(Self.keys(later.resolved)) == ["delivery-failed:acme:T2", "acknowledgment-overdue:acme:T3"])
+    }
+
+    @Test func aRefusedOutboundFileOpensAnAlert() async throws {
+        let catalog = InMemoryCatalog()
+        let monitor = Self.monitor(catalog, sites: [try Self.site("acme")])
+        let outbound = TransferRecord(id: "T3", direction: .outbound, type: .xfer, fileName: "ORD.csv", site: "acme", state: .queued,
+                                      recipients: ["edi@acme.example"], size: 5, receivedAt: Self.at(0), ack: .requested)
+        let entry = OutboxEntry(id: "T3", kind: .file, transferId: "T3", site: "acme", mailFrom: "g@ours.example", recipients: ["edi@acme.example"],
+                                path: "/spool/out/T3.eml", messageId: "T3@ours.example", nextAttempt: Self.at(0), createdAt: Self.at(0))
+        try await catalog.commitOutbound(outbound, message: entry)
+        try await catalog.outboxFailed(entry, error: "550 no such user", retryAt: nil)
+        let opened = try await monitor.check(at: Self.at(10)).opened
+        #expect(Self.keys(opened) == ["acknowledgment-failed:acme:T3"])
+        #expect(opened.first?.summary.contains("550") == true)
+    }
+
+    // MARK: Expected arrivals
+
+    @Test func aRulesWindowRunsFromTheDeadlineBeforeToTheLastOneInItsTimeZone() throws {
+        let paris = try #require(TimeZone(identifier: "Europe/Paris"))
+        let rule = ExpectedArrival(fileName: "INV*.csv", weekdays: Set(2...6), hour: 9, minute: 30, timeZone: paris)
+        // Monday 30 November 12:00 UTC is 13:00 in Paris: Monday's 09:30 has passed.
+        var window = try #require(rule.lastWindow(at: Self.monday))
+        #expect(window.deadline == Date(timeIntervalSince1970: 1_796_027_400), "Monday 08:30 UTC")
+        #expect(window.start == Date(timeIntervalSince1970: 1_796_027_400 - 3 * 86400), "Friday 09:30 Paris")
+        // Monday 08:00 UTC (09:00 Paris): the last deadline is Friday's.
+        window = try #require(rule.lastWindow(at: Self.at(-4 * 3600)))
+        #expect(window.deadline == Date(timeIntervalSince1970: 1_796_027_400 - 3 * 86400))
+        #expect(window.start == Date(timeIntervalSince1970: 1_796_027_400 - 4 * 86400), "Thursday")
+        #expect(ExpectedArrival(fileName: "x", weekdays: [], hour: 9, minute: 0, timeZone: paris).lastWindow(at: Self.monday) == nil)
+    }
+
+    @Test func aDeadlineInTheSpringGapComesAtTheFirstTimeThatExists() throws {
+        let paris = try #require(TimeZone(identifier: "Europe/Paris"))
+        let rule = ExpectedArrival(fileName: "x", weekdays: Set(1...7), hour: 2, minute: 30, timeZone: paris)
+        // 29 March 2026, 02:00 Paris becomes 03:00: 02:30 does not exist that day.
+        let window = try #require(rule.lastWindow(at: Date(timeIntervalSince1970: 1_774_749_600)))  // 29 March 02:00 UTC
+        #expect(window.deadline == Date(timeIntervalSince1970: 1_774_746_000), "03:00 Paris, 01:00 UTC")
+        #expect(window.start == Date(timeIntervalSince1970: 1_774_746_000 - 86400 + 1800), "28 March 02:30 Paris, 01:30 UTC")
+    }
+
+    @Test func everyNamesDays() {
+        #expect(ExpectedArrival.weekdays("weekdays") == Set(2...6))
+        #expect(ExpectedArrival.weekdays("daily") == Set(1...7))
+        #expect(ExpectedArrival.weekdays("mon, Wednesday,fri") == [2, 4, 6])
+        #expect(ExpectedArrival.weekdays("someday") == nil)
+        #expect(ExpectedArrival.weekdays("") == nil)
+    }
+
+    @Test func aSiteFileSaysWhichFileIsExpectedAndAMistakeIsNamed() throws {
+        let site = try Self.site("acme", "expect: [{file_name: \"INV*.csv\", every: weekdays, by: \"09:30\", timezone: Europe/Paris}]\n")
+        #expect(site.expectations.first?.weekdays == Set(2...6))
+        #expect(site.expectations.first?.timeZone.identifier == "Europe/Paris")
+        for (bad, field) in [("by: \"9h30\"", "expect[0].by"), ("by: \"09:30\", timezone: Mars/Olympus", "expect[0].timezone"), ("by: \"09:30\", every: someday", "expect[0].every")] {
+            let text = "expect: [{file_name: x, \(bad.contains("every") ? "" : "every: daily, ")\(bad)}]\n"
+            #expect(throws: SiteConfigurationError.self) { try Self.site("acme", text) }
+            do {
+                _ = try Self.site("acme", text)
+            } catch let error as SiteConfigurationError {
+                #expect(error.field == field && error.line == 2 && error.file == "/sites/acme.yaml", "\(error)")
+            }
+        }
+    }
+
+    @Test func aFileThatDidNotComeByItsDeadlineOpensAnAlertUntilOneComes() async throws {
+        let catalog = InMemoryCatalog()
+        let site = try Self.site("acme", "expect: [{file_name: \"INV*.csv\", every: daily, by: \"11:00\"}]\n")
+        let monitor = Self.monitor(catalog, sites: [site])
+        #expect(try await monitor.check(at: Self.at(0)).isEmpty, "never polled: not watched yet")
+        try await catalog.recordPoll(site: "acme", at: Self.at(-86400), error: nil, errorCategory: nil, messages: 0, bytes: 0, nextPoll: nil)
+        // Sunday's file came Sunday 12:00 (after Sunday's 11:00): it counts for Monday 11:00.
+        let sunday = TransferRecord(id: "T1", type: .xfer, fileName: "INV-1.csv", site: "acme", state: .received, recipients: [], size: 1, receivedAt: Self.at(-86400))
+        try await catalog.commitReceived(sunday, uidl: "u1")
+        #expect(try await monitor.check(at: Self.at(0)).isEmpty)
+        // Tuesday 11:00 passes with nothing since Monday 11:00.
+        let opened = try await monitor.check(at: Self.at(86400 - 3600 + 1)).opened
+        #expect(Self.keys(opened) == ["arrival-missed:acme:expect[0]"])
+        #expect(opened.first?.summary.contains("INV*.csv") == true)
+        // Another file, not matching, changes nothing; the right one resolves it.
+        try await catalog.commitReceived(TransferRecord(id: "T2", type: .xfer, fileName: "ORD-1.csv", site: "acme", state: .received, recipients: [], size: 1, receivedAt: Self.at(86400)), uidl: "u2")
+        #expect(try await monitor.check(at: Self.at(86400 + 1)).isEmpty)
+        try await catalog.commitReceived(TransferRecord(id: "T3", type: .xfer, fileName: "inv-2.CSV", site: "acme", state: .received, recipients: [], size: 1, receivedAt: Self.at(86400 + 2)), uidl: "u3")
+        #expect(Self.keys(try await monitor.check(at: Self.at(86400 + 3)).resolved) == ["arrival-missed:acme:expect[0]"])
+    }
+
+    // MARK: Channels
+
+    @Test func aChannelSendsAtMostItsBudgetPerMinuteAndCountsTheRest() {
+        var budget = NotificationBudget(perMinute: 3)
+        let taken = (0..<5).map { budget.take(at: Self.at(Double($0))).allowed }
+        #expect(taken == [true, true, true, false, false])
+        #expect(budget.take(at: Self.at(30)).allowed == false)
+        let next = budget.take(at: Self.at(60))
+        #expect(next.allowed && next.heldBack == 3, "the first of the next minute says how many were held back")
+        #expect(budget.take(at: Self.at(61)).heldBack == 0)
+    }
+
+    @Test func aSignatureIsTheBodysWithTheSecretAndFresh() throws {
+        let body = Data(#"{"event":"opened"}"#.utf8)
+        let signature = WebhookSignature.sign(body: body, secret: "s3cret", at: Self.monday)
+        #expect(signature.hasPrefix("t=1796040000,sha256="))
+        #expect(WebhookSignature.verify(signature, body: body, secret: "s3cret", now: Self.at(10)))
+        #expect(!WebhookSignature.verify(signature, body: Data(#"{"event":"resolved"}"#.utf8), secret: "s3cret", now: Self.at(10)))
+        #expect(!WebhookSignature.verify(signature, body: body, secret: "other", now: Self.at(10)))
+        #expect(!WebhookSignature.verify(signature, body: body, secret: "s3cret", now: Self.at(3600)), "an old signature is a replay")
+        #expect(!WebhookSignature.verify("t=1,sha256=zz", body: body, secret: "s3cret", now: Self.at(0)))
+        // What a receiver computes (Python: hmac.new(b"Jefe", b"what do ya. want for nothing?",
+        // hashlib.sha256)): the time, a dot, the body.
+        #expect(WebhookSignature.hex(body: Data(" want for nothing?".utf8), secret: "Jefe", stamp: "what do ya")
+            == "038a170d761537b9fa0d1b8f2aea085da792e178f1f77f147de3f54670528a49")
+    }
+
+    @Test func aWebhookIsTriedAgainWhileTheReceiverIsDown() {
+        #expect((1...5).map { WebhookRetry.delay(afterAttempt: $0) } == [.seconds(1), .seconds(2), .seconds(4), .seconds(8), nil])
+        #expect(WebhookRetry.isTransient(status: 503) && WebhookRetry.isTransient(status: 429))
+        #expect(!WebhookRetry.isTransient(status: 400) && !WebhookRetry.isTransient(status: 401))
+    }
+
+    @Test func channelsAndRoutesAreReadFromTheLocalSite() throws {
+        let local = try Self.local("""
+            alerts:
+              failing_after: 5
+              channels:
+                ops: {webhook: "https://hooks.example/gatepost", secret: "${HOOK_SECRET}"}
+              routes:
+                - {kinds: [site-failing, arrival-missed], sites: ["acme*"], channels: [ops, log]}
+                - {channels: [log]}
+            """)
+        let settings = local.alerts
+        #expect(settings.failingAfter == 5)
+        #expect(settings.channels.map(\.name) == ["log", "ops"])
+        let failing = Alert(key: "k", kind: "site-failing", site: "acme-eu", summary: "", openedAt: Self.monday)
+        let other = Alert(key: "k", kind: "site-failing", site: "bcorp", summary: "", openedAt: Self.monday)
+        #expect(settings.channels(for: failing).map(\.name) == ["log", "ops"])
+        #expect(settings.channels(for: other).map(\.name) == ["log"])
+        guard case .webhook(_, let secret) = settings.channels[1].destination else { Issue.record("not a webhook"); return }
+        #expect(try secret?.resolve() == "s3cret")
+        #expect(!"\(settings)".contains("s3cret"), "a secret never shows")
+
+        for (text, field) in [
+            ("alerts: {routes: [{kinds: [site-down], channels: [log]}]}", "alerts.routes[0].kinds"),
+            ("alerts: {routes: [{channels: [pager]}]}", "alerts.routes[0].channels"),
+            ("alerts: {channels: {ops: {webhook: \"ftp://x\"}}}", "alerts.channels.ops.webhook"),
+            ("alerts: {failing_after: 0}", "alerts.failing_after"),
+        ] {
+            do {
+                _ = try Self.local(text)
+                Issue.record("accepted: \(text)")
+            } catch let error as SiteConfigurationError {
+                #expect(error.field == field && error.file == "/sites/local.yaml", "\(error)")
+            }
+        }
+    }
+
+    @Test func aSignedWebhookReachesItsReceiverAfterItCameBack() async throws {
+        let sink = WebhookSink(statuses: [503])
+        let port = try await sink.start()
+        do {
+            try await signedWebhook(port: port, sink: sink)
+        } catch {
+            await sink.stop()
+            throw error
+        }
+        await sink.stop()
+    }
+
+    func signedWebhook(port: Int, sink: WebhookSink) async throws {
+        let catalog = InMemoryCatalog()
+        let local = try Self.local("""
+            alerts:
+              channels:
+                ops: {webhook: "http://127.0.0.1:\(port)/hooks", secret: "${HOOK_SECRET}"}
+            """)
+        let monitor = Self.monitor(catalog, sites: [try Self.site("acme")], local: local)
+        try await catalog.recordPoll(site: "acme", at: Self.at(0), error: "-ERR [AUTH] bad", errorCategory: "authentication", messages: 0, bytes: 0, nextPoll: nil)
+        try await monitor.check(at: Date())
+        #expect(await sink.waitForAccepted(1), "no notification came")
+        #expect(sink.requestsReceived == 2, "the first answer was 503: tried again")
+        let request = try #require(sink.accepted.first)
+        #expect(request.path == "/hooks")
+        let signature = try #require(request.headers["x-gatepost-signature"])
+        #expect(WebhookSignature.verify(signature, body: request.body, secret: "s3cret", now: Date()))
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        let notification = try decoder.decode(AlertNotification.self, from: request.body)
+        #expect(notification.event == .opened && notification.alert.kind == "site-failing" && notification.alert.site == "acme")
+    }
+}
