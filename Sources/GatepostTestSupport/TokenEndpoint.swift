@@ -2,7 +2,6 @@ import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
-import NIOPosix
 import NIOSSL
 
 /// A local OAuth2 token endpoint (client credentials, RFC 6749 section 4.4) on 127.0.0.1 for
@@ -17,13 +16,10 @@ public final class TokenEndpoint: Sendable {
     public let clientID: String
     public let clientSecret: String
     public let behavior: Behavior
+    private let server = NIOLockedValueBox<LocalHTTPServer?>(nil)
+    private let issued = NIOLockedValueBox(0)
     /// With a context the endpoint speaks https only.
     private let tls: NIOSSLContext?
-    private let issued = NIOLockedValueBox(0)
-    private let channel = NIOLockedValueBox<(any Channel)?>(nil)
-    /// Every connection accepted, so that a test can wait for the client to let go of them and
-    /// `stop()` can close what the client did not.
-    private let connections = NIOLockedValueBox<[any Channel]>([])
 
     public init(clientID: String = "gatepost", clientSecret: String = "client-secret", behavior: Behavior = .issueTokens, tls: NIOSSLContext? = nil) {
         self.clientID = clientID
@@ -36,46 +32,28 @@ public final class TokenEndpoint: Sendable {
     public var tokensIssued: Int { issued.withLockedValue { $0 } }
 
     /// How many connections were accepted.
-    public var connectionsAccepted: Int { connections.withLockedValue { $0.count } }
+    public var connectionsAccepted: Int { server.withLockedValue { $0?.connectionsAccepted ?? 0 } }
 
     /// Returns once every connection accepted so far is closed (by either side).
     public func connectionsClosed() async {
-        for connection in connections.withLockedValue({ $0 }) {
-            try? await connection.closeFuture.get()
-        }
+        await server.withLockedValue { $0 }?.connectionsClosed()
     }
 
     /// The token the n-th request (from 1) receives.
     public static func token(_ n: Int) -> String { "token-\(n)" }
 
     public func start() async throws -> Int {
-        let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelInitializer { [self] channel in
-                connections.withLockedValue { $0.append(channel) }
-                return channel.eventLoop.makeCompletedFuture {
-                    if let tls {
-                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
-                    }
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                    try channel.pipeline.syncOperations.addHandler(TokenHandler(endpoint: self))
-                }
-            }
-        let server = try await bootstrap.bind(host: "127.0.0.1", port: 0).get()
-        channel.withLockedValue { $0 = server }
-        guard let port = server.localAddress?.port else { throw ChannelError.unknownLocalAddress }
-        return port
+        let http = LocalHTTPServer(tls: tls) { [self] request in
+            guard behavior == .issueTokens else { return nil }
+            let (status, json) = answer(authorization: request.headers["authorization"], form: String(decoding: request.body, as: UTF8.self))
+            return LocalHTTPServer.Answer(status: Int(status.code), contentType: "application/json", body: json)
+        }
+        server.withLockedValue { $0 = http }
+        return try await http.start()
     }
 
     public func stop() async {
-        let server = channel.withLockedValue { channel in
-            defer { channel = nil }
-            return channel
-        }
-        try? await server?.close()
-        for connection in connections.withLockedValue({ $0 }) {
-            try? await connection.close()
-        }
+        await server.withLockedValue { $0 }?.stop()
     }
 
     fileprivate func answer(authorization: String?, form: String) -> (HTTPResponseStatus, String) {
@@ -91,43 +69,5 @@ public final class TokenEndpoint: Sendable {
             return value
         }
         return (.ok, #"{"access_token":"\#(Self.token(n))","token_type":"Bearer","expires_in":3600}"#)
-    }
-}
-
-private final class TokenHandler: ChannelInboundHandler {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundOut = HTTPServerResponsePart
-
-    private let endpoint: TokenEndpoint
-    private var head: HTTPRequestHead?
-    private var body = ByteBuffer()
-
-    init(endpoint: TokenEndpoint) {
-        self.endpoint = endpoint
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
-        case .head(let head):
-            self.head = head
-            body.clear()
-        case .body(var chunk):
-            body.writeBuffer(&chunk)
-        case .end:
-            guard endpoint.behavior == .issueTokens else { return }
-            let (status, json) = endpoint.answer(authorization: head?.headers.first(name: "Authorization"), form: String(buffer: body))
-            var headers = HTTPHeaders()
-            headers.add(name: "Content-Type", value: "application/json")
-            headers.add(name: "Content-Length", value: String(json.utf8.count))
-            headers.add(name: "Connection", value: "close")
-            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
-            context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: json)))), promise: nil)
-            context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in context.close(promise: nil) }
-        }
-    }
-
-    /// A client that refuses the certificate, or gives up, ends the connection here.
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        context.close(promise: nil)
     }
 }
