@@ -169,6 +169,16 @@ public enum MessageComposer {
         return out.joined(separator: "\r\n")
     }
 
+    /// A text/plain message in UTF-8 (base64, so any text and any line length goes), with
+    /// `header` before it.
+    public static func textMessage(header: Fields, text: String) -> [UInt8] {
+        var head = header
+        head.append(("MIME-Version", "1.0"))
+        head.append(("Content-Type", "text/plain; charset=utf-8"))
+        head.append(("Content-Transfer-Encoding", "base64"))
+        return headerBytes(head) + Array("\r\n".utf8) + base64Lines(Array(text.utf8))
+    }
+
     /// A fresh boundary that cannot occur in base64 or quoted-printable text ("=_" and ".").
     public static func makeBoundary() -> String {
         "=_gatepost." + UUID().uuidString.lowercased()

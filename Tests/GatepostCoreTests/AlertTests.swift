@@ -242,6 +242,9 @@ import Testing
         let other = Alert(key: "k", kind: "site-failing", site: "bcorp", summary: "", openedAt: Self.monday)
         #expect(settings.channels(for: failing).map(\.name) == ["log", "ops"])
         #expect(settings.channels(for: other).map(\.name) == ["log"])
+        let mail = try Self.local("alerts: {channels: {m: {email: {to: [ops@ours.example], smtp: {host: smtp.ours.example, from: gateway@ours.example}}}}}")
+        guard case .email(let to, let smtp) = mail.alerts.channels.last?.destination else { Issue.record("not an e-mail channel"); return }
+        #expect(to == ["ops@ours.example"] && smtp.host == "smtp.ours.example" && smtp.port == 465)
         guard case .webhook(_, let secret) = settings.channels[1].destination else { Issue.record("not a webhook"); return }
         #expect(try secret?.resolve() == "s3cret")
         #expect(!"\(settings)".contains("s3cret"), "a secret never shows")
@@ -251,6 +254,10 @@ import Testing
             ("alerts: {routes: [{channels: [pager]}]}", "alerts.routes[0].channels"),
             ("alerts: {channels: {ops: {webhook: \"ftp://x\"}}}", "alerts.channels.ops.webhook"),
             ("alerts: {failing_after: 0}", "alerts.failing_after"),
+            ("alerts: {channels: {m: {email: {to: [not-an-address], smtp: {host: h, from: a@b.example}}}}}", "alerts.channels.m.email.to"),
+            ("alerts: {channels: {m: {email: {to: [ops@x.example], smtp: {host: h}}}}}", "alerts.channels.m.email.smtp"),
+            ("alerts: {channels: {m: {pager: 1}}}", "alerts.channels.m.pager"),
+            ("alerts: {channels: {m: {secret: x}}}", "alerts.channels.m"),
         ] {
             do {
                 _ = try Self.local(text)

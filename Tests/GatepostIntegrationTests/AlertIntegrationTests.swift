@@ -145,4 +145,46 @@ import Testing
         let resolved = try await monitor.check(at: max(judged, Date()).addingTimeInterval(1)).resolved
         #expect(resolved.map(\.kind) == ["arrival-missed"])
     }
+
+    /// The e-mail channel through the test Postfix: the alert arrives in the operators'
+    /// mailbox (bob's, on Dovecot), readable and marked as automatic.
+    @Test func anAlertIsMailedThroughTheSMTPServerOfTheLocalSite() async throws {
+        let dovecot = try await DovecotPeer.start()
+        defer { dovecot.stop() }
+        let smtp = try await SMTPPeer.start(for: dovecot)
+        defer { smtp.stop() }
+        let root = try Self.root()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let sites = root + "/sites"
+        try dovecot.pop3Block(user: "alice").write(toFile: sites + "/alice.yaml", atomically: true, encoding: .utf8)
+        let password = dovecot.info.users["alice"] ?? ""
+        try """
+            kind: local-site
+            alerts:
+              channels:
+                ops-mail:
+                  email:
+                    to: [bob@\(smtp.info.domain)]
+                    smtp: {host: 127.0.0.1, port: \(smtp.info.tlsPort), security: tls, from: alice@\(smtp.info.domain), user: alice, password: \(password), tls: {ca_file: \(smtp.info.caFile)}}
+            """.write(toFile: sites + "/local.yaml", atomically: true, encoding: .utf8)
+        let catalog = try SQLiteCatalog(path: root + "/catalog.sqlite")
+        let directory = try SiteLoader().loadDirectory(sites)
+        #expect(directory.errors.isEmpty, "\(directory.errors)")
+        let monitor = AlertMonitor(catalog: catalog, sites: { directory }, logger: Logger(label: "test"))
+        try await catalog.recordPoll(site: "alice", at: Date(), error: "-ERR [AUTH] Authentication failed.", errorCategory: "authentication", messages: 0, bytes: 0, nextPoll: nil)
+        #expect(try await monitor.check(at: Date()).opened.count == 1)
+        for _ in 0..<200 where dovecot.messageCount(user: "bob") < 1 {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(dovecot.messageCount(user: "bob") == 1, "the alert was mailed")
+        let folder = try #require(dovecot.info.maildirs["bob"])
+        let name = try #require(try FileManager.default.contentsOfDirectory(atPath: folder).first { !$0.hasPrefix(".") })
+        let message = try String(contentsOfFile: folder + "/" + name, encoding: .utf8)
+        #expect(message.contains("Subject: [gatepost] opened: alice: 1 poll in a row failed"), "\(message)")
+        #expect(message.contains("Auto-Submitted: auto-generated"))
+        let parts = message.replacingOccurrences(of: "\r\n", with: "\n").components(separatedBy: "\n\n")
+        let body = parts.dropFirst().joined(separator: "\n\n")
+        let text = String(decoding: Data(base64Encoded: body.filter { !$0.isWhitespace }) ?? Data(), as: UTF8.self)
+        #expect(text.contains("kind: site-failing") && text.contains("site: alice"), "\(text)")
+    }
 }

@@ -1,6 +1,8 @@
 import AsyncHTTPClient
 import Foundation
 import GatepostCatalog
+import GatepostMIME
+import GatepostSMTP
 import Logging
 import NIOCore
 import ServiceLifecycle
@@ -89,7 +91,7 @@ public final class AlertMonitor: Service, Sendable {
                     switch channel.destination {
                     case .log:
                         log(notification)
-                    case .webhook(let url, let secret):
+                    case .webhook, .email:
                         let heldBack = budgets.withLock { budgets in
                             var budget = budgets[channel.name] ?? NotificationBudget(perMinute: settings.notificationsPerMinute)
                             defer { budgets[channel.name] = budget }
@@ -98,7 +100,7 @@ public final class AlertMonitor: Service, Sendable {
                         guard heldBack.allowed else { continue }
                         var sent = notification
                         sent.suppressed = heldBack.heldBack
-                        group.addTask { await self.post(sent, channel: channel.name, url: url, secret: secret) }
+                        group.addTask { await self.deliver(sent, to: channel) }
                     }
                 }
             }
@@ -112,6 +114,47 @@ public final class AlertMonitor: Service, Sendable {
         switch notification.event {
         case .opened: logger.warning("alert opened: \(notification.alert.summary)", metadata: metadata)
         case .resolved: logger.info("alert resolved: \(notification.alert.summary)", metadata: metadata)
+        }
+    }
+
+    func deliver(_ notification: AlertNotification, to channel: AlertSettings.Channel) async {
+        switch channel.destination {
+        case .log: log(notification)
+        case .webhook(let url, let secret): await post(notification, channel: channel.name, url: url, secret: secret)
+        case .email(let recipients, let smtp): await mail(notification, channel: channel.name, to: recipients, smtp: smtp)
+        }
+    }
+
+    /// Sends the notification as a text message; one attempt (an SMTP server that refuses is
+    /// logged; the alert is in the catalog and the console either way).
+    func mail(_ notification: AlertNotification, channel: String, to recipients: [String], smtp: RemoteSite.SMTP) async {
+        guard let from = smtp.from else { return }
+        let alert = notification.alert
+        let domain = from.split(separator: "@").last.map(String.init) ?? "gatepost.invalid"
+        let header: MessageComposer.Fields = [
+            ("From", from),
+            ("To", recipients.joined(separator: ", ")),
+            ("Subject", OutgoingHeader.unstructured("[gatepost] \(notification.event.rawValue): \(alert.summary)")),
+            ("Date", OutgoingHeader.date(Date())),
+            ("Message-ID", "<alert-\(alert.id)-\(notification.event.rawValue)-\(UUID().uuidString.lowercased())@\(domain)>"),
+            // RFC 3834: no vacation reply or other automatic answer to this.
+            ("Auto-Submitted", "auto-generated"),
+        ]
+        var text = "Alert \(alert.id) \(notification.event.rawValue): \(alert.summary)\n\nkind: \(alert.kind)\nsite: \(alert.site ?? "-")\n"
+        text += "opened: \(OperatorText.timestamp(alert.openedAt))\n"
+        if let resolved = alert.resolvedAt { text += "resolved: \(OperatorText.timestamp(resolved))\n" }
+        if notification.suppressed > 0 { text += "\n\(notification.suppressed) notification(s) before this one were held back (see the console).\n" }
+        let message = MessageComposer.textMessage(header: header, text: text.replacingOccurrences(of: "\n", with: "\r\n"))
+        do {
+            let body = AsyncStream<ByteBuffer> { continuation in
+                continuation.yield(ByteBuffer(bytes: message))
+                continuation.finish()
+            }
+            _ = try await smtp.withSession(logger: logger) { session in
+                try await session.send(envelope: SMTPEnvelope(from: from, recipients: recipients), message: body, messageSize: message.count)
+            }
+        } catch {
+            logger.error("alerts: e-mail not sent", metadata: ["channel": "\(channel)", "reason": "\(error)"])
         }
     }
 

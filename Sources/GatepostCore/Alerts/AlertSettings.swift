@@ -1,5 +1,6 @@
 import Foundation
 import GatepostCatalog
+import GatepostMIME
 
 /// What an alert is about. Each kind opens once per subject (a site, a transfer, a message, an
 /// expected file) and resolves when what caused it clears.
@@ -31,6 +32,8 @@ public struct AlertSettings: Sendable, Hashable {
             case log
             /// A JSON POST, signed with an HMAC-SHA256 of `secret` when there is one.
             case webhook(url: URL, secret: Secret?)
+            /// A text message to `to`, through `smtp` (its `from` is the sender).
+            case email(to: [String], smtp: RemoteSite.SMTP)
         }
 
         public var name: String
@@ -110,7 +113,14 @@ extension SiteLoader {
             for (name, channelNode) in try channelsNode.mapping().entries {
                 guard name != "log" else { throw channelNode.error("`log` is the built-in channel; give yours another name") }
                 let channelMap = try channelNode.mapping()
+                try channelMap.rejectUnknownKeys(["webhook", "secret", "secret_file", "email"])
+                if let emailNode = channelMap["email"] {
+                    try channelMap.rejectUnknownKeys(["email"])
+                    settings.channels.append(.init(name: name, destination: try emailChannel(emailNode)))
+                    continue
+                }
                 try channelMap.rejectUnknownKeys(["webhook", "secret", "secret_file"])
+                guard channelMap["webhook"] != nil else { throw channelNode.error("give webhook: URL or email: {to, smtp}") }
                 let urlNode = try channelMap.require("webhook")
                 let text = try urlNode.nonEmptyString()
                 guard let url = URL(string: text), ["http", "https"].contains(url.scheme?.lowercased() ?? ""), url.host != nil else {
@@ -141,5 +151,20 @@ extension SiteLoader {
             }
         }
         return settings
+    }
+
+    func emailChannel(_ node: ConfigNode) throws -> AlertSettings.Channel.Destination {
+        let map = try node.mapping()
+        try map.rejectUnknownKeys(["to", "smtp"])
+        let toNode = try map.require("to")
+        let recipients = try toNode.stringList()
+        guard !recipients.isEmpty else { throw toNode.error("must name at least one address") }
+        for recipient in recipients where (try? MailAddress(recipient)) == nil {
+            throw toNode.error("`\(recipient)` is not a mail address")
+        }
+        let smtpNode = try map.require("smtp")
+        let smtp = try smtpSettings(smtpNode)
+        guard smtp.from != nil else { throw smtpNode.error("needs from: the address alerts are sent as") }
+        return .email(to: recipients, smtp: smtp)
     }
 }

@@ -318,40 +318,7 @@ public struct SiteLoader: Sendable {
         } }
 
         var smtp: RemoteSite.SMTP?
-        if let smtpNode = root["smtp"] { problems.attempt {
-            let smtpMap = try smtpNode.mapping()
-            try smtpMap.rejectUnknownKeys([
-                "host", "port", "security", "from", "user", "password", "password_file", "tls", "allow_plaintext_password",
-                "acknowledgments", "acknowledge_any_address", "oauth2", "read_timeout", "ack_timeout",
-                "delivery_reports",
-            ])
-            let smtpSecurity = try securityValue(smtpMap["security"], default: .tls)
-            smtp = RemoteSite.SMTP(
-                host: try smtpMap.require("host").nonEmptyString(),
-                port: try smtpMap["port"]?.int(in: 1...65535) ?? (smtpSecurity == .tls ? 465 : 587),
-                security: smtpSecurity,
-                from: try smtpMap["from"]?.nonEmptyString(),
-                user: try smtpMap["user"]?.nonEmptyString(),
-                password: try secret(smtpMap, key: "password")
-            )
-            let smtpTLS = try tlsSettings(smtpMap["tls"])
-            smtp?.tls = smtpTLS
-            smtp?.allowPlaintextPassword = try smtpMap["allow_plaintext_password"]?.bool() ?? false
-            smtp?.acknowledgments = try smtpMap["acknowledgments"]?.bool() ?? true
-            smtp?.acknowledgeAnyAddress = try smtpMap["acknowledge_any_address"]?.bool() ?? false
-            smtp?.oauth2 = try oauth2Settings(smtpMap["oauth2"], tls: smtpTLS)
-            smtp?.readTimeout = try smtpMap["read_timeout"]?.duration() ?? .seconds(300)
-            smtp?.acknowledgmentTimeout = try smtpMap["ack_timeout"]?.duration()
-            if let reportsNode = smtpMap["delivery_reports"] {
-                guard let reports = RemoteSite.DeliveryReports(rawValue: try reportsNode.string().lowercased()) else {
-                    throw reportsNode.error("must be all, failures or none")
-                }
-                smtp?.deliveryReports = reports
-            }
-            if let fromNode = smtpMap["from"], (try? MailAddress(try fromNode.string())) == nil {
-                throw fromNode.error("must be a mail address such as gateway@example.com")
-            }
-        } }
+        if let smtpNode = root["smtp"] { problems.attempt { smtp = try smtpSettings(smtpNode) } }
 
         var routes: [RemoteSite.Route] = []
         if let routesNode = root["routes"], let routeNodes = problems.attempt({ try routesNode.sequence() }) {
@@ -407,6 +374,43 @@ public struct SiteLoader: Sendable {
     }
 
     /// One of two words: true for `yes`, false for `no`, nil when absent.
+    /// An `smtp:` block: a remote site's, or an e-mail alert channel's.
+    func smtpSettings(_ smtpNode: ConfigNode) throws -> RemoteSite.SMTP {
+        let smtpMap = try smtpNode.mapping()
+        try smtpMap.rejectUnknownKeys([
+            "host", "port", "security", "from", "user", "password", "password_file", "tls", "allow_plaintext_password",
+            "acknowledgments", "acknowledge_any_address", "oauth2", "read_timeout", "ack_timeout",
+            "delivery_reports",
+        ])
+        let smtpSecurity = try securityValue(smtpMap["security"], default: .tls)
+        var smtp = RemoteSite.SMTP(
+            host: try smtpMap.require("host").nonEmptyString(),
+            port: try smtpMap["port"]?.int(in: 1...65535) ?? (smtpSecurity == .tls ? 465 : 587),
+            security: smtpSecurity,
+            from: try smtpMap["from"]?.nonEmptyString(),
+            user: try smtpMap["user"]?.nonEmptyString(),
+            password: try secret(smtpMap, key: "password")
+        )
+        let smtpTLS = try tlsSettings(smtpMap["tls"])
+        smtp.tls = smtpTLS
+        smtp.allowPlaintextPassword = try smtpMap["allow_plaintext_password"]?.bool() ?? false
+        smtp.acknowledgments = try smtpMap["acknowledgments"]?.bool() ?? true
+        smtp.acknowledgeAnyAddress = try smtpMap["acknowledge_any_address"]?.bool() ?? false
+        smtp.oauth2 = try oauth2Settings(smtpMap["oauth2"], tls: smtpTLS)
+        smtp.readTimeout = try smtpMap["read_timeout"]?.duration() ?? .seconds(300)
+        smtp.acknowledgmentTimeout = try smtpMap["ack_timeout"]?.duration()
+        if let reportsNode = smtpMap["delivery_reports"] {
+            guard let reports = RemoteSite.DeliveryReports(rawValue: try reportsNode.string().lowercased()) else {
+                throw reportsNode.error("must be all, failures or none")
+            }
+            smtp.deliveryReports = reports
+        }
+        if let fromNode = smtpMap["from"], (try? MailAddress(try fromNode.string())) == nil {
+            throw fromNode.error("must be a mail address such as gateway@example.com")
+        }
+        return smtp
+    }
+
     func choice(_ node: ConfigNode?, yes: String, no: String) throws -> Bool? {
         guard let node else { return nil }
         switch try node.string().lowercased() {
