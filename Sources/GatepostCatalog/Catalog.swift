@@ -132,8 +132,12 @@ public protocol SiteStateStore: Sendable {
     /// `at`, `lastError` becomes `error` and `lastErrorCategory` `errorCategory`, `nextPoll`
     /// becomes `nextPoll` (nil clears it), the counts are added to the totals, `firstPoll`
     /// becomes `at` if it was nil; when `error` is nil `lastSuccess` becomes `at` and
-    /// `failuresInARow` 0, else `failuresInARow` grows by one.
-    func recordPoll(site: String, at: Date, error: String?, errorCategory: String?, messages: Int, bytes: Int64, nextPoll: Date?) async throws
+    /// `failuresInARow` 0, else `failuresInARow` grows by one; `serverCertificateExpires`
+    /// becomes the one given unless it is nil (a poll that did not get as far keeps the last).
+    func recordPoll(
+        site: String, at: Date, error: String?, errorCategory: String?, messages: Int, bytes: Int64, nextPoll: Date?,
+        serverCertificateExpires: Date?
+    ) async throws
     /// Records the messages one poll went past (creating the site's state if need be): the
     /// site's `skipped` becomes ``SkippedMessage/merge(_:with:complete:)`` of what it was and
     /// `skipped`, in one transaction.
@@ -193,6 +197,16 @@ public protocol AuditStore: Sendable {
 /// The spool catalog: every role, in one store, so that a commit spanning roles (a record, its
 /// UIDL and its MDN) is one transaction.
 public protocol Catalog: TransferStore, UIDLStore, SiteStateStore, OutboxStore, AuditStore, AlertStore {}
+
+extension SiteStateStore {
+    /// A poll's outcome that says nothing of the server's certificate.
+    public func recordPoll(site: String, at: Date, error: String?, errorCategory: String?, messages: Int, bytes: Int64, nextPoll: Date?) async throws {
+        try await recordPoll(
+            site: site, at: at, error: error, errorCategory: errorCategory, messages: messages, bytes: bytes, nextPoll: nextPoll,
+            serverCertificateExpires: nil
+        )
+    }
+}
 
 extension TransferStore {
     public func transfersToDeliver() async throws -> [TransferRecord] {

@@ -303,9 +303,13 @@ public final class InMemoryCatalog: Catalog {
         }
     }
 
-    public func recordPoll(site: String, at: Date, error: String?, errorCategory: String?, messages: Int, bytes: Int64, nextPoll: Date?) async throws {
+    public func recordPoll(
+        site: String, at: Date, error: String?, errorCategory: String?, messages: Int, bytes: Int64, nextPoll: Date?,
+        serverCertificateExpires: Date?
+    ) async throws {
         tables.withLock { tables in
             var state = tables.sites[site] ?? SiteState(site: site)
+            state.serverCertificateExpires = serverCertificateExpires ?? state.serverCertificateExpires
             state.lastPoll = at
             state.lastError = error
             state.lastErrorCategory = errorCategory

@@ -316,6 +316,11 @@ public final class SQLiteCatalog: Catalog {
             // One open alert per condition, whatever the callers do.
             try db.execute(sql: "CREATE UNIQUE INDEX alert_open_key ON alert(key) WHERE resolvedAt IS NULL")
         }
+        migrator.registerMigration("v18-server-certificate") { db in
+            try db.alter(table: "site_state") { t in
+                t.add(column: "serverCertificateExpires", .datetime)
+            }
+        }
         return migrator
     }
 
@@ -365,7 +370,8 @@ public final class SQLiteCatalog: Catalog {
                     lastError: row["lastError"], nextPoll: row["nextPoll"], messages: row["messages"], bytes: row["bytes"],
                     skipped: Self.decodeSkipped(row["skipped"]),
                     configurationError: row["configurationError"], configurationErrorSince: row["configurationErrorSince"],
-                    failuresInARow: row["failuresInARow"], lastErrorCategory: row["lastErrorCategory"], firstPoll: row["firstPoll"]
+                    failuresInARow: row["failuresInARow"], lastErrorCategory: row["lastErrorCategory"], firstPoll: row["firstPoll"],
+                    serverCertificateExpires: row["serverCertificateExpires"]
                 )
             }
             return states
@@ -395,7 +401,10 @@ public final class SQLiteCatalog: Catalog {
         }
     }
 
-    public func recordPoll(site: String, at: Date, error: String?, errorCategory: String?, messages: Int, bytes: Int64, nextPoll: Date?) async throws {
+    public func recordPoll(
+        site: String, at: Date, error: String?, errorCategory: String?, messages: Int, bytes: Int64, nextPoll: Date?,
+        serverCertificateExpires: Date?
+    ) async throws {
         try await database.write { db in
             try db.execute(sql: "INSERT INTO site_state (site) VALUES (?) ON CONFLICT(site) DO NOTHING", arguments: [site])
             try db.execute(
@@ -403,10 +412,11 @@ public final class SQLiteCatalog: Catalog {
                 UPDATE site_state SET lastPoll = ?, lastError = ?, lastErrorCategory = ?, nextPoll = ?,
                   messages = messages + ?, bytes = bytes + ?, firstPoll = COALESCE(firstPoll, ?),
                   lastSuccess = CASE WHEN ? IS NULL THEN ? ELSE lastSuccess END,
-                  failuresInARow = CASE WHEN ? IS NULL THEN 0 ELSE failuresInARow + 1 END
+                  failuresInARow = CASE WHEN ? IS NULL THEN 0 ELSE failuresInARow + 1 END,
+                  serverCertificateExpires = COALESCE(?, serverCertificateExpires)
                 WHERE site = ?
                 """,
-                arguments: [at, error, errorCategory, nextPoll, messages, bytes, at, error, at, error, site]
+                arguments: [at, error, errorCategory, nextPoll, messages, bytes, at, error, at, error, serverCertificateExpires, site]
             )
         }
     }

@@ -438,11 +438,15 @@ public struct SiteState: Codable, Sendable, Hashable {
     public var lastErrorCategory: String?
     /// When the site was first polled: the watch over its expected files starts there.
     public var firstPoll: Date?
+    /// When the POP3 server's TLS certificate expires, as the last poll that saw it says.
+    public var serverCertificateExpires: Date?
 
     public init(site: String, enabled: Bool? = nil, lastPoll: Date? = nil, lastSuccess: Date? = nil, lastError: String? = nil,
                 nextPoll: Date? = nil, messages: Int64 = 0, bytes: Int64 = 0, skipped: [SkippedMessage] = [],
                 configurationError: String? = nil, configurationErrorSince: Date? = nil,
-                failuresInARow: Int = 0, lastErrorCategory: String? = nil, firstPoll: Date? = nil) {
+                failuresInARow: Int = 0, lastErrorCategory: String? = nil, firstPoll: Date? = nil,
+                serverCertificateExpires: Date? = nil) {
+        self.serverCertificateExpires = serverCertificateExpires
         self.failuresInARow = failuresInARow
         self.lastErrorCategory = lastErrorCategory
         self.firstPoll = firstPoll

@@ -197,6 +197,13 @@ public final class POP3Session {
         }
     }
 
+    /// When the server's TLS certificate expires, as it showed it on this connection; nil
+    /// without TLS. (Dates only, no parsing: every poll asks.)
+    public func serverCertificateExpiry() async -> Date? {
+        guard isEncrypted, let certificate = try? await channel.nioSSL_peerCertificate().get() else { return nil }
+        return Date(timeIntervalSince1970: TimeInterval(certificate.notValidAfter))
+    }
+
     /// What the server's TLS certificate says, for `gatepost site test`: subject and names,
     /// issuer (from the verified chain), expiry and protocol version. Nil without TLS.
     public func tlsSummary() async -> POP3TLSSummary? {

@@ -123,6 +123,60 @@ import Testing
         #expect(opened.first?.summary.contains("550") == true)
     }
 
+    // MARK: Expiry
+
+    @Test func whatASiteNeedsIsToldBeforeItExpiresAndResolvedWhenRenewed() async throws {
+        let catalog = InMemoryCatalog()
+        let pki = try TestPKI()
+        defer { pki.remove() }
+        // Its secret's known expiry is in 20 days; the client certificate (the test CA's) in an hour.
+        let expires = OperatorText.timestamp(Date().addingTimeInterval(20 * 86400)).prefix(10)
+        let site = try Self.site("acme", """
+            smtp: {host: smtp.acme.test, from: g@ours.example, user: u, password: p, password_expires: "\(expires)"}
+            """)
+        var tls = site
+        tls.pop3.tls.clientCertificate = pki.clientCertificateFile
+        tls.pop3.tls.clientKey = pki.clientKeyFile
+        let monitor = Self.monitor(catalog, sites: [tls])
+        let now = Date()
+        try await catalog.recordPoll(site: "acme", at: now, error: nil, errorCategory: nil, messages: 0, bytes: 0, nextPoll: nil,
+                                     serverCertificateExpires: now.addingTimeInterval(3 * 86400 + 60))
+        let opened = try await monitor.check(at: now).opened
+        #expect(Set(Self.keys(opened)) == ["expiring:acme:pop3 server certificate", "expiring:acme:pop3.tls.client_certificate"],
+                "the password's 20 days are beyond the 14 told before")
+        #expect(opened.contains { $0.summary.contains("pop3 server certificate expires in 3 days") }, "\(opened.map(\.summary))")
+        #expect(opened.contains { $0.summary.contains("client_certificate expires today") })
+
+        // Six days later the password is within 14 days; the server's certificate was renewed.
+        let later = now.addingTimeInterval(7 * 86400)
+        try await catalog.recordPoll(site: "acme", at: later, error: nil, errorCategory: nil, messages: 0, bytes: 0, nextPoll: nil,
+                                     serverCertificateExpires: later.addingTimeInterval(90 * 86400))
+        let changes = try await monitor.check(at: later)
+        #expect(Self.keys(changes.opened) == ["expiring:acme:smtp.password"])
+        #expect(Self.keys(changes.resolved) == ["expiring:acme:pop3 server certificate"])
+        #expect(changes.opened.first?.summary.contains("expires in 1") == true, "\(changes.opened.map(\.summary))")
+        // A failed poll does not forget the certificate it saw last.
+        try await catalog.recordPoll(site: "acme", at: later, error: "refused", errorCategory: "connection", messages: 0, bytes: 0, nextPoll: nil)
+        #expect(try await catalog.siteStates()["acme"]?.serverCertificateExpires == later.addingTimeInterval(90 * 86400))
+    }
+
+    @Test func anExpiryIsADateAndNeedsItsSecret() throws {
+        for (text, field) in [
+            ("smtp: {host: h, from: g@o.example, password: p, password_expires: soon}", "smtp.password_expires"),
+            ("smtp: {host: h, from: g@o.example, password_expires: 2027-01-01}", "smtp.password_expires"),
+        ] {
+            do {
+                _ = try Self.site("acme", text)
+                Issue.record("accepted: \(text)")
+            } catch let error as SiteConfigurationError {
+                #expect(error.field == field, "\(error)")
+            }
+        }
+        let site = try Self.site("acme", "smtp: {host: h, from: g@o.example, password: p, password_expires: 2027-01-31}")
+        #expect(site.secretExpiries.map(\.field) == ["smtp.password"])
+        #expect(site.secretExpiries.first?.expires == StrictDate.parse("2027-01-31"))
+    }
+
     // MARK: Expected arrivals
 
     @Test func aRulesWindowRunsFromTheDeadlineBeforeToTheLastOneInItsTimeZone() throws {

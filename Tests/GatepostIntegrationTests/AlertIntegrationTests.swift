@@ -58,6 +58,9 @@ import Testing
         }
         #expect(polled)
         #expect(sink.requestsReceived == 0, "a healthy site: nothing to say")
+        // The poll kept when Dovecot's certificate expires (825 days away: no alert).
+        let certificateExpires = try await SQLiteCatalog(path: catalogPath).siteStates()["alice"]?.serverCertificateExpires
+        #expect(certificateExpires.map { $0 > Date() } == true, "\(String(describing: certificateExpires))")
 
         // The partner's administrator changes the password: the first refused login opens
         // the alert (an authentication failure does not go away by waiting).

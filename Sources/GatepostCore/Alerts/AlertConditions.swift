@@ -24,6 +24,20 @@ public struct AlertSnapshot: Sendable {
         }
     }
 
+    /// Something of a site that stops working at a known time.
+    public struct Expiry: Sendable, Hashable {
+        public var site: String
+        /// What it is, as an operator finds it: `pop3 server certificate`, `pop3.password`...
+        public var what: String
+        public var expires: Date
+
+        public init(site: String, what: String, expires: Date) {
+            self.site = site
+            self.what = what
+            self.expires = expires
+        }
+    }
+
     public var now: Date
     public var sites: [RemoteSite]
     public var states: [String: SiteState]
@@ -33,9 +47,11 @@ public struct AlertSnapshot: Sendable {
     /// Pending outgoing messages.
     public var pendingOutbox: [OutboxEntry]
     public var arrivals: [Arrival]
+    public var expiries: [Expiry]
 
     public init(now: Date, sites: [RemoteSite], states: [String: SiteState], transfers: [TransferRecord],
-                pendingOutbox: [OutboxEntry], arrivals: [Arrival]) {
+                pendingOutbox: [OutboxEntry], arrivals: [Arrival], expiries: [Expiry] = []) {
+        self.expiries = expiries
         self.now = now
         self.sites = sites
         self.states = states
@@ -103,6 +119,15 @@ public enum AlertConditions {
             guard let oldest = entries.map(\.createdAt).min() else { continue }
             add(.outboxStale, site: site, subject: "outbox",
                 "\(site): \(entries.count) outgoing message\(entries.count == 1 ? "" : "s") waiting since \(OperatorText.timestamp(oldest))")
+        }
+
+        let soon = snapshot.now.addingTimeInterval(settings.expiringWithin.timeInterval)
+        for expiry in snapshot.expiries where expiry.expires <= soon {
+            guard let site = watched[expiry.site], site.isEnabled(snapshot.states[site.name]) else { continue }
+            let days = Int((expiry.expires.timeIntervalSince(snapshot.now) / 86400).rounded(.down))
+            let when = expiry.expires <= snapshot.now ? "expired" : (days == 0 ? "expires today" : "expires in \(days) day\(days == 1 ? "" : "s")")
+            add(.expiring, site: expiry.site, subject: expiry.what,
+                "\(expiry.site): \(expiry.what) \(when) (\(OperatorText.timestamp(expiry.expires)))")
         }
 
         for arrival in snapshot.arrivals where !arrival.arrived {

@@ -5,6 +5,7 @@ import GatepostMIME
 import GatepostSMTP
 import Logging
 import NIOCore
+import NIOSSL
 import ServiceLifecycle
 import Synchronization
 
@@ -78,8 +79,29 @@ public final class AlertMonitor: Service, Sendable {
         }
         return AlertSnapshot(
             now: now, sites: directory.sites, states: states, transfers: transfers,
-            pendingOutbox: try await catalog.outboxEntries(state: .pending, limit: 10_000), arrivals: arrivals
+            pendingOutbox: try await catalog.outboxEntries(state: .pending, limit: 10_000), arrivals: arrivals,
+            expiries: Self.expiries(directory.sites, states: states)
         )
+    }
+
+    /// What each site needs that expires: the server's certificate as the last poll saw it,
+    /// the client certificates it presents (read from their files), its secrets' `_expires`.
+    static func expiries(_ sites: [RemoteSite], states: [String: SiteState]) -> [AlertSnapshot.Expiry] {
+        var expiries: [AlertSnapshot.Expiry] = []
+        for site in sites {
+            if let expires = states[site.name]?.serverCertificateExpires {
+                expiries.append(.init(site: site.name, what: "pop3 server certificate", expires: expires))
+            }
+            for (field, path) in site.clientCertificateFiles {
+                // An unreadable file is the poll's error to report, not an expiry.
+                guard let certificate = try? NIOSSLCertificate.fromPEMFile(path).first else { continue }
+                expiries.append(.init(site: site.name, what: field, expires: Date(timeIntervalSince1970: TimeInterval(certificate.notValidAfter))))
+            }
+            for (field, expires) in site.secretExpiries {
+                expiries.append(.init(site: site.name, what: field, expires: expires))
+            }
+        }
+        return expiries
     }
 
     func notify(_ changes: AlertChanges, settings: AlertSettings, at now: Date) async {

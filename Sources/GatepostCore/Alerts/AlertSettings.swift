@@ -22,6 +22,9 @@ public enum AlertKind: String, Sendable, Hashable, Codable, CaseIterable {
     case outboxStale = "outbox-stale"
     /// An expected file (a site's `expect` rule) that did not come by its deadline.
     case arrivalMissed = "arrival-missed"
+    /// Something a site needs that stops working within `expiring_within`: the server's TLS
+    /// certificate as the last poll saw it, a client certificate, a secret with a known expiry.
+    case expiring
 }
 
 /// `alerts:` in `sites/local.yaml`: thresholds, channels, and which alerts go where.
@@ -70,6 +73,8 @@ public struct AlertSettings: Sendable, Hashable {
     /// Polls in a row a message must fail to be retrieved to be stuck.
     public var stuckAfter = 3
     public var outboxOlderThan: Duration = .seconds(3600)
+    /// How long before an expiry it is told.
+    public var expiringWithin: Duration = .seconds(14 * 86400)
     /// How far back received and sent transfers are looked at; an alert about an older one
     /// resolves.
     public var lookback: Duration = .seconds(7 * 86400)
@@ -101,11 +106,13 @@ extension SiteLoader {
         guard let node else { return settings }
         let map = try node.mapping()
         try map.rejectUnknownKeys([
-            "failing_after", "stuck_after", "outbox_older_than", "lookback", "interval", "notifications_per_minute", "channels", "routes",
+            "failing_after", "stuck_after", "outbox_older_than", "expiring_within", "lookback", "interval", "notifications_per_minute",
+            "channels", "routes",
         ])
         settings.failingAfter = try map["failing_after"]?.int(in: 1...1000) ?? settings.failingAfter
         settings.stuckAfter = try map["stuck_after"]?.int(in: 1...1000) ?? settings.stuckAfter
         settings.outboxOlderThan = try map["outbox_older_than"]?.duration() ?? settings.outboxOlderThan
+        settings.expiringWithin = try map["expiring_within"]?.duration() ?? settings.expiringWithin
         settings.lookback = try map["lookback"]?.duration() ?? settings.lookback
         settings.interval = try map["interval"]?.duration() ?? settings.interval
         settings.notificationsPerMinute = try map["notifications_per_minute"]?.int(in: 1...10_000) ?? settings.notificationsPerMinute

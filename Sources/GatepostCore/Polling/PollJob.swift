@@ -23,6 +23,8 @@ public struct PollSummary: Sendable, Hashable {
     public var skipped: [SkippedMessage] = []
     public var bytes: Int64 = 0
     public var duration: Duration = .zero
+    /// When the server's TLS certificate expires, as it showed it (nil without TLS).
+    public var serverCertificateExpires: Date?
 
     public init(site: String) {
         self.site = site
@@ -169,6 +171,7 @@ public struct PollJob: Sendable {
             let configuration = try site.pop3Configuration()
             try await POP3Client.withSession(configuration, logger: logger) { session in
                 defer { loginDelay = session.capabilities?.loginDelay }
+                summary.serverCertificateExpires = await session.serverCertificateExpiry()
                 try await poll(session, summary: &summary, listed: &listed)
             }
             await recordSkips(summary.skipped, complete: true)

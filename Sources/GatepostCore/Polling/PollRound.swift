@@ -68,12 +68,13 @@ public struct PollRound: Sendable {
             switch result {
             case .success(let summary):
                 try? await catalog.recordPoll(
-                    site: site.name, at: started, error: nil, errorCategory: nil, messages: summary.records.count, bytes: summary.bytes, nextPoll: nextPoll
+                    site: site.name, at: started, error: nil, errorCategory: nil, messages: summary.records.count, bytes: summary.bytes, nextPoll: nextPoll,
+                    serverCertificateExpires: summary.serverCertificateExpires
                 )
             case .failure(let error):
                 try? await catalog.recordPoll(
                     site: site.name, at: started, error: error.cause, errorCategory: error.category.rawValue, messages: error.partial.records.count,
-                    bytes: error.partial.bytes, nextPoll: nextPoll
+                    bytes: error.partial.bytes, nextPoll: nextPoll, serverCertificateExpires: error.partial.serverCertificateExpires
                 )
             }
             EngineMetrics.poll(site: site.name, result: result)

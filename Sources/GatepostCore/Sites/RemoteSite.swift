@@ -21,6 +21,9 @@ public struct Secret: Sendable, Hashable, CustomStringConvertible, CustomDebugSt
     }
 
     let source: Source
+    /// When the partner or the identity provider said it stops working (`<key>_expires:`): an
+    /// `expiring` alert comes before that day.
+    public var expires: Date?
 
     public init(_ value: String) {
         source = .value(value)
@@ -212,6 +215,21 @@ public struct RemoteSite: Sendable, Hashable {
     public var unavailableSecrets: [String] {
         let secrets: [Secret?] = [pop3.password, pop3.oauth2?.clientSecret, smtp?.password, smtp?.oauth2?.clientSecret]
         return secrets.compactMap { $0?.problem }
+    }
+
+    /// The secrets with a known expiry, by where they are in the site file.
+    public var secretExpiries: [(field: String, expires: Date)] {
+        let secrets: [(String, Secret?)] = [
+            ("pop3.password", pop3.password), ("pop3.oauth2.client_secret", pop3.oauth2?.clientSecret),
+            ("smtp.password", smtp?.password), ("smtp.oauth2.client_secret", smtp?.oauth2?.clientSecret),
+        ]
+        return secrets.compactMap { field, secret in secret?.expires.map { (field, $0) } }
+    }
+
+    /// The client certificate files the site presents, by where they are in the site file.
+    public var clientCertificateFiles: [(field: String, path: String)] {
+        let files: [(String, String?)] = [("pop3.tls.client_certificate", pop3.tls.clientCertificate), ("smtp.tls.client_certificate", smtp?.tls.clientCertificate)]
+        return files.compactMap { field, path in path.map { (field, $0) } }
     }
 
     /// Enabled, as the operator last said (`gatepost site enable|disable`), else as the file says.

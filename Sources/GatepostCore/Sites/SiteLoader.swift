@@ -252,7 +252,7 @@ public struct SiteLoader: Sendable {
 
         let pop3Map = problems.attempt { try root.require("pop3").mapping() } ?? ConfigMapping(owner: root.owner, entries: [])
         problems.attempt { try pop3Map.rejectUnknownKeys([
-            "host", "port", "security", "user", "password", "password_file", "auth", "allow_plaintext_password",
+            "host", "port", "security", "user", "password", "password_file", "password_expires", "auth", "allow_plaintext_password",
             "tls", "oauth2", "connect_timeout", "read_timeout", "address",
         ]) }
         let security = problems.attempt { try securityValue(pop3Map["security"], default: .tls) } ?? .tls
@@ -378,7 +378,7 @@ public struct SiteLoader: Sendable {
     func smtpSettings(_ smtpNode: ConfigNode) throws -> RemoteSite.SMTP {
         let smtpMap = try smtpNode.mapping()
         try smtpMap.rejectUnknownKeys([
-            "host", "port", "security", "from", "user", "password", "password_file", "tls", "allow_plaintext_password",
+            "host", "port", "security", "from", "user", "password", "password_file", "password_expires", "tls", "allow_plaintext_password",
             "acknowledgments", "acknowledge_any_address", "oauth2", "read_timeout", "ack_timeout",
             "delivery_reports",
         ])
@@ -444,6 +444,20 @@ public struct SiteLoader: Sendable {
 
     /// `key: ${ENV}` (or inline) or `key_file: path` (relative to the site file), not both.
     func secret(_ mapping: ConfigMapping, key: String) throws -> Secret? {
+        guard var secret = try secretSource(mapping, key: key) else {
+            if let expiresNode = mapping["\(key)_expires"] { throw expiresNode.error("says when \(key) expires, but there is no \(key)") }
+            return nil
+        }
+        if let expiresNode = mapping["\(key)_expires"] {
+            guard let date = StrictDate.parse(try expiresNode.string()) else {
+                throw expiresNode.error("must be a date such as 2027-03-31")
+            }
+            secret.expires = date
+        }
+        return secret
+    }
+
+    private func secretSource(_ mapping: ConfigMapping, key: String) throws -> Secret? {
         let inline = mapping[key]
         let fileNode = mapping["\(key)_file"]
         if let inline, fileNode != nil {
@@ -472,7 +486,7 @@ public struct SiteLoader: Sendable {
     func oauth2Settings(_ node: ConfigNode?, tls: RemoteSite.TLS) throws -> OAuth2Settings? {
         guard let node else { return nil }
         let map = try node.mapping()
-        try map.rejectUnknownKeys(["token_url", "client_id", "client_secret", "client_secret_file", "scope", "allow_insecure_token_url"])
+        try map.rejectUnknownKeys(["token_url", "client_id", "client_secret", "client_secret_file", "client_secret_expires", "scope", "allow_insecure_token_url"])
         guard let secret = try secret(map, key: "client_secret") else {
             throw node.error("needs client_secret or client_secret_file")
         }
