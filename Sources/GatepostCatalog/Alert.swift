@@ -58,3 +58,35 @@ public protocol AlertStore: Sendable {
     /// first); returns it as it now is, nil when there is no such alert.
     func acknowledgeAlert(id: Int64, by actor: String, at: Date) async throws -> Alert?
 }
+
+/// A probe message sent over a site's SMTP to the mailbox the site polls, and whether it came
+/// back through a poll.
+public struct Probe: Sendable, Hashable, Codable {
+    public var site: String
+    /// Its Message-ID (without angle brackets): how the poll recognises it.
+    public var messageId: String
+    public var sentAt: Date
+    public var returnedAt: Date?
+    /// The PROBE transfer it came back as.
+    public var transferId: String?
+
+    public init(site: String, messageId: String, sentAt: Date, returnedAt: Date? = nil, transferId: String? = nil) {
+        self.site = site
+        self.messageId = messageId
+        self.sentAt = sentAt
+        self.returnedAt = returnedAt
+        self.transferId = transferId
+    }
+}
+
+/// Probes sent and returned. A PROBE record committed by ``TransferStore/commitReceived(_:)``
+/// marks the probe of its site with its Message-ID returned (at the record's `receivedAt`), in
+/// the same transaction.
+public protocol ProbeStore: Sendable {
+    /// Records a probe sent. Throws when the site already has one with this Message-ID.
+    func recordProbe(_ probe: Probe) async throws
+    /// The probe of `site` with this Message-ID, if it is one this gateway sent.
+    func probe(site: String, messageId: String) async throws -> Probe?
+    /// The probes of `site`, newest first (by `sentAt`), at most `limit`.
+    func probes(site: String, limit: Int) async throws -> [Probe]
+}

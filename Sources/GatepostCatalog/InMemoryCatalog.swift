@@ -14,6 +14,7 @@ public final class InMemoryCatalog: Catalog {
         case uidlExists(site: String, uidl: String)
         case outboxEntryExists(id: String)
         case noSuchTransfer(id: String)
+        case probeExists(site: String, messageId: String)
 
         public var description: String {
             switch self {
@@ -21,6 +22,7 @@ public final class InMemoryCatalog: Catalog {
             case .uidlExists(let site, let uidl): "the catalog already has UIDL \(uidl) of site \(site)"
             case .outboxEntryExists(let id): "the catalog already has an outbox entry \(id)"
             case .noSuchTransfer(let id): "the catalog has no transfer \(id)"
+            case .probeExists(let site, let messageId): "the catalog already has probe \(messageId) of site \(site)"
             }
         }
     }
@@ -39,6 +41,7 @@ public final class InMemoryCatalog: Catalog {
         var deliveryRetries: [String: DeliveryRetry] = [:]
         var deliveryHistory: [String: [DeliveryAttempt]] = [:]
         var alerts: [Alert] = []
+        var probes: [Probe] = []
         var sites: [String: SiteState] = [:]
         var operatorActions: [OperatorAction] = []
 
@@ -123,6 +126,12 @@ public final class InMemoryCatalog: Catalog {
                 if let outbound = tables.answered(by: record),
                    let closed = AcknowledgmentRules.close(outbound: outbound, report: record) {
                     tables.transfers[closed.id] = closed
+                }
+                if record.type == .probe, let index = tables.probes.firstIndex(where: {
+                    $0.site == record.site && $0.messageId == record.messageId && $0.returnedAt == nil
+                }) {
+                    tables.probes[index].returnedAt = record.receivedAt
+                    tables.probes[index].transferId = record.id
                 }
             }
         }
@@ -445,5 +454,22 @@ public final class InMemoryCatalog: Catalog {
             tables.alerts[index].acknowledgedAt = at
             return tables.alerts[index]
         }
+    }
+
+    public func recordProbe(_ probe: Probe) async throws {
+        try write { tables throws(ConstraintViolation) in
+            guard !tables.probes.contains(where: { $0.site == probe.site && $0.messageId == probe.messageId }) else {
+                throw .probeExists(site: probe.site, messageId: probe.messageId)
+            }
+            tables.probes.append(probe)
+        }
+    }
+
+    public func probe(site: String, messageId: String) async throws -> Probe? {
+        read { tables in tables.probes.first { $0.site == site && $0.messageId == messageId } }
+    }
+
+    public func probes(site: String, limit: Int) async throws -> [Probe] {
+        read { tables in Array(tables.probes.filter { $0.site == site }.sorted { $0.sentAt > $1.sentAt }.prefix(max(limit, 0))) }
     }
 }

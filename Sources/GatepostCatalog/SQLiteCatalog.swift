@@ -321,6 +321,17 @@ public final class SQLiteCatalog: Catalog {
                 t.add(column: "serverCertificateExpires", .datetime)
             }
         }
+        migrator.registerMigration("v19-probes") { db in
+            try db.create(table: "probe") { t in
+                t.column("site", .text).notNull()
+                t.column("messageId", .text).notNull()
+                t.column("sentAt", .datetime).notNull()
+                t.column("returnedAt", .datetime)
+                t.column("transferId", .text)
+                t.primaryKey(["site", "messageId"])
+            }
+            try db.create(index: "probe_site_sentAt", on: "probe", columns: ["site", "sentAt"])
+        }
         return migrator
     }
 
@@ -578,6 +589,12 @@ public final class SQLiteCatalog: Catalog {
                 if let outbound = try Self.outbound(answeredBy: record, db),
                    let closed = AcknowledgmentRules.close(outbound: outbound, report: record) {
                     try StoredTransfer(closed).update(db)
+                }
+                if record.type == .probe {
+                    try db.execute(
+                        sql: "UPDATE probe SET returnedAt = ?, transferId = ? WHERE site = ? AND messageId = ? AND returnedAt IS NULL",
+                        arguments: [record.receivedAt, record.id, record.site, record.messageId]
+                    )
                 }
             }
         }
@@ -909,6 +926,35 @@ extension SQLiteCatalog: AlertStore {
             id: row["id"], key: row["key"], kind: row["kind"], site: row["site"], summary: row["summary"], openedAt: row["openedAt"],
             resolvedAt: row["resolvedAt"], acknowledgedBy: row["acknowledgedBy"], acknowledgedAt: row["acknowledgedAt"]
         )
+    }
+}
+
+extension SQLiteCatalog: ProbeStore {
+    public func recordProbe(_ probe: Probe) async throws {
+        try await database.write { db in
+            try db.execute(
+                sql: "INSERT INTO probe (site, messageId, sentAt, returnedAt, transferId) VALUES (?, ?, ?, ?, ?)",
+                arguments: [probe.site, probe.messageId, probe.sentAt, probe.returnedAt, probe.transferId]
+            )
+        }
+    }
+
+    public func probe(site: String, messageId: String) async throws -> Probe? {
+        try await database.read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM probe WHERE site = ? AND messageId = ?", arguments: [site, messageId]).map(Self.probe)
+        }
+    }
+
+    public func probes(site: String, limit: Int) async throws -> [Probe] {
+        try await database.read { db in
+            try Row.fetchAll(
+                db, sql: "SELECT * FROM probe WHERE site = ? ORDER BY sentAt DESC, messageId DESC LIMIT ?", arguments: [site, max(limit, 0)]
+            ).map(Self.probe)
+        }
+    }
+
+    static func probe(_ row: Row) -> Probe {
+        Probe(site: row["site"], messageId: row["messageId"], sentAt: row["sentAt"], returnedAt: row["returnedAt"], transferId: row["transferId"])
     }
 }
 

@@ -13,6 +13,9 @@ public struct TransferRecord: Codable, Sendable, Hashable, Identifiable {
         case msg = "MSG"
         /// An end-to-end response: a delivery or disposition report closing an outbound transfer.
         case eerp = "EERP"
+        /// A probe this gateway sent to the mailbox it polls, come back: proof the whole path
+        /// works. Never routed.
+        case probe = "PROBE"
     }
 
     public enum State: String, Codable, Sendable, Hashable, CaseIterable {
@@ -329,6 +332,7 @@ public struct TransferFilter: Sendable, Hashable {
         case "XFER": (type, keptWhole) = (.xfer, false)
         case "MSG": type = .msg
         case "EERP": type = .eerp
+        case "PROBE": type = .probe
         case TransferRecord.recoverFileName: (type, fileName) = (.xfer, .exactly(TransferRecord.recoverFileName))
         case TransferRecord.duplicateFileName: (type, fileName) = (.xfer, .exactly(TransferRecord.duplicateFileName))
         default: return false

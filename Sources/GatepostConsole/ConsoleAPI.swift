@@ -414,7 +414,7 @@ enum TransferQuery {
         var filter = TransferFilter(newestFirst: text("order") != "oldest")
         filter.site = text("site")
         if let type = text("type"), !filter.narrow(toListedType: type) {
-            throw ConsoleError.badRequest("type must be XFER, MSG, EERP, RECOVER or DUPLICATE")
+            throw ConsoleError.badRequest("type must be XFER, MSG, EERP, PROBE, RECOVER or DUPLICATE")
         }
         if let state = text("state") {
             guard let value = TransferRecord.State(rawValue: state) else {

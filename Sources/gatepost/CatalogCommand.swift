@@ -25,7 +25,7 @@ struct CatalogCommand: AsyncParsableCommand {
 
         @OptionGroup var options: GlobalOptions
         @Option(help: "Only this site.") var site: String?
-        @Option(help: "Only this type: XFER, MSG, EERP, or RECOVER and DUPLICATE (messages kept whole).") var type: ListedType?
+        @Option(help: "Only this type: XFER, MSG, EERP, PROBE, or RECOVER and DUPLICATE (messages kept whole).") var type: ListedType?
         @Option(help: "Only this state: \(TransferRecord.State.allCases.map(\.rawValue).joined(separator: ", ")).") var state: TransferRecord.State?
         @Option(help: "Only this direction: in or out.") var direction: TransferRecord.Direction?
         @Option(help: "Only these file names (glob or substring).") var fileName: String?
@@ -39,7 +39,7 @@ struct CatalogCommand: AsyncParsableCommand {
         @Option(help: "table, json or csv.") var format: ListFormat = .table
 
         enum ListedType: String, ExpressibleByArgument, CaseIterable {
-            case xfer = "XFER", msg = "MSG", eerp = "EERP", recover = "RECOVER", duplicate = "DUPLICATE"
+            case xfer = "XFER", msg = "MSG", eerp = "EERP", probe = "PROBE", recover = "RECOVER", duplicate = "DUPLICATE"
             init?(argument: String) { self.init(rawValue: argument.uppercased()) }
         }
 

@@ -255,6 +255,31 @@ import Testing
     }
 
     @Test(arguments: CatalogStore.allCases)
+    func aProbeIsReturnedByThePROBERecordOfItsSiteAndMessageID(_ store: CatalogStore) async throws {
+        let catalog = try store.make()
+        let first = Probe(site: "acme", messageId: "probe.1@ours.example", sentAt: F.epoch)
+        let second = Probe(site: "acme", messageId: "probe.2@ours.example", sentAt: F.epoch.addingTimeInterval(3600))
+        try await catalog.recordProbe(first)
+        try await catalog.recordProbe(second)
+        await #expect(throws: (any Error).self) { try await catalog.recordProbe(first) }
+        try await catalog.recordProbe(Probe(site: "bcorp", messageId: "probe.1@ours.example", sentAt: F.epoch))
+        #expect(try await catalog.probes(site: "acme", limit: 10).map(\.messageId) == [second.messageId, first.messageId], "newest first")
+        #expect(try await catalog.probes(site: "acme", limit: 1).count == 1)
+
+        // A message of another type with the probe's Message-ID returns nothing; the PROBE does.
+        var lookalike = F.inbound("T1", messageId: first.messageId, at: 10)
+        lookalike.type = .xfer
+        try await catalog.commitReceived(lookalike, uidl: "u1")
+        #expect(try await catalog.probe(site: "acme", messageId: first.messageId)?.returnedAt == nil)
+        let returned = F.inbound("T2", messageId: first.messageId, type: .probe, at: 20)
+        try await catalog.commitReceived(returned, uidl: "u2")
+        let probe = try #require(try await catalog.probe(site: "acme", messageId: first.messageId))
+        #expect((probe.returnedAt, probe.transferId) == (F.epoch.addingTimeInterval(20), "T2"))
+        #expect(try await catalog.probe(site: "bcorp", messageId: first.messageId)?.returnedAt == nil, "only its own site's")
+        #expect(try await catalog.probe(site: "acme", messageId: "probe.9@ours.example") == nil)
+    }
+
+    @Test(arguments: CatalogStore.allCases)
     func anAlertIsOpenedOncePerConditionAndResolvedWhenItClears(_ store: CatalogStore) async throws {
         let catalog = try store.make()
         let failing = Alert(key: "site-failing:acme", kind: "site-failing", site: "acme", summary: "acme: 3 polls failed", openedAt: .distantPast)

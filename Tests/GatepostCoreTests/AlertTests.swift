@@ -177,6 +177,49 @@ import Testing
         #expect(site.secretExpiries.first?.expires == StrictDate.parse("2027-01-31"))
     }
 
+    // MARK: Probes
+
+    @Test func aProbeIsMissingWhenTheNewestPastItsDeadlineDidNotComeBackAndNoLaterOneDid() {
+        let deadline = Duration.seconds(900)
+        func probe(_ sent: TimeInterval, returned: TimeInterval? = nil) -> Probe {
+            Probe(site: "acme", messageId: "p\(sent)", sentAt: Self.at(sent), returnedAt: returned.map(Self.at))
+        }
+        #expect(Probes.missing([], deadline: deadline, at: Self.at(0)) == nil)
+        #expect(Probes.missing([probe(0)], deadline: deadline, at: Self.at(900)) == nil, "within its deadline")
+        #expect(Probes.missing([probe(0)], deadline: deadline, at: Self.at(901))?.messageId == "p0.0")
+        #expect(Probes.missing([probe(0, returned: 60)], deadline: deadline, at: Self.at(5000)) == nil)
+        // The next probe is out, within its deadline: the missing one is still missing.
+        #expect(Probes.missing([probe(0), probe(3600)], deadline: deadline, at: Self.at(3700))?.messageId == "p0.0")
+        // A later one came back: the path works again, whatever happened to the first.
+        #expect(Probes.missing([probe(0), probe(3600, returned: 3660)], deadline: deadline, at: Self.at(3700)) == nil)
+        #expect(Probes.missing([probe(0, returned: 30), probe(3600)], deadline: deadline, at: Self.at(4501))?.messageId == "p3600.0")
+    }
+
+    @Test func aProbeIsDueEveryIntervalAndNeedsTheSitesSMTP() throws {
+        let site = try Self.site("acme", """
+            smtp: {host: smtp.acme.test, from: gateway@ours.example}
+            probe: {every: 1h, deadline: 10m, to: orders@acme.example}
+            """)
+        #expect(site.probe == RemoteSite.ProbeSettings(every: .seconds(3600), deadline: .seconds(600), to: "orders@acme.example"))
+        #expect(Probes.isDue(site, lastSent: nil, at: Self.monday))
+        #expect(!Probes.isDue(site, lastSent: Self.at(-3599), at: Self.monday))
+        #expect(Probes.isDue(site, lastSent: Self.at(-3600), at: Self.monday))
+        #expect(!Probes.isDue(try Self.site("bcorp"), lastSent: nil, at: Self.monday), "no probe: configured")
+        for (text, field) in [
+            ("probe: {to: a@b.example}", "probe"),
+            ("smtp: {host: h, from: g@o.example}\nprobe: {every: 10m, deadline: 10m, to: a@b.example}", "probe.deadline"),
+            ("smtp: {host: h, from: g@o.example}\nprobe: {every: 1h}", "probe"),
+            ("smtp: {host: h, from: g@o.example}\nprobe: {to: nobody}", "probe.to"),
+        ] {
+            do {
+                _ = try Self.site("acme", text)
+                Issue.record("accepted: \(text)")
+            } catch let error as SiteConfigurationError {
+                #expect(error.field == field, "\(error)")
+            }
+        }
+    }
+
     // MARK: Expected arrivals
 
     @Test func aRulesWindowRunsFromTheDeadlineBeforeToTheLastOneInItsTimeZone() throws {

@@ -190,4 +190,59 @@ import Testing
         let text = String(decoding: Data(base64Encoded: body.filter { !$0.isWhitespace }) ?? Data(), as: UTF8.self)
         #expect(text.contains("kind: site-failing") && text.contains("site: alice"), "\(text)")
     }
+
+    /// A probe's round trip through the test Postfix and Dovecot: sent over the site's SMTP,
+    /// back through its poll as a PROBE (never delivered), and an alert when one does not
+    /// come back in time. Instants past the deadline are the test's own.
+    @Test func aProbeGoesOutThroughSMTPAndComesBackThroughThePoll() async throws {
+        let dovecot = try await DovecotPeer.start()
+        defer { dovecot.stop() }
+        let smtp = try await SMTPPeer.start(for: dovecot)
+        defer { smtp.stop() }
+        let root = try Self.root()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let sites = root + "/sites", spool = root + "/spool"
+        let password = dovecot.info.users["alice"] ?? ""
+        try (dovecot.pop3Block(user: "alice") + """
+
+            smtp: {host: 127.0.0.1, port: \(smtp.info.tlsPort), security: tls, from: alice@\(smtp.info.domain), user: alice, password: \(password), tls: {ca_file: \(smtp.info.caFile)}}
+            probe: {every: 1h, deadline: 15m, to: alice@\(smtp.info.domain)}
+            application: orders
+            """).write(toFile: sites + "/alice.yaml", atomically: true, encoding: .utf8)
+        try "kind: local-site\napplications: [{name: orders, folder: \(root)/orders}]\n".write(toFile: sites + "/local.yaml", atomically: true, encoding: .utf8)
+        let global = ["--sites", sites, "--spool", spool]
+        var poll = try await GatepostProcess.run(["poll", "alice"] + global)
+        #expect(poll.status == 0, "\(poll.stderr)")
+        let catalog = try SQLiteCatalog(path: spool + "/catalog.sqlite")
+        let directory = try SiteLoader().loadDirectory(sites)
+        let monitor = AlertMonitor(catalog: catalog, sites: { directory }, logger: Logger(label: "test"))
+        func waitForMail(_ count: Int) async throws {
+            for _ in 0..<200 where dovecot.messageCount(user: "alice") < count {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            #expect(dovecot.messageCount(user: "alice") == count, "Postfix handed the probe to Dovecot")
+        }
+
+        let start = Date()
+        #expect(try await monitor.check(at: start).isEmpty)
+        let first = try #require(try await catalog.probes(site: "alice", limit: 1).first)
+        try await waitForMail(1)
+        poll = try await GatepostProcess.run(["poll", "alice"] + global)
+        #expect(poll.status == 0, "\(poll.stderr)")
+        let records = try await catalog.transfers(TransferFilter(site: "alice"))
+        #expect(records.map(\.type) == [.probe])
+        #expect(records.first?.messageId == first.messageId && records.first?.application == nil && records.first?.state == .received)
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: root + "/orders")) ?? []).isEmpty, "never delivered")
+        #expect(try await catalog.probe(site: "alice", messageId: first.messageId)?.transferId == records.first?.id)
+        #expect(try await monitor.check(at: start.addingTimeInterval(1000)).isEmpty, "it came back")
+
+        // An hour on, the next probe goes; nobody polls: past its deadline, the alert.
+        #expect(try await monitor.check(at: start.addingTimeInterval(3601)).isEmpty)
+        try await waitForMail(1)
+        let opened = try await monitor.check(at: start.addingTimeInterval(3601 + 901)).opened
+        #expect(opened.map(\.kind) == ["probe-missing"], "\(opened)")
+        poll = try await GatepostProcess.run(["poll", "alice"] + global)
+        #expect(poll.status == 0, "\(poll.stderr)")
+        #expect(try await monitor.check(at: start.addingTimeInterval(3601 + 902)).resolved.map(\.kind) == ["probe-missing"])
+    }
 }

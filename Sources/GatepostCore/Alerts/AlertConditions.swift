@@ -48,10 +48,13 @@ public struct AlertSnapshot: Sendable {
     public var pendingOutbox: [OutboxEntry]
     public var arrivals: [Arrival]
     public var expiries: [Expiry]
+    /// The recent probes of each site with `probe:`.
+    public var probes: [String: [Probe]]
 
     public init(now: Date, sites: [RemoteSite], states: [String: SiteState], transfers: [TransferRecord],
-                pendingOutbox: [OutboxEntry], arrivals: [Arrival], expiries: [Expiry] = []) {
+                pendingOutbox: [OutboxEntry], arrivals: [Arrival], expiries: [Expiry] = [], probes: [String: [Probe]] = [:]) {
         self.expiries = expiries
+        self.probes = probes
         self.now = now
         self.sites = sites
         self.states = states
@@ -85,6 +88,11 @@ public enum AlertConditions {
                 add(.siteFailing, site: site.name, subject: "polls",
                     "\(site.name): \(failures) poll\(failures == 1 ? "" : "s") in a row failed"
                         + (state.lastErrorCategory.map { " (\($0))" } ?? "") + ": \(state.lastError ?? "-")")
+            }
+            if let probe = site.probe, let missing = Probes.missing(snapshot.probes[site.name] ?? [], deadline: probe.deadline, at: snapshot.now) {
+                add(.probeMissing, site: site.name, subject: "probe",
+                    "\(site.name): the probe sent at \(OperatorText.timestamp(missing.sentAt)) to \(probe.to) did not come back "
+                        + "through the poll within \(DurationText.describe(probe.deadline))")
             }
             for skipped in state.skipped where skipped.polls >= settings.stuckAfter {
                 add(.messageStuck, site: site.name, subject: skipped.uidl,

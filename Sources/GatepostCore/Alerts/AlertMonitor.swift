@@ -45,6 +45,7 @@ public final class AlertMonitor: Service, Sendable {
     public func check(at now: Date) async throws -> AlertChanges {
         let directory = await sites()
         let settings = directory.local?.alerts ?? .defaults
+        await sendDueProbes(directory.sites, at: now)
         let snapshot = try await snapshot(at: now, directory: directory, settings: settings)
         let active = AlertConditions.active(in: snapshot, settings: settings)
         let open = try await catalog.alerts(openOnly: true, limit: Int.max)
@@ -55,8 +56,31 @@ public final class AlertMonitor: Service, Sendable {
         return changes
     }
 
+    /// Sends a probe for each enabled site with `probe:` whose last one is `every` old.
+    func sendDueProbes(_ sites: [RemoteSite], at now: Date) async {
+        guard sites.contains(where: { $0.probe != nil }) else { return }
+        do {
+            let states = try await catalog.siteStates()
+            for site in sites where site.probe != nil && site.isEnabled(states[site.name]) {
+                let last = try await catalog.probes(site: site.name, limit: 1).first
+                guard Probes.isDue(site, lastSent: last?.sentAt, at: now) else { continue }
+                do {
+                    _ = try await Probes.send(site, catalog: catalog, at: now, logger: logger)
+                } catch {
+                    logger.error("probe not sent", metadata: ["site": "\(site.name)", "reason": "\(error)"])
+                }
+            }
+        } catch {
+            logger.error("probes: cannot read the catalog", metadata: ["reason": "\(error)"])
+        }
+    }
+
     func snapshot(at now: Date, directory: SiteDirectory, settings: AlertSettings) async throws -> AlertSnapshot {
         let states = try await catalog.siteStates()
+        var probes: [String: [Probe]] = [:]
+        for site in directory.sites where site.probe != nil {
+            probes[site.name] = try await catalog.probes(site: site.name, limit: 10)
+        }
         let since = now.addingTimeInterval(-settings.lookback.timeInterval)
         var transfers = try await catalog.transfers(TransferFilter(state: .failed, since: since))
         transfers += try await catalog.transfers(TransferFilter(state: .overdue, since: since))
@@ -80,7 +104,7 @@ public final class AlertMonitor: Service, Sendable {
         return AlertSnapshot(
             now: now, sites: directory.sites, states: states, transfers: transfers,
             pendingOutbox: try await catalog.outboxEntries(state: .pending, limit: 10_000), arrivals: arrivals,
-            expiries: Self.expiries(directory.sites, states: states)
+            expiries: Self.expiries(directory.sites, states: states), probes: probes
         )
     }
 

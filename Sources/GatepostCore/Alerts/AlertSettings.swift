@@ -25,6 +25,8 @@ public enum AlertKind: String, Sendable, Hashable, Codable, CaseIterable {
     /// Something a site needs that stops working within `expiring_within`: the server's TLS
     /// certificate as the last poll saw it, a client certificate, a secret with a known expiry.
     case expiring
+    /// A site's probe (`probe:`) that did not come back through the poll within its deadline.
+    case probeMissing = "probe-missing"
 }
 
 /// `alerts:` in `sites/local.yaml`: thresholds, channels, and which alerts go where.

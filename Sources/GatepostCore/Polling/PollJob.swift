@@ -538,6 +538,12 @@ public struct PollJob: Sendable {
             keptFiles = assembled.files + assembled.siblings.flatMap(\.files)
             var record = assembled.record
             record.path = spool.transferPath(site: site.name, id: id)
+            if let probe = try await returnedProbe(result, record: record) {
+                record.type = .probe
+                record.fileName = nil
+                record.application = nil
+                record.classification = "a probe this gateway sent at \(OperatorText.timestamp(probe.sentAt)): the path works"
+            }
             let siblings = assembled.siblings.map { sibling in
                 var sibling = sibling
                 sibling.record.path = spool.transferPath(site: site.name, id: sibling.record.id)
@@ -649,6 +655,15 @@ public struct PollJob: Sendable {
     /// a transfer with its Message-ID, or, for a message without one, with the same content.
     /// `batches` hold the messages received but perhaps not yet in the catalog: the batch being
     /// committed and the one being received.
+    /// The probe this message is, if it is one this gateway sent to this site and still
+    /// waits for (``Probes``): only then is the header believed.
+    private func returnedProbe(_ result: MessageIngest.Result, record: TransferRecord) async throws -> Probe? {
+        guard site.probe != nil, result.parts.first?.header[Probes.header] != nil, let messageId = record.messageId,
+              let probe = try await catalog.probe(site: site.name, messageId: messageId), probe.returnedAt == nil
+        else { return nil }
+        return probe
+    }
+
     private func duplicateOf(_ result: MessageIngest.Result, staged batches: [[StagedMessage]]) async throws -> String? {
         // The batches are searched in place: copying them per message showed in the profile.
         let staged = batches.lazy.joined()

@@ -186,7 +186,7 @@ public struct Deliverer: Sendable {
         } else {
             switch record.type {
             case .msg: name = "\(application.name)-\(record.id).txt"
-            case .xfer, .eerp: name = record.wholeMessageFileName ?? record.fileName ?? record.id
+            case .xfer, .eerp, .probe: name = record.wholeMessageFileName ?? record.fileName ?? record.id
             }
         }
         if let requiredExtension, (name as NSString).pathExtension.lowercased() != requiredExtension {

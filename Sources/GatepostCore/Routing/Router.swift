@@ -8,8 +8,9 @@ import Glibc
 /// then the site's `application`. Pure, so every rule has a unit test.
 public enum Router {
     public static func application(for record: TransferRecord, site: RemoteSite) -> String? {
-        // Reports update outbound transfers; duplicates were delivered the first time.
-        guard record.direction == .inbound, record.type != .eerp,
+        // Reports update outbound transfers; probes only prove the path; duplicates were
+        // delivered the first time.
+        guard record.direction == .inbound, record.type != .eerp, record.type != .probe,
               record.fileName != TransferRecord.duplicateFileName else { return nil }
         if let route = site.routes.first(where: { matches($0, record) }) {
             return route.application

@@ -203,6 +203,16 @@ public struct RemoteSite: Sendable, Hashable {
     public var classification = ClassificationOptions()
     /// `expect:`, the files this partner sends on a schedule (an alert when one does not come).
     public var expectations: [ExpectedArrival] = []
+    /// `probe:`, a message sent over `smtp` to the polled mailbox on a schedule.
+    public var probe: ProbeSettings?
+
+    /// A probe's schedule: one every `every`; missing when not back through a poll within
+    /// `deadline`; sent to `to` (the mailbox this site polls).
+    public struct ProbeSettings: Sendable, Hashable {
+        public var every: Duration
+        public var deadline: Duration
+        public var to: String
+    }
     /// The default application: the FILE_NAME of MSG transfers and the routing fallback.
     public var application: String?
     public var applicationLine: Int?

@@ -246,7 +246,7 @@ public struct SiteLoader: Sendable {
     /// names them all, not one at a time.
     func remoteSite(_ root: ConfigMapping, defaultName: String) throws -> RemoteSite {
         let problems = ConfigProblems()
-        problems.attempt { try root.rejectUnknownKeys(["kind", "name", "description", "enabled", "pop3", "poll", "limits", "classify", "smtp", "application", "routes", "tenants", "expect"]) }
+        problems.attempt { try root.rejectUnknownKeys(["kind", "name", "description", "enabled", "pop3", "poll", "limits", "classify", "smtp", "application", "routes", "tenants", "expect", "probe"]) }
         let name = problems.attempt { try root["name"]?.nonEmptyString() }.flatMap { $0 } ?? defaultName
         problems.attempt { try Self.validateSiteName(name, node: root["name"] ?? root.owner) }
 
@@ -327,7 +327,7 @@ public struct SiteLoader: Sendable {
                 try routeMap.rejectUnknownKeys(["type", "file_name", "sender", "subject", "application"])
                 var type: TransferRecord.Kind?
                 if let typeNode = routeMap["type"] {
-                    guard let kind = TransferRecord.Kind(rawValue: try typeNode.string().uppercased()) else {
+                    guard let kind = TransferRecord.Kind(rawValue: try typeNode.string().uppercased()), kind != .probe else {
                         throw typeNode.error("must be XFER, MSG or EERP")
                     }
                     type = kind
@@ -354,6 +354,21 @@ public struct SiteLoader: Sendable {
         let enabled = problems.attempt { try root["enabled"]?.bool() }.flatMap { $0 } ?? true
         let application = problems.attempt { try root["application"]?.nonEmptyString() }.flatMap { $0 }
         let expectations = problems.attempt { try expectedArrivals(root["expect"]) } ?? []
+        var probe: RemoteSite.ProbeSettings?
+        if let probeNode = root["probe"] { problems.attempt {
+            let map = try probeNode.mapping()
+            try map.rejectUnknownKeys(["every", "deadline", "to"])
+            guard let smtp, smtp.from != nil else { throw probeNode.error("needs the site's smtp: (with from:) to send probes") }
+            let toNode = map["to"]
+            guard let to = try toNode?.nonEmptyString() ?? pop3.address else {
+                throw probeNode.error("needs to: (the address of the mailbox this site polls), or pop3.address")
+            }
+            if (try? MailAddress(to)) == nil { throw (toNode ?? probeNode).error("`\(to)` is not a mail address") }
+            let every = try map["every"]?.duration() ?? .seconds(3600)
+            let deadline = try map["deadline"]?.duration() ?? .seconds(900)
+            guard deadline < every else { throw (map["deadline"] ?? probeNode).error("must be shorter than every (one probe out at a time)") }
+            probe = RemoteSite.ProbeSettings(every: every, deadline: deadline, to: to)
+        } }
         try problems.finish()
 
         var site = RemoteSite(
@@ -370,6 +385,7 @@ public struct SiteLoader: Sendable {
         )
         site.classification = classification
         site.expectations = expectations
+        site.probe = probe
         return site
     }
 
