@@ -54,6 +54,12 @@ public final class SMTPPeer: Sendable {
         info = try JSONDecoder().decode(Info.self, from: Data(line.utf8))
     }
 
+    /// The settings of an `smtp:` block (flow style, one line) sending as `user` over implicit
+    /// TLS, trusting the test CA: a site's, or an alert channel's.
+    public func smtpSettings(user: String, password: String) -> String {
+        "{host: 127.0.0.1, port: \(info.tlsPort), security: tls, from: \(user)@\(info.domain), user: \(user), password: \(password), tls: {ca_file: \(info.caFile)}}"
+    }
+
     /// Stops Postfix (its master takes the children down) and removes its folder, off the pool.
     public func stop() {
         DovecotPeer.stop(pid: info.pid, removing: directory)

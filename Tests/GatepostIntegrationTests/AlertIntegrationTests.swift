@@ -168,7 +168,7 @@ import Testing
                 ops-mail:
                   email:
                     to: [bob@\(smtp.info.domain)]
-                    smtp: {host: 127.0.0.1, port: \(smtp.info.tlsPort), security: tls, from: alice@\(smtp.info.domain), user: alice, password: \(password), tls: {ca_file: \(smtp.info.caFile)}}
+                    smtp: \(smtp.smtpSettings(user: "alice", password: password))
             """.write(toFile: sites + "/local.yaml", atomically: true, encoding: .utf8)
         let catalog = try SQLiteCatalog(path: root + "/catalog.sqlite")
         let directory = try SiteLoader().loadDirectory(sites)
@@ -205,7 +205,7 @@ import Testing
         let password = dovecot.info.users["alice"] ?? ""
         try (dovecot.pop3Block(user: "alice") + """
 
-            smtp: {host: 127.0.0.1, port: \(smtp.info.tlsPort), security: tls, from: alice@\(smtp.info.domain), user: alice, password: \(password), tls: {ca_file: \(smtp.info.caFile)}}
+            smtp: \(smtp.smtpSettings(user: "alice", password: password))
             probe: {every: 1h, deadline: 15m, to: alice@\(smtp.info.domain)}
             application: orders
             """).write(toFile: sites + "/alice.yaml", atomically: true, encoding: .utf8)

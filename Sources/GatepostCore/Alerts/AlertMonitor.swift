@@ -2,7 +2,6 @@ import AsyncHTTPClient
 import Foundation
 import GatepostCatalog
 import GatepostMIME
-import GatepostSMTP
 import Logging
 import NIOCore
 import NIOSSL
@@ -192,13 +191,7 @@ public final class AlertMonitor: Service, Sendable {
         if notification.suppressed > 0 { text += "\n\(notification.suppressed) notification(s) before this one were held back (see the console).\n" }
         let message = MessageComposer.textMessage(header: header, text: text.replacingOccurrences(of: "\n", with: "\r\n"))
         do {
-            let body = AsyncStream<ByteBuffer> { continuation in
-                continuation.yield(ByteBuffer(bytes: message))
-                continuation.finish()
-            }
-            _ = try await smtp.withSession(logger: logger) { session in
-                try await session.send(envelope: SMTPEnvelope(from: from, recipients: recipients), message: body, messageSize: message.count)
-            }
+            try await smtp.send(message, from: from, to: recipients, logger: logger)
         } catch {
             logger.error("alerts: e-mail not sent", metadata: ["channel": "\(channel)", "reason": "\(error)"])
         }

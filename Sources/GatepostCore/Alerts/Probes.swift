@@ -1,9 +1,7 @@
 import Foundation
 import GatepostCatalog
 import GatepostMIME
-import GatepostSMTP
 import Logging
-import NIOCore
 
 /// Probes: a message this gateway sends over a site's SMTP to the mailbox the site polls,
 /// recognised when a poll brings it back (its header names it and its Message-ID is one the
@@ -51,17 +49,11 @@ public enum Probes {
         let text = "A probe of the Gatepost gateway for site \(site.name): it comes back through the poll of this mailbox.\r\n"
             + "It carries no file and asks for no acknowledgment.\r\n"
         let message = MessageComposer.textMessage(header: header, text: text)
-        let body = AsyncStream<ByteBuffer> { continuation in
-            continuation.yield(ByteBuffer(bytes: message))
-            continuation.finish()
-        }
         // Recorded before it goes: a probe the SMTP server refuses is a probe that does not
         // come back, which is what the alert is for.
         let probe = Probe(site: site.name, messageId: messageId, sentAt: now)
         try await catalog.recordProbe(probe)
-        _ = try await smtp.withSession(logger: logger) { session in
-            try await session.send(envelope: SMTPEnvelope(from: from, recipients: [settings.to]), message: body, messageSize: message.count)
-        }
+        try await smtp.send(message, from: from, to: [settings.to], logger: logger)
         logger.info("probe sent", metadata: ["site": "\(site.name)", "messageId": "\(messageId)"])
         return probe
     }

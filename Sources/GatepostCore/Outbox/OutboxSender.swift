@@ -51,6 +51,19 @@ extension RemoteSite.SMTP {
     }
 }
 
+extension RemoteSite.SMTP {
+    /// Sends one small message held in memory (an alert, a probe) in a session of its own.
+    public func send(_ message: [UInt8], from: String, to recipients: [String], logger: Logger) async throws {
+        let body = AsyncStream<ByteBuffer> { continuation in
+            continuation.yield(ByteBuffer(bytes: message))
+            continuation.finish()
+        }
+        _ = try await withSession(logger: logger) { session in
+            try await session.send(envelope: SMTPEnvelope(from: from, recipients: recipients), message: body, messageSize: message.count)
+        }
+    }
+}
+
 /// Delivers the outbox: every due entry goes to its site's SMTP server. A 2xx for at least one
 /// recipient makes it sent (recipients refused with a 4xx get an entry of their own, tried
 /// again later); a temporary failure (4xx, a lost connection, a timeout) is tried again with
