@@ -47,6 +47,13 @@ public enum ConsoleMetrics {
             if let received = first?.receivedAt { oldest = min(oldest ?? received, received) }
         }
         registry.makeGauge(name: "gatepost_oldest_unacknowledged_seconds").set(oldest.map { Date().timeIntervalSince($0) } ?? 0)
+        // Every kind, 0 included: a rule on a series that disappears when it clears is a rule
+        // that never fires again.
+        let open = try await catalog.alerts(openOnly: true, limit: Int.max)
+        for kind in AlertKind.allCases {
+            registry.makeGauge(name: "gatepost_alerts_open", labels: [("kind", kind.rawValue)])
+                .set(Double(open.filter { $0.kind == kind.rawValue }.count))
+        }
         return registry.emitToString()
     }
 }

@@ -397,6 +397,7 @@ struct Browser {
                 #expect(text.contains("gatepost_site_up{site=\"acme\"} 1"))
                 #expect(text.contains("gatepost_site_last_success_timestamp_seconds{site=\"acme\"} 1764000000"))
                 #expect(text.contains("gatepost_outbox_pending 0"))
+                #expect(text.contains(#"gatepost_alerts_open{kind="site-failing"} 0"#), "\(text)")
                 let oldest = text.split(separator: "\n").first { $0.hasPrefix("gatepost_oldest_unacknowledged_seconds ") }
                 let seconds = oldest.flatMap { Double($0.split(separator: " ").last ?? "") } ?? 0
                 #expect(seconds >= 600 && seconds < 3600, "the sent transfer queued 10 minutes ago: \(oldest ?? "none")")

@@ -104,6 +104,12 @@ import Testing
         try await catalog.updateDelivery(id: "T1", state: .delivered, application: "billing", error: nil, deliveredPath: "/apps/x")
         #expect(Self.keys(try await monitor.check(at: Self.at(3800)).resolved) == ["recover-received:acme:T1"])
 
+        // A failed delivery retried and delivered resolves.
+        try await catalog.recordDeliveryAttempt(id: "T2", .delivered(at: Self.at(3900), application: "billing", path: "/apps/INV.csv"))
+        #expect(Self.keys(try await monitor.check(at: Self.at(3950)).resolved) == ["delivery-failed:acme:T2"])
+        try await catalog.recordDeliveryAttempt(id: "T2", .failed(at: Self.at(4000), application: "billing", error: "exit 3"))
+        #expect(Self.keys(try await monitor.check(at: Self.at(4050)).opened) == ["delivery-failed:acme:T2"], "failed again: a new alert")
+
         // Past the lookback (7 days) what is left resolves.
         let later = try await monitor.check(at: Self.at(7 * 86400 + 1))
         #expect(Set(Self.keys(later.resolved)) == ["delivery-failed:acme:T2", "acknowledgment-overdue:acme:T3"])
@@ -121,6 +127,9 @@ import Testing
         let opened = try await monitor.check(at: Self.at(10)).opened
         #expect(Self.keys(opened) == ["acknowledgment-failed:acme:T3"])
         #expect(opened.first?.summary.contains("550") == true)
+        // An operator retries it: queued again, the alert resolves.
+        #expect(try await catalog.requeueOutbox(transferId: "T3", at: Self.at(20)) == 1)
+        #expect(Self.keys(try await monitor.check(at: Self.at(30)).resolved) == ["acknowledgment-failed:acme:T3"])
     }
 
     // MARK: Expiry
