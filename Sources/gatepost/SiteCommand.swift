@@ -176,6 +176,12 @@ struct SiteSummary: Encodable {
     var routes: [RouteSummary]
     var limits: LimitsSummary
     var classify: [String: String]
+    /// `expect:` rules as written (file, days, by, time zone).
+    var expect: [String]
+    /// `probe:`, or nil.
+    var probe: String?
+    /// The POP3 server's certificate expiry as the last TLS poll saw it.
+    var serverCertificateExpires: Date?
 
     struct TLSSummary: Encodable {
         var verify: Bool
@@ -296,6 +302,13 @@ struct SiteSummary: Encodable {
         bytes = state?.bytes ?? 0
         skipped = state?.skipped ?? []
         stuckAfter = site.poll.stuckAfter
+        let days = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
+        expect = site.expectations.map { rule in
+            let every = rule.weekdays.count == 7 ? "daily" : rule.weekdays.sorted().map { days[$0 - 1] }.joined(separator: ",")
+            return "\(rule.fileName) \(every) by \(String(format: "%02d:%02d", rule.hour, rule.minute)) \(rule.timeZone.identifier)"
+        }
+        probe = site.probe.map { "to \($0.to) every \(Formatting.duration($0.every)), back within \(Formatting.duration($0.deadline))" }
+        serverCertificateExpires = state?.serverCertificateExpires
     }
 
     var fields: [(String, String)] {
@@ -321,7 +334,10 @@ struct SiteSummary: Encodable {
             ("last success", lastSuccess.map(Formatting.timestamp) ?? "-"), ("last error", lastError ?? "-"),
             ("next poll", nextPoll.map(Formatting.timestamp) ?? "-"), ("messages", String(messages)), ("bytes", String(bytes)),
             ("skipped", Self.skippedCount(skipped, stuckAfter: stuckAfter)),
+            ("server certificate", serverCertificateExpires.map { "expires \(Formatting.timestamp($0))" } ?? "-"),
+            ("probe", probe ?? "-"),
         ]
+        let expectLines: [(String, String)] = expect.enumerated().map { index, rule in ("expect \(index + 1)", rule) }
         let skips: [(String, String)] = skipped.map { skip in ("  message \(skip.number)", describe(skip)) }
         let secrets: [(String, String)] = unavailableSecrets.map { ("secret unavailable", $0) }
         let routeLines: [(String, String)] = routes.enumerated().map { index, route in
@@ -329,6 +345,6 @@ struct SiteSummary: Encodable {
                               route.subject.map { "subject \($0)" }].compactMap { $0 }
             return ("route \(index + 1)", (conditions.isEmpty ? "always" : conditions.joined(separator: ", ")) + " -> \(route.application)")
         }
-        return settings + routeLines + secrets + skips
+        return settings + routeLines + expectLines + secrets + skips
     }
 }

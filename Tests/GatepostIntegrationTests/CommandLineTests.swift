@@ -258,12 +258,15 @@ struct GatepostProcess {
           - {type: XFER, file_name: "*.csv", application: billing}
         limits: {max_depth: 7}
         classify: {text_only: msg}
+        expect: [{file_name: "INV*.csv", every: [mon, thu], by: "09:30", timezone: Europe/Paris}]
+        probe: {every: 2h, deadline: 20m, to: orders@acme.example}
         """.write(toFile: dir + "/sites/acme.yaml", atomically: true, encoding: .utf8)
         let arguments = ["--sites", dir + "/sites", "--spool", dir + "/spool"]
         let table = try await GatepostProcess.run(["site", "show", "acme"] + arguments)
         #expect(table.status == 0, "\(table.stderr)")
         for expected in ["route 1", "type XFER, file_name *.csv -> billing", "ca_file /etc/hostname", "connect 15s, read 1m30s",
-                         "depth 7", "text_only msg", "read 2m"] {
+                         "depth 7", "text_only msg", "read 2m", "INV*.csv mon,thu by 09:30 Europe/Paris",
+                         "to orders@acme.example every 2h, back within 20m"] {
             #expect(table.stdout.contains(expected), "missing \(expected) in\n\(table.stdout)")
         }
         #expect(!table.stdout.contains(" q") && !table.stdout.contains(": p"), "no secret")
