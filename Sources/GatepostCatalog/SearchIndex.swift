@@ -80,8 +80,9 @@ enum SearchIndex {
                 """,
             arguments: [from, last]
         )
+        let indexed = db.changesCount
         try db.execute(sql: "UPDATE search_index_state SET indexedUpTo = ? WHERE id = 1", arguments: [last])
-        return try Int.fetchOne(db, sql: "SELECT count(*) FROM transfer WHERE rowid > ? AND rowid <= ?", arguments: [from, last]) ?? 0
+        return indexed
     }
 
     /// The rows that can match `filter`'s text patterns, as a condition on the rowid; nil when

@@ -204,6 +204,24 @@ import Testing
         #expect(Probes.missing([probe(0, returned: 30), probe(3600)], deadline: deadline, at: Self.at(4501))?.messageId == "p3600.0")
     }
 
+    /// A probe the SMTP server will not take is recorded all the same: it does not come back,
+    /// and that is the alert.
+    @Test func aProbeThatCannotBeSentIsMissingAtItsDeadline() async throws {
+        let catalog = InMemoryCatalog()
+        // Port 1 on loopback: nobody listens, the connection is refused at once.
+        let site = try Self.site("acme", """
+            smtp: {host: 127.0.0.1, port: 1, security: none, from: gateway@ours.example}
+            probe: {every: 1h, deadline: 10m, to: orders@acme.example}
+            """)
+        let monitor = Self.monitor(catalog, sites: [site])
+        try await catalog.recordPoll(site: "acme", at: Self.at(0), error: nil, errorCategory: nil, messages: 0, bytes: 0, nextPoll: nil)
+        #expect(try await monitor.check(at: Self.at(1)).isEmpty)
+        #expect(try await catalog.probes(site: "acme", limit: 5).map(\.sentAt) == [Self.at(1)], "recorded though refused")
+        #expect(try await monitor.check(at: Self.at(2)).isEmpty, "not due again before its hour")
+        #expect(try await catalog.probes(site: "acme", limit: 5).count == 1)
+        #expect(Self.keys(try await monitor.check(at: Self.at(602)).opened) == ["probe-missing:acme:probe"])
+    }
+
     @Test func aProbeIsDueEveryIntervalAndNeedsTheSitesSMTP() throws {
         let site = try Self.site("acme", """
             smtp: {host: smtp.acme.test, from: gateway@ours.example}
@@ -227,6 +245,22 @@ import Testing
                 #expect(error.field == field, "\(error)")
             }
         }
+    }
+
+    // MARK: Search index
+
+    @Test func theSearchIndexerCatchesUpInBatches() async throws {
+        let catalog = try SQLiteCatalog(path: FileManager.default.temporaryDirectory.appendingPathComponent("gatepost-index-\(UUID().uuidString).sqlite").path)
+        defer { try? FileManager.default.removeItem(atPath: catalog.path) }
+        let batch = (0..<25).map { index in
+            ReceivedTransfer(record: TransferRecord(id: "T\(index)", type: .xfer, fileName: "INV-\(index).csv", site: "acme", state: .received,
+                                                    recipients: [], size: 1, receivedAt: Self.at(Double(index))), uidl: "u\(index)")
+        }
+        try await catalog.commitReceived(batch)
+        let indexer = SearchIndexer(catalog: catalog, batch: 10, logger: Logger(label: "test"))
+        #expect(try await indexer.catchUp() == 25, "three batches: 10, 10, 5")
+        #expect(try await indexer.catchUp() == 0)
+        #expect(try await catalog.indexForSearch(limit: 10) == 0)
     }
 
     // MARK: Expected arrivals

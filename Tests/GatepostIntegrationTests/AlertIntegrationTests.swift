@@ -14,6 +14,15 @@ import Testing
         return root
     }
 
+    /// The catalog of `catalogPath` and a monitor over the sites folder as it is, for tests
+    /// that give the instants themselves.
+    static func monitor(sites: String, catalogPath: String) throws -> (SQLiteCatalog, AlertMonitor, SiteDirectory) {
+        let catalog = try SQLiteCatalog(path: catalogPath)
+        let directory = try SiteLoader().loadDirectory(sites)
+        #expect(directory.errors.isEmpty, "\(directory.errors)")
+        return (catalog, AlertMonitor(catalog: catalog, sites: { directory }, logger: Logger(label: "test")), directory)
+    }
+
     static func notifications(_ sink: WebhookSink) throws -> [AlertNotification] {
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .iso8601
@@ -107,9 +116,7 @@ import Testing
         var poll = try await GatepostProcess.run(["poll", "alice"] + global)
         #expect(poll.status == 0, "\(poll.stderr)")
 
-        let catalog = try SQLiteCatalog(path: spool + "/catalog.sqlite")
-        let directory = try SiteLoader().loadDirectory(sites)
-        let monitor = AlertMonitor(catalog: catalog, sites: { directory }, logger: Logger(label: "test"))
+        let (catalog, monitor, directory) = try Self.monitor(sites: sites, catalogPath: spool + "/catalog.sqlite")
         let rule = try #require(directory.sites.first?.expectations.first)
         // The next deadline after the first poll, and a minute past it: nothing came.
         let firstPoll = try #require(try await catalog.siteStates()["alice"]?.firstPoll)
@@ -170,16 +177,10 @@ import Testing
                     to: [bob@\(smtp.info.domain)]
                     smtp: \(smtp.smtpSettings(user: "alice", password: password))
             """.write(toFile: sites + "/local.yaml", atomically: true, encoding: .utf8)
-        let catalog = try SQLiteCatalog(path: root + "/catalog.sqlite")
-        let directory = try SiteLoader().loadDirectory(sites)
-        #expect(directory.errors.isEmpty, "\(directory.errors)")
-        let monitor = AlertMonitor(catalog: catalog, sites: { directory }, logger: Logger(label: "test"))
+        let (catalog, monitor, _) = try Self.monitor(sites: sites, catalogPath: root + "/catalog.sqlite")
         try await catalog.recordPoll(site: "alice", at: Date(), error: "-ERR [AUTH] Authentication failed.", errorCategory: "authentication", messages: 0, bytes: 0, nextPoll: nil)
         #expect(try await monitor.check(at: Date()).opened.count == 1)
-        for _ in 0..<200 where dovecot.messageCount(user: "bob") < 1 {
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        #expect(dovecot.messageCount(user: "bob") == 1, "the alert was mailed")
+        try await AcknowledgmentLoopTests.waitForMail(dovecot, user: "bob")
         let folder = try #require(dovecot.info.maildirs["bob"])
         let name = try #require(try FileManager.default.contentsOfDirectory(atPath: folder).first { !$0.hasPrefix(".") })
         let message = try String(contentsOfFile: folder + "/" + name, encoding: .utf8)
@@ -213,20 +214,12 @@ import Testing
         let global = ["--sites", sites, "--spool", spool]
         var poll = try await GatepostProcess.run(["poll", "alice"] + global)
         #expect(poll.status == 0, "\(poll.stderr)")
-        let catalog = try SQLiteCatalog(path: spool + "/catalog.sqlite")
-        let directory = try SiteLoader().loadDirectory(sites)
-        let monitor = AlertMonitor(catalog: catalog, sites: { directory }, logger: Logger(label: "test"))
-        func waitForMail(_ count: Int) async throws {
-            for _ in 0..<200 where dovecot.messageCount(user: "alice") < count {
-                try await Task.sleep(for: .milliseconds(50))
-            }
-            #expect(dovecot.messageCount(user: "alice") == count, "Postfix handed the probe to Dovecot")
-        }
+        let (catalog, monitor, _) = try Self.monitor(sites: sites, catalogPath: spool + "/catalog.sqlite")
 
         let start = Date()
         #expect(try await monitor.check(at: start).isEmpty)
         let first = try #require(try await catalog.probes(site: "alice", limit: 1).first)
-        try await waitForMail(1)
+        try await AcknowledgmentLoopTests.waitForMail(dovecot, user: "alice")
         poll = try await GatepostProcess.run(["poll", "alice"] + global)
         #expect(poll.status == 0, "\(poll.stderr)")
         let records = try await catalog.transfers(TransferFilter(site: "alice"))
@@ -238,7 +231,7 @@ import Testing
 
         // An hour on, the next probe goes; nobody polls: past its deadline, the alert.
         #expect(try await monitor.check(at: start.addingTimeInterval(3601)).isEmpty)
-        try await waitForMail(1)
+        try await AcknowledgmentLoopTests.waitForMail(dovecot, user: "alice")
         let opened = try await monitor.check(at: start.addingTimeInterval(3601 + 901)).opened
         #expect(opened.map(\.kind) == ["probe-missing"], "\(opened)")
         poll = try await GatepostProcess.run(["poll", "alice"] + global)

@@ -10,15 +10,13 @@ public struct AlertSnapshot: Sendable {
         /// The rule's place in the site's `expect` list.
         public var rule: Int
         public var expectation: ExpectedArrival
-        public var windowStart: Date
         public var deadline: Date
         public var arrived: Bool
 
-        public init(site: String, rule: Int, expectation: ExpectedArrival, windowStart: Date, deadline: Date, arrived: Bool) {
+        public init(site: String, rule: Int, expectation: ExpectedArrival, deadline: Date, arrived: Bool) {
             self.site = site
             self.rule = rule
             self.expectation = expectation
-            self.windowStart = windowStart
             self.deadline = deadline
             self.arrived = arrived
         }
@@ -78,9 +76,11 @@ public enum AlertConditions {
                 summary: summary, openedAt: snapshot.now
             ))
         }
-        let watched = Dictionary(snapshot.sites.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        // A site the operator stopped is not alerted about (its transfers and outbox still are).
+        let enabled = snapshot.sites.filter { $0.isEnabled(snapshot.states[$0.name]) }
+        let enabledNames = Set(enabled.map(\.name))
 
-        for site in snapshot.sites where site.isEnabled(snapshot.states[site.name]) {
+        for site in enabled {
             guard let state = snapshot.states[site.name] else { continue }
             let failures = state.failuresInARow
             let immediate = state.lastErrorCategory.map(immediateFailures.contains) ?? false
@@ -130,16 +130,14 @@ public enum AlertConditions {
         }
 
         let soon = snapshot.now.addingTimeInterval(settings.expiringWithin.timeInterval)
-        for expiry in snapshot.expiries where expiry.expires <= soon {
-            guard let site = watched[expiry.site], site.isEnabled(snapshot.states[site.name]) else { continue }
+        for expiry in snapshot.expiries where expiry.expires <= soon && enabledNames.contains(expiry.site) {
             let days = Int((expiry.expires.timeIntervalSince(snapshot.now) / 86400).rounded(.down))
             let when = expiry.expires <= snapshot.now ? "expired" : (days == 0 ? "expires today" : "expires in \(days) day\(days == 1 ? "" : "s")")
             add(.expiring, site: expiry.site, subject: expiry.what,
                 "\(expiry.site): \(expiry.what) \(when) (\(OperatorText.timestamp(expiry.expires)))")
         }
 
-        for arrival in snapshot.arrivals where !arrival.arrived {
-            guard let site = watched[arrival.site], site.isEnabled(snapshot.states[site.name]) else { continue }
+        for arrival in snapshot.arrivals where !arrival.arrived && enabledNames.contains(arrival.site) {
             add(.arrivalMissed, site: arrival.site, subject: "expect[\(arrival.rule)]",
                 "\(arrival.site): no \(arrival.expectation.fileName) by \(OperatorText.timestamp(arrival.deadline))")
         }

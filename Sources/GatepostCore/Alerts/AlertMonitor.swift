@@ -44,8 +44,8 @@ public final class AlertMonitor: Service, Sendable {
     public func check(at now: Date) async throws -> AlertChanges {
         let directory = await sites()
         let settings = directory.local?.alerts ?? .defaults
-        await sendDueProbes(directory.sites, at: now)
-        let snapshot = try await snapshot(at: now, directory: directory, settings: settings)
+        var snapshot = try await snapshot(at: now, directory: directory, settings: settings)
+        await sendDueProbes(&snapshot)
         let active = AlertConditions.active(in: snapshot, settings: settings)
         let open = try await catalog.alerts(openOnly: true, limit: Int.max)
         let (opening, resolving) = AlertConditions.changes(open: open, active: active)
@@ -55,22 +55,19 @@ public final class AlertMonitor: Service, Sendable {
         return changes
     }
 
-    /// Sends a probe for each enabled site with `probe:` whose last one is `every` old.
-    func sendDueProbes(_ sites: [RemoteSite], at now: Date) async {
-        guard sites.contains(where: { $0.probe != nil }) else { return }
-        do {
-            let states = try await catalog.siteStates()
-            for site in sites where site.probe != nil && site.isEnabled(states[site.name]) {
-                let last = try await catalog.probes(site: site.name, limit: 1).first
-                guard Probes.isDue(site, lastSent: last?.sentAt, at: now) else { continue }
-                do {
-                    _ = try await Probes.send(site, catalog: catalog, at: now, logger: logger)
-                } catch {
-                    logger.error("probe not sent", metadata: ["site": "\(site.name)", "reason": "\(error)"])
-                }
+    /// Sends a probe for each enabled site with `probe:` whose last one is `every` old, and
+    /// adds it to the snapshot's probes (newest first).
+    func sendDueProbes(_ snapshot: inout AlertSnapshot) async {
+        for site in snapshot.sites where site.probe != nil && site.isEnabled(snapshot.states[site.name]) {
+            guard Probes.isDue(site, lastSent: snapshot.probes[site.name]?.first?.sentAt, at: snapshot.now) else { continue }
+            var sent: Probe?
+            do {
+                try await Probes.send(site, catalog: catalog, at: snapshot.now, logger: logger) { sent = $0 }
+            } catch {
+                logger.error("probe not sent", metadata: ["site": "\(site.name)", "reason": "\(error)"])
             }
-        } catch {
-            logger.error("probes: cannot read the catalog", metadata: ["reason": "\(error)"])
+            // Refused by the SMTP server or not, a recorded probe is one to wait for.
+            if let sent { snapshot.probes[site.name, default: []].insert(sent, at: 0) }
         }
     }
 
@@ -96,7 +93,7 @@ public final class AlertMonitor: Service, Sendable {
                     site: site.name, since: window.start, limit: 1, direction: .inbound, fileName: pattern
                 ))
                 arrivals.append(.init(
-                    site: site.name, rule: index, expectation: expectation, windowStart: window.start, deadline: window.deadline, arrived: !found.isEmpty
+                    site: site.name, rule: index, expectation: expectation, deadline: window.deadline, arrived: !found.isEmpty
                 ))
             }
         }

@@ -28,9 +28,12 @@ public enum Probes {
         return returnedSince ? nil : newestOverdue
     }
 
-    /// Records a probe for `site` and sends it; returns it (recorded even when the sending
-    /// throws).
-    public static func send(_ site: RemoteSite, catalog: any Catalog, at now: Date, logger: Logger) async throws -> Probe {
+    /// Records a probe for `site`, then sends it. `recorded` is called once it is in the
+    /// catalog, before it goes: a probe the SMTP server refuses is a probe that does not come
+    /// back, which is what the alert is for.
+    public static func send(
+        _ site: RemoteSite, catalog: any Catalog, at now: Date, logger: Logger, recorded: (Probe) -> Void = { _ in }
+    ) async throws {
         guard let settings = site.probe, let smtp = site.smtp, let from = smtp.from else {
             throw OutboundTransfer.Failure.noSMTP(site: site.name)
         }
@@ -49,12 +52,10 @@ public enum Probes {
         let text = "A probe of the Gatepost gateway for site \(site.name): it comes back through the poll of this mailbox.\r\n"
             + "It carries no file and asks for no acknowledgment.\r\n"
         let message = MessageComposer.textMessage(header: header, text: text)
-        // Recorded before it goes: a probe the SMTP server refuses is a probe that does not
-        // come back, which is what the alert is for.
         let probe = Probe(site: site.name, messageId: messageId, sentAt: now)
         try await catalog.recordProbe(probe)
+        recorded(probe)
         try await smtp.send(message, from: from, to: [settings.to], logger: logger)
         logger.info("probe sent", metadata: ["site": "\(site.name)", "messageId": "\(messageId)"])
-        return probe
     }
 }

@@ -651,10 +651,6 @@ public struct PollJob: Sendable {
         }
     }
 
-    /// Why this message is a DUPLICATE (a sentence for the record), or nil: the site already has
-    /// a transfer with its Message-ID, or, for a message without one, with the same content.
-    /// `batches` hold the messages received but perhaps not yet in the catalog: the batch being
-    /// committed and the one being received.
     /// The probe this message is, if it is one this gateway sent to this site and still
     /// waits for (``Probes``): only then is the header believed.
     private func returnedProbe(_ result: MessageIngest.Result, record: TransferRecord) async throws -> Probe? {
@@ -664,6 +660,10 @@ public struct PollJob: Sendable {
         return probe
     }
 
+    /// Why this message is a DUPLICATE (a sentence for the record), or nil: the site already has
+    /// a transfer with its Message-ID, or, for a message without one, with the same content.
+    /// `batches` hold the messages received but perhaps not yet in the catalog: the batch being
+    /// committed and the one being received.
     private func duplicateOf(_ result: MessageIngest.Result, staged batches: [[StagedMessage]]) async throws -> String? {
         // The batches are searched in place: copying them per message showed in the profile.
         let staged = batches.lazy.joined()

@@ -19,10 +19,21 @@ public struct SearchIndexer: Service {
         self.logger = logger
     }
 
+    /// Indexes what is not indexed yet, a batch per transaction; returns how many.
+    public func catchUp() async throws -> Int {
+        var total = 0
+        while !Task.isShuttingDownGracefully {
+            let indexed = try await catalog.indexForSearch(limit: batch)
+            total += indexed
+            guard indexed == batch else { break }
+        }
+        return total
+    }
+
     public func run() async throws {
         while !Task.isCancelled, !Task.isShuttingDownGracefully {
             do {
-                while try await catalog.indexForSearch(limit: batch) == batch, !Task.isShuttingDownGracefully {}
+                _ = try await catchUp()
             } catch {
                 // Searches stay right without it; the next look tries again.
                 logger.warning("search index not updated", metadata: ["reason": "\(error)"])
