@@ -75,6 +75,15 @@ let package = Package(
             ],
             swiftSettings: strictness
         ),
+        // OpenSSL's libcrypto (Debian's libssl-dev), for CMS: the project's one system library.
+        .systemLibrary(name: "COpenSSL", providers: [.apt(["libssl-dev"])]),
+        // S/MIME's CMS operations (decrypt, verify, sign, encrypt), streaming from file to file.
+        // The only module that touches OpenSSL; BoringSSL (in swift-nio-ssl) has no CMS.
+        .target(
+            name: "GatepostSMIME",
+            dependencies: ["COpenSSL"],
+            swiftSettings: strictness
+        ),
         // Transfer records, committed UIDLs and site state in SQLite.
         .target(
             name: "GatepostCatalog",
@@ -89,7 +98,7 @@ let package = Package(
         .target(
             name: "GatepostCore",
             dependencies: [
-                "GatepostMIME", "GatepostPOP3", "GatepostCatalog", "GatepostSMTP", "GatepostWire", "CGatepostSystem",
+                "GatepostMIME", "GatepostPOP3", "GatepostCatalog", "GatepostSMTP", "GatepostWire", "GatepostSMIME", "CGatepostSystem",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -194,6 +203,11 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
             ],
+            swiftSettings: strictness
+        ),
+        .testTarget(
+            name: "GatepostSMIMETests",
+            dependencies: ["GatepostSMIME", "GatepostTestSupport"],
             swiftSettings: strictness
         ),
         .testTarget(
