@@ -332,6 +332,11 @@ public final class SQLiteCatalog: Catalog {
             }
             try db.create(index: "probe_site_sentAt", on: "probe", columns: ["site", "sentAt"])
         }
+        migrator.registerMigration("v20-security") { db in
+            try db.alter(table: "transfer") { t in
+                t.add(column: "security", .text)  // JSON: MessageSecurity
+            }
+        }
         return migrator
     }
 
@@ -1005,6 +1010,8 @@ struct StoredTransfer: Codable, FetchableRecord, PersistableRecord {
     var classification: String?
     var signature: String?
     var originalEnvelopeId: String?
+    /// JSON of ``MessageSecurity``, when there is any.
+    var security: String?
 
     init(_ record: TransferRecord) {
         id = record.id
@@ -1038,6 +1045,7 @@ struct StoredTransfer: Codable, FetchableRecord, PersistableRecord {
         classification = record.classification
         signature = record.signature
         originalEnvelopeId = record.originalEnvelopeId
+        security = record.security.flatMap { try? JSONEncoder().encode($0) }.map { String(decoding: $0, as: UTF8.self) }
     }
 
     var record: TransferRecord {
@@ -1070,7 +1078,8 @@ struct StoredTransfer: Codable, FetchableRecord, PersistableRecord {
             messageText: messageText,
             classification: classification,
             signature: signature,
-            originalEnvelopeId: originalEnvelopeId
+            originalEnvelopeId: originalEnvelopeId,
+            security: security.flatMap { try? JSONDecoder().decode(MessageSecurity.self, from: Data($0.utf8)) }
         )
     }
 }
@@ -1080,7 +1089,7 @@ extension StoredTransfer {
         "id", "direction", "type", "fileName", "site", "application", "state", "messageId", "uidl", "sender",
         "recipients", "subject", "size", "sha256", "path", "receivedAt", "ack", "error", "originalMessageId",
         "disposition", "deliveredPath", "messageSha256", "recipientReports", "ackMessageId", "purgedAt", "messageText",
-        "classification", "signature", "originalEnvelopeId",
+        "classification", "signature", "originalEnvelopeId", "security",
     ]
     private static let insertSQL = "INSERT INTO transfer (\(columns.joined(separator: ", "))) VALUES (\(columns.map { _ in "?" }.joined(separator: ", ")))"
 
@@ -1092,7 +1101,7 @@ extension StoredTransfer {
             id, direction, type, fileName, site, application, state, messageId, uidl, sender,
             recipients, subject, size, sha256, path, receivedAt, ack, error, originalMessageId,
             disposition, deliveredPath, messageSha256, recipientReports, ackMessageId, purgedAt, messageText,
-            classification, signature, originalEnvelopeId,
+            classification, signature, originalEnvelopeId, security,
         ]
         try statement.execute(arguments: StatementArguments(values))
     }

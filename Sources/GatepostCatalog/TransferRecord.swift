@@ -106,6 +106,8 @@ public struct TransferRecord: Codable, Sendable, Hashable, Identifiable {
     /// How the message was signed ("S/MIME (application/pkcs7-signature)"), when it was; the
     /// signed content was classified as if unsigned. Not a verification.
     public var signature: String?
+    /// S/MIME's evidence (decrypted, signed by whom, MICs and the signed receipt), when any.
+    public var security: MessageSecurity?
 
     public init(
         id: String,
@@ -136,7 +138,8 @@ public struct TransferRecord: Codable, Sendable, Hashable, Identifiable {
         messageText: String? = nil,
         classification: String? = nil,
         signature: String? = nil,
-        originalEnvelopeId: String? = nil
+        originalEnvelopeId: String? = nil,
+        security: MessageSecurity? = nil
     ) {
         self.id = id
         self.direction = direction
@@ -167,13 +170,14 @@ public struct TransferRecord: Codable, Sendable, Hashable, Identifiable {
         self.classification = classification
         self.signature = signature
         self.originalEnvelopeId = originalEnvelopeId
+        self.security = security
     }
 
     private enum CodingKeys: String, CodingKey {
         case id, direction, type, fileName, site, application, state, messageId, uidl, sender, recipients, subject
         case size, sha256, path, receivedAt, ack, error, originalMessageId, disposition, deliveredPath
         case messageSha256, recipientReports, ackMessageId, purgedAt, messageText, classification, signature
-        case originalEnvelopeId
+        case originalEnvelopeId, security
     }
 
     /// Every field is written, absent ones as `null`: a consumer of `--format json` sees the
@@ -209,6 +213,7 @@ public struct TransferRecord: Codable, Sendable, Hashable, Identifiable {
         try container.encode(classification, forKey: .classification)
         try container.encode(signature, forKey: .signature)
         try container.encode(originalEnvelopeId, forKey: .originalEnvelopeId)
+        try container.encode(security, forKey: .security)
     }
 
     /// A new, time-ordered id: `T` + UTC timestamp to the millisecond + 8 hex digits, random for

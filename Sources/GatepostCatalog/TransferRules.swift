@@ -71,11 +71,40 @@ public enum AcknowledgmentRules {
                 "\(line.recipient): " + [line.disposition, line.action, line.status].compactMap { $0 }.joined(separator: " ")
             }.joined(separator: "; ")
         } else if isDisposition {
-            closed.state = .acknowledged
+            if let expected = outbound.security, expected.signedReceiptRequested == true, let mic = expected.mic {
+                signedReceipt(report, expectedMIC: mic, closing: &closed)
+            } else {
+                closed.state = .acknowledged
+            }
         } else if [.queued, .sent].contains(closed.state), allDelivered(closed) {
             closed.state = .delivered
         }
         return closed
+    }
+
+    /// Non-repudiation of receipt: a transfer sent asking for a signed receipt is acknowledged
+    /// only by a receipt whose signature verified against the site's partner certificates and
+    /// whose Received-Content-MIC is the MIC computed when sending. A receipt that is unsigned
+    /// (or does not verify) leaves the transfer waiting, saying so; a verified receipt with
+    /// another MIC fails it: the partner received other content than was sent.
+    static func signedReceipt(_ report: TransferRecord, expectedMIC: String, closing closed: inout TransferRecord) {
+        guard let signer = report.security?.signedBy else {
+            let how = report.security?.signatureFailure.map { "whose signature does not verify (\($0))" } ?? "unsigned"
+            closed.error = "receipt \(report.id) came back \(how); a signed receipt was asked for, and the transfer waits for one"
+            return
+        }
+        guard let returned = report.security?.receivedContentMIC, MessageSecurity.sameMIC(returned, expectedMIC) else {
+            closed.state = .failed
+            closed.error = "the signed receipt \(report.id) from \(signer) returns "
+                + (report.security?.receivedContentMIC.map { "Received-Content-MIC \($0)" } ?? "no Received-Content-MIC")
+                + ", but what was sent has MIC \(expectedMIC): the partner did not receive the content that was sent"
+            return
+        }
+        closed.state = .acknowledged
+        closed.error = nil
+        var security = closed.security ?? MessageSecurity()
+        security.receipt = MessageSecurity.SignedReceipt(signedBy: signer, mic: returned, receivedAt: report.receivedAt, transferId: report.id)
+        closed.security = security
     }
 
     /// Whether every recipient of `outbound` has a line saying its server has the message.

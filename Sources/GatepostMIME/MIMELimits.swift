@@ -40,6 +40,8 @@ public enum MIMEError: Error, Sendable, Hashable, CustomStringConvertible {
         case depth = "multipart nesting depth"
         case parts = "part count"
         case messageSize = "message size"
+        /// A body line, where lines are read whole (a signed part's raw bytes).
+        case lineLength = "line length"
     }
 
     case limitExceeded(Limit)

@@ -179,6 +179,47 @@ public enum MessageComposer {
         return headerBytes(head) + Array("\r\n".utf8) + base64Lines(Array(text.utf8))
     }
 
+    /// A multipart/signed entity (RFC 1847, RFC 5751 section 3.5) around a signed MIME entity
+    /// (the bytes that were signed, which go between `head` and `tail` unchanged) and its
+    /// detached signature, base64. `micalg` names the digest.
+    public static func signedEntity(signature: [UInt8], micalg: String) -> (head: [UInt8], tail: [UInt8]) {
+        let boundary = makeBoundary()
+        var head = Array("Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; micalg=\(micalg);\r\n boundary=\"\(boundary)\"\r\n\r\n".utf8)
+        head += Array("This is an S/MIME signed message.\r\n--\(boundary)\r\n".utf8)
+        var tail = Array("\r\n--\(boundary)\r\n".utf8)
+        tail += Array("Content-Type: application/pkcs7-signature; name=smime.p7s\r\nContent-Transfer-Encoding: base64\r\n".utf8)
+        tail += Array("Content-Disposition: attachment; filename=smime.p7s\r\n\r\n".utf8)
+        tail += base64Lines(signature)
+        tail += Array("--\(boundary)--\r\n".utf8)
+        return (head, tail)
+    }
+
+    /// The header of an S/MIME encrypted entity (RFC 5751 section 3.3); its body is the CMS
+    /// structure, base64 (``writeBase64(file:write:)``).
+    public static func encryptedEntityHeader(smimeType: String) -> [UInt8] {
+        Array(("Content-Type: application/pkcs7-mime; smime-type=\(smimeType); name=smime.p7m\r\n"
+            + "Content-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=smime.p7m\r\n\r\n").utf8)
+    }
+
+    /// A file's bytes as they are.
+    public static func writeFile(_ path: String, write: (UnsafeRawBufferPointer) throws -> Void) throws {
+        guard let handle = FileHandle(forReadingAtPath: path) else { throw MessageCompositionError.unreadableFile(path) }
+        defer { try? handle.close() }
+        while let chunk = try handle.read(upToCount: 256 << 10), !chunk.isEmpty {
+            try chunk.withUnsafeBytes(write)
+        }
+    }
+
+    /// A file's bytes in base64, 76-character lines.
+    public static func writeBase64(file path: String, write: (UnsafeRawBufferPointer) throws -> Void) throws {
+        guard let handle = FileHandle(forReadingAtPath: path) else { throw MessageCompositionError.unreadableFile(path) }
+        defer { try? handle.close() }
+        // 57 bytes make one 76-character line.
+        while let chunk = try handle.read(upToCount: 57 * 1149), !chunk.isEmpty {
+            try base64Lines(Array(chunk)).withUnsafeBytes(write)
+        }
+    }
+
     /// A fresh boundary that cannot occur in base64 or quoted-printable text ("=_" and ".").
     public static func makeBoundary() -> String {
         "=_gatepost." + UUID().uuidString.lowercased()
@@ -244,11 +285,13 @@ public struct DispositionNotification: Sendable {
     public var humanReadableText: String
     /// The original message's header block, returned as text/rfc822-headers; nil to leave it out.
     public var originalHeader: [UInt8]?
+    /// A signed receipt's `Received-Content-MIC` (RFC 3335): "<base64>, <algorithm>".
+    public var receivedContentMIC: String?
 
     public init(
         reportingUA: String, originalRecipient: String?, finalRecipient: MailAddress, originalMessageID: String?,
         type: DispositionType = .processed, isError: Bool = false, errorText: String? = nil,
-        humanReadableText: String, originalHeader: [UInt8]?
+        humanReadableText: String, originalHeader: [UInt8]?, receivedContentMIC: String? = nil
     ) {
         self.reportingUA = reportingUA
         self.originalRecipient = originalRecipient
@@ -259,6 +302,7 @@ public struct DispositionNotification: Sendable {
         self.errorText = errorText
         self.humanReadableText = humanReadableText
         self.originalHeader = originalHeader
+        self.receivedContentMIC = receivedContentMIC
     }
 
     /// `automatic-action/MDN-sent-automatically; processed` (or `processed/error`).
@@ -269,11 +313,16 @@ public struct DispositionNotification: Sendable {
     /// The whole message, header included. Every field from the original passes through
     /// ``OutgoingHeader`` or ``MailAddress``; nothing received reaches a header line raw.
     public func compose(header: MessageComposer.Fields) -> [UInt8] {
-        let boundary = MessageComposer.makeBoundary()
         var head = header
         head.append(("MIME-Version", "1.0"))
-        head.append(("Content-Type", "multipart/report; report-type=disposition-notification;\r\n boundary=\"\(boundary)\""))
-        var out = MessageComposer.headerBytes(head) + Array("\r\n".utf8)
+        return MessageComposer.headerBytes(head) + entity()
+    }
+
+    /// The multipart/report as a MIME entity (its Content-Type field, a blank line, its body):
+    /// what a signed receipt signs.
+    public func entity() -> [UInt8] {
+        let boundary = MessageComposer.makeBoundary()
+        var out = Array("Content-Type: multipart/report; report-type=disposition-notification;\r\n boundary=\"\(boundary)\"\r\n\r\n".utf8)
         out += Array("This is an RFC 8098 message disposition notification.\r\n".utf8)
         out += Array("--\(boundary)\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n".utf8)
         out += MessageComposer.base64Lines(Array(humanReadableText.utf8))
@@ -289,6 +338,9 @@ public struct DispositionNotification: Sendable {
         fields.append(("Disposition", disposition))
         if isError, let errorText {
             fields.append(("Error", OutgoingHeader.unstructured(errorText)))
+        }
+        if let receivedContentMIC {
+            fields.append(("Received-Content-MIC", OutgoingHeader.unstructured(receivedContentMIC)))
         }
         out += MessageComposer.headerBytes(fields)
         if let originalHeader {

@@ -96,6 +96,24 @@ public enum CMS {
     /// A detached signature (DER SignedData without content) over the bytes in `content`, by
     /// `identity`, with `digest` ("sha256", "sha1", ...), its chain included.
     public static func signDetached(content: String, identity: SMIMEIdentity, digest: String) throws(SMIMEError) -> [UInt8] {
+        try withFileBIOs(input: content, output: nil) { data, _ throws(SMIMEError) in
+            try sign(data, identity: identity, digest: digest)
+        }
+    }
+
+    /// A detached signature over `bytes` (a receipt: small).
+    public static func signDetached(bytes: [UInt8], identity: SMIMEIdentity, digest: String) throws(SMIMEError) -> [UInt8] {
+        OpenSSLErrors.clear()
+        // BIO_new_mem_buf does not copy: the BIO lives only while the bytes are borrowed.
+        let signed: Result<[UInt8], SMIMEError> = bytes.withUnsafeBytes { buffer in
+            guard let readOnly = BIO_new_mem_buf(buffer.baseAddress, Int32(buffer.count)) else { return .failure(.operationFailed("out of memory")) }
+            defer { BIO_free(readOnly) }
+            return Result { () throws(SMIMEError) in try sign(readOnly, identity: identity, digest: digest) }
+        }
+        return try signed.get()
+    }
+
+    private static func sign(_ data: OpaquePointer, identity: SMIMEIdentity, digest: String) throws(SMIMEError) -> [UInt8] {
         OpenSSLErrors.clear()
         guard let algorithm = EVP_get_digestbyname(digest) else { throw .operationFailed("unknown digest \(digest)") }
         let chain = try stack(identity.chain)
@@ -108,16 +126,14 @@ public enum CMS {
         guard CMS_add1_signer(cms, identity.certificate.x509, identity.key, algorithm, UInt32(CMS_BINARY)) != nil else {
             throw .operationFailed("cannot sign with \(identity.certificate.subject): \(OpenSSLErrors.text(OpenSSLErrors.drain(), fallback: "no signer"))")
         }
-        return try withFileBIOs(input: content, output: nil) { data, _ throws(SMIMEError) in
-            guard CMS_final(cms, data, nil, flags) == 1, let out = BIO_new(BIO_s_mem()) else {
-                throw .operationFailed("cannot sign: \(OpenSSLErrors.text(OpenSSLErrors.drain(), fallback: "CMS_final failed"))")
-            }
-            defer { BIO_free(out) }
-            guard i2d_CMS_bio(out, cms) == 1 else {
-                throw .operationFailed("cannot encode the signature: \(OpenSSLErrors.text(OpenSSLErrors.drain(), fallback: "i2d_CMS_bio failed"))")
-            }
-            return MemoryBIO.bytes(out)
+        guard CMS_final(cms, data, nil, flags) == 1, let out = BIO_new(BIO_s_mem()) else {
+            throw .operationFailed("cannot sign: \(OpenSSLErrors.text(OpenSSLErrors.drain(), fallback: "CMS_final failed"))")
         }
+        defer { BIO_free(out) }
+        guard i2d_CMS_bio(out, cms) == 1 else {
+            throw .operationFailed("cannot encode the signature: \(OpenSSLErrors.text(OpenSSLErrors.drain(), fallback: "i2d_CMS_bio failed"))")
+        }
+        return MemoryBIO.bytes(out)
     }
 
     /// Encrypts the bytes in `content` for `recipients` with `cipher` ("aes-256-cbc",

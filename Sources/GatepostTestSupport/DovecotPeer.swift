@@ -176,6 +176,15 @@ public final class DovecotPeer: Sendable {
         try Self.chownTree(maildir, uid: info.mailUid, gid: info.mailGid)
     }
 
+    /// Moves the message file at `path` (on the same file system) into `user`'s mailbox: a
+    /// large message another tool wrote, never read into memory.
+    public func moveMessage(user: String, from path: String) throws {
+        guard let maildir = info.maildirs[user] else { throw PeerError.scriptFailed("moveMessage", status: 1, output: "no user \(user)") }
+        let destination = maildir + "/" + "\(Int(Date().timeIntervalSince1970)).\(UUID().uuidString.prefix(12)).gatepost-test"
+        guard rename(path, destination) == 0 else { throw PeerError.scriptFailed("moveMessage", status: errno, output: "cannot move \(path)") }
+        try Self.chownTree(maildir, uid: info.mailUid, gid: info.mailGid)
+    }
+
     /// What `make-large-message.py` wrote.
     public struct LargeMessage: Decodable, Sendable {
         public var fileName: String

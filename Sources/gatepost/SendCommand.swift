@@ -13,7 +13,9 @@ struct SendCommand: AsyncParsableCommand {
         The file goes as multipart/mixed with one base64 attachment and a Disposition-Notification-To \
         request; it is recorded as an outbound transfer (direction out) and queued in the outbox in one \
         transaction, then sent at once. A temporary failure leaves it queued for the next poll or `run`. \
-        The partner's MDN, when a poll retrieves it, marks the transfer acknowledged.
+        The partner's MDN, when a poll retrieves it, marks the transfer acknowledged. With --sign and/or \
+        --encrypt (S/MIME, the site's smime: block) a signed receipt is asked for, and only one signed by \
+        the partner whose Received-Content-MIC matches what was sent acknowledges the transfer.
         """
     )
 
@@ -24,6 +26,8 @@ struct SendCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Recipient address (repeat for several).", valueName: "address")) var to: [String]
     @Option(name: .long, help: "The application the file comes from (recorded).") var application: String?
     @Option(name: .long, help: "Subject (default: File NAME).") var subject: String?
+    @Flag(inversion: .prefixedNo, help: "S/MIME-sign with the site's smime key (default: the site's smime.sign).") var sign: Bool?
+    @Flag(inversion: .prefixedNo, help: "S/MIME-encrypt for the site's smime partner_certificates (default: smime.encrypt).") var encrypt: Bool?
 
     func run() async throws {
         options.bootstrapLogging()
@@ -50,7 +54,8 @@ struct SendCommand: AsyncParsableCommand {
         let record: TransferRecord
         do {
             record = try await OutboundTransfer.queue(
-                file: file, to: recipients, site: remote, application: application, subject: subject, spool: spool, catalog: catalog
+                file: file, to: recipients, site: remote, application: application, subject: subject, sign: sign, encrypt: encrypt,
+                spool: spool, catalog: catalog
             )
         } catch let failure as OutboundTransfer.Failure {
             throw fail(.configuration(failure.description))

@@ -56,7 +56,7 @@ import Testing
         )
         #expect(decision == .refused(reason: "Disposition-Notification-To names 1500 addresses (at most 5 are acknowledged)"))
         let five = (1...5).map { "r\($0)@partner.example" }.joined(separator: ", ")
-        guard case .send(let to, _, _) = AcknowledgmentPolicy.decide(
+        guard case .send(let to, _, _, _) = AcknowledgmentPolicy.decide(
             record: Self.record, header: Self.header([("Disposition-Notification-To", five)]), site: trusting
         ) else {
             Issue.record("five addresses are acknowledged")
@@ -103,13 +103,14 @@ import Testing
             ("Content-Type", "multipart/report; report-type=disposition-notification; boundary=x"),
         ])
         #expect(AcknowledgmentPolicy.decide(record: keptWhole, header: reportHeader, site: site) == .notRequested)
-        // An option marked required that Gatepost does not implement: no MDN (RFC 8098 2.2).
+        // A required signed receipt the site cannot sign (no smime key): an MDN with an error
+        // disposition saying so, not silence.
         let signed = Self.header([
             ("Return-Path", "<a@p.example>"), ("Disposition-Notification-To", "a@p.example"),
             ("Disposition-Notification-Options", "signed-receipt-protocol=required,pkcs7-signature; signed-receipt-micalg=optional,sha-256"),
         ])
-        guard case .refused(let why) = AcknowledgmentPolicy.decide(record: Self.record, header: signed, site: site) else {
-            Issue.record("answered a request for a signed receipt")
+        guard case .send(_, _, _, .cannotMeet(let why)) = AcknowledgmentPolicy.decide(record: Self.record, header: signed, site: site) else {
+            Issue.record("a required signed receipt that cannot be given is not said so")
             return
         }
         #expect(why.contains("signed-receipt-protocol"))

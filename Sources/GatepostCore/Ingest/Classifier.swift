@@ -68,8 +68,14 @@ public enum Classifier {
         "text/rfc822-headers", "message/rfc822", "message/global", "message/global-headers", "message/rfc822-headers",
     ]
 
-    /// - Parameter parts: the parser's parts, in order (index 0 is the message).
-    public static func classify(_ parts: [MIMEPart], options: ClassificationOptions = ClassificationOptions()) -> Classification {
+    /// - Parameters:
+    ///   - parts: the parser's parts, in order (index 0 is the message, or the content an S/MIME
+    ///     layer held).
+    ///   - messageHeader: the message's own header when `parts` are an S/MIME layer's content
+    ///     (whether it is an automatic message is said there).
+    public static func classify(
+        _ parts: [MIMEPart], options: ClassificationOptions = ClassificationOptions(), messageHeader: MessageHeader? = nil
+    ) -> Classification {
         guard let top = parts.first else { return Classification(messageClass: .recover, reason: "no message header") }
         var walk = StructureWalk(parts: parts)
         // A signature is the envelope, not a file: what was signed is classified as if unsigned.
@@ -98,7 +104,7 @@ public enum Classifier {
         }
 
         walk.visit(root.index, as: .body)
-        let automatic = isAutomatic(top.header)
+        let automatic = isAutomatic(messageHeader ?? top.header)
 
         switch walk.files.count {
         case 1:

@@ -1,4 +1,5 @@
 import Crypto
+import Foundation
 import GatepostWire
 import Synchronization
 import GatepostMIME
@@ -294,6 +295,20 @@ final class RawMessageScratch {
 
     /// The size of the message so far.
     var messageSize: Int64 { size }
+
+    /// The current message's bytes, in chunks (S/MIME reads a signed part's raw bytes again).
+    func read(_ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        guard let spill else {
+            try memory.withUnsafeBytes(body)
+            return
+        }
+        try spill.flush()
+        guard let handle = FileHandle(forReadingAtPath: path) else { throw SpoolError("open", path: path, errno: errno) }
+        defer { try? handle.close() }
+        while let chunk = try handle.read(upToCount: 256 << 10), !chunk.isEmpty {
+            try chunk.withUnsafeBytes(body)
+        }
+    }
 
     /// The hex SHA-256 of the current message, once it is complete.
     func sha256() -> String {

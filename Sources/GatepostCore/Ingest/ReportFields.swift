@@ -12,6 +12,8 @@ public struct ReportFields: Sendable, Hashable {
     public var disposition: String?
     /// Every recipient the report speaks of, in order.
     public var recipients: [RecipientReport] = []
+    /// A signed receipt's `Received-Content-MIC` (RFC 3335): "<base64>, <algorithm>".
+    public var receivedContentMIC: String?
 
     /// `text` is the report part: header-like blocks separated by blank lines.
     public static func parse(_ bytes: [UInt8]) -> ReportFields {
@@ -42,6 +44,9 @@ public struct ReportFields: Sendable, Hashable {
             }
             if fields.finalRecipient == nil, let recipient = header["Final-Recipient"] {
                 fields.finalRecipient = Self.address(recipient)
+            }
+            if fields.receivedContentMIC == nil, let mic = header["Received-Content-MIC"] {
+                fields.receivedContentMIC = mic.trimmingASCIIWhitespace()
             }
             if fields.disposition == nil, let disposition = header["Disposition"] {
                 fields.disposition = disposition

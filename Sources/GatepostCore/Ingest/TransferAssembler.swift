@@ -51,9 +51,13 @@ enum TransferAssembler {
         id: String,
         uidl: String?,
         filePrefix: String,
-        duplicateOf duplicate: String?
+        duplicateOf duplicate: String?,
+        secured: SecureContent.Outcome? = nil
     ) throws -> Assembled {
         let header = result.parts.first?.header ?? MessageHeader()
+        // What is classified and kept: the message, or what its S/MIME layers held.
+        let source = secured?.content ?? result
+        let created = result.createdFiles + (secured?.files ?? [])
         var record = TransferRecord(
             id: id,
             type: .xfer,
@@ -74,25 +78,34 @@ enum TransferAssembler {
             classification = Classification(messageClass: .recover, reason: duplicate)
         } else if let error = result.parseError {
             classification = Classification(messageClass: .recover, reason: error.description)
+        } else if let failure = secured?.failure {
+            classification = Classification(messageClass: .recover, reason: failure)
+        } else if let error = source.parseError {
+            classification = Classification(messageClass: .recover, reason: "its S/MIME content: \(error.description)")
         } else {
-            classification = Classifier.classify(result.parts, options: site.classification)
+            var options = site.classification
+            // What an S/MIME envelope holds is a MIME entity, not a message: one that is a
+            // single file (an EDI interchange, as AS1 sends) is that file.
+            if secured?.content != nil { options.bareFileIsTransfer = true }
+            classification = Classifier.classify(source.parts, options: options, messageHeader: header)
         }
         record.classification = classification.reason
-        record.signature = classification.signature
+        record.signature = secured?.signature ?? classification.signature
+        record.security = secured?.security
 
         var files = FileSet(filePrefix: filePrefix)
         do {
             switch classification.messageClass {
             case .transfer(let file, let text):
-                guard let attachment = result.bodies[file] else {
+                guard let attachment = source.bodies[file] else {
                     let assembled = try keepWhole(result, record: record, reason: "attachment body missing", files: &files)
-                    files.removeUnkept(result.createdFiles)
+                    files.removeUnkept(created)
                     return assembled
                 }
-                let name = SafeFileName.make(Classifier.proposedFileName(for: result.parts[file]))
+                let name = SafeFileName.make(Classifier.proposedFileName(for: source.parts[file]))
                 let main = files.keep(attachment, suffix: "", name: name)
-                if let text, let body = result.bodies[text] {
-                    let converted = try files.utf8(body, part: result.parts[text])
+                if let text, let body = source.bodies[text] {
+                    let converted = try files.utf8(body, part: source.parts[text])
                     // A text that fits in memory goes into the record, unless it holds a NUL
                     // byte, which a catalog TEXT column would cut it at.
                     if case .memory(let bytes) = converted.storage, !bytes.contains(0) {
@@ -106,15 +119,15 @@ enum TransferAssembler {
                 record.size = main.size
                 record.sha256 = main.sha256
             case .transfers(let attached, let text):
-                guard let first = attached.first, attached.allSatisfy({ result.bodies[$0] != nil }) else {
+                guard let first = attached.first, attached.allSatisfy({ source.bodies[$0] != nil }) else {
                     let assembled = try keepWhole(result, record: record, reason: "attachment body missing", files: &files)
-                    files.removeUnkept(result.createdFiles)
+                    files.removeUnkept(created)
                     return assembled
                 }
                 var siblings: [Sibling] = []
                 for (number, file) in attached.enumerated() {
-                    guard let body = result.bodies[file] else { continue }
-                    let name = SafeFileName.make(Classifier.proposedFileName(for: result.parts[file]))
+                    guard let body = source.bodies[file] else { continue }
+                    let name = SafeFileName.make(Classifier.proposedFileName(for: source.parts[file]))
                     if file == first {
                         let main = files.keep(body, suffix: "", name: name)
                         record.fileName = name
@@ -132,8 +145,8 @@ enum TransferAssembler {
                     sibling.classification = "file \(number + 1) of \(attached.count) of one message (classify.split_attachments); the first is transfer \(record.id)"
                     siblings.append(Sibling(record: sibling, files: [files.keepElsewhere(body, name: name)]))
                 }
-                if let text, let body = result.bodies[text] {
-                    let converted = try files.utf8(body, part: result.parts[text])
+                if let text, let body = source.bodies[text] {
+                    let converted = try files.utf8(body, part: source.parts[text])
                     if case .memory(let bytes) = converted.storage, !bytes.contains(0) {
                         record.messageText = String(decoding: bytes, as: UTF8.self)
                         for index in siblings.indices { siblings[index].record.messageText = record.messageText }
@@ -142,26 +155,26 @@ enum TransferAssembler {
                     }
                 }
                 record.type = .xfer
-                files.removeUnkept(result.createdFiles)
+                files.removeUnkept(created)
                 return Assembled(record: record, files: files.kept, siblings: siblings)
             case .message(let text, let html, let resources):
-                guard let original = result.bodies[text] else {
+                guard let original = source.bodies[text] else {
                     let assembled = try keepWhole(result, record: record, reason: "text body missing", files: &files)
-                    files.removeUnkept(result.createdFiles)
+                    files.removeUnkept(created)
                     return assembled
                 }
                 // What MSG keeps is for people and applications to read: UTF-8, whatever was sent.
-                let textPart = result.parts[text]
+                let textPart = source.parts[text]
                 let main = files.keep(
                     try files.utf8(original, part: textPart), suffix: "", name: textPart.contentType.subtype == "html" ? htmlFileName : textFileName
                 )
-                if let html, let body = result.bodies[html] {
-                    _ = files.keep(try files.utf8(body, part: result.parts[html]), suffix: ".html", name: htmlFileName)
+                if let html, let body = source.bodies[html] {
+                    _ = files.keep(try files.utf8(body, part: source.parts[html]), suffix: ".html", name: htmlFileName)
                 }
                 // What the HTML shows inline (images): kept as sent, nothing the partner sent lost.
                 for (number, resource) in resources.enumerated() {
-                    guard let body = result.bodies[resource] else { continue }
-                    let part = result.parts[resource]
+                    guard let body = source.bodies[resource] else { continue }
+                    let part = source.parts[resource]
                     let name = SafeFileName.make(part.fileName ?? Classifier.proposedFileName(for: part))
                     _ = files.keep(body, suffix: ".inline-\(number + 1)", name: name)
                 }
@@ -172,11 +185,11 @@ enum TransferAssembler {
             case .report(let report, let returned):
                 record.type = .eerp
                 record.ack = .none  // RFC 8098 section 2.1: never acknowledge a report.
-                guard let report, let body = result.bodies[report] else {
+                guard let report, let body = source.bodies[report] else {
                     var assembled = try keepWhole(result, record: record, reason: nil, files: &files)
                     assembled.record.type = .eerp
                     assembled.record.fileName = nil
-                    files.removeUnkept(result.createdFiles)
+                    files.removeUnkept(created)
                     return assembled
                 }
                 let main = files.keep(body, suffix: "", name: reportFileName)
@@ -184,9 +197,14 @@ enum TransferAssembler {
                 // A DSN names the message only in what it returns of it; an MDN may leave its
                 // Original-Message-ID out too (RFC 8098 section 3.2.5: SHOULD).
                 record.originalMessageId = try fields.originalMessageID ?? returned.flatMap { index in
-                    try result.bodies[index].flatMap { try ReportFields.returnedMessageID($0.bytes(limit: 256 * 1024)) }
+                    try source.bodies[index].flatMap { try ReportFields.returnedMessageID($0.bytes(limit: 256 * 1024)) }
                 }
                 record.originalEnvelopeId = fields.originalEnvelopeID
+                if let mic = fields.receivedContentMIC {
+                    var security = record.security ?? MessageSecurity()
+                    security.receivedContentMIC = mic
+                    record.security = security
+                }
                 record.disposition = fields.disposition
                 record.recipientReports = fields.recipients
                 if let recipient = fields.finalRecipient { record.recipients = [recipient] }
@@ -198,14 +216,14 @@ enum TransferAssembler {
                     assembled.record.fileName = TransferRecord.duplicateFileName
                     assembled.record.error = duplicate
                 }
-                files.removeUnkept(result.createdFiles)
+                files.removeUnkept(created)
                 return assembled
             }
         } catch {
             files.removeWritten()
             throw error
         }
-        files.removeUnkept(result.createdFiles)
+        files.removeUnkept(created)
         return Assembled(record: record, files: files.kept)
     }
 

@@ -1,13 +1,14 @@
 import Foundation
 import GatepostCatalog
 import GatepostMIME
+import GatepostSMIME
 
 /// Whether a received message gets an RFC 8098 MDN, and to whom.
 public enum AcknowledgmentDecision: Sendable, Equatable {
     case notRequested
     /// `finalRecipient` is the site's mailbox (``RemoteSite/POP3/address``, else its user name
     /// when that is an address, else `from`): what the site knows, never a header the sender wrote.
-    case send(to: [MailAddress], from: MailAddress, finalRecipient: MailAddress)
+    case send(to: [MailAddress], from: MailAddress, finalRecipient: MailAddress, receipt: ReceiptForm = .unsigned)
     /// Requested, but not sent automatically; `reason` goes to the log and the record's state
     /// says `failed`.
     case refused(reason: String)
@@ -47,20 +48,81 @@ public enum AcknowledgmentPolicy {
                 return .refused(reason: "Disposition-Notification-To differs from Return-Path <\(returnPath)> (RFC 8098 section 2.1)")
             }
         }
-        // RFC 8098 section 2.2: an option marked `required` that we do not implement (a signed
-        // receipt, say) means no MDN rather than one the sender cannot use.
-        if let options = header["Disposition-Notification-Options"] {
-            let required = options.split(separator: ";").compactMap { option -> String? in
-                let pair = option.split(separator: "=", maxSplits: 1)
-                guard pair.count == 2, pair[1].trimmingCharacters(in: .whitespaces).lowercased().hasPrefix("required") else { return nil }
-                return pair[0].trimmingCharacters(in: .whitespaces)
-            }
-            if !required.isEmpty {
-                return .refused(reason: "Disposition-Notification-Options requires \(required.joined(separator: ", ")), which Gatepost does not implement")
+        let mailbox = site.pop3.address.flatMap { try? MailAddress($0) } ?? (try? MailAddress(site.pop3.user))
+        return .send(to: recipients, from: from, finalRecipient: mailbox ?? from, receipt: receiptForm(header: header, site: site))
+    }
+
+    /// A signed receipt when the sender asks for one we can give (RFC 3335: pkcs7-signature,
+    /// a digest we compute, and the site has our key); an MDN saying which required option
+    /// cannot be met (processed/error, RFC 8098 section 3.2.6.3) rather than silence; else
+    /// an unsigned MDN (an optional option may be ignored).
+    public static func receiptForm(header: MessageHeader, site: RemoteSite) -> ReceiptForm {
+        let options = DispositionNotificationOptions.parse(header["Disposition-Notification-Options"] ?? "")
+        var unmet: [String] = []
+        for option in options where option.required && !DispositionNotificationOptions.signedReceiptOptions.contains(option.name) {
+            unmet.append("\(option.name) (not implemented)")
+        }
+        var form = ReceiptForm.unsigned
+        let protocolOption = options.first { $0.name == "signed-receipt-protocol" }
+        let micalgOption = options.first { $0.name == "signed-receipt-micalg" }
+        if let protocolOption {
+            let algorithm = micalgOption.flatMap { option in
+                option.values.lazy.compactMap { name in MICAlgorithm(name: name).map { ($0, name.lowercased()) } }.first
+            } ?? (micalgOption == nil ? (MICAlgorithm.sha256, "sha-256") : nil)
+            if !protocolOption.values.contains(where: { $0.lowercased() == "pkcs7-signature" }) {
+                if protocolOption.required { unmet.append("signed-receipt-protocol \(protocolOption.values.joined(separator: ", ")) (Gatepost signs with pkcs7-signature)") }
+            } else if site.smime?.key == nil {
+                if protocolOption.required { unmet.append("signed-receipt-protocol (the site has no smime key to sign with)") }
+            } else if let algorithm {
+                form = .signed(algorithm.0, name: algorithm.1)
+            } else if protocolOption.required || micalgOption?.required == true {
+                unmet.append("signed-receipt-micalg \(micalgOption?.values.joined(separator: ", ") ?? "") (Gatepost computes \(MICAlgorithm.allCases.map(\.rawValue).joined(separator: ", ")))")
             }
         }
-        let mailbox = site.pop3.address.flatMap { try? MailAddress($0) } ?? (try? MailAddress(site.pop3.user))
-        return .send(to: recipients, from: from, finalRecipient: mailbox ?? from)
+        return unmet.isEmpty ? form : .cannotMeet("required options not supported: " + unmet.joined(separator: "; "))
+    }
+
+    /// The digest the sender asks a signed receipt's MIC for, when a signed receipt will be given:
+    /// computed over the content while it is received.
+    public static func receiptMIC(header: MessageHeader, site: RemoteSite) -> (algorithm: MICAlgorithm, name: String)? {
+        guard header["Disposition-Notification-To"] != nil, case .signed(let algorithm, let name) = receiptForm(header: header, site: site) else { return nil }
+        return (algorithm, name)
+    }
+}
+
+/// What kind of MDN answers a message, by its Disposition-Notification-Options.
+public enum ReceiptForm: Sendable, Equatable {
+    var unmetReason: String? {
+        if case .cannotMeet(let reason) = self { return reason }
+        return nil
+    }
+
+    case unsigned
+    /// multipart/signed with a Received-Content-MIC of this digest (named as the sender did).
+    case signed(MICAlgorithm, name: String)
+    /// An MDN with an error disposition saying what cannot be met.
+    case cannotMeet(String)
+}
+
+/// RFC 8098 section 2.2 (and RFC 3335 for signed receipts): `name=importance, value, value; ...`.
+public enum DispositionNotificationOptions {
+    public struct Option: Sendable, Equatable {
+        public var name: String
+        public var required: Bool
+        public var values: [String]
+    }
+
+    static let signedReceiptOptions: Set<String> = ["signed-receipt-protocol", "signed-receipt-micalg"]
+
+    public static func parse(_ field: String) -> [Option] {
+        field.split(separator: ";").compactMap { item in
+            let pair = item.split(separator: "=", maxSplits: 1)
+            guard pair.count == 2 else { return nil }
+            let name = pair[0].trimmingCharacters(in: .whitespaces).lowercased()
+            let values = pair[1].split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            guard let importance = values.first?.lowercased(), !name.isEmpty else { return nil }
+            return Option(name: name, required: importance == "required", values: Array(values.dropFirst()).filter { !$0.isEmpty })
+        }
     }
 }
 
@@ -76,7 +138,8 @@ public enum AcknowledgmentWriter {
 
     public static func write(
         for record: TransferRecord, header: MessageHeader, to recipients: [MailAddress], from: MailAddress,
-        finalRecipient: MailAddress? = nil, spool: Spool, now: Date = Date()
+        finalRecipient: MailAddress? = nil, receipt: ReceiptForm = .unsigned, identity: SMIMEIdentity? = nil,
+        spool: Spool, now: Date = Date()
     ) throws -> OutboxEntry {
         let id = TransferRecord.newID(at: now)
         let domain = from.address.split(separator: "@").last.map(String.init) ?? "gatepost.invalid"
@@ -91,15 +154,18 @@ public enum AcknowledgmentWriter {
             header[name].map { (name, OutgoingHeader.unstructured($0)) }
         }
         let original = MessageComposer.headerBytes(returned)
-        let notification = DispositionNotification(
+        var errors: [String] = []
+        if failed { errors.append(record.error ?? "kept for an operator") }
+        if case .cannotMeet(let reason) = receipt { errors.append(reason) }
+        var notification = DispositionNotification(
             reportingUA: reportingUA(for: from),
             originalRecipient: header["Original-Recipient"],
             finalRecipient: finalRecipient ?? from,
             originalMessageID: record.messageId,
             type: .processed,
-            isError: failed,
-            errorText: failed ? record.error : nil,
-            humanReadableText: human + "\r\n",
+            isError: !errors.isEmpty,
+            errorText: errors.isEmpty ? nil : errors.joined(separator: "; "),
+            humanReadableText: human + (receipt.unmetReason.map { "\r\n\r\nThe receipt you asked for cannot be given: \($0)." } ?? "") + "\r\n",
             originalHeader: original.isEmpty ? nil : original
         )
         var fields: MessageComposer.Fields = [
@@ -115,7 +181,18 @@ public enum AcknowledgmentWriter {
             fields.append(("In-Reply-To", original))
             fields.append(("References", original))
         }
-        let bytes = notification.compose(header: fields)
+        let bytes: [UInt8]
+        if case .signed(let algorithm, let name) = receipt, let identity {
+            // A signed receipt (RFC 3335): the report, with the MIC of what was received, signed.
+            notification.receivedContentMIC = record.security?.mic
+            let entity = notification.entity()
+            let signature = try CMS.signDetached(bytes: entity, identity: identity, digest: algorithm.openSSLName)
+            fields.append(("MIME-Version", "1.0"))
+            let signed = MessageComposer.signedEntity(signature: signature, micalg: name)
+            bytes = MessageComposer.headerBytes(fields) + signed.head + entity + signed.tail
+        } else {
+            bytes = notification.compose(header: fields)
+        }
         let written = try spool.writeOutgoing(name: id + ".eml") { write in
             try bytes.withUnsafeBytes { try write($0) }
         }

@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import GatepostCatalog
 import GatepostMIME
+import GatepostSMIME
 import GatepostSMTP
 import GatepostWire
 import Logging
@@ -255,33 +256,60 @@ func uncancellable<T: Sendable>(_ operation: @escaping @Sendable () async throws
 /// `gatepost send`: one file to a partner as multipart/mixed with a Disposition-Notification-To
 /// request, recorded as an outbound transfer and queued in the outbox.
 public enum OutboundTransfer {
+    /// The site's S/MIME keys, checked for what sending needs: our key to sign, the partner's
+    /// certificates to encrypt for.
+    static func credentials(site: RemoteSite, sign: Bool, encrypt: Bool) throws -> SMIMECredentials {
+        guard let settings = site.smime else {
+            throw Failure.smime(site: site.name, "signing or encrypting needs an smime: block (key, certificate, partner_certificates)")
+        }
+        let credentials: SMIMECredentials
+        do {
+            credentials = try SMIMECredentials.load(settings, site: site.name)
+        } catch {
+            throw Failure.smime(site: site.name, "\(error)")
+        }
+        if sign, credentials.identity == nil { throw Failure.smime(site: site.name, "signing needs smime key and certificate (or pkcs12)") }
+        if encrypt, credentials.partnerCertificates.isEmpty {
+            throw Failure.smime(site: site.name, "encrypting needs smime partner_certificates (the partner's certificate)")
+        }
+        return credentials
+    }
+
     public enum Failure: Error, CustomStringConvertible {
         case noSMTP(site: String)
         case noFromAddress(site: String)
         case unreadable(String)
+        case smime(site: String, String)
 
         public var description: String {
             switch self {
             case .noSMTP(let site): "site \(site) has no smtp: settings; add host, port, security and from"
             case .noFromAddress(let site): "site \(site) has no smtp: from: address to send as"
             case .unreadable(let path): "cannot read \(path)"
+            case .smime(let site, let problem): "site \(site): \(problem)"
             }
         }
     }
 
+    /// - Parameters:
+    ///   - sign: S/MIME-sign the message (nil: the site's `smime.sign`).
+    ///   - encrypt: S/MIME-encrypt it for the partner's certificates (nil: `smime.encrypt`).
     public static func queue(
         file path: String, to recipients: [MailAddress], site: RemoteSite, application: String?, subject: String?,
-        spool: Spool, catalog: any Catalog, now: Date = Date()
+        sign: Bool? = nil, encrypt: Bool? = nil, spool: Spool, catalog: any Catalog, now: Date = Date()
     ) async throws -> TransferRecord {
         guard let smtp = site.smtp else { throw Failure.noSMTP(site: site.name) }
         guard let fromText = smtp.from, let from = try? MailAddress(fromText) else { throw Failure.noFromAddress(site: site.name) }
         guard FileManager.default.isReadableFile(atPath: path) else { throw Failure.unreadable(path) }
+        let signing = sign ?? site.smime?.sign ?? false
+        let encrypting = encrypt ?? site.smime?.encrypt ?? false
+        let credentials = signing || encrypting ? try Self.credentials(site: site, sign: signing, encrypt: encrypting) : nil
         let id = TransferRecord.newID(at: now)
         let domain = from.address.split(separator: "@").last.map(String.init) ?? "gatepost.invalid"
         let messageID = "\(id)@\(domain)"
         let fileName = SafeFileName.make((path as NSString).lastPathComponent)
         let subjectText = subject ?? "File \(fileName)"
-        let header: MessageComposer.Fields = [
+        var header: MessageComposer.Fields = [
             ("From", from.address),
             ("To", recipients.map(\.address).joined(separator: ", ")),
             ("Subject", OutgoingHeader.unstructured(subjectText)),
@@ -289,25 +317,81 @@ public enum OutboundTransfer {
             ("Message-ID", "<\(messageID)>"),
             ("Disposition-Notification-To", from.address),
         ]
+        // A signed receipt is asked for when the receipt can be verified (the partner's
+        // certificates) and its MIC compared with one computed here (signed or encrypted).
+        let digest = site.smime?.digest ?? .sha256
+        let asksSignedReceipt = credentials.map { !$0.partnerCertificates.isEmpty } ?? false
+        if asksSignedReceipt {
+            header.append(("Disposition-Notification-Options", "signed-receipt-protocol=optional, pkcs7-signature; signed-receipt-micalg=optional, \(digest.rawValue)"))
+        }
         let text = "Gatepost sends \(fileName)" + (application.map { " for \($0)" } ?? "") + ".\r\nPlease acknowledge receipt.\r\n"
         // Size and SHA-256 of exactly the bytes that went into the message.
         var hasher = SHA256()
         var size: Int64 = 0
-        let written = try spool.writeOutgoing(name: id + ".eml") { write in
-            try MessageComposer.writeFileMessage(
-                header: header, text: text, filePath: path, fileName: fileName,
-                fileData: { data in
-                    hasher.update(data: data)
-                    size += Int64(data.count)
-                },
-                write: write
-            )
+        let fileData: (Data) -> Void = { data in
+            hasher.update(data: data)
+            size += Int64(data.count)
+        }
+        var security: MessageSecurity?
+        let written: (path: String, size: Int64, sha256: String)
+        if let credentials {
+            let prefix = spool.temporaryPrefix(id: id)
+            var scratch: [String] = []
+            defer { for file in scratch { unlink(file) } }
+            // The MIME entity that is signed and encrypted: the file with its text, as unsigned.
+            let entity = prefix + ".entity"
+            scratch.append(entity)
+            let entityWriter = try SpoolFileWriter(path: entity, hashing: false)
+            try MessageComposer.writeFileMessage(header: [], text: text, filePath: path, fileName: fileName, fileData: fileData) { try entityWriter.write($0) }
+            _ = try entityWriter.finish()
+            // The MIC a signed receipt returns: over what is signed, or else what is encrypted
+            // (RFC 4130 section 7.3.1's convention, which AS1 partners follow).
+            var evidence = MessageSecurity(mic: try MICHasher.mic(ofFile: entity, algorithm: digest), signedReceiptRequested: asksSignedReceipt ? true : nil)
+            var content = entity
+            if signing, let identity = credentials.identity {
+                let signature = try CMS.signDetached(content: entity, identity: identity, digest: digest.openSSLName)
+                let parts = MessageComposer.signedEntity(signature: signature, micalg: digest.rawValue)
+                content = prefix + ".signed"
+                scratch.append(content)
+                let signedWriter = try SpoolFileWriter(path: content, hashing: false)
+                try signedWriter.write(contentsOf: parts.head)
+                try MessageComposer.writeFile(entity) { try signedWriter.write($0) }
+                try signedWriter.write(contentsOf: parts.tail)
+                _ = try signedWriter.finish()
+                evidence.signedBy = identity.certificate.subject
+            }
+            var encrypted: String?
+            if encrypting {
+                let cipher = site.smime?.cipher ?? "aes-256-cbc"
+                encrypted = prefix + ".p7m"
+                scratch.append(prefix + ".p7m")
+                try CMS.encrypt(content: content, recipients: credentials.partnerCertificates, cipher: cipher, output: prefix + ".p7m")
+                evidence.encrypted = cipher
+            }
+            security = evidence
+            written = try spool.writeOutgoing(name: id + ".eml") { write in
+                try (MessageComposer.headerBytes(header + [("MIME-Version", "1.0")])).withUnsafeBytes(write)
+                if let encrypted {
+                    let smimeType = (site.smime?.cipher ?? "").hasSuffix("gcm") ? "authEnveloped-data" : "enveloped-data"
+                    try MessageComposer.encryptedEntityHeader(smimeType: smimeType).withUnsafeBytes(write)
+                    try MessageComposer.writeBase64(file: encrypted, write: write)
+                } else {
+                    try MessageComposer.writeFile(content, write: write)
+                }
+            }
+        } else {
+            written = try spool.writeOutgoing(name: id + ".eml") { write in
+                try MessageComposer.writeFileMessage(
+                    header: header, text: text, filePath: path, fileName: fileName, fileData: fileData, write: write
+                )
+            }
         }
         let sha256 = hexString(hasher.finalize())
         let record = TransferRecord(
             id: id, direction: .outbound, type: .xfer, fileName: fileName, site: site.name, application: application,
             state: .queued, messageId: messageID, sender: from.address, recipients: recipients.map(\.address),
-            subject: subjectText, size: size, sha256: sha256, path: written.path, receivedAt: now, ack: .requested
+            subject: subjectText, size: size, sha256: sha256, path: written.path, receivedAt: now, ack: .requested,
+            security: security
         )
         let entry = OutboxEntry(
             id: id, kind: .file, transferId: id, site: site.name, mailFrom: from.address,

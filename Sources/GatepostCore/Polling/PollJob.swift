@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import GatepostCatalog
 import GatepostMIME
+import GatepostSMIME
 import GatepostPOP3
 import GatepostWire
 import Logging
@@ -127,9 +128,12 @@ public struct PollJob: Sendable {
     public var logger: Logger
     /// Told after each committed batch: the site, messages and bytes received so far.
     public var progress: PollProgress?
+    /// The site's S/MIME keys and trust, loaded by the first message that needs them.
+    let smime: LazySMIMECredentials
 
     public init(site: RemoteSite, spool: Spool, catalog: any Catalog, logger: Logger) {
         self.site = site
+        smime = LazySMIMECredentials(settings: site.smime, site: site.name)
         self.spool = spool
         self.catalog = catalog
         var logger = logger
@@ -534,7 +538,23 @@ public struct PollJob: Sendable {
             }
             let result = try ingest.finish()
             let duplicate = try await duplicateOf(result, staged: staged)
-            let assembled = try TransferAssembler.assemble(result, site: site, id: id, uidl: entry.value, filePrefix: filePrefix, duplicateOf: duplicate)
+            // S/MIME layers off (decrypted, verified, the receipt's MIC computed), before the
+            // content is classified; a duplicate is kept whole as it came.
+            let header = result.parts.first?.header ?? MessageHeader()
+            let receiptMIC = AcknowledgmentPolicy.receiptMIC(header: header, site: site)
+            var secured: SecureContent.Outcome?
+            if duplicate == nil, SecureContent.applies(to: result, site: site, receiptRequested: receiptMIC != nil) {
+                secured = try SecureContent(site: site, credentials: smime.get, filePrefix: filePrefix, receiptMIC: receiptMIC).unwrap(result)
+            }
+            let assembled: TransferAssembler.Assembled
+            do {
+                assembled = try TransferAssembler.assemble(
+                    result, site: site, id: id, uidl: entry.value, filePrefix: filePrefix, duplicateOf: duplicate, secured: secured
+                )
+            } catch {
+                for path in secured?.files ?? [] { unlink(path) }
+                throw error
+            }
             keptFiles = assembled.files + assembled.siblings.flatMap(\.files)
             var record = assembled.record
             record.path = spool.transferPath(site: site.name, id: id)
@@ -639,13 +659,15 @@ public struct PollJob: Sendable {
             record.error = [record.error, "acknowledgment not sent: \(reason)"].compactMap { $0 }.joined(separator: "; ")
             logger.warning("acknowledgment requested but not sent", metadata: ["transfer": "\(record.id)", "reason": "\(reason)"])
             return nil
-        case .send(let recipients, let from, let finalRecipient):
+        case .send(let recipients, let from, let finalRecipient, let receipt):
             record.ack = .requested
+            let identity = if case .signed = receipt { try smime.get()?.identity } else { SMIMEIdentity?.none }
             // The MDN is written and fsynced: on NIO's thread pool, not the concurrency pool.
             let record = record
             return try await NIOThreadPool.singleton.runIfActive { [spool] in
                 try AcknowledgmentWriter.write(
-                    for: record, header: header, to: recipients, from: from, finalRecipient: finalRecipient, spool: spool
+                    for: record, header: header, to: recipients, from: from, finalRecipient: finalRecipient,
+                    receipt: receipt, identity: identity, spool: spool
                 )
             }
         }

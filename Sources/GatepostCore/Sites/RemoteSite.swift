@@ -205,6 +205,8 @@ public struct RemoteSite: Sendable, Hashable {
     public var expectations: [ExpectedArrival] = []
     /// `probe:`, a message sent over `smtp` to the polled mailbox on a schedule.
     public var probe: ProbeSettings?
+    /// `smime:`, S/MIME keys, trust and requirements (AS1).
+    public var smime: SMIMESettings?
 
     /// A probe's schedule: one every `every`; missing when not back through a poll within
     /// `deadline`; sent to `to` (the mailbox this site polls).
@@ -223,7 +225,7 @@ public struct RemoteSite: Sendable, Hashable {
     /// The secrets this site names that cannot be had right now, each with its reason: the
     /// site still loads, and polls fail with that reason until they are fixed.
     public var unavailableSecrets: [String] {
-        let secrets: [Secret?] = [pop3.password, pop3.oauth2?.clientSecret, smtp?.password, smtp?.oauth2?.clientSecret]
+        let secrets: [Secret?] = [pop3.password, pop3.oauth2?.clientSecret, smtp?.password, smtp?.oauth2?.clientSecret, smime?.password]
         return secrets.compactMap { $0?.problem }
     }
 
@@ -232,13 +234,19 @@ public struct RemoteSite: Sendable, Hashable {
         let secrets: [(String, Secret?)] = [
             ("pop3.password", pop3.password), ("pop3.oauth2.client_secret", pop3.oauth2?.clientSecret),
             ("smtp.password", smtp?.password), ("smtp.oauth2.client_secret", smtp?.oauth2?.clientSecret),
+            ("smime.password", smime?.password),
         ]
         return secrets.compactMap { field, secret in secret?.expires.map { (field, $0) } }
     }
 
     /// The client certificate files the site presents, by where they are in the site file.
     public var clientCertificateFiles: [(field: String, path: String)] {
-        let files: [(String, String?)] = [("pop3.tls.client_certificate", pop3.tls.clientCertificate), ("smtp.tls.client_certificate", smtp?.tls.clientCertificate)]
+        var smimeCertificate: String?
+        if case .pem(_, let certificate) = smime?.key { smimeCertificate = certificate }
+        let files: [(String, String?)] = [
+            ("pop3.tls.client_certificate", pop3.tls.clientCertificate), ("smtp.tls.client_certificate", smtp?.tls.clientCertificate),
+            ("smime.certificate", smimeCertificate),
+        ]
         return files.compactMap { field, path in path.map { (field, $0) } }
     }
 

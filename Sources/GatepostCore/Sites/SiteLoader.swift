@@ -246,7 +246,7 @@ public struct SiteLoader: Sendable {
     /// names them all, not one at a time.
     func remoteSite(_ root: ConfigMapping, defaultName: String) throws -> RemoteSite {
         let problems = ConfigProblems()
-        problems.attempt { try root.rejectUnknownKeys(["kind", "name", "description", "enabled", "pop3", "poll", "limits", "classify", "smtp", "application", "routes", "tenants", "expect", "probe"]) }
+        problems.attempt { try root.rejectUnknownKeys(["kind", "name", "description", "enabled", "pop3", "poll", "limits", "classify", "smtp", "application", "routes", "tenants", "expect", "probe", "smime"]) }
         let name = problems.attempt { try root["name"]?.nonEmptyString() }.flatMap { $0 } ?? defaultName
         problems.attempt { try Self.validateSiteName(name, node: root["name"] ?? root.owner) }
 
@@ -369,6 +369,8 @@ public struct SiteLoader: Sendable {
             guard deadline < every else { throw (map["deadline"] ?? probeNode).error("must be shorter than every (one probe out at a time)") }
             probe = RemoteSite.ProbeSettings(every: every, deadline: deadline, to: to)
         } }
+        var smime: SMIMESettings?
+        if let smimeNode = root["smime"] { problems.attempt { smime = try smimeSettings(smimeNode) } }
         try problems.finish()
 
         var site = RemoteSite(
@@ -386,6 +388,7 @@ public struct SiteLoader: Sendable {
         site.classification = classification
         site.expectations = expectations
         site.probe = probe
+        site.smime = smime
         return site
     }
 

@@ -55,7 +55,8 @@ final class SpoolFileWriter {
         if let failure { throw failure }
     }
 
-    private func flush() throws(SpoolError) {
+    /// Writes what the buffer holds, so that the file can be read while it is still open.
+    func flush() throws(SpoolError) {
         guard !buffer.isEmpty else { return }
         var failure: SpoolError?
         buffer.withUnsafeBytes { bytes in
