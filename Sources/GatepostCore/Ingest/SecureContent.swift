@@ -28,6 +28,8 @@ struct SecureContent {
         var signature: String?
         /// Every file made here (kept ones are kept by the assembler, the rest removed).
         var files: [String] = []
+        /// Memory the content's bodies hold (``HeldBodies``): released with the message's.
+        var heldBytes = 0
     }
 
     /// An encrypted message inside a signed one inside an encrypted one is as deep as AS1 goes.
@@ -96,7 +98,7 @@ struct SecureContent {
                                 verifiedSignature = true
                             } catch {
                                 security.signatureFailure = "\(error)"
-                                throw Failure("an S/MIME signed message (signed-data) whose \(error)")
+                                throw Failure("an S/MIME signed message (signed-data): \(error)")
                             }
                             outcome.signature = "S/MIME (application/pkcs7-mime signed-data), verified"
                         } else {
@@ -116,7 +118,8 @@ struct SecureContent {
                     case .other:
                         throw Failure("an S/MIME message holding \(kind), which is neither encrypted nor signed")
                     }
-                    let inner = try ingest(file: output, layer: layer)
+                    let (inner, held) = try ingest(file: output, layer: layer)
+                    outcome.heldBytes += held
                     outcome.files += inner.createdFiles
                     outcome.content = inner
                     current = inner
@@ -148,7 +151,7 @@ struct SecureContent {
                             verifiedSignature = true
                         } catch {
                             security.signatureFailure = "\(error)"
-                            throw Failure("an S/MIME signed message (multipart/signed) whose \(error)")
+                            throw Failure("an S/MIME signed message (multipart/signed): \(error)")
                         }
                         outcome.signature = "S/MIME (\(signatureType)), verified"
                     } else {
@@ -260,13 +263,12 @@ struct SecureContent {
         guard extractor.isComplete else { throw Failure("a multipart/signed message whose signed part does not end with its boundary") }
     }
 
-    /// A decrypted or signed content (a MIME entity) parsed as a message of its own.
-    private func ingest(file path: String, layer: Int) throws -> MessageIngest.Result {
+    /// A decrypted or signed content (a MIME entity) parsed as a message of its own, and the
+    /// memory its bodies hold.
+    private func ingest(file path: String, layer: Int) throws -> (MessageIngest.Result, Int) {
         let scratch = RawMessageScratch(folder: (filePrefix as NSString).deletingLastPathComponent)
         let ingest = try MessageIngest(
-            filePrefix: "\(filePrefix).layer-\(layer)", raw: scratch, limits: site.poll.limits, maxSize: site.poll.maxMessageSize,
-            // Its bodies go to files: the memory budget (``HeldBodies``) is the outer message's.
-            processMemoryAvailable: { 0 }
+            filePrefix: "\(filePrefix).layer-\(layer)", raw: scratch, limits: site.poll.limits, maxSize: site.poll.maxMessageSize
         )
         guard let handle = FileHandle(forReadingAtPath: path) else { throw SpoolError("open", path: path, errno: errno) }
         defer { try? handle.close() }
@@ -274,9 +276,10 @@ struct SecureContent {
             while let chunk = try handle.read(upToCount: 256 << 10), !chunk.isEmpty {
                 try ingest.consume(ByteBuffer(bytes: chunk))
             }
-            return try ingest.finish()
+            return (try ingest.finish(), ingest.heldBytes)
         } catch {
             ingest.discard()
+            HeldBodies.release(ingest.heldBytes)
             throw error
         }
     }

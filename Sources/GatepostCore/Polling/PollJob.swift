@@ -523,6 +523,8 @@ public struct PollJob: Sendable {
         let ingest = try MessageIngest(filePrefix: filePrefix, raw: scratch, limits: site.poll.limits, maxSize: site.poll.maxMessageSize)
         // What the assembly kept (the whole message, converted texts) is removed too on failure.
         var keptFiles: [TransferAssembler.KeptFile] = []
+        // Memory held by the bodies of an S/MIME layer's content.
+        var securedHeld = 0
         do {
             let consume: (ByteBuffer) async throws -> Void = { chunk in
                 try ingest.consume(chunk)
@@ -545,6 +547,7 @@ public struct PollJob: Sendable {
             var secured: SecureContent.Outcome?
             if duplicate == nil, SecureContent.applies(to: result, site: site, receiptRequested: receiptMIC != nil) {
                 secured = try SecureContent(site: site, credentials: smime.get, filePrefix: filePrefix, receiptMIC: receiptMIC).unwrap(result)
+                securedHeld = secured?.heldBytes ?? 0
             }
             let assembled: TransferAssembler.Assembled
             do {
@@ -572,7 +575,7 @@ public struct PollJob: Sendable {
             let acknowledgment = try await acknowledgment(for: &record, header: result.parts.first?.header ?? MessageHeader())
             return StagedMessage(
                 entry: entry, files: assembled.files, record: record, siblings: siblings,
-                acknowledgment: acknowledgment, wireSize: result.rawSize, heldBytes: ingest.heldBytes
+                acknowledgment: acknowledgment, wireSize: result.rawSize, heldBytes: ingest.heldBytes + securedHeld
             )
         } catch {
             // Nothing of this message is committed; it stays on the server.
@@ -580,7 +583,7 @@ public struct PollJob: Sendable {
             for file in keptFiles {
                 if case .file(let path) = file.content { unlink(path) }
             }
-            HeldBodies.release(ingest.heldBytes)
+            HeldBodies.release(ingest.heldBytes + securedHeld)
             throw error
         }
     }

@@ -1,0 +1,216 @@
+import Crypto
+import Foundation
+import GatepostCatalog
+import GatepostCore
+import GatepostTestSupport
+import Logging
+import Testing
+
+/// S/MIME against the real peers: messages encrypted and signed by `openssl smime` / `openssl
+/// cms` (an independent implementation, as a partner's gateway is) are fetched from Dovecot,
+/// decrypted, verified and classified; the AS1 loop runs between two gateways over Postfix and
+/// Dovecot; what Gatepost signs and encrypts is checked by `openssl`.
+@Suite(.serialized) struct SMIMEIntegrationTests {
+    /// A MIME entity with a text and one attached file (LF line ends: openssl canonicalizes
+    /// text to CRLF when it signs or encrypts it, as mail agents do).
+    static func entity(at path: String, fileName: String, payload: [UInt8], text: String = "Order attached.") throws {
+        let base64 = Data(payload).base64EncodedString(options: [.lineLength76Characters, .endLineWithLineFeed])
+        try """
+        Content-Type: multipart/mixed; boundary="entity-boundary"
+
+        --entity-boundary
+        Content-Type: text/plain; charset=us-ascii
+
+        \(text)
+        --entity-boundary
+        Content-Type: application/edifact; name="\(fileName)"
+        Content-Disposition: attachment; filename="\(fileName)"
+        Content-Transfer-Encoding: base64
+
+        \(base64)
+        --entity-boundary--
+
+        """.write(toFile: path, atomically: true, encoding: .utf8)
+    }
+
+    static func sha256(_ bytes: [UInt8]) -> String {
+        SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+    }
+
+    struct Receiving {
+        let dovecot: DovecotPeer
+        let pki: SMIMETestPKI
+        let us: SMIMETestPKI.Party
+        let partner: SMIMETestPKI.Party
+        let root: String
+        let spool: Spool
+        let catalog: SQLiteCatalog
+
+        init() async throws {
+            dovecot = try await DovecotPeer.start()
+            pki = try SMIMETestPKI()
+            us = try pki.issue("gatepost-receiver")
+            partner = try pki.issue("acme-edi", key: .ec)
+            root = (NSTemporaryDirectory() as NSString).appendingPathComponent("gatepost-smime-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(atPath: root + "/sites", withIntermediateDirectories: true)
+            spool = try Spool(root: root + "/spool")
+            catalog = try SQLiteCatalog(path: spool.catalogPath)
+        }
+
+        /// `trusting`: more partner certificates than the test CA.
+        func site(_ name: String, user: String, require: String, key: Bool = true, trusting: [String] = []) throws -> RemoteSite {
+            let path = root + "/sites/\(name).yaml"
+            try """
+            \(dovecot.pop3Block(user: user))
+            smime:
+            \(key ? "  pkcs12: \(us.pkcs12File)\n  password: \(us.pkcs12Password)" : "")
+              partner_certificates: [\(([pki.caFile] + trusting).joined(separator: ", "))]
+              require: \(require)
+            application: orders
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+            return try #require(try SiteLoader(environment: [:]).loadFile(path))
+        }
+
+        /// Runs `openssl` to write a message (with From, To and Subject) and puts it in `user`'s mailbox.
+        /// `for`: the certificates to encrypt for (they come last on openssl's command line).
+        func deliver(user: String, subject: String, _ arguments: [String], for recipients: [String] = []) throws {
+            let out = root + "/\(UUID().uuidString).eml"
+            try SMIMETestPKI.openssl(arguments + ["-out", out, "-from", "edi@acme.example", "-to", "\(user)@gatepost.example", "-subject", subject] + recipients)
+            try dovecot.moveMessage(user: user, from: out)
+        }
+
+        func tearDown() {
+            dovecot.stop()
+            pki.remove()
+            try? FileManager.default.removeItem(atPath: root)
+        }
+    }
+
+    @Test func messagesFromOpenSSLAreDecryptedVerifiedAndClassified() async throws {
+        let setup = try await Receiving()
+        defer { setup.tearDown() }
+        let payload = (0 ..< 40_000).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 7) }
+        let entity = setup.root + "/entity.txt"
+        try Self.entity(at: entity, fileName: "ORDERS.edi", payload: payload)
+        let tamperedEntity = setup.root + "/tampered.txt"
+        let signedEntity = setup.root + "/signed-entity.txt"
+        try SMIMETestPKI.openssl(["smime", "-sign", "-in", entity, "-signer", setup.partner.certificateFile, "-inkey", setup.partner.keyFile, "-out", signedEntity])
+        // The signed text changed on the way: the signature no longer matches.
+        try (try String(contentsOfFile: signedEntity, encoding: .utf8)).replacingOccurrences(of: "Order attached.", with: "Order attacked.")
+            .write(toFile: tamperedEntity, atomically: true, encoding: .utf8)
+        let expired = try setup.pki.expired("acme-expired")
+        let stranger = try setup.pki.issue("someone-else")
+        let plain = setup.root + "/plain.eml"
+        try ("From: edi@acme.example\nSubject: plain\nMIME-Version: 1.0\n" + (try String(contentsOfFile: entity, encoding: .utf8)))
+            .write(toFile: plain, atomically: true, encoding: .utf8)
+
+        let user = "alice"
+        try setup.deliver(user: user, subject: "rsa-aes256-cbc", ["smime", "-encrypt", "-aes256", "-in", entity], for: [setup.us.certificateFile])
+        try setup.deliver(user: user, subject: "rsa-aes128-gcm", ["cms", "-encrypt", "-aes-128-gcm", "-in", entity], for: [setup.us.certificateFile])
+        try setup.deliver(user: user, subject: "detached", ["smime", "-sign", "-in", entity, "-signer", setup.partner.certificateFile, "-inkey", setup.partner.keyFile])
+        try setup.deliver(user: user, subject: "opaque", ["smime", "-sign", "-nodetach", "-in", entity, "-signer", setup.partner.certificateFile, "-inkey", setup.partner.keyFile])
+        try setup.deliver(user: user, subject: "signed-then-encrypted", ["smime", "-encrypt", "-aes256", "-in", signedEntity], for: [setup.us.certificateFile])
+        try setup.deliver(user: user, subject: "for-someone-else", ["smime", "-encrypt", "-aes256", "-in", entity], for: [stranger.certificateFile])
+        try setup.deliver(user: user, subject: "tampered", ["smime", "-encrypt", "-aes256", "-in", tamperedEntity], for: [setup.us.certificateFile])
+        try setup.deliver(user: user, subject: "expired-signer", ["smime", "-sign", "-in", entity, "-signer", expired.certificateFile, "-inkey", expired.keyFile])
+        try setup.dovecot.addMessage(user: user, Array("""
+        From: pgp@acme.example\r
+        Subject: pgp\r
+        MIME-Version: 1.0\r
+        Content-Type: multipart/signed; protocol="application/pgp-signature"; micalg=pgp-sha256; boundary="p"\r
+        \r
+        --p\r
+        \(try String(contentsOfFile: entity, encoding: .utf8).replacingOccurrences(of: "\n", with: "\r\n"))\r
+        --p\r
+        Content-Type: application/pgp-signature\r
+        \r
+        -----BEGIN PGP SIGNATURE-----\r
+        iQEzBAEBCAAdFiEE\r
+        -----END PGP SIGNATURE-----\r
+        --p--\r
+
+        """.utf8))
+
+        // The expired signer's own certificate is trusted: what fails is its date.
+        let site = try setup.site("acme", user: user, require: "none", trusting: [expired.certificateFile])
+        let summary = try await PollJob(site: site, spool: setup.spool, catalog: setup.catalog, logger: Logger(label: "it")).run()
+        #expect(summary.records.count == 9)
+        let records = try await setup.catalog.transfers(TransferFilter())
+        func record(_ subject: String) throws -> TransferRecord {
+            try #require(records.first { $0.subject == subject }, "no record for \(subject)")
+        }
+        let payloadSHA = Self.sha256(payload)
+        for subject in ["rsa-aes256-cbc", "rsa-aes128-gcm", "detached", "opaque", "signed-then-encrypted", "pgp"] {
+            let transfer = try record(subject)
+            #expect(transfer.type == .xfer && transfer.fileName == "ORDERS.edi", "\(subject): \(transfer.fileName ?? "-") \(transfer.error ?? "")")
+            #expect(transfer.sha256 == payloadSHA, "\(subject)")
+            #expect(transfer.messageText?.contains("Order attached.") == true, "\(subject)")
+        }
+        #expect(try record("rsa-aes256-cbc").security?.encrypted == "enveloped-data")
+        #expect(try record("rsa-aes128-gcm").security?.encrypted == "authEnveloped-data")
+        #expect(try record("rsa-aes256-cbc").security?.signedBy == nil)
+        for subject in ["detached", "opaque", "signed-then-encrypted"] {
+            let signed = try record(subject)
+            #expect(signed.security?.signedBy == setup.partner.subject, "\(subject)")
+            #expect(signed.signature?.hasSuffix(", verified") == true, "\(subject): \(signed.signature ?? "-")")
+        }
+        #expect(try record("signed-then-encrypted").security?.encrypted == "enveloped-data")
+        #expect(try record("pgp").signature == "OpenPGP (application/pgp-signature), not verified")
+
+        // Each failure: RECOVER, the message kept whole as received, the reason said.
+        let failures = [
+            ("for-someone-else", "encrypted for another recipient"),
+            ("tampered", "changed after it was signed"),
+            ("expired-signer", "expired"),
+        ]
+        for (subject, reason) in failures {
+            let transfer = try record(subject)
+            #expect(transfer.fileName == TransferRecord.recoverFileName, "\(subject)")
+            #expect(transfer.error?.contains(reason) == true, "\(subject): \(transfer.error ?? "-")")
+            #expect(transfer.state == .received)
+            let kept = try #require(transfer.path)
+            #expect(try Data(contentsOf: URL(fileURLWithPath: kept)).count == Int(transfer.size), "\(subject): kept whole")
+        }
+        #expect(try record("tampered").security?.signatureFailure != nil)
+        // Nothing is left in tmp/ of what the layers wrote.
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: setup.root + "/spool/tmp").filter { !$0.hasPrefix("raw-") }
+        #expect(leftovers.isEmpty, "\(leftovers)")
+
+        // A site that requires both: only the signed and encrypted one passes.
+        try setup.deliver(user: "bob", subject: "signed-then-encrypted", ["smime", "-encrypt", "-aes256", "-in", signedEntity], for: [setup.us.certificateFile])
+        try setup.deliver(user: "bob", subject: "only-encrypted", ["smime", "-encrypt", "-aes256", "-in", entity], for: [setup.us.certificateFile])
+        try setup.dovecot.addMessage(user: "bob", Array((try String(contentsOfFile: plain, encoding: .utf8)).utf8))
+        let strict = try setup.site("strict", user: "bob", require: "both")
+        _ = try await PollJob(site: strict, spool: setup.spool, catalog: setup.catalog, logger: Logger(label: "it")).run()
+        let strictRecords = try await setup.catalog.transfers(TransferFilter(site: "strict"))
+        #expect(strictRecords.count == 3)
+        #expect(strictRecords.first { $0.subject == "signed-then-encrypted" }?.fileName == "ORDERS.edi")
+        #expect(strictRecords.first { $0.subject == "only-encrypted" }?.error?.contains("has no S/MIME signature") == true)
+        #expect(strictRecords.first { $0.subject == "plain" }?.error?.contains("not encrypted") == true)
+    }
+
+    /// A key that cannot be opened is the site's problem: the poll fails saying so, and the
+    /// message stays on the server for when the key is fixed.
+    @Test func aWrongKeyPasswordFailsThePollAndLeavesTheMessage() async throws {
+        let setup = try await Receiving()
+        defer { setup.tearDown() }
+        let entity = setup.root + "/entity.txt"
+        try Self.entity(at: entity, fileName: "ORDERS.edi", payload: Array("UNA:+.? '".utf8))
+        try setup.deliver(user: "alice", subject: "encrypted", ["smime", "-encrypt", "-aes256", "-in", entity], for: [setup.us.certificateFile])
+        let path = setup.root + "/sites/wrong.yaml"
+        try """
+        \(setup.dovecot.pop3Block(user: "alice"))
+        smime:
+          pkcs12: \(setup.us.pkcs12File)
+          password: not-the-password
+        """.write(toFile: path, atomically: true, encoding: .utf8)
+        let site = try #require(try SiteLoader(environment: [:]).loadFile(path))
+        await #expect {
+            try await PollJob(site: site, spool: setup.spool, catalog: setup.catalog, logger: Logger(label: "it")).run()
+        } throws: { error in
+            "\(error)".contains("wrong password")
+        }
+        #expect(setup.dovecot.messageCount(user: "alice") == 1)
+        #expect(try await setup.catalog.transfers(TransferFilter()).isEmpty)
+    }
+}
