@@ -17,8 +17,11 @@ import Testing
         var sites: String { root + "/sites" }
         var spool: String { root + "/spool" }
 
-        /// `smtpSettings`: more lines for the site's `smtp:` block.
-        init(siteName: String, pop3User: String, dovecot: DovecotPeer, smtp: SMTPPeer, smtpSettings: [String] = []) throws {
+        /// `smtpSettings`: more lines for the site's `smtp:` block; `siteSettings`, for the site.
+        init(
+            siteName: String, pop3User: String, dovecot: DovecotPeer, smtp: SMTPPeer, smtpSettings: [String] = [],
+            siteSettings: [String] = []
+        ) throws {
             root = (NSTemporaryDirectory() as NSString).appendingPathComponent("gatepost-ack-\(pop3User)-\(UUID().uuidString.prefix(8))")
             self.siteName = siteName
             try FileManager.default.createDirectory(atPath: root + "/sites", withIntermediateDirectories: true)
@@ -41,6 +44,7 @@ import Testing
               tls: {ca_file: \(smtp.info.caFile)}
             \(smtpSettings.map { "  " + $0 }.joined(separator: "\n"))
             application: erp
+            \(siteSettings.joined(separator: "\n"))
             """.write(toFile: root + "/sites/\(siteName).yaml", atomically: true, encoding: .utf8)
         }
 

@@ -214,3 +214,100 @@ import Testing
         #expect(try await setup.catalog.transfers(TransferFilter()).isEmpty)
     }
 }
+
+/// AS1 end to end over Postfix and Dovecot: gateway A sends a file signed and encrypted; B
+/// decrypts, verifies and returns a signed receipt with the MIC of what it received; A verifies
+/// the receipt and marks the transfer acknowledged with the matching MIC. What each gateway
+/// produced is checked by `openssl` on the way.
+@Suite(.serialized) struct AS1LoopTests {
+    typealias Gateway = AcknowledgmentLoopTests.Gateway
+
+    static func smimeSettings(us: SMIMETestPKI.Party, partner: SMIMETestPKI.Party) -> [String] {
+        [
+            "smime:",
+            "  key: \(us.keyFile)",
+            "  certificate: \(us.certificateFile)",
+            "  partner_certificates: [\(partner.certificateFile)]",
+            "  require: both",
+        ]
+    }
+
+    @Test func signedAndEncryptedOutSignedReceiptBackAcknowledgedWithTheMIC() async throws {
+        let dovecot = try await DovecotPeer.start()
+        defer { dovecot.stop() }
+        let smtp = try await SMTPPeer.start(for: dovecot)
+        defer { smtp.stop() }
+        let pki = try SMIMETestPKI()
+        defer { pki.remove() }
+        let partyA = try pki.issue("gateway-a")
+        let partyB = try pki.issue("gateway-b", key: .ec)
+        let gatewayA = try Gateway(
+            siteName: "bcorp", pop3User: "alice", dovecot: dovecot, smtp: smtp,
+            siteSettings: Self.smimeSettings(us: partyA, partner: partyB)
+        )
+        let gatewayB = try Gateway(
+            siteName: "acorp", pop3User: "bob", dovecot: dovecot, smtp: smtp,
+            siteSettings: Self.smimeSettings(us: partyB, partner: partyA)
+        )
+        let payload = (0 ..< 200_000).map { UInt8(truncatingIfNeeded: $0 &* 2654435761 >> 13) }
+        let file = gatewayA.root + "/INVOIC.edi"
+        try Data(payload).write(to: URL(fileURLWithPath: file))
+        let payloadSHA = SMIMEIntegrationTests.sha256(payload)
+
+        let send = try await gatewayA.gatepost(["send", "bcorp", file, "--to", "bob@\(smtp.info.domain)", "--sign", "--encrypt"])
+        #expect(send.status == 0, "\(send.stdout) \(send.stderr)")
+        let outbound = try #require(try await gatewayA.records().first)
+        let sentMIC = try #require(outbound.security?.mic)
+        #expect(sentMIC.hasSuffix(", sha-256"))
+        #expect(outbound.security?.signedReceiptRequested == true)
+        #expect(outbound.security?.encrypted == "aes-256-cbc")
+        #expect(outbound.security?.signedBy == partyA.subject)
+
+        // What A sent, as it sits in bob's mailbox: openssl decrypts it with B's key and
+        // verifies A's signature inside (`cms`: `smime` is PKCS#7, without EC recipients).
+        try await AcknowledgmentLoopTests.waitForMail(dovecot, user: "bob")
+        let bobMaildir = try #require(dovecot.info.maildirs["bob"])
+        let sentFile = try #require(try FileManager.default.contentsOfDirectory(atPath: bobMaildir).first.map { bobMaildir + "/" + $0 })
+        let decrypted = pki.path("as-sent.decrypted")
+        try SMIMETestPKI.openssl(["cms", "-decrypt", "-in", sentFile, "-recip", partyB.certificateFile, "-inkey", partyB.keyFile, "-out", decrypted])
+        try SMIMETestPKI.openssl(["cms", "-verify", "-in", decrypted, "-CAfile", pki.caFile, "-purpose", "any", "-out", "/dev/null"])
+
+        // B receives: decrypted, verified, classified; a signed receipt goes back.
+        let pollB = try await gatewayB.gatepost(["poll", "acorp"])
+        #expect(pollB.status == 0, "\(pollB.stdout) \(pollB.stderr)")
+        let received = try #require(try await gatewayB.records().first)
+        #expect(received.type == .xfer && received.fileName == "INVOIC.edi", "\(received.fileName ?? "-") \(received.error ?? "")")
+        #expect(received.sha256 == payloadSHA)
+        #expect(received.security?.encrypted == "enveloped-data")
+        #expect(received.security?.signedBy == partyA.subject)
+        #expect(received.security?.mic == sentMIC, "B's MIC of what it received is A's of what it sent")
+        #expect(received.ack == .sent)
+
+        // The receipt in alice's mailbox (after the DSN Postfix sends): openssl verifies B's
+        // signature, and it carries the MIC.
+        try await AcknowledgmentLoopTests.waitForMail(dovecot, user: "alice", count: 2)
+        let aliceMaildir = try #require(dovecot.info.maildirs["alice"])
+        let receiptFile = try #require(try FileManager.default.contentsOfDirectory(atPath: aliceMaildir).map { aliceMaildir + "/" + $0 }.first { path in
+            (try? String(contentsOfFile: path, encoding: .utf8))?.contains("multipart/signed") == true
+        })
+        let receiptReport = pki.path("receipt.report")
+        try SMIMETestPKI.openssl(["cms", "-verify", "-in", receiptFile, "-CAfile", pki.caFile, "-purpose", "any", "-out", receiptReport])
+        #expect(try String(contentsOfFile: receiptReport, encoding: .utf8).contains("Received-Content-MIC: \(sentMIC)"))
+
+        // A polls: the receipt verifies against B's certificate, the MIC matches: acknowledged.
+        let pollA = try await gatewayA.gatepost(["poll", "bcorp"])
+        #expect(pollA.status == 0, "\(pollA.stdout) \(pollA.stderr)")
+        let recordsA = try await gatewayA.records()
+        let receipt = try #require(recordsA.first { $0.type == .eerp && $0.security?.signedBy != nil })
+        #expect(receipt.security?.signedBy == partyB.subject)
+        #expect(receipt.security?.receivedContentMIC == sentMIC)
+        let acknowledged = try #require(recordsA.first { $0.id == outbound.id })
+        #expect(acknowledged.state == .acknowledged, "\(acknowledged.state) \(acknowledged.error ?? "")")
+        #expect(acknowledged.security?.receipt?.mic == sentMIC)
+        #expect(acknowledged.security?.receipt?.signedBy == partyB.subject)
+        #expect(acknowledged.security?.receipt?.transferId == receipt.id)
+        // The evidence is on the record as the operator sees it.
+        let shown = try await gatewayA.gatepost(["catalog", "show", outbound.id, "--format", "json"])
+        #expect(shown.stdout.contains(partyB.subject), "\(shown.stdout)")
+    }
+}

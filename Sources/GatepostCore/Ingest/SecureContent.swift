@@ -162,7 +162,10 @@ struct SecureContent {
                 }
                 break layers
             }
-            let require = site.smime?.require ?? .none
+            // A report (an MDN, a mail system's DSN) carries no file: `require` is for what is
+            // routed. A receipt is judged by the transfer it answers (a signed receipt asked
+            // for is only accepted signed, ``AcknowledgmentRules``).
+            let require = Self.isReport(current) ? .none : site.smime?.require ?? .none
             if require.needsEncryption, security.encrypted == nil {
                 throw Failure("smime.require is \(require.rawValue), but the message is not encrypted (S/MIME)")
             }
@@ -182,6 +185,16 @@ struct SecureContent {
         }
         if security != MessageSecurity() { outcome.security = security }
         return outcome
+    }
+
+    /// Whether the message (past its signatures) is a multipart/report.
+    static func isReport(_ message: MessageIngest.Result) -> Bool {
+        guard var root = message.parts.first else { return false }
+        while root.isMultipart, root.contentType.subtype == "signed",
+              let content = message.parts.first(where: { $0.parent == root.index }) {
+            root = content
+        }
+        return root.isMultipart && root.contentType.subtype == "report"
     }
 
     struct Failure: Error, CustomStringConvertible {
