@@ -311,3 +311,84 @@ import Testing
         #expect(shown.stdout.contains(partyB.subject), "\(shown.stdout)")
     }
 }
+
+/// Bounded memory through S/MIME: `gatepost poll` fetches a message with a 256 MiB attachment
+/// encrypted by `openssl cms` from Dovecot, decrypts and classifies it, and its peak resident
+/// memory (the kernel's VmHWM, as the poll's summary reports it; see ``LargeMessageTests`` for
+/// why not wait4's) is no more than ``LargeMessageTests/growthCeilingMiB`` above that of a
+/// poll of a small encrypted message: what grows with the message is bounded. The absolute
+/// figure depends on the binary (a debug build's code alone is ~60 MiB resident);
+/// `Benchmarks/smime-memory.sh` measures the release build against the 64 MiB target.
+@Suite(.serialized) struct SMIMELargeMessageTests {
+    static let attachmentSize = 256 << 20
+
+    @Test func a256MiBEncryptedAttachmentDecryptsInBoundedMemory() async throws {
+        let dovecot = try await DovecotPeer.start()
+        let pki = try SMIMETestPKI()
+        let root = (NSTemporaryDirectory() as NSString).appendingPathComponent("gatepost-smime-large-\(UUID().uuidString)")
+        defer {
+            dovecot.stop()
+            pki.remove()
+            try? FileManager.default.removeItem(atPath: root)
+        }
+        let us = try pki.issue("gatepost-receiver")
+        try FileManager.default.createDirectory(atPath: root + "/sites", withIntermediateDirectories: true)
+        try """
+        \(dovecot.pop3Block(user: "alice"))
+        poll:
+          max_message_size: 2GiB
+        smime:
+          key: \(us.keyFile)
+          certificate: \(us.certificateFile)
+          require: encrypted
+        """.write(toFile: root + "/sites/partner.yaml", atomically: true, encoding: .utf8)
+
+        func pollPeak() async throws -> Double {
+            let result = try await ChildProcess.run(
+                GatepostProcess.binary, ["poll", "partner", "--sites", root + "/sites", "--spool", root + "/spool"], timeout: .seconds(600)
+            )
+            #expect(result.status == 0, "\(result.stdout) \(result.stderr)")
+            let peakText = try #require(result.stdout.split(separator: "peak memory ").last.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) })
+            return try #require(Double(peakText.dropLast(3).trimmingCharacters(in: .whitespaces)), "\(result.stdout)")
+        }
+        /// An attachment of `size` random bytes in an entity encrypted by openssl, written by the
+        /// shell and openssl as streams (nothing here holds 256 MiB), put in alice's mailbox;
+        /// returns the attachment's SHA-256.
+        func deliverEncrypted(size: Int, name: String) async throws -> String {
+            let message = root + "/\(name).eml"
+            let script = """
+            set -euo pipefail
+            cd '\(root)'
+            head -c \(size) /dev/urandom > \(name)
+            sha256sum \(name) | cut -d' ' -f1 > \(name).sha256
+            { printf 'Content-Type: application/octet-stream; name="\(name)"\\r\\nContent-Disposition: attachment; filename="\(name)"\\r\\nContent-Transfer-Encoding: base64\\r\\n\\r\\n'
+              base64 -w 76 \(name) | sed 's/$/\\r/'; } > \(name).entity
+            rm \(name)
+            openssl cms -encrypt -binary -stream -aes-256-cbc -in \(name).entity -out '\(message)' -subject \(name) -from edi@acme.example -to alice@gatepost.example '\(us.certificateFile)'
+            rm \(name).entity
+            """
+            let made = try await ChildProcess.run("/bin/bash", ["-c", script], timeout: .seconds(600))
+            #expect(made.status == 0, "\(made.stderr)")
+            try dovecot.moveMessage(user: "alice", from: message)
+            return try String(contentsOfFile: root + "/\(name).sha256", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        // What a poll needs whatever the message (the binary, TLS, SQLite, OpenSSL, threads):
+        // measured by a small one, so that what is checked is what grows with the message.
+        _ = try await deliverEncrypted(size: 1000, name: "small.bin")
+        let small = try await pollPeak()
+        let expectedSHA = try await deliverEncrypted(size: Self.attachmentSize, name: "big.bin")
+        let peak = try await pollPeak()
+        print("gatepost poll of a 256 MiB attachment encrypted with S/MIME: peak memory \(peak) MiB, of a small one \(small) MiB")
+        #expect(peak - small < LargeMessageTests.growthCeilingMiB, "peak memory \(peak) MiB, \(small) MiB for a small one")
+
+        let catalog = try SQLiteCatalog(path: root + "/spool/catalog.sqlite")
+        let record = try #require(try await catalog.transfers(TransferFilter()).first { $0.subject == "big.bin" })
+        #expect(record.type == .xfer && record.fileName == "big.bin", "\(record.fileName ?? "-") \(record.error ?? "")")
+        #expect(record.size == Int64(Self.attachmentSize))
+        #expect(record.sha256 == expectedSHA)
+        #expect(record.security?.encrypted == "enveloped-data")
+        let path = try #require(record.path)
+        #expect(try await offloaded { try LargeMessageTests.sha256(ofFile: path) } == expectedSHA)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: root + "/spool/tmp").isEmpty, "the layers' files are gone")
+    }
+}
