@@ -1,0 +1,120 @@
+import Foundation
+import GatepostCatalog
+import GatepostMIME
+import GatepostTestSupport
+import Testing
+@testable import GatepostCore
+
+/// The `smime:` block and what a sender's Disposition-Notification-Options ask of it.
+@Suite(.serialized) final class SMIMESettingsTests {
+    let pki: SMIMETestPKI
+    let us: SMIMETestPKI.Party
+    let file: String
+
+    init() throws {
+        pki = try SMIMETestPKI()
+        us = try pki.issue("us")
+        file = pki.path("acme.yaml")
+    }
+
+    deinit { pki.remove() }
+
+    func load(_ smime: String) throws -> RemoteSite {
+        try #require(try SiteLoader(environment: [:]).parse("""
+            pop3: {host: pop.example, user: u, password: p}
+            smtp: {host: smtp.example, from: gateway@ours.example}
+            \(smime)
+            """, file: file))
+    }
+
+    func error(_ smime: String) -> SiteConfigurationError? {
+        do {
+            _ = try load(smime)
+            return nil
+        } catch {
+            return (error as? SiteConfigurationError)?.all.first
+        }
+    }
+
+    @Test func aCompleteBlockLoads() throws {
+        let site = try load("""
+            smime:
+              key: us.key
+              certificate: us.pem
+              password: ${NOT_NEEDED_FOR_AN_UNENCRYPTED_KEY}
+              partner_certificates: [ca.pem]
+              require: both
+              sign: true
+              encrypt: true
+              cipher: AES-128-GCM
+              digest: sha256
+            """)
+        let smime = try #require(site.smime)
+        #expect(smime.key == .pem(key: us.keyFile, certificate: us.certificateFile), "paths relative to the site file")
+        #expect(smime.partnerCertificates == [pki.caFile])
+        #expect(smime.require == .both && smime.sign && smime.encrypt)
+        #expect(smime.cipher == "aes-128-gcm" && smime.digest == .sha256)
+        #expect(site.unavailableSecrets.count == 1, "the unset variable is said, the site still loads")
+        #expect(site.clientCertificateFiles.map(\.field).contains("smime.certificate"), "its expiry is watched")
+    }
+
+    @Test func mistakesNameTheFieldAndLine() {
+        let cases: [(String, String, String)] = [
+            ("smime:\n  key: us.key", "smime.key", "needs certificate"),
+            ("smime:\n  pkcs12: us.p12\n  key: us.key\n  certificate: us.pem", "smime.pkcs12", "not both"),
+            ("smime:\n  pkcs12: missing.p12", "smime.pkcs12", "cannot read"),
+            ("smime:\n  partner_certificates: [us.key]", "smime.partner_certificates[0]", "no certificate"),
+            ("smime:\n  key: us.key\n  certificate: us.pem\n  require: always", "smime.require", "none, signed, encrypted or both"),
+            ("smime:\n  partner_certificates: [ca.pem]\n  require: encrypted", "smime.require", "needs our key"),
+            ("smime:\n  key: us.key\n  certificate: us.pem\n  require: signed", "smime.require", "needs partner_certificates"),
+            ("smime:\n  key: us.key\n  certificate: us.pem\n  cipher: des-cbc", "smime.cipher", "aes-256-cbc"),
+            ("smime:\n  key: us.key\n  certificate: us.pem\n  digest: md5", "smime.digest", "sha-256"),
+            ("smime:\n  partner_certificates: [ca.pem]\n  sign: true", "smime.sign", "needs our key"),
+        ]
+        for (text, field, message) in cases {
+            let error = self.error(text)
+            #expect(error?.file == file, "\(text)")
+            #expect(error?.field == field, "\(text): \(error.map { "\($0)" } ?? "no error")")
+            #expect(error?.line != nil, "\(text)")
+            #expect(error?.message.contains(message) == true, "\(text): \(error?.message ?? "-")")
+        }
+    }
+
+    static func header(_ options: String?) -> MessageHeader {
+        var fields = [HeaderField(name: "Return-Path", value: "<a@p.example>"), HeaderField(name: "Disposition-Notification-To", value: "a@p.example")]
+        if let options { fields.append(HeaderField(name: "Disposition-Notification-Options", value: options)) }
+        return MessageHeader(fields: fields)
+    }
+
+    @Test func theReceiptIsWhatTheSenderAskedAndWeCanGive() throws {
+        let signing = try load("smime:\n  key: us.key\n  certificate: us.pem")
+        let unsigned = try load("")
+        let form = { (options: String?, site: RemoteSite) in AcknowledgmentPolicy.receiptForm(header: Self.header(options), site: site) }
+        // RFC 3335's own example, and the usual AS1 spellings.
+        #expect(form("signed-receipt-protocol=required, pkcs7-signature; signed-receipt-micalg=required, sha1, md5", signing) == .signed(.sha1, name: "sha1"))
+        #expect(form("signed-receipt-protocol=optional,pkcs7-signature; signed-receipt-micalg=optional,SHA-256,sha1", signing) == .signed(.sha256, name: "sha-256"))
+        #expect(form("signed-receipt-protocol=optional, pkcs7-signature", signing) == .signed(.sha256, name: "sha-256"))
+        #expect(form(nil, signing) == .unsigned)
+        // Optional and not possible: an unsigned MDN. Required and not possible: said in an error MDN.
+        #expect(form("signed-receipt-protocol=optional, pkcs7-signature", unsigned) == .unsigned)
+        guard case .cannotMeet(let noKey) = form("signed-receipt-protocol=required, pkcs7-signature", unsigned) else {
+            Issue.record("a required signed receipt without a key is not said")
+            return
+        }
+        #expect(noKey.contains("no smime key"))
+        guard case .cannotMeet(let md5) = form("signed-receipt-protocol=required, pkcs7-signature; signed-receipt-micalg=required, md5", signing) else {
+            Issue.record("md5 only is not said")
+            return
+        }
+        #expect(md5.contains("signed-receipt-micalg md5"))
+        guard case .cannotMeet(let other) = form("x-partner-thing=required, yes", signing) else {
+            Issue.record("an unknown required option is not said")
+            return
+        }
+        #expect(other.contains("x-partner-thing"))
+        #expect(form("x-partner-thing=optional, yes", signing) == .unsigned)
+        // A digest is computed only when a signed receipt will be given.
+        #expect(AcknowledgmentPolicy.receiptMIC(header: Self.header("signed-receipt-protocol=optional, pkcs7-signature"), site: unsigned) == nil)
+        #expect(AcknowledgmentPolicy.receiptMIC(header: Self.header("signed-receipt-protocol=optional, pkcs7-signature"), site: signing)?.algorithm == .sha256)
+    }
+}
