@@ -54,6 +54,20 @@ public struct MessageSecurity: Codable, Sendable, Hashable {
         }
     }
 
+    /// The evidence as labelled lines, for the console's transfer page and `catalog show`.
+    public var lines: [(label: String, value: String)] {
+        var lines: [(String, String?)] = [
+            ("encrypted", encrypted), ("signed by", signedBy), ("signature failure", signatureFailure), ("MIC", mic),
+            ("received content MIC", receivedContentMIC),
+            ("signed receipt", signedReceiptRequested == true && receipt == nil ? "asked for, not received yet" : nil),
+        ]
+        if let receipt {
+            let time = ISO8601DateFormatter().string(from: receipt.receivedAt)
+            lines.append(("signed receipt", "from \(receipt.signedBy), MIC \(receipt.mic), \(time), transfer \(receipt.transferId)"))
+        }
+        return lines.compactMap { label, value in value.map { (label, $0) } }
+    }
+
     /// Two MICs are the same when their digests are equal and their algorithms name the same
     /// function ("sha-256" and "sha256", "sha1" and "sha-1" alike).
     public static func sameMIC(_ first: String, _ second: String) -> Bool {

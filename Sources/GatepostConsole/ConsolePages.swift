@@ -251,7 +251,7 @@ struct ConsolePages: Sendable {
             ("acknowledgment", record.ack.rawValue), ("error", record.error), ("delivered to", record.deliveredPath),
             ("delivery attempts", String(detail.deliveryAttempts)), ("purged", record.purgedAt.map { HTML.timestamp($0) }),
             ("original message id", record.originalMessageId), ("original envelope id", record.originalEnvelopeId),
-        ])
+        ] + (record.security?.lines ?? []).map { ($0.label, $0.value) })
         if record.path != nil {
             body += "<p><a id=download href=\"/transfers/\(HTML.component(record.id))/file\">Download \(HTML.escape(TransferQuery.downloadName(record)))</a></p>"
         }

@@ -105,7 +105,7 @@ struct CatalogCommand: AsyncParsableCommand {
                     ("disposition", record.disposition), ("deliveredPath", record.deliveredPath), ("error", record.error),
                     ("classification", record.classification), ("signature", record.signature),
                     ("messageSha256", record.messageSha256),
-                ]
+                ] + (record.security?.lines ?? []).map { ($0.label, $0.value) }
                 // Each recipient's report line, and each outgoing message of this transfer.
                 let reports: [(String, String?)] = record.recipientReports.map { report in
                     let parts = [report.action, report.status, report.disposition].compactMap { $0 }
