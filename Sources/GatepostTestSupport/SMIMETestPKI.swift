@@ -30,28 +30,28 @@ public struct SMIMETestPKI: Sendable {
     public let caKeyFile: String
     public let caFile: String
 
-    public init(directory: String? = nil) throws {
+    public init(directory: String? = nil) async throws {
         let directory = directory ?? FileManager.default.temporaryDirectory.appendingPathComponent("gatepost-smime-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         self.directory = directory
         caKeyFile = directory + "/ca.key"
         caFile = directory + "/ca.pem"
-        try Self.openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", caKeyFile, "-out", caFile, "-days", "30", "-subj", "/O=Gatepost Tests/CN=Gatepost S-MIME Test CA"])
+        try await Self.openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", caKeyFile, "-out", caFile, "-days", "30", "-subj", "/O=Gatepost Tests/CN=Gatepost S-MIME Test CA"])
     }
 
     /// A key and a certificate issued by this CA, valid for 30 days.
-    public func issue(_ name: String, key type: KeyType = .rsa) throws -> Party {
+    public func issue(_ name: String, key type: KeyType = .rsa) async throws -> Party {
         let base = directory + "/" + name
         let party = Party(
             name: name, keyFile: base + ".key", certificateFile: base + ".pem", pkcs12File: base + ".p12", pkcs12Password: "p12-\(name)"
         )
         let keyArguments = type == .rsa ? ["-newkey", "rsa:2048"] : ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]
-        try Self.openssl(["req", "-new"] + keyArguments + ["-nodes", "-keyout", party.keyFile, "-out", base + ".csr", "-subj", "/O=Gatepost Tests/CN=\(name)"])
-        try Self.openssl([
+        try await Self.openssl(["req", "-new"] + keyArguments + ["-nodes", "-keyout", party.keyFile, "-out", base + ".csr", "-subj", "/O=Gatepost Tests/CN=\(name)"])
+        try await Self.openssl([
             "x509", "-req", "-in", base + ".csr", "-CA", caFile, "-CAkey", caKeyFile, "-CAcreateserial",
             "-days", "30", "-out", party.certificateFile,
         ])
-        try Self.openssl([
+        try await Self.openssl([
             "pkcs12", "-export", "-inkey", party.keyFile, "-in", party.certificateFile, "-certfile", caFile,
             "-out", party.pkcs12File, "-passout", "pass:\(party.pkcs12Password)",
         ])
@@ -83,10 +83,12 @@ public struct SMIMETestPKI: Sendable {
 
     public func path(_ name: String) -> String { directory + "/" + name }
 
-    /// Runs `openssl` with `arguments`; throws with its error output when it fails.
+    /// Runs `openssl` with `arguments` (waited for off the concurrency pool: key generation
+    /// takes a while, and a blocked pool thread stalls every other test's timers); throws with
+    /// its error output when it fails.
     @discardableResult
-    public static func openssl(_ arguments: [String]) throws -> String {
-        let result = try ChildProcess.runBlocking("/usr/bin/openssl", arguments, timeout: .seconds(120))
+    public static func openssl(_ arguments: [String]) async throws -> String {
+        let result = try await ChildProcess.run("/usr/bin/openssl", arguments, timeout: .seconds(120))
         guard result.status == 0, !result.timedOut else {
             throw OpenSSLFailure(description: "openssl \(arguments.prefix(2).joined(separator: " ")) failed (\(result.status)): \(result.stderr)")
         }

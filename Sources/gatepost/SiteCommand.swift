@@ -180,6 +180,8 @@ struct SiteSummary: Encodable {
     var expect: [String]
     /// `probe:`, or nil.
     var probe: String?
+    /// The `smime:` block: requirements, and each certificate's subject and expiry.
+    var smime: [String]?
     /// The POP3 server's certificate expiry as the last TLS poll saw it.
     var serverCertificateExpires: Date?
 
@@ -307,6 +309,7 @@ struct SiteSummary: Encodable {
             let every = rule.weekdays.count == 7 ? "daily" : rule.weekdays.sorted().map { days[$0 - 1] }.joined(separator: ",")
             return "\(rule.fileName) \(every) by \(String(format: "%02d:%02d", rule.hour, rule.minute)) \(rule.timeZone.identifier)"
         }
+        smime = site.smime?.summary()
         probe = site.probe.map { "to \($0.to) every \(Formatting.duration($0.every)), back within \(Formatting.duration($0.deadline))" }
         serverCertificateExpires = state?.serverCertificateExpires
     }
@@ -345,6 +348,7 @@ struct SiteSummary: Encodable {
                               route.subject.map { "subject \($0)" }].compactMap { $0 }
             return ("route \(index + 1)", (conditions.isEmpty ? "always" : conditions.joined(separator: ", ")) + " -> \(route.application)")
         }
-        return settings + routeLines + expectLines + secrets + skips
+        let smimeLines: [(String, String)] = (smime ?? []).map { ("smime", $0) }
+        return settings + smimeLines + routeLines + expectLines + secrets + skips
     }
 }

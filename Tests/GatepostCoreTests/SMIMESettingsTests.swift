@@ -11,9 +11,9 @@ import Testing
     let us: SMIMETestPKI.Party
     let file: String
 
-    init() throws {
-        pki = try SMIMETestPKI()
-        us = try pki.issue("us")
+    init() async throws {
+        pki = try await SMIMETestPKI()
+        us = try await pki.issue("us")
         file = pki.path("acme.yaml")
     }
 
@@ -36,7 +36,7 @@ import Testing
         }
     }
 
-    @Test func aCompleteBlockLoads() throws {
+    @Test func aCompleteBlockLoads() async throws {
         let site = try load("""
             smime:
               key: us.key
@@ -86,7 +86,7 @@ import Testing
         return MessageHeader(fields: fields)
     }
 
-    @Test func theReceiptIsWhatTheSenderAskedAndWeCanGive() throws {
+    @Test func theReceiptIsWhatTheSenderAskedAndWeCanGive() async throws {
         let signing = try load("smime:\n  key: us.key\n  certificate: us.pem")
         let unsigned = try load("")
         let form = { (options: String?, site: RemoteSite) in AcknowledgmentPolicy.receiptForm(header: Self.header(options), site: site) }

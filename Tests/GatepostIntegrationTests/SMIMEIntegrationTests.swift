@@ -48,9 +48,9 @@ import Testing
 
         init() async throws {
             dovecot = try await DovecotPeer.start()
-            pki = try SMIMETestPKI()
-            us = try pki.issue("gatepost-receiver")
-            partner = try pki.issue("acme-edi", key: .ec)
+            pki = try await SMIMETestPKI()
+            us = try await pki.issue("gatepost-receiver")
+            partner = try await pki.issue("acme-edi", key: .ec)
             root = (NSTemporaryDirectory() as NSString).appendingPathComponent("gatepost-smime-\(UUID().uuidString)")
             try FileManager.default.createDirectory(atPath: root + "/sites", withIntermediateDirectories: true)
             spool = try Spool(root: root + "/spool")
@@ -73,9 +73,9 @@ import Testing
 
         /// Runs `openssl` to write a message (with From, To and Subject) and puts it in `user`'s mailbox.
         /// `for`: the certificates to encrypt for (they come last on openssl's command line).
-        func deliver(user: String, subject: String, _ arguments: [String], for recipients: [String] = []) throws {
+        func deliver(user: String, subject: String, _ arguments: [String], for recipients: [String] = []) async throws {
             let out = root + "/\(UUID().uuidString).eml"
-            try SMIMETestPKI.openssl(arguments + ["-out", out, "-from", "edi@acme.example", "-to", "\(user)@gatepost.example", "-subject", subject] + recipients)
+            try await SMIMETestPKI.openssl(arguments + ["-out", out, "-from", "edi@acme.example", "-to", "\(user)@gatepost.example", "-subject", subject] + recipients)
             try dovecot.moveMessage(user: user, from: out)
         }
 
@@ -94,25 +94,25 @@ import Testing
         try Self.entity(at: entity, fileName: "ORDERS.edi", payload: payload)
         let tamperedEntity = setup.root + "/tampered.txt"
         let signedEntity = setup.root + "/signed-entity.txt"
-        try SMIMETestPKI.openssl(["smime", "-sign", "-in", entity, "-signer", setup.partner.certificateFile, "-inkey", setup.partner.keyFile, "-out", signedEntity])
+        try await SMIMETestPKI.openssl(["smime", "-sign", "-in", entity, "-signer", setup.partner.certificateFile, "-inkey", setup.partner.keyFile, "-out", signedEntity])
         // The signed text changed on the way: the signature no longer matches.
         try (try String(contentsOfFile: signedEntity, encoding: .utf8)).replacingOccurrences(of: "Order attached.", with: "Order attacked.")
             .write(toFile: tamperedEntity, atomically: true, encoding: .utf8)
         let expired = try setup.pki.expired("acme-expired")
-        let stranger = try setup.pki.issue("someone-else")
+        let stranger = try await setup.pki.issue("someone-else")
         let plain = setup.root + "/plain.eml"
         try ("From: edi@acme.example\nSubject: plain\nMIME-Version: 1.0\n" + (try String(contentsOfFile: entity, encoding: .utf8)))
             .write(toFile: plain, atomically: true, encoding: .utf8)
 
         let user = "alice"
-        try setup.deliver(user: user, subject: "rsa-aes256-cbc", ["smime", "-encrypt", "-aes256", "-in", entity], for: [setup.us.certificateFile])
-        try setup.deliver(user: user, subject: "rsa-aes128-gcm", ["cms", "-encrypt", "-aes-128-gcm", "-in", entity], for: [setup.us.certificateFile])
-        try setup.deliver(user: user, subject: "detached", ["smime", "-sign", "-in", entity, "-signer", setup.partner.certificateFile, "-inkey", setup.partner.keyFile])
-        try setup.deliver(user: user, subject: "opaque", ["smime", "-sign", "-nodetach", "-in", entity, "-signer", setup.partner.certificateFile, "-inkey", setup.partner.keyFile])
-        try setup.deliver(user: user, subject: "signed-then-encrypted", ["smime", "-encrypt", "-aes256", "-in", signedEntity], for: [setup.us.certificateFile])
-        try setup.deliver(user: user, subject: "for-someone-else", ["smime", "-encrypt", "-aes256", "-in", entity], for: [stranger.certificateFile])
-        try setup.deliver(user: user, subject: "tampered", ["smime", "-encrypt", "-aes256", "-in", tamperedEntity], for: [setup.us.certificateFile])
-        try setup.deliver(user: user, subject: "expired-signer", ["smime", "-sign", "-in", entity, "-signer", expired.certificateFile, "-inkey", expired.keyFile])
+        try await setup.deliver(user: user, subject: "rsa-aes256-cbc", ["smime", "-encrypt", "-aes256", "-in", entity], for: [setup.us.certificateFile])
+        try await setup.deliver(user: user, subject: "rsa-aes128-gcm", ["cms", "-encrypt", "-aes-128-gcm", "-in", entity], for: [setup.us.certificateFile])
+        try await setup.deliver(user: user, subject: "detached", ["smime", "-sign", "-in", entity, "-signer", setup.partner.certificateFile, "-inkey", setup.partner.keyFile])
+        try await setup.deliver(user: user, subject: "opaque", ["smime", "-sign", "-nodetach", "-in", entity, "-signer", setup.partner.certificateFile, "-inkey", setup.partner.keyFile])
+        try await setup.deliver(user: user, subject: "signed-then-encrypted", ["smime", "-encrypt", "-aes256", "-in", signedEntity], for: [setup.us.certificateFile])
+        try await setup.deliver(user: user, subject: "for-someone-else", ["smime", "-encrypt", "-aes256", "-in", entity], for: [stranger.certificateFile])
+        try await setup.deliver(user: user, subject: "tampered", ["smime", "-encrypt", "-aes256", "-in", tamperedEntity], for: [setup.us.certificateFile])
+        try await setup.deliver(user: user, subject: "expired-signer", ["smime", "-sign", "-in", entity, "-signer", expired.certificateFile, "-inkey", expired.keyFile])
         try setup.dovecot.addMessage(user: user, Array("""
         From: pgp@acme.example\r
         Subject: pgp\r
@@ -177,8 +177,8 @@ import Testing
         #expect(leftovers.isEmpty, "\(leftovers)")
 
         // A site that requires both: only the signed and encrypted one passes.
-        try setup.deliver(user: "bob", subject: "signed-then-encrypted", ["smime", "-encrypt", "-aes256", "-in", signedEntity], for: [setup.us.certificateFile])
-        try setup.deliver(user: "bob", subject: "only-encrypted", ["smime", "-encrypt", "-aes256", "-in", entity], for: [setup.us.certificateFile])
+        try await setup.deliver(user: "bob", subject: "signed-then-encrypted", ["smime", "-encrypt", "-aes256", "-in", signedEntity], for: [setup.us.certificateFile])
+        try await setup.deliver(user: "bob", subject: "only-encrypted", ["smime", "-encrypt", "-aes256", "-in", entity], for: [setup.us.certificateFile])
         try setup.dovecot.addMessage(user: "bob", Array((try String(contentsOfFile: plain, encoding: .utf8)).utf8))
         let strict = try setup.site("strict", user: "bob", require: "both")
         _ = try await PollJob(site: strict, spool: setup.spool, catalog: setup.catalog, logger: Logger(label: "it")).run()
@@ -196,7 +196,7 @@ import Testing
         defer { setup.tearDown() }
         let entity = setup.root + "/entity.txt"
         try Self.entity(at: entity, fileName: "ORDERS.edi", payload: Array("UNA:+.? '".utf8))
-        try setup.deliver(user: "alice", subject: "encrypted", ["smime", "-encrypt", "-aes256", "-in", entity], for: [setup.us.certificateFile])
+        try await setup.deliver(user: "alice", subject: "encrypted", ["smime", "-encrypt", "-aes256", "-in", entity], for: [setup.us.certificateFile])
         let path = setup.root + "/sites/wrong.yaml"
         try """
         \(setup.dovecot.pop3Block(user: "alice"))
@@ -237,10 +237,10 @@ import Testing
         defer { dovecot.stop() }
         let smtp = try await SMTPPeer.start(for: dovecot)
         defer { smtp.stop() }
-        let pki = try SMIMETestPKI()
+        let pki = try await SMIMETestPKI()
         defer { pki.remove() }
-        let partyA = try pki.issue("gateway-a")
-        let partyB = try pki.issue("gateway-b", key: .ec)
+        let partyA = try await pki.issue("gateway-a")
+        let partyB = try await pki.issue("gateway-b", key: .ec)
         let gatewayA = try Gateway(
             siteName: "bcorp", pop3User: "alice", dovecot: dovecot, smtp: smtp,
             siteSettings: Self.smimeSettings(us: partyA, partner: partyB)
@@ -269,8 +269,8 @@ import Testing
         let bobMaildir = try #require(dovecot.info.maildirs["bob"])
         let sentFile = try #require(try FileManager.default.contentsOfDirectory(atPath: bobMaildir).first.map { bobMaildir + "/" + $0 })
         let decrypted = pki.path("as-sent.decrypted")
-        try SMIMETestPKI.openssl(["cms", "-decrypt", "-in", sentFile, "-recip", partyB.certificateFile, "-inkey", partyB.keyFile, "-out", decrypted])
-        try SMIMETestPKI.openssl(["cms", "-verify", "-in", decrypted, "-CAfile", pki.caFile, "-purpose", "any", "-out", "/dev/null"])
+        try await SMIMETestPKI.openssl(["cms", "-decrypt", "-in", sentFile, "-recip", partyB.certificateFile, "-inkey", partyB.keyFile, "-out", decrypted])
+        try await SMIMETestPKI.openssl(["cms", "-verify", "-in", decrypted, "-CAfile", pki.caFile, "-purpose", "any", "-out", "/dev/null"])
 
         // B receives: decrypted, verified, classified; a signed receipt goes back.
         let pollB = try await gatewayB.gatepost(["poll", "acorp"])
@@ -291,7 +291,7 @@ import Testing
             (try? String(contentsOfFile: path, encoding: .utf8))?.contains("multipart/signed") == true
         })
         let receiptReport = pki.path("receipt.report")
-        try SMIMETestPKI.openssl(["cms", "-verify", "-in", receiptFile, "-CAfile", pki.caFile, "-purpose", "any", "-out", receiptReport])
+        try await SMIMETestPKI.openssl(["cms", "-verify", "-in", receiptFile, "-CAfile", pki.caFile, "-purpose", "any", "-out", receiptReport])
         #expect(try String(contentsOfFile: receiptReport, encoding: .utf8).contains("Received-Content-MIC: \(sentMIC)"))
 
         // A polls: the receipt verifies against B's certificate, the MIC matches: acknowledged.
@@ -324,14 +324,14 @@ import Testing
 
     @Test func a256MiBEncryptedAttachmentDecryptsInBoundedMemory() async throws {
         let dovecot = try await DovecotPeer.start()
-        let pki = try SMIMETestPKI()
+        let pki = try await SMIMETestPKI()
         let root = (NSTemporaryDirectory() as NSString).appendingPathComponent("gatepost-smime-large-\(UUID().uuidString)")
         defer {
             dovecot.stop()
             pki.remove()
             try? FileManager.default.removeItem(atPath: root)
         }
-        let us = try pki.issue("gatepost-receiver")
+        let us = try await pki.issue("gatepost-receiver")
         try FileManager.default.createDirectory(atPath: root + "/sites", withIntermediateDirectories: true)
         try """
         \(dovecot.pop3Block(user: "alice"))

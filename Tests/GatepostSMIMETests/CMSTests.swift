@@ -13,20 +13,31 @@ import Testing
     let ecUs: SMIMETestPKI.Party
     let content: String
 
-    init() throws {
-        pki = try SMIMETestPKI()
-        us = try pki.issue("gatepost-us")
-        partner = try pki.issue("acme-edi")
-        ecPartner = try pki.issue("acme-ec", key: .ec)
-        ecUs = try pki.issue("gatepost-ec", key: .ec)
-        content = pki.path("content.bin")
+    /// Keys and certificates made once for the suite (RSA key generation is slow on a busy
+    /// machine); the files live in the run's temporary folder, removed with it.
+    struct Shared: Sendable {
+        let pki: SMIMETestPKI
+        let us, partner, ecPartner, ecUs: SMIMETestPKI.Party
+        let content: String
+    }
+
+    static let shared = Task<Shared, any Error> {
+        let pki = try await SMIMETestPKI()
+        let content = pki.path("content.bin")
         // Bytes of every value, and more than one of OpenSSL's 4 KiB chunks.
         var bytes = [UInt8]()
         for index in 0 ..< 150_000 { bytes.append(UInt8(truncatingIfNeeded: index &* 7 &+ index >> 8)) }
         try Data(bytes).write(to: URL(fileURLWithPath: content))
+        return Shared(
+            pki: pki, us: try await pki.issue("gatepost-us"), partner: try await pki.issue("acme-edi"),
+            ecPartner: try await pki.issue("acme-ec", key: .ec), ecUs: try await pki.issue("gatepost-ec", key: .ec), content: content
+        )
     }
 
-    deinit { pki.remove() }
+    init() async throws {
+        let shared = try await Self.shared.value
+        (pki, us, partner, ecPartner, ecUs, content) = (shared.pki, shared.us, shared.partner, shared.ecPartner, shared.ecUs, shared.content)
+    }
 
     func identity(_ party: SMIMETestPKI.Party) throws -> SMIMEIdentity {
         try SMIMEIdentity.pem(keyFile: party.keyFile, certificateFile: party.certificateFile, password: nil)
@@ -41,12 +52,12 @@ import Testing
         ("aes-256-gcm", .rsa, false),
         ("aes-128-gcm", .ec, true),
     ])
-    func decryptsWhatOpenSSLEncrypted(cipher: String, key: SMIMETestPKI.KeyType, streamed: Bool) throws {
+    func decryptsWhatOpenSSLEncrypted(cipher: String, key: SMIMETestPKI.KeyType, streamed: Bool) async throws {
         let recipient = key == .rsa ? us : ecUs
         let encrypted = pki.path("encrypted-\(cipher)-\(key)-\(streamed).der")
         // -stream writes BER with indefinite lengths and the content in segments, as streaming
         // gateways do.
-        try SMIMETestPKI.openssl(
+        try await SMIMETestPKI.openssl(
             ["cms", "-encrypt", "-binary", "-\(cipher)", "-in", content, "-outform", "DER", "-out", encrypted]
                 + (streamed ? ["-stream"] : []) + [recipient.certificateFile]
         )
@@ -57,9 +68,9 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: output + ".scratch"))
     }
 
-    @Test func aMessageForSomeoneElseIsSaidSo() throws {
+    @Test func aMessageForSomeoneElseIsSaidSo() async throws {
         let encrypted = pki.path("for-partner.der")
-        try SMIMETestPKI.openssl(["cms", "-encrypt", "-binary", "-aes256", "-in", content, "-outform", "DER", "-out", encrypted, partner.certificateFile])
+        try await SMIMETestPKI.openssl(["cms", "-encrypt", "-binary", "-aes256", "-in", content, "-outform", "DER", "-out", encrypted, partner.certificateFile])
         let output = pki.path("not-for-us")
         #expect {
             try CMS.decrypt(cmsFile: encrypted, identity: try identity(us), output: output, scratch: output + ".scratch")
@@ -70,9 +81,9 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: output))
     }
 
-    @Test func aDamagedCiphertextFailsAndLeavesNoOutput() throws {
+    @Test func aDamagedCiphertextFailsAndLeavesNoOutput() async throws {
         let encrypted = pki.path("damaged.der")
-        try SMIMETestPKI.openssl(["cms", "-encrypt", "-binary", "-aes-256-gcm", "-in", content, "-outform", "DER", "-out", encrypted, us.certificateFile])
+        try await SMIMETestPKI.openssl(["cms", "-encrypt", "-binary", "-aes-256-gcm", "-in", content, "-outform", "DER", "-out", encrypted, us.certificateFile])
         var data = try bytes(encrypted)
         data[data.count - 200] ^= 0x55  // in the ciphertext, before the tag
         try data.write(to: URL(fileURLWithPath: encrypted))
@@ -84,25 +95,25 @@ import Testing
     }
 
     @Test(arguments: [SMIMETestPKI.KeyType.rsa, .ec])
-    func verifiesOpaqueAndDetachedSignaturesOfOpenSSL(key: SMIMETestPKI.KeyType) throws {
+    func verifiesOpaqueAndDetachedSignaturesOfOpenSSL(key: SMIMETestPKI.KeyType) async throws {
         let signer = key == .rsa ? partner : ecPartner
         let trust = try SMIMETrust(files: [pki.caFile])
         let opaque = pki.path("opaque-\(key).der")
-        try SMIMETestPKI.openssl(["cms", "-sign", "-nodetach", "-binary", "-stream", "-in", content, "-signer", signer.certificateFile, "-inkey", signer.keyFile, "-outform", "DER", "-out", opaque])
+        try await SMIMETestPKI.openssl(["cms", "-sign", "-nodetach", "-binary", "-stream", "-in", content, "-signer", signer.certificateFile, "-inkey", signer.keyFile, "-outform", "DER", "-out", opaque])
         let output = pki.path("opaque-content-\(key)")
         let verified = try CMS.verifyOpaque(cmsFile: opaque, trust: trust, output: output, scratch: output + ".scratch")
         #expect(verified.signers == [signer.subject])
         #expect(try bytes(output) == bytes(content))
 
         let detached = pki.path("detached-\(key).der")
-        try SMIMETestPKI.openssl(["cms", "-sign", "-binary", "-in", content, "-signer", signer.certificateFile, "-inkey", signer.keyFile, "-outform", "DER", "-out", detached])
+        try await SMIMETestPKI.openssl(["cms", "-sign", "-binary", "-in", content, "-signer", signer.certificateFile, "-inkey", signer.keyFile, "-outform", "DER", "-out", detached])
         let signature = try [UInt8](bytes(detached))
         #expect(try CMS.verifyDetached(content: content, signature: signature, trust: trust).signers == [signer.subject])
     }
 
-    @Test func aChangedContentIsATamperedSignature() throws {
+    @Test func aChangedContentIsATamperedSignature() async throws {
         let detached = pki.path("tampered.der")
-        try SMIMETestPKI.openssl(["cms", "-sign", "-binary", "-in", content, "-signer", partner.certificateFile, "-inkey", partner.keyFile, "-outform", "DER", "-out", detached])
+        try await SMIMETestPKI.openssl(["cms", "-sign", "-binary", "-in", content, "-signer", partner.certificateFile, "-inkey", partner.keyFile, "-outform", "DER", "-out", detached])
         var changed = try bytes(content)
         changed[1000] ^= 1
         let changedFile = pki.path("changed.bin")
@@ -115,12 +126,12 @@ import Testing
         }
     }
 
-    @Test func aSignerTheSiteDoesNotTrustIsRefused() throws {
-        let stranger = try SMIMETestPKI()
+    @Test func aSignerTheSiteDoesNotTrustIsRefused() async throws {
+        let stranger = try await SMIMETestPKI()
         defer { stranger.remove() }
-        let mallory = try stranger.issue("mallory")
+        let mallory = try await stranger.issue("mallory")
         let detached = pki.path("stranger.der")
-        try SMIMETestPKI.openssl(["cms", "-sign", "-binary", "-in", content, "-signer", mallory.certificateFile, "-inkey", mallory.keyFile, "-outform", "DER", "-out", detached])
+        try await SMIMETestPKI.openssl(["cms", "-sign", "-binary", "-in", content, "-signer", mallory.certificateFile, "-inkey", mallory.keyFile, "-outform", "DER", "-out", detached])
         #expect {
             try CMS.verifyDetached(content: content, signature: [UInt8](try bytes(detached)), trust: try SMIMETrust(files: [pki.caFile]))
         } throws: { error in
@@ -133,10 +144,10 @@ import Testing
         #expect(direct.signers == [mallory.subject])
     }
 
-    @Test func anExpiredSignerIsRefused() throws {
+    @Test func anExpiredSignerIsRefused() async throws {
         let expired = try pki.expired("acme-expired")
         let detached = pki.path("expired.der")
-        try SMIMETestPKI.openssl(["cms", "-sign", "-binary", "-in", content, "-signer", expired.certificateFile, "-inkey", expired.keyFile, "-outform", "DER", "-out", detached])
+        try await SMIMETestPKI.openssl(["cms", "-sign", "-binary", "-in", content, "-signer", expired.certificateFile, "-inkey", expired.keyFile, "-outform", "DER", "-out", detached])
         #expect {
             try CMS.verifyDetached(content: content, signature: [UInt8](try bytes(detached)), trust: try SMIMETrust(files: [expired.certificateFile]))
         } throws: { error in
@@ -145,25 +156,25 @@ import Testing
     }
 
     @Test(arguments: ["sha256", "sha1", "sha512"])
-    func ourSignatureVerifiesWithOpenSSL(digest: String) throws {
+    func ourSignatureVerifiesWithOpenSSL(digest: String) async throws {
         let signature = try CMS.signDetached(content: content, identity: try identity(us), digest: digest)
         let file = pki.path("our-signature-\(digest).der")
         try Data(signature).write(to: URL(fileURLWithPath: file))
-        try SMIMETestPKI.openssl(["cms", "-verify", "-binary", "-inform", "DER", "-in", file, "-content", content, "-CAfile", pki.caFile, "-purpose", "any", "-out", "/dev/null"])
+        try await SMIMETestPKI.openssl(["cms", "-verify", "-binary", "-inform", "DER", "-in", file, "-content", content, "-CAfile", pki.caFile, "-purpose", "any", "-out", "/dev/null"])
         // And our verification agrees.
         #expect(try CMS.verifyDetached(content: content, signature: signature, trust: try SMIMETrust(files: [pki.caFile])).signers == [us.subject])
     }
 
     @Test(arguments: ["aes-256-cbc", "aes-128-gcm"])
-    func whatWeEncryptOpenSSLDecrypts(cipher: String) throws {
+    func whatWeEncryptOpenSSLDecrypts(cipher: String) async throws {
         let encrypted = pki.path("ours-\(cipher).der")
         try CMS.encrypt(content: content, recipients: try SMIMECertificate.load(file: partner.certificateFile), cipher: cipher, output: encrypted)
         let decrypted = pki.path("ours-\(cipher).out")
-        try SMIMETestPKI.openssl(["cms", "-decrypt", "-binary", "-inform", "DER", "-in", encrypted, "-recip", partner.certificateFile, "-inkey", partner.keyFile, "-out", decrypted])
+        try await SMIMETestPKI.openssl(["cms", "-decrypt", "-binary", "-inform", "DER", "-in", encrypted, "-recip", partner.certificateFile, "-inkey", partner.keyFile, "-out", decrypted])
         #expect(try bytes(decrypted) == bytes(content))
     }
 
-    @Test func pkcs12IdentitiesOpenWithTheirPasswordOnly() throws {
+    @Test func pkcs12IdentitiesOpenWithTheirPasswordOnly() async throws {
         let identity = try SMIMEIdentity.pkcs12(file: us.pkcs12File, password: us.pkcs12Password)
         #expect(identity.certificate.subject == us.subject)
         #expect(identity.chain.count == 1)
@@ -179,10 +190,10 @@ import Testing
         }
     }
 
-    @Test func brokenStructuresAreMalformedNotCrashes() throws {
+    @Test func brokenStructuresAreMalformedNotCrashes() async throws {
         let output = pki.path("broken-out")
         let valid = pki.path("valid.der")
-        try SMIMETestPKI.openssl(["cms", "-encrypt", "-binary", "-aes256", "-stream", "-in", content, "-outform", "DER", "-out", valid, us.certificateFile])
+        try await SMIMETestPKI.openssl(["cms", "-encrypt", "-binary", "-aes256", "-stream", "-in", content, "-outform", "DER", "-out", valid, us.certificateFile])
         let whole = try bytes(valid)
         var cases: [Data] = [Data(), Data("not DER at all".utf8), whole.prefix(40), whole.prefix(whole.count / 2)]
         cases.append(Data([0x30, 0x80] + [UInt8](repeating: 0x30, count: 200) + [0x80]))  // deep nesting
@@ -197,9 +208,9 @@ import Testing
         }
     }
 
-    @Test func theSplitStructureIsSmallWhateverTheContent() throws {
+    @Test func theSplitStructureIsSmallWhateverTheContent() async throws {
         let encrypted = pki.path("split.der")
-        try SMIMETestPKI.openssl(["cms", "-encrypt", "-binary", "-aes256", "-stream", "-in", content, "-outform", "DER", "-out", encrypted, us.certificateFile])
+        try await SMIMETestPKI.openssl(["cms", "-encrypt", "-binary", "-aes256", "-stream", "-in", content, "-outform", "DER", "-out", encrypted, us.certificateFile])
         let split = try CMSSplitter.split(input: encrypted, contentOutput: pki.path("split.content"))
         #expect(split.kind == .enveloped)
         #expect(split.hadContent)

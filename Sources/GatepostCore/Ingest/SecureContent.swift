@@ -15,7 +15,7 @@ import Glibc
 /// with the reason: never routed.
 ///
 /// Everything streams through files in `tmp/`: a decrypted 1 GiB attachment is never in memory.
-struct SecureContent {
+struct SecureContent: Sendable {
     struct Outcome {
         /// What to classify in place of the message (the decrypted content, or an opaque
         /// signature's content); nil: the message itself.
@@ -40,7 +40,7 @@ struct SecureContent {
     let site: RemoteSite
     /// The site's keys and trust, loaded when a message first needs them. A failure to load
     /// them is the site's, not the message's: it is thrown, and the poll fails.
-    let credentials: () throws(SMIMEError) -> SMIMECredentials?
+    let credentials: LazySMIMECredentials
     /// `tmp/<id>`: every file made here starts with it.
     let filePrefix: String
     /// The digest a signed receipt asks for (and its name as the partner wrote it), if one does.
@@ -79,7 +79,7 @@ struct SecureContent {
                     outcome.files.append(output)
                     switch kind {
                     case .enveloped, .authEnveloped:
-                        guard let identity = try credentials()?.identity else {
+                        guard let identity = try credentials.get()?.identity else {
                             throw Failure("an S/MIME encrypted message (\(kind)), but the site has no smime key to decrypt it")
                         }
                         do {
@@ -91,7 +91,7 @@ struct SecureContent {
                         if !signatureLocked { micSource = .file(output) }
                     case .signed:
                         let scratch = "\(filePrefix).cms-content-\(layer)"
-                        if let trust = try credentials()?.trust {
+                        if let trust = try credentials.get()?.trust {
                             do {
                                 let verification = try CMS.verifyOpaque(cmsFile: cmsFile, trust: trust, output: output, scratch: scratch)
                                 security.signedBy = verification.signers.first
@@ -143,7 +143,7 @@ struct SecureContent {
                     try extractSignedContent(of: current, boundary: boundary, to: signed)
                     if !signatureLocked { micSource = .file(signed) }
                     signatureLocked = true
-                    if let trust = try credentials()?.trust {
+                    if let trust = try credentials.get()?.trust {
                         let signature = try signaturePart.bytes(limit: 4 << 20)
                         do {
                             let verification = try CMS.verifyDetached(content: signed, signature: signature, trust: trust)

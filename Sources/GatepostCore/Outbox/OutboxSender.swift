@@ -255,6 +255,86 @@ func uncancellable<T: Sendable>(_ operation: @escaping @Sendable () async throws
 
 /// `gatepost send`: one file to a partner as multipart/mixed with a Disposition-Notification-To
 /// request, recorded as an outbound transfer and queued in the outbox.
+/// A file's message signed and/or encrypted with S/MIME (``OutboundTransfer``): the file's MIME
+/// entity (its text and the file, as unsigned), signed (multipart/signed), then encrypted
+/// (application/pkcs7-mime), each step a file in `tmp/`, then the message in `out/`.
+struct SecuredMessage: Sendable {
+    var header: MessageComposer.Fields
+    var text: String
+    var path: String
+    var fileName: String
+    /// `tmp/<id>`: the steps' files start with it, and are removed at the end.
+    var prefix: String
+    var credentials: SMIMECredentials
+    var sign: Bool
+    var encrypt: Bool
+    var digest: MICAlgorithm
+    var cipher: String
+    var asksSignedReceipt: Bool
+
+    struct Written: Sendable {
+        var written: (path: String, size: Int64, sha256: String)
+        var security: MessageSecurity
+        /// Size and SHA-256 of the file itself, as it went into the entity.
+        var fileSize: Int64
+        var fileSHA256: String
+    }
+
+    func write(into spool: Spool, name: String) throws -> Written {
+        var scratch: [String] = []
+        defer { for file in scratch { unlink(file) } }
+        var hasher = SHA256()
+        var fileSize: Int64 = 0
+        let entity = prefix + ".entity"
+        scratch.append(entity)
+        let entityWriter = try SpoolFileWriter(path: entity, hashing: false)
+        try MessageComposer.writeFileMessage(
+            header: [], text: text, filePath: path, fileName: fileName,
+            fileData: { data in
+                hasher.update(data: data)
+                fileSize += Int64(data.count)
+            },
+            write: { try entityWriter.write($0) }
+        )
+        _ = try entityWriter.finish()
+        // The MIC a signed receipt returns: over what is signed, or else what is encrypted
+        // (RFC 4130 section 7.3.1's convention, which AS1 partners follow).
+        var security = MessageSecurity(mic: try MICHasher.mic(ofFile: entity, algorithm: digest), signedReceiptRequested: asksSignedReceipt ? true : nil)
+        var content = entity
+        if sign, let identity = credentials.identity {
+            let signature = try CMS.signDetached(content: entity, identity: identity, digest: digest.openSSLName)
+            let parts = MessageComposer.signedEntity(signature: signature, micalg: digest.rawValue)
+            content = prefix + ".signed"
+            scratch.append(content)
+            let signedWriter = try SpoolFileWriter(path: content, hashing: false)
+            try signedWriter.write(contentsOf: parts.head)
+            try MessageComposer.writeFile(entity) { try signedWriter.write($0) }
+            try signedWriter.write(contentsOf: parts.tail)
+            _ = try signedWriter.finish()
+            security.signedBy = identity.certificate.subject
+        }
+        var encrypted: String?
+        if encrypt {
+            let output = prefix + ".p7m"
+            scratch.append(output)
+            try CMS.encrypt(content: content, recipients: credentials.partnerCertificates, cipher: cipher, output: output)
+            encrypted = output
+            security.encrypted = cipher
+        }
+        let written = try spool.writeOutgoing(name: name) { write in
+            try (MessageComposer.headerBytes(header + [("MIME-Version", "1.0")])).withUnsafeBytes(write)
+            if let encrypted {
+                let smimeType = cipher.hasSuffix("gcm") ? "authEnveloped-data" : "enveloped-data"
+                try MessageComposer.encryptedEntityHeader(smimeType: smimeType).withUnsafeBytes(write)
+                try MessageComposer.writeBase64(file: encrypted, write: write)
+            } else {
+                try MessageComposer.writeFile(content, write: write)
+            }
+        }
+        return Written(written: written, security: security, fileSize: fileSize, fileSHA256: hexString(hasher.finalize()))
+    }
+}
+
 public enum OutboundTransfer {
     /// The site's S/MIME keys, checked for what sending needs: our key to sign, the partner's
     /// certificates to encrypt for.
@@ -334,59 +414,24 @@ public enum OutboundTransfer {
         }
         var security: MessageSecurity?
         let written: (path: String, size: Int64, sha256: String)
+        var sha256: String
         if let credentials {
-            let prefix = spool.temporaryPrefix(id: id)
-            var scratch: [String] = []
-            defer { for file in scratch { unlink(file) } }
-            // The MIME entity that is signed and encrypted: the file with its text, as unsigned.
-            let entity = prefix + ".entity"
-            scratch.append(entity)
-            let entityWriter = try SpoolFileWriter(path: entity, hashing: false)
-            try MessageComposer.writeFileMessage(header: [], text: text, filePath: path, fileName: fileName, fileData: fileData) { try entityWriter.write($0) }
-            _ = try entityWriter.finish()
-            // The MIC a signed receipt returns: over what is signed, or else what is encrypted
-            // (RFC 4130 section 7.3.1's convention, which AS1 partners follow).
-            var evidence = MessageSecurity(mic: try MICHasher.mic(ofFile: entity, algorithm: digest), signedReceiptRequested: asksSignedReceipt ? true : nil)
-            var content = entity
-            if signing, let identity = credentials.identity {
-                let signature = try CMS.signDetached(content: entity, identity: identity, digest: digest.openSSLName)
-                let parts = MessageComposer.signedEntity(signature: signature, micalg: digest.rawValue)
-                content = prefix + ".signed"
-                scratch.append(content)
-                let signedWriter = try SpoolFileWriter(path: content, hashing: false)
-                try signedWriter.write(contentsOf: parts.head)
-                try MessageComposer.writeFile(entity) { try signedWriter.write($0) }
-                try signedWriter.write(contentsOf: parts.tail)
-                _ = try signedWriter.finish()
-                evidence.signedBy = identity.certificate.subject
-            }
-            var encrypted: String?
-            if encrypting {
-                let cipher = site.smime?.cipher ?? "aes-256-cbc"
-                encrypted = prefix + ".p7m"
-                scratch.append(prefix + ".p7m")
-                try CMS.encrypt(content: content, recipients: credentials.partnerCertificates, cipher: cipher, output: prefix + ".p7m")
-                evidence.encrypted = cipher
-            }
-            security = evidence
-            written = try spool.writeOutgoing(name: id + ".eml") { write in
-                try (MessageComposer.headerBytes(header + [("MIME-Version", "1.0")])).withUnsafeBytes(write)
-                if let encrypted {
-                    let smimeType = (site.smime?.cipher ?? "").hasSuffix("gcm") ? "authEnveloped-data" : "enveloped-data"
-                    try MessageComposer.encryptedEntityHeader(smimeType: smimeType).withUnsafeBytes(write)
-                    try MessageComposer.writeBase64(file: encrypted, write: write)
-                } else {
-                    try MessageComposer.writeFile(content, write: write)
-                }
-            }
+            // Signing and encrypting read and write the whole file: on a thread of its own.
+            let secured = SecuredMessage(
+                header: header, text: text, path: path, fileName: fileName, prefix: spool.temporaryPrefix(id: id),
+                credentials: credentials, sign: signing, encrypt: encrypting, digest: digest,
+                cipher: site.smime?.cipher ?? "aes-256-cbc", asksSignedReceipt: asksSignedReceipt
+            )
+            let composed = try await offloaded { [spool] in try secured.write(into: spool, name: id + ".eml") }
+            (written, security, size, sha256) = (composed.written, composed.security, composed.fileSize, composed.fileSHA256)
         } else {
             written = try spool.writeOutgoing(name: id + ".eml") { write in
                 try MessageComposer.writeFileMessage(
                     header: header, text: text, filePath: path, fileName: fileName, fileData: fileData, write: write
                 )
             }
+            sha256 = hexString(hasher.finalize())
         }
-        let sha256 = hexString(hasher.finalize())
         let record = TransferRecord(
             id: id, direction: .outbound, type: .xfer, fileName: fileName, site: site.name, application: application,
             state: .queued, messageId: messageID, sender: from.address, recipients: recipients.map(\.address),

@@ -546,7 +546,11 @@ public struct PollJob: Sendable {
             let receiptMIC = AcknowledgmentPolicy.receiptMIC(header: header, site: site)
             var secured: SecureContent.Outcome?
             if duplicate == nil, SecureContent.applies(to: result, site: site, receiptRequested: receiptMIC != nil) {
-                secured = try SecureContent(site: site, credentials: smime.get, filePrefix: filePrefix, receiptMIC: receiptMIC).unwrap(result)
+                // Decrypting and verifying read and write whole files (seconds for a large
+                // one): on a thread of its own, never on the concurrency pool.
+                let unwrapping = SecureContent(site: site, credentials: smime, filePrefix: filePrefix, receiptMIC: receiptMIC)
+                let message = Transferred(value: result)
+                secured = try await offloaded { Transferred(value: try unwrapping.unwrap(message.value)) }.value
                 securedHeld = secured?.heldBytes ?? 0
             }
             let assembled: TransferAssembler.Assembled

@@ -16,3 +16,9 @@ public func offloaded<T: Sendable>(_ work: @escaping @Sendable () throws -> T) a
         thread.start()
     }
 }
+
+/// A value handed to another thread and back, whole: the sender does not touch it until it
+/// gets it back (``offloaded(_:)`` awaits), so no two threads use it at once, whatever its type.
+struct Transferred<Value>: @unchecked Sendable {
+    var value: Value
+}

@@ -34,6 +34,32 @@ public struct SMIMESettings: Sendable, Hashable {
     /// The digest of our signatures and the MIC we ask receipts for.
     public var digest: MICAlgorithm
 
+    /// What `gatepost site show` says: requirements and defaults, then each certificate with its
+    /// subject and expiry (read from the files; a PKCS#12 file is opened only with its password,
+    /// when a message needs it).
+    public func summary(now: Date = Date()) -> [String] {
+        var lines = ["require \(require.rawValue); sending: \(sign ? "sign" : "no signature"), \(encrypt ? "encrypt (\(cipher))" : "not encrypted"); digest \(digest.rawValue)"]
+        func describe(_ role: String, _ file: String) -> [String] {
+            do {
+                return try SMIMECertificate.load(file: file).map { certificate in
+                    let expiry = certificate.notAfter.map { date in
+                        (date < now ? "EXPIRED " : "expires ") + ISO8601DateFormatter().string(from: date)
+                    } ?? "no expiry"
+                    return "\(role): \(certificate.subject), \(expiry)"
+                }
+            } catch {
+                return ["\(role): \(error)"]
+            }
+        }
+        switch key {
+        case .pem(_, let certificate): lines += describe("our certificate", certificate)
+        case .pkcs12(let file): lines.append("our key and certificate: \(file) (PKCS#12)")
+        case nil: lines.append("no key of ours: encrypted messages cannot be read, receipts not signed")
+        }
+        for file in partnerCertificates { lines += describe("partner", file) }
+        return lines
+    }
+
     /// The ciphers that can be named: what partners' gateways decrypt (CBC) and AEAD (RFC 5083).
     public static let ciphers = ["aes-128-cbc", "aes-192-cbc", "aes-256-cbc", "aes-128-gcm", "aes-256-gcm"]
 }
