@@ -6,6 +6,8 @@ import GRDB
 public final class SQLiteCatalog: Catalog {
     public let path: String
     let database: DatabasePool
+    /// A read-only connection for the synchronous per-message lookups (``firstInbound``).
+    private let lookups: DatabaseQueue
 
     public enum OpenError: Error, CustomStringConvertible {
         case cannotOpen(path: String, reason: String)
@@ -54,6 +56,11 @@ public final class SQLiteCatalog: Catalog {
             }
             database = try DatabasePool(path: path, configuration: configuration)
             try Self.migrate(database, path: path)
+            var lookupConfiguration = Configuration()
+            lookupConfiguration.readonly = true
+            lookupConfiguration.busyMode = .timeout(10)
+            lookupConfiguration.label = "catalog.lookups"
+            lookups = try DatabaseQueue(path: path, configuration: lookupConfiguration)
         } catch {
             throw OpenError.cannotOpen(path: path, reason: Self.explain(error, path: path))
         }
@@ -780,8 +787,15 @@ public final class SQLiteCatalog: Catalog {
     /// synchronous read (the calling thread runs it; an indexed lookup takes microseconds) with
     /// a cached statement. The async read's two thread hops and a statement compiled per call
     /// cost a third of a poll's time.
+    ///
+    /// On a connection of their own (``lookups``), never the pool's readers: a thread of the
+    /// concurrency pool blocked waiting for a reader can hold up the very async reads that would
+    /// give one back (they resume on that pool before releasing it), and with every pool thread
+    /// waiting the process stops for good. The lookups' connection is only ever used
+    /// synchronously: its work runs on the calling thread, so waiting for it waits for a thread
+    /// that is running.
     private func firstInbound(site: String, column: String, value: String) throws -> String? {
-        try database.read { db in
+        try lookups.read { db in
             let statement = try db.cachedStatement(sql: Self.firstInboundSQL(column: column))
             return try String.fetchOne(statement, arguments: [site, value])
         }

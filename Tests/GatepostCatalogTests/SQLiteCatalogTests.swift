@@ -13,6 +13,30 @@ import Testing
         #expect(try catalog.integrityCheck() == "ok")
     }
 
+    /// Many polls at once, each making the synchronous duplicate lookups while others read
+    /// asynchronously: no thread of the concurrency pool may wait for a connection that only a
+    /// suspended read can give back. (At 10,000 sites the daemon stopped for good: both pool
+    /// threads waited in GRDB's reader pool for readers whose async reads needed a pool thread
+    /// to resume and release them; SIGTERM could not stop it.)
+    @Test(.timeLimit(.minutes(1))) func lookupsNeverWaitForTheReadersOfSuspendedReads() async throws {
+        let catalog = try SQLiteCatalog(path: try temporaryDirectory().appendingPathComponent("catalog.sqlite").path)
+        for index in 0 ..< 20 {
+            try await catalog.commitReceived(F.inbound("T\(index)", messageId: "m\(index)@x", at: Double(index)), uidl: "u\(index)")
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for task in 0 ..< 64 {
+                group.addTask {
+                    for round in 0 ..< 40 {
+                        _ = try await catalog.transferID(site: "acme", messageId: "m\((task + round) % 25)@x")
+                        _ = try await catalog.transfers(TransferFilter(site: "acme"))
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        #expect(try await catalog.transferID(site: "acme", messageId: "m3@x") == "T3")
+    }
+
     /// The lookups every received message makes (and every report) use their equality index,
     /// not the one that orders a site's transfers by time: that one made each lookup read the
     /// whole site, a poll of 2,000 messages 60 % slower.
