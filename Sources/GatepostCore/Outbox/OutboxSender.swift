@@ -82,7 +82,13 @@ public struct OutboxSender: Sendable {
     static let claimLease: TimeInterval = 600
 
     public init(sites: [RemoteSite], catalog: any Catalog, logger: Logger) {
-        self.sites = Dictionary(sites.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        self.init(sitesByName: Dictionary(sites.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first }), catalog: catalog, logger: logger)
+    }
+
+    /// With the sites already by name: a daemon's poll round does not index thousands of
+    /// sites again for each poll.
+    public init(sitesByName: [String: RemoteSite], catalog: any Catalog, logger: Logger) {
+        self.sites = sitesByName
         self.catalog = catalog
         self.logger = logger
     }

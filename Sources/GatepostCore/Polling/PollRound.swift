@@ -29,18 +29,26 @@ public struct PollRound: Sendable {
     public var catalog: any Catalog
     /// Our side (applications); nil without `local.yaml`.
     public var local: LocalSite?
-    /// Every site: deliveries route what any of them received.
-    public var allSites: [RemoteSite]
+    /// Every site, by name: deliveries route what any of them received.
+    public var sitesByName: [String: RemoteSite]
     public var retry: RetryPolicy
     public var logger: Logger
     /// Told as each site's poll commits its batches (`gatepost poll` on a terminal).
     public var progress: PollProgress?
 
     public init(spool: Spool, catalog: any Catalog, local: LocalSite?, allSites: [RemoteSite], retry: RetryPolicy, logger: Logger) {
+        self.init(
+            spool: spool, catalog: catalog, local: local,
+            sitesByName: Dictionary(allSites.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first }), retry: retry, logger: logger
+        )
+    }
+
+    /// With the sites already by name (the daemon indexes them once per reload, not per poll).
+    public init(spool: Spool, catalog: any Catalog, local: LocalSite?, sitesByName: [String: RemoteSite], retry: RetryPolicy, logger: Logger) {
         self.spool = spool
         self.catalog = catalog
         self.local = local
-        self.allSites = allSites
+        self.sitesByName = sitesByName
         self.retry = retry
         self.logger = logger
     }
@@ -81,7 +89,7 @@ public struct PollRound: Sendable {
             report.polls.append(SitePoll(site: site, started: started, result: result, nextDelay: delay))
         }
         guard !Task.isCancelled else { return report }
-        let sender = OutboxSender(sites: allSites, catalog: catalog, logger: logger)
+        let sender = OutboxSender(sitesByName: sitesByName, catalog: catalog, logger: logger)
         for site in sites where site.smtp != nil {
             do {
                 report.outbox.append((site.name, .success(try await sender.sendDue(site: site.name))))
@@ -92,7 +100,7 @@ public struct PollRound: Sendable {
         if let local, !Task.isCancelled {
             let deliverer = Deliverer(local: local, catalog: catalog, logger: logger)
             do {
-                report.deliveries = .success(try await deliverer.deliverPending(sites: allSites))
+                report.deliveries = .success(try await deliverer.deliverPending(sitesByName: sitesByName))
             } catch {
                 report.deliveries = .failure(error)
             }

@@ -44,7 +44,10 @@ public struct Deliverer: Sendable {
     /// `now` is the clock for what is due and when a failed attempt goes again (tests pass
     /// their own, so that "not due yet" does not depend on how busy the machine is).
     public func deliverPending(sites: [RemoteSite], now: Date = Date()) async throws -> [DeliveryOutcome] {
-        let sitesByName = Dictionary(sites.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        try await deliverPending(sitesByName: Dictionary(sites.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first }), now: now)
+    }
+
+    public func deliverPending(sitesByName: [String: RemoteSite], now: Date = Date()) async throws -> [DeliveryOutcome] {
         var outcomes: [DeliveryOutcome] = []
         for record in try await catalog.transfersToDeliver(at: now) {
             // Every poll round delivers what is waiting; a transfer another round of this

@@ -62,6 +62,7 @@ public struct Scheduler: Service {
     public func run() async throws {
         var directory = try SiteLoader().loadDirectory(sitesFolder)
         var fingerprint = Self.fingerprint(sitesFolder)
+        var sitesByName = Self.index(directory.sites)
         report(directory)
         await recordConfigurationErrors(SiteReload(previous: SiteDirectory(sites: [], errors: [], local: nil), loaded: directory))
         var states: [String: SiteState] = [:]
@@ -88,6 +89,7 @@ public struct Scheduler: Service {
                         if let loaded = try? SiteLoader().loadDirectory(sitesFolder) {
                             let reload = SiteReload(previous: directory, loaded: loaded)
                             directory = reload.directory
+                            sitesByName = Self.index(directory.sites)
                             sitesLoaded?(directory)
                             report(reload)
                             await recordConfigurationErrors(reload)
@@ -109,11 +111,11 @@ public struct Scheduler: Service {
                     continue
                 case .startPoll(let site, let failures):
                     let local = directory.local
-                    let allSites = directory.sites
-                    group.addTask { .poll(await poll(site, failuresSoFar: failures, local: local, sites: allSites)) }
+                    let allSites = sitesByName
+                    group.addTask { .poll(await poll(site, failuresSoFar: failures, local: local, sitesByName: allSites)) }
                     continue
                 case .sendOutbox:
-                    let sender = OutboxSender(sites: directory.sites, catalog: catalog, logger: logger)
+                    let sender = OutboxSender(sitesByName: sitesByName, catalog: catalog, logger: logger)
                     group.addTask {
                         _ = try? await sender.sendDue()
                         return .outbox
@@ -148,10 +150,10 @@ public struct Scheduler: Service {
         )
     }
 
-    private func poll(_ site: RemoteSite, failuresSoFar: Int, local: LocalSite?, sites: [RemoteSite]) async -> PollResult {
+    private func poll(_ site: RemoteSite, failuresSoFar: Int, local: LocalSite?, sitesByName: [String: RemoteSite]) async -> PollResult {
         var siteLogger = logger
         siteLogger[metadataKey: "site"] = "\(site.name)"
-        var round = PollRound(spool: spool, catalog: catalog, local: local, allSites: sites, retry: retry, logger: logger)
+        var round = PollRound(spool: spool, catalog: catalog, local: local, sitesByName: sitesByName, retry: retry, logger: logger)
         let startedAt = Date()
         if let polls {
             polls.started(site.name, at: startedAt)
@@ -226,14 +228,26 @@ public struct Scheduler: Service {
         }
     }
 
-    /// Names, sizes and modification times of the site files: a change means reload.
-    static func fingerprint(_ folder: String) -> [String] {
+    /// The sites by name, built once per load: each poll round looks its sites up there.
+    static func index(_ sites: [RemoteSite]) -> [String: RemoteSite] {
+        Dictionary(sites.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+    }
+
+    /// Names, sizes, modification times and inodes of the site files: a change means reload.
+    /// Looked at every second, so `stat` and one hash rather than Foundation's attribute
+    /// dictionaries (at 10,000 sites those were 6 % of the daemon's CPU).
+    static func fingerprint(_ folder: String) -> Int {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
-        return names.sorted().map { name in
-            let attributes = try? FileManager.default.attributesOfItem(atPath: folder + "/" + name)
-            let modified = (attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
-            let size = (attributes?[.size] as? Int) ?? 0
-            return "\(name) \(size) \(modified)"
+        var hasher = Hasher()
+        for name in names.sorted() {
+            var info = stat()
+            let found = stat(folder + "/" + name, &info) == 0
+            hasher.combine(name)
+            hasher.combine(found ? Int64(info.st_size) : -1)
+            hasher.combine(found ? Int64(info.st_mtim.tv_sec) : 0)
+            hasher.combine(found ? Int64(info.st_mtim.tv_nsec) : 0)
+            hasher.combine(found ? UInt64(info.st_ino) : 0)
         }
+        return hasher.finalize()
     }
 }

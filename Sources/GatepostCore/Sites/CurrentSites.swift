@@ -8,7 +8,7 @@ import Synchronization
 public final class CurrentSites: Sendable {
     private struct State {
         var directory: SiteDirectory
-        var fingerprint: [String]
+        var fingerprint: Int
         var lookedAt: ContinuousClock.Instant
     }
 
@@ -18,7 +18,7 @@ public final class CurrentSites: Sendable {
     /// Updated by the daemon (``update(_:)``).
     public init(_ directory: SiteDirectory) {
         folder = nil
-        state = Mutex(State(directory: directory, fingerprint: [], lookedAt: .now))
+        state = Mutex(State(directory: directory, fingerprint: 0, lookedAt: .now))
     }
 
     /// Read from `folder`, and again when it changes.
