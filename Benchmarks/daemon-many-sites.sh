@@ -3,10 +3,13 @@
 # DURATION seconds: CPU used, resident memory, and polls per minute. The first cycle also
 # retrieves one small message per site.
 #
-#   Benchmarks/daemon-many-sites.sh [SITES] [DURATION]      (default 1000 150)
+#   Benchmarks/daemon-many-sites.sh [SITES] [DURATION] [POLLS]      (default 1000 150 16)
+#
+# POLLS: polls at once (--concurrent-polls, and per host: every site is on the one Dovecot).
 set -euo pipefail
 SITES=${1:-1000}
 DURATION=${2:-150}
+POLLS=${3:-16}
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/install-test-deps >/dev/null
 swift build -c release --product gatepost >/dev/null
@@ -38,7 +41,7 @@ YAML
 done
 chown -R "$MAILUID" "$DOVE/mail"
 
-"$GATEPOST" run --sites "$WORK/sites" --spool "$WORK/spool" --concurrent-polls 16 --concurrent-polls-per-host 16 \
+"$GATEPOST" run --sites "$WORK/sites" --spool "$WORK/spool" --concurrent-polls "$POLLS" --concurrent-polls-per-host "$POLLS" \
   2>"$WORK/daemon.log" &
 DAEMON=$!
 ticks=$(getconf CLK_TCK)
