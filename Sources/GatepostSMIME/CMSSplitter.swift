@@ -204,9 +204,16 @@ final class BERFileReader {
         return BERHeader(identifier: identifier, isConstructed: isConstructed, length: length)
     }
 
+    /// What an element held in memory costs beyond its bytes (its node and identifier).
+    static let elementCost = 64
+
     /// Reads the element whose header was just read, whole, within `budget` bytes.
     func element(_ header: BERHeader, depth: Int, budget: inout Int) throws -> BERElement {
         guard depth <= CMSSplitter.maxDepth else { throw CMSStructureError("nested deeper than \(CMSSplitter.maxDepth)") }
+        // Every element kept costs memory whatever its length (an empty one too): charged a
+        // fixed share, so a stream of empty elements cannot grow the structure without bound.
+        budget -= Self.elementCost
+        guard budget >= 0 else { throw CMSStructureError("more than \(CMSSplitter.maxStructureBytes) bytes besides the content") }
         guard header.isConstructed else {
             guard let length = header.length, length <= Int64(budget) else {
                 throw CMSStructureError("more than \(CMSSplitter.maxStructureBytes) bytes besides the content")
@@ -219,8 +226,6 @@ final class BERFileReader {
         }
         var children: [BERElement] = []
         try forEachChild(of: header) { child in
-            budget -= 4
-            guard budget >= 0 else { throw CMSStructureError("more than \(CMSSplitter.maxStructureBytes) bytes besides the content") }
             children.append(try element(child, depth: depth + 1, budget: &budget))
         }
         return BERElement(identifier: header.identifier, value: [], children: children)

@@ -157,8 +157,15 @@ struct SecureContent: Sendable {
                     } else {
                         outcome.signature = "S/MIME (\(signatureType)), not verified: the site has no smime partner_certificates"
                     }
-                    // The classifier takes the signed content as the message.
-                    break layers
+                    // What is classified is exactly what was verified: the signed bytes, parsed
+                    // again (the parser and the extractor could otherwise see different parts,
+                    // and a replayed signature vouch for content it never covered).
+                    let (inner, held) = try ingest(file: signed, layer: layer)
+                    outcome.heldBytes += held
+                    outcome.files += inner.createdFiles
+                    outcome.content = inner
+                    current = inner
+                    continue layers
                 }
                 break layers
             }
