@@ -212,6 +212,8 @@ import Testing
         }
         #expect(setup.dovecot.messageCount(user: "alice") == 1)
         #expect(try await setup.catalog.transfers(TransferFilter()).isEmpty)
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: setup.root + "/spool/tmp").filter { !$0.hasPrefix("raw-") }
+        #expect(leftovers.isEmpty, "\(leftovers)")
     }
 }
 

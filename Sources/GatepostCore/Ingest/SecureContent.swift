@@ -185,7 +185,12 @@ struct SecureContent: Sendable {
         } catch let failure as Failure {
             outcome.failure = failure.description
         } catch let error as SMIMEError {
-            if case .credentials = error { throw error }
+            if case .credentials = error {
+                // The poll fails and the message stays on the server: nothing of it stays here.
+                for path in outcome.files { unlink(path) }
+                HeldBodies.release(outcome.heldBytes)
+                throw error
+            }
             outcome.failure = "S/MIME: \(error)"
         } catch {
             outcome.failure = "S/MIME: \(error)"
