@@ -223,7 +223,7 @@ let package = Package(
         .testTarget(
             name: "GatepostCoreTests",
             dependencies: [
-                "GatepostCore", "GatepostCatalog", "GatepostPOP3", "GatepostTestSupport",
+                "GatepostCore", "GatepostCatalog", "GatepostPOP3", "GatepostSMIME", "GatepostTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "GRDB", package: "GRDB.swift"),

@@ -11,17 +11,11 @@ SITES=${1:-1000}
 DURATION=${2:-150}
 POLLS=${3:-16}
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-scripts/install-test-deps >/dev/null
-swift build -c release --product gatepost >/dev/null
-GATEPOST=$(swift build -c release --show-bin-path)/gatepost
-
-WORK=$(mktemp -d /tmp/gp-many-XXXXXX)
-chmod 755 "$WORK"
-INFO=""
-field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])$1)" "$INFO"; }
-cleanup() { [[ -n ${DAEMON:-} ]] && kill "$DAEMON" 2>/dev/null; [[ -n $INFO ]] && kill "$(field '["pid"]')" 2>/dev/null; rm -rf "$WORK"; }
-trap cleanup EXIT
-INFO=$(scripts/peers/start-dovecot.sh "$WORK/d" --stop-with $$)
+source Benchmarks/lib.sh
+bench_build
+bench_workdir gp-many
+bench_on_exit() { [[ -n ${DAEMON:-} ]] && kill "$DAEMON" 2>/dev/null; }
+start_dovecot "$WORK/d"
 PORT=$(field '["tlsPort"]'); CA=$(field '["caFile"]'); MAILUID=$(field '["mailUid"]')
 DOVE=$WORK/d
 

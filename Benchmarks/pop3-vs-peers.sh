@@ -33,17 +33,11 @@ command -v fetchmail >/dev/null || need+=(fetchmail)
 if ((${#need[@]})); then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-scripts/install-test-deps >/dev/null
-swift build -c release --product gatepost >/dev/null
-GATEPOST=$(swift build -c release --show-bin-path)/gatepost
-
-WORK=$(mktemp -d /tmp/gp-bench-XXXXXX)
-chmod 755 "$WORK"   # Dovecot's mail user must reach the mailbox below it
+source Benchmarks/lib.sh
+bench_build
+bench_workdir gp-bench
 DOVE=$WORK/dovecot
-INFO=""
-field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])$1)" "$INFO"; }
-trap '[[ -n $INFO ]] && kill "$(field "[\"pid\"]")" 2>/dev/null; rm -rf "$WORK"' EXIT
-INFO=$(scripts/peers/start-dovecot.sh "$DOVE" --stop-with $$)
+start_dovecot "$DOVE"
 PLAIN=$(field '["plainPort"]'); TLSPORT=$(field '["tlsPort"]'); CA=$(field '["caFile"]')
 MAILDIR=$(field '["maildirs"]["alice"]'); MAILUID=$(field '["mailUid"]')
 

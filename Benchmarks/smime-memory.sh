@@ -9,16 +9,10 @@
 set -euo pipefail
 SIZE=${1:-268435456}
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-scripts/install-test-deps >/dev/null
-swift build -c release --product gatepost >/dev/null
-GATEPOST=$(swift build -c release --show-bin-path)/gatepost
-
-WORK=$(mktemp -d /tmp/gp-bench-XXXXXX)
-chmod 755 "$WORK"   # Dovecot's mail user must reach the mailbox below it
-INFO=""
-field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])$1)" "$INFO"; }
-trap '[[ -n $INFO ]] && kill "$(field "[\"pid\"]")" 2>/dev/null; rm -rf "$WORK"' EXIT
-INFO=$(scripts/peers/start-dovecot.sh "$WORK/dovecot" --stop-with $$)
+source Benchmarks/lib.sh
+bench_build
+bench_workdir gp-bench
+start_dovecot "$WORK/dovecot"
 TLSPORT=$(field '["tlsPort"]'); CA=$(field '["caFile"]'); PASSWORD=$(field '["users"]["alice"]')
 MAILDIR=$(field '["maildirs"]["alice"]'); MAILUID=$(field '["mailUid"]')
 

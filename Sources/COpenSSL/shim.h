@@ -45,4 +45,9 @@ static inline int gp_cms_has_recipient(CMS_ContentInfo *cms, X509 *cert) {
 
 static inline unsigned long gp_XN_FLAG_RFC2253(void) { return XN_FLAG_RFC2253; }
 
+static inline int gp_sk_OPENSSL_STRING_num(const STACK_OF(OPENSSL_STRING) *stack) { return sk_OPENSSL_STRING_num(stack); }
+static inline const char *gp_sk_OPENSSL_STRING_value(const STACK_OF(OPENSSL_STRING) *stack, int index) {
+    return sk_OPENSSL_STRING_value(stack, index);
+}
+
 #endif

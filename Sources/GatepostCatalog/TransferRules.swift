@@ -50,11 +50,27 @@ public enum AcknowledgmentRules {
     /// - a DSN moves a sent transfer to `delivered` once every recipient has been reported
     ///   delivered (or relayed, or expanded): the server has it, the partner's acknowledgment is
     ///   still to come. A `delayed` line is recorded and changes nothing else.
+    ///
+    /// A transfer sent asking for a signed receipt is moved only by a report whose signature
+    /// verified (``signedReceipt(_:expectedMIC:closing:)``): an unsigned one (a forged MDN, a
+    /// mail system's DSN) is noted on the transfer and changes nothing else, neither failing it
+    /// nor reopening an acknowledged one.
     public static func close(outbound: TransferRecord, report: TransferRecord) -> TransferRecord? {
         guard answers(report, outbound: outbound),
               [.queued, .sent, .delivered, .overdue, .acknowledged].contains(outbound.state)
         else { return nil }
         var closed = outbound
+        let expectedMIC = outbound.security?.signedReceiptRequested == true ? outbound.security?.mic : nil
+        if expectedMIC != nil, report.security?.signedBy == nil {
+            guard outbound.state != .acknowledged else { return nil }
+            let how = report.security?.signatureFailure.map { "with a signature that does not verify (\($0))" } ?? "unsigned"
+            let said = report.recipientReports.map { line in
+                "\(line.recipient): " + [line.disposition, line.action, line.status].compactMap { $0 }.joined(separator: " ")
+            }.joined(separator: "; ")
+            closed.error = "report \(report.id) came back \(how), saying \(said); a signed receipt was asked for, "
+                + "so only a verified one moves this transfer, and it waits for one"
+            return closed
+        }
         for line in report.recipientReports {
             closed.recipientReports.removeAll { $0.recipient.lowercased() == line.recipient.lowercased() }
             closed.recipientReports.append(line)
@@ -71,8 +87,8 @@ public enum AcknowledgmentRules {
                 "\(line.recipient): " + [line.disposition, line.action, line.status].compactMap { $0 }.joined(separator: " ")
             }.joined(separator: "; ")
         } else if isDisposition {
-            if let expected = outbound.security, expected.signedReceiptRequested == true, let mic = expected.mic {
-                signedReceipt(report, expectedMIC: mic, closing: &closed)
+            if let mic = expectedMIC, let signer = report.security?.signedBy {
+                signedReceipt(report, signer: signer, expectedMIC: mic, closing: &closed)
             } else {
                 closed.state = .acknowledged
             }
@@ -83,16 +99,11 @@ public enum AcknowledgmentRules {
     }
 
     /// Non-repudiation of receipt: a transfer sent asking for a signed receipt is acknowledged
-    /// only by a receipt whose signature verified against the site's partner certificates and
-    /// whose Received-Content-MIC is the MIC computed when sending. A receipt that is unsigned
-    /// (or does not verify) leaves the transfer waiting, saying so; a verified receipt with
-    /// another MIC fails it: the partner received other content than was sent.
-    static func signedReceipt(_ report: TransferRecord, expectedMIC: String, closing closed: inout TransferRecord) {
-        guard let signer = report.security?.signedBy else {
-            let how = report.security?.signatureFailure.map { "whose signature does not verify (\($0))" } ?? "unsigned"
-            closed.error = "receipt \(report.id) came back \(how); a signed receipt was asked for, and the transfer waits for one"
-            return
-        }
+    /// only by a receipt whose signature verified against the site's partner certificates (by
+    /// `signer`) and whose Received-Content-MIC is the MIC computed when sending (an unverified
+    /// one never gets here: ``close(outbound:report:)``). A verified receipt with another MIC
+    /// fails it: the partner received other content than was sent.
+    static func signedReceipt(_ report: TransferRecord, signer: String, expectedMIC: String, closing closed: inout TransferRecord) {
         guard let returned = report.security?.receivedContentMIC, MessageSecurity.sameMIC(returned, expectedMIC) else {
             closed.state = .failed
             closed.error = "the signed receipt \(report.id) from \(signer) returns "

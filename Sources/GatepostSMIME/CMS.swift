@@ -4,10 +4,24 @@ import Foundation
 import Glibc
 #endif
 
-/// A verified signature: who signed, by their certificates' subjects.
+/// A verified signature: who signed, and how each signer is trusted.
 public struct SignatureVerification: Sendable, Hashable {
+    public struct Signer: Sendable, Hashable {
+        /// The subject of the signer's certificate, RFC 2253 form.
+        public var subject: String
+        /// The addresses the certificate is for (``SMIMECertificate/emails``).
+        public var emails: [String]
+        /// The certificate itself is one the site trusts: the partner is pinned. Otherwise it
+        /// was trusted because a CA the site trusts issued it, which says nothing of whose it is.
+        public var isPinned: Bool
+        /// ``SMIMECertificate/isForSMIMESigning``.
+        public var isForSMIMESigning: Bool
+    }
+
+    public var details: [Signer]
+
     /// The subjects of the signers' certificates, RFC 2253 form.
-    public var signers: [String]
+    public var signers: [String] { details.map(\.subject) }
 }
 
 /// The four CMS operations S/MIME needs, over OpenSSL, each streaming from file to file: memory
@@ -81,14 +95,20 @@ public enum CMS {
                 guard CMS_verify(cms, certificates, trust.store, data, nil, UInt32(CMS_BINARY)) == 1 else {
                     throw .signatureInvalid(detail: explained(OpenSSLErrors.text(OpenSSLErrors.drain(), fallback: "OpenSSL gave no reason")))
                 }
-                var signers: [String] = []
+                var signers: [SignatureVerification.Signer] = []
                 if let found = CMS_get0_signers(cms) {
                     for index in 0 ..< gp_sk_X509_num(found) {
-                        if let certificate = gp_sk_X509_value(found, index) { signers.append(SMIMECertificate.name(X509_get_subject_name(certificate))) }
+                        guard let x509 = gp_sk_X509_value(found, index), X509_up_ref(x509) == 1 else { continue }
+                        let certificate = SMIMECertificate(taking: x509)
+                        signers.append(SignatureVerification.Signer(
+                            subject: certificate.subject, emails: certificate.emails,
+                            isPinned: trust.certificates.contains { $0.isSame(as: x509) },
+                            isForSMIMESigning: certificate.isForSMIMESigning
+                        ))
                     }
                     gp_sk_X509_free(found)
                 }
-                return SignatureVerification(signers: signers)
+                return SignatureVerification(details: signers)
             }
         }
     }

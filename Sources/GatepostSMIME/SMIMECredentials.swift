@@ -18,6 +18,25 @@ public final class SMIMECertificate: @unchecked Sendable {
 
     public var notAfter: Date? { Self.date(X509_get0_notAfter(x509)) }
 
+    /// The e-mail addresses the certificate is for: its subjectAltName rfc822Names and its
+    /// subject's emailAddress.
+    public var emails: [String] {
+        guard let stack = X509_get1_email(x509) else { return [] }
+        defer { X509_email_free(stack) }
+        return (0 ..< gp_sk_OPENSSL_STRING_num(stack)).compactMap { index in
+            gp_sk_OPENSSL_STRING_value(stack, index).map { String(cString: $0) }
+        }
+    }
+
+    /// Whether the certificate may sign S/MIME messages: its key usage (digital signature or
+    /// non-repudiation) and extended key usage (e-mail protection), where it states them.
+    public var isForSMIMESigning: Bool {
+        X509_check_purpose(x509, X509_PURPOSE_SMIME_SIGN, 0) == 1
+    }
+
+    /// The same certificate (byte for byte) as `other`.
+    func isSame(as other: OpaquePointer) -> Bool { X509_cmp(x509, other) == 0 }
+
     static func name(_ name: OpaquePointer?) -> String {
         guard let name, let bio = BIO_new(BIO_s_mem()) else { return "" }
         defer { BIO_free(bio) }
@@ -155,8 +174,10 @@ public final class SMIMETrust: @unchecked Sendable {
         // A configured end-entity certificate is an anchor by itself; the validity period is
         // still checked (an expired signer is refused).
         X509_STORE_set_flags(store, UInt(X509_V_FLAG_PARTIAL_CHAIN))
-        // Partners' certificates carry whatever key usage their PKI gives them: which ones to
-        // believe is this configuration, not an extended key usage.
+        // A pinned partner certificate carries whatever key usage its PKI gave it: believing
+        // it is this configuration, not an extended key usage. A signer trusted through a CA
+        // is held to S/MIME signing and to the partner's identity by the site's signer rule
+        // (``SignatureVerification/Signer``), which sees the message.
         X509_STORE_set_purpose(store, X509_PURPOSE_ANY)
         self.store = store
         self.certificates = certificates

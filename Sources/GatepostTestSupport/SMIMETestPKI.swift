@@ -39,18 +39,26 @@ public struct SMIMETestPKI: Sendable {
         try await Self.openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", caKeyFile, "-out", caFile, "-days", "30", "-subj", "/O=Gatepost Tests/CN=Gatepost S-MIME Test CA"])
     }
 
-    /// A key and a certificate issued by this CA, valid for 30 days.
-    public func issue(_ name: String, key type: KeyType = .rsa) async throws -> Party {
+    /// A key and a certificate issued by this CA, valid for 30 days, for `email` (its
+    /// subjectAltName) when given, with `extensions` (openssl's `-extfile` lines, such as
+    /// "extendedKeyUsage = serverAuth").
+    public func issue(_ name: String, key type: KeyType = .rsa, email: String? = nil, extensions: [String] = []) async throws -> Party {
         let base = directory + "/" + name
         let party = Party(
             name: name, keyFile: base + ".key", certificateFile: base + ".pem", pkcs12File: base + ".p12", pkcs12Password: "p12-\(name)"
         )
         let keyArguments = type == .rsa ? ["-newkey", "rsa:2048"] : ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]
         try await Self.openssl(["req", "-new"] + keyArguments + ["-nodes", "-keyout", party.keyFile, "-out", base + ".csr", "-subj", "/O=Gatepost Tests/CN=\(name)"])
+        let lines = (email.map { ["subjectAltName = email:\($0)"] } ?? []) + extensions
+        var extensionArguments: [String] = []
+        if !lines.isEmpty {
+            try Data((lines.joined(separator: "\n") + "\n").utf8).write(to: URL(fileURLWithPath: base + ".ext"))
+            extensionArguments = ["-extfile", base + ".ext"]
+        }
         try await Self.openssl([
             "x509", "-req", "-in", base + ".csr", "-CA", caFile, "-CAkey", caKeyFile, "-CAcreateserial",
             "-days", "30", "-out", party.certificateFile,
-        ])
+        ] + extensionArguments)
         try await Self.openssl([
             "pkcs12", "-export", "-inkey", party.keyFile, "-in", party.certificateFile, "-certfile", caFile,
             "-out", party.pkcs12File, "-passout", "pass:\(party.pkcs12Password)",

@@ -56,6 +56,38 @@ import Testing
         #expect(closed.error == nil)
     }
 
+    /// Only a verified report moves a transfer that asked for a signed receipt: an unsigned
+    /// failure report (anyone can write one) neither fails it nor reopens it once acknowledged.
+    @Test(arguments: CatalogStore.allCases)
+    func unsignedReportsNeitherFailNorReopenIt(_ store: CatalogStore) async throws {
+        let catalog = try store.make()
+        try await catalog.commitOutbound(Self.outbound(), message: F.entry("T1"))
+        var failure = F.report("R1", site: "acme", original: "T1@ours.example", lines: [
+            RecipientReport(recipient: "edi@acme.example", disposition: F.processedWithError),
+        ])
+        try await catalog.commitReceived(failure, uidl: "u1")
+        let waiting = try #require(try await catalog.transfer(id: "T1"))
+        #expect(waiting.state == .sent)
+        #expect(waiting.recipientReports.isEmpty, "an unverified report's lines are not the transfer's")
+        #expect(waiting.error?.contains("R1 came back unsigned, saying edi@acme.example: \(F.processedWithError)") == true, "\(waiting.error ?? "-")")
+        try await catalog.commitReceived(Self.receipt("R2", signedBy: "CN=acme", mic: Self.mic), uidl: "u2")
+        #expect(try await catalog.transfer(id: "T1")?.state == .acknowledged)
+        failure.id = "R3"
+        failure.messageId = "R3@acme.example"
+        try await catalog.commitReceived(failure, uidl: "u3")
+        let closed = try #require(try await catalog.transfer(id: "T1"))
+        #expect(closed.state == .acknowledged)
+        #expect(closed.error == nil)
+        #expect(closed.security?.receipt?.transferId == "R2")
+        // A verified report of failure does fail it.
+        var signedFailure = failure
+        signedFailure.id = "R4"
+        signedFailure.messageId = "R4@acme.example"
+        signedFailure.security = MessageSecurity(signedBy: "CN=acme", receivedContentMIC: Self.mic)
+        try await catalog.commitReceived(signedFailure, uidl: "u4")
+        #expect(try await catalog.transfer(id: "T1")?.state == .failed)
+    }
+
     @Test(arguments: CatalogStore.allCases)
     func aSignedReceiptWithAnotherMICFailsTheTransfer(_ store: CatalogStore) async throws {
         let catalog = try store.make()

@@ -1,6 +1,7 @@
 import Foundation
 import GatepostCatalog
 import GatepostMIME
+import GatepostSMIME
 import GatepostTestSupport
 import Testing
 @testable import GatepostCore
@@ -70,6 +71,7 @@ import Testing
             ("smime:\n  key: us.key\n  certificate: us.pem\n  cipher: des-cbc", "smime.cipher", "aes-256-cbc"),
             ("smime:\n  key: us.key\n  certificate: us.pem\n  digest: md5", "smime.digest", "sha-256"),
             ("smime:\n  partner_certificates: [ca.pem]\n  sign: true", "smime.sign", "needs our key"),
+            ("smime:\n  key: us.key\n  certificate: us.pem\n  partner_signers: [edi@acme.example]", "smime.partner_signers", "needs partner_certificates"),
         ]
         for (text, field, message) in cases {
             let error = self.error(text)
@@ -78,6 +80,48 @@ import Testing
             #expect(error?.line != nil, "\(text)")
             #expect(error?.message.contains(message) == true, "\(text): \(error?.message ?? "-")")
         }
+    }
+
+    /// A CA in partner_certificates vouches for a certificate, not for whose it is: a signer it
+    /// issued must be for S/MIME signing and for the partner's address (the message's From, or
+    /// partner_signers). A certificate listed itself is believed as it is.
+    @Test func aSignerTrustedThroughACAMustBeThePartner() async throws {
+        let content = pki.path("content.txt")
+        try Data("invoice 42\r\n".utf8).write(to: URL(fileURLWithPath: content))
+        func signer(_ party: SMIMETestPKI.Party, trusting files: [String]) async throws -> SignatureVerification.Signer {
+            let signature = pki.path("\(party.name).der")
+            try await SMIMETestPKI.openssl([
+                "cms", "-sign", "-binary", "-in", content, "-signer", party.certificateFile, "-inkey", party.keyFile,
+                "-outform", "DER", "-out", signature,
+            ])
+            let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: signature)))
+            return try #require(try CMS.verifyDetached(content: content, signature: bytes, trust: try SMIMETrust(files: files)).details.first)
+        }
+        let acme = try await signer(try await pki.issue("acme-signer", email: "edi@acme.example"), trusting: [pki.caFile])
+        let stranger = try await pki.issue("other-customer", email: "someone@else.example")
+        let other = try await signer(stranger, trusting: [pki.caFile])
+        let server = try await signer(
+            try await pki.issue("acme-server", email: "edi@acme.example", extensions: ["extendedKeyUsage = serverAuth"]), trusting: [pki.caFile]
+        )
+        #expect(!acme.isPinned && acme.isForSMIMESigning && acme.emails == ["edi@acme.example"])
+        #expect(!server.isForSMIMESigning)
+
+        let byCA = try #require(try load("smime:\n  partner_certificates: [ca.pem]").smime)
+        #expect(byCA.refusal(of: acme, messageFrom: ["EDI@acme.example"]) == nil, "addresses compare without case")
+        #expect(byCA.refusal(of: other, messageFrom: ["edi@acme.example"])?.contains("not for the message's From") == true)
+        #expect(byCA.refusal(of: acme, messageFrom: [])?.contains("not for the message's From (none)") == true)
+        #expect(byCA.refusal(of: server, messageFrom: ["edi@acme.example"])?.contains("not for S/MIME signing") == true)
+
+        let named = try #require(try load("smime:\n  partner_certificates: [ca.pem]\n  partner_signers: [edi@acme.example]").smime)
+        #expect(named.refusal(of: acme, messageFrom: ["gateway@acme.example"]) == nil, "partner_signers, not From, names the signer")
+        #expect(named.refusal(of: other, messageFrom: ["someone@else.example"])?.contains("not among smime.partner_signers") == true)
+        let bySubject = try #require(try load("smime:\n  partner_certificates: [ca.pem]\n  partner_signers: ['\(acme.subject)']").smime)
+        #expect(bySubject.refusal(of: acme, messageFrom: []) == nil)
+
+        // The stranger's own certificate listed: pinned, believed whatever the From.
+        let pinned = try await signer(stranger, trusting: [stranger.certificateFile])
+        #expect(pinned.isPinned)
+        #expect(byCA.refusal(of: pinned, messageFrom: []) == nil)
     }
 
     static func header(_ options: String?) -> MessageHeader {

@@ -50,7 +50,9 @@ import Testing
             dovecot = try await DovecotPeer.start()
             pki = try await SMIMETestPKI()
             us = try await pki.issue("gatepost-receiver")
-            partner = try await pki.issue("acme-edi", key: .ec)
+            // The test CA is what the sites trust: the partner's certificate is for the address
+            // its messages come from (RFC 8550's rule for a CA-issued signer).
+            partner = try await pki.issue("acme-edi", key: .ec, email: "edi@acme.example")
             root = (NSTemporaryDirectory() as NSString).appendingPathComponent("gatepost-smime-\(UUID().uuidString)")
             try FileManager.default.createDirectory(atPath: root + "/sites", withIntermediateDirectories: true)
             spool = try Spool(root: root + "/spool")
@@ -100,6 +102,15 @@ import Testing
             .write(toFile: tamperedEntity, atomically: true, encoding: .utf8)
         let expired = try setup.pki.expired("acme-expired")
         let stranger = try await setup.pki.issue("someone-else")
+        // Another holder of a certificate from the CA the site trusts, signing as the partner.
+        let impostor = try await setup.pki.issue("impostor", email: "someone@else.example")
+        // Signed five times over: more layers than are unwrapped.
+        var layered = entity
+        for layer in 1 ... 5 {
+            let next = setup.root + "/layer-\(layer).txt"
+            try await SMIMETestPKI.openssl(["smime", "-sign", "-nodetach", "-in", layered, "-signer", setup.partner.certificateFile, "-inkey", setup.partner.keyFile, "-out", next])
+            layered = next
+        }
         let plain = setup.root + "/plain.eml"
         try ("From: edi@acme.example\nSubject: plain\nMIME-Version: 1.0\n" + (try String(contentsOfFile: entity, encoding: .utf8)))
             .write(toFile: plain, atomically: true, encoding: .utf8)
@@ -113,6 +124,8 @@ import Testing
         try await setup.deliver(user: user, subject: "for-someone-else", ["smime", "-encrypt", "-aes256", "-in", entity], for: [stranger.certificateFile])
         try await setup.deliver(user: user, subject: "tampered", ["smime", "-encrypt", "-aes256", "-in", tamperedEntity], for: [setup.us.certificateFile])
         try await setup.deliver(user: user, subject: "expired-signer", ["smime", "-sign", "-in", entity, "-signer", expired.certificateFile, "-inkey", expired.keyFile])
+        try await setup.deliver(user: user, subject: "impostor", ["smime", "-sign", "-in", entity, "-signer", impostor.certificateFile, "-inkey", impostor.keyFile])
+        try await setup.deliver(user: user, subject: "too-deep", ["smime", "-sign", "-nodetach", "-in", layered, "-signer", setup.partner.certificateFile, "-inkey", setup.partner.keyFile])
         try setup.dovecot.addMessage(user: user, Array("""
         From: pgp@acme.example\r
         Subject: pgp\r
@@ -134,7 +147,7 @@ import Testing
         // The expired signer's own certificate is trusted: what fails is its date.
         let site = try setup.site("acme", user: user, require: "none", trusting: [expired.certificateFile])
         let summary = try await PollJob(site: site, spool: setup.spool, catalog: setup.catalog, logger: Logger(label: "it")).run()
-        #expect(summary.records.count == 9)
+        #expect(summary.records.count == 11)
         let records = try await setup.catalog.transfers(TransferFilter())
         func record(_ subject: String) throws -> TransferRecord {
             try #require(records.first { $0.subject == subject }, "no record for \(subject)")
@@ -162,6 +175,8 @@ import Testing
             ("for-someone-else", "encrypted for another recipient"),
             ("tampered", "changed after it was signed"),
             ("expired-signer", "expired"),
+            ("impostor", "is for someone@else.example, not for the message's From (edi@acme.example)"),
+            ("too-deep", "wrapped more than 4 times"),
         ]
         for (subject, reason) in failures {
             let transfer = try record(subject)

@@ -45,6 +45,8 @@ struct SecureContent: Sendable {
     let filePrefix: String
     /// The digest a signed receipt asks for (and its name as the partner wrote it), if one does.
     let receiptMIC: (algorithm: MICAlgorithm, name: String)?
+    /// The addresses in the received message's From: whom a CA-issued signer must be.
+    let senders: [String]
 
     /// Whether the message has anything for this step to do: S/MIME content, a site that
     /// requires it, or a signed receipt to compute a MIC for.
@@ -92,14 +94,10 @@ struct SecureContent: Sendable {
                     case .signed:
                         let scratch = "\(filePrefix).cms-content-\(layer)"
                         if let trust = try credentials.get()?.trust {
-                            do {
-                                let verification = try CMS.verifyOpaque(cmsFile: cmsFile, trust: trust, output: output, scratch: scratch)
-                                security.signedBy = verification.signers.first
-                                verifiedSignature = true
-                            } catch {
-                                security.signatureFailure = "\(error)"
-                                throw Failure("an S/MIME signed message (signed-data): \(error)")
+                            try verified("an S/MIME signed message (signed-data)", recording: &security) {
+                                try CMS.verifyOpaque(cmsFile: cmsFile, trust: trust, output: output, scratch: scratch)
                             }
+                            verifiedSignature = true
                             outcome.signature = "S/MIME (application/pkcs7-mime signed-data), verified"
                         } else {
                             // No partner certificates: the content is taken out unverified, as an
@@ -145,14 +143,10 @@ struct SecureContent: Sendable {
                     signatureLocked = true
                     if let trust = try credentials.get()?.trust {
                         let signature = try signaturePart.bytes(limit: 4 << 20)
-                        do {
-                            let verification = try CMS.verifyDetached(content: signed, signature: signature, trust: trust)
-                            security.signedBy = verification.signers.first
-                            verifiedSignature = true
-                        } catch {
-                            security.signatureFailure = "\(error)"
-                            throw Failure("an S/MIME signed message (multipart/signed): \(error)")
+                        try verified("an S/MIME signed message (multipart/signed)", recording: &security) {
+                            try CMS.verifyDetached(content: signed, signature: signature, trust: trust)
                         }
+                        verifiedSignature = true
                         outcome.signature = "S/MIME (\(signatureType)), verified"
                     } else {
                         outcome.signature = "S/MIME (\(signatureType)), not verified: the site has no smime partner_certificates"
@@ -168,6 +162,9 @@ struct SecureContent: Sendable {
                     continue layers
                 }
                 break layers
+            }
+            if Self.isSMIMELayer(current) {
+                throw Failure("an S/MIME message wrapped more than \(Self.maxLayers) times (encrypted or signed layers), which is more than Gatepost unwraps")
             }
             // A report (an MDN, a mail system's DSN) carries no file: `require` is for what is
             // routed. A receipt is judged by the transfer it answers (a signed receipt asked
@@ -197,6 +194,40 @@ struct SecureContent: Sendable {
         }
         if security != MessageSecurity() { outcome.security = security }
         return outcome
+    }
+
+    /// Runs a verification and records its outcome: the signer, or why the signature does not
+    /// vouch for the message (it does not verify, or its signer does not speak for the partner:
+    /// ``SMIMESettings/refusal(of:messageFrom:)``, against the From of the message as received).
+    private func verified(
+        _ what: String, recording security: inout MessageSecurity, _ verify: () throws -> SignatureVerification
+    ) throws {
+        let verification: SignatureVerification
+        do {
+            verification = try verify()
+        } catch {
+            security.signatureFailure = "\(error)"
+            throw Failure("\(what): \(error)")
+        }
+        let settings = site.smime
+        for signer in verification.details {
+            if let refusal = settings?.refusal(of: signer, messageFrom: senders) {
+                security.signatureFailure = refusal
+                throw Failure("\(what): \(refusal)")
+            }
+        }
+        security.signedBy = verification.signers.first
+    }
+
+    /// Whether the message's top is still an S/MIME layer: encrypted or signed content, or a
+    /// multipart/signed with an S/MIME signature.
+    static func isSMIMELayer(_ message: MessageIngest.Result) -> Bool {
+        guard message.parseError == nil, let top = message.parts.first else { return false }
+        if pkcs7MimeTypes.contains(top.contentType.mimeType) { return true }
+        guard top.isMultipart, top.contentType.subtype == "signed" else { return false }
+        let signatureType = message.parts.filter { $0.parent == top.index }.dropFirst().first?.contentType.mimeType
+            ?? top.contentType.parameters["protocol"]?.lowercased()
+        return signatureType.map(pkcs7SignatureTypes.contains) ?? false
     }
 
     /// Whether the message (past its signatures) is a multipart/report.

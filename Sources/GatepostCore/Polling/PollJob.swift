@@ -548,7 +548,10 @@ public struct PollJob: Sendable {
             if duplicate == nil, SecureContent.applies(to: result, site: site, receiptRequested: receiptMIC != nil) {
                 // Decrypting and verifying read and write whole files (seconds for a large
                 // one): on a thread of its own, never on the concurrency pool.
-                let unwrapping = SecureContent(site: site, credentials: smime, filePrefix: filePrefix, receiptMIC: receiptMIC)
+                let unwrapping = SecureContent(
+                    site: site, credentials: smime, filePrefix: filePrefix, receiptMIC: receiptMIC,
+                    senders: header["From"].map(TransferAssembler.addresses) ?? []
+                )
                 let message = Transferred(value: result)
                 secured = try await offloaded { Transferred(value: try unwrapping.unwrap(message.value)) }.value
                 securedHeld = secured?.heldBytes ?? 0
@@ -668,11 +671,13 @@ public struct PollJob: Sendable {
             return nil
         case .send(let recipients, let from, let finalRecipient, let receipt):
             record.ack = .requested
-            let identity = if case .signed = receipt { try smime.get()?.identity } else { SMIMEIdentity?.none }
-            // The MDN is written and fsynced: on NIO's thread pool, not the concurrency pool.
+            // The MDN is written and fsynced, and a signed one's key may be opened first (a
+            // PKCS#12 file's key derivation is slow by design): on NIO's thread pool, not the
+            // concurrency pool.
             let record = record
-            return try await NIOThreadPool.singleton.runIfActive { [spool] in
-                try AcknowledgmentWriter.write(
+            return try await NIOThreadPool.singleton.runIfActive { [spool, smime] in
+                let identity = if case .signed = receipt { try smime.get()?.identity } else { SMIMEIdentity?.none }
+                return try AcknowledgmentWriter.write(
                     for: record, header: header, to: recipients, from: from, finalRecipient: finalRecipient,
                     receipt: receipt, identity: identity, spool: spool
                 )

@@ -26,6 +26,10 @@ public struct SMIMESettings: Sendable, Hashable {
     public var password: Secret?
     /// The partner's certificates, or the CA that issues them (files, PEM or DER).
     public var partnerCertificates: [String]
+    /// Who may sign for the partner with a certificate a trusted CA issued (addresses, or
+    /// subjects in RFC 2253 form): a CA vouches for a certificate, not for whose partner it is.
+    /// Empty: the message's From address must be one the certificate is for (RFC 8550 3).
+    public var partnerSigners: [String] = []
     public var require: Requirement
     /// Outbound defaults (`gatepost send` without --sign / --encrypt says these).
     public var sign: Bool
@@ -57,7 +61,32 @@ public struct SMIMESettings: Sendable, Hashable {
         case nil: lines.append("no key of ours: encrypted messages cannot be read, receipts not signed")
         }
         for file in partnerCertificates { lines += describe("partner", file) }
+        if !partnerSigners.isEmpty { lines.append("signers (through a CA): \(partnerSigners.joined(separator: ", "))") }
         return lines
+    }
+
+    /// Why a verified signer does not speak for the partner, or nil when it does. A pinned
+    /// certificate (one listed in partner_certificates) does. One a listed CA issued must be
+    /// for S/MIME signing, and either named by partner_signers (an address it is for, or its
+    /// subject) or, when none are listed, for an address the message is from: otherwise any
+    /// customer of a public CA could sign as the partner.
+    public func refusal(of signer: SignatureVerification.Signer, messageFrom senders: [String]) -> String? {
+        if signer.isPinned { return nil }
+        let name = "the signer's certificate (\(signer.subject)), trusted through a CA in smime.partner_certificates,"
+        guard signer.isForSMIMESigning else {
+            return "\(name) is not for S/MIME signing (its key usage or extended key usage says otherwise)"
+        }
+        let addresses = Set(signer.emails.map { $0.lowercased() })
+        if !partnerSigners.isEmpty {
+            let allowed = partnerSigners.contains { entry in
+                addresses.contains(entry.lowercased()) || entry.caseInsensitiveCompare(signer.subject) == .orderedSame
+            }
+            return allowed ? nil : "\(name) is not among smime.partner_signers (\(partnerSigners.joined(separator: ", ")))"
+        }
+        if senders.contains(where: { addresses.contains($0.lowercased()) }) { return nil }
+        let holds = signer.emails.isEmpty ? "names no address" : "is for \(signer.emails.joined(separator: ", "))"
+        return "\(name) \(holds), not for the message's From (\(senders.isEmpty ? "none" : senders.joined(separator: ", "))): "
+            + "list the partner's own certificate in smime.partner_certificates, or the addresses it signs as in smime.partner_signers"
     }
 
     /// The ciphers that can be named: what partners' gateways decrypt (CBC) and AEAD (RFC 5083).
@@ -175,7 +204,7 @@ extension SiteLoader {
     func smimeSettings(_ node: ConfigNode) throws -> SMIMESettings {
         let map = try node.mapping()
         try map.rejectUnknownKeys([
-            "certificate", "key", "pkcs12", "password", "password_file", "password_expires", "partner_certificates",
+            "certificate", "key", "pkcs12", "password", "password_file", "password_expires", "partner_certificates", "partner_signers",
             "require", "sign", "encrypt", "cipher", "digest",
         ])
         let base = (node.file as NSString).deletingLastPathComponent
@@ -213,6 +242,13 @@ extension SiteLoader {
                 partners.append(file)
             }
         }
+        var signers: [String] = []
+        if let signersNode = map["partner_signers"] {
+            for item in (try? signersNode.sequence()) ?? [signersNode] {
+                signers.append(try item.nonEmptyString())
+            }
+            if partners.isEmpty { throw signersNode.error("partner_signers needs partner_certificates (the CA that issues their certificates)") }
+        }
         let requireNode = map["require"]
         let require = try requireNode.map { node in
             guard let value = SMIMESettings.Requirement(rawValue: try node.string().lowercased()) else {
@@ -240,7 +276,7 @@ extension SiteLoader {
             throw (digestNode ?? node).error("digest must be one of \(MICAlgorithm.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         return SMIMESettings(
-            key: key, password: try secret(map, key: "password"), partnerCertificates: partners, require: require,
+            key: key, password: try secret(map, key: "password"), partnerCertificates: partners, partnerSigners: signers, require: require,
             sign: sign, encrypt: encrypt, cipher: cipher, digest: digest
         )
     }
