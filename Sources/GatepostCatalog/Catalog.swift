@@ -196,7 +196,7 @@ public protocol AuditStore: Sendable {
 
 /// The spool catalog: every role, in one store, so that a commit spanning roles (a record, its
 /// UIDL and its MDN) is one transaction.
-public protocol Catalog: TransferStore, UIDLStore, SiteStateStore, OutboxStore, AuditStore, AlertStore, ProbeStore {}
+public protocol Catalog: TransferStore, UIDLStore, SiteStateStore, OutboxStore, AuditStore, AlertStore, ProbeStore, LeaseStore {}
 
 extension SiteStateStore {
     /// A poll's outcome that says nothing of the server's certificate.

@@ -89,6 +89,7 @@ public final class InMemoryCatalog: Catalog {
     }
 
     private let tables = Mutex(Tables())
+    private let leases = InMemoryLeases()
 
     public init() {}
 
@@ -472,4 +473,15 @@ public final class InMemoryCatalog: Catalog {
     public func probes(site: String, limit: Int) async throws -> [Probe] {
         read { tables in Array(tables.probes.filter { $0.site == site }.sorted { $0.sentAt > $1.sentAt }.prefix(max(limit, 0))) }
     }
+}
+
+extension InMemoryCatalog: LeaseStore {
+    public func heartbeat(_ node: ClusterNode) async throws -> [ClusterNode] { try leases.heartbeat(node) }
+    public func leave(node name: String, instance: String) async throws { leases.leave(node: name, instance: instance) }
+    public func claimSite(_ site: String, node: String, now: Date, until: Date) async throws -> Bool {
+        leases.claimSite(site, node: node, now: now, until: until)
+    }
+    public func releaseSite(_ site: String, node: String) async throws { leases.releaseSite(site, node: node) }
+    public func siteLeases() async throws -> [SiteLease] { leases.siteLeases() }
+    public func clusterNodes() async throws -> [ClusterNode] { leases.clusterNodes() }
 }

@@ -344,6 +344,24 @@ public final class SQLiteCatalog: Catalog {
                 t.add(column: "security", .text)  // JSON: MessageSecurity
             }
         }
+        migrator.registerMigration("v21-cluster") { db in
+            try db.create(table: "cluster_node") { t in
+                t.primaryKey("name", .text)
+                t.column("instance", .text).notNull()
+                t.column("startedAt", .datetime).notNull()
+                t.column("heartbeatAt", .datetime).notNull()
+                t.column("expiresAt", .datetime).notNull()
+                t.column("consoleURL", .text)
+            }
+            try db.create(table: "site_lease") { t in
+                t.primaryKey("site", .text)
+                t.column("node", .text).notNull()
+                t.column("expiresAt", .datetime).notNull()
+            }
+            try db.alter(table: "transfer") { t in
+                t.add(column: "node", .text)  // the node holding the transfer's files (nil: the only one)
+            }
+        }
         return migrator
     }
 
@@ -809,8 +827,12 @@ public final class SQLiteCatalog: Catalog {
     static let outboundByMessageIdSQL =
         "SELECT * FROM transfer WHERE direction = 'out' AND messageId = ? AND site = ? ORDER BY \(orderWithoutIndex)"
 
+    /// Named index (`transfer_site_messageId`, `transfer_site_messageSha256`): without
+    /// statistics the planner ties it with `transfer_direction_messageId`, and which one it
+    /// picked changed with an unrelated column added to the table.
     static func firstInboundSQL(column: String) -> String {
-        "SELECT id FROM transfer WHERE site = ? AND \(column) = ? AND direction = 'in' ORDER BY \(orderWithoutIndex) LIMIT 1"
+        "SELECT id FROM transfer INDEXED BY transfer_site_\(column) WHERE site = ? AND \(column) = ? AND direction = 'in' "
+            + "ORDER BY \(orderWithoutIndex) LIMIT 1"
     }
 
     /// SQLite's plan for `sql`, for tests that hold lookups to their indexes.
@@ -1026,6 +1048,7 @@ struct StoredTransfer: Codable, FetchableRecord, PersistableRecord {
     var originalEnvelopeId: String?
     /// JSON of ``MessageSecurity``, when there is any.
     var security: String?
+    var node: String?
 
     init(_ record: TransferRecord) {
         id = record.id
@@ -1060,6 +1083,7 @@ struct StoredTransfer: Codable, FetchableRecord, PersistableRecord {
         signature = record.signature
         originalEnvelopeId = record.originalEnvelopeId
         security = record.security.flatMap { try? JSONEncoder().encode($0) }.map { String(decoding: $0, as: UTF8.self) }
+        node = record.node
     }
 
     var record: TransferRecord {
@@ -1093,7 +1117,8 @@ struct StoredTransfer: Codable, FetchableRecord, PersistableRecord {
             classification: classification,
             signature: signature,
             originalEnvelopeId: originalEnvelopeId,
-            security: security.flatMap { try? JSONDecoder().decode(MessageSecurity.self, from: Data($0.utf8)) }
+            security: security.flatMap { try? JSONDecoder().decode(MessageSecurity.self, from: Data($0.utf8)) },
+            node: node
         )
     }
 }
@@ -1103,7 +1128,7 @@ extension StoredTransfer {
         "id", "direction", "type", "fileName", "site", "application", "state", "messageId", "uidl", "sender",
         "recipients", "subject", "size", "sha256", "path", "receivedAt", "ack", "error", "originalMessageId",
         "disposition", "deliveredPath", "messageSha256", "recipientReports", "ackMessageId", "purgedAt", "messageText",
-        "classification", "signature", "originalEnvelopeId", "security",
+        "classification", "signature", "originalEnvelopeId", "security", "node",
     ]
     private static let insertSQL = "INSERT INTO transfer (\(columns.joined(separator: ", "))) VALUES (\(columns.map { _ in "?" }.joined(separator: ", ")))"
 
@@ -1115,8 +1140,83 @@ extension StoredTransfer {
             id, direction, type, fileName, site, application, state, messageId, uidl, sender,
             recipients, subject, size, sha256, path, receivedAt, ack, error, originalMessageId,
             disposition, deliveredPath, messageSha256, recipientReports, ackMessageId, purgedAt, messageText,
-            classification, signature, originalEnvelopeId, security,
+            classification, signature, originalEnvelopeId, security, node,
         ]
         try statement.execute(arguments: StatementArguments(values))
+    }
+}
+
+extension SQLiteCatalog: LeaseStore {
+    public func heartbeat(_ node: ClusterNode) async throws -> [ClusterNode] {
+        try await database.write { db in
+            // The compare-and-set of LeaseRules.mayBeat: written only over its own instance's
+            // row or an expired one.
+            try db.execute(
+                sql: """
+                    INSERT INTO cluster_node (name, instance, startedAt, heartbeatAt, expiresAt, consoleURL) VALUES (?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (name) DO UPDATE SET instance = excluded.instance, startedAt = excluded.startedAt,
+                        heartbeatAt = excluded.heartbeatAt, expiresAt = excluded.expiresAt, consoleURL = excluded.consoleURL
+                    WHERE cluster_node.instance = excluded.instance OR cluster_node.expiresAt <= excluded.heartbeatAt
+                    """,
+                arguments: [node.name, node.instance, node.startedAt, node.heartbeatAt, node.expiresAt, node.consoleURL]
+            )
+            if db.changesCount == 0 {
+                let until = try Date.fetchOne(db, sql: "SELECT expiresAt FROM cluster_node WHERE name = ?", arguments: [node.name])
+                throw ClusterError.nodeNameInUse(name: node.name, until: until ?? node.expiresAt)
+            }
+            return try Row.fetchAll(
+                db, sql: "SELECT * FROM cluster_node WHERE expiresAt > ? ORDER BY name", arguments: [node.heartbeatAt]
+            ).map(Self.clusterNode)
+        }
+    }
+
+    public func leave(node name: String, instance: String) async throws {
+        try await database.write { db in
+            try db.execute(sql: "DELETE FROM cluster_node WHERE name = ? AND instance = ?", arguments: [name, instance])
+            if db.changesCount > 0 {
+                try db.execute(sql: "DELETE FROM site_lease WHERE node = ?", arguments: [name])
+            }
+        }
+    }
+
+    public func claimSite(_ site: String, node: String, now: Date, until: Date) async throws -> Bool {
+        try await database.write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO site_lease (site, node, expiresAt) VALUES (?, ?, ?)
+                    ON CONFLICT (site) DO UPDATE SET node = excluded.node, expiresAt = excluded.expiresAt
+                    WHERE site_lease.node = excluded.node OR site_lease.expiresAt <= ?
+                    """,
+                arguments: [site, node, until, now]
+            )
+            return db.changesCount > 0
+        }
+    }
+
+    public func releaseSite(_ site: String, node: String) async throws {
+        try await database.write { db in
+            try db.execute(sql: "DELETE FROM site_lease WHERE site = ? AND node = ?", arguments: [site, node])
+        }
+    }
+
+    public func siteLeases() async throws -> [SiteLease] {
+        try await database.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM site_lease ORDER BY site").map { row in
+                SiteLease(site: row["site"], node: row["node"], expiresAt: row["expiresAt"])
+            }
+        }
+    }
+
+    public func clusterNodes() async throws -> [ClusterNode] {
+        try await database.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM cluster_node ORDER BY name").map(Self.clusterNode)
+        }
+    }
+
+    static func clusterNode(_ row: Row) -> ClusterNode {
+        ClusterNode(
+            name: row["name"], instance: row["instance"], startedAt: row["startedAt"], heartbeatAt: row["heartbeatAt"],
+            expiresAt: row["expiresAt"], consoleURL: row["consoleURL"]
+        )
     }
 }

@@ -108,6 +108,9 @@ public struct TransferRecord: Codable, Sendable, Hashable, Identifiable {
     public var signature: String?
     /// S/MIME's evidence (decrypted, signed by whom, MICs and the signed receipt), when any.
     public var security: MessageSecurity?
+    /// The node (`gatepost run --node`) whose spool holds the files, when several nodes share
+    /// the catalog; nil for a gateway of one node.
+    public var node: String?
 
     public init(
         id: String,
@@ -139,7 +142,8 @@ public struct TransferRecord: Codable, Sendable, Hashable, Identifiable {
         classification: String? = nil,
         signature: String? = nil,
         originalEnvelopeId: String? = nil,
-        security: MessageSecurity? = nil
+        security: MessageSecurity? = nil,
+        node: String? = nil
     ) {
         self.id = id
         self.direction = direction
@@ -171,13 +175,14 @@ public struct TransferRecord: Codable, Sendable, Hashable, Identifiable {
         self.signature = signature
         self.originalEnvelopeId = originalEnvelopeId
         self.security = security
+        self.node = node
     }
 
     private enum CodingKeys: String, CodingKey {
         case id, direction, type, fileName, site, application, state, messageId, uidl, sender, recipients, subject
         case size, sha256, path, receivedAt, ack, error, originalMessageId, disposition, deliveredPath
         case messageSha256, recipientReports, ackMessageId, purgedAt, messageText, classification, signature
-        case originalEnvelopeId, security
+        case originalEnvelopeId, security, node
     }
 
     /// Every field is written, absent ones as `null`: a consumer of `--format json` sees the
@@ -214,6 +219,7 @@ public struct TransferRecord: Codable, Sendable, Hashable, Identifiable {
         try container.encode(signature, forKey: .signature)
         try container.encode(originalEnvelopeId, forKey: .originalEnvelopeId)
         try container.encode(security, forKey: .security)
+        try container.encode(node, forKey: .node)
     }
 
     /// A new, time-ordered id: `T` + UTC timestamp to the millisecond + 8 hex digits, random for

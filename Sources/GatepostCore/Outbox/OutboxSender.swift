@@ -80,6 +80,10 @@ public struct OutboxSender: Sendable {
     /// How long a claimed entry is ours: if this process dies while sending, another one takes
     /// it up after this.
     static let claimLease: TimeInterval = 600
+    /// With several nodes, each on a spool of its own: only the entries whose message file is
+    /// in this folder (this node's spool) are this node's to send; the others' files are not
+    /// here. Nil: every entry (one node, or a spool shared by all).
+    public var spoolRoot: String?
 
     public init(sites: [RemoteSite], catalog: any Catalog, logger: Logger) {
         self.init(sitesByName: Dictionary(sites.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first }), catalog: catalog, logger: logger)
@@ -105,9 +109,10 @@ public struct OutboxSender: Sendable {
     @discardableResult
     public func sendDue(site name: String? = nil, now: Date = Date()) async throws -> Summary {
         var claimed: [OutboxEntry] = []
-        for entry in try await catalog.dueOutbox(site: name, at: now)
-        where try await catalog.claimOutbox(entry.id, due: now, until: now.addingTimeInterval(Self.claimLease)) {
-            claimed.append(entry)
+        for entry in try await catalog.dueOutbox(site: name, at: now) where spoolRoot.map({ entry.path.hasPrefix($0 + "/") }) ?? true {
+            if try await catalog.claimOutbox(entry.id, due: now, until: now.addingTimeInterval(Self.claimLease)) {
+                claimed.append(entry)
+            }
         }
         var summary = Summary()
         for (siteName, entries) in Dictionary(grouping: claimed, by: \.site).sorted(by: { $0.key < $1.key }) {

@@ -128,6 +128,9 @@ public struct PollJob: Sendable {
     public var logger: Logger
     /// Told after each committed batch: the site, messages and bytes received so far.
     public var progress: PollProgress?
+    /// The node this runs on, when several share the catalog: each record names it as the
+    /// holder of its files.
+    public var node: String?
     /// The site's S/MIME keys and trust, loaded by the first message that needs them.
     let smime: LazySMIMECredentials
 
@@ -568,6 +571,7 @@ public struct PollJob: Sendable {
             keptFiles = assembled.files + assembled.siblings.flatMap(\.files)
             var record = assembled.record
             record.path = spool.transferPath(site: site.name, id: id)
+            record.node = node
             if let probe = try await returnedProbe(result, record: record) {
                 record.type = .probe
                 record.fileName = nil
@@ -577,6 +581,7 @@ public struct PollJob: Sendable {
             let siblings = assembled.siblings.map { sibling in
                 var sibling = sibling
                 sibling.record.path = spool.transferPath(site: site.name, id: sibling.record.id)
+                sibling.record.node = node
                 return sibling
             }
             let acknowledgment = try await acknowledgment(for: &record, header: result.parts.first?.header ?? MessageHeader())

@@ -35,6 +35,9 @@ public struct PollRound: Sendable {
     public var logger: Logger
     /// Told as each site's poll commits its batches (`gatepost poll` on a terminal).
     public var progress: PollProgress?
+    /// The node this round runs on, when several share the catalog (``ClusterSettings``): its
+    /// records name it, and it delivers only the transfers whose files it holds.
+    public var node: String?
 
     public init(spool: Spool, catalog: any Catalog, local: LocalSite?, allSites: [RemoteSite], retry: RetryPolicy, logger: Logger) {
         self.init(
@@ -66,6 +69,7 @@ public struct PollRound: Sendable {
             do {
                 var job = PollJob(site: site, spool: spool, catalog: catalog, logger: logger)
                 job.progress = progress
+                job.node = node
                 result = .success(try await job.run(retrying: retry))
             } catch {
                 result = .failure(error)
@@ -89,7 +93,8 @@ public struct PollRound: Sendable {
             report.polls.append(SitePoll(site: site, started: started, result: result, nextDelay: delay))
         }
         guard !Task.isCancelled else { return report }
-        let sender = OutboxSender(sitesByName: sitesByName, catalog: catalog, logger: logger)
+        var sender = OutboxSender(sitesByName: sitesByName, catalog: catalog, logger: logger)
+        if node != nil { sender.spoolRoot = spool.root }
         for site in sites where site.smtp != nil {
             do {
                 report.outbox.append((site.name, .success(try await sender.sendDue(site: site.name))))
@@ -100,7 +105,12 @@ public struct PollRound: Sendable {
         if let local, !Task.isCancelled {
             let deliverer = Deliverer(local: local, catalog: catalog, logger: logger)
             do {
-                report.deliveries = .success(try await deliverer.deliverPending(sitesByName: sitesByName))
+                // With several nodes, each delivers from its own spool: a transfer is another
+                // node's to deliver when that node holds its files.
+                let node = node
+                report.deliveries = .success(try await deliverer.deliverPending(sitesByName: sitesByName) { record in
+                    node == nil || record.node == node
+                })
             } catch {
                 report.deliveries = .failure(error)
             }

@@ -47,9 +47,12 @@ public struct Deliverer: Sendable {
         try await deliverPending(sitesByName: Dictionary(sites.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first }), now: now)
     }
 
-    public func deliverPending(sitesByName: [String: RemoteSite], now: Date = Date()) async throws -> [DeliveryOutcome] {
+    /// Only the transfers `including` accepts (all by default).
+    public func deliverPending(
+        sitesByName: [String: RemoteSite], now: Date = Date(), including: (TransferRecord) -> Bool = { _ in true }
+    ) async throws -> [DeliveryOutcome] {
         var outcomes: [DeliveryOutcome] = []
-        for record in try await catalog.transfersToDeliver(at: now) {
+        for record in try await catalog.transfersToDeliver(at: now) where including(record) {
             // Every poll round delivers what is waiting; a transfer another round of this
             // process is delivering is its: two would copy into the same temporary name.
             guard Self.beginDelivering(record.id) else { continue }

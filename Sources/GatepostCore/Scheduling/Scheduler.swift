@@ -37,6 +37,9 @@ public struct Scheduler: Service {
     public var polls: DaemonPolls?
     /// Told each time the sites folder was (re)loaded: the directory the daemon now runs.
     public var sitesLoaded: (@Sendable (SiteDirectory) -> Void)?
+    /// Set when several nodes share the catalog: this node polls its share of the sites, each
+    /// under a lease.
+    public var cluster: ClusterSettings?
 
     public init(
         sitesFolder: String, spool: Spool, catalog: any Catalog, limits: Limits = Limits(),
@@ -72,6 +75,15 @@ public struct Scheduler: Service {
             limits: .init(concurrentPolls: limits.concurrentPolls, concurrentPollsPerHost: limits.concurrentPollsPerHost),
             now: clock.now
         )
+        // With other nodes: the first heartbeat says whether this node's name is free (a
+        // second process under a live name stops here, before polling anything).
+        let startedAt = Date()
+        var liveNodes: [String] = []
+        if let cluster {
+            liveNodes = try await catalog.heartbeat(cluster.heartbeat(startedAt: startedAt, at: Date())).map(\.name)
+            logger.info("joined the nodes sharing the catalog", metadata: ["node": "\(cluster.node)", "nodes": "\(liveNodes.joined(separator: ","))"])
+        }
+        var mySites = cluster?.assigned(directory.sites, liveNodes: liveNodes) ?? directory.sites
 
         enum Finished: Sendable {
             case poll(PollResult)
@@ -90,13 +102,27 @@ public struct Scheduler: Service {
                             let reload = SiteReload(previous: directory, loaded: loaded)
                             directory = reload.directory
                             sitesByName = Self.index(directory.sites)
+                            mySites = cluster?.assigned(directory.sites, liveNodes: liveNodes) ?? directory.sites
                             sitesLoaded?(directory)
                             report(reload)
                             await recordConfigurationErrors(reload)
                         }
                     }
+                    if let cluster {
+                        do {
+                            let live = try await catalog.heartbeat(cluster.heartbeat(startedAt: startedAt, at: Date())).map(\.name)
+                            if live != liveNodes {
+                                logger.info("nodes changed", metadata: ["nodes": "\(live.joined(separator: ","))"])
+                                liveNodes = live
+                                mySites = cluster.assigned(directory.sites, liveNodes: liveNodes)
+                            }
+                        } catch {
+                            // The last view stands; the leases still keep each site to one node.
+                            logger.error("heartbeat failed", metadata: ["error": "\(error)"])
+                        }
+                    }
                     states = (try? await catalog.siteStates()) ?? states
-                    machine.reloaded(sites: directory.sites, states: states)
+                    machine.reloaded(sites: mySites, states: states)
                     for name in polls?.takeRequests() ?? [] {
                         guard let site = directory.site(named: name) else {
                             polls?.refuse(name, reason: "no site named `\(name)` in the daemon's sites folder")
@@ -104,6 +130,10 @@ public struct Scheduler: Service {
                         }
                         guard site.isEnabled(states[name]) else {
                             polls?.refuse(name, reason: "site \(name) is disabled: enable it first")
+                            continue
+                        }
+                        if let cluster, let owner = SiteAssignment.owner(of: name, among: liveNodes), owner != cluster.node {
+                            polls?.refuse(name, reason: "site \(name) is polled by node \(owner): ask that node")
                             continue
                         }
                         machine.pollRequested(name, at: clock.now)
@@ -115,7 +145,8 @@ public struct Scheduler: Service {
                     group.addTask { .poll(await poll(site, failuresSoFar: failures, local: local, sitesByName: allSites)) }
                     continue
                 case .sendOutbox:
-                    let sender = OutboxSender(sitesByName: sitesByName, catalog: catalog, logger: logger)
+                    var sender = OutboxSender(sitesByName: sitesByName, catalog: catalog, logger: logger)
+                    if cluster != nil { sender.spoolRoot = spool.root }
                     group.addTask {
                         _ = try? await sender.sendDue()
                         return .outbox
@@ -141,6 +172,10 @@ public struct Scheduler: Service {
             group.cancelAll()
             for await _ in group {}
         }
+        if let cluster {
+            // Its sites go to the others now, not when its leases expire.
+            try? await catalog.leave(node: cluster.node, instance: cluster.instance)
+        }
         logger.info("stopped")
     }
 
@@ -154,17 +189,32 @@ public struct Scheduler: Service {
         var siteLogger = logger
         siteLogger[metadataKey: "site"] = "\(site.name)"
         var round = PollRound(spool: spool, catalog: catalog, local: local, sitesByName: sitesByName, retry: retry, logger: logger)
+        round.node = cluster?.node
+        if let cluster {
+            let now = Date()
+            let held = (try? await catalog.claimSite(
+                site.name, node: cluster.node, now: now, until: now.addingTimeInterval(cluster.leaseTime.timeInterval)
+            )) ?? false
+            guard held else {
+                // Another node polls it (their views of who is alive differ for a moment).
+                siteLogger.debug("site held by another node: not polled")
+                return PollResult(site: site.name, host: site.pop3.host, failed: false, delay: cluster.leaseTime)
+            }
+        }
         let startedAt = Date()
         if let polls {
             polls.started(site.name, at: startedAt)
             round.progress = { site, messages, bytes in polls.progress(site, messages: messages, bytes: bytes) }
         }
-        let report = await round.run([site]) { site, result in
-            switch result {
-            case .success: nextDelay(site, failures: 0, retryAfter: nil)
-            case .failure(let error): nextDelay(site, failures: failuresSoFar + 1, retryAfter: error.retryAfter)
+        let run: @Sendable () async -> PollRound.Report = { [round, self] in
+            await round.run([site]) { site, result in
+                switch result {
+                case .success: nextDelay(site, failures: 0, retryAfter: nil)
+                case .failure(let error): nextDelay(site, failures: failuresSoFar + 1, retryAfter: error.retryAfter)
+                }
             }
         }
+        let report = if let cluster { await whileHolding(site.name, cluster, logger: siteLogger, run) } else { await run() }
         var result = PollResult(site: site.name, host: site.pop3.host, failed: false, delay: site.poll.interval)
         polls?.finished(site.name, startedAt: startedAt, outcome: report.polls.first.map { PollNowOutcome(site: site.name, result: $0.result) }
             ?? PollNowOutcome(site: site.name, messages: 0, bytes: 0, transfers: [], error: "the poll did not run"))
@@ -191,6 +241,40 @@ public struct Scheduler: Service {
             }
         }
         return result
+    }
+
+    /// Runs `body` while renewing this node's lease of `site`, then releases it.
+    private func whileHolding(
+        _ site: String, _ cluster: ClusterSettings, logger: Logger, _ body: @escaping @Sendable () async -> PollRound.Report
+    ) async -> PollRound.Report {
+        let report = await withTaskGroup(of: PollRound.Report?.self) { group in
+            group.addTask { await body() }
+            group.addTask { [catalog] in
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: cluster.renewalInterval)
+                    guard !Task.isCancelled else { break }
+                    let now = Date()
+                    let renewed = try? await catalog.claimSite(
+                        site, node: cluster.node, now: now, until: now.addingTimeInterval(cluster.leaseTime.timeInterval)
+                    )
+                    if renewed == false {
+                        // The catalog's uniqueness still keeps each message to one record.
+                        logger.error("lost the lease of the site while polling it (another node took it over)")
+                    }
+                }
+                return nil
+            }
+            var report = PollRound.Report()
+            for await finished in group {
+                if let finished {
+                    report = finished
+                    group.cancelAll()
+                }
+            }
+            return report
+        }
+        try? await catalog.releaseSite(site, node: cluster.node)
+        return report
     }
 
     /// What a reload changed, and what keeps running in its last good version.
