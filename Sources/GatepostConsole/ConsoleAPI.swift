@@ -148,9 +148,9 @@ struct ConsoleAPI: Sendable {
             _ = try context.require(.read)
             return try await transferDetail(try context.parameters.require("id"))
         }
-        api.get("transfers/:id/file") { _, context -> Response in
+        api.get("transfers/:id/file") { request, context -> Response in
             _ = try context.require(.read)
-            return try await download(try context.parameters.require("id"), context: context)
+            return try await download(try context.parameters.require("id"), path: request.uri.path, context: context)
         }
         api.get("transfers/:id/parts") { _, context -> PartTree.Tree in
             _ = try context.require(.read)
@@ -198,13 +198,17 @@ struct ConsoleAPI: Sendable {
         let catalog = environment.catalog
         let overdue = try await catalog.transfers(TransferFilter(state: .overdue, direction: .outbound))
         let pending = try await catalog.dueOutbox(site: nil, at: .distantFuture)
+        let directory = await environment.sites()
+        let nodes = NodeStatus.all(
+            nodes: try await catalog.clusterNodes(), leases: try await catalog.siteLeases(), sites: directory.sites.map(\.name), now: Date()
+        )
         return DaemonStatus(
             mode: environment.mode, version: GatepostVersion.current, running: environment.polls.running(),
             sites: sites.count, enabled: sites.filter(\.enabled).count,
             attention: sites.filter(\.needsAttention),
             outboxPending: pending.count, outboxDue: pending.filter { $0.nextAttempt <= Date() }.count,
             overdue: overdue.map { DaemonStatus.Overdue(id: $0.id, site: $0.site, fileName: $0.fileName, sentAt: $0.receivedAt) },
-            alerts: try await catalog.alerts(openOnly: true, limit: 100)
+            alerts: try await catalog.alerts(openOnly: true, limit: 100), nodes: nodes
         )
     }
 
@@ -337,11 +341,21 @@ struct ConsoleAPI: Sendable {
         }
     }
 
-    /// The kept file, streamed from the spool, under its FILE_NAME.
-    func download(_ id: String, context: ConsoleRequestContext) async throws -> Response {
+    /// The kept file, streamed from the spool, under its FILE_NAME; `path`: the request's, for
+    /// a redirect to the node holding the file.
+    func download(_ id: String, path requestPath: String, context: ConsoleRequestContext) async throws -> Response {
         guard let transfer = try await environment.catalog.transfer(id: id) else { throw ConsoleError.notFound("no transfer with id \(id)") }
         guard let path = transfer.path else {
             throw ConsoleError.notFound(transfer.purgedAt != nil ? "transfer \(id)'s files were purged" : "transfer \(id) keeps no file")
+        }
+        if let holder = transfer.node, let here = environment.node, holder != here {
+            // Another node's spool holds it: that node's console serves it.
+            let node = try await environment.catalog.clusterNodes().first { $0.name == holder }
+            guard let console = node?.consoleURL else {
+                throw ConsoleError.notFound("transfer \(id)'s file is on node \(holder), which has no console address (gatepost run --http there)")
+            }
+            let target = (console.hasSuffix("/") ? String(console.dropLast()) : console) + requestPath
+            return Response(status: .temporaryRedirect, headers: [.location: target])
         }
         let body = try await FileIO().loadFile(path: path, context: context)
         let name = TransferQuery.downloadName(transfer)
@@ -491,6 +505,35 @@ public struct DaemonStatus: Codable, Sendable, ResponseEncodable {
     public var overdue: [Overdue]
     /// Open alerts, newest first.
     public var alerts: [Alert]
+    /// The nodes sharing the catalog, by name (none for a gateway of one node).
+    public var nodes: [NodeStatus] = []
+}
+
+/// One node sharing the catalog: alive or not, the sites it is assigned among the live nodes,
+/// and the ones it is polling now (holding their leases).
+public struct NodeStatus: Codable, Sendable, Hashable {
+    public var name: String
+    public var alive: Bool
+    public var startedAt: Date
+    public var heartbeatAt: Date
+    public var consoleURL: String?
+    public var assignedSites: Int
+    public var polling: [String]
+
+    static func all(nodes: [ClusterNode], leases: [SiteLease], sites: [String], now: Date) -> [NodeStatus] {
+        let live = nodes.filter { $0.isAlive(at: now) }.map(\.name)
+        var assigned: [String: Int] = [:]
+        for site in sites {
+            if let owner = SiteAssignment.owner(of: site, among: live) { assigned[owner, default: 0] += 1 }
+        }
+        let held = Dictionary(grouping: leases.filter { $0.expiresAt > now }, by: \.node)
+        return nodes.map { node in
+            NodeStatus(
+                name: node.name, alive: node.isAlive(at: now), startedAt: node.startedAt, heartbeatAt: node.heartbeatAt,
+                consoleURL: node.consoleURL, assignedSites: assigned[node.name] ?? 0, polling: (held[node.name] ?? []).map(\.site)
+            )
+        }
+    }
 }
 
 /// The status view, for the API and for `gatepost status` without a daemon.

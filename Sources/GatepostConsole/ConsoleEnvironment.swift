@@ -16,6 +16,9 @@ public struct ConsoleEnvironment: Sendable {
     public var mode: String
     /// Where files sent from the console are written; nil: sending is refused.
     public var spool: Spool?
+    /// This node's name when several share the catalog: a file another node holds is served
+    /// by that node's console.
+    public var node: String?
 
     public init(
         catalog: any Catalog, sites: @escaping @Sendable () async -> SiteDirectory, polls: any PollControl,

@@ -97,9 +97,9 @@ struct ConsolePages: Sendable {
             guard let identity = context.identity else { return HTML.redirect("/login") }
             return try await transfer(id, identity: identity, context: context, message: nil)
         }
-        router.get("transfers/:id/file") { _, context -> Response in
+        router.get("transfers/:id/file") { request, context -> Response in
             guard context.identity != nil else { return HTML.redirect("/login") }
-            return try await api.download(try context.parameters.require("id"), context: context)
+            return try await api.download(try context.parameters.require("id"), path: request.uri.path, context: context)
         }
         router.post("transfers/:id/:verb") { request, context -> Response in
             let id = try context.parameters.require("id")
@@ -184,6 +184,17 @@ struct ConsolePages: Sendable {
         body += running.isEmpty ? "<p class=muted>None.</p>" : HTML.table(["Site", "Since", "Messages", "Bytes"], running.map {
             [HTML.escape($0.site), HTML.timestamp($0.started), "\($0.messages)", HTML.bytes($0.bytes)]
         })
+        let nodes = NodeStatus.all(
+            nodes: try await environment.catalog.clusterNodes(), leases: try await environment.catalog.siteLeases(),
+            sites: statuses.map(\.name), now: Date()
+        )
+        if !nodes.isEmpty {
+            body += "<h2>Nodes</h2>" + HTML.table(["Node", "State", "Last heartbeat", "Sites", "Polling now", "Console"], nodes.map { node in
+                [HTML.escape(node.name), node.alive ? "<span class=ok>alive</span>" : "<span class=bad>gone</span>",
+                 HTML.timestamp(node.heartbeatAt), "\(node.assignedSites)", HTML.escape(node.polling.joined(separator: ", ")),
+                 node.consoleURL.map { "<a href=\"\(HTML.escape($0))\">\(HTML.escape($0))</a>" } ?? ""]
+            })
+        }
         body += "<h2>Received today</h2>" + HTML.barChart(try await volumeToday(statuses.map(\.name)))
         return HTML.page("Dashboard", identity: identity, csrf: context.csrf, body: body, refreshSeconds: 10)
     }

@@ -53,6 +53,11 @@ struct StatusCommand: AsyncParsableCommand {
         for transfer in status.overdue {
             lines.append("acknowledgment overdue: \(transfer.id) \(transfer.fileName ?? "") to \(transfer.site), sent \(Formatting.timestamp(transfer.sentAt))")
         }
+        for node in status.nodes {
+            let state = node.alive ? "alive, beat \(Formatting.timestamp(node.heartbeatAt))" : "gone since \(Formatting.timestamp(node.heartbeatAt))"
+            let polling = node.polling.isEmpty ? "" : "; polling \(node.polling.joined(separator: ", "))"
+            lines.append("node \(node.name): \(state), \(node.assignedSites) sites\(polling)")
+        }
         lines.append("open alerts: \(status.alerts.isEmpty ? "none" : String(status.alerts.count))")
         for alert in status.alerts {
             let acknowledged = alert.acknowledgedBy.map { ", acknowledged by \($0)" } ?? ""
