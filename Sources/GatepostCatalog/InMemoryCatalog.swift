@@ -277,7 +277,7 @@ public final class InMemoryCatalog: Catalog {
     public func recordOperatorAction(_ action: OperatorAction) async throws {
         tables.withLock { tables in
             var recorded = action
-            recorded.id = Int64(tables.operatorActions.count + 1)
+            recorded.id = (tables.operatorActions.last?.id ?? 0) + 1
             tables.operatorActions.append(recorded)
         }
     }
@@ -484,4 +484,66 @@ extension InMemoryCatalog: LeaseStore {
     public func releaseSite(_ site: String, node: String) async throws { leases.releaseSite(site, node: node) }
     public func siteLeases() async throws -> [SiteLease] { leases.siteLeases() }
     public func clusterNodes() async throws -> [ClusterNode] { leases.clusterNodes() }
+}
+
+extension InMemoryCatalog: CatalogImporter {
+    public func importTransfers(_ transfers: [ImportedTransfer]) async throws {
+        try write { tables throws(ConstraintViolation) in
+            for imported in transfers {
+                let id = imported.record.id
+                try tables.insert(imported.record)
+                tables.deliveryTargets[id] = imported.deliveryTarget
+                if !imported.deliveryHistory.isEmpty { tables.deliveryHistory[id] = imported.deliveryHistory }
+                if imported.failedDeliveryAttempts > 0 || imported.nextDeliveryAttempt != nil {
+                    tables.deliveryRetries[id] = DeliveryRetry(
+                        attempts: imported.failedDeliveryAttempts, nextAttempt: imported.nextDeliveryAttempt ?? imported.record.receivedAt
+                    )
+                }
+            }
+        }
+    }
+
+    public func importUIDLs(site: String, _ messages: [RetrievedMessage]) async throws {
+        try write { tables throws(ConstraintViolation) in
+            for message in messages {
+                guard tables.retrieved[site]?[message.uidl] == nil else { throw .uidlExists(site: site, uidl: message.uidl) }
+                tables.retrieved[site, default: [:]][message.uidl] = message
+            }
+        }
+    }
+
+    public func importSiteStates(_ states: [SiteState]) async throws {
+        tables.withLock { tables in
+            for state in states { tables.sites[state.site] = state }
+        }
+    }
+
+    public func importOutbox(_ entries: [OutboxEntry]) async throws {
+        try write { tables throws(ConstraintViolation) in
+            for entry in entries { try tables.insert(entry) }
+        }
+    }
+
+    public func importOperatorActions(_ actions: [OperatorAction]) async throws {
+        tables.withLock { tables in
+            tables.operatorActions = (tables.operatorActions + actions).sorted { $0.id < $1.id }
+        }
+    }
+
+    public func importAlerts(_ alerts: [Alert]) async throws {
+        tables.withLock { tables in
+            tables.alerts = (tables.alerts + alerts).sorted { $0.id < $1.id }
+        }
+    }
+
+    public func importProbes(_ probes: [Probe]) async throws {
+        try write { tables throws(ConstraintViolation) in
+            for probe in probes {
+                guard !tables.probes.contains(where: { $0.site == probe.site && $0.messageId == probe.messageId }) else {
+                    throw .probeExists(site: probe.site, messageId: probe.messageId)
+                }
+                tables.probes.append(probe)
+            }
+        }
+    }
 }
