@@ -1,5 +1,6 @@
 import Foundation
 import GatepostCore
+import Synchronization
 
 /// A private Dovecot POP3 server for integration tests, started by
 /// `scripts/peers/start-dovecot.sh` on free 127.0.0.1 ports with a plain+STLS listener, an
@@ -48,6 +49,8 @@ public final class DovecotPeer: Sendable {
     public let directory: String
     public let info: Info
     public let projectRoot: String
+    /// Users added after the start (``addUsers(_:)``): their Maildirs' `new/`.
+    private let addedMaildirs = Mutex<[String: String]>([:])
 
     /// Starts Dovecot. `projectRoot` defaults to the checkout this file belongs to.
     public static func start(projectRoot: String = DovecotPeer.defaultProjectRoot()) async throws -> DovecotPeer {
@@ -167,10 +170,53 @@ public final class DovecotPeer: Sendable {
         guard rename(temporary, path) == 0 else { throw PeerError.scriptFailed("setPassword", status: errno, output: "cannot replace \(path)") }
     }
 
+    /// Adds users, each with the password `<name>-secret` and an empty Maildir (many sites on
+    /// one server). Dovecot reads its passwd-file again when it changes.
+    public func addUsers(_ names: [String]) throws {
+        let path = directory + "/users"
+        var lines = try String(contentsOfFile: path, encoding: .utf8)
+        for name in names {
+            let home = directory + "/mail/" + name
+            for folder in ["cur", "new", "tmp"] {
+                try FileManager.default.createDirectory(atPath: home + "/Maildir/" + folder, withIntermediateDirectories: true)
+            }
+            if getuid() == 0 {
+                for folder in ["", "/Maildir", "/Maildir/cur", "/Maildir/new", "/Maildir/tmp"] {
+                    chown(home + folder, info.mailUid, info.mailGid)
+                }
+            }
+            if !lines.hasSuffix("\n") { lines += "\n" }
+            lines += "\(name):{PLAIN}\(name)-secret:::\(name):\(home)::\n"
+        }
+        let temporary = path + ".new"
+        try lines.write(toFile: temporary, atomically: false, encoding: .utf8)
+        chmod(temporary, 0o600)
+        guard rename(temporary, path) == 0 else { throw PeerError.scriptFailed("addUsers", status: errno, output: "cannot replace \(path)") }
+        addedMaildirs.withLock { maildirs in
+            for name in names { maildirs[name] = directory + "/mail/" + name + "/Maildir/new" }
+        }
+    }
+
+    /// The `pop3:` block of a site file for a user added by ``addUsers(_:)``.
+    public func pop3Block(addedUser user: String) -> String {
+        """
+        pop3:
+          host: 127.0.0.1
+          port: \(info.tlsPort)
+          user: \(user)
+          password: \(user)-secret
+          tls: {ca_file: \(info.caFile)}
+        """
+    }
+
+    private func maildir(_ user: String) -> String? {
+        info.maildirs[user] ?? addedMaildirs.withLock { $0[user] }
+    }
+
     /// Puts one message, exactly these bytes, in `user`'s mailbox (a hostile message a test
     /// wrote by hand).
     public func addMessage(user: String, _ bytes: [UInt8]) throws {
-        guard let maildir = info.maildirs[user] else { throw PeerError.scriptFailed("addMessage", status: 1, output: "no user \(user)") }
+        guard let maildir = maildir(user) else { throw PeerError.scriptFailed("addMessage", status: 1, output: "no user \(user)") }
         let path = maildir + "/" + "\(Int(Date().timeIntervalSince1970)).\(UUID().uuidString.prefix(12)).gatepost-test"
         try Data(bytes).write(to: URL(fileURLWithPath: path))
         try Self.chownTree(maildir, uid: info.mailUid, gid: info.mailGid)
@@ -208,7 +254,7 @@ public final class DovecotPeer: Sendable {
 
     /// Messages waiting in `user`'s Maildir (new and cur).
     public func messageCount(user: String) -> Int {
-        guard let newFolder = info.maildirs[user] else { return 0 }
+        guard let newFolder = maildir(user) else { return 0 }
         let curFolder = (newFolder as NSString).deletingLastPathComponent + "/cur"
         let count = { (path: String) in
             ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).filter { !$0.hasPrefix(".") }.count

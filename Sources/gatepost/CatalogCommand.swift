@@ -53,7 +53,7 @@ struct CatalogCommand: AsyncParsableCommand {
             guard limit.map({ $0 > 0 }) ?? true, offset >= 0 else {
                 throw fail(.configuration("--limit must be above 0 and --offset at least 0"))
             }
-            let catalog = try openCatalog(options)
+            let catalog = try await openCatalog(options)
             var filter = TransferFilter(
                 site: site, state: state, since: since, before: until, direction: direction,
                 fileName: fileName.map(TextPattern.init), sender: sender.map(TextPattern.init), subject: subject.map(TextPattern.init),
@@ -85,7 +85,7 @@ struct CatalogCommand: AsyncParsableCommand {
         @Option(help: "table or json.") var format: OutputFormat = .table
 
         func run() async throws {
-            let catalog = try openCatalog(options)
+            let catalog = try await openCatalog(options)
             guard let record = try await catalog.transfer(id: id) else {
                 throw fail(CommandFailure(description: "no transfer with id \(id)", exitCode: 1))
             }
@@ -141,9 +141,9 @@ extension CatalogCommand {
         func run() async throws {
             options.bootstrapLogging()
             // One process delivers at a time: while a daemon holds the spool, it does the retry.
-            let (spool, catalog): (Spool, SQLiteCatalog)
+            let (spool, catalog): (Spool, any Catalog)
             do {
-                (spool, catalog) = try Runtime.openSpool(options)
+                (spool, catalog) = try await Runtime.openSpool(options)
             } catch let failure as CommandFailure {
                 throw fail(failure)
             }
@@ -224,9 +224,9 @@ extension CatalogCommand {
             default:
                 throw fail(.configuration("give exactly one of --older-than AGE and --before DATE"))
             }
-            let (spool, catalog): (Spool, SQLiteCatalog)
+            let (spool, catalog): (Spool, any Catalog)
             do {
-                (spool, catalog) = try Runtime.openSpool(options)
+                (spool, catalog) = try await Runtime.openSpool(options)
             } catch let failure as CommandFailure {
                 throw fail(failure)
             }
@@ -264,7 +264,9 @@ extension CatalogCommand {
 
         func run() async throws {
             options.bootstrapLogging()
-            let catalog = try openCatalog(options)
+            guard let catalog = try await openCatalog(options) as? SQLiteCatalog else {
+                throw fail(CommandFailure(description: "catalog backup copies a SQLite catalog; back up a PostgreSQL one with pg_dump", exitCode: 2))
+            }
             do {
                 try catalog.backup(to: file)
             } catch {
@@ -277,9 +279,9 @@ extension CatalogCommand {
 }
 
 /// Opens the catalog for reading; a spool that does not exist yet is created empty.
-func openCatalog(_ options: GlobalOptions) throws -> SQLiteCatalog {
+func openCatalog(_ options: GlobalOptions) async throws -> any Catalog {
     do {
-        return try Runtime.openSpool(options).1
+        return try await Runtime.openSpool(options).1
     } catch let failure as CommandFailure {
         throw fail(failure)
     }

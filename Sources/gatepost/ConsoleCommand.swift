@@ -74,9 +74,9 @@ struct ServeCommand: AsyncParsableCommand {
         } catch let error as SiteConfigurationError {
             throw fail(.configuration(error.description))
         }
-        let (spool, catalog): (Spool, SQLiteCatalog)
+        let (spool, catalog): (Spool, any Catalog)
         do {
-            (spool, catalog) = try Runtime.openSpool(options)
+            (spool, catalog) = try await Runtime.openSpool(options)
         } catch let failure as CommandFailure {
             throw fail(failure)
         }
@@ -89,7 +89,9 @@ struct ServeCommand: AsyncParsableCommand {
         )
         let service = try console.service(environment, configuration: configuration)
         logger.info("console", metadata: ["url": "\(configuration.usesTLS ? "https" : "http")://\(configuration.host):\(configuration.port)/"])
-        let group = ServiceGroup(services: [service, SearchIndexer(catalog: catalog, logger: logger)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        // A store with an index of its own to keep up (SQLite's FTS table) gets its indexer.
+        let indexer = (catalog as? any SearchIndexing).map { SearchIndexer(catalog: $0, logger: logger) }
+        let group = ServiceGroup(services: [service] + (indexer.map { [$0] } ?? []), gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await group.run()
     }
 }

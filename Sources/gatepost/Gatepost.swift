@@ -51,6 +51,12 @@ struct GlobalOptions: ParsableArguments {
     @Flag(name: .shortAndLong, help: "Log each step to standard error.")
     var verbose = false
 
+    @Option(name: .long, help: ArgumentHelp(
+        "The catalog: postgres://USER:PASSWORD@HOST:PORT/DATABASE for a PostgreSQL one shared by several nodes (environment: GATEPOST_CATALOG). Default: spool/catalog.sqlite.",
+        valueName: "url"
+    ))
+    var catalog: String? = ProcessInfo.processInfo.environment["GATEPOST_CATALOG"]
+
     @Flag(help: "Start a new, empty catalog although the spool holds received files (the catalog was lost and there is no backup: every message still on a server is fetched again).")
     var newCatalog = false
 

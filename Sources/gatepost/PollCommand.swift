@@ -19,11 +19,11 @@ struct PollCommand: AsyncParsableCommand {
     func run() async throws {
         options.bootstrapLogging()
         let directory = try Runtime.loadSites(options)
-        let (spool, catalog): (Spool, SQLiteCatalog)
+        let (spool, catalog): (Spool, any Catalog)
         let lock: SpoolLock?
         var daemon: (client: DaemonClient, sites: [String])?
         do {
-            (spool, catalog) = try Runtime.openSpool(options)
+            (spool, catalog) = try await Runtime.openSpool(options)
             do {
                 lock = try SpoolLock(spool: spool)
             } catch let busy as SpoolLock.Busy {

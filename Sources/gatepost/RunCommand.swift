@@ -19,6 +19,10 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Polls running at once, over all sites.") var concurrentPolls = 16
     @Option(help: "Polls running at once against one server host.") var concurrentPollsPerHost = 2
     @Option(help: "text, or json: one JSON object per line, for a log collector.") var logFormat: LogFormat = .text
+    @Option(help: "This node's name among the nodes sharing a PostgreSQL catalog (--catalog); records name it as the holder of their files. Default: the host name.")
+    var node: String?
+    @Option(help: ArgumentHelp("With a PostgreSQL catalog: how long a node's heartbeat and site leases last; a dead node's sites are taken over after this (such as 60s, 2m).", valueName: "duration"))
+    var leaseTime = "60s"
     @OptionGroup var console: ConsoleOptions
 
     enum LogFormat: String, ExpressibleByArgument, CaseIterable {
@@ -33,10 +37,10 @@ struct RunCommand: AsyncParsableCommand {
         }
         let logger = Logger(label: "gatepost.run")
         _ = try Runtime.loadSites(options)
-        let (spool, catalog): (Spool, SQLiteCatalog)
+        let (spool, catalog): (Spool, any Catalog)
         let lock: SpoolLock
         do {
-            (spool, catalog) = try Runtime.openSpool(options)
+            (spool, catalog) = try await Runtime.openSpool(options)
             lock = try SpoolLock(spool: spool)
             spool.sweepTemporary()
             try await spool.recoverPending { id in try await catalog.transfer(id: id) != nil }
@@ -53,6 +57,17 @@ struct RunCommand: AsyncParsableCommand {
         hangup.setEventHandler { reload.withLock { $0 = true } }
         hangup.resume()
 
+        // A PostgreSQL catalog is shared: this daemon is one node among others.
+        var cluster: ClusterSettings?
+        if !(catalog is SQLiteCatalog) {
+            guard let seconds = CatalogCommand.Purge.seconds(leaseTime), seconds >= 3 else {
+                throw fail(.configuration("--lease-time `\(leaseTime)`: give a duration of at least 3s, such as 60s or 2m"))
+            }
+            let consoleURL = try console.configuration(defaultAddress: nil).map { "\($0.usesTLS ? "https" : "http")://\($0.host):\($0.port)" }
+            cluster = ClusterSettings(node: node ?? ClusterSettings.hostName, leaseTime: .milliseconds(Int64(seconds * 1000)), consoleURL: consoleURL)
+        } else if node != nil {
+            throw fail(.configuration("--node names a node among several sharing a PostgreSQL catalog: give --catalog postgres://... too"))
+        }
         var scheduler = Scheduler(
             sitesFolder: options.sites, spool: spool, catalog: catalog,
             limits: .init(concurrentPolls: concurrentPolls, concurrentPollsPerHost: concurrentPollsPerHost),
@@ -62,14 +77,16 @@ struct RunCommand: AsyncParsableCommand {
         // The daemon answers the command line on its control socket (gatepost poll while it
         // runs, gatepost status) and, with --http, the console: polls asked for go to the
         // scheduler.
+        scheduler.cluster = cluster
         let polls = DaemonPolls()
         let sites = CurrentSites(try Runtime.loadSites(options))
         scheduler.polls = polls
         scheduler.sitesLoaded = { sites.update($0) }
-        let environment = ConsoleEnvironment(
+        var environment = ConsoleEnvironment(
             catalog: catalog, sites: { sites.directory }, polls: polls,
             accounts: try console.accounts(sites: options.sites), logger: Logger(label: "gatepost.console"), mode: "run", spool: spool
         )
+        environment.node = cluster?.node
         var services: [any Service] = []
         do {
             services.append(try ConsoleServer.controlService(environment, socket: DaemonClient.socketPath(spool: spool)))
@@ -81,7 +98,9 @@ struct RunCommand: AsyncParsableCommand {
             logger.info("console", metadata: ["url": "\(configuration.usesTLS ? "https" : "http")://\(configuration.host):\(configuration.port)/"])
         }
         services.insert(scheduler, at: 0)
-        services.append(SearchIndexer(catalog: catalog, logger: logger))
+        if let indexed = catalog as? any SearchIndexing {
+            services.append(SearchIndexer(catalog: indexed, logger: logger))
+        }
         services.append(AlertMonitor(catalog: catalog, sites: { sites.directory }, logger: Logger(label: "gatepost.alerts")))
         let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await group.run()

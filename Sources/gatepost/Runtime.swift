@@ -48,11 +48,26 @@ enum Runtime {
         }
     }
 
-    static func openSpool(_ options: GlobalOptions) throws -> (Spool, SQLiteCatalog) {
+    /// The spool and its catalog: `spool/catalog.sqlite`, or the PostgreSQL one `--catalog`
+    /// names (shared by several nodes, each with its own spool).
+    static func openSpool(_ options: GlobalOptions) async throws -> (Spool, any Catalog) {
+        let spool: Spool
         do {
-            let spool = try Spool(root: options.absoluteSpool)
-            let catalog = try SQLiteCatalog(path: spool.catalogPath, mayStartAnew: options.newCatalog || !spool.holdsReceivedFiles)
-            return (spool, catalog)
+            spool = try Spool(root: options.absoluteSpool)
+        } catch {
+            throw CommandFailure(description: "\(error)", exitCode: 1)
+        }
+        return (spool, try await openCatalog(options.catalog, spool: spool, mayStartAnew: options.newCatalog || !spool.holdsReceivedFiles))
+    }
+
+    static func openCatalog(_ location: String?, spool: Spool, mayStartAnew: Bool) async throws -> any Catalog {
+        do {
+            guard let location, !location.isEmpty else {
+                return try SQLiteCatalog(path: spool.catalogPath, mayStartAnew: mayStartAnew)
+            }
+            return try await CatalogLocation.open(location)
+        } catch let failure as CommandFailure {
+            throw failure
         } catch {
             throw CommandFailure(description: "\(error)", exitCode: 1)
         }

@@ -45,9 +45,9 @@ struct SendCommand: AsyncParsableCommand {
         }
         guard !recipients.isEmpty else { throw fail(.configuration("name at least one recipient with --to")) }
         guard FileManager.default.isReadableFile(atPath: file) else { throw fail(.configuration("cannot read \(file)")) }
-        let (spool, catalog): (Spool, SQLiteCatalog)
+        let (spool, catalog): (Spool, any Catalog)
         do {
-            (spool, catalog) = try Runtime.openSpool(options)
+            (spool, catalog) = try await Runtime.openSpool(options)
         } catch let failure as CommandFailure {
             throw fail(failure)
         }

@@ -141,7 +141,7 @@ struct SiteCommand: AsyncParsableCommand {
 
     static func setEnabled(_ name: String, _ enabled: Bool, options: GlobalOptions) async throws {
         _ = try Runtime.site(named: name, options)
-        let commands = OperatorCommands(directory: try Runtime.loadSites(options), catalog: try openCatalog(options), logger: Logger(label: "gatepost.site"))
+        let commands = OperatorCommands(directory: try Runtime.loadSites(options), catalog: try await openCatalog(options), logger: Logger(label: "gatepost.site"))
         try await commands.setSiteEnabled(name, enabled, actor: Runtime.commandLineActor)
         Terminal.line("\(name): \(enabled ? "enabled" : "disabled")")
     }

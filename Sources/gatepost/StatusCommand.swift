@@ -16,9 +16,9 @@ struct StatusCommand: AsyncParsableCommand {
 
     func run() async throws {
         options.bootstrapLogging()
-        let (spool, catalog): (Spool, SQLiteCatalog)
+        let (spool, catalog): (Spool, any Catalog)
         do {
-            (spool, catalog) = try Runtime.openSpool(options)
+            (spool, catalog) = try await Runtime.openSpool(options)
         } catch let failure as CommandFailure {
             throw fail(failure)
         }

@@ -1,0 +1,11 @@
+import GatepostCatalog
+
+/// A catalog named by a URL (`--catalog`, GATEPOST_CATALOG).
+enum CatalogLocation {
+    static func open(_ location: String) async throws -> any Catalog {
+        guard location.hasPrefix("postgres://") || location.hasPrefix("postgresql://") else {
+            throw CommandFailure.configuration("--catalog must be a postgres:// URL (without it, the catalog is spool/catalog.sqlite)")
+        }
+        throw CommandFailure.configuration("this build has no PostgreSQL catalog")
+    }
+}
