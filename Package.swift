@@ -233,7 +233,12 @@ let package = Package(
         ),
         .testTarget(
             name: "GatepostCatalogTests",
-            dependencies: ["GatepostCatalog", "GatepostTestSupport", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["GatepostCatalog", "GatepostPostgres", "GatepostTestSupport", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: strictness
+        ),
+        .testTarget(
+            name: "GatepostPostgresTests",
+            dependencies: ["GatepostPostgres", "GatepostCatalog", "GatepostTestSupport"],
             swiftSettings: strictness
         ),
         .testTarget(
