@@ -28,6 +28,8 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        // The PostgreSQL catalog (GatepostPostgres): the wire protocol and a connection pool.
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         // Bytes in, structure out: no sockets, no files, no database.
@@ -89,6 +91,20 @@ let package = Package(
             name: "GatepostCatalog",
             dependencies: [
                 .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            swiftSettings: strictness
+        ),
+        // The catalog contract on PostgreSQL, for several nodes sharing one catalog.
+        .target(
+            name: "GatepostPostgres",
+            dependencies: [
+                "GatepostCatalog",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                // For ConnectionPoolError, which PostgresClient throws as it is.
+                .product(name: "_ConnectionPoolModule", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             swiftSettings: strictness
         ),
@@ -217,7 +233,12 @@ let package = Package(
         ),
         .testTarget(
             name: "GatepostCatalogTests",
-            dependencies: ["GatepostCatalog", "GatepostTestSupport", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["GatepostCatalog", "GatepostPostgres", "GatepostTestSupport", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: strictness
+        ),
+        .testTarget(
+            name: "GatepostPostgresTests",
+            dependencies: ["GatepostPostgres", "GatepostCatalog", "GatepostTestSupport"],
             swiftSettings: strictness
         ),
         .testTarget(

@@ -19,6 +19,16 @@ public struct DeliveryAttempt: Sendable, Hashable, Codable {
     public var error: String?
     public var retryAt: Date?
 
+    /// An attempt as a store reads it back; new attempts are made by the factories below.
+    public init(at: Date, application: String, outcome: Outcome, deliveredPath: String?, error: String?, retryAt: Date?) {
+        self.at = at
+        self.application = application
+        self.outcome = outcome
+        self.deliveredPath = deliveredPath
+        self.error = error
+        self.retryAt = retryAt
+    }
+
     public static func delivered(at: Date, application: String, path: String) -> DeliveryAttempt {
         DeliveryAttempt(at: at, application: application, outcome: .delivered, deliveredPath: path, error: nil, retryAt: nil)
     }

@@ -2,7 +2,7 @@ import Foundation
 import Synchronization
 
 /// The catalog contract kept in memory: a store for tests that need no database file, and the
-/// twin the contract tests hold SQLite (and later PostgreSQL) to. Nothing outlives the process.
+/// twin the contract tests hold SQLite and PostgreSQL to. Nothing outlives the process.
 ///
 /// One lock over all tables makes each method one transaction. A method that can throw works on
 /// a copy of the tables and keeps it only when it succeeds, so a failed batch leaves nothing

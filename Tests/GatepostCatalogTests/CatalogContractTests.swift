@@ -6,7 +6,7 @@ import Testing
 @Suite struct CatalogContractTests {
     @Test(arguments: CatalogStore.allCases)
     func recordAndUIDLCommitTogether(_ store: CatalogStore) async throws {
-        let catalog = try store.make()
+        let catalog = try await store.make()
         try await catalog.commitReceived(F.inbound("T1", messageId: "m1@x"), uidl: "u1")
         let retrieved = try await catalog.retrievedMessages(site: "acme")
         #expect(retrieved == ["u1": RetrievedMessage(uidl: "u1", transferID: "T1", deleted: false, messageId: "m1@x")])
@@ -18,7 +18,7 @@ import Testing
     /// them, kept when a poll stopped before reaching them.
     @Test(arguments: CatalogStore.allCases)
     func skippedMessagesAreCountedAndForgotten(_ store: CatalogStore) async throws {
-        let catalog = try store.make()
+        let catalog = try await store.make()
         let first = Date(timeIntervalSince1970: 1_000_000)
         let later = first.addingTimeInterval(60)
         try await catalog.recordSkips(site: "acme", skipped: [
@@ -43,7 +43,7 @@ import Testing
     /// the transfer the poll saw under it, so two pollers can never both record a message.
     @Test(arguments: CatalogStore.allCases)
     func aReusedUIDLIsTakenOverOnlyFromTheTransferItNamed(_ store: CatalogStore) async throws {
-        let catalog = try store.make()
+        let catalog = try await store.make()
         try await catalog.commitReceived([ReceivedTransfer(record: F.inbound("T1", messageId: "a@x"), uidl: "u1", listedSize: 100)])
         try await catalog.markDeleted(site: "acme", uidls: ["u1"])
         #expect(try await catalog.retrievedMessages(site: "acme")["u1"]?.listedSize == 100)
@@ -67,7 +67,7 @@ import Testing
 
     @Test(arguments: CatalogStore.allCases)
     func aBatchIsStoredWhollyOrNotAtAll(_ store: CatalogStore) async throws {
-        let catalog = try store.make()
+        let catalog = try await store.make()
         try await catalog.commitReceived(F.inbound("T1"), uidl: "u1")
         let owed = F.entry("M2", kind: .acknowledgment, transferId: "T2")
         let failing: [[ReceivedTransfer]] = [
@@ -94,7 +94,7 @@ import Testing
 
     @Test(arguments: CatalogStore.allCases)
     func aUIDLIsUniqueWithinItsSiteOnly(_ store: CatalogStore) async throws {
-        let catalog = try store.make()
+        let catalog = try await store.make()
         try await catalog.commitReceived(F.inbound("T1", site: "a"), uidl: "u1")
         try await catalog.commitReceived(F.inbound("T2", site: "b"), uidl: "u1")
         #expect(try await catalog.retrievedMessages(site: "a")["u1"]?.transferID == "T1")
@@ -105,7 +105,7 @@ import Testing
 
     @Test(arguments: CatalogStore.allCases)
     func deletionsAreRecordedPerSite(_ store: CatalogStore) async throws {
-        let catalog = try store.make()
+        let catalog = try await store.make()
         try await catalog.commitReceived(F.inbound("T1"), uidl: "u1")
         try await catalog.commitReceived(F.inbound("T2"), uidl: "u2")
         try await catalog.commitReceived(F.inbound("T3", site: "other"), uidl: "u2")
@@ -119,7 +119,7 @@ import Testing
 
     @Test(arguments: CatalogStore.allCases)
     func filtersAndOrder(_ store: CatalogStore) async throws {
-        let catalog = try store.make()
+        let catalog = try await store.make()
         // Received order, not id order: T0 arrived last.
         try await catalog.commitReceived(F.inbound("T0", site: "b", at: 30), uidl: nil)
         try await catalog.commitReceived(F.inbound("T1", site: "a"), uidl: nil)
@@ -141,7 +141,7 @@ import Testing
 
     @Test(arguments: CatalogStore.allCases)
     func duplicatesAreFoundAmongTheSitesInboundTransfers(_ store: CatalogStore) async throws {
-        let catalog = try store.make()
+        let catalog = try await store.make()
         var first = F.inbound("T2", messageId: "m@x")
         first.messageSha256 = "feed"
         var again = F.inbound("T1", messageId: "m@x", at: 10)
@@ -159,7 +159,7 @@ import Testing
 
     @Test(arguments: CatalogStore.allCases)
     func deliveryFollowsItsRetrySchedule(_ store: CatalogStore) async throws {
-        let catalog = try store.make()
+        let catalog = try await store.make()
         let now = F.epoch.addingTimeInterval(100)
         try await catalog.commitReceived([
             ReceivedTransfer(record: F.inbound("T1"), uidl: "u1"),
@@ -213,7 +213,7 @@ import Testing
 
     @Test(arguments: CatalogStore.allCases)
     func aPurgedTransferKeepsItsRowAndUIDL(_ store: CatalogStore) async throws {
-        let catalog = try store.make()
+        let catalog = try await store.make()
         try await catalog.commitReceived(F.inbound("T1"), uidl: "u1")
         let at = F.epoch.addingTimeInterval(86400)
         try await catalog.markPurged(id: "T1", at: at)
@@ -228,7 +228,7 @@ import Testing
 
     @Test(arguments: CatalogStore.allCases)
     func siteStateKeepsTotalsAndTheLastSuccess(_ store: CatalogStore) async throws {
-        let catalog = try store.make()
+        let catalog = try await store.make()
         let first = F.epoch
         let second = F.epoch.addingTimeInterval(300)
         try await catalog.recordPoll(site: "acme", at: first, error: nil, errorCategory: nil, messages: 3, bytes: 300, nextPoll: first.addingTimeInterval(300))
@@ -256,7 +256,7 @@ import Testing
 
     @Test(arguments: CatalogStore.allCases)
     func aProbeIsReturnedByThePROBERecordOfItsSiteAndMessageID(_ store: CatalogStore) async throws {
-        let catalog = try store.make()
+        let catalog = try await store.make()
         let first = Probe(site: "acme", messageId: "probe.1@ours.example", sentAt: F.epoch)
         let second = Probe(site: "acme", messageId: "probe.2@ours.example", sentAt: F.epoch.addingTimeInterval(3600))
         try await catalog.recordProbe(first)
@@ -281,7 +281,7 @@ import Testing
 
     @Test(arguments: CatalogStore.allCases)
     func anAlertIsOpenedOncePerConditionAndResolvedWhenItClears(_ store: CatalogStore) async throws {
-        let catalog = try store.make()
+        let catalog = try await store.make()
         let failing = Alert(key: "site-failing:acme", kind: "site-failing", site: "acme", summary: "acme: 3 polls failed", openedAt: .distantPast)
         let missed = Alert(key: "arrival-missed:bcorp:INV*:2026-11-27", kind: "arrival-missed", site: "bcorp", summary: "no INV*", openedAt: .distantPast)
         var changes = try await catalog.updateAlerts(opening: [failing, missed], resolving: [], at: F.epoch)
@@ -314,7 +314,7 @@ import Testing
 
     @Test(arguments: CatalogStore.allCases)
     func aConfigurationErrorKeepsWhenItBeganUntilItClears(_ store: CatalogStore) async throws {
-        let catalog = try store.make()
+        let catalog = try await store.make()
         let first = F.epoch
         let later = F.epoch.addingTimeInterval(60)
         try await catalog.recordConfigurationError(site: "acme", error: "acme.yaml:3: pop3.port: must be a number", at: first)

@@ -1,4 +1,6 @@
 import Foundation
+import GatepostPostgres
+import GatepostTestSupport
 import Testing
 @testable import GatepostCatalog
 
@@ -13,12 +15,15 @@ func temporaryDirectory() throws -> URL {
 enum CatalogStore: String, CaseIterable, Sendable, CustomTestStringConvertible {
     case sqlite
     case inMemory
+    /// A database of its own on the test process's PostgreSQL server (PostgresPeer).
+    case postgres
 
     /// A new, empty catalog.
-    func make() throws -> any Catalog {
+    func make() async throws -> any Catalog {
         switch self {
         case .sqlite: try SQLiteCatalog(path: try temporaryDirectory().appendingPathComponent("catalog.sqlite").path)
         case .inMemory: InMemoryCatalog()
+        case .postgres: try await PostgresCatalog.connect(url: try await PostgresPeer.shared().makeDatabase(), maximumConnections: 4)
         }
     }
 

@@ -7,7 +7,7 @@ import Testing
 @Suite struct OutboxTests {
     @Test(arguments: CatalogStore.allCases)
     func aClaimIsExclusiveAndAPartial4xxGetsAnEntryOfItsOwn(_ store: CatalogStore) async throws {
-        let catalog = try store.make()
+        let catalog = try await store.make()
         let now = F.epoch
         try await catalog.commitOutbound(F.outbound("T1"), message: F.entry("T1", now: now))
         #expect(try await catalog.claimOutbox("T1", due: now, until: now.addingTimeInterval(600)))
@@ -30,7 +30,7 @@ import Testing
 
     @Test(arguments: CatalogStore.allCases)
     func onlyOneOfManyConcurrentClaimsWins(_ store: CatalogStore) async throws {
-        let catalog = try store.make()
+        let catalog = try await store.make()
         try await catalog.commitOutbound(F.outbound("T1"), message: F.entry("T1"))
         let wins = try await withThrowingTaskGroup(of: Bool.self) { group in
             for _ in 0..<16 {
@@ -43,7 +43,7 @@ import Testing
 
     @Test(arguments: CatalogStore.allCases)
     func aClaimIsALeaseThatRunsOut(_ store: CatalogStore) async throws {
-        let catalog = try store.make()
+        let catalog = try await store.make()
         let now = F.epoch
         let end = now.addingTimeInterval(600)
         try await catalog.commitOutbound(F.outbound("T1"), message: F.entry("T1", now: now))
@@ -57,7 +57,7 @@ import Testing
 
     @Test(arguments: CatalogStore.allCases)
     func dueEntriesOfASiteInTheOrderTheyWereQueued(_ store: CatalogStore) async throws {
-        let catalog = try store.make()
+        let catalog = try await store.make()
         try await catalog.commitOutbound(F.outbound("T3"), message: F.entry("T3", now: F.epoch))
         try await catalog.commitOutbound(F.outbound("T2"), message: F.entry("T2", now: F.epoch.addingTimeInterval(1)))
         try await catalog.commitOutbound(F.outbound("T1", site: "bcorp"), message: F.entry("T1", site: "bcorp", now: F.epoch))
@@ -71,7 +71,7 @@ import Testing
 
     @Test(arguments: CatalogStore.allCases)
     func anOutboundCommitIsWhollyStoredOrNotAtAll(_ store: CatalogStore) async throws {
-        let catalog = try store.make()
+        let catalog = try await store.make()
         try await catalog.commitOutbound(F.outbound("T1"), message: F.entry("T1"))
         await #expect(throws: (any Error).self) { try await catalog.commitOutbound(F.outbound("T2"), message: F.entry("T1", transferId: "T2")) }
         await #expect(throws: (any Error).self) { try await catalog.commitOutbound(F.outbound("T3"), message: F.entry("T3", transferId: "T9")) }
@@ -82,7 +82,7 @@ import Testing
 
     @Test(arguments: CatalogStore.allCases)
     func aReportClosesOnlyItsOwnSitesTransferAndAnErrorFailsIt(_ store: CatalogStore) async throws {
-        let catalog = try store.make()
+        let catalog = try await store.make()
         try await catalog.commitOutbound(F.outbound("T1"), message: F.entry("T1"))
         try await catalog.outboxSent(F.entry("T1"), at: F.epoch, refused: [], followUp: nil)
 
@@ -115,7 +115,7 @@ import Testing
 
     @Test(arguments: CatalogStore.allCases)
     func aDeliveryReportClosesItsTransferByEnvelopeId(_ store: CatalogStore) async throws {
-        let catalog = try store.make()
+        let catalog = try await store.make()
         try await catalog.commitOutbound(F.outbound("T1"), message: F.entry("T1"))
         try await catalog.outboxSent(F.entry("T1"), at: F.epoch, refused: [], followUp: nil)
         try await catalog.commitOutbound(F.outbound("T2"), message: F.entry("T2"))
@@ -144,7 +144,7 @@ import Testing
 
     @Test(arguments: CatalogStore.allCases)
     func anUnacknowledgedTransferBecomesOverdueCountingFromItsLastSend(_ store: CatalogStore) async throws {
-        let catalog = try store.make()
+        let catalog = try await store.make()
         let hour: TimeInterval = 3600
         // T1 sent at 0, T2 sent at 0 but partly refused for now: its follow-up went at 2 h.
         for id in ["T1", "T2", "T3", "T4"] {
@@ -181,7 +181,7 @@ import Testing
 
     @Test(arguments: CatalogStore.allCases)
     func theOutboxListsNewestFirstByState(_ store: CatalogStore) async throws {
-        let catalog = try store.make()
+        let catalog = try await store.make()
         for (index, id) in ["T1", "T2", "T3"].enumerated() {
             try await catalog.commitOutbound(F.outbound(id), message: F.entry(id, now: F.epoch.addingTimeInterval(TimeInterval(index))))
         }
@@ -195,7 +195,7 @@ import Testing
 
     @Test(arguments: CatalogStore.allCases)
     func aFailedFileCanBeRequeued(_ store: CatalogStore) async throws {
-        let catalog = try store.make()
+        let catalog = try await store.make()
         let entry = F.entry("T1")
         try await catalog.commitOutbound(F.outbound("T1"), message: entry)
         try await catalog.outboxFailed(entry, error: "550 5.1.1 unknown", retryAt: nil)
@@ -215,7 +215,7 @@ import Testing
 
     @Test(arguments: CatalogStore.allCases)
     func anAcknowledgmentIsSentOrFailsAndIsRequeuedOnItsInboundTransfer(_ store: CatalogStore) async throws {
-        let catalog = try store.make()
+        let catalog = try await store.make()
         var received = F.inbound("T1")
         received.ack = .requested
         let mdn = F.entry("M1", kind: .acknowledgment, transferId: "T1")

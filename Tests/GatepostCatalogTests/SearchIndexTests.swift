@@ -60,7 +60,7 @@ import Testing
     func searchesAnswerAsAScanDoes(indexed: Int) async throws {
         let reference = InMemoryCatalog()
         try await stock(reference, indexAfter: nil)
-        let catalog = try CatalogStore.sqlite.make()
+        let catalog = try await CatalogStore.sqlite.make()
         try await stock(catalog, indexAfter: indexed)
         for pattern in Self.patterns {
             for filter in [TransferFilter(fileName: pattern), TransferFilter(sender: pattern), TransferFilter(subject: pattern),
@@ -72,8 +72,26 @@ import Testing
         }
     }
 
+    /// PostgreSQL has no index: SQL narrows (ILIKE on ASCII values) and TextPattern decides,
+    /// with the same answers as the scan, in either order and with a limit.
+    @Test func postgresSearchesAnswerAsAScanDoes() async throws {
+        let reference = InMemoryCatalog()
+        try await stock(reference, indexAfter: nil)
+        let catalog = try await CatalogStore.postgres.make()
+        try await stock(catalog, indexAfter: nil)
+        for pattern in Self.patterns {
+            for filter in [TransferFilter(fileName: pattern), TransferFilter(sender: pattern), TransferFilter(subject: pattern),
+                           TransferFilter(limit: 2, fileName: pattern, newestFirst: true),
+                           { var any = TransferFilter(newestFirst: true); any.anyText = pattern; return any }(),
+                           { var both = TransferFilter(site: "acme", fileName: pattern); both.anyText = TextPattern("csv"); return both }()] {
+                let expected = try await reference.transfers(filter).map(\.id)
+                #expect(try await catalog.transfers(filter).map(\.id) == expected, "\(filter)")
+            }
+        }
+    }
+
     @Test func theIndexCatchesUpInBatchesAndThenHasNothingToDo() async throws {
-        let catalog = try #require(try CatalogStore.sqlite.make() as? SQLiteCatalog)
+        let catalog = try #require(try await CatalogStore.sqlite.make() as? SQLiteCatalog)
         try await stock(catalog, indexAfter: nil)
         #expect(try await catalog.indexForSearch(limit: 10) == 10)
         #expect(try await catalog.indexForSearch(limit: 10) == Self.names.count - 10)
@@ -81,7 +99,7 @@ import Testing
     }
 
     @Test func aTransferWhoseTextsChangeIsFoundByItsNewTextsOnly() async throws {
-        let catalog = try #require(try CatalogStore.sqlite.make() as? SQLiteCatalog)
+        let catalog = try #require(try await CatalogStore.sqlite.make() as? SQLiteCatalog)
         try await stock(catalog, indexAfter: Self.names.count)
         var record = try #require(try await catalog.transfer(id: "T0"))
         record.fileName = "PRICAT-7.csv"
@@ -96,7 +114,7 @@ import Testing
 
     /// Past the candidate limit the index is not used: the scan answers, the same.
     @Test func aCommonTextIsSearchedByScanning() async throws {
-        let catalog = try #require(try CatalogStore.sqlite.make() as? SQLiteCatalog)
+        let catalog = try #require(try await CatalogStore.sqlite.make() as? SQLiteCatalog)
         let batch = (0..<(SearchIndex.candidateLimit + 10)).map { index in
             var record = F.inbound("T\(index)", at: TimeInterval(index))
             record.fileName = "INV-\(index).csv"

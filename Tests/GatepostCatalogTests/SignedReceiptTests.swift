@@ -24,7 +24,7 @@ import Testing
 
     @Test(arguments: CatalogStore.allCases)
     func aVerifiedReceiptWithTheMICAcknowledgesAndKeepsTheEvidence(_ store: CatalogStore) async throws {
-        let catalog = try store.make()
+        let catalog = try await store.make()
         try await catalog.commitOutbound(Self.outbound(), message: F.entry("T1"))
         // "sha256" and "sha-256" name the same digest.
         try await catalog.commitReceived(Self.receipt("R1", signedBy: "CN=acme", mic: Self.mic.replacingOccurrences(of: "sha-256", with: "sha256")), uidl: "u1")
@@ -38,7 +38,7 @@ import Testing
 
     @Test(arguments: CatalogStore.allCases)
     func anUnsignedReceiptLeavesTheTransferWaiting(_ store: CatalogStore) async throws {
-        let catalog = try store.make()
+        let catalog = try await store.make()
         try await catalog.commitOutbound(Self.outbound(), message: F.entry("T1"))
         try await catalog.commitReceived(Self.receipt("R1", signedBy: nil, mic: Self.mic), uidl: "u1")
         let waiting = try #require(try await catalog.transfer(id: "T1"))
@@ -90,7 +90,7 @@ import Testing
 
     @Test(arguments: CatalogStore.allCases)
     func aSignedReceiptWithAnotherMICFailsTheTransfer(_ store: CatalogStore) async throws {
-        let catalog = try store.make()
+        let catalog = try await store.make()
         try await catalog.commitOutbound(Self.outbound(), message: F.entry("T1"))
         try await catalog.commitReceived(Self.receipt("R1", signedBy: "CN=acme", mic: "AAAA, sha-256"), uidl: "u1")
         let failed = try #require(try await catalog.transfer(id: "T1"))

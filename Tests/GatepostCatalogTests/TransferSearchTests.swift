@@ -7,7 +7,7 @@ import Testing
 @Suite struct TransferSearchTests {
     /// Ten transfers, a second apart, of two sites; the file names, senders and subjects vary.
     func stocked(_ store: CatalogStore) async throws -> any Catalog {
-        let catalog = try store.make()
+        let catalog = try await store.make()
         let names = ["INV-001.csv", "inv-002.CSV", "orders.xml", "RECOVER", "DUPLICATE", "INV-003.csv", "notes.txt", "RECOVERY.csv", "a.pdf", "INV-004.csv"]
         for (index, name) in names.enumerated() {
             var record = F.inbound("T\(index)", site: index % 2 == 0 ? "acme" : "bcorp", at: TimeInterval(index))
@@ -57,7 +57,7 @@ import Testing
 
     @Test(arguments: CatalogStore.allCases)
     func searchesOverNonASCIIValuesAgreeInEveryStore(_ store: CatalogStore) async throws {
-        let catalog = try store.make()
+        let catalog = try await store.make()
         for (index, name) in ["Übersicht-INV.csv", "inv.csv", "ÜBERSICHT.txt", "straße.csv", nil].enumerated() {
             var record = F.inbound("T\(index)", at: TimeInterval(index))
             record.fileName = name
@@ -72,7 +72,7 @@ import Testing
 
     @Test(arguments: CatalogStore.allCases)
     func likesWildcardsAndEscapeAreLiteralsInASearch(_ store: CatalogStore) async throws {
-        let catalog = try store.make()
+        let catalog = try await store.make()
         for (index, name) in ["INV_1.csv", "INVX1.csv", "50%.csv", "a\\b.csv", "ab.csv"].enumerated() {
             var record = F.inbound("T\(index)", at: TimeInterval(index))
             record.fileName = name
@@ -134,7 +134,7 @@ import Testing
 
     @Test(arguments: CatalogStore.allCases)
     func operatorActionsAreKeptNewestFirstBySiteAndTransfer(_ store: CatalogStore) async throws {
-        let catalog = try store.make()
+        let catalog = try await store.make()
         try await catalog.recordOperatorAction(OperatorAction(at: F.epoch, actor: "alice", action: "site.disable", site: "acme"))
         try await catalog.recordOperatorAction(OperatorAction(at: F.epoch, actor: "token:ci", action: "transfer.retry", site: "acme", transferId: "T1"))
         try await catalog.recordOperatorAction(OperatorAction(at: F.epoch, actor: "cli:root", action: "site.enable", site: "bcorp", detail: "why not"))

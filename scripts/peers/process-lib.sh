@@ -1,4 +1,5 @@
-# Process helpers shared by the test-peer start scripts (start-dovecot.sh, start-smtp.sh).
+# Process helpers shared by the test-peer start scripts (start-dovecot.sh, start-smtp.sh,
+# start-postgres.sh).
 # Sourced, not run.
 
 alive() { # PID exists and is not a zombie (kill -0 succeeds on zombies)
@@ -23,18 +24,20 @@ for x in s: x.bind(("127.0.0.1",0))
 print(*[x.getsockname()[1] for x in s])'
 }
 
-stop_with() { # WATCH_PID SERVER_PID: a watchdog in the background stops the server once the
-  # watched process is gone, and only our server: when the server went first (stopped by the
-  # test), its PID may already belong to another process.
-  local watch=$1 server=$2 start
+stop_with() { # WATCH_PID SERVER_PID [SIGNAL [DIR]]: a watchdog in the background stops the server
+  # once the watched process is gone, and only our server: when the server went first (stopped by
+  # the test), its PID may already belong to another process. SIGNAL (default TERM) first, SIGKILL
+  # after 10 s if it is still there; then DIR, if given, is removed.
+  local watch=$1 server=$2 signal=${3:-TERM} remove=${4:-} start
   start=$(started_at "$server")
-  # SIGTERM first (the server stops its children); SIGKILL after 10 s if it is still there.
   ( while alive "$watch" && [[ $(started_at "$server") == "$start" ]]; do sleep 1; done
-    [[ $(started_at "$server") == "$start" ]] || exit 0
-    kill "$server" 2>/dev/null
-    for _ in $(seq 50); do
-      alive "$server" && [[ $(started_at "$server") == "$start" ]] || exit 0
-      sleep 0.2
-    done
-    kill -KILL "$server" 2>/dev/null ) </dev/null >/dev/null 2>&1 &
+    if [[ $(started_at "$server") == "$start" ]]; then
+      kill -"$signal" "$server" 2>/dev/null
+      for _ in $(seq 50); do
+        alive "$server" && [[ $(started_at "$server") == "$start" ]] || break
+        sleep 0.2
+      done
+      if alive "$server" && [[ $(started_at "$server") == "$start" ]]; then kill -KILL "$server" 2>/dev/null || true; fi
+    fi
+    [[ -z $remove ]] || rm -rf "$remove" ) </dev/null >/dev/null 2>&1 &
 }
