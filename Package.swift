@@ -166,7 +166,7 @@ let package = Package(
         .executableTarget(
             name: "gatepost",
             dependencies: [
-                "GatepostCore", "GatepostCatalog", "GatepostMIME", "GatepostTestSupport", "GatepostConsole",
+                "GatepostCore", "GatepostCatalog", "GatepostMIME", "GatepostTestSupport", "GatepostConsole", "GatepostPostgres",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -271,7 +271,7 @@ let package = Package(
         ),
         .testTarget(
             name: "GatepostIntegrationTests",
-            dependencies: ["GatepostCore", "GatepostCatalog", "GatepostTestSupport", "GatepostConsole"],
+            dependencies: ["GatepostCore", "GatepostCatalog", "GatepostTestSupport", "GatepostConsole", "GatepostPostgres"],
             swiftSettings: strictness
         ),
     ]

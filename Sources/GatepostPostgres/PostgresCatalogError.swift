@@ -1,4 +1,5 @@
 import Foundation
+import GatepostCatalog
 import PostgresNIO
 import _ConnectionPoolModule
 
@@ -112,7 +113,8 @@ public enum PostgresCatalogError: Error, CustomStringConvertible, Sendable {
     /// `error`, thrown while `operation` ran on the pool, as an operator reads it. Gatepost's
     /// own errors pass as they are.
     static func wrap(_ error: any Error, operation: String) -> any Error {
-        if error is PostgresCatalogError || error is CancellationError { return error }
+        // The contract's own errors (a node name in use) are the caller's to read as they are.
+        if error is PostgresCatalogError || error is CancellationError || error is ClusterError { return error }
         if let transaction = error as? PostgresTransactionError {
             if let inner = transaction.closureError ?? transaction.beginError ?? transaction.commitError {
                 return wrap(inner, operation: operation)

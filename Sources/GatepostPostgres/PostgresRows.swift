@@ -11,7 +11,7 @@ enum TransferRow {
         "id", "direction", "type", "file_name", "site", "application", "state", "message_id", "uidl", "sender",
         "recipients", "subject", "size", "sha256", "path", "received_at", "ack", "error", "original_message_id",
         "original_envelope_id", "disposition", "delivered_path", "message_sha256", "recipient_reports", "ack_message_id",
-        "purged_at", "message_text", "classification", "signature", "security",
+        "purged_at", "message_text", "classification", "signature", "security", "node",
     ]
 
     /// The row's values as placeholders, bound into `statement` in ``columns``' order. Texts
@@ -36,7 +36,7 @@ enum TransferRow {
             statement.bind(try JSONB(encoding: reports)), statement.bind(record.ackMessageId.storable),
             statement.bind(record.purgedAt.map(Timestamp.init)), statement.bind(record.messageText.storable),
             statement.bind(record.classification.storable), statement.bind(record.signature.storable),
-            statement.bind(try record.security.map { try JSONB(encoding: $0) }),
+            statement.bind(try record.security.map { try JSONB(encoding: $0) }), statement.bind(record.node.storable),
         ]
     }
 
@@ -87,7 +87,8 @@ enum TransferRow {
             classification: try row.value("classification"),
             signature: try row.value("signature"),
             originalEnvelopeId: try row.value("original_envelope_id"),
-            security: try row.json("security", as: MessageSecurity.self)
+            security: try row.json("security", as: MessageSecurity.self),
+            node: try row.value("node")
         )
     }
 }

@@ -91,6 +91,30 @@ enum PostgresSchema {
 
     static let migrations: [Migration] = [
         Migration(version: 1, name: "catalog", statements: version1),
+        Migration(version: 2, name: "cluster", statements: version2),
+    ]
+
+    /// Nodes sharing the catalog: their heartbeats, their site leases, and on each record the
+    /// node whose spool holds its files (SQLiteCatalog's v21).
+    static let version2: [PostgresQuery] = [
+        "ALTER TABLE transfer ADD COLUMN node text",
+        """
+        CREATE TABLE cluster_node (
+            name text COLLATE "C" PRIMARY KEY,
+            instance text NOT NULL,
+            started_at timestamptz NOT NULL,
+            heartbeat_at timestamptz NOT NULL,
+            expires_at timestamptz NOT NULL,
+            console_url text
+        )
+        """,
+        """
+        CREATE TABLE site_lease (
+            site text COLLATE "C" PRIMARY KEY,
+            node text NOT NULL,
+            expires_at timestamptz NOT NULL
+        )
+        """,
     ]
 
     /// The whole schema of SQLiteCatalog's migrations v1 to v20, in PostgreSQL's terms: times

@@ -14,7 +14,7 @@ struct CatalogCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "catalog",
         abstract: "Inspect transfer records.",
-        subcommands: [List.self, Show.self, Retry.self, Purge.self, Backup.self]
+        subcommands: [List.self, Show.self, Retry.self, Purge.self, Backup.self, Migrate.self]
     )
 
     struct List: AsyncParsableCommand {
@@ -274,6 +274,62 @@ extension CatalogCommand {
             }
             let size = ((try? FileManager.default.attributesOfItem(atPath: file))?[.size] as? Int64) ?? 0
             Terminal.line("catalog backed up to \(file) (\(Formatting.bytes(size)))")
+        }
+    }
+}
+
+extension CatalogCommand {
+    struct Migrate: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Copy this spool's SQLite catalog into an empty PostgreSQL one (records, UIDLs, site states, outbox, deliveries, audit trail, alerts, probes): nothing is fetched again.",
+            discussion: "Stop the daemon first. Afterwards run every command with --catalog URL (or GATEPOST_CATALOG) and this spool; the records name --node as the holder of their files, so start this node's daemon with the same --node."
+        )
+        @OptionGroup var options: GlobalOptions
+        @Option(help: ArgumentHelp("The PostgreSQL catalog to fill: postgres://USER:PASSWORD@HOST:PORT/DATABASE (its tables are made if need be; it must hold no transfer yet).", valueName: "url"))
+        var to: String
+        @Option(help: "The node whose spool this is (the default: the host name): the copied records name it as the holder of their files.")
+        var node: String?
+
+        func run() async throws {
+            options.bootstrapLogging()
+            let spool: Spool
+            let source: SQLiteCatalog
+            do {
+                spool = try Spool(root: options.absoluteSpool)
+                guard !SQLiteCatalog.isNew(at: spool.catalogPath) else {
+                    throw CommandFailure(description: "\(spool.catalogPath) holds no catalog to migrate", exitCode: 2)
+                }
+                source = try SQLiteCatalog(path: spool.catalogPath)
+            } catch let failure as CommandFailure {
+                throw fail(failure)
+            } catch {
+                throw fail(CommandFailure(description: "\(error)", exitCode: 1))
+            }
+            // Nothing may be recorded while the copy runs: the daemon must be stopped.
+            let lock: SpoolLock
+            do {
+                lock = try SpoolLock(spool: spool)
+            } catch {
+                throw fail(CommandFailure(description: "a gatepost daemon is using this spool: stop it before migrating its catalog", exitCode: 1))
+            }
+            let target: any Catalog
+            do {
+                target = try await CatalogLocation.open(to)
+            } catch let failure as CommandFailure {
+                throw fail(failure)
+            } catch {
+                throw fail(CommandFailure(description: "\(error)", exitCode: 1))
+            }
+            guard let importer = target as? any Catalog & CatalogImporter else {
+                throw fail(CommandFailure(description: "the catalog at --to cannot take a migration", exitCode: 2))
+            }
+            do {
+                let counts = try await CatalogCopy(node: node ?? ClusterSettings.hostName).copy(from: source, to: importer)
+                Terminal.line("copied \(counts) into \(target); run with --catalog from now on")
+            } catch {
+                throw fail(CommandFailure(description: "migration failed (the SQLite catalog is unchanged): \(error)", exitCode: 1))
+            }
+            withExtendedLifetime(lock) {}
         }
     }
 }

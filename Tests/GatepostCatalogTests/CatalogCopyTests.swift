@@ -18,12 +18,10 @@ import Testing
         try await catalog.markDeleted(site: "acme", uidls: ["u1"])
         try await catalog.commitOutbound(F.outbound("T4"), message: F.entry("T4"))
         try await catalog.recordDeliveryTarget(id: "T1", application: "orders", target: "/in/orders/a.csv")
-        try await catalog.recordDeliveryAttempt(id: "T1", DeliveryAttempt(
-            at: epoch.addingTimeInterval(10), application: "orders", outcome: .retrying, error: "disk full", retryAt: epoch.addingTimeInterval(70)
+        try await catalog.recordDeliveryAttempt(id: "T1", .retrying(
+            at: epoch.addingTimeInterval(10), application: "orders", error: "disk full", retryAt: epoch.addingTimeInterval(70)
         ))
-        try await catalog.recordDeliveryAttempt(id: "T2", DeliveryAttempt(
-            at: epoch.addingTimeInterval(11), application: "orders", outcome: .delivered, deliveredPath: "/in/orders/b.csv"
-        ))
+        try await catalog.recordDeliveryAttempt(id: "T2", .delivered(at: epoch.addingTimeInterval(11), application: "orders", path: "/in/orders/b.csv"))
         try await catalog.recordPoll(site: "acme", at: epoch, error: nil, errorCategory: nil, messages: 2, bytes: 300, nextPoll: epoch.addingTimeInterval(60))
         try await catalog.recordPoll(site: "globex", at: epoch, error: "login refused", errorCategory: "authentication", messages: 1, bytes: 10, nextPoll: nil)
         try await catalog.recordSkips(site: "acme", skipped: [SkippedMessage(uidl: "u9", number: 9, reason: "too large", at: epoch)], complete: true)
@@ -58,10 +56,11 @@ import Testing
         #expect(try await target.transferID(site: "acme", messageId: "b@x") == "T2")
     }
 
-    @Test func aSQLiteCatalogCopiesWhole() async throws {
+    @Test(arguments: [CatalogStore.inMemory, .postgres])
+    func aSQLiteCatalogCopiesWhole(into store: CatalogStore) async throws {
         let source = try SQLiteCatalog(path: try temporaryDirectory().appendingPathComponent("catalog.sqlite").path)
         try await Self.filled(source)
-        let target = InMemoryCatalog()
+        let target = try #require(try await store.make() as? any Catalog & CatalogImporter)
         let counts = try await CatalogCopy().copy(from: source, to: target)
         #expect(counts.transfers == 4 && counts.uidls == 3 && counts.outbox == 1 && counts.sites == 2)
         #expect(counts.operatorActions == 2 && counts.alerts == 1 && counts.probes == 1)

@@ -60,7 +60,7 @@ import Testing
     /// failure report (anyone can write one) neither fails it nor reopens it once acknowledged.
     @Test(arguments: CatalogStore.allCases)
     func unsignedReportsNeitherFailNorReopenIt(_ store: CatalogStore) async throws {
-        let catalog = try store.make()
+        let catalog = try await store.make()
         try await catalog.commitOutbound(Self.outbound(), message: F.entry("T1"))
         var failure = F.report("R1", site: "acme", original: "T1@ours.example", lines: [
             RecipientReport(recipient: "edi@acme.example", disposition: F.processedWithError),

@@ -37,6 +37,26 @@ import Testing
         #expect(Self.names(schedule.due(at: Self.at(62), sites: [acme], states: [:])) == ["acme"])
     }
 
+    /// More sites due than slots (each poll outlasts the interval): every site gets its turn,
+    /// round robin; the first in the list do not take every slot again and again.
+    @Test func anOverloadedScheduleStillPollsEverySite() throws {
+        var schedule = Schedule(limits: .init(concurrentPolls: 2, concurrentPollsPerHost: 2))
+        let sites = try (1 ... 5).map { try Self.site("s\($0)", interval: "1s") }
+        var polled: [String] = []
+        var now = 0
+        var running = Self.names(schedule.due(at: Self.at(now), sites: sites, states: [:]))
+        for _ in 0 ..< 10 {
+            polled += running
+            now += 3
+            for name in running { schedule.finished(name, failed: false, delay: .seconds(1), at: Self.at(now)) }
+            running = Self.names(schedule.due(at: Self.at(now), sites: sites, states: [:]))
+        }
+        #expect(Array(polled.prefix(5)) == ["s1", "s2", "s3", "s4", "s5"])
+        for site in sites {
+            #expect(polled.filter { $0 == site.name }.count == 4, "\(site.name): \(polled)")
+        }
+    }
+
     @Test func anOperatorsRequestMakesASiteDueNowOrRightAfterItsRunningPoll() throws {
         var schedule = Schedule(limits: .init(concurrentPolls: 16, concurrentPollsPerHost: 1))
         let acme = try Self.site("acme", interval: "1h")
@@ -107,10 +127,11 @@ import Testing
         let other = try ["x", "y"].map { try Self.site($0, host: "pop.other.test") }
         // Two of the shared host, then one of the other (three in all).
         #expect(Self.names(schedule.due(at: Self.at(0), sites: shared + other, states: [:])) == ["a", "b", "x"])
+        // A slot frees: the next waiting site after the last one started (y, round robin).
         schedule.finished("a", failed: false, delay: .seconds(60), at: Self.at(5))
-        #expect(Self.names(schedule.due(at: Self.at(6), sites: shared + other, states: [:])) == ["c"])
+        #expect(Self.names(schedule.due(at: Self.at(6), sites: shared + other, states: [:])) == ["y"])
         schedule.finished("x", failed: false, delay: .seconds(60), at: Self.at(7))
-        #expect(Self.names(schedule.due(at: Self.at(8), sites: shared + other, states: [:])) == ["y"])
+        #expect(Self.names(schedule.due(at: Self.at(8), sites: shared + other, states: [:])) == ["c"])
         #expect(schedule.running.count == 3)
     }
 }

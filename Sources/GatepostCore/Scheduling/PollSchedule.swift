@@ -23,13 +23,19 @@ struct PollSchedule<Instant: InstantProtocol> where Instant.Duration == Duration
     private var pollsPerHost: [String: Int] = [:]
     /// Sites an operator asked to poll while they were being polled: due again at once.
     private var requestedWhileRunning: Set<String> = []
+    /// Where the next look for due sites starts: just after the last site started. When more
+    /// sites are due than there are slots (a node that cannot keep up with its intervals),
+    /// every one gets its turn; starting from the top each time, the first sites in the list
+    /// would be polled again and again and the last ones never.
+    private var nextIndex = 0
 
     init(limits: Limits) {
         self.limits = limits
     }
 
-    /// The sites to poll now, in the order given, marked running; `failuresSoFar` of each for
-    /// its backoff. A site seen for the first time is due at once.
+    /// The sites to poll now, in the order given (round robin: from just after the last one
+    /// started), marked running; `failuresSoFar` of each for its backoff. A site seen for the
+    /// first time is due at once.
     ///
     /// Called after every poll that ends, so at thousands of sites it must be cheap: it stops
     /// once every slot is taken, and reads the fields it needs in place rather than copying
@@ -37,8 +43,11 @@ struct PollSchedule<Instant: InstantProtocol> where Instant.Duration == Duration
     /// daemon's CPU).
     mutating func due(at now: Instant, sites: [RemoteSite], states: [String: SiteState]) -> [(site: RemoteSite, failuresSoFar: Int)] {
         var starting: [(RemoteSite, Int)] = []
-        for index in sites.indices {
+        let count = sites.count
+        let first = count == 0 ? 0 : nextIndex % count
+        for offset in 0 ..< count {
             guard running.count < limits.concurrentPolls else { break }
+            let index = (first + offset) % count
             let name = sites[index].name
             guard running[name] == nil, sites[index].isEnabled(states[name]) else { continue }
             let entry = entries[name] ?? Entry(due: now)
@@ -49,6 +58,7 @@ struct PollSchedule<Instant: InstantProtocol> where Instant.Duration == Duration
             running[name] = host
             pollsPerHost[host, default: 0] += 1
             starting.append((sites[index], entry.failures))
+            nextIndex = index + 1
         }
         return starting
     }
