@@ -12,6 +12,10 @@
 # before a change) as the client "baseline", run in the same rounds: a change is measured
 # against what it changes on the same machine, at the same moment.
 #
+# GATEPOST_POSTGRES=1 adds the client "gatepost-pg": the same binary with a PostgreSQL catalog
+# (a private server, scripts/peers/start-postgres.sh, a new database per run), and prints its
+# ratio to gatepost with SQLite.
+#
 # Each run writes into a folder of its own and nothing is deleted until the end: on ext4,
 # creating files right after many were deleted is slow (the allocator skips recently freed
 # inodes), and a cleanup between runs would tax whichever client came next.
@@ -84,7 +88,15 @@ pop3:
   tls: {ca_file: $CA}
 poll: {max_message_size: 1GiB}
 YAML
-  measure "$name" "$mode" "$GATEPOST" poll --sites "$dir/sites" --spool "$dir/spool"
+  measure "$name" "$mode" "$GATEPOST" poll --sites "$dir/sites" --spool "$dir/spool" "${CATALOG_ARGS[@]}"
+}
+CATALOG_ARGS=()
+run_gatepost-pg() {
+  local database="bench_${1}_$ROUND"
+  "$PGBIN/psql" -X -q -h "$PGSOCKET" -p "$PGPORT" -U "$PGUSER" -d postgres -c "CREATE DATABASE $database" >/dev/null
+  CATALOG_ARGS=(--catalog "postgres://$PGUSER:$PGPASSWORD@127.0.0.1:$PGPORT/$database?sslmode=disable")
+  run_gatepost "$1" gatepost-pg
+  CATALOG_ARGS=()
 }
 run_baseline() {
   local saved=$GATEPOST
@@ -114,6 +126,12 @@ RC
 
 CLIENTS=(gatepost mpop fetchmail)
 [[ -z ${GATEPOST_BASELINE:-} ]] || CLIENTS+=(baseline)
+if [[ -n ${GATEPOST_POSTGRES:-} ]]; then
+  PGINFO=$(scripts/peers/start-postgres.sh "$WORK/postgres" --stop-with $$)
+  pgfield() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$PGINFO" "$1"; }
+  PGBIN=$(pgfield bin); PGSOCKET=$(pgfield socketDirectory); PGPORT=$(pgfield port); PGUSER=$(pgfield user); PGPASSWORD=$(pgfield password)
+  CLIENTS+=(gatepost-pg)
+fi
 for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
   for mode in plain tls; do
     if [[ $mode == plain ]]; then port=$PLAIN; sec=none; mtls=off; fssl="sslproto ''"; else port=$TLSPORT; sec=tls; mtls=on; fssl="ssl sslcertfile $CA sslcertck sslcommonname localhost"; fi
@@ -134,7 +152,7 @@ print(f"{count} messages, {size / 1e6:.1f} MB, loopback Dovecot, median of {roun
 print(f"{'client':10} {'mode':6} {'wall s':>8} {'msg/s':>8} {'MB/s':>8} {'CPU s':>7} {'RSS MiB':>8} {'vs mpop':>8}")
 for mode in ("plain", "tls"):
     mpop = float(median_run("mpop", mode)[2])
-    for name in [n for n in ("gatepost", "baseline", "mpop", "fetchmail") if any(r[0] == n for r in rows)]:
+    for name in [n for n in ("gatepost", "gatepost-pg", "baseline", "mpop", "fetchmail") if any(r[0] == n for r in rows)]:
         _, _, wall, user, system, rss, _ = median_run(name, mode)
         wall = float(wall)
         print(f"{name:10} {mode:6} {wall:8.2f} {count / wall:8.0f} {size / 1e6 / wall:8.1f} "
@@ -145,4 +163,9 @@ for mode in ("plain", "tls"):
         wall = {r[0]: float(r[2]) for r in rows if r[1] == mode and int(r[6]) == round_}
         ratios.append(f"{wall['gatepost'] / wall['mpop']:.2f}")
     print(f"gatepost/mpop {mode} by round: {' '.join(ratios)}")
+    if any(r[0] == "gatepost-pg" for r in rows):
+        pg = [f"{float(p[2]) / float(s[2]):.2f}" for p, s in zip(
+            sorted((r for r in rows if r[0] == "gatepost-pg" and r[1] == mode), key=lambda r: int(r[6])),
+            sorted((r for r in rows if r[0] == "gatepost" and r[1] == mode), key=lambda r: int(r[6])))]
+        print(f"gatepost-pg/gatepost {mode} by round: {' '.join(pg)}; medians {float(median_run('gatepost-pg', mode)[2]) / float(median_run('gatepost', mode)[2]):.2f}")
 PY
