@@ -52,7 +52,7 @@ public final class PostgresPeer: Sendable {
         self.directory = directory
         let output = try DovecotPeer.run(
             projectRoot + "/scripts/peers/start-postgres.sh",
-            [directory, "--stop-with", String(ProcessInfo.processInfo.processIdentifier)]
+            [directory, "--no-fsync", "--stop-with", String(ProcessInfo.processInfo.processIdentifier)]
         )
         guard let line = output.split(separator: "\n").last else {
             throw PeerError.scriptFailed("start-postgres.sh", status: 0, output: "no JSON line")

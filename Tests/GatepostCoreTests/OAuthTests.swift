@@ -3,6 +3,7 @@ import Foundation
 import GatepostCatalog
 import GatepostTestSupport
 import Logging
+import NIOCore
 import NIOSSL
 import Testing
 import X509
@@ -257,9 +258,27 @@ import X509
         let error = await #expect(throws: OAuth2Error.self) {
             try await Self.withProvider { try await $0.token(for: without) }
         }
-        #expect(error?.description.contains("tls.client_certificate") == true)
+        #expect(error?.description.contains("tls.client_certificate") == true, "\(error?.description ?? "no error")")
         #expect(endpoint.tokensIssued == 1)
         await endpoint.stop()
+    }
+
+    /// TLS 1.3: an endpoint that wants a client certificate refuses after the handshake, and
+    /// when it closes on our unread request its alert is lost in the reset. Without a
+    /// certificate of ours, a reset or a close says to check it too; with one, it does not.
+    @Test func aResetAfterTLSWithoutOurCertificateNamesIt() {
+        let url = "https://idp.example/token"
+        let reset = OAuth2TokenProvider.describe(
+            IOError(errnoCode: ECONNRESET, reason: "read"), url: url, timeouts: .init(), presentedNoCertificate: true
+        )
+        #expect(reset.description.contains("tls.client_certificate"), "\(reset)")
+        #expect(reset.description.contains("Connection reset"), "\(reset)")
+        let withOurs = OAuth2TokenProvider.describe(IOError(errnoCode: ECONNRESET, reason: "read"), url: url, timeouts: .init())
+        #expect(!withOurs.description.contains("tls.client_certificate"))
+        let refused = OAuth2TokenProvider.describe(
+            IOError(errnoCode: ECONNREFUSED, reason: "connect"), url: url, timeouts: .init(), presentedNoCertificate: true
+        )
+        #expect(!refused.description.contains("tls.client_certificate"), "nothing to do with a certificate: \(refused)")
     }
 
     @Test func anEndpointNobodyListensOnIsNamedAtOnce() async throws {

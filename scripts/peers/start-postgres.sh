@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Start a private PostgreSQL server for Gatepost's catalog tests.
 #
-#   start-postgres.sh DIR [--stop-with PID]
+#   start-postgres.sh DIR [--no-fsync] [--stop-with PID]
 #
 # DIR is an empty scratch folder (created if missing; no whitespace in its path). Everything
 # lives under it: data/ (the cluster), run/ (the unix socket), postgres.log. The cluster's
@@ -23,9 +23,14 @@ die() { echo "start-postgres.sh: $*" >&2; exit 1; }
 [[ $# -ge 1 ]] || die "usage: start-postgres.sh DIR [--stop-with PID]"
 DIR=$1; shift
 WATCH_PID=""
+SYNC=(-c fsync=on)
 while [[ $# -gt 0 ]]; do
   case $1 in
     --stop-with) WATCH_PID=${2:?--stop-with needs a PID}; shift ;;
+    # Throwaway test databases: no flush to disk. The test suite starts seventy of them at
+    # once, each migrated; with fsync their flushes loaded the machine for every other test.
+    # Benchmarks keep fsync on, as a production server has it.
+    --no-fsync) SYNC=(-c fsync=off -c synchronous_commit=off -c full_page_writes=off) ;;
     *) die "unknown option: $1" ;;
   esac
   shift
@@ -86,7 +91,7 @@ for _ in 1 2 3; do
   # stdio detached so a caller reading our stdout to EOF is not held open. Tests run in
   # parallel, each with a pool of its own: room for a few hundred connections.
   ( cd "$DIR" && exec "${AS_SERVER[@]}" "$BIN/postgres" -D "$DIR/data" -k "$DIR/run" -p "$PORT" \
-      -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=400 -c shared_buffers=64MB ) </dev/null >>"$LOG" 2>&1 &
+      -c listen_addresses=127.0.0.1 "${SYNC[@]}" -c max_connections=400 -c shared_buffers=64MB ) </dev/null >>"$LOG" 2>&1 &
   PID=$!
   ready=0
   for _ in $(seq 300); do

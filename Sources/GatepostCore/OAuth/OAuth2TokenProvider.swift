@@ -136,7 +136,8 @@ public actor OAuth2TokenProvider {
                 return (Int(response.status.code), try await response.body.collect(upTo: maximumAnswerSize))
             }
         } catch {
-            throw describe(error, url: url, timeouts: timeouts)
+            let withoutCertificate = scheme == "https" && settings.tls.clientCertificate == nil
+            throw describe(error, url: url, timeouts: timeouts, presentedNoCertificate: withoutCertificate)
         }
         let bytes = Data(body.readableBytesView)
         let json = (try? JSONSerialization.jsonObject(with: bytes)) as? [String: Any]
@@ -190,7 +191,19 @@ public actor OAuth2TokenProvider {
         }
     }
 
-    /// What went wrong, in one line that says what to check.
+    /// What went wrong, in one line that says what to check. `presentedNoCertificate`: TLS
+    /// without a client certificate of ours. In TLS 1.3 an endpoint that requires one refuses
+    /// after the handshake, and its alert can be lost when it closes the connection while our
+    /// request is still unread (a reset): a connection reset or closed without an answer then
+    /// says to check the client certificate too.
+    static func describe(_ error: any Error, url: String, timeouts: Timeouts, presentedNoCertificate: Bool = false) -> OAuth2Error {
+        let described = describe(error, url: url, timeouts: timeouts)
+        guard presentedNoCertificate, !described.description.contains("tls.client_certificate") else { return described }
+        let closed = (error as? HTTPClientError) == .remoteConnectionClosed || (error as? IOError)?.errnoCode == ECONNRESET
+        guard closed else { return described }
+        return OAuth2Error(described.description + " (if it requires a client certificate: the site's tls.client_certificate and tls.client_key)")
+    }
+
     static func describe(_ error: any Error, url: String, timeouts: Timeouts) -> OAuth2Error {
         if let error = error as? OAuth2Error { return error }
         if error is CancellationError {
