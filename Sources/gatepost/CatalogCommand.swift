@@ -287,8 +287,6 @@ extension CatalogCommand {
         @OptionGroup var options: GlobalOptions
         @Option(help: ArgumentHelp("The PostgreSQL catalog to fill: postgres://USER:PASSWORD@HOST:PORT/DATABASE (its tables are made if need be; it must hold no transfer yet).", valueName: "url"))
         var to: String
-        @Option(help: "The node whose spool this is (the default: the host name): the copied records name it as the holder of their files.")
-        var node: String?
 
         func run() async throws {
             options.bootstrapLogging()
@@ -324,7 +322,7 @@ extension CatalogCommand {
                 throw fail(CommandFailure(description: "the catalog at --to cannot take a migration", exitCode: 2))
             }
             do {
-                let counts = try await CatalogCopy(node: node ?? ClusterSettings.hostName).copy(from: source, to: importer)
+                let counts = try await CatalogCopy(node: options.nodeName).copy(from: source, to: importer)
                 Terminal.line("copied \(counts) into \(target); run with --catalog from now on")
             } catch {
                 throw fail(CommandFailure(description: "migration failed (the SQLite catalog is unchanged): \(error)", exitCode: 1))

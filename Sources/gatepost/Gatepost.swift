@@ -57,6 +57,15 @@ struct GlobalOptions: ParsableArguments {
     ))
     var catalog: String? = ProcessInfo.processInfo.environment["GATEPOST_CATALOG"]
 
+    @Option(name: .long, help: ArgumentHelp(
+        "With a PostgreSQL catalog: this node's name among the nodes sharing it (environment: GATEPOST_NODE; default: the host name). Records name it as the holder of their files.",
+        valueName: "name"
+    ))
+    var node: String? = ProcessInfo.processInfo.environment["GATEPOST_NODE"]
+
+    /// The node this process is, on a shared catalog.
+    var nodeName: String { node ?? ClusterSettings.hostName }
+
     @Flag(help: "Start a new, empty catalog although the spool holds received files (the catalog was lost and there is no backup: every message still on a server is fetched again).")
     var newCatalog = false
 

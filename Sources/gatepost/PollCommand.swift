@@ -64,6 +64,9 @@ struct PollCommand: AsyncParsableCommand {
         var round = PollRound(
             spool: spool, catalog: catalog, local: directory.local, allSites: directory.sites, retry: RetryPolicy(), logger: logger
         )
+        // On a shared catalog the records name this node, whose daemon delivers them from
+        // this spool (a record naming no node would be no node's to deliver).
+        if !(catalog is SQLiteCatalog) { round.node = options.nodeName }
         // On a terminal, a line that says how far each site is; nothing when output is a file.
         let progress = isatty(STDERR_FILENO) != 0 ? TerminalProgress() : nil
         if let progress {

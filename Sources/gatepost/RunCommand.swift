@@ -19,8 +19,6 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Polls running at once, over all sites.") var concurrentPolls = 16
     @Option(help: "Polls running at once against one server host.") var concurrentPollsPerHost = 2
     @Option(help: "text, or json: one JSON object per line, for a log collector.") var logFormat: LogFormat = .text
-    @Option(help: "This node's name among the nodes sharing a PostgreSQL catalog (--catalog); records name it as the holder of their files. Default: the host name.")
-    var node: String?
     @Option(help: ArgumentHelp("With a PostgreSQL catalog: how long a node's heartbeat and site leases last; a dead node's sites are taken over after this (such as 60s, 2m).", valueName: "duration"))
     var leaseTime = "60s"
     @OptionGroup var console: ConsoleOptions
@@ -60,12 +58,12 @@ struct RunCommand: AsyncParsableCommand {
         // A PostgreSQL catalog is shared: this daemon is one node among others.
         var cluster: ClusterSettings?
         if !(catalog is SQLiteCatalog) {
-            guard let seconds = CatalogCommand.Purge.seconds(leaseTime), seconds >= 3 else {
+            guard let lease = DurationText.parse(leaseTime), lease >= .seconds(3) else {
                 throw fail(.configuration("--lease-time `\(leaseTime)`: give a duration of at least 3s, such as 60s or 2m"))
             }
             let consoleURL = try console.configuration(defaultAddress: nil).map { "\($0.usesTLS ? "https" : "http")://\($0.host):\($0.port)" }
-            cluster = ClusterSettings(node: node ?? ClusterSettings.hostName, leaseTime: .milliseconds(Int64(seconds * 1000)), consoleURL: consoleURL)
-        } else if node != nil {
+            cluster = ClusterSettings(node: options.nodeName, leaseTime: lease, consoleURL: consoleURL)
+        } else if options.node != nil {
             throw fail(.configuration("--node names a node among several sharing a PostgreSQL catalog: give --catalog postgres://... too"))
         }
         var scheduler = Scheduler(

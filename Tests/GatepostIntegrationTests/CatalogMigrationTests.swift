@@ -50,10 +50,12 @@ import Testing
 
         // The next poll on PostgreSQL: the four are known, only a new one is fetched.
         try dovecot.addMessage(user: "alice", Array("From: a@b.example\r\nSubject: new\r\nMessage-ID: <new@migrate.test>\r\n\r\nhello\r\n".utf8))
-        let next = try await GatepostProcess.run(["poll", "acme", "--catalog", url] + global)
+        let next = try await GatepostProcess.run(["poll", "acme", "--catalog", url, "--node", "node-a"] + global)
         #expect(next.status == 0, "\(next.stderr)")
         let records = try await catalog.transfers(TransferFilter())
         #expect(records.count == 5)
+        // A one-shot poll on the shared catalog names its node too: that node's daemon delivers it.
+        #expect(records.first { $0.messageId == "new@migrate.test" }?.node == "node-a")
         #expect(Set(records.compactMap(\.messageId)) == Set(expected.map(\.messageId) + ["new@migrate.test"]))
         // Into a catalog that is no longer empty: refused.
         let again = try await GatepostProcess.run(["catalog", "migrate", "--to", url] + global)

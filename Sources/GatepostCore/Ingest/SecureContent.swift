@@ -116,11 +116,7 @@ struct SecureContent: Sendable {
                     case .other:
                         throw Failure("an S/MIME message holding \(kind), which is neither encrypted nor signed")
                     }
-                    let (inner, held) = try ingest(file: output, layer: layer)
-                    outcome.heldBytes += held
-                    outcome.files += inner.createdFiles
-                    outcome.content = inner
-                    current = inner
+                    current = try adopt(file: output, layer: layer, into: &outcome)
                     continue layers
                 }
                 if top.isMultipart, top.contentType.subtype == "signed" {
@@ -154,11 +150,7 @@ struct SecureContent: Sendable {
                     // What is classified is exactly what was verified: the signed bytes, parsed
                     // again (the parser and the extractor could otherwise see different parts,
                     // and a replayed signature vouch for content it never covered).
-                    let (inner, held) = try ingest(file: signed, layer: layer)
-                    outcome.heldBytes += held
-                    outcome.files += inner.createdFiles
-                    outcome.content = inner
-                    current = inner
+                    current = try adopt(file: signed, layer: layer, into: &outcome)
                     continue layers
                 }
                 break layers
@@ -217,6 +209,16 @@ struct SecureContent: Sendable {
             }
         }
         security.signedBy = verification.signers.first
+    }
+
+    /// A layer's content (decrypted, or what a signature covers), parsed: it becomes what is
+    /// classified, and its files and memory are the outcome's.
+    private func adopt(file path: String, layer: Int, into outcome: inout Outcome) throws -> MessageIngest.Result {
+        let (inner, held) = try ingest(file: path, layer: layer)
+        outcome.heldBytes += held
+        outcome.files += inner.createdFiles
+        outcome.content = inner
+        return inner
     }
 
     /// Whether the message's top is still an S/MIME layer: encrypted or signed content, or a

@@ -197,14 +197,15 @@ public actor OAuth2TokenProvider {
     /// request is still unread (a reset): a connection reset or closed without an answer then
     /// says to check the client certificate too.
     static func describe(_ error: any Error, url: String, timeouts: Timeouts, presentedNoCertificate: Bool = false) -> OAuth2Error {
-        let described = describe(error, url: url, timeouts: timeouts)
+        let described = cause(error, url: url, timeouts: timeouts)
         guard presentedNoCertificate, !described.description.contains("tls.client_certificate") else { return described }
         let closed = (error as? HTTPClientError) == .remoteConnectionClosed || (error as? IOError)?.errnoCode == ECONNRESET
         guard closed else { return described }
         return OAuth2Error(described.description + " (if it requires a client certificate: the site's tls.client_certificate and tls.client_key)")
     }
 
-    static func describe(_ error: any Error, url: String, timeouts: Timeouts) -> OAuth2Error {
+    /// The cause of `error` in words, whatever was presented.
+    private static func cause(_ error: any Error, url: String, timeouts: Timeouts) -> OAuth2Error {
         if let error = error as? OAuth2Error { return error }
         if error is CancellationError {
             return OAuth2Error("the token request to \(url) was cancelled")

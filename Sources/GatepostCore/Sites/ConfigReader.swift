@@ -110,15 +110,8 @@ struct ConfigNode {
 
     /// `30s`, `5m`, `1h`, `1d`, or a plain number of seconds.
     func duration() throws -> Duration {
-        let text = try string().trimmingCharacters(in: .whitespaces).lowercased()
-        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86400)]
-        for (suffix, factor) in units where text.hasSuffix(suffix) {
-            if let number = Double(text.dropLast(suffix.count)), number > 0 {
-                return .milliseconds(Int64(number * factor * 1000))
-            }
-        }
-        if let seconds = Double(text), seconds > 0 { return .milliseconds(Int64(seconds * 1000)) }
-        throw error("must be a positive duration such as 30s, 5m or 1h")
+        guard let duration = DurationText.parse(try string()) else { throw error("must be a positive duration such as 30s, 5m or 1h") }
+        return duration
     }
 
     /// `200MiB`, `10MB`, `512KiB`, `1GiB`, or a plain number of bytes.
