@@ -8,9 +8,34 @@ extension PostgresCatalog {
     public func commitReceived(_ batch: [ReceivedTransfer]) async throws {
         guard !batch.isEmpty else { return }
         try await transaction("record received messages") { connection in
+            // A statement per table for the whole batch, not per row: on PostgreSQL each
+            // statement is a round trip, and rows one by one made the catalog most of a poll.
+            // The rows go in before the per-item steps below, which only read and update.
+            let chunks = stride(from: 0, to: batch.count, by: TransferRow.rowsPerStatement).map {
+                batch[$0..<min($0 + TransferRow.rowsPerStatement, batch.count)]
+            }
+            for chunk in chunks {
+                try await connection.run(try TransferRow.insert(chunk.map(\.record)), logger)
+                let listed = chunk.filter { $0.uidl != nil && $0.replacing == nil }
+                if !listed.isEmpty {
+                    var statement = Statement()
+                    let rows = listed.map { item in
+                        let values = [
+                            statement.bind(item.record.site), statement.bind(item.uidl), statement.bind(item.record.id),
+                            statement.bind(item.listedSize),
+                        ]
+                        return "(\(values.joined(separator: ", ")), false)"
+                    }
+                    statement.append("""
+                        INSERT INTO retrieved_message (site, uidl, transfer_id, listed_size, deleted) VALUES \(rows.joined(separator: ", "))
+                        """)
+                    try await connection.run(statement.query, logger)
+                }
+                let acknowledgments = chunk.compactMap(\.acknowledgment)
+                if !acknowledgments.isEmpty { try await connection.run(try OutboxRow.insert(acknowledgments), logger) }
+            }
             for item in batch {
                 let record = item.record
-                try await connection.run(try TransferRow.insert(record), logger)
                 if let uidl = item.uidl, let replaced = item.replacing {
                     // The take-over is a compare-and-set: of two pollers that saw `replaced`
                     // under this UIDL, the second waits for the first's row lock, then finds
@@ -21,15 +46,8 @@ extension PostgresCatalog {
                         RETURNING uidl
                         """, logger)
                     guard taken == 1 else { throw PostgresCatalogError.uidlTaken(site: record.site, uidl: uidl) }
-                } else if let uidl = item.uidl {
-                    try await connection.run("""
-                        INSERT INTO retrieved_message (site, uidl, transfer_id, deleted, listed_size)
-                        VALUES (\(record.site), \(uidl), \(record.id), false, \(item.listedSize))
-                        """, logger)
                 }
-                if let acknowledgment = item.acknowledgment {
-                    try await connection.run(try OutboxRow.insert(acknowledgment), logger)
-                }
+                // In item order: two reports for one outbound transfer in a batch close it in turn.
                 if let outbound = try await outbound(answeredBy: record, connection),
                    let closed = AcknowledgmentRules.close(outbound: outbound, report: record) {
                     try await connection.run(try TransferRow.update(closed), logger)

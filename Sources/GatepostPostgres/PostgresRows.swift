@@ -41,11 +41,21 @@ enum TransferRow {
     }
 
     static func insert(_ record: TransferRecord) throws -> PostgresQuery {
+        try insert([record])
+    }
+
+    /// One INSERT for all of `records` (at most ``rowsPerStatement``): a statement per row
+    /// made a poll's commit a round trip per message.
+    static func insert(_ records: some Collection<TransferRecord>) throws -> PostgresQuery {
+        precondition(!records.isEmpty && records.count <= rowsPerStatement)
         var statement = Statement()
-        let values = try bind(record, into: &statement)
-        statement.append("INSERT INTO transfer (\(columns.joined(separator: ", "))) VALUES (\(values.joined(separator: ", ")))")
+        let rows = try records.map { "(\(try bind($0, into: &statement).joined(separator: ", ")))" }
+        statement.append("INSERT INTO transfer (\(columns.joined(separator: ", "))) VALUES \(rows.joined(separator: ", "))")
         return statement.query
     }
+
+    /// Rows in one INSERT: PostgreSQL takes at most 65,535 parameters in a statement.
+    static let rowsPerStatement = 1000
 
     /// Writes every field of `record` over the row with its id.
     static func update(_ record: TransferRecord) throws -> PostgresQuery {
@@ -95,17 +105,26 @@ enum TransferRow {
 
 enum OutboxRow {
     static func insert(_ entry: OutboxEntry) throws -> PostgresQuery {
+        try insert([entry])
+    }
+
+    /// One INSERT for all of `entries` (at most ``TransferRow/rowsPerStatement``).
+    static func insert(_ entries: some Collection<OutboxEntry>) throws -> PostgresQuery {
+        precondition(!entries.isEmpty && entries.count <= TransferRow.rowsPerStatement)
         var s = Statement()
-        let values = [
-            s.bind(entry.id), s.bind(entry.kind.rawValue), s.bind(entry.transferId), s.bind(entry.site), s.bind(entry.mailFrom.storable),
-            s.bind(try JSONB(encoding: entry.recipients.map(\.storable))), s.bind(entry.path), s.bind(entry.messageId.storable),
-            s.bind(entry.state.rawValue), s.bind(entry.attempts), s.bind(Timestamp(entry.nextAttempt)), s.bind(entry.lastError.storable),
-            s.bind(Timestamp(entry.createdAt)), s.bind(entry.sentAt.map(Timestamp.init)),
-        ]
+        let rows = try entries.map { entry in
+            let values = [
+                s.bind(entry.id), s.bind(entry.kind.rawValue), s.bind(entry.transferId), s.bind(entry.site), s.bind(entry.mailFrom.storable),
+                s.bind(try JSONB(encoding: entry.recipients.map(\.storable))), s.bind(entry.path), s.bind(entry.messageId.storable),
+                s.bind(entry.state.rawValue), s.bind(entry.attempts), s.bind(Timestamp(entry.nextAttempt)), s.bind(entry.lastError.storable),
+                s.bind(Timestamp(entry.createdAt)), s.bind(entry.sentAt.map(Timestamp.init)),
+            ]
+            return "(\(values.joined(separator: ", ")))"
+        }
         s.append("""
             INSERT INTO outbox (id, kind, transfer_id, site, mail_from, recipients, path, message_id, state, attempts,
                                 next_attempt, last_error, created_at, sent_at)
-            VALUES (\(values.joined(separator: ", ")))
+            VALUES \(rows.joined(separator: ", "))
             """)
         return s.query
     }
