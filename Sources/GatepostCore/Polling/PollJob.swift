@@ -528,9 +528,22 @@ public struct PollJob: Sendable {
         var keptFiles: [TransferAssembler.KeptFile] = []
         // Memory held by the bodies of an S/MIME layer's content.
         var securedHeld = 0
+        // The catalog is asked whether the Message-ID was received before as soon as the header
+        // is in, and answers while the rest of the message streams in: on PostgreSQL the
+        // question is a network round trip, which asked after the message held up every one.
+        var lookahead: DuplicateLookahead?
+        var headerSeen = false
         do {
-            let consume: (ByteBuffer) async throws -> Void = { chunk in
+            let consume: (ByteBuffer) async throws -> Void = { [catalog, site] chunk in
                 try ingest.consume(chunk)
+                if !headerSeen, let header = ingest.topHeader {
+                    headerSeen = true
+                    if let messageID = header.messageID {
+                        lookahead = DuplicateLookahead(messageID: messageID, lookup: Task {
+                            try await catalog.transferID(site: site.name, messageId: messageID)
+                        })
+                    }
+                }
                 FailPoint.hit("poll.during-retr")
             }
             if pipelined {
@@ -542,7 +555,7 @@ public struct PollJob: Sendable {
                 try await session.retrieve(entry.number, consumer: consume)
             }
             let result = try ingest.finish()
-            let duplicate = try await duplicateOf(result, staged: staged)
+            let duplicate = try await duplicateOf(result, staged: staged, lookahead: lookahead)
             // S/MIME layers off (decrypted, verified, the receipt's MIC computed), before the
             // content is classified; a duplicate is kept whole as it came.
             let header = result.parts.first?.header ?? MessageHeader()
@@ -591,6 +604,7 @@ public struct PollJob: Sendable {
             )
         } catch {
             // Nothing of this message is committed; it stays on the server.
+            lookahead?.lookup.cancel()
             ingest.discard()
             for file in keptFiles {
                 if case .file(let path) = file.content { unlink(path) }
@@ -703,16 +717,28 @@ public struct PollJob: Sendable {
     /// a transfer with its Message-ID, or, for a message without one, with the same content.
     /// `batches` hold the messages received but perhaps not yet in the catalog: the batch being
     /// committed and the one being received.
-    private func duplicateOf(_ result: MessageIngest.Result, staged batches: [[StagedMessage]]) async throws -> String? {
+    private func duplicateOf(
+        _ result: MessageIngest.Result, staged batches: [[StagedMessage]], lookahead: DuplicateLookahead?
+    ) async throws -> String? {
         // The batches are searched in place: copying them per message showed in the profile.
         let staged = batches.lazy.joined()
         if let messageID = result.parts.first?.header.messageID {
-            let earlier = try await catalog.transferID(site: site.name, messageId: messageID)
-                ?? staged.first { $0.record.messageId == messageID }?.record.id
+            let recorded = if let lookahead, lookahead.messageID == messageID {
+                try await lookahead.lookup.value
+            } else {
+                try await catalog.transferID(site: site.name, messageId: messageID)
+            }
+            let earlier = recorded ?? staged.first { $0.record.messageId == messageID }?.record.id
             return earlier.map { "already received as transfer \($0) (same Message-ID)" }
         }
         let earlier = try await catalog.transferID(site: site.name, messageSha256: result.rawSHA256)
             ?? staged.first { $0.record.messageId == nil && $0.record.messageSha256 == result.rawSHA256 }?.record.id
         return earlier.map { "already received as transfer \($0) (no Message-ID; same content)" }
     }
+}
+
+/// The catalog's answer, on its way, to whether a site has a transfer with this Message-ID.
+struct DuplicateLookahead {
+    var messageID: String
+    var lookup: Task<String?, any Error>
 }
