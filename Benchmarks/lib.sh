@@ -32,3 +32,20 @@ bench_cleanup() {
 start_dovecot() {
   INFO=$(scripts/peers/start-dovecot.sh "$1" --stop-with $$)
 }
+
+# Starts a private PostgreSQL in DIR (fsync on, as in production; stopped with this script).
+# bench_database NAME then creates a database and prints its catalog URL.
+start_postgres() {
+  PGINFO=$(scripts/peers/start-postgres.sh "$1" --stop-with $$)
+  pgfield() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$PGINFO" "$1"; }
+  PGBIN=$(pgfield bin); PGSOCKET=$(pgfield socketDirectory); PGPORT=$(pgfield port); PGUSER=$(pgfield user); PGPASSWORD=$(pgfield password)
+}
+bench_database() {
+  bench_psql postgres -c "CREATE DATABASE $1" >/dev/null
+  echo "postgres://$PGUSER:$PGPASSWORD@127.0.0.1:$PGPORT/$1?sslmode=disable"
+}
+# psql DATABASE ARGS... on the private server's socket.
+bench_psql() {
+  local database=$1; shift
+  "$PGBIN/psql" -X -q -h "$PGSOCKET" -p "$PGPORT" -U "$PGUSER" -d "$database" "$@"
+}

@@ -92,9 +92,7 @@ YAML
 }
 CATALOG_ARGS=()
 run_gatepost-pg() {
-  local database="bench_${1}_$ROUND"
-  "$PGBIN/psql" -X -q -h "$PGSOCKET" -p "$PGPORT" -U "$PGUSER" -d postgres -c "CREATE DATABASE $database" >/dev/null
-  CATALOG_ARGS=(--catalog "postgres://$PGUSER:$PGPASSWORD@127.0.0.1:$PGPORT/$database?sslmode=disable")
+  CATALOG_ARGS=(--catalog "$(bench_database "bench_${1}_$ROUND")")
   run_gatepost "$1" gatepost-pg
   CATALOG_ARGS=()
 }
@@ -127,9 +125,7 @@ RC
 CLIENTS=(gatepost mpop fetchmail)
 [[ -z ${GATEPOST_BASELINE:-} ]] || CLIENTS+=(baseline)
 if [[ -n ${GATEPOST_POSTGRES:-} ]]; then
-  PGINFO=$(scripts/peers/start-postgres.sh "$WORK/postgres" --stop-with $$)
-  pgfield() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$PGINFO" "$1"; }
-  PGBIN=$(pgfield bin); PGSOCKET=$(pgfield socketDirectory); PGPORT=$(pgfield port); PGUSER=$(pgfield user); PGPASSWORD=$(pgfield password)
+  start_postgres "$WORK/postgres"
   CLIENTS+=(gatepost-pg)
 fi
 for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do

@@ -72,6 +72,9 @@ public protocol TransferStore: Sendable {
     func inboundCounts(since: Date) async throws -> [String: Int]
     /// The id of the earliest received inbound transfer of `site` with this Message-ID, if any.
     func transferID(site: String, messageId: String) async throws -> String?
+    /// Whether each lookup is a round trip to a server (PostgreSQL), worth asking ahead while
+    /// other work goes on; a store in this process answers faster than a task to ask it starts.
+    var lookupsAreRemote: Bool { get }
     /// The id of the earliest received inbound transfer of `site` whose whole message had this
     /// SHA-256, if any: how a message without a Message-ID is recognized when it comes again.
     func transferID(site: String, messageSha256: String) async throws -> String?
@@ -197,6 +200,10 @@ public protocol AuditStore: Sendable {
 /// The spool catalog: every role, in one store, so that a commit spanning roles (a record, its
 /// UIDL and its MDN) is one transaction.
 public protocol Catalog: TransferStore, UIDLStore, SiteStateStore, OutboxStore, AuditStore, AlertStore, ProbeStore, LeaseStore {}
+
+extension TransferStore {
+    public var lookupsAreRemote: Bool { false }
+}
 
 extension SiteStateStore {
     /// A poll's outcome that says nothing of the server's certificate.

@@ -348,8 +348,10 @@ struct ConsoleAPI: Sendable {
         guard let path = transfer.path else {
             throw ConsoleError.notFound(transfer.purgedAt != nil ? "transfer \(id)'s files were purged" : "transfer \(id) keeps no file")
         }
-        if let holder = transfer.node, let here = environment.node, holder != here {
-            // Another node's spool holds it: that node's console serves it.
+        if let holder = transfer.node, let here = environment.node, holder != here, access(path, R_OK) != 0 {
+            // Another node's spool holds it, out of this node's reach (spools of their own):
+            // that node's console serves it. With every node's spool on one shared file
+            // system the path reads here as well, and is served like this node's own.
             let node = try await environment.catalog.clusterNodes().first { $0.name == holder }
             guard let console = node?.consoleURL else {
                 throw ConsoleError.notFound("transfer \(id)'s file is on node \(holder), which has no console address (gatepost run --http there)")

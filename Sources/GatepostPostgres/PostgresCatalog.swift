@@ -77,6 +77,8 @@ public final class PostgresCatalog: Catalog, CustomStringConvertible {
     }
 
     /// Stops the pool: its connections close, and every call after this one throws.
+    public var lookupsAreRemote: Bool { true }
+
     public func close() async {
         running.cancel()
         await running.value

@@ -61,14 +61,20 @@ struct ConsoleFixture {
     }
 
     /// A stored inbound transfer with a kept file.
-    func addTransfer(_ id: String, fileName: String, at seconds: TimeInterval, site: String = "acme", body: String = "a;b\n") async throws -> TransferRecord {
+    /// `path`: where the record says its file is, when not where it is written (in the spool).
+    @discardableResult
+    func addTransfer(
+        _ id: String, fileName: String, at seconds: TimeInterval, site: String = "acme", body: String = "a;b\n",
+        node: String? = nil, path recordedPath: String? = nil
+    ) async throws -> TransferRecord {
         let path = spool + "/" + id
         try body.write(toFile: path, atomically: true, encoding: .utf8)
-        let record = TransferRecord(
+        var record = TransferRecord(
             id: id, type: .xfer, fileName: fileName, site: site, state: .delivered, sender: "edi@acme.example",
-            subject: "Invoices", size: Int64(body.utf8.count), sha256: ConsoleAuthenticator.sha256(body), path: path,
+            subject: "Invoices", size: Int64(body.utf8.count), sha256: ConsoleAuthenticator.sha256(body), path: recordedPath ?? path,
             receivedAt: Date(timeIntervalSince1970: 1_764_000_000 + seconds)
         )
+        record.node = node
         try await catalog.commitReceived(record, uidl: id)
         return record
     }
@@ -323,6 +329,33 @@ struct Browser {
             }
             try await client.execute(uri: "/api/v1/transfers?limit=100000", method: .get, headers: token) { response in
                 #expect(response.status == .badRequest)
+            }
+        }
+    }
+
+    @Test func anotherNodesFileIsServedWhenItsSpoolIsSharedElseThatNodesConsoleIs() async throws {
+        let fixture = try ConsoleFixture()
+        // Both held by node-b: T1 in a spool this node reads too (a shared mount), T2 not.
+        try await fixture.addTransfer("T1", fileName: "on-the-shared-mount.csv", at: 0, body: "1;2\n", node: "node-b")
+        try await fixture.addTransfer(
+            "T2", fileName: "on-node-b-only.csv", at: 1, node: "node-b", path: "/nonexistent-\(UUID().uuidString)/in/acme/T2"
+        )
+        let now = Date()
+        _ = try await fixture.catalog.heartbeat(ClusterNode(
+            name: "node-b", instance: "i", startedAt: now, heartbeatAt: now, expiresAt: now + 60, consoleURL: "https://b.example:8443/"
+        ))
+        var environment = fixture.environment
+        environment.node = "node-a"
+        let application = Application(router: ConsoleServer.router(environment, sessions: MemoryPersistDriver()))
+        try await application.test(.router) { client in
+            let token: HTTPFields = [.authorization: "Bearer \(ConsoleFixture.viewerToken)"]
+            try await client.execute(uri: "/api/v1/transfers/T1/file", method: .get, headers: token) { response in
+                #expect(response.status == .ok)
+                #expect(String(buffer: response.body) == "1;2\n")
+            }
+            try await client.execute(uri: "/api/v1/transfers/T2/file", method: .get, headers: token) { response in
+                #expect(response.status == .temporaryRedirect)
+                #expect(response.headers[.location] == "https://b.example:8443/api/v1/transfers/T2/file")
             }
         }
     }

@@ -49,7 +49,8 @@ import Testing
         #expect(try await catalog.siteStates()["acme"]?.enabled == true)
 
         // The next poll on PostgreSQL: the four are known, only a new one is fetched.
-        try dovecot.addMessage(user: "alice", Array("From: a@b.example\r\nSubject: new\r\nMessage-ID: <new@migrate.test>\r\n\r\nhello\r\n".utf8))
+        let new = Array("From: a@b.example\r\nSubject: new\r\nMessage-ID: <new@migrate.test>\r\n\r\nhello\r\n".utf8)
+        try dovecot.addMessage(user: "alice", new)
         let next = try await GatepostProcess.run(["poll", "acme", "--catalog", url, "--node", "node-a"] + global)
         #expect(next.status == 0, "\(next.stderr)")
         let records = try await catalog.transfers(TransferFilter())
@@ -57,6 +58,16 @@ import Testing
         // A one-shot poll on the shared catalog names its node too: that node's daemon delivers it.
         #expect(records.first { $0.messageId == "new@migrate.test" }?.node == "node-a")
         #expect(Set(records.compactMap(\.messageId)) == Set(expected.map(\.messageId) + ["new@migrate.test"]))
+
+        // The same message again: a DUPLICATE of the one PostgreSQL holds (asked while it streams in).
+        try dovecot.addMessage(user: "alice", new)
+        let repeated = try await GatepostProcess.run(["poll", "acme", "--catalog", url, "--node", "node-a"] + global)
+        #expect(repeated.status == 0, "\(repeated.stderr)")
+        let withCopy = try await catalog.transfers(TransferFilter(newestFirst: true))
+        let original = try #require(records.first { $0.messageId == "new@migrate.test" })
+        #expect(withCopy.count == 6)
+        #expect(withCopy.first?.fileName == "DUPLICATE")
+        #expect(withCopy.first?.error == "already received as transfer \(original.id) (same Message-ID)")
         // Into a catalog that is no longer empty: refused.
         let again = try await GatepostProcess.run(["catalog", "migrate", "--to", url] + global)
         #expect(again.status != 0)

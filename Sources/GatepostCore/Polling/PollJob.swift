@@ -528,11 +528,12 @@ public struct PollJob: Sendable {
         var keptFiles: [TransferAssembler.KeptFile] = []
         // Memory held by the bodies of an S/MIME layer's content.
         var securedHeld = 0
-        // The catalog is asked whether the Message-ID was received before as soon as the header
-        // is in, and answers while the rest of the message streams in: on PostgreSQL the
-        // question is a network round trip, which asked after the message held up every one.
+        // A remote catalog is asked whether the Message-ID was received before as soon as the
+        // header is in, and answers while the rest of the message streams in: asked after the
+        // message, its round trip held up every retrieval. (In-process, SQLite answers faster
+        // than a task to ask it starts.)
         var lookahead: DuplicateLookahead?
-        var headerSeen = false
+        var headerSeen = !catalog.lookupsAreRemote
         do {
             let consume: (ByteBuffer) async throws -> Void = { [catalog, site] chunk in
                 try ingest.consume(chunk)
