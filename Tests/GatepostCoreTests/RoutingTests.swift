@@ -211,6 +211,32 @@ func inbound(_ type: TransferRecord.Kind = .xfer, fileName: String? = "orders.cs
         #expect(try await deliverer.deliverPending(sites: [site]).isEmpty)
     }
 
+    @Test func anotherNodesTransferIsDeliveredAgainOnlyWhereItsSpoolIsReachable() async throws {
+        let fixture = try Fixture()
+        let site = try site("application: billing\n")
+        let local = LocalSite(name: "ours", applications: [fixture.application("billing")], sourceFile: fixture.dir + "/local.yaml")
+        let commands = OperatorCommands(
+            directory: SiteDirectory(sites: [site], errors: [], local: local), catalog: fixture.catalog, logger: Logger(label: "test")
+        )
+        // Node b's spool on a shared file system: readable here, so delivered from here.
+        var shared = inbound(fileName: "orders.csv")
+        shared.path = fixture.spoolFile
+        shared.node = "node-b"
+        try await fixture.catalog.commitReceived(shared, uidl: nil)
+        let delivered = try await commands.redeliver(shared.id, to: "billing", actor: "alice")
+        #expect(delivered.state == .delivered)
+        // Node c's spool is its own: refused before anything is tried or counted.
+        var elsewhere = inbound(fileName: "invoices.csv")
+        elsewhere.path = "/nonexistent-\(UUID().uuidString)/in/acme/file"
+        elsewhere.node = "node-c"
+        try await fixture.catalog.commitReceived(elsewhere, uidl: nil)
+        let reason = "transfer \(elsewhere.id)'s files are in node node-c's spool, out of this machine's reach: run this on node node-c"
+        await #expect(throws: OperatorCommands.Failure.refused(reason)) { try await commands.retry(elsewhere.id, actor: "alice") }
+        await #expect(throws: OperatorCommands.Failure.refused(reason)) { try await commands.redeliver(elsewhere.id, to: "billing", actor: "alice") }
+        #expect(try await fixture.catalog.transfer(id: elsewhere.id)?.state == .received)
+        #expect(try await fixture.catalog.deliveryAttempts(id: elsewhere.id) == 0)
+    }
+
     @Test func anOperatorRedeliversToAnotherApplicationAndEveryActionIsAudited() async throws {
         let fixture = try Fixture()
         let site = try site("application: billing\n")
