@@ -66,7 +66,12 @@ struct PollCommand: AsyncParsableCommand {
         )
         // On a shared catalog the records name this node, whose daemon delivers them from
         // this spool (a record naming no node would be no node's to deliver).
-        if !(catalog is SQLiteCatalog) { round.node = options.nodeName }
+        // Each site's poll holds its lease, as a daemon node's does: a site some node is
+        // polling now is left to it.
+        if !(catalog is SQLiteCatalog) {
+            round.node = options.nodeName
+            round.leases = SiteLeaseHolder(catalog: catalog, node: options.nodeName, leaseTime: ClusterSettings.defaultLeaseTime, logger: logger)
+        }
         // On a terminal, a line that says how far each site is; nothing when output is a file.
         let progress = isatty(STDERR_FILENO) != 0 ? TerminalProgress() : nil
         if let progress {
@@ -77,7 +82,10 @@ struct PollCommand: AsyncParsableCommand {
         let report = await round.run(selected) { _, result in
             if case .failure(let error) = result { error.retryAfter } else { nil }
         }
-        var failed = false
+        var failed = !report.heldElsewhere.isEmpty
+        for site in report.heldElsewhere {
+            Terminal.error("\(site): not polled: another node is polling it now (try again in a moment)")
+        }
         for polled in report.polls {
             switch polled.result {
             case .success(let summary):

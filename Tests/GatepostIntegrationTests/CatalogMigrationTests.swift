@@ -59,8 +59,18 @@ import Testing
         #expect(records.first { $0.messageId == "new@migrate.test" }?.node == "node-a")
         #expect(Set(records.compactMap(\.messageId)) == Set(expected.map(\.messageId) + ["new@migrate.test"]))
 
-        // The same message again: a DUPLICATE of the one PostgreSQL holds (asked while it streams in).
+        // A one-shot poll holds the site's lease as a daemon node does: no lease is left
+        // behind, and a site another node is polling is left to it.
+        #expect(try await catalog.siteLeases().isEmpty)
         try dovecot.addMessage(user: "alice", new)
+        #expect(try await catalog.claimSite("acme", node: "node-z", now: Date(), until: Date().addingTimeInterval(60)))
+        let held = try await GatepostProcess.run(["poll", "acme", "--catalog", url, "--node", "node-a"] + global)
+        #expect(held.status != 0)
+        #expect(held.stderr.contains("acme: not polled: another node is polling it now"), "\(held.stderr)")
+        #expect(try await catalog.transfers(TransferFilter()).count == 5)
+        try await catalog.releaseSite("acme", node: "node-z")
+
+        // The same message again: a DUPLICATE of the one PostgreSQL holds (asked while it streams in).
         let repeated = try await GatepostProcess.run(["poll", "acme", "--catalog", url, "--node", "node-a"] + global)
         #expect(repeated.status == 0, "\(repeated.stderr)")
         let withCopy = try await catalog.transfers(TransferFilter(newestFirst: true))

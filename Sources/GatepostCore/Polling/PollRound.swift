@@ -23,6 +23,8 @@ public struct PollRound: Sendable {
         public var outbox: [(site: String, result: Result<OutboxSender.Summary, any Error>)] = []
         /// Nil when there is no `local.yaml` (nothing to deliver to) or the round was cancelled.
         public var deliveries: Result<[DeliveryOutcome], any Error>?
+        /// Sites not polled: another node held their lease (``leases``).
+        public var heldElsewhere: [String] = []
     }
 
     public var spool: Spool
@@ -38,6 +40,9 @@ public struct PollRound: Sendable {
     /// The node this round runs on, when several share the catalog (``ClusterSettings``): its
     /// records name it, and it delivers only the transfers whose files it holds.
     public var node: String?
+    /// On a shared catalog: each site's poll holds its lease, and a site another node is
+    /// polling is left to it.
+    public var leases: SiteLeaseHolder?
 
     public init(spool: Spool, catalog: any Catalog, local: LocalSite?, allSites: [RemoteSite], retry: RetryPolicy, logger: Logger) {
         self.init(
@@ -65,14 +70,26 @@ public struct PollRound: Sendable {
         var report = Report()
         for site in sites {
             let started = Date()
+            var job = PollJob(site: site, spool: spool, catalog: catalog, logger: logger)
+            job.progress = progress
+            job.node = node
+            let poll: @Sendable () async -> Result<PollSummary, SitePollError> = { [job, retry] in
+                do throws(SitePollError) {
+                    return .success(try await job.run(retrying: retry))
+                } catch {
+                    return .failure(error)
+                }
+            }
             let result: Result<PollSummary, SitePollError>
-            do {
-                var job = PollJob(site: site, spool: spool, catalog: catalog, logger: logger)
-                job.progress = progress
-                job.node = node
-                result = .success(try await job.run(retrying: retry))
-            } catch {
-                result = .failure(error)
+            if let leases {
+                guard let polled = await leases.whileHolding(site.name, poll) else {
+                    logger.debug("site held by another node: not polled", metadata: ["site": "\(site.name)"])
+                    report.heldElsewhere.append(site.name)
+                    continue
+                }
+                result = polled
+            } else {
+                result = await poll()
             }
             let delay = nextDelay(site, result)
             let nextPoll = delay.map { Date().addingTimeInterval($0.timeInterval) }

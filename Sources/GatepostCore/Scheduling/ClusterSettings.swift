@@ -13,7 +13,10 @@ public struct ClusterSettings: Sendable {
     public var leaseTime: Duration
     public var consoleURL: String?
 
-    public init(node: String, leaseTime: Duration = .seconds(60), consoleURL: String? = nil, instance: String = UUID().uuidString) {
+    /// `gatepost run --lease-time`'s default, and the lease a one-shot `gatepost poll` takes.
+    public static let defaultLeaseTime: Duration = .seconds(60)
+
+    public init(node: String, leaseTime: Duration = defaultLeaseTime, consoleURL: String? = nil, instance: String = UUID().uuidString) {
         self.node = node
         self.leaseTime = leaseTime
         self.consoleURL = consoleURL
@@ -23,8 +26,6 @@ public struct ClusterSettings: Sendable {
     /// The node's default name: the host's, so that a restarted node is the same node (its
     /// records name it as the holder of their files).
     public static var hostName: String { ProcessInfo.processInfo.hostName }
-
-    var renewalInterval: Duration { leaseTime / 3 }
 
     func heartbeat(startedAt: Date, at now: Date) -> ClusterNode {
         ClusterNode(

@@ -190,17 +190,7 @@ public struct Scheduler: Service {
         siteLogger[metadataKey: "site"] = "\(site.name)"
         var round = PollRound(spool: spool, catalog: catalog, local: local, sitesByName: sitesByName, retry: retry, logger: logger)
         round.node = cluster?.node
-        if let cluster {
-            let now = Date()
-            let held = (try? await catalog.claimSite(
-                site.name, node: cluster.node, now: now, until: now.addingTimeInterval(cluster.leaseTime.timeInterval)
-            )) ?? false
-            guard held else {
-                // Another node polls it (their views of who is alive differ for a moment).
-                siteLogger.debug("site held by another node: not polled")
-                return PollResult(site: site.name, host: site.pop3.host, failed: false, delay: cluster.leaseTime)
-            }
-        }
+        round.leases = cluster.map { SiteLeaseHolder(catalog: catalog, node: $0.node, leaseTime: $0.leaseTime, logger: logger) }
         let startedAt = Date()
         if let polls {
             polls.started(site.name, at: startedAt)
@@ -214,7 +204,14 @@ public struct Scheduler: Service {
                 }
             }
         }
-        let report = if let cluster { await whileHolding(site.name, cluster, logger: siteLogger, run) } else { await run() }
+        let report = await run()
+        if let cluster, report.heldElsewhere.contains(site.name) {
+            // Another node polls it (their views of who is alive differ for a moment).
+            polls?.finished(site.name, startedAt: startedAt, outcome: PollNowOutcome(
+                site: site.name, messages: 0, bytes: 0, transfers: [], error: "another node is polling site \(site.name) now"
+            ))
+            return PollResult(site: site.name, host: site.pop3.host, failed: false, delay: cluster.leaseTime)
+        }
         var result = PollResult(site: site.name, host: site.pop3.host, failed: false, delay: site.poll.interval)
         polls?.finished(site.name, startedAt: startedAt, outcome: report.polls.first.map { PollNowOutcome(site: site.name, result: $0.result) }
             ?? PollNowOutcome(site: site.name, messages: 0, bytes: 0, transfers: [], error: "the poll did not run"))
@@ -241,40 +238,6 @@ public struct Scheduler: Service {
             }
         }
         return result
-    }
-
-    /// Runs `body` while renewing this node's lease of `site`, then releases it.
-    private func whileHolding(
-        _ site: String, _ cluster: ClusterSettings, logger: Logger, _ body: @escaping @Sendable () async -> PollRound.Report
-    ) async -> PollRound.Report {
-        let report = await withTaskGroup(of: PollRound.Report?.self) { group in
-            group.addTask { await body() }
-            group.addTask { [catalog] in
-                while !Task.isCancelled {
-                    try? await Task.sleep(for: cluster.renewalInterval)
-                    guard !Task.isCancelled else { break }
-                    let now = Date()
-                    let renewed = try? await catalog.claimSite(
-                        site, node: cluster.node, now: now, until: now.addingTimeInterval(cluster.leaseTime.timeInterval)
-                    )
-                    if renewed == false {
-                        // The catalog's uniqueness still keeps each message to one record.
-                        logger.error("lost the lease of the site while polling it (another node took it over)")
-                    }
-                }
-                return nil
-            }
-            var report = PollRound.Report()
-            for await finished in group {
-                if let finished {
-                    report = finished
-                    group.cancelAll()
-                }
-            }
-            return report
-        }
-        try? await catalog.releaseSite(site, node: cluster.node)
-        return report
     }
 
     /// What a reload changed, and what keeps running in its last good version.
