@@ -29,8 +29,9 @@ bench_cleanup() {
 }
 
 # Starts a private Dovecot in DIR (stopped with this script, whatever ends it); INFO describes it.
+# Further arguments go to start-dovecot.sh (--reuse-processes).
 start_dovecot() {
-  INFO=$(scripts/peers/start-dovecot.sh "$1" --stop-with $$)
+  INFO=$(scripts/peers/start-dovecot.sh "$@" --stop-with $$)
 }
 
 # Starts a private PostgreSQL in DIR (fsync on, as in production; stopped with this script).

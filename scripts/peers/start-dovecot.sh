@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Start a private Dovecot POP3 server for Gatepost integration tests.
 #
-#   start-dovecot.sh DIR [--config-only] [--stop-with PID] [--lock-session]
+#   start-dovecot.sh DIR [--config-only] [--stop-with PID] [--lock-session] [--reuse-processes]
 #
 # DIR is an empty scratch folder (created if missing; no whitespace in its
 # path, Dovecot's passwd-file args are space-separated). Everything lives under
@@ -15,6 +15,9 @@
 #                   run leaves no daemon behind).
 #   --lock-session  pop3_lock_session = yes (RFC 1939 maildrop lock; a second
 #                   session of a user then waits 10 s and gets -ERR [IN-USE]).
+#   --reuse-processes  login and pop3 processes serve many sessions each (Dovecot's
+#                   "high-performance" login mode), as a server polled by thousands
+#                   of sites a minute is run; by default a process per session.
 #
 # Stop it with: kill PID   (SIGTERM to the master; it stops all its children
 # and removes DIR/run/master.pid). DIR can then be deleted.
@@ -22,14 +25,15 @@ set -euo pipefail
 
 die() { echo "start-dovecot.sh: $*" >&2; exit 1; }
 
-[[ $# -ge 1 ]] || die "usage: start-dovecot.sh DIR [--config-only] [--stop-with PID] [--lock-session]"
+[[ $# -ge 1 ]] || die "usage: start-dovecot.sh DIR [--config-only] [--stop-with PID] [--lock-session] [--reuse-processes]"
 DIR=$1; shift
-CONFIG_ONLY=0; WATCH_PID=""; LOCK_SESSION=no
+CONFIG_ONLY=0; WATCH_PID=""; LOCK_SESSION=no; SERVICE_COUNT=1
 while [[ $# -gt 0 ]]; do
   case $1 in
     --config-only) CONFIG_ONLY=1 ;;
     --stop-with) WATCH_PID=${2:?--stop-with needs a PID}; shift ;;
     --lock-session) LOCK_SESSION=yes ;;
+    --reuse-processes) SERVICE_COUNT=0 ;;
     *) die "unknown option: $1" ;;
   esac
   shift
@@ -127,7 +131,7 @@ render() { # template -> DIR/dovecot.conf (quoted replacements: & is literal)
   t=${t//@SELF_USER@/"$SELF_USER"}; t=${t//@MAIL_UID@/"$MAIL_UID"}; t=${t//@MAIL_GID@/"$MAIL_GID"}
   t=${t//@LOCK_SESSION@/"$LOCK_SESSION"}; t=${t//@INSTANCE@/"gatepost-$(basename "$DIR")"}
   t=${t//@LOGIN_CHROOT@/"$LOGIN_CHROOT"}; t=${t//@ANVIL_CHROOT@/"$ANVIL_CHROOT"}
-  t=${t//@LMTP@/"$LMTP"}
+  t=${t//@LMTP@/"$LMTP"}; t=${t//@SERVICE_COUNT@/"$SERVICE_COUNT"}
   [[ $t != *@[A-Z_]*@* ]] || die "unsubstituted placeholder in $HERE/dovecot.conf.template"
   printf '%s\n' "$t" > "$DIR/dovecot.conf"
 }
