@@ -200,3 +200,31 @@ import Testing
         #expect(try await catalog.clusterNodes().filter { $0.isAlive(at: Date()) }.isEmpty, "stopped nodes leave")
     }
 }
+
+/// A site's lease the catalog cannot give (the database gone) fails that site's poll with the
+/// cause: nothing is polled without the lease, and the operator reads why.
+@Suite struct SiteLeaseFailureTests {
+    @Test func aLeaseTheCatalogCannotGiveFailsThePollWithTheCause() async throws {
+        let catalog = try await PostgresCatalog.connect(url: try await PostgresPeer.shared().makeDatabase(), maximumConnections: 2)
+        await catalog.close()
+        let root = (NSTemporaryDirectory() as NSString).appendingPathComponent("gatepost-lease-\(UUID().uuidString.prefix(8))")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        let spool = try Spool(root: root + "/spool")
+        // Port 9 (discard): were the poll to run regardless, it would fail on the connection instead.
+        let site = try #require(try SiteLoader(environment: [:]).parse(
+            "pop3: {host: 127.0.0.1, port: 9, security: none, allow_plaintext_password: true, user: u, password: p}\n",
+            file: root + "/acme.yaml"
+        ))
+        var round = PollRound(spool: spool, catalog: catalog, local: nil, allSites: [site], retry: .none, logger: .init(label: "test"))
+        round.leases = SiteLeaseHolder(catalog: catalog, node: "node-a", leaseTime: .seconds(60), logger: .init(label: "test"))
+        let report = await round.run([site])
+        #expect(report.heldElsewhere.isEmpty)
+        guard case .failure(let error)? = report.polls.first?.result else {
+            Issue.record("the poll was not reported as failed: \(report.polls)")
+            return
+        }
+        #expect(error.cause.hasPrefix("cannot take the site's lease in the catalog: "), "\(error.cause)")
+        #expect(error.category == .spool)
+    }
+}

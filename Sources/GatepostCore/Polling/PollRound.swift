@@ -82,12 +82,19 @@ public struct PollRound: Sendable {
             }
             let result: Result<PollSummary, SitePollError>
             if let leases {
-                guard let polled = await leases.whileHolding(site.name, poll) else {
-                    logger.debug("site held by another node: not polled", metadata: ["site": "\(site.name)"])
-                    report.heldElsewhere.append(site.name)
-                    continue
+                do {
+                    guard let polled = try await leases.whileHolding(site.name, poll) else {
+                        logger.debug("site held by another node: not polled", metadata: ["site": "\(site.name)"])
+                        report.heldElsewhere.append(site.name)
+                        continue
+                    }
+                    result = polled
+                } catch {
+                    result = .failure(SitePollError(
+                        site: site.name, cause: "cannot take the site's lease in the catalog: \(error)", isTransient: true,
+                        retryAfter: nil, partial: PollSummary(site: site.name), category: .spool
+                    ))
                 }
-                result = polled
             } else {
                 result = await poll()
             }

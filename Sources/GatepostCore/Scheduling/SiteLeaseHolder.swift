@@ -21,9 +21,10 @@ public struct SiteLeaseHolder: Sendable {
     }
 
     /// Runs `body` while holding `site`'s lease and returns what it returned; nil, without
-    /// running it, when another node holds the lease (or the catalog cannot be asked).
-    public func whileHolding<Result: Sendable>(_ site: String, _ body: @escaping @Sendable () async -> Result) async -> Result? {
-        guard await claim(site) == true else { return nil }
+    /// running it, when another node holds the lease. Throws the catalog's error when the
+    /// lease cannot be asked for (nothing is polled then either).
+    public func whileHolding<Result: Sendable>(_ site: String, _ body: @escaping @Sendable () async -> Result) async throws -> Result? {
+        guard try await claim(site) else { return nil }
         let siteLogger = {
             var siteLogger = logger
             siteLogger[metadataKey: "site"] = "\(site)"
@@ -35,7 +36,7 @@ public struct SiteLeaseHolder: Sendable {
                 while !Task.isCancelled {
                     try? await Task.sleep(for: leaseTime / 3)
                     guard !Task.isCancelled else { break }
-                    if await claim(site) == false {
+                    if (try? await claim(site)) == false {
                         siteLogger.error("lost the lease of the site while polling it (another node took it over)")
                     }
                 }
@@ -54,10 +55,9 @@ public struct SiteLeaseHolder: Sendable {
         return result
     }
 
-    /// Takes or renews the lease: true when held, false when another node holds it, nil when
-    /// the catalog could not say.
-    private func claim(_ site: String) async -> Bool? {
+    /// Takes or renews the lease: true when held, false when another node holds it.
+    private func claim(_ site: String) async throws -> Bool {
         let now = Date()
-        return try? await catalog.claimSite(site, node: node, now: now, until: now.addingTimeInterval(leaseTime.timeInterval))
+        return try await catalog.claimSite(site, node: node, now: now, until: now.addingTimeInterval(leaseTime.timeInterval))
     }
 }
