@@ -410,7 +410,7 @@ struct ConsoleAPI: Sendable {
 extension ConsoleError {
     init(_ failure: OperatorCommands.Failure) {
         switch failure {
-        case .noSuchSite, .noSuchTransfer, .noSuchAlert: self = .notFound(failure.description)
+        case .noSuchSite, .noSuchTransfer, .noSuchAlert, .noSuchNode: self = .notFound(failure.description)
         case .refused, .noRoute: self = .conflict(failure.description)
         case .noApplications: self = ConsoleError(status: .unprocessableContent, message: failure.description)
         }

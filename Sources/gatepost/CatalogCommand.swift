@@ -14,7 +14,7 @@ struct CatalogCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "catalog",
         abstract: "Inspect transfer records.",
-        subcommands: [List.self, Show.self, Retry.self, Purge.self, Backup.self, Migrate.self]
+        subcommands: [List.self, Show.self, Retry.self, Purge.self, Backup.self, Migrate.self, ForgetNode.self]
     )
 
     struct List: AsyncParsableCommand {
@@ -328,6 +328,32 @@ extension CatalogCommand {
                 throw fail(CommandFailure(description: "migration failed (the SQLite catalog is unchanged): \(error)", exitCode: 1))
             }
             withExtendedLifetime(lock) {}
+        }
+    }
+}
+
+extension CatalogCommand {
+    struct ForgetNode: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "forget-node",
+            abstract: "Remove a node that is gone for good from the nodes sharing the catalog (its node-gone alert resolves); a live node is refused.",
+            discussion: "A node stopped with SIGTERM leaves by itself. The records it received keep naming it: their files are in its spool."
+        )
+        @OptionGroup var options: GlobalOptions
+        @Argument(help: "The node's name (gatepost status lists the nodes).") var name: String
+
+        func run() async throws {
+            options.bootstrapLogging()
+            let catalog = try await openCatalog(options)
+            let commands = OperatorCommands(directory: SiteDirectory(sites: [], errors: [], local: nil), catalog: catalog, logger: Logger(label: "gatepost"))
+            do {
+                try await commands.forgetNode(name, actor: Runtime.commandLineActor)
+            } catch let failure as OperatorCommands.Failure {
+                throw fail(CommandFailure(description: failure.description, exitCode: 1))
+            } catch {
+                throw fail(CommandFailure(description: "\(error)", exitCode: 1))
+            }
+            Terminal.line("node \(name) forgotten; the records it received still name it")
         }
     }
 }

@@ -52,6 +52,41 @@ import Testing
         #expect(changes.resolved.first?.resolvedAt == Self.at(60))
     }
 
+    @Test func aNodeWhoseHeartbeatRanOutIsGoneUntilItBeatsAgainAndOneThatLeftIsNot() async throws {
+        let catalog = InMemoryCatalog()
+        let monitor = Self.monitor(catalog, sites: [try Self.site("acme")])
+        func beat(_ name: String, at seconds: TimeInterval) async throws {
+            _ = try await catalog.heartbeat(ClusterNode(
+                name: name, instance: name + "-1", startedAt: Self.at(0), heartbeatAt: Self.at(seconds), expiresAt: Self.at(seconds + 60)
+            ))
+        }
+        try await beat("gw1", at: 0)
+        try await beat("gw2", at: 0)
+        #expect(try await monitor.check(at: Self.at(30)).isEmpty)
+        try await beat("gw1", at: 50)
+        // gw2 was killed: its heartbeat ends at 60. gw1 beats on.
+        let opened = try await monitor.check(at: Self.at(61)).opened
+        #expect(Self.keys(opened) == ["node-gone:-:gw2"])
+        #expect(opened.first?.site == nil)
+        #expect(opened.first?.summary.hasPrefix("node gw2 gone: no heartbeat since ") == true, "\(opened)")
+        // Restarted, it beats again: resolved.
+        try await beat("gw2", at: 70)
+        try await beat("gw1", at: 70)
+        #expect(Self.keys(try await monitor.check(at: Self.at(80)).resolved) == ["node-gone:-:gw2"])
+        // Stopped on purpose: it leaves, nothing opens.
+        try await catalog.leave(node: "gw2", instance: "gw2-1")
+        #expect(try await monitor.check(at: Self.at(200)).opened.map(\.key) == ["node-gone:-:gw1"], "gw1 stopped beating at 70 without leaving")
+        // Gone for good: the operator forgets it, and the alert resolves. A live node is refused.
+        let commands = OperatorCommands(directory: SiteDirectory(sites: [], errors: [], local: nil), catalog: catalog, logger: Logger(label: "test"))
+        try await beat("gw3", at: 190)
+        await #expect(throws: OperatorCommands.Failure.self) { try await commands.forgetNode("gw3", actor: "olivia", at: Self.at(200)) }
+        await #expect(throws: OperatorCommands.Failure.noSuchNode("gw9")) { try await commands.forgetNode("gw9", actor: "olivia", at: Self.at(200)) }
+        try await commands.forgetNode("gw1", actor: "olivia", at: Self.at(200))
+        #expect(Self.keys(try await monitor.check(at: Self.at(210)).resolved) == ["node-gone:-:gw1"])
+        #expect(try await catalog.clusterNodes().map(\.name) == ["gw3"])
+        #expect(try await catalog.operatorActions(site: nil, transferId: nil, limit: 5).first?.action == "node.forget")
+    }
+
     @Test func aDisabledSiteIsNotAlertedAbout() async throws {
         let catalog = InMemoryCatalog()
         let monitor = Self.monitor(catalog, sites: [try Self.site("acme")])

@@ -48,11 +48,15 @@ public struct AlertSnapshot: Sendable {
     public var expiries: [Expiry]
     /// The recent probes of each site with `probe:`.
     public var probes: [String: [Probe]]
+    /// The nodes sharing the catalog (none with SQLite): a node that left is not among them.
+    public var nodes: [ClusterNode]
 
     public init(now: Date, sites: [RemoteSite], states: [String: SiteState], transfers: [TransferRecord],
-                pendingOutbox: [OutboxEntry], arrivals: [Arrival], expiries: [Expiry] = [], probes: [String: [Probe]] = [:]) {
+                pendingOutbox: [OutboxEntry], arrivals: [Arrival], expiries: [Expiry] = [], probes: [String: [Probe]] = [:],
+                nodes: [ClusterNode] = []) {
         self.expiries = expiries
         self.probes = probes
+        self.nodes = nodes
         self.now = now
         self.sites = sites
         self.states = states
@@ -135,6 +139,13 @@ public enum AlertConditions {
             let when = expiry.expires <= snapshot.now ? "expired" : (days == 0 ? "expires today" : "expires in \(days) day\(days == 1 ? "" : "s")")
             add(.expiring, site: expiry.site, subject: expiry.what,
                 "\(expiry.site): \(expiry.what) \(when) (\(OperatorText.timestamp(expiry.expires)))")
+        }
+
+        // A node stopped on purpose leaves (its row goes); one whose heartbeat only ran out did not.
+        for node in snapshot.nodes where !node.isAlive(at: snapshot.now) {
+            add(.nodeGone, site: nil, subject: node.name,
+                "node \(node.name) gone: no heartbeat since \(OperatorText.timestamp(node.heartbeatAt)); the other nodes poll its sites, "
+                    + "and what it received waits in its spool for it (or `catalog retry` on a node that reads that spool)")
         }
 
         for arrival in snapshot.arrivals where !arrival.arrived && enabledNames.contains(arrival.site) {

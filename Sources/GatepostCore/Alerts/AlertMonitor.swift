@@ -100,7 +100,7 @@ public final class AlertMonitor: Service, Sendable {
         return AlertSnapshot(
             now: now, sites: directory.sites, states: states, transfers: transfers,
             pendingOutbox: try await catalog.outboxEntries(state: .pending, limit: 10_000), arrivals: arrivals,
-            expiries: Self.expiries(directory.sites, states: states), probes: probes
+            expiries: Self.expiries(directory.sites, states: states), probes: probes, nodes: try await catalog.clusterNodes()
         )
     }
 

@@ -27,6 +27,9 @@ public enum AlertKind: String, Sendable, Hashable, Codable, CaseIterable {
     case expiring
     /// A site's probe (`probe:`) that did not come back through the poll within its deadline.
     case probeMissing = "probe-missing"
+    /// A node sharing the catalog whose heartbeat stopped without it leaving (killed, its
+    /// machine or network gone): its sites moved to the others, its received files wait for it.
+    case nodeGone = "node-gone"
 }
 
 /// `alerts:` in `sites/local.yaml`: thresholds, channels, and which alerts go where.

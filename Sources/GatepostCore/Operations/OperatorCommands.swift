@@ -23,6 +23,7 @@ public struct OperatorCommands: Sendable {
         case refused(String)
         case noApplications
         case noRoute(transfer: String, site: String)
+        case noSuchNode(String)
 
         public var description: String {
             switch self {
@@ -32,6 +33,7 @@ public struct OperatorCommands: Sendable {
             case .refused(let reason): reason
             case .noApplications: "nothing to deliver to: local.yaml defines no applications"
             case .noRoute(let id, let site): "transfer \(id): no route of site `\(site)` applies; it stays received"
+            case .noSuchNode(let name): "no node named `\(name)` shares this catalog"
             }
         }
     }
@@ -42,6 +44,20 @@ public struct OperatorCommands: Sendable {
         try await catalog.setSiteEnabled(site, enabled: enabled)
         try await catalog.recordOperatorAction(OperatorAction(actor: actor, action: enabled ? "site.enable" : "site.disable", site: site))
         logger.notice("site \(enabled ? "enabled" : "disabled")", metadata: ["site": "\(site)", "by": "\(actor)"])
+    }
+
+    /// Removes a node that is gone for good (killed, its machine retired) from the catalog's
+    /// nodes, as it would have removed itself had it been stopped: its `node-gone` alert
+    /// resolves. A node still beating is refused. Its records keep naming it: their files are
+    /// in its spool.
+    public func forgetNode(_ name: String, actor: String, at now: Date = Date()) async throws {
+        guard let node = try await catalog.clusterNodes().first(where: { $0.name == name }) else { throw Failure.noSuchNode(name) }
+        guard !node.isAlive(at: now) else {
+            throw Failure.refused("node \(name) is alive (last heartbeat \(OperatorText.timestamp(node.heartbeatAt))): stop it, and it leaves by itself")
+        }
+        try await catalog.leave(node: node.name, instance: node.instance)
+        try await catalog.recordOperatorAction(OperatorAction(actor: actor, action: "node.forget", detail: name))
+        logger.notice("node forgotten", metadata: ["node": "\(name)", "by": "\(actor)"])
     }
 
     /// Says someone is on alert `id`: it stays open until its condition clears, acknowledged
