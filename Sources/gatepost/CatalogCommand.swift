@@ -215,10 +215,12 @@ extension CatalogCommand {
             let cutoff: Date
             switch (olderThan, before) {
             case (let age?, nil):
-                guard let seconds = Self.seconds(age) else {
-                    throw fail(.configuration("--older-than must be a duration such as 30d, 12h or 90m"))
+                // The site files' and --lease-time's durations: more than zero (an age of 0
+                // would purge every finished transfer; --before says that on purpose).
+                guard let age = DurationText.parse(age) else {
+                    throw fail(.configuration("--older-than must be a duration above zero such as 30d, 12h or 90m"))
                 }
-                cutoff = Date().addingTimeInterval(-seconds)
+                cutoff = Date().addingTimeInterval(-age.timeInterval)
             case (nil, let date?):
                 cutoff = try List.date(date, option: "--before")
             default:
@@ -241,14 +243,6 @@ extension CatalogCommand {
                 "\(dryRun ? "would purge" : "purged") \(summary.transfers) transfers received before \(Formatting.timestamp(cutoff)): "
                     + "\(summary.files) files, \(Formatting.bytes(summary.bytes))"
             )
-        }
-
-        static func seconds(_ text: String) -> TimeInterval? {
-            let units: [(String, Double)] = [("d", 86400), ("h", 3600), ("m", 60), ("s", 1)]
-            for (suffix, factor) in units where text.hasSuffix(suffix) {
-                if let number = Double(text.dropLast(suffix.count)), number >= 0 { return number * factor }
-            }
-            return nil
         }
     }
 }

@@ -162,6 +162,14 @@ struct GatepostProcess {
         #expect(junk.stderr.contains("--until: `2026-11-28 junk` is not a date"), "\(junk.stderr)")
         let purgeJunk = try await GatepostProcess.run(["catalog", "purge", "--before", "2026-11-28 junk"] + spool)
         #expect(purgeJunk.status == 2)
+        // An age is the site files' duration, above zero: 0d would purge every finished transfer.
+        for age in ["0d", "30 days", "1y"] {
+            let purgeAge = try await GatepostProcess.run(["catalog", "purge", "--older-than", age, "--dry-run"] + spool)
+            #expect(purgeAge.status == 2, "\(age)")
+            #expect(purgeAge.stderr.contains("--older-than must be a duration above zero"), "\(purgeAge.stderr)")
+        }
+        let purgeOld = try await GatepostProcess.run(["catalog", "purge", "--older-than", "3650d", "--dry-run"] + spool)
+        #expect(purgeOld.status == 0, "\(purgeOld.stderr)")
         // CSV: a header and one line per transfer.
         let csv = try await GatepostProcess.run(["catalog", "list", "--format", "csv"] + spool)
         let lines = csv.stdout.components(separatedBy: "\r\n").filter { !$0.isEmpty }
