@@ -348,7 +348,7 @@ struct ConsoleAPI: Sendable {
         guard let path = transfer.path else {
             throw ConsoleError.notFound(transfer.purgedAt != nil ? "transfer \(id)'s files were purged" : "transfer \(id) keeps no file")
         }
-        if let holder = transfer.node, let here = environment.node, holder != here, access(path, R_OK) != 0 {
+        if let holder = transfer.node, let here = environment.node, holder != here, await !Spool.isReadable(path) {
             // Another node's spool holds it, out of this node's reach (spools of their own):
             // that node's console serves it. With every node's spool on one shared file
             // system the path reads here as well, and is served like this node's own.

@@ -76,9 +76,9 @@ public final class PostgresCatalog: Catalog, CustomStringConvertible {
         return PostgresCatalog(client: client, location: location, logger: logger)
     }
 
-    /// Stops the pool: its connections close, and every call after this one throws.
     public var lookupsAreRemote: Bool { true }
 
+    /// Stops the pool: its connections close, and every call after this one throws.
     public func close() async {
         running.cancel()
         await running.value

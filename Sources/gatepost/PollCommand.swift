@@ -65,9 +65,8 @@ struct PollCommand: AsyncParsableCommand {
             spool: spool, catalog: catalog, local: directory.local, allSites: directory.sites, retry: RetryPolicy(), logger: logger
         )
         // On a shared catalog the records name this node, whose daemon delivers them from
-        // this spool (a record naming no node would be no node's to deliver).
-        // Each site's poll holds its lease, as a daemon node's does: a site some node is
-        // polling now is left to it.
+        // this spool (a record naming no node would be no node's to deliver), and each site's
+        // poll holds its lease as a daemon node's does: a site some node is polling is left to it.
         if !(catalog is SQLiteCatalog) {
             round.node = options.nodeName
             round.leases = SiteLeaseHolder(catalog: catalog, node: options.nodeName, leaseTime: ClusterSettings.defaultLeaseTime, logger: logger)

@@ -20,7 +20,7 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Polls running at once against one server host.") var concurrentPollsPerHost = 2
     @Option(help: "text, or json: one JSON object per line, for a log collector.") var logFormat: LogFormat = .text
     @Option(help: ArgumentHelp("With a PostgreSQL catalog: how long a node's heartbeat and site leases last; a dead node's sites are taken over after this (such as 60s, 2m).", valueName: "duration"))
-    var leaseTime = "60s"
+    var leaseTime = DurationText.describe(ClusterSettings.defaultLeaseTime)
     @OptionGroup var console: ConsoleOptions
 
     enum LogFormat: String, ExpressibleByArgument, CaseIterable {

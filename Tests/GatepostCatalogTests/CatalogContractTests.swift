@@ -14,6 +14,37 @@ import Testing
         #expect(try await catalog.retrievedMessages(site: "other").isEmpty)
     }
 
+    /// A batch larger than one statement holds (PostgreSQL writes a batch a statement per table,
+    /// at most 1,000 rows each) is stored whole, in order; a clash in its last rows stores nothing.
+    @Test(arguments: CatalogStore.allCases)
+    func aBatchOfMoreRowsThanOneStatementTakesIsStoredWholeOrNotAtAll(_ store: CatalogStore) async throws {
+        let catalog = try await store.make()
+        // 2,400 transfer rows are 74,400 parameters: past the 65,535 one statement may hold.
+        let count = 2_400
+        func batch(clashAtEnd: Bool) -> [ReceivedTransfer] {
+            (0..<count).map { n in
+                let id = String(format: "T%05d", n + (clashAtEnd ? count : 0))
+                // Every third a sibling (no UIDL), every fifth owed an acknowledgment.
+                let uidl = n % 3 == 2 ? nil : (clashAtEnd && n == count - 2 ? "u00000" : String(format: "u%05d", n + (clashAtEnd ? count : 0)))
+                let acknowledgment = n % 5 == 0 ? F.entry("O" + id, kind: .acknowledgment, transferId: id) : nil
+                return ReceivedTransfer(record: F.inbound(id, at: Double(n)), uidl: uidl, acknowledgment: acknowledgment, listedSize: Int64(n))
+            }
+        }
+        try await catalog.commitReceived(batch(clashAtEnd: false))
+        let stored = try await catalog.transfers(TransferFilter())
+        #expect(stored.map(\.id) == (0..<count).map { String(format: "T%05d", $0) })
+        let retrieved = try await catalog.retrievedMessages(site: "acme")
+        #expect(retrieved.count == count - count / 3)
+        #expect(retrieved["u02098"]?.transferID == "T02098")
+        #expect(try await catalog.outboxEntries(state: nil, limit: 10_000).count == count / 5)
+
+        // The last row with a UIDL has the first batch's "u00000": nothing of the second batch is stored.
+        await #expect(throws: (any Error).self) { try await catalog.commitReceived(batch(clashAtEnd: true)) }
+        #expect(try await catalog.transfers(TransferFilter()).count == count)
+        #expect(try await catalog.retrievedMessages(site: "acme").count == count - count / 3)
+        #expect(try await catalog.outboxEntries(state: nil, limit: 10_000).count == count / 5)
+    }
+
     /// Skipped messages: counted poll after poll, forgotten once a complete poll did not skip
     /// them, kept when a poll stopped before reaching them.
     @Test(arguments: CatalogStore.allCases)

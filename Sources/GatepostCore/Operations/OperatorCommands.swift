@@ -83,7 +83,7 @@ public struct OperatorCommands: Sendable {
     /// site's routes as they are now.
     public func retry(_ id: String, actor: String) async throws -> [RetryOutcome] {
         guard var record = try await catalog.transfer(id: id) else { throw Failure.noSuchTransfer(id) }
-        try Self.requireFilesReachable(record)
+        try await Self.requireFilesReachable(record)
         try await catalog.recordOperatorAction(OperatorAction(actor: actor, action: "transfer.retry", site: record.site, transferId: id))
         // Purged: nothing is requeued whose file is gone.
         if record.purgedAt != nil, case .refused(let reason) = RetryRules.decide(record, requeued: 0) { throw Failure.refused(reason) }
@@ -113,7 +113,7 @@ public struct OperatorCommands: Sendable {
         guard let local = directory.local else { throw Failure.noApplications }
         guard local.application(named: application) != nil else { throw Failure.refused("no application named `\(application)` in local.yaml") }
         guard record.direction == .inbound else { throw Failure.refused("transfer \(id) is outbound: there is nothing to deliver") }
-        try Self.requireFilesReachable(record)
+        try await Self.requireFilesReachable(record)
         try await catalog.recordOperatorAction(OperatorAction(
             actor: actor, action: "transfer.redeliver", site: record.site, transferId: id, detail: application
         ))
@@ -133,8 +133,8 @@ public struct OperatorCommands: Sendable {
     /// (its `node`): delivered or sent again from another machine only when that spool is
     /// within its reach (one file system shared by the nodes). Else the attempt would only
     /// fail for a missing file, and count against the transfer.
-    static func requireFilesReachable(_ record: TransferRecord) throws(Failure) {
-        guard let node = record.node, let path = record.path, record.purgedAt == nil, access(path, R_OK) != 0 else { return }
+    static func requireFilesReachable(_ record: TransferRecord) async throws(Failure) {
+        guard let node = record.node, let path = record.path, record.purgedAt == nil, await !Spool.isReadable(path) else { return }
         throw .refused("transfer \(record.id)'s files are in node \(node)'s spool, out of this machine's reach: run this on node \(node)")
     }
 

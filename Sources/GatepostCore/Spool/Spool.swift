@@ -1,4 +1,5 @@
 import Foundation
+import NIOPosix
 import Synchronization
 import CGatepostSystem
 #if canImport(Glibc)
@@ -261,5 +262,14 @@ public struct Spool: Sendable {
         guard descriptor >= 0 else { throw SpoolError("open", path: path, errno: errno) }
         defer { close(descriptor) }
         if fsync(descriptor) != 0 { throw SpoolError("fsync", path: path, errno: errno) }
+    }
+}
+
+extension Spool {
+    /// Whether this process can read the file at `path`: a file of another node's spool is,
+    /// when the spools are on one file system shared by the nodes. Asked on NIO's thread pool:
+    /// on a network file system the answer can take as long as the server does.
+    public static func isReadable(_ path: String) async -> Bool {
+        (try? await NIOThreadPool.singleton.runIfActive { access(path, R_OK) == 0 }) ?? false
     }
 }
