@@ -41,6 +41,99 @@ public struct ReceivedTransfer: Sendable {
     }
 }
 
+/// A received item ``TransferStore/commitReceived(_:)`` left out: its message was recorded
+/// before, under the same Message-ID, as `transferId`.
+public struct RecordedBefore: Sendable, Hashable {
+    /// The left-out item's record id.
+    public var id: String
+    public var site: String
+    public var messageId: String
+    /// The transfer the site's Message-ID is claimed by.
+    public var transferId: String
+
+    public init(id: String, site: String, messageId: String, transferId: String) {
+        self.id = id
+        self.site = site
+        self.messageId = messageId
+        self.transferId = transferId
+    }
+}
+
+/// A site's claim on a Message-ID: the first transfer recorded with it.
+public struct MessageClaimKey: Sendable, Hashable {
+    public var site: String
+    public var messageId: String
+
+    public init(site: String, messageId: String) {
+        self.site = site
+        self.messageId = messageId
+    }
+}
+
+/// What a store does with a received batch's Message-IDs, decided here once for every store:
+/// which items are left out because their Message-ID was claimed before the batch, and which
+/// claims the stored items make.
+///
+/// An item takes part when it is inbound, has a Message-ID and is not a DUPLICATE (a DUPLICATE
+/// names the first transfer; it never claims, and is never left out). Of the batch's items with
+/// a Message-ID not claimed before, the earliest received (then the lowest id) claims it; the
+/// others with it (the siblings of a message split into several transfers) are stored too, as
+/// they are left out together when it was claimed before. A returned probe (PROBE) is stored
+/// even then, without a claim: the message this gateway sent came back, whatever took its
+/// Message-ID before (the poll records a copy of a message recorded before as a DUPLICATE, but a
+/// probe as the PROBE it is).
+public struct ReceivedBatchPlan: Sendable {
+    /// The items to store, in order.
+    public var stored: [ReceivedTransfer] = []
+    /// The claims to insert, each a key not claimed before the batch (a clash with a claim made
+    /// meanwhile, by another node, must throw: that is what keeps a message from being recorded
+    /// twice when two nodes poll one site).
+    public var claims: [(key: MessageClaimKey, transferId: String)] = []
+    public var leftOut: [RecordedBefore] = []
+
+    /// The keys a store looks up before planning: those of the items that take part.
+    public static func keys(of batch: [ReceivedTransfer]) -> [MessageClaimKey] {
+        var seen = Set<MessageClaimKey>()
+        return batch.compactMap(key).filter { seen.insert($0).inserted }
+    }
+
+    /// - Parameter claimed: the claims among `keys(of: batch)` made before the batch: the
+    ///   transfer each names.
+    public init(_ batch: [ReceivedTransfer], claimed: [MessageClaimKey: String]) {
+        var claimants: [MessageClaimKey: TransferRecord] = [:]
+        var order: [MessageClaimKey] = []
+        for item in batch {
+            guard let key = Self.key(item) else {
+                stored.append(item)
+                continue
+            }
+            if let earlier = claimed[key] {
+                if item.record.type == .probe {
+                    stored.append(item)
+                } else {
+                    leftOut.append(RecordedBefore(id: item.record.id, site: key.site, messageId: key.messageId, transferId: earlier))
+                }
+                continue
+            }
+            stored.append(item)
+            if let claimant = claimants[key] {
+                if (item.record.receivedAt, item.record.id) < (claimant.receivedAt, claimant.id) { claimants[key] = item.record }
+            } else {
+                claimants[key] = item.record
+                order.append(key)
+            }
+        }
+        claims = order.compactMap { key in claimants[key].map { (key, $0.id) } }
+    }
+
+    private static func key(_ item: ReceivedTransfer) -> MessageClaimKey? {
+        let record = item.record
+        guard record.direction == .inbound, let messageId = record.messageId, record.fileName != TransferRecord.duplicateFileName
+        else { return nil }
+        return MessageClaimKey(site: record.site, messageId: messageId)
+    }
+}
+
 /// Transfer records: received and outbound, their delivery, and the purge of their files.
 public protocol TransferStore: Sendable {
     /// Stores a batch of received messages in one transaction (one fsync of the database for the
@@ -59,7 +152,17 @@ public protocol TransferStore: Sendable {
     /// ``ReceivedTransfer/replacing`` takes over the UIDL's row (not deleted, its new size) if
     /// that row still names the transfer it replaces, and throws like a clash otherwise, so
     /// that two pollers can never both record a message.
-    func commitReceived(_ batch: [ReceivedTransfer]) async throws
+    ///
+    /// A message is recorded once per site: the first inbound record with a Message-ID claims it
+    /// for the site (``transferID(site:messageId:)`` answers with that record from then on). An
+    /// item whose Message-ID the site claimed before this batch is left out, with its UIDL and
+    /// acknowledgment, unless it is a DUPLICATE (the rule: ``ReceivedBatchPlan``); the rest of
+    /// the batch is stored, and the left-out items are returned. A claim made meanwhile by
+    /// another caller throws like a UIDL clash. So a message that two nodes take (a lease that
+    /// broke) is recorded once: the poll that finds its message left out keeps it on the server
+    /// and takes it again as the DUPLICATE it is.
+    @discardableResult
+    func commitReceived(_ batch: [ReceivedTransfer]) async throws -> [RecordedBefore]
     /// Stores an outbound transfer and the outbox entry that sends it, in one transaction. Throws
     /// (storing neither) when either id exists, or the entry names a transfer that is not stored.
     func commitOutbound(_ record: TransferRecord, message: OutboxEntry) async throws
@@ -70,10 +173,12 @@ public protocol TransferStore: Sendable {
     /// Per site, how many inbound transfers were received at or after `since` (sites with none
     /// are left out): the dashboard's volume, without reading the records.
     func inboundCounts(since: Date) async throws -> [String: Int]
-    /// The id of the earliest received inbound transfer of `site` with this Message-ID, if any.
+    /// The transfer that claimed this Message-ID for `site` (its first inbound record with it),
+    /// if any.
     func transferID(site: String, messageId: String) async throws -> String?
-    /// Whether each lookup is a round trip to a server (PostgreSQL), worth asking ahead while
-    /// other work goes on; a store in this process answers faster than a task to ask it starts.
+    /// Whether each lookup is a round trip to a server (PostgreSQL): a poll then leaves finding
+    /// a message recorded before to the batch's commit (``commitReceived(_:)`` leaves it out)
+    /// instead of asking once per message. A store in this process answers in microseconds.
     var lookupsAreRemote: Bool { get }
     /// The id of the earliest received inbound transfer of `site` whose whole message had this
     /// SHA-256, if any: how a message without a Message-ID is recognized when it comes again.
@@ -220,11 +325,13 @@ extension TransferStore {
         try await transfersToDeliver(at: Date())
     }
 
-    public func commitReceived(_ record: TransferRecord, uidl: String?) async throws {
+    @discardableResult
+    public func commitReceived(_ record: TransferRecord, uidl: String?) async throws -> [RecordedBefore] {
         try await commitReceived([ReceivedTransfer(record: record, uidl: uidl)])
     }
 
-    public func commitReceived(_ record: TransferRecord, uidl: String?, acknowledgment: OutboxEntry?) async throws {
+    @discardableResult
+    public func commitReceived(_ record: TransferRecord, uidl: String?, acknowledgment: OutboxEntry?) async throws -> [RecordedBefore] {
         try await commitReceived([ReceivedTransfer(record: record, uidl: uidl, acknowledgment: acknowledgment)])
     }
 }

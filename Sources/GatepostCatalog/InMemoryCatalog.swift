@@ -34,6 +34,8 @@ public final class InMemoryCatalog: Catalog {
 
     private struct Tables {
         var transfers: [String: TransferRecord] = [:]
+        /// Per site, each Message-ID's first inbound transfer (``ReceivedBatchPlan``).
+        var claims: [MessageClaimKey: String] = [:]
         /// By site, then UIDL.
         var retrieved: [String: [String: RetrievedMessage]] = [:]
         var outbox: [String: OutboxEntry] = [:]
@@ -91,7 +93,13 @@ public final class InMemoryCatalog: Catalog {
     private let tables = Mutex(Tables())
     private let leases = InMemoryLeases()
 
-    public init() {}
+    /// - Parameter lookupsAreRemote: what ``lookupsAreRemote`` says: true makes a poll take
+    ///   this store for PostgreSQL's kind (its duplicates found by the batch's commit).
+    public init(lookupsAreRemote: Bool = false) {
+        self.lookupsAreRemote = lookupsAreRemote
+    }
+
+    public let lookupsAreRemote: Bool
 
     private func read<T: Sendable>(_ body: (Tables) -> T) -> T {
         tables.withLock { body($0) }
@@ -108,9 +116,11 @@ public final class InMemoryCatalog: Catalog {
 
     // MARK: TransferStore
 
-    public func commitReceived(_ batch: [ReceivedTransfer]) async throws {
+    public func commitReceived(_ batch: [ReceivedTransfer]) async throws -> [RecordedBefore] {
         try write { tables throws(ConstraintViolation) in
-            for item in batch {
+            let claimed = ReceivedBatchPlan.keys(of: batch).compactMap { key in tables.claims[key].map { (key, $0) } }
+            let plan = ReceivedBatchPlan(batch, claimed: Dictionary(claimed) { first, _ in first })
+            for item in plan.stored {
                 let record = item.record
                 try tables.insert(record)
                 if let uidl = item.uidl {
@@ -135,6 +145,8 @@ public final class InMemoryCatalog: Catalog {
                     tables.probes[index].transferId = record.id
                 }
             }
+            for (key, transferId) in plan.claims { tables.claims[key] = transferId }
+            return plan.leftOut
         }
     }
 
@@ -165,7 +177,7 @@ public final class InMemoryCatalog: Catalog {
     }
 
     public func transferID(site: String, messageId: String) async throws -> String? {
-        read { $0.firstInbound(site: site) { $0.messageId == messageId } }
+        read { $0.claims[MessageClaimKey(site: site, messageId: messageId)] }
     }
 
     public func transferID(site: String, messageSha256: String) async throws -> String? {
@@ -492,6 +504,11 @@ extension InMemoryCatalog: CatalogImporter {
             for imported in transfers {
                 let id = imported.record.id
                 try tables.insert(imported.record)
+                // In the order copied (received): the first with a Message-ID claims it.
+                if imported.record.direction == .inbound, let messageId = imported.record.messageId {
+                    let key = MessageClaimKey(site: imported.record.site, messageId: messageId)
+                    if tables.claims[key] == nil { tables.claims[key] = id }
+                }
                 tables.deliveryTargets[id] = imported.deliveryTarget
                 if !imported.deliveryHistory.isEmpty { tables.deliveryHistory[id] = imported.deliveryHistory }
                 if imported.failedDeliveryAttempts > 0 || imported.nextDeliveryAttempt != nil {

@@ -6,7 +6,7 @@ import GRDB
 public final class SQLiteCatalog: Catalog {
     public let path: String
     let database: DatabasePool
-    /// A read-only connection for the synchronous per-message lookups (``firstInbound``).
+    /// A read-only connection for the synchronous per-message lookups (``lookUp(_:arguments:)``).
     private let lookups: DatabaseQueue
 
     public enum OpenError: Error, CustomStringConvertible {
@@ -362,6 +362,21 @@ public final class SQLiteCatalog: Catalog {
                 t.add(column: "node", .text)  // the node holding the transfer's files (nil: the only one)
             }
         }
+        migrator.registerMigration("v22-message-claims") { db in
+            // Per site, each Message-ID's first inbound transfer: what makes a second record of
+            // one message impossible (ReceivedBatchPlan). Claimed from the records there are,
+            // the earliest received first, as the lookup it replaces answered.
+            try db.create(table: "message_claim", options: .withoutRowID) { t in
+                t.column("site", .text).notNull()
+                t.column("messageId", .text).notNull()
+                t.column("transferId", .text).notNull().references("transfer")
+                t.primaryKey(["site", "messageId"])
+            }
+            try db.execute(sql: """
+                INSERT OR IGNORE INTO message_claim (site, messageId, transferId)
+                SELECT site, messageId, id FROM transfer WHERE direction = 'in' AND messageId IS NOT NULL ORDER BY receivedAt, id
+                """)
+        }
         return migrator
     }
 
@@ -592,13 +607,19 @@ public final class SQLiteCatalog: Catalog {
         }
     }
 
-    public func commitReceived(_ batch: [ReceivedTransfer]) async throws {
-        guard !batch.isEmpty else { return }
-        try await database.write { db in
+    public func commitReceived(_ batch: [ReceivedTransfer]) async throws -> [RecordedBefore] {
+        guard !batch.isEmpty else { return [] }
+        return try await database.write { db in
             let retrieved = try db.makeStatement(
                 sql: "INSERT INTO retrieved_message (site, uidl, transferId, deleted, listedSize) VALUES (?, ?, ?, 0, ?)"
             )
-            for item in batch {
+            let claim = try db.cachedStatement(sql: Self.claimSQL)
+            var claimed: [MessageClaimKey: String] = [:]
+            for key in ReceivedBatchPlan.keys(of: batch) {
+                claimed[key] = try String.fetchOne(claim, arguments: [key.site, key.messageId])
+            }
+            let plan = ReceivedBatchPlan(batch, claimed: claimed)
+            for item in plan.stored {
                 let record = item.record
                 try StoredTransfer(record).insertFast(db)
                 if let uidl = item.uidl, let replaced = item.replacing {
@@ -627,6 +648,11 @@ public final class SQLiteCatalog: Catalog {
                     )
                 }
             }
+            let insertClaim = try db.cachedStatement(sql: "INSERT INTO message_claim (site, messageId, transferId) VALUES (?, ?, ?)")
+            for (key, transferId) in plan.claims {
+                try insertClaim.execute(arguments: [key.site, key.messageId, transferId])
+            }
+            return plan.leftOut
         }
     }
 
@@ -794,12 +820,14 @@ public final class SQLiteCatalog: Catalog {
     }
 
     public func transferID(site: String, messageId: String) async throws -> String? {
-        try firstInbound(site: site, column: "messageId", value: messageId)
+        try lookUp(Self.claimSQL, arguments: [site, messageId])
     }
 
     public func transferID(site: String, messageSha256: String) async throws -> String? {
-        try firstInbound(site: site, column: "messageSha256", value: messageSha256)
+        try lookUp(Self.firstInboundSQL(column: "messageSha256"), arguments: [site, messageSha256])
     }
+
+    static let claimSQL = "SELECT transferId FROM message_claim WHERE site = ? AND messageId = ?"
 
     /// The duplicate checks run once per received message, on the poll's critical path: a
     /// synchronous read (the calling thread runs it; an indexed lookup takes microseconds) with
@@ -812,10 +840,9 @@ public final class SQLiteCatalog: Catalog {
     /// waiting the process stops for good. The lookups' connection is only ever used
     /// synchronously: its work runs on the calling thread, so waiting for it waits for a thread
     /// that is running.
-    private func firstInbound(site: String, column: String, value: String) throws -> String? {
+    private func lookUp(_ sql: String, arguments: StatementArguments) throws -> String? {
         try lookups.read { db in
-            let statement = try db.cachedStatement(sql: Self.firstInboundSQL(column: column))
-            return try String.fetchOne(statement, arguments: [site, value])
+            try String.fetchOne(try db.cachedStatement(sql: sql), arguments: arguments)
         }
     }
 

@@ -11,6 +11,13 @@ extension PostgresCatalog: CatalogImporter {
             for imported in transfers {
                 let id = imported.record.id
                 try await connection.run(try TransferRow.insert(imported.record), logger)
+                // In the order copied (received): the first with a Message-ID claims it.
+                if imported.record.direction == .inbound, let messageId = imported.record.messageId {
+                    try await connection.run("""
+                        INSERT INTO message_claim (site, message_id, transfer_id) VALUES (\(imported.record.site), \(messageId), \(id))
+                        ON CONFLICT DO NOTHING
+                        """, logger)
+                }
                 if let target = imported.deliveryTarget {
                     try await connection.run("""
                         INSERT INTO delivery (transfer_id, application, target, updated_at)

@@ -5,14 +5,29 @@ import PostgresNIO
 // MARK: TransferStore
 
 extension PostgresCatalog {
-    public func commitReceived(_ batch: [ReceivedTransfer]) async throws {
-        guard !batch.isEmpty else { return }
-        try await transaction("record received messages") { connection in
+    public func commitReceived(_ batch: [ReceivedTransfer]) async throws -> [RecordedBefore] {
+        guard !batch.isEmpty else { return [] }
+        return try await transaction("record received messages") { connection in
+            // The batch's Message-IDs claimed before it, in one query: the poll does not look
+            // each message up (a round trip per message was most of a poll's time).
+            let keys = ReceivedBatchPlan.keys(of: batch)
+            var claimed: [MessageClaimKey: String] = [:]
+            if !keys.isEmpty {
+                let rows = try await connection.rows("""
+                    SELECT site, message_id, transfer_id FROM message_claim
+                    WHERE (site, message_id) IN (SELECT * FROM unnest(\(keys.map(\.site))::text[], \(keys.map(\.messageId))::text[]))
+                    """, logger)
+                for row in rows {
+                    claimed[MessageClaimKey(site: try row.value("site"), messageId: try row.value("message_id"))] = try row.value("transfer_id")
+                }
+            }
+            let plan = ReceivedBatchPlan(batch, claimed: claimed)
+            let stored = plan.stored
             // A statement per table for the whole batch, not per row: on PostgreSQL each
             // statement is a round trip, and rows one by one made the catalog most of a poll.
             // The rows go in before the per-item steps below, which only read and update.
-            let chunks = stride(from: 0, to: batch.count, by: TransferRow.rowsPerStatement).map {
-                batch[$0..<min($0 + TransferRow.rowsPerStatement, batch.count)]
+            let chunks = stride(from: 0, to: stored.count, by: TransferRow.rowsPerStatement).map {
+                stored[$0..<min($0 + TransferRow.rowsPerStatement, stored.count)]
             }
             for chunk in chunks {
                 try await connection.run(try TransferRow.insert(chunk.map(\.record)), logger)
@@ -34,7 +49,7 @@ extension PostgresCatalog {
                 let acknowledgments = chunk.compactMap(\.acknowledgment)
                 if !acknowledgments.isEmpty { try await connection.run(try OutboxRow.insert(acknowledgments), logger) }
             }
-            for item in batch {
+            for item in stored {
                 let record = item.record
                 if let uidl = item.uidl, let replaced = item.replacing {
                     // The take-over is a compare-and-set: of two pollers that saw `replaced`
@@ -59,6 +74,17 @@ extension PostgresCatalog {
                         """, logger)
                 }
             }
+            // Not ON CONFLICT DO NOTHING: a claim another node made since the query above (both
+            // polled the site) must fail this batch, which its next poll then leaves out.
+            for start in stride(from: 0, to: plan.claims.count, by: TransferRow.rowsPerStatement) {
+                var statement = Statement()
+                let rows = plan.claims[start..<min(start + TransferRow.rowsPerStatement, plan.claims.count)].map { claim in
+                    "(\(statement.bind(claim.key.site)), \(statement.bind(claim.key.messageId)), \(statement.bind(claim.transferId)))"
+                }
+                statement.append("INSERT INTO message_claim (site, message_id, transfer_id) VALUES \(rows.joined(separator: ", "))")
+                try await connection.run(statement.query, logger)
+            }
+            return plan.leftOut
         }
     }
 
@@ -220,9 +246,8 @@ extension PostgresCatalog {
     public func transferID(site: String, messageId: String) async throws -> String? {
         try await autocommit("look up a Message-ID") { connection in
             try await connection.rows("""
-                SELECT id FROM transfer WHERE site = \(site) AND message_id = \(messageId) AND direction = 'in'
-                ORDER BY received_at, id LIMIT 1
-                """, logger).first?.value("id")
+                SELECT transfer_id FROM message_claim WHERE site = \(site) AND message_id = \(messageId)
+                """, logger).first?.value("transfer_id")
         }
     }
 

@@ -100,7 +100,9 @@ public final class PostgresCatalog: Catalog, CustomStringConvertible {
 
     /// Runs `body` in one transaction: committed when it returns, rolled back when it throws.
     /// A deadlock (two nodes locking the same rows in opposite orders) rolls one of them back;
-    /// that one is run again, as nothing of it was stored.
+    /// that one is run again, as nothing of it was stored. So is a batch of received messages
+    /// that lost a Message-ID's claim to another node's commit: run again, it sees the claim
+    /// and leaves that message out.
     func transaction<Result: Sendable>(
         _ operation: String, _ body: (PostgresConnection) async throws -> Result
     ) async throws -> Result {
@@ -111,7 +113,8 @@ public final class PostgresCatalog: Catalog, CustomStringConvertible {
             } catch {
                 let inner = (error as? PostgresTransactionError).flatMap { $0.closureError ?? $0.beginError ?? $0.commitError } ?? error
                 // deadlock_detected, serialization_failure
-                if attempt < 3, let state = PostgresCatalogError.sqlState(of: inner), ["40P01", "40001"].contains(state) {
+                if attempt < 3, let state = PostgresCatalogError.sqlState(of: inner),
+                   ["40P01", "40001"].contains(state) || state == "23505" && PostgresCatalogError.constraint(of: inner) == "message_claim_pkey" {
                     attempt += 1
                     continue
                 }

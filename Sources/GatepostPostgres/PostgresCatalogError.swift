@@ -70,6 +70,11 @@ public enum PostgresCatalogError: Error, CustomStringConvertible, Sendable {
         (error as? PSQLError)?.serverInfo?[.sqlState]
     }
 
+    /// The constraint a statement broke, as the server names it.
+    static func constraint(of error: any Error) -> String? {
+        (error as? PSQLError)?.serverInfo?[.constraintName]
+    }
+
     /// The server's own words for `error` (message, detail, hint, SQLSTATE), or what postgres-nio
     /// says happened on the connection.
     static func reason(_ error: any Error) -> String {

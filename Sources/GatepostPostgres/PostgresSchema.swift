@@ -92,6 +92,27 @@ enum PostgresSchema {
     static let migrations: [Migration] = [
         Migration(version: 1, name: "catalog", statements: version1),
         Migration(version: 2, name: "cluster", statements: version2),
+        Migration(version: 3, name: "message claims", statements: version3),
+    ]
+
+    /// Per site, each Message-ID's first inbound transfer: what makes a second record of one
+    /// message impossible (ReceivedBatchPlan; SQLiteCatalog's v22). Claimed from the records
+    /// there are, the earliest received first, as the lookup it replaces answered.
+    static let version3: [PostgresQuery] = [
+        """
+        CREATE TABLE message_claim (
+            site text COLLATE "C" NOT NULL,
+            message_id text COLLATE "C" NOT NULL,
+            transfer_id text COLLATE "C" NOT NULL REFERENCES transfer (id),
+            PRIMARY KEY (site, message_id)
+        )
+        """,
+        """
+        INSERT INTO message_claim (site, message_id, transfer_id)
+        SELECT DISTINCT ON (site, message_id) site, message_id, id FROM transfer
+        WHERE direction = 'in' AND message_id IS NOT NULL
+        ORDER BY site, message_id, received_at, id
+        """,
     ]
 
     /// Nodes sharing the catalog: their heartbeats, their site leases, and on each record the

@@ -90,9 +90,10 @@ import Testing
         #expect(try await catalog.retrievedMessages(site: "acme")["u1"] == RetrievedMessage(
             uidl: "u1", transferID: "T2", deleted: false, messageId: "b@x", listedSize: 120
         ))
-        // A second poller that saw T1 under u1 too loses.
+        // A second poller that saw T1 under u1 too loses (with a message of its own: the
+        // same message would be left out, its Message-ID claimed by T2).
         await #expect(throws: (any Error).self) {
-            try await catalog.commitReceived([ReceivedTransfer(record: F.inbound("T3", messageId: "b@x"), uidl: "u1", replacing: "T1")])
+            try await catalog.commitReceived([ReceivedTransfer(record: F.inbound("T3", messageId: "c@x"), uidl: "u1", replacing: "T1")])
         }
     }
 
@@ -186,6 +187,62 @@ import Testing
         #expect(try await catalog.transferID(site: "other", messageId: "m@x") == nil)
         #expect(try await catalog.transferID(site: "acme", messageSha256: "beef") == nil)
         #expect(try await catalog.transferID(site: "acme", messageId: "o@x") == nil, "an outbound transfer is no duplicate")
+    }
+
+    /// A message is recorded once per site: an item whose Message-ID the site claimed before the
+    /// batch is left out (with its UIDL, its acknowledgment and its siblings) and returned; the
+    /// rest of the batch is stored, a DUPLICATE naming the first transfer among it.
+    @Test(arguments: CatalogStore.allCases)
+    func aMessageRecordedBeforeIsLeftOutOfTheBatch(_ store: CatalogStore) async throws {
+        let catalog = try await store.make()
+        try await catalog.commitReceived(F.inbound("T1", messageId: "m@x"), uidl: "u1")
+        var duplicate = F.inbound("T3", messageId: "m@x", at: 2)
+        duplicate.fileName = TransferRecord.duplicateFileName
+        let leftOut = try await catalog.commitReceived([
+            ReceivedTransfer(record: F.inbound("T2", messageId: "m@x", at: 1), uidl: "u2", acknowledgment: F.entry("E2", kind: .acknowledgment, transferId: "T2")),
+            ReceivedTransfer(record: F.inbound("T2b", messageId: "m@x", at: 1), uidl: nil),
+            ReceivedTransfer(record: duplicate, uidl: "u3"),
+            ReceivedTransfer(record: F.inbound("T4", messageId: "n@x", at: 3), uidl: "u4"),
+            ReceivedTransfer(record: F.inbound("T5", site: "other", messageId: "m@x", at: 4), uidl: "u5"),
+            ReceivedTransfer(record: F.inbound("T6", at: 5), uidl: "u6"),
+        ])
+        #expect(leftOut == [
+            RecordedBefore(id: "T2", site: "acme", messageId: "m@x", transferId: "T1"),
+            RecordedBefore(id: "T2b", site: "acme", messageId: "m@x", transferId: "T1"),
+        ])
+        #expect(try await catalog.transfer(id: "T2") == nil)
+        #expect(try await catalog.transfer(id: "T2b") == nil)
+        #expect(try await catalog.outbox(transferId: "T2").isEmpty)
+        #expect(Set(try await catalog.retrievedMessages(site: "acme").keys) == ["u1", "u3", "u4", "u6"])
+        for id in ["T3", "T4", "T5", "T6"] {
+            #expect(try await catalog.transfer(id: id) != nil, "\(id)")
+        }
+        #expect(try await catalog.transferID(site: "acme", messageId: "m@x") == "T1", "a DUPLICATE claims nothing")
+        #expect(try await catalog.transferID(site: "acme", messageId: "n@x") == "T4")
+        #expect(try await catalog.transferID(site: "other", messageId: "m@x") == "T5", "claims are per site")
+        // A batch of nothing but messages recorded before stores nothing, and says so.
+        let again = try await catalog.commitReceived(F.inbound("T7", messageId: "n@x", at: 6), uidl: "u7")
+        #expect(again.map(\.transferId) == ["T4"])
+        #expect(try await catalog.transfer(id: "T7") == nil)
+        #expect(try await catalog.retrievedMessages(site: "acme")["u7"] == nil)
+    }
+
+    /// The message split into several transfers claims its Message-ID with the first; an
+    /// outbound transfer claims nothing (a partner's message may quote its Message-ID).
+    @Test(arguments: CatalogStore.allCases)
+    func aSplitMessageIsStoredWholeAndClaimsOnce(_ store: CatalogStore) async throws {
+        let catalog = try await store.make()
+        var ours = F.outbound("T0")
+        ours.messageId = "m@x"
+        try await catalog.commitOutbound(ours, message: F.entry("T0"))
+        let leftOut = try await catalog.commitReceived([
+            ReceivedTransfer(record: F.inbound("T1", messageId: "m@x"), uidl: "u1"),
+            ReceivedTransfer(record: F.inbound("T1b", messageId: "m@x"), uidl: nil),
+            ReceivedTransfer(record: F.inbound("T1c", messageId: "m@x"), uidl: nil),
+        ])
+        #expect(leftOut.isEmpty)
+        #expect(try await catalog.transfers(TransferFilter(site: "acme", direction: .inbound)).map(\.id) == ["T1", "T1b", "T1c"])
+        #expect(try await catalog.transferID(site: "acme", messageId: "m@x") == "T1")
     }
 
     @Test(arguments: CatalogStore.allCases)
@@ -306,6 +363,8 @@ import Testing
         try await catalog.commitReceived(returned, uidl: "u2")
         let probe = try #require(try await catalog.probe(site: "acme", messageId: first.messageId))
         #expect((probe.returnedAt, probe.transferId) == (F.epoch.addingTimeInterval(20), "T2"))
+        #expect(try await catalog.transfer(id: "T2")?.type == .probe, "stored though its Message-ID was claimed by T1")
+        #expect(try await catalog.transferID(site: "acme", messageId: first.messageId) == "T1")
         #expect(try await catalog.probe(site: "bcorp", messageId: first.messageId)?.returnedAt == nil, "only its own site's")
         #expect(try await catalog.probe(site: "acme", messageId: "probe.9@ours.example") == nil)
     }

@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import Testing
 @testable import GatepostCatalog
 
@@ -45,12 +46,44 @@ import Testing
     /// whole site, a poll of 2,000 messages 60 % slower.
     @Test func lookupsByMessageIdAndHashUseTheirIndexes() throws {
         let catalog = try SQLiteCatalog(path: try temporaryDirectory().appendingPathComponent("catalog.sqlite").path)
-        let byMessageId = try catalog.queryPlan(SQLiteCatalog.firstInboundSQL(column: "messageId"), arguments: ["acme", "m@x"])
-        #expect(byMessageId.contains("transfer_site_messageId (site=? AND messageId=?)"), "\(byMessageId)")
+        let byMessageId = try catalog.queryPlan(SQLiteCatalog.claimSQL, arguments: ["acme", "m@x"])
+        #expect(byMessageId.contains("message_claim USING PRIMARY KEY (site=? AND messageId=?)"), "\(byMessageId)")
         let byHash = try catalog.queryPlan(SQLiteCatalog.firstInboundSQL(column: "messageSha256"), arguments: ["acme", "abc"])
         #expect(byHash.contains("transfer_site_messageSha256 (site=? AND messageSha256=?)"), "\(byHash)")
         let outbound = try catalog.queryPlan(SQLiteCatalog.outboundByMessageIdSQL, arguments: ["m@x", "acme"])
         #expect(outbound.contains("messageId=?") && !outbound.contains("transfer_site_receivedAt"), "\(outbound)")
+    }
+
+    /// A catalog made before Message-ID claims (v21) gets them from its records: each site's
+    /// Message-ID claimed by its earliest inbound transfer, so that what was received before is
+    /// still found, and not recorded again.
+    @Test func claimsAreMadeFromTheRecordsOfAnOlderCatalog() async throws {
+        let path = try temporaryDirectory().appendingPathComponent("catalog.sqlite").path
+        do {
+            let queue = try DatabaseQueue(path: path)
+            try SQLiteCatalog.migrator.migrate(queue, upTo: "v21-cluster")
+            let rows: [(String, String, String, String?, TimeInterval)] = [
+                ("T1", "acme", "in", "m@x", 2), ("T2", "acme", "in", "m@x", 1), ("T3", "other", "in", "m@x", 3),
+                ("T4", "acme", "out", "o@x", 0), ("T5", "acme", "in", nil, 0),
+            ]
+            try await queue.write { db in
+                for (id, site, direction, messageId, seconds) in rows {
+                    try db.execute(
+                        sql: """
+                        INSERT INTO transfer (id, direction, type, site, state, messageId, recipients, size, receivedAt, ack)
+                        VALUES (?, ?, 'XFER', ?, 'received', ?, '[]', 0, ?, 'none')
+                        """,
+                        arguments: [id, direction, site, messageId, F.epoch.addingTimeInterval(seconds)]
+                    )
+                }
+            }
+        }
+        let catalog = try SQLiteCatalog(path: path)
+        #expect(try await catalog.transferID(site: "acme", messageId: "m@x") == "T2", "the earliest received")
+        #expect(try await catalog.transferID(site: "other", messageId: "m@x") == "T3")
+        #expect(try await catalog.transferID(site: "acme", messageId: "o@x") == nil, "outbound claims nothing")
+        let leftOut = try await catalog.commitReceived(F.inbound("T6", messageId: "m@x", at: 5), uidl: "u6")
+        #expect(leftOut.map(\.transferId) == ["T2"])
     }
 
     @Test func idsAreOrderedAndUnique() {

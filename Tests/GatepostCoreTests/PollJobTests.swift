@@ -288,6 +288,36 @@ func sha256Hex(ofFile path: String) throws -> String {
         #expect(records[1].type == .xfer)
     }
 
+    /// A catalog across the network is not asked about each message: the batch's commit leaves
+    /// out what was recorded before (here by "another node", under another UIDL), which stays on
+    /// the server until retrieved again in the same session and recorded as the DUPLICATE it is.
+    @Test(arguments: [true, false])
+    func aMessageRecordedElsewhereIsLeftOutThenRecordedAsADuplicate(pipelining: Bool) async throws {
+        let messages = Array(DemoMailbox.messages.prefix(2))
+        var behavior = ScriptedPOP3Server.Behavior()
+        if !pipelining { behavior.capabilities = ["USER", "UIDL", "TOP"] }
+        let fixture = try await PollFixture(messages: messages, behavior: behavior)
+        let server = fixture.server
+        defer { Task { await server.stop() } }
+        let catalog = InMemoryCatalog(lookupsAreRemote: true)
+        var elsewhere = TransferRecord(id: "T-elsewhere", type: .xfer, fileName: "orders.csv", site: fixture.site.name, messageId: "xfer-0001@acme.example")
+        elsewhere.node = "node-b"
+        try await catalog.commitReceived(elsewhere, uidl: "another-uidl")
+        let summary = try await PollJob(site: fixture.site, spool: fixture.spool, catalog: catalog, logger: Logger(label: "test")).run()
+        let records = try await catalog.transfers(TransferFilter(site: fixture.site.name))
+        #expect(records.count == 3)
+        let copy = try #require(records.first { $0.messageId == "xfer-0001@acme.example" && $0.id != "T-elsewhere" })
+        #expect(copy.fileName == TransferRecord.duplicateFileName)
+        #expect(copy.error == "already received as transfer T-elsewhere (same Message-ID)")
+        #expect(summary.records.map(\.id).sorted() == records.filter { $0.id != "T-elsewhere" }.map(\.id).sorted())
+        #expect(summary.deleted == 2)
+        #expect(await server.messages.isEmpty)
+        // What the left-out copy staged is gone: only the files of the records remain.
+        #expect(try fixture.temporaryEntries().isEmpty)
+        let kept = try FileManager.default.contentsOfDirectory(atPath: fixture.spool.inboundRoot + "/" + fixture.site.name)
+        #expect(kept.allSatisfy { name in records.contains { name.hasPrefix($0.id) } }, "\(kept)")
+    }
+
     @Test func theSameContentWithoutMessageIDIsADuplicate() async throws {
         let bytes = Array("From: a@partner.example\r\nSubject: no id\r\n\r\njust text\r\n".utf8)
         let other = Array("From: a@partner.example\r\nSubject: no id\r\n\r\nother text\r\n".utf8)

@@ -35,12 +35,20 @@ import Testing
         var skipReceive: (POP3ListingEntry) -> Bool = { _ in false }
         var skipped: [Int] = []
         var failCommit: (Int) -> Bool = { _ in false }
+        /// Messages the catalog leaves out of their batch's commit (their Message-ID recorded
+        /// before), given whether this is their second retrieval.
+        var leaveOut: (_ number: Int, _ retaken: Bool) -> Bool = { _, _ in false }
         var failDelete: (POP3ListingEntry) -> Bool = { _ in false }
         var failQuit = false
 
         // What happened, in order.
         var sentCommands: [POP3Command] = []
         var received: [Int] = []
+        /// Messages received a second time, announced as recorded before.
+        var retaken: [Int] = []
+        /// Messages the catalog recorded (in a committed batch, not left out).
+        var recorded: Set<Int> = []
+        var leftOut: [Int] = []
         var batches: [Int: [Int]] = [:]
         var committed: [Int] = []
         var failedBatches: [Int] = []
@@ -54,7 +62,7 @@ import Testing
             self.machine = machine
         }
 
-        /// Messages whose batch committed.
+        /// Messages whose batch committed (recorded, or left out).
         var committedMessages: Set<Int> {
             Set(committed.flatMap { batches[$0] ?? [] })
         }
@@ -68,9 +76,13 @@ import Testing
                     log.append("send \(commands.map(\.logDescription))")
                     sentCommands += commands
                     action = machine.sent()
-                case .receive(let entry, let pipelined):
-                    log.append("receive \(entry.number)")
+                case .receive(let entry, let pipelined, let recordedBefore):
+                    log.append("receive \(entry.number)\(recordedBefore ? " again" : "")")
                     if !pipelined { sentCommands.append(.retr(entry.number)) }
+                    // Announced as recorded before exactly when it was left out, once.
+                    #expect(recordedBefore == leftOut.contains(entry.number), "\(log.suffix(10))")
+                    #expect(!retaken.contains(entry.number), "message \(entry.number) retrieved a third time")
+                    if recordedBefore { retaken.append(entry.number) }
                     if failReceive(entry) {
                         action = machine.failed(Failure(what: "RETR \(entry.number)"))
                     } else if skipReceive(entry) {
@@ -101,7 +113,16 @@ import Testing
                         action = machine.batchFailed(batch, Failure(what: "commit \(batch)"))
                     } else {
                         committed.append(batch)
-                        action = machine.batchCommitted(batch)
+                        var left: Set<Int> = []
+                        for number in batches[batch] ?? [] {
+                            if leaveOut(number, retaken.contains(number)) {
+                                left.insert(number)
+                                leftOut.append(number)
+                            } else {
+                                recorded.insert(number)
+                            }
+                        }
+                        action = machine.batchCommitted(batch, leftOut: left)
                     }
                 case .quit:
                     log.append("quit")
@@ -123,16 +144,15 @@ import Testing
 
         /// The guarantees, checked before each action is performed.
         func check(_ action: Machine.Action) {
-            let committedMessages = committedMessages
             switch action {
             case .send(let commands):
                 for case .dele(let number) in commands {
-                    #expect(committedMessages.contains(number) || number >= 1000, "DELE \(number) before its batch committed: \(log.suffix(10))")
+                    #expect(recorded.contains(number) || number >= 1000, "DELE \(number) before it was recorded: \(log.suffix(10))")
                 }
                 #expect(!quitSent)
             case .awaitDelete(let entry, let pipelined):
                 if !pipelined {
-                    #expect(committedMessages.contains(entry.number) || entry.number >= 1000, "DELE \(entry.number) before its commit")
+                    #expect(recorded.contains(entry.number) || entry.number >= 1000, "DELE \(entry.number) before it was recorded")
                 }
             case .commit(let batch, _, let after):
                 // In order: each batch after the one started just before it.
@@ -231,6 +251,31 @@ import Testing
         #expect(world.quitSent)
     }
 
+    /// A message another poll recorded (the catalog leaves it out of the commit): not deleted,
+    /// retrieved again in the same session to be recorded as what it now is; left on the server
+    /// if the catalog leaves it out again.
+    @Test(arguments: [1, 16], [true, false])
+    func aMessageRecordedBeforeIsKeptAndRetrievedAgainOnce(window: Int, againLeftOut: Bool) {
+        var world = World(Machine(settings: Self.settings(window: window, batch: 2), toDelete: [], toRetrieve: Self.entries(5)))
+        world.leaveOut = { number, retaken in number == 2 && (!retaken || againLeftOut) }
+        world.run()
+        #expect(world.outcome.map { (try? $0.get()) != nil } == true)
+        #expect(world.received == [1, 2, 3, 4, 5, 2])
+        #expect(world.retaken == [2])
+        #expect(world.deleAnswered.sorted() == (againLeftOut ? [1, 3, 4, 5] : [1, 2, 3, 4, 5]))
+        #expect(world.log.contains("receive 2 again"))
+    }
+
+    @Test func aMessageLeftOutAfterTheSessionFailedIsNotRetrievedAgain() {
+        var world = World(Machine(settings: Self.settings(window: 16, batch: 2), toDelete: [], toRetrieve: Self.entries(5)))
+        world.leaveOut = { number, _ in number == 1 }
+        world.failReceive = { $0.number == 4 }
+        world.run()
+        #expect(world.outcome.map { (try? $0.get()) == nil } == true)
+        #expect(world.retaken.isEmpty)
+        #expect(!world.deleAnswered.contains(1))
+    }
+
     @Test func aFailedQUITMarksNothingDeleted() {
         var world = World(Machine(settings: Self.settings(), toDelete: [], toRetrieve: Self.entries(3)))
         world.failQuit = true
@@ -264,6 +309,9 @@ import Testing
             world.failQuit = Int.random(in: 0...9, using: &generator) == 0
             let skipEvery = Int.random(in: 0...2, using: &generator) == 0 ? Int.random(in: 2...7, using: &generator) : nil
             world.skipReceive = { entry in skipEvery.map { entry.number % $0 == 0 } ?? false }
+            let leaveOutEvery = Int.random(in: 0...2, using: &generator) == 0 ? Int.random(in: 2...5, using: &generator) : nil
+            let leaveOutAgain = Bool.random(using: &generator)
+            world.leaveOut = { number, retaken in (leaveOutEvery.map { number % $0 == 0 } ?? false) && (!retaken || leaveOutAgain) }
             world.run()
             #expect(world.outcome != nil, "round \(round) did not end")
             #expect(Set(world.skipped).isDisjoint(with: world.committedMessages), "round \(round): a skipped message committed")
@@ -276,7 +324,13 @@ import Testing
             }
             if case .success = world.outcome {
                 #expect(staged.union(world.skipped) == Set(1..<(count + 1)), "round \(round): success without every message")
+                // A message left out is retrieved again, and left on the server only when the
+                // catalog leaves it out a second time.
+                let leftTwice = Set(world.leftOut.filter { number in world.leftOut.filter { $0 == number }.count == 2 })
+                #expect(Set(world.leftOut) == Set(world.retaken).union(leftTwice), "round \(round)")
+                #expect(world.recorded.union(world.skipped).union(leftTwice) == Set(1..<(count + 1)), "round \(round)")
             }
+            #expect(world.recorded.isDisjoint(with: world.leftOut.filter { number in !world.retaken.contains(number) }), "round \(round)")
         }
     }
 }

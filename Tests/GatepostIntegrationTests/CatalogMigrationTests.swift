@@ -70,7 +70,8 @@ import Testing
         #expect(try await catalog.transfers(TransferFilter()).count == 5)
         try await catalog.releaseSite("acme", node: "node-z")
 
-        // The same message again: a DUPLICATE of the one PostgreSQL holds (asked while it streams in).
+        // The same message again: a DUPLICATE of the one PostgreSQL holds (the batch's commit
+        // leaves the copy out; retrieved again in the same session, it is recorded as such).
         let repeated = try await GatepostProcess.run(["poll", "acme", "--catalog", url, "--node", "node-a"] + global)
         #expect(repeated.status == 0, "\(repeated.stderr)")
         let withCopy = try await catalog.transfers(TransferFilter(newestFirst: true))

@@ -42,14 +42,43 @@ import Testing
         }
         #expect(catalogs.count == 4)
         let applied = try await peer.psql("SELECT version, name FROM schema_migrations ORDER BY version", database: database)
-        #expect(applied.split(separator: "\n") == ["1|catalog", "2|cluster"])
+        #expect(applied.split(separator: "\n") == ["1|catalog", "2|cluster", "3|message claims"])
         // Once more on a migrated database: nothing to do, nothing changed.
         let again = try await PostgresCatalog.connect(url: url, maximumConnections: 1)
-        #expect(try await peer.psql("SELECT count(*) FROM schema_migrations", database: database).trimmingCharacters(in: .whitespacesAndNewlines) == "2")
+        #expect(try await peer.psql("SELECT count(*) FROM schema_migrations", database: database).trimmingCharacters(in: .whitespacesAndNewlines) == "3")
         // Each node sees what another stored.
         try await catalogs[0].commitReceived(Self.inbound("T1"), uidl: "u1")
         #expect(try await again.transfer(id: "T1") == Self.inbound("T1"))
         for catalog in catalogs + [again] { await catalog.close() }
+    }
+
+    /// A catalog made before Message-ID claims (version 2) gets them from its records: each
+    /// site's Message-ID claimed by its earliest inbound transfer, so that what was received
+    /// before is still found, and not recorded again.
+    @Test func claimsAreMadeFromTheRecordsOfAnOlderSchema() async throws {
+        let peer = try await PostgresPeer.shared()
+        let database = try await peer.createDatabase()
+        let url = peer.url(database: database)
+        let catalog = try await PostgresCatalog.connect(url: url, maximumConnections: 1)
+        func inbound(_ id: String, site: String = "acme", messageId: String?, at seconds: TimeInterval) -> TransferRecord {
+            var record = Self.inbound(id, site: site, at: seconds)
+            record.messageId = messageId
+            return record
+        }
+        for record in [inbound("T2", messageId: "m@x", at: 1), inbound("T1", messageId: "m@x", at: 2), inbound("T3", site: "other", messageId: "m@x", at: 3), inbound("T5", messageId: nil, at: 4)] {
+            try await catalog.commitReceived(record, uidl: record.id)
+        }
+        try await catalog.commitOutbound(Self.outbound("T4"), message: Self.entry("T4"))
+        await catalog.close()
+        // Back to version 2: the claims are made again from the records.
+        try await peer.psql("DROP TABLE message_claim; DELETE FROM schema_migrations WHERE version = 3", database: database)
+        let migrated = try await PostgresCatalog.connect(url: url, maximumConnections: 1)
+        #expect(try await migrated.transferID(site: "acme", messageId: "m@x") == "T2", "the earliest received")
+        #expect(try await migrated.transferID(site: "other", messageId: "m@x") == "T3")
+        #expect(try await migrated.transferID(site: "acme", messageId: "T4@ours.example") == nil, "outbound claims nothing")
+        let leftOut = try await migrated.commitReceived(inbound("T6", messageId: "m@x", at: 5), uidl: "u6")
+        #expect(leftOut.map(\.transferId) == ["T2"])
+        await migrated.close()
     }
 
     @Test func aSchemaNewerThanThisBuildIsRefusedInWords() async throws {

@@ -435,9 +435,6 @@ final class MessageIngest {
         )
     }
 
-    /// The message's own header, once the parser has read all of it.
-    var topHeader: MessageHeader? { parser.parts.first?.header }
-
     /// Memory this message's bodies hold, counted in ``HeldBodies``: the caller releases it once
     /// the bodies are gone (committed, or the message abandoned).
     var heldBytes: Int { sink.memoryUsed }

@@ -279,8 +279,8 @@ public struct PollJob: Sendable {
             ),
             toDelete: toDelete, toRetrieve: toRetrieve
         )
-        var commits: [Int: (messages: [StagedMessage], task: Task<[TransferRecord], any Error>)] = [:]
-        var lastCommit: Task<[TransferRecord], any Error>?
+        var commits: [Int: Task<CommittedBatch, any Error>] = [:]
+        var lastCommit: Task<CommittedBatch, any Error>?
         var action = machine.start()
         while true {
             switch action {
@@ -291,10 +291,11 @@ public struct PollJob: Sendable {
                 } catch {
                     action = machine.failed(error)
                 }
-            case .receive(let entry, let pipelined):
+            case .receive(let entry, let pipelined, let recordedBefore):
                 do {
                     var message = try await retrieve(
-                        entry, from: session, scratch: scratch, pipelined: pipelined, staged: machine.unsettledBatches
+                        entry, from: session, scratch: scratch, pipelined: pipelined, staged: machine.unsettledBatches,
+                        recordedBefore: recordedBefore
                     )
                     message.listedSize = listedSizes[entry.number]
                     message.replacing = replacing[entry.number]
@@ -335,23 +336,23 @@ public struct PollJob: Sendable {
             case .commit(let batch, let messages, let after):
                 let previous = after == nil ? nil : lastCommit
                 let task = Task { [self] in try await self.commit(messages, after: previous) }
-                commits[batch] = (messages, task)
+                commits[batch] = task
                 lastCommit = task
                 action = machine.commitStarted()
             case .awaitCommit(let batch):
-                guard let (messages, task) = commits.removeValue(forKey: batch) else {
+                guard let task = commits.removeValue(forKey: batch) else {
                     preconditionFailure("poll: batch \(batch) awaited but never started")
                 }
                 do {
-                    let records = try await task.value
+                    let committed = try await task.value
                     // The summary first: whatever fails next, these are committed.
-                    for (message, record) in zip(messages, records) {
-                        summary.records.append(record)
+                    for message in committed.recorded {
+                        summary.records.append(message.record)
                         summary.records += message.siblings.map(\.record)
                         summary.bytes += message.listedSize ?? message.wireSize
                     }
                     progress?(site.name, summary.records.count, summary.bytes)
-                    action = machine.batchCommitted(batch)
+                    action = machine.batchCommitted(batch, leftOut: committed.leftOut)
                 } catch {
                     logger.error("could not commit the messages received", metadata: ["error": "\(error)"])
                     action = machine.batchFailed(batch, error)
@@ -517,9 +518,11 @@ public struct PollJob: Sendable {
     /// Batches being committed while the next is received: two absorb a slow fsync.
     static let commitsInFlight = 2
 
+    /// - Parameter recordedBefore: the catalog left this message out of a commit, its
+    ///   Message-ID recorded before: the catalog is asked which transfer has it.
     private func retrieve(
         _ entry: POP3ListingEntry, from session: POP3Session, scratch: RawMessageScratch, pipelined: Bool,
-        staged: [[StagedMessage]]
+        staged: [[StagedMessage]], recordedBefore: Bool
     ) async throws -> StagedMessage {
         let id = TransferRecord.newID()
         let filePrefix = spool.temporaryPrefix(id: id)
@@ -528,23 +531,9 @@ public struct PollJob: Sendable {
         var keptFiles: [TransferAssembler.KeptFile] = []
         // Memory held by the bodies of an S/MIME layer's content.
         var securedHeld = 0
-        // A remote catalog is asked whether the Message-ID was received before as soon as the
-        // header is in, and answers while the rest of the message streams in: asked after the
-        // message, its round trip held up every retrieval. (In-process, SQLite answers faster
-        // than a task to ask it starts.)
-        var lookahead: DuplicateLookahead?
-        var headerSeen = !catalog.lookupsAreRemote
         do {
-            let consume: (ByteBuffer) async throws -> Void = { [catalog, site] chunk in
+            let consume: (ByteBuffer) async throws -> Void = { chunk in
                 try ingest.consume(chunk)
-                if !headerSeen, let header = ingest.topHeader {
-                    headerSeen = true
-                    if let messageID = header.messageID {
-                        lookahead = DuplicateLookahead(messageID: messageID, lookup: Task {
-                            try await catalog.transferID(site: site.name, messageId: messageID)
-                        })
-                    }
-                }
                 FailPoint.hit("poll.during-retr")
             }
             if pipelined {
@@ -556,7 +545,9 @@ public struct PollJob: Sendable {
                 try await session.retrieve(entry.number, consumer: consume)
             }
             let result = try ingest.finish()
-            let duplicate = try await duplicateOf(result, staged: staged, lookahead: lookahead)
+            // A catalog across the network is not asked per message (a round trip each was most
+            // of a poll): the batch's commit finds what was recorded before, and leaves it out.
+            let duplicate = try await duplicateOf(result, staged: staged, askCatalog: !catalog.lookupsAreRemote || recordedBefore)
             // S/MIME layers off (decrypted, verified, the receipt's MIC computed), before the
             // content is classified; a duplicate is kept whole as it came.
             let header = result.parts.first?.header ?? MessageHeader()
@@ -605,7 +596,6 @@ public struct PollJob: Sendable {
             )
         } catch {
             // Nothing of this message is committed; it stays on the server.
-            lookahead?.lookup.cancel()
             ingest.discard()
             for file in keptFiles {
                 if case .file(let path) = file.content { unlink(path) }
@@ -615,15 +605,24 @@ public struct PollJob: Sendable {
         }
     }
 
+    /// A batch's commit: the messages recorded, and those the catalog left out (by number):
+    /// recorded before under their Message-ID.
+    struct CommittedBatch: Sendable {
+        var recorded: [StagedMessage]
+        var leftOut: Set<Int>
+    }
+
     /// Makes a batch durable and commits it: its files written or moved to pending names in `in/`
     /// and fsynced, then (after `previous`, the batch before it, is committed) one catalog
     /// transaction for all records, UIDLs and owed acknowledgments; only then may the caller
     /// send DELEs. On failure nothing of the batch is committed, its files are removed (or, after
-    /// a crash, at the next start), and every message stays on the server.
-    private func commit(_ batch: [StagedMessage], after previous: Task<[TransferRecord], any Error>? = nil) async throws -> [TransferRecord] {
+    /// a crash, at the next start), and every message stays on the server. So are the files of
+    /// a message the catalog leaves out, which stays on the server too.
+    private func commit(_ batch: [StagedMessage], after previous: Task<CommittedBatch, any Error>? = nil) async throws -> CommittedBatch {
         // Whatever happens, the bodies this batch held in memory are gone after it.
         defer { HeldBodies.release(batch.reduce(0) { $0 + $1.heldBytes }) }
-        guard !batch.isEmpty else { return [] }
+        guard !batch.isEmpty else { return CommittedBatch(recorded: [], leftOut: []) }
+        let recordedBefore: [String: RecordedBefore]
         do {
             // fsync blocks: on NIO's thread pool, not on a thread of the concurrency pool.
             let files = batch.flatMap { [($0.record.id, $0.files)] + $0.siblings.map { ($0.record.id, $0.files) } }
@@ -648,7 +647,8 @@ public struct PollJob: Sendable {
                     listedSize: message.listedSize, replacing: message.replacing
                 )] + message.siblings.map { ReceivedTransfer(record: $0.record, uidl: nil) }
             }
-            try await uncancellable { [catalog] in try await catalog.commitReceived(items) }
+            let leftOut = try await uncancellable { [catalog] in try await catalog.commitReceived(items) }
+            recordedBefore = Dictionary(leftOut.map { ($0.id, $0) }) { first, _ in first }
         } catch {
             for message in batch {
                 message.discardFiles(spool: spool, site: site.name)
@@ -656,7 +656,20 @@ public struct PollJob: Sendable {
             throw error
         }
         FailPoint.hit("poll.after-commit")
+        var recorded: [StagedMessage] = []
+        var leftOut: Set<Int> = []
         for message in batch {
+            if let earlier = recordedBefore[message.record.id] {
+                // Another poll of this site (on another node, or one this node's catalog
+                // lookups could not see) recorded it: nothing of it is kept this time.
+                message.discardFiles(spool: spool, site: site.name)
+                leftOut.insert(message.entry.number)
+                logger.notice("already recorded; left on the server and retrieved again as a duplicate", metadata: [
+                    "uidl": "\(message.entry.value)", "messageId": "\(earlier.messageId)", "transfer": "\(earlier.transferId)",
+                ])
+                continue
+            }
+            recorded.append(message)
             do {
                 try spool.publish(site: site.name, id: message.record.id, suffixes: message.files.map(\.suffix))
                 for sibling in message.siblings {
@@ -673,7 +686,7 @@ public struct PollJob: Sendable {
                 "fileName": "\(message.record.fileName ?? "-")", "size": "\(message.record.size)", "uidl": "\(message.entry.value)",
             ])
         }
-        return batch.map(\.record)
+        return CommittedBatch(recorded: recorded, leftOut: leftOut)
     }
 
     /// The MDN this message asked for, written to the spool's `out/` (fsynced) so that its outbox
@@ -717,18 +730,15 @@ public struct PollJob: Sendable {
     /// Why this message is a DUPLICATE (a sentence for the record), or nil: the site already has
     /// a transfer with its Message-ID, or, for a message without one, with the same content.
     /// `batches` hold the messages received but perhaps not yet in the catalog: the batch being
-    /// committed and the one being received.
+    /// committed and the one being received. Without `askCatalog`, a Message-ID is only looked
+    /// for among them (the commit finds the rest).
     private func duplicateOf(
-        _ result: MessageIngest.Result, staged batches: [[StagedMessage]], lookahead: DuplicateLookahead?
+        _ result: MessageIngest.Result, staged batches: [[StagedMessage]], askCatalog: Bool
     ) async throws -> String? {
         // The batches are searched in place: copying them per message showed in the profile.
         let staged = batches.lazy.joined()
         if let messageID = result.parts.first?.header.messageID {
-            let recorded = if let lookahead, lookahead.messageID == messageID {
-                try await lookahead.lookup.value
-            } else {
-                try await catalog.transferID(site: site.name, messageId: messageID)
-            }
+            let recorded = askCatalog ? try await catalog.transferID(site: site.name, messageId: messageID) : nil
             let earlier = recorded ?? staged.first { $0.record.messageId == messageID }?.record.id
             return earlier.map { "already received as transfer \($0) (same Message-ID)" }
         }
@@ -738,8 +748,3 @@ public struct PollJob: Sendable {
     }
 }
 
-/// The catalog's answer, on its way, to whether a site has a transfer with this Message-ID.
-struct DuplicateLookahead {
-    var messageID: String
-    var lookup: Task<String?, any Error>
-}

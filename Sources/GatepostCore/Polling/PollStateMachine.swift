@@ -18,7 +18,10 @@ protocol PollStagedMessage: Sendable {
 ///   once one fails no later batch's DELE is sent;
 /// - when the session fails, what was received whole is committed before the failure is
 ///   reported (it is not fetched again, and the next poll deletes it);
-/// - QUIT follows the last DELE's answer, and messages are marked deleted only after QUIT.
+/// - QUIT follows the last DELE's answer, and messages are marked deleted only after QUIT;
+/// - a message the catalog left out of its batch's commit (its Message-ID recorded before: see
+///   ``TransferStore/commitReceived(_:)``) is not deleted, and is retrieved once more in the
+///   same session, for the driver to record as what it is (a DUPLICATE).
 ///
 /// RETRs are pipelined when the server offers PIPELINING: up to `window` unanswered, refilled
 /// when half are answered, written in bursts (one write for several commands). Full batches
@@ -41,7 +44,8 @@ struct PollStateMachine<Message: PollStagedMessage> {
         case send([POP3Command])
         /// Receive this message (with pipelining, the answer to a RETR already sent; without,
         /// send RETR first) and stage it: report ``messageStaged(_:)`` or ``failed(_:)``.
-        case receive(POP3ListingEntry, pipelined: Bool)
+        /// `recordedBefore`: the catalog left it out of a commit, its Message-ID recorded before.
+        case receive(POP3ListingEntry, pipelined: Bool, recordedBefore: Bool)
         /// The answer to this DELE (without pipelining, send it first): report
         /// ``deleteAnswered(_:)`` or ``failed(_:)``.
         case awaitDelete(POP3ListingEntry, pipelined: Bool)
@@ -105,6 +109,8 @@ struct PollStateMachine<Message: PollStagedMessage> {
     private var committing: [(batch: Int, messages: [Message])] = []
     private var batchesStarted = 0
     private var deletions: [String] = []
+    /// Messages (by number) a commit left out, retrieved again.
+    private var retaken: Set<Int> = []
     private var steps: [Step] = []
     private var waiting: Waiting = .nothing
     /// Set once the session or a commit failed: only draining is left.
@@ -184,13 +190,19 @@ struct PollStateMachine<Message: PollStagedMessage> {
         return advance()
     }
 
-    mutating func batchCommitted(_ batch: Int) -> Action {
+    /// The batch is committed, but for `leftOut`: messages the catalog did not record because
+    /// their Message-ID was recorded before. Those stay on the server and, the first time, are
+    /// retrieved again (a second time, they stay for the next poll).
+    mutating func batchCommitted(_ batch: Int, leftOut: Set<Int> = []) -> Action {
         expectWaiting(.commit(batch))
         let (_, messages) = committing.removeFirst()
         // After a failure nothing more is sent: the batch is recorded, its messages are
         // deleted by the next poll.
-        if failure == nil, settings.deleteAfterRetrieve {
-            for message in messages {
+        guard failure == nil else { return advance() }
+        for message in messages {
+            if leftOut.contains(message.entry.number) {
+                if retaken.insert(message.entry.number).inserted { toRetrieve.append(message.entry) }
+            } else if settings.deleteAfterRetrieve {
                 expect(.dele(message.entry.number), .delete(message.entry))
             }
         }
@@ -269,7 +281,7 @@ struct PollStateMachine<Message: PollStagedMessage> {
                 case .retrieve(let entry):
                     retrievesInFlight -= 1
                     waiting = .message(entry.number)
-                    return .receive(entry, pipelined: isPipelined)
+                    return .receive(entry, pipelined: isPipelined, recordedBefore: retaken.contains(entry.number))
                 }
             case .makeRoomForCommit:
                 if committing.count >= settings.commitsInFlight, let oldest = committing.first {
