@@ -730,16 +730,20 @@ public struct PollJob: Sendable {
     /// Why this message is a DUPLICATE (a sentence for the record), or nil: the site already has
     /// a transfer with its Message-ID, or, for a message without one, with the same content.
     /// `batches` hold the messages received but perhaps not yet in the catalog: the batch being
-    /// committed and the one being received. Without `askCatalog`, a Message-ID is only looked
-    /// for among them (the commit finds the rest).
+    /// committed and the one being received. Without `askCatalog`, the catalog is asked about
+    /// a Message-ID only when they hold it (the commit finds the rest).
     private func duplicateOf(
         _ result: MessageIngest.Result, staged batches: [[StagedMessage]], askCatalog: Bool
     ) async throws -> String? {
         // The batches are searched in place: copying them per message showed in the profile.
         let staged = batches.lazy.joined()
         if let messageID = result.parts.first?.header.messageID {
-            let recorded = askCatalog ? try await catalog.transferID(site: site.name, messageId: messageID) : nil
-            let earlier = recorded ?? staged.first { $0.record.messageId == messageID }?.record.id
+            let copyOf = staged.first { $0.record.messageId == messageID }?.record.id
+            // A copy of a message this poll holds names the catalog's transfer if there is one:
+            // the message it holds may be one the commit leaves out, and a DUPLICATE must name
+            // a transfer that exists.
+            let recorded = askCatalog || copyOf != nil ? try await catalog.transferID(site: site.name, messageId: messageID) : nil
+            let earlier = recorded ?? copyOf
             return earlier.map { "already received as transfer \($0) (same Message-ID)" }
         }
         let earlier = try await catalog.transferID(site: site.name, messageSha256: result.rawSHA256)
