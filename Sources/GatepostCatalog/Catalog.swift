@@ -156,7 +156,8 @@ public protocol TransferStore: Sendable {
     /// A message is recorded once per site: the first inbound record with a Message-ID claims it
     /// for the site (``transferID(site:messageId:)`` answers with that record from then on). An
     /// item whose Message-ID the site claimed before this batch is left out, with its UIDL and
-    /// acknowledgment, unless it is a DUPLICATE (the rule: ``ReceivedBatchPlan``); the rest of
+    /// acknowledgment, unless it is a DUPLICATE or a returned PROBE (the rule:
+    /// ``ReceivedBatchPlan``); the rest of
     /// the batch is stored, and the left-out items are returned. A claim made meanwhile by
     /// another caller throws like a UIDL clash. So a message that two nodes take (a lease that
     /// broke) is recorded once: the poll that finds its message left out keeps it on the server
