@@ -189,6 +189,13 @@ public protocol TransferStore: Sendable {
     /// except those whose next delivery attempt (a ``DeliveryAttempt/Outcome/retrying``
     /// attempt's `retryAt`) is after `now`.
     func transfersToDeliver(at now: Date) async throws -> [TransferRecord]
+    /// Takes the delivery of transfer `id` for the caller until `until`, if it is inbound,
+    /// waits for delivery and is due at `due` (no attempt planned after `due`): true when
+    /// taken. The claim is the transfer's next attempt (`transfersToDeliver(at:)` leaves it out
+    /// until then); the attempt's outcome replaces it. Nodes sharing a catalog claim each
+    /// delivery, so that one transfer is delivered by one of them, and one that dies while
+    /// delivering lets the transfer go at `until`.
+    func claimDelivery(id: String, due: Date, until: Date) async throws -> Bool
     /// How many delivery attempts of this transfer failed to be tried again: the number of
     /// ``DeliveryAttempt/Outcome/retrying`` attempts recorded for it, 0 for none. Never reset.
     func deliveryAttempts(id: String) async throws -> Int

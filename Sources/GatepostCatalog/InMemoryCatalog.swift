@@ -116,6 +116,7 @@ public final class InMemoryCatalog: Catalog {
 
     // MARK: TransferStore
 
+    @discardableResult
     public func commitReceived(_ batch: [ReceivedTransfer]) async throws -> [RecordedBefore] {
         try write { tables throws(ConstraintViolation) in
             let claimed = ReceivedBatchPlan.keys(of: batch).compactMap { key in tables.claims[key].map { (key, $0) } }
@@ -190,6 +191,17 @@ public final class InMemoryCatalog: Catalog {
                 record.direction == .inbound && TransferRecord.State.awaitingDelivery.contains(record.state)
                     && (tables.deliveryRetries[record.id].map { $0.nextAttempt <= now } ?? true)
             }
+        }
+    }
+
+    public func claimDelivery(id: String, due: Date, until: Date) async throws -> Bool {
+        tables.withLock { tables in
+            guard let record = tables.transfers[id], record.direction == .inbound,
+                  TransferRecord.State.awaitingDelivery.contains(record.state),
+                  tables.deliveryRetries[id].map({ $0.nextAttempt <= due }) ?? true
+            else { return false }
+            tables.deliveryRetries[id] = DeliveryRetry(attempts: tables.deliveryRetries[id]?.attempts ?? 0, nextAttempt: until)
+            return true
         }
     }
 

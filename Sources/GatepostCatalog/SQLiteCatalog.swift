@@ -506,6 +506,21 @@ public final class SQLiteCatalog: Catalog {
         }
     }
 
+    public func claimDelivery(id: String, due: Date, until: Date) async throws -> Bool {
+        let states = TransferRecord.State.awaitingDelivery.map(\.rawValue)
+        return try await database.write { db in
+            try db.execute(
+                sql: """
+                INSERT INTO delivery_retry (transferId, attempts, nextAttempt)
+                SELECT id, 0, ? FROM transfer WHERE id = ? AND direction = 'in' AND state IN (\(databaseQuestionMarks(count: states.count)))
+                ON CONFLICT(transferId) DO UPDATE SET nextAttempt = excluded.nextAttempt WHERE delivery_retry.nextAttempt <= ?
+                """,
+                arguments: [until, id] + StatementArguments(states) + [due]
+            )
+            return db.changesCount == 1
+        }
+    }
+
     public func deliveryAttempts(id: String) async throws -> Int {
         try await database.read { db in
             try Int.fetchOne(db, sql: "SELECT attempts FROM delivery_retry WHERE transferId = ?", arguments: [id]) ?? 0
@@ -607,6 +622,7 @@ public final class SQLiteCatalog: Catalog {
         }
     }
 
+    @discardableResult
     public func commitReceived(_ batch: [ReceivedTransfer]) async throws -> [RecordedBefore] {
         guard !batch.isEmpty else { return [] }
         return try await database.write { db in

@@ -5,6 +5,7 @@ import PostgresNIO
 // MARK: TransferStore
 
 extension PostgresCatalog {
+    @discardableResult
     public func commitReceived(_ batch: [ReceivedTransfer]) async throws -> [RecordedBefore] {
         guard !batch.isEmpty else { return [] }
         return try await transaction("record received messages") { connection in
@@ -269,6 +270,21 @@ extension PostgresCatalog {
                   AND (delivery_retry.next_attempt IS NULL OR delivery_retry.next_attempt <= \(Timestamp(now)))
                 ORDER BY transfer.received_at, transfer.id
                 """, logger).map(TransferRow.record)
+        }
+    }
+
+    public func claimDelivery(id: String, due: Date, until: Date) async throws -> Bool {
+        let states = TransferRecord.State.awaitingDelivery.map(\.rawValue)
+        return try await autocommit("claim a delivery") { connection in
+            // One statement: a node claiming at the same moment waits for the row lock, then
+            // finds the attempt planned after `due` and changes nothing.
+            try await connection.count("""
+                INSERT INTO delivery_retry (transfer_id, attempts, next_attempt)
+                SELECT id, 0, \(Timestamp(until)) FROM transfer WHERE id = \(id) AND direction = 'in' AND state = ANY(\(states))
+                ON CONFLICT (transfer_id) DO UPDATE SET next_attempt = EXCLUDED.next_attempt
+                WHERE delivery_retry.next_attempt <= \(Timestamp(due))
+                RETURNING transfer_id
+                """, logger) == 1
         }
     }
 

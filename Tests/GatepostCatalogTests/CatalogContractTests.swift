@@ -245,6 +245,38 @@ import Testing
         #expect(try await catalog.transferID(site: "acme", messageId: "m@x") == "T1")
     }
 
+    /// A delivery is claimed by one caller until the claim's end: the transfer is not due for
+    /// anyone else before then, a claim is no attempt, and only a transfer waiting for delivery
+    /// can be claimed. The attempt's outcome replaces the claim.
+    @Test(arguments: CatalogStore.allCases)
+    func aDeliveryIsClaimedByOneUntilTheClaimEnds(_ store: CatalogStore) async throws {
+        let catalog = try await store.make()
+        let now = F.epoch.addingTimeInterval(100)
+        try await catalog.commitReceived([
+            ReceivedTransfer(record: F.inbound("T1"), uidl: "u1"),
+            ReceivedTransfer(record: F.inbound("T2", state: .delivered, at: 1), uidl: "u2"),
+            ReceivedTransfer(record: F.inbound("T3", state: .routed, at: 2), uidl: "u3"),
+        ])
+        try await catalog.commitOutbound(F.outbound("T4"), message: F.entry("T4"))
+        #expect(try await catalog.claimDelivery(id: "T1", due: now, until: now.addingTimeInterval(600)))
+        #expect(try await !catalog.claimDelivery(id: "T1", due: now.addingTimeInterval(599), until: now.addingTimeInterval(1200)), "held")
+        #expect(try await catalog.transfersToDeliver(at: now.addingTimeInterval(599)).map(\.id) == ["T3"])
+        #expect(try await catalog.deliveryAttempts(id: "T1") == 0, "a claim is no attempt")
+        #expect(try await catalog.claimDelivery(id: "T1", due: now.addingTimeInterval(600), until: now.addingTimeInterval(1200)), "ended")
+        #expect(try await !catalog.claimDelivery(id: "T2", due: now, until: now.addingTimeInterval(600)), "delivered")
+        #expect(try await !catalog.claimDelivery(id: "T4", due: now, until: now.addingTimeInterval(600)), "outbound")
+        #expect(try await !catalog.claimDelivery(id: "T9", due: now, until: now.addingTimeInterval(600)), "no such transfer")
+        // A failed attempt to try again plans the next one: the claim is gone with it.
+        let retrying = DeliveryAttempt.retrying(at: now, application: "billing", error: "disk full", retryAt: now.addingTimeInterval(60))
+        try await catalog.recordDeliveryAttempt(id: "T3", retrying)
+        #expect(try await !catalog.claimDelivery(id: "T3", due: now, until: now.addingTimeInterval(600)), "not due yet")
+        #expect(try await catalog.claimDelivery(id: "T3", due: now.addingTimeInterval(60), until: now.addingTimeInterval(600)))
+        #expect(try await catalog.deliveryAttempts(id: "T3") == 1)
+        try await catalog.recordDeliveryAttempt(id: "T3", .retrying(at: now, application: "billing", error: "again", retryAt: now.addingTimeInterval(90)))
+        #expect(try await catalog.transfersToDeliver(at: now.addingTimeInterval(90)).map(\.id) == ["T3"])
+        #expect(try await catalog.deliveryAttempts(id: "T3") == 2)
+    }
+
     @Test(arguments: CatalogStore.allCases)
     func deliveryFollowsItsRetrySchedule(_ store: CatalogStore) async throws {
         let catalog = try await store.make()

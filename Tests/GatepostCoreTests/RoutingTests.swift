@@ -237,6 +237,69 @@ func inbound(_ type: TransferRecord.Kind = .xfer, fileName: String? = "orders.cs
         #expect(try await fixture.catalog.deliveryAttempts(id: elsewhere.id) == 0)
     }
 
+    /// With several nodes on one catalog, a round delivers what its node received, and what a
+    /// node that is not alive received when the file reads here (spools on one shared file
+    /// system); each delivery is claimed first, so that two survivors never both deliver one.
+    /// A live node's transfers, a gone node's whose file is out of reach, and one another
+    /// survivor has claimed are left alone. Its MDNs are taken up the same way.
+    @Test func aGoneNodesWorkIsTakenUpWhereItsFilesRead() async throws {
+        let fixture = try Fixture()
+        let site = try site("application: billing\n")
+        let local = LocalSite(name: "ours", applications: [fixture.application("billing")], sourceFile: fixture.dir + "/local.yaml")
+        let catalog = fixture.catalog
+        let now = Date()
+        for (name, expires) in [("node-a", now + 60), ("node-c", now + 60), ("node-b", now - 5)] {
+            _ = try await catalog.heartbeat(ClusterNode(name: name, instance: name, startedAt: now - 600, heartbeatAt: expires - 60, expiresAt: expires))
+        }
+        let unreachable = "/nonexistent-\(UUID().uuidString)/in/acme/file"
+        let mdn = fixture.dir + "/mdn.eml"
+        try "MDN".write(toFile: mdn, atomically: true, encoding: .utf8)
+        // Each with the MDN it owes, its file beside the transfer's (or as far).
+        func received(_ fileName: String, node: String, path: String) async throws -> TransferRecord {
+            var record = inbound(fileName: fileName)
+            record.path = path
+            record.node = node
+            record.size = 8
+            record.sha256 = try Deliverer.sha256(ofFile: fixture.spoolFile)
+            let acknowledgment = OutboxEntry(
+                id: "M-" + fileName, kind: .acknowledgment, transferId: record.id, site: "acme", mailFrom: "g@ours.example",
+                recipients: ["edi@acme.example"], path: path == unreachable ? unreachable + ".eml" : mdn, messageId: "\(fileName)@ours.example",
+                nextAttempt: now - 1, createdAt: now - 1
+            )
+            try await catalog.commitReceived(record, uidl: nil, acknowledgment: acknowledgment)
+            return record
+        }
+        let ours = try await received("ours.csv", node: "node-a", path: fixture.spoolFile)
+        let gone = try await received("gone.csv", node: "node-b", path: fixture.spoolFile)
+        let goneOutOfReach = try await received("far.csv", node: "node-b", path: unreachable)
+        let live = try await received("live.csv", node: "node-c", path: fixture.spoolFile)
+        let claimedElsewhere = try await received("claimed.csv", node: "node-b", path: fixture.spoolFile)
+        #expect(try await catalog.claimDelivery(id: claimedElsewhere.id, due: now, until: now + 600))
+
+        var round = PollRound(
+            spool: try Spool(root: fixture.dir + "/spool"), catalog: catalog, local: local, allSites: [site], retry: .none, logger: Logger(label: "test")
+        )
+        round.node = "node-a"
+        let report = await round.run([])
+        let delivered = try #require(try report.deliveries?.get())
+        #expect(Set(delivered.map(\.id)) == [ours.id, gone.id])
+        #expect(FileManager.default.fileExists(atPath: fixture.dir + "/billing/gone.csv"))
+        for untouched in [goneOutOfReach, live, claimedElsewhere] {
+            #expect(try await catalog.transfer(id: untouched.id)?.state == .received, "\(untouched.fileName ?? "")")
+        }
+
+        // The MDNs owed: node b's whose file reads here are taken up, node c's are left to it,
+        // and this node's own is its own (in its spool or not: its transfer is its).
+        var sender = OutboxSender(sites: [], catalog: catalog, logger: Logger(label: "test"))
+        sender.node = OutboxSender.NodeSpool(name: "node-a", root: fixture.dir + "/spool")
+        // The site has no smtp: here, so an entry taken up fails at once: what shows it was taken.
+        _ = try await sender.sendDue(now: now)
+        let states = Dictionary(uniqueKeysWithValues: try await catalog.outboxEntries(state: nil, limit: 10).map { ($0.id, $0.state) })
+        #expect(states == [
+            "M-ours.csv": .failed, "M-gone.csv": .failed, "M-claimed.csv": .failed, "M-far.csv": .pending, "M-live.csv": .pending,
+        ])
+    }
+
     @Test func anOperatorRedeliversToAnotherApplicationAndEveryActionIsAudited() async throws {
         let fixture = try Fixture()
         let site = try site("application: billing\n")

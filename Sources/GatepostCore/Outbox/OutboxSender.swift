@@ -80,10 +80,21 @@ public struct OutboxSender: Sendable {
     /// How long a claimed entry is ours: if this process dies while sending, another one takes
     /// it up after this.
     static let claimLease: TimeInterval = 600
-    /// With several nodes, each on a spool of its own: only the entries whose message file is
-    /// in this folder (this node's spool) are this node's to send; the others' files are not
-    /// here. Nil: every entry (one node, or a spool shared by all).
-    public var spoolRoot: String?
+    /// This node and its spool, with several nodes on one catalog: the entries whose message
+    /// file is in its spool are its to send, and those of a node that is not alive when their
+    /// file reads here (``NodeTakeOver``); each is claimed before it is sent. Nil: every entry
+    /// (one node).
+    public var node: NodeSpool?
+
+    public struct NodeSpool: Sendable {
+        public var name: String
+        public var root: String
+
+        public init(name: String, root: String) {
+            self.name = name
+            self.root = root
+        }
+    }
 
     public init(sites: [RemoteSite], catalog: any Catalog, logger: Logger) {
         self.init(sitesByName: Dictionary(sites.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first }), catalog: catalog, logger: logger)
@@ -109,7 +120,12 @@ public struct OutboxSender: Sendable {
     @discardableResult
     public func sendDue(site name: String? = nil, now: Date = Date()) async throws -> Summary {
         var claimed: [OutboxEntry] = []
-        for entry in try await catalog.dueOutbox(site: name, at: now) where spoolRoot.map({ entry.path.hasPrefix($0 + "/") }) ?? true {
+        var takeOver = NodeTakeOver(catalog: catalog, node: node?.name)
+        for entry in try await catalog.dueOutbox(site: name, at: now) {
+            if let node, !entry.path.hasPrefix(node.root + "/") {
+                let holder = try await catalog.transfer(id: entry.transferId)?.node
+                guard await takeOver.includes(holder, file: entry.path) else { continue }
+            }
             if try await catalog.claimOutbox(entry.id, due: now, until: now.addingTimeInterval(Self.claimLease)) {
                 claimed.append(entry)
             }

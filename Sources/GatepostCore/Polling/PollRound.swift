@@ -38,7 +38,8 @@ public struct PollRound: Sendable {
     /// Told as each site's poll commits its batches (`gatepost poll` on a terminal).
     public var progress: PollProgress?
     /// The node this round runs on, when several share the catalog (``ClusterSettings``): its
-    /// records name it, and it delivers only the transfers whose files it holds.
+    /// records name it, and it delivers the transfers whose files it holds, and those of a node
+    /// that is not alive whose files read here (``NodeTakeOver``), each claimed first.
     public var node: String?
     /// On a shared catalog: each site's poll holds its lease, and a site another node is
     /// polling is left to it.
@@ -118,7 +119,7 @@ public struct PollRound: Sendable {
         }
         guard !Task.isCancelled else { return report }
         var sender = OutboxSender(sitesByName: sitesByName, catalog: catalog, logger: logger)
-        if node != nil { sender.spoolRoot = spool.root }
+        if let node { sender.node = OutboxSender.NodeSpool(name: node, root: spool.root) }
         for site in sites where site.smtp != nil {
             do {
                 report.outbox.append((site.name, .success(try await sender.sendDue(site: site.name))))
@@ -127,13 +128,12 @@ public struct PollRound: Sendable {
             }
         }
         if let local, !Task.isCancelled {
-            let deliverer = Deliverer(local: local, catalog: catalog, logger: logger)
+            var deliverer = Deliverer(local: local, catalog: catalog, logger: logger)
+            deliverer.claimsDeliveries = node != nil
             do {
-                // With several nodes, each delivers from its own spool: a transfer is another
-                // node's to deliver when that node holds its files.
-                let node = node
+                var takeOver = NodeTakeOver(catalog: catalog, node: node)
                 report.deliveries = .success(try await deliverer.deliverPending(sitesByName: sitesByName) { record in
-                    node == nil || record.node == node
+                    await takeOver.includes(record.node, file: record.path)
                 })
             } catch {
                 report.deliveries = .failure(error)

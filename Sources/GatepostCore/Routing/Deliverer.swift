@@ -32,6 +32,14 @@ public struct Deliverer: Sendable {
     public var local: LocalSite
     public var catalog: any Catalog
     public var logger: Logger
+    /// With several nodes on one catalog: each delivery is claimed there first
+    /// (``TransferStore/claimDelivery(id:due:until:)``, for ``claimLease``), so that a
+    /// transfer two nodes could deliver (files on a file system both read) is delivered once.
+    public var claimsDeliveries = false
+
+    /// How long a claimed delivery is this process's: if it dies while delivering, another
+    /// node takes the transfer up after this. Longer than a delivery and its command take.
+    static let claimLease: TimeInterval = 600
 
     public init(local: LocalSite, catalog: any Catalog, logger: Logger) {
         self.local = local
@@ -49,15 +57,19 @@ public struct Deliverer: Sendable {
 
     /// Only the transfers `including` accepts (all by default).
     public func deliverPending(
-        sitesByName: [String: RemoteSite], now: Date = Date(), including: (TransferRecord) -> Bool = { _ in true }
+        sitesByName: [String: RemoteSite], now: Date = Date(), including: (TransferRecord) async -> Bool = { _ in true }
     ) async throws -> [DeliveryOutcome] {
         var outcomes: [DeliveryOutcome] = []
-        for record in try await catalog.transfersToDeliver(at: now) where including(record) {
+        for record in try await catalog.transfersToDeliver(at: now) {
+            guard await including(record) else { continue }
             // Every poll round delivers what is waiting; a transfer another round of this
             // process is delivering is its: two would copy into the same temporary name.
             guard Self.beginDelivering(record.id) else { continue }
             defer { Self.endDelivering(record.id) }
-            if let outcome = try await deliver(record, site: sitesByName[record.site], now: now) {
+            let claim: (() async throws -> Bool)? = claimsDeliveries ? { [catalog] in
+                try await catalog.claimDelivery(id: record.id, due: now, until: now.addingTimeInterval(Self.claimLease))
+            } : nil
+            if let outcome = try await deliver(record, site: sitesByName[record.site], now: now, claim: claim) {
                 outcomes.append(outcome)
             }
         }
@@ -78,13 +90,21 @@ public struct Deliverer: Sendable {
     /// Routes (if still `received`) and delivers one transfer. Nil when no route applies. A
     /// failed attempt is tried again later (the application's `attempts` and `retry_delay`)
     /// unless `retrying` is false, as for an operator's `catalog retry`.
-    public func deliver(_ record: TransferRecord, site: RemoteSite?, retrying: Bool = true, now: Date = Date()) async throws -> DeliveryOutcome? {
+    /// `claim`: taken once the transfer is known to have an application (an unrouted one is
+    /// not claimed, so a route added later applies at once); nil when it is not taken.
+    public func deliver(
+        _ record: TransferRecord, site: RemoteSite?, retrying: Bool = true, now: Date = Date(),
+        claim: (() async throws -> Bool)? = nil
+    ) async throws -> DeliveryOutcome? {
         var record = record
-        if record.state == .received {
-            guard let site, let applicationName = Router.application(for: record, site: site) else { return nil }
-            record.application = applicationName
+        // A received transfer goes where its site's routes say now; none: it waits.
+        let routedTo = record.state == .received ? site.flatMap { Router.application(for: record, site: $0) } : nil
+        if record.state == .received, routedTo == nil { return nil }
+        if let claim, try await !claim() { return nil }
+        if let routedTo {
+            record.application = routedTo
             record.state = .routed
-            try await catalog.updateDelivery(id: record.id, state: .routed, application: applicationName, error: nil, deliveredPath: nil)
+            try await catalog.updateDelivery(id: record.id, state: .routed, application: routedTo, error: nil, deliveredPath: nil)
         }
         guard let applicationName = record.application else { return nil }
         var transferLogger = logger

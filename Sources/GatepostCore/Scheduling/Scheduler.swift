@@ -146,7 +146,7 @@ public struct Scheduler: Service {
                     continue
                 case .sendOutbox:
                     var sender = OutboxSender(sitesByName: sitesByName, catalog: catalog, logger: logger)
-                    if cluster != nil { sender.spoolRoot = spool.root }
+                    if let cluster { sender.node = OutboxSender.NodeSpool(name: cluster.node, root: spool.root) }
                     group.addTask {
                         _ = try? await sender.sendDue()
                         return .outbox
