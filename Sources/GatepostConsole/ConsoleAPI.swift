@@ -184,6 +184,12 @@ struct ConsoleAPI: Sendable {
             let identity = try context.require(.operate)
             return try await acknowledgeAlert(try context.parameters.require("id"), actor: identity.actor)
         }
+        api.post("nodes/:name/forget") { _, context -> Done in
+            let identity = try context.require(.operate)
+            let name = try context.parameters.require("name")
+            try await forgetNode(name, actor: identity.actor)
+            return Done(node: name, result: "forgotten")
+        }
         api.get("actions") { request, context -> [OperatorAction] in
             _ = try context.require(.read)
             let limit = request.uri.queryParameters["limit"].flatMap { Int($0) } ?? 100
@@ -222,6 +228,16 @@ struct ConsoleAPI: Sendable {
         guard let number = Int64(id) else { throw ConsoleError.notFound("no alert with id \(id)") }
         do {
             return try await environment.commands().acknowledgeAlert(number, actor: actor)
+        } catch let failure as OperatorCommands.Failure {
+            throw ConsoleError(failure)
+        }
+    }
+
+    /// A node gone for good leaves the list (and its `node-gone` alert resolves); a live one is
+    /// refused.
+    func forgetNode(_ name: String, actor: String) async throws {
+        do {
+            try await environment.commands().forgetNode(name, actor: actor)
         } catch let failure as OperatorCommands.Failure {
             throw ConsoleError(failure)
         }
@@ -549,13 +565,15 @@ public enum ConsoleStatus {
 public struct OperatorOutcome: Codable, Sendable, ResponseEncodable {
     public var site: String?
     public var transfer: String?
+    public var node: String?
     public var result: String
     /// Something it did failed (a send refused, a delivery that failed).
     public var failed: Bool?
 
-    public init(site: String? = nil, transfer: String? = nil, result: String, failed: Bool? = nil) {
+    public init(site: String? = nil, transfer: String? = nil, node: String? = nil, result: String, failed: Bool? = nil) {
         self.site = site
         self.transfer = transfer
+        self.node = node
         self.result = result
         self.failed = failed
     }

@@ -67,6 +67,13 @@ struct ConsolePages: Sendable {
             return HTML.redirect("/")
         }
 
+        router.post("nodes/:name/forget") { _, context -> Response in
+            guard let identity = context.identity else { return HTML.redirect("/login") }
+            guard ConsolePolicy.allows(identity.role, .operate) else { throw ConsoleError.forbidden("only an operator may do this") }
+            try await api.forgetNode(try context.parameters.require("name"), actor: identity.actor)
+            return HTML.redirect("/")
+        }
+
         router.post("alerts/:id/acknowledge") { _, context -> Response in
             guard let identity = context.identity else { return HTML.redirect("/login") }
             guard ConsolePolicy.allows(identity.role, .operate) else { throw ConsoleError.forbidden("only an operator may do this") }
@@ -189,10 +196,14 @@ struct ConsolePages: Sendable {
             sites: statuses.map(\.name), now: Date()
         )
         if !nodes.isEmpty {
-            body += "<h2>Nodes</h2>" + HTML.table(["Node", "State", "Last heartbeat", "Sites", "Polling now", "Console"], nodes.map { node in
-                [HTML.escape(node.name), node.alive ? "<span class=ok>alive</span>" : "<span class=bad>gone</span>",
-                 HTML.timestamp(node.heartbeatAt), "\(node.assignedSites)", HTML.escape(node.polling.joined(separator: ", ")),
-                 node.consoleURL.map { "<a href=\"\(HTML.escape($0))\">\(HTML.escape($0))</a>" } ?? ""]
+            body += "<h2>Nodes</h2>" + HTML.table(["Node", "State", "Last heartbeat", "Sites", "Polling now", "Console", ""], nodes.map { node in
+                // A gone node stays listed (and its alert open) until it beats again or an
+                // operator says it is gone for good.
+                let forget = operate && !node.alive
+                    ? HTML.button("Forget", action: "/nodes/\(HTML.component(node.name))/forget", csrf: context.csrf, danger: true) : ""
+                return [HTML.escape(node.name), node.alive ? "<span class=ok>alive</span>" : "<span class=bad>gone</span>",
+                        HTML.timestamp(node.heartbeatAt), "\(node.assignedSites)", HTML.escape(node.polling.joined(separator: ", ")),
+                        node.consoleURL.map { "<a href=\"\(HTML.escape($0))\">\(HTML.escape($0))</a>" } ?? "", forget]
             })
         }
         body += "<h2>Received today</h2>" + HTML.barChart(try await volumeToday(statuses.map(\.name)))

@@ -240,6 +240,47 @@ struct Browser {
         #expect(actions.map { "\($0.actor) \($0.action)" } == ["olivia alert.acknowledge"])
     }
 
+    /// A node gone for good is forgotten from the dashboard by an operator (audited, its alert
+    /// resolved); a live node is refused with the reason, a viewer may not, and the button is
+    /// only on a gone node.
+    @Test func anOperatorForgetsAGoneNodeFromTheConsole() async throws {
+        let fixture = try ConsoleFixture()
+        let now = Date()
+        for (name, expires) in [("node-a", now + 60), ("node-b", now - 5)] {
+            _ = try await fixture.catalog.heartbeat(ClusterNode(name: name, instance: name, startedAt: now - 600, heartbeatAt: expires - 60, expiresAt: expires))
+        }
+        try await fixture.application().test(.router) { client in
+            let token: HTTPFields = [.authorization: "Bearer \(ConsoleFixture.viewerToken)"]
+            try await client.execute(uri: "/api/v1/nodes/node-b/forget", method: .post, headers: token) { response in
+                #expect(response.status == .forbidden, "a viewer reads, does not forget")
+            }
+            var browser = Browser()
+            try await client.execute(uri: "/login", method: .get) { browser.take($0) }
+            let (loginHeaders, loginBody) = browser.form(["name": "olivia", "password": ConsoleFixture.operatorPassword])
+            try await client.execute(uri: "/login", method: .post, headers: loginHeaders, body: loginBody) { browser.take($0) }
+            try await client.execute(uri: "/", method: .get, headers: browser.headers) { response in
+                let page = String(buffer: response.body)
+                #expect(page.contains("action=\"/nodes/node-b/forget\""), "a gone node has the button")
+                #expect(!page.contains("/nodes/node-a/forget"), "a live node has none")
+                browser.take(response)
+            }
+            let (headers, body) = browser.form([:])
+            try await client.execute(uri: "/nodes/node-a/forget", method: .post, headers: headers, body: body) { response in
+                #expect(response.status == .conflict)
+                #expect(String(buffer: response.body).contains("node node-a is alive"))
+            }
+            try await client.execute(uri: "/nodes/node-b/forget", method: .post, headers: headers, body: body) { response in
+                #expect(response.status == .seeOther)
+            }
+            try await client.execute(uri: "/nodes/node-z/forget", method: .post, headers: headers, body: body) { response in
+                #expect(response.status == .notFound)
+            }
+        }
+        #expect(try await fixture.catalog.clusterNodes().map(\.name) == ["node-a"])
+        let actions = try await fixture.catalog.operatorActions(site: nil, transferId: nil, limit: 5)
+        #expect(actions.map { "\($0.actor) \($0.action) \($0.detail ?? "")" } == ["olivia node.forget node-b"])
+    }
+
     @Test func aFormWithoutItsSessionsCSRFTokenIsRefused() async throws {
         let fixture = try ConsoleFixture()
         try await fixture.application().test(.router) { client in
