@@ -50,12 +50,28 @@ public struct RecordedBefore: Sendable, Hashable {
     public var messageId: String
     /// The transfer the site's Message-ID is claimed by.
     public var transferId: String
+    /// The site has the item's UIDL recorded already, for another transfer than the one the
+    /// item replaces: another poller took this very message (two nodes polled the site at
+    /// once). It is recorded; the server may delete it, and there is nothing to take again.
+    public var uidlRecorded: Bool
 
-    public init(id: String, site: String, messageId: String, transferId: String) {
+    public init(id: String, site: String, messageId: String, transferId: String, uidlRecorded: Bool = false) {
         self.id = id
         self.site = site
         self.messageId = messageId
         self.transferId = transferId
+        self.uidlRecorded = uidlRecorded
+    }
+}
+
+/// A UIDL of a site.
+public struct SiteUIDL: Sendable, Hashable {
+    public var site: String
+    public var uidl: String
+
+    public init(site: String, uidl: String) {
+        self.site = site
+        self.uidl = uidl
     }
 }
 
@@ -90,6 +106,23 @@ public struct ReceivedBatchPlan: Sendable {
     /// twice when two nodes poll one site).
     public var claims: [(key: MessageClaimKey, transferId: String)] = []
     public var leftOut: [RecordedBefore] = []
+    /// The left-out items, in the order of `leftOut`.
+    private var leftOutItems: [ReceivedTransfer] = []
+
+    /// The left-out items' UIDLs: a store looks them up and gives ``noteRecordedUIDLs(_:)``
+    /// the transfer each one's row names.
+    public var leftOutUIDLs: [SiteUIDL] {
+        leftOutItems.compactMap { item in item.uidl.map { SiteUIDL(site: item.record.site, uidl: $0) } }
+    }
+
+    /// Marks the left-out items whose UIDL the site has for another transfer than the one they
+    /// replace (``RecordedBefore/uidlRecorded``). `rows`: the transfer each recorded UIDL names.
+    public mutating func noteRecordedUIDLs(_ rows: [SiteUIDL: String]) {
+        for (index, item) in leftOutItems.enumerated() {
+            guard let uidl = item.uidl, let named = rows[SiteUIDL(site: item.record.site, uidl: uidl)] else { continue }
+            leftOut[index].uidlRecorded = named != item.replacing
+        }
+    }
 
     /// The keys a store looks up before planning: those of the items that take part.
     public static func keys(of batch: [ReceivedTransfer]) -> [MessageClaimKey] {
@@ -102,16 +135,19 @@ public struct ReceivedBatchPlan: Sendable {
     public init(_ batch: [ReceivedTransfer], claimed: [MessageClaimKey: String]) {
         var claimants: [MessageClaimKey: TransferRecord] = [:]
         var order: [MessageClaimKey] = []
+        // A probe's message is stored whole, its siblings (if any) with it.
+        let probes = Set(batch.filter { $0.record.type == .probe }.compactMap(Self.key))
         for item in batch {
             guard let key = Self.key(item) else {
                 stored.append(item)
                 continue
             }
             if let earlier = claimed[key] {
-                if item.record.type == .probe {
+                if probes.contains(key) {
                     stored.append(item)
                 } else {
                     leftOut.append(RecordedBefore(id: item.record.id, site: key.site, messageId: key.messageId, transferId: earlier))
+                    leftOutItems.append(item)
                 }
                 continue
             }
@@ -160,8 +196,9 @@ public protocol TransferStore: Sendable {
     /// ``ReceivedBatchPlan``); the rest of
     /// the batch is stored, and the left-out items are returned. A claim made meanwhile by
     /// another caller throws like a UIDL clash. So a message that two nodes take (a lease that
-    /// broke) is recorded once: the poll that finds its message left out keeps it on the server
-    /// and takes it again as the DUPLICATE it is.
+    /// broke) is recorded once: the poll that finds its message left out with its UIDL recorded
+    /// (``RecordedBefore/uidlRecorded``) deletes it; one that finds a copy of a message recorded
+    /// before keeps it on the server and takes it again as the DUPLICATE it is.
     @discardableResult
     func commitReceived(_ batch: [ReceivedTransfer]) async throws -> [RecordedBefore]
     /// Stores an outbound transfer and the outbox entry that sends it, in one transaction. Throws

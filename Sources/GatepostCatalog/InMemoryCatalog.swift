@@ -120,7 +120,9 @@ public final class InMemoryCatalog: Catalog {
     public func commitReceived(_ batch: [ReceivedTransfer]) async throws -> [RecordedBefore] {
         try write { tables throws(ConstraintViolation) in
             let claimed = ReceivedBatchPlan.keys(of: batch).compactMap { key in tables.claims[key].map { (key, $0) } }
-            let plan = ReceivedBatchPlan(batch, claimed: Dictionary(claimed) { first, _ in first })
+            var plan = ReceivedBatchPlan(batch, claimed: Dictionary(claimed) { first, _ in first })
+            let rows = plan.leftOutUIDLs.compactMap { key in tables.retrieved[key.site]?[key.uidl].map { (key, $0.transferID) } }
+            plan.noteRecordedUIDLs(Dictionary(rows) { first, _ in first })
             for item in plan.stored {
                 let record = item.record
                 try tables.insert(record)

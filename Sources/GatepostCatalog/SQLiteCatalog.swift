@@ -634,7 +634,12 @@ public final class SQLiteCatalog: Catalog {
             for key in ReceivedBatchPlan.keys(of: batch) {
                 claimed[key] = try String.fetchOne(claim, arguments: [key.site, key.messageId])
             }
-            let plan = ReceivedBatchPlan(batch, claimed: claimed)
+            var plan = ReceivedBatchPlan(batch, claimed: claimed)
+            var rows: [SiteUIDL: String] = [:]
+            for key in plan.leftOutUIDLs {
+                rows[key] = try String.fetchOne(db, sql: "SELECT transferId FROM retrieved_message WHERE site = ? AND uidl = ?", arguments: [key.site, key.uidl])
+            }
+            plan.noteRecordedUIDLs(rows)
             for item in plan.stored {
                 let record = item.record
                 try StoredTransfer(record).insertFast(db)

@@ -22,7 +22,18 @@ extension PostgresCatalog {
                     claimed[MessageClaimKey(site: try row.value("site"), messageId: try row.value("message_id"))] = try row.value("transfer_id")
                 }
             }
-            let plan = ReceivedBatchPlan(batch, claimed: claimed)
+            var plan = ReceivedBatchPlan(batch, claimed: claimed)
+            let uidls = plan.leftOutUIDLs
+            if !uidls.isEmpty {
+                var rows: [SiteUIDL: String] = [:]
+                for row in try await connection.rows("""
+                    SELECT site, uidl, transfer_id FROM retrieved_message
+                    WHERE (site, uidl) IN (SELECT * FROM unnest(\(uidls.map(\.site))::text[], \(uidls.map(\.uidl))::text[]))
+                    """, logger) {
+                    rows[SiteUIDL(site: try row.value("site"), uidl: try row.value("uidl"))] = try row.value("transfer_id")
+                }
+                plan.noteRecordedUIDLs(rows)
+            }
             let stored = plan.stored
             // A statement per table for the whole batch, not per row: on PostgreSQL each
             // statement is a round trip, and rows one by one made the catalog most of a poll.

@@ -227,6 +227,26 @@ import Testing
         #expect(try await catalog.retrievedMessages(site: "acme")["u7"] == nil)
     }
 
+    /// Two pollers that took one message (a lease that broke): the second's item is left out
+    /// with its UIDL said to be recorded already, so that its poll deletes the message rather
+    /// than taking it again; a copy under a new UIDL, or under a UIDL the server reused (the
+    /// row names the transfer the item replaces), is left out to be taken again.
+    @Test(arguments: CatalogStore.allCases)
+    func aMessageAnotherPollerRecordedUnderItsUIDLIsSaidSo(_ store: CatalogStore) async throws {
+        let catalog = try await store.make()
+        try await catalog.commitReceived(F.inbound("T1", messageId: "m@x"), uidl: "u1")
+        try await catalog.commitReceived(F.inbound("T2", messageId: "n@x"), uidl: "u2")
+        let leftOut = try await catalog.commitReceived([
+            ReceivedTransfer(record: F.inbound("T3", messageId: "m@x", at: 1), uidl: "u1"),
+            ReceivedTransfer(record: F.inbound("T4", messageId: "m@x", at: 2), uidl: "u9"),
+            ReceivedTransfer(record: F.inbound("T5", messageId: "n@x", at: 3), uidl: "u2", replacing: "T2"),
+        ])
+        #expect(leftOut.map(\.id) == ["T3", "T4", "T5"])
+        #expect(leftOut.map(\.uidlRecorded) == [true, false, false])
+        #expect(try await catalog.retrievedMessages(site: "acme")["u1"]?.transferID == "T1")
+        #expect(try await catalog.retrievedMessages(site: "acme")["u2"]?.transferID == "T2")
+    }
+
     /// The message split into several transfers claims its Message-ID with the first; an
     /// outbound transfer claims nothing (a partner's message may quote its Message-ID).
     @Test(arguments: CatalogStore.allCases)

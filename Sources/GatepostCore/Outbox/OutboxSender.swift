@@ -119,19 +119,30 @@ public struct OutboxSender: Sendable {
     /// Sends what is due, of one site or all; one SMTP session per site.
     @discardableResult
     public func sendDue(site name: String? = nil, now: Date = Date()) async throws -> Summary {
-        var claimed: [OutboxEntry] = []
+        // `now` as it moves on while this run goes: a test's clock, advanced by the time taken.
+        let started = Date()
+        let clock = { now.addingTimeInterval(Date().timeIntervalSince(started)) }
+        var ours: [OutboxEntry] = []
         var takeOver = NodeTakeOver(catalog: catalog, node: node?.name)
         for entry in try await catalog.dueOutbox(site: name, at: now) {
             if let node, !entry.path.hasPrefix(node.root + "/") {
                 let holder = try await catalog.transfer(id: entry.transferId)?.node
                 guard await takeOver.includes(holder, file: entry.path) else { continue }
             }
-            if try await catalog.claimOutbox(entry.id, due: now, until: now.addingTimeInterval(Self.claimLease)) {
-                claimed.append(entry)
-            }
+            ours.append(entry)
         }
         var summary = Summary()
-        for (siteName, entries) in Dictionary(grouping: claimed, by: \.site).sorted(by: { $0.key < $1.key }) {
+        for (siteName, entries) in Dictionary(grouping: ours, by: \.site).sorted(by: { $0.key < $1.key }) {
+            // Claimed just before its site's session: claimed all at the start, the last of a
+            // long backlog (a dead node's, taken up) could see its claim end before its turn,
+            // and another node send it too.
+            let at = clock()
+            var claimed: [OutboxEntry] = []
+            for entry in entries where try await catalog.claimOutbox(entry.id, due: at, until: at.addingTimeInterval(Self.claimLease)) {
+                claimed.append(entry)
+            }
+            guard !claimed.isEmpty else { continue }
+            let entries = claimed
             guard let site = sites[siteName], let smtp = site.smtp else {
                 for entry in entries {
                     await fail(entry, error: "site \(siteName) has no smtp: settings", permanent: true, summary: &summary)

@@ -351,6 +351,7 @@ public struct PollJob: Sendable {
                         summary.records += message.siblings.map(\.record)
                         summary.bytes += message.listedSize ?? message.wireSize
                     }
+                    summary.alreadyRetrieved += committed.recordedElsewhere
                     progress?(site.name, summary.records.count, summary.bytes)
                     action = machine.batchCommitted(batch, leftOut: committed.leftOut)
                 } catch {
@@ -605,11 +606,13 @@ public struct PollJob: Sendable {
         }
     }
 
-    /// A batch's commit: the messages recorded, and those the catalog left out (by number):
-    /// recorded before under their Message-ID.
+    /// A batch's commit: the messages recorded, those the catalog left out (by number):
+    /// recorded before under their Message-ID, and how many of those another poller recorded
+    /// under the same UIDL (recorded: they may be deleted, and are not taken again).
     struct CommittedBatch: Sendable {
         var recorded: [StagedMessage]
         var leftOut: Set<Int>
+        var recordedElsewhere = 0
     }
 
     /// Makes a batch durable and commits it: its files written or moved to pending names in `in/`
@@ -658,15 +661,23 @@ public struct PollJob: Sendable {
         FailPoint.hit("poll.after-commit")
         var recorded: [StagedMessage] = []
         var leftOut: Set<Int> = []
+        var recordedElsewhere = 0
         for message in batch {
             if let earlier = recordedBefore[message.record.id] {
-                // Another poll of this site (on another node, or one this node's catalog
-                // lookups could not see) recorded it: nothing of it is kept this time.
+                // Recorded before (a copy a partner sent again, or this very message taken by
+                // another node polling the site at the same time): nothing of it is kept.
                 message.discardFiles(spool: spool, site: site.name)
-                leftOut.insert(message.entry.number)
-                logger.notice("already recorded; left on the server and retrieved again as a duplicate", metadata: [
-                    "uidl": "\(message.entry.value)", "messageId": "\(earlier.messageId)", "transfer": "\(earlier.transferId)",
-                ])
+                if earlier.uidlRecorded {
+                    recordedElsewhere += 1
+                    logger.notice("recorded meanwhile by another poller of the site", metadata: [
+                        "uidl": "\(message.entry.value)", "transfer": "\(earlier.transferId)",
+                    ])
+                } else {
+                    leftOut.insert(message.entry.number)
+                    logger.notice("already recorded; left on the server and retrieved again as a duplicate", metadata: [
+                        "uidl": "\(message.entry.value)", "messageId": "\(earlier.messageId)", "transfer": "\(earlier.transferId)",
+                    ])
+                }
                 continue
             }
             recorded.append(message)
@@ -686,7 +697,7 @@ public struct PollJob: Sendable {
                 "fileName": "\(message.record.fileName ?? "-")", "size": "\(message.record.size)", "uidl": "\(message.entry.value)",
             ])
         }
-        return CommittedBatch(recorded: recorded, leftOut: leftOut)
+        return CommittedBatch(recorded: recorded, leftOut: leftOut, recordedElsewhere: recordedElsewhere)
     }
 
     /// The MDN this message asked for, written to the spool's `out/` (fsynced) so that its outbox

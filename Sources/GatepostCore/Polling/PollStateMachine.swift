@@ -19,9 +19,9 @@ protocol PollStagedMessage: Sendable {
 /// - when the session fails, what was received whole is committed before the failure is
 ///   reported (it is not fetched again, and the next poll deletes it);
 /// - QUIT follows the last DELE's answer, and messages are marked deleted only after QUIT;
-/// - a message the catalog left out of its batch's commit (its Message-ID recorded before: see
-///   ``TransferStore/commitReceived(_:)``) is not deleted, and is retrieved once more in the
-///   same session, for the driver to record as what it is (a DUPLICATE).
+/// - a message the catalog left out of its batch's commit as a copy of one recorded before
+///   (see ``TransferStore/commitReceived(_:)``) is not deleted, and is retrieved once more in
+///   the same session, for the driver to record as what it is (a DUPLICATE).
 ///
 /// RETRs are pipelined when the server offers PIPELINING: up to `window` unanswered, refilled
 /// when half are answered, written in bursts (one write for several commands). Full batches

@@ -33,13 +33,17 @@ public struct Deliverer: Sendable {
     public var catalog: any Catalog
     public var logger: Logger
     /// With several nodes on one catalog: each delivery is claimed there first
-    /// (``TransferStore/claimDelivery(id:due:until:)``, for ``claimLease``), so that a
+    /// (``TransferStore/claimDelivery(id:due:until:)``, for ``claimLease(for:)``), so that a
     /// transfer two nodes could deliver (files on a file system both read) is delivered once.
     public var claimsDeliveries = false
 
     /// How long a claimed delivery is this process's: if it dies while delivering, another
-    /// node takes the transfer up after this. Longer than a delivery and its command take.
-    static let claimLease: TimeInterval = 600
+    /// node takes the transfer up after this. Longer than a delivery and its command take: 10
+    /// minutes, or the longest `command_timeout` and a minute more.
+    static func claimLease(for local: LocalSite) -> TimeInterval {
+        let longestCommand = local.applications.map { Double($0.commandTimeout.components.seconds) }.max() ?? 0
+        return max(600, longestCommand + 60)
+    }
 
     public init(local: LocalSite, catalog: any Catalog, logger: Logger) {
         self.local = local
@@ -60,6 +64,11 @@ public struct Deliverer: Sendable {
         sitesByName: [String: RemoteSite], now: Date = Date(), including: (TransferRecord) async -> Bool = { _ in true }
     ) async throws -> [DeliveryOutcome] {
         var outcomes: [DeliveryOutcome] = []
+        // `now` as it moves on while this run goes (a test's clock, advanced by the time
+        // taken): each claim is made when its delivery starts, not when the run did, or a
+        // long run's later claims would end before their deliveries.
+        let started = Date()
+        let lease = Self.claimLease(for: local)
         for record in try await catalog.transfersToDeliver(at: now) {
             guard await including(record) else { continue }
             // Every poll round delivers what is waiting; a transfer another round of this
@@ -67,7 +76,8 @@ public struct Deliverer: Sendable {
             guard Self.beginDelivering(record.id) else { continue }
             defer { Self.endDelivering(record.id) }
             let claim: (() async throws -> Bool)? = claimsDeliveries ? { [catalog] in
-                try await catalog.claimDelivery(id: record.id, due: now, until: now.addingTimeInterval(Self.claimLease))
+                let at = now.addingTimeInterval(Date().timeIntervalSince(started))
+                return try await catalog.claimDelivery(id: record.id, due: at, until: at.addingTimeInterval(lease))
             } : nil
             if let outcome = try await deliver(record, site: sitesByName[record.site], now: now, claim: claim) {
                 outcomes.append(outcome)
