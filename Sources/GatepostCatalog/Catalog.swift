@@ -229,7 +229,8 @@ public protocol TransferStore: Sendable {
     /// Takes the delivery of transfer `id` for the caller until `until`, if it is inbound,
     /// waits for delivery and is due at `due` (no attempt planned after `due`): true when
     /// taken. The claim is the transfer's next attempt (`transfersToDeliver(at:)` leaves it out
-    /// until then); the attempt's outcome replaces it. Nodes sharing a catalog claim each
+    /// until then): a retrying attempt's next try replaces it, a final outcome takes the
+    /// transfer out of the deliveries (the claim stays, unused). Nodes sharing a catalog claim each
     /// delivery, so that one transfer is delivered by one of them, and one that dies while
     /// delivering lets the transfer go at `until`.
     func claimDelivery(id: String, due: Date, until: Date) async throws -> Bool

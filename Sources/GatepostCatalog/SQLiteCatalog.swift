@@ -845,7 +845,7 @@ public final class SQLiteCatalog: Catalog {
     }
 
     public func transferID(site: String, messageSha256: String) async throws -> String? {
-        try lookUp(Self.firstInboundSQL(column: "messageSha256"), arguments: [site, messageSha256])
+        try lookUp(Self.firstBySha256SQL, arguments: [site, messageSha256])
     }
 
     static let claimSQL = "SELECT transferId FROM message_claim WHERE site = ? AND messageId = ?"
@@ -875,13 +875,12 @@ public final class SQLiteCatalog: Catalog {
     static let outboundByMessageIdSQL =
         "SELECT * FROM transfer WHERE direction = 'out' AND messageId = ? AND site = ? ORDER BY \(orderWithoutIndex)"
 
-    /// Named index (`transfer_site_messageId`, `transfer_site_messageSha256`): without
-    /// statistics the planner ties it with `transfer_direction_messageId`, and which one it
-    /// picked changed with an unrelated column added to the table.
-    static func firstInboundSQL(column: String) -> String {
-        "SELECT id FROM transfer INDEXED BY transfer_site_\(column) WHERE site = ? AND \(column) = ? AND direction = 'in' "
+    /// A message without a Message-ID, by its content. The index is named: without statistics
+    /// the planner tied it with another, and which one it picked changed with an unrelated
+    /// column added to the table.
+    static let firstBySha256SQL =
+        "SELECT id FROM transfer INDEXED BY transfer_site_messageSha256 WHERE site = ? AND messageSha256 = ? AND direction = 'in' "
             + "ORDER BY \(orderWithoutIndex) LIMIT 1"
-    }
 
     /// SQLite's plan for `sql`, for tests that hold lookups to their indexes.
     func queryPlan(_ sql: String, arguments: StatementArguments) throws -> String {

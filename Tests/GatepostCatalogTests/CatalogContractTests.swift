@@ -412,7 +412,11 @@ import Testing
         try await catalog.commitReceived(lookalike, uidl: "u1")
         #expect(try await catalog.probe(site: "acme", messageId: first.messageId)?.returnedAt == nil)
         let returned = F.inbound("T2", messageId: first.messageId, type: .probe, at: 20)
-        try await catalog.commitReceived(returned, uidl: "u2")
+        // Stored with a file split off it (a sibling), though T1 claimed the Message-ID.
+        let sibling = F.inbound("T2b", messageId: first.messageId, at: 20)
+        let leftOut = try await catalog.commitReceived([ReceivedTransfer(record: returned, uidl: "u2"), ReceivedTransfer(record: sibling, uidl: nil)])
+        #expect(leftOut.isEmpty)
+        #expect(try await catalog.transfer(id: "T2b") != nil, "a probe's sibling is stored with it")
         let probe = try #require(try await catalog.probe(site: "acme", messageId: first.messageId))
         #expect((probe.returnedAt, probe.transferId) == (F.epoch.addingTimeInterval(20), "T2"))
         #expect(try await catalog.transfer(id: "T2")?.type == .probe, "stored though its Message-ID was claimed by T1")

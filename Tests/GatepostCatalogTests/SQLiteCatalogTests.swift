@@ -48,7 +48,7 @@ import Testing
         let catalog = try SQLiteCatalog(path: try temporaryDirectory().appendingPathComponent("catalog.sqlite").path)
         let byMessageId = try catalog.queryPlan(SQLiteCatalog.claimSQL, arguments: ["acme", "m@x"])
         #expect(byMessageId.contains("message_claim USING PRIMARY KEY (site=? AND messageId=?)"), "\(byMessageId)")
-        let byHash = try catalog.queryPlan(SQLiteCatalog.firstInboundSQL(column: "messageSha256"), arguments: ["acme", "abc"])
+        let byHash = try catalog.queryPlan(SQLiteCatalog.firstBySha256SQL, arguments: ["acme", "abc"])
         #expect(byHash.contains("transfer_site_messageSha256 (site=? AND messageSha256=?)"), "\(byHash)")
         let outbound = try catalog.queryPlan(SQLiteCatalog.outboundByMessageIdSQL, arguments: ["m@x", "acme"])
         #expect(outbound.contains("messageId=?") && !outbound.contains("transfer_site_receivedAt"), "\(outbound)")

@@ -145,7 +145,7 @@ public enum AlertConditions {
         for node in snapshot.nodes where !node.isAlive(at: snapshot.now) {
             add(.nodeGone, site: nil, subject: node.name,
                 "node \(node.name) gone: no heartbeat since \(OperatorText.timestamp(node.heartbeatAt)); the other nodes poll its sites, "
-                    + "and what it received waits in its spool for it (or `catalog retry` on a node that reads that spool)")
+                    + "and deliver and acknowledge what it received where its spool reads here (else that waits for it)")
         }
 
         for arrival in snapshot.arrivals where !arrival.arrived && enabledNames.contains(arrival.site) {

@@ -28,7 +28,8 @@ public enum AlertKind: String, Sendable, Hashable, Codable, CaseIterable {
     /// A site's probe (`probe:`) that did not come back through the poll within its deadline.
     case probeMissing = "probe-missing"
     /// A node sharing the catalog whose heartbeat stopped without it leaving (killed, its
-    /// machine or network gone): its sites moved to the others, its received files wait for it.
+    /// machine or network gone): its sites moved to the others, which also take up its
+    /// deliveries and MDNs where its spool reads (else they wait for it).
     case nodeGone = "node-gone"
 }
 

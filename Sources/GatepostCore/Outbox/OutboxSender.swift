@@ -119,9 +119,7 @@ public struct OutboxSender: Sendable {
     /// Sends what is due, of one site or all; one SMTP session per site.
     @discardableResult
     public func sendDue(site name: String? = nil, now: Date = Date()) async throws -> Summary {
-        // `now` as it moves on while this run goes: a test's clock, advanced by the time taken.
-        let started = Date()
-        let clock = { now.addingTimeInterval(Date().timeIntervalSince(started)) }
+        let clock = RunClock(startingAt: now)
         var ours: [OutboxEntry] = []
         var takeOver = NodeTakeOver(catalog: catalog, node: node?.name)
         for entry in try await catalog.dueOutbox(site: name, at: now) {
@@ -136,7 +134,7 @@ public struct OutboxSender: Sendable {
             // Claimed just before its site's session: claimed all at the start, the last of a
             // long backlog (a dead node's, taken up) could see its claim end before its turn,
             // and another node send it too.
-            let at = clock()
+            let at = clock.now
             var claimed: [OutboxEntry] = []
             for entry in entries where try await catalog.claimOutbox(entry.id, due: at, until: at.addingTimeInterval(Self.claimLease)) {
                 claimed.append(entry)

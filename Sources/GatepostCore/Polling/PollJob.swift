@@ -674,7 +674,7 @@ public struct PollJob: Sendable {
                     ])
                 } else {
                     leftOut.insert(message.entry.number)
-                    logger.notice("already recorded; left on the server and retrieved again as a duplicate", metadata: [
+                    logger.notice("a copy of a message recorded before: left on the server, to be recorded as a duplicate", metadata: [
                         "uidl": "\(message.entry.value)", "messageId": "\(earlier.messageId)", "transfer": "\(earlier.transferId)",
                     ])
                 }

@@ -41,7 +41,7 @@ public struct Deliverer: Sendable {
     /// node takes the transfer up after this. Longer than a delivery and its command take: 10
     /// minutes, or the longest `command_timeout` and a minute more.
     static func claimLease(for local: LocalSite) -> TimeInterval {
-        let longestCommand = local.applications.map { Double($0.commandTimeout.components.seconds) }.max() ?? 0
+        let longestCommand = local.applications.map(\.commandTimeout.timeInterval).max() ?? 0
         return max(600, longestCommand + 60)
     }
 
@@ -64,10 +64,9 @@ public struct Deliverer: Sendable {
         sitesByName: [String: RemoteSite], now: Date = Date(), including: (TransferRecord) async -> Bool = { _ in true }
     ) async throws -> [DeliveryOutcome] {
         var outcomes: [DeliveryOutcome] = []
-        // `now` as it moves on while this run goes (a test's clock, advanced by the time
-        // taken): each claim is made when its delivery starts, not when the run did, or a
-        // long run's later claims would end before their deliveries.
-        let started = Date()
+        // Each claim is made when its delivery starts, not when the run did, or a long run's
+        // later claims would end before their deliveries.
+        let clock = RunClock(startingAt: now)
         let lease = Self.claimLease(for: local)
         for record in try await catalog.transfersToDeliver(at: now) {
             guard await including(record) else { continue }
@@ -76,7 +75,7 @@ public struct Deliverer: Sendable {
             guard Self.beginDelivering(record.id) else { continue }
             defer { Self.endDelivering(record.id) }
             let claim: (() async throws -> Bool)? = claimsDeliveries ? { [catalog] in
-                let at = now.addingTimeInterval(Date().timeIntervalSince(started))
+                let at = clock.now
                 return try await catalog.claimDelivery(id: record.id, due: at, until: at.addingTimeInterval(lease))
             } : nil
             if let outcome = try await deliver(record, site: sitesByName[record.site], now: now, claim: claim) {
